@@ -1,0 +1,1 @@
+//! Performance-assessment report model and renderers. Pure: no I/O, no clock.

@@ -1,0 +1,1 @@
+//! Rule files, PromQL evaluation, contracts, calendars and SLA arithmetic. Pure: no I/O, no clock.

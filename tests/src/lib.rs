@@ -1,0 +1,1 @@
+//! End-to-end test support: starting yunwei processes and talking to them.
