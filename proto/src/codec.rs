@@ -68,8 +68,15 @@ fn parse_json(json: &[u8]) -> Result<Batch, DecodeError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." { "body".to_string() } else { path };
-        DecodeError::Json { field, message: strip_position(&inner.to_string()) }
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        DecodeError::Json {
+            field,
+            message: strip_position(&inner.to_string()),
+        }
     })
 }
 
@@ -94,10 +101,23 @@ mod tests {
             interval_ms: 15_000,
             collected_at_ms: 1_700_000_000_000,
             age_ms: 12,
-            host: HostFacts { hostname: "web-01".into(), ..Default::default() },
+            host: HostFacts {
+                hostname: "web-01".into(),
+                ..Default::default()
+            },
             samples: vec![
-                Sample { name: "node_load1".into(), labels: Default::default(), value: 0.5, ts_ms: 1 },
-                Sample { name: "x".into(), labels: Default::default(), value: f64::INFINITY, ts_ms: 2 },
+                Sample {
+                    name: "node_load1".into(),
+                    labels: Default::default(),
+                    value: 0.5,
+                    ts_ms: 1,
+                },
+                Sample {
+                    name: "x".into(),
+                    labels: Default::default(),
+                    value: f64::INFINITY,
+                    ts_ms: 2,
+                },
             ],
             events: vec![Event::ProbeState {
                 probe: "portal".into(),
@@ -117,7 +137,8 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named_with_its_path() {
-        let json = br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
+        let json =
+            br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
             "host":{"hostname":"h","os":"","kernel":"","arch":"","agent_version":""},
             "samples":[{"name":"m","value":1,"ts_ms":0,"colour":"red"}]}"#;
         let err = decode_batch(&gzip(json), 1 << 20).unwrap_err();
@@ -127,7 +148,8 @@ mod tests {
 
     #[test]
     fn null_value_is_named_with_its_path() {
-        let json = br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
+        let json =
+            br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
             "host":{"hostname":"h","os":"","kernel":"","arch":"","agent_version":""},
             "samples":[{"name":"m","value":1,"ts_ms":0},{"name":"m","value":null,"ts_ms":0}]}"#;
         let err = decode_batch(&gzip(json), 1 << 20).unwrap_err();

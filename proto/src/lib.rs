@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use codec::{DecodeError, decode_batch, encode_batch, gzip, gunzip_limited};
-pub use validate::{FieldError, Limits, validate_batch, valid_label_name, valid_metric_name};
+pub use codec::{DecodeError, decode_batch, encode_batch, gunzip_limited, gzip};
+pub use validate::{FieldError, Limits, valid_label_name, valid_metric_name, validate_batch};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -42,7 +42,10 @@ pub struct FieldError {
 }
 
 fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, FieldError> {
-    Err(FieldError { field: field.into(), message: message.into() })
+    Err(FieldError {
+        field: field.into(),
+        message: message.into(),
+    })
 }
 
 /// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -67,7 +70,11 @@ fn check_labels(
     if labels.len() > limits.max_labels {
         return fail(
             field,
-            format!("{} labels exceed the limit of {}", labels.len(), limits.max_labels),
+            format!(
+                "{} labels exceed the limit of {}",
+                labels.len(),
+                limits.max_labels
+            ),
         );
     }
     for (name, value) in labels {
@@ -83,7 +90,10 @@ fn check_labels(
         if value.len() > limits.max_label_value_len {
             return fail(
                 format!("{field}.{name}"),
-                format!("label value longer than {} bytes", limits.max_label_value_len),
+                format!(
+                    "label value longer than {} bytes",
+                    limits.max_label_value_len
+                ),
             );
         }
     }
@@ -150,15 +160,25 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
     if batch.samples.len() > limits.max_samples {
         return fail(
             "samples",
-            format!("{} samples exceed the limit of {}", batch.samples.len(), limits.max_samples),
+            format!(
+                "{} samples exceed the limit of {}",
+                batch.samples.len(),
+                limits.max_samples
+            ),
         );
     }
     for (i, s) in batch.samples.iter().enumerate() {
         if !valid_metric_name(&s.name) {
-            return fail(format!("samples[{i}].name"), format!("invalid metric name {:?}", s.name));
+            return fail(
+                format!("samples[{i}].name"),
+                format!("invalid metric name {:?}", s.name),
+            );
         }
         if !s.value.is_finite() {
-            return fail(format!("samples[{i}].value"), format!("non-finite value {}", s.value));
+            return fail(
+                format!("samples[{i}].value"),
+                format!("non-finite value {}", s.value),
+            );
         }
         check_labels(&format!("samples[{i}].labels"), &s.labels, limits)?;
         check_ts(&format!("samples[{i}].ts_ms"), s.ts_ms, now_ms, limits)?;
@@ -166,12 +186,22 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
     if batch.events.len() > limits.max_events {
         return fail(
             "events",
-            format!("{} events exceed the limit of {}", batch.events.len(), limits.max_events),
+            format!(
+                "{} events exceed the limit of {}",
+                batch.events.len(),
+                limits.max_events
+            ),
         );
     }
     for (i, e) in batch.events.iter().enumerate() {
         match e {
-            Event::ProbeState { probe, labels, ts_ms, reason, .. } => {
+            Event::ProbeState {
+                probe,
+                labels,
+                ts_ms,
+                reason,
+                ..
+            } => {
                 if probe.is_empty() || probe.len() > 128 {
                     return fail(format!("events[{i}].probe"), "must be 1 to 128 bytes");
                 }
@@ -181,7 +211,12 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
                     return fail(format!("events[{i}].reason"), "longer than 1024 bytes");
                 }
             }
-            Event::SpoolGap { from_ms, to_ms, reason, .. } => {
+            Event::SpoolGap {
+                from_ms,
+                to_ms,
+                reason,
+                ..
+            } => {
                 if from_ms > to_ms {
                     return fail(format!("events[{i}].from_ms"), "after to_ms");
                 }
@@ -209,14 +244,22 @@ mod tests {
             interval_ms: 15_000,
             collected_at_ms: NOW,
             age_ms: 0,
-            host: HostFacts { hostname: "h".into(), ..Default::default() },
+            host: HostFacts {
+                hostname: "h".into(),
+                ..Default::default()
+            },
             samples,
             events: vec![],
         }
     }
 
     fn sample(value: f64, ts_ms: i64) -> Sample {
-        Sample { name: "m".into(), labels: Default::default(), value, ts_ms }
+        Sample {
+            name: "m".into(),
+            labels: Default::default(),
+            value,
+            ts_ms,
+        }
     }
 
     fn check(b: Batch, field: &str) {
@@ -231,10 +274,19 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_field() {
-        check(batch(vec![sample(1.0, NOW), sample(f64::NAN, NOW)]), "samples[1].value");
+        check(
+            batch(vec![sample(1.0, NOW), sample(f64::NAN, NOW)]),
+            "samples[1].value",
+        );
         // 2100-01-01T00:00:00Z
-        check(batch(vec![sample(1.0, 4_102_444_800_000)]), "samples[0].ts_ms");
-        check(batch(vec![sample(1.0, NOW - 30 * 86_400_000)]), "samples[0].ts_ms");
+        check(
+            batch(vec![sample(1.0, 4_102_444_800_000)]),
+            "samples[0].ts_ms",
+        );
+        check(
+            batch(vec![sample(1.0, NOW - 30 * 86_400_000)]),
+            "samples[0].ts_ms",
+        );
         let mut many = sample(1.0, NOW);
         many.labels = (0..10_000).map(|i| (format!("l{i}"), "v".into())).collect();
         check(batch(vec![many]), "samples[0].labels");

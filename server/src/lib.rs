@@ -1,1 +1,180 @@
-//! placeholder
+//! The yunwei server as a library: [`Server::bind`] opens the store and binds the listener,
+//! [`Server::run`] serves until the shutdown future completes. `main.rs` only parses the command
+//! line, so tests start the same server in-process on `127.0.0.1:0`.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod quickstart;
+pub mod selector;
+pub mod store;
+pub mod timeline;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::mpsc};
+
+use crate::{config::ServerConfig, ingest::WriterMsg, metrics::Metrics, store::Store};
+
+/// Milliseconds since the Unix epoch, from the server's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the server knows about a host between requests.
+#[derive(Debug, Clone)]
+pub struct HostLive {
+    pub hostname: String,
+    pub last_seen_ms: i64,
+    pub interval_ms: i64,
+}
+
+impl HostLive {
+    /// Up while no more than `missed` batches in a row are missing.
+    pub fn is_up(&self, now_ms: i64, missed: u32) -> bool {
+        now_ms - self.last_seen_ms <= i64::from(missed) * self.interval_ms
+    }
+}
+
+/// State shared by the handlers.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// token hash → agent id.
+    pub tokens: RwLock<HashMap<String, Arc<str>>>,
+    pub live: RwLock<HashMap<Arc<str>, HostLive>>,
+    pub writer: mpsc::Sender<WriterMsg>,
+    pub inflight: Mutex<HashMap<Arc<str>, usize>>,
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Opens and migrates the store, loads the caches, starts the writer and binds the listener.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        if !config.is_postgres() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        }
+        let store = Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
+            .await
+            .context("opening the store")?;
+        let metrics = Metrics::new().context("registering metrics")?;
+        let agents = store.agents().await.context("loading agents")?;
+        let tokens = agents
+            .iter()
+            .map(|a| (a.token_hash.clone(), Arc::from(a.agent_id.as_str())))
+            .collect();
+        let live = agents
+            .iter()
+            .filter_map(|a| {
+                a.last_seen_ms.map(|t| {
+                    (
+                        Arc::from(a.agent_id.as_str()),
+                        HostLive {
+                            hostname: a.hostname.clone(),
+                            last_seen_ms: t,
+                            interval_ms: a.interval_ms,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let state = Arc::new(AppState {
+            config,
+            store,
+            metrics,
+            tokens: RwLock::new(tokens),
+            live: RwLock::new(live),
+            writer: tx,
+            inflight: Mutex::new(HashMap::new()),
+        });
+        let writer = ingest::Writer::load(state.clone())
+            .await
+            .context("loading writer caches")?;
+        tokio::spawn(writer.run(rx));
+        Ok(Server { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests (every accepted
+    /// batch is committed and acknowledged) and closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let maintenance = tokio::spawn(maintenance_loop(state.clone()));
+        tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
+        axum::serve(self.listener, api::router(state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        maintenance.abort();
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+async fn maintenance_loop(state: Arc<AppState>) {
+    let every = Duration::from_secs(state.config.retention.run_every_secs.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = ingest::maintenance_pass(&state, now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
+        }
+    }
+}
+
+/// Completes on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,1 +1,126 @@
-fn main() {}
+//! `yunwei-server`: command-line entry point. The program lives in the library.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use yunwei_server::config::{Overrides, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "yunwei-server",
+    version,
+    about = "yunwei O&M monitoring and SLA assessment server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// YAML configuration file (see server/server.example.yaml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
+    /// Run the server on SQLite with a local agent reporting to it.
+    Quickstart {
+        /// Address to listen on.
+        #[arg(long, default_value = yunwei_server::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Where to keep the database and the agent's state.
+        #[arg(long, default_value = yunwei_server::quickstart::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Seconds between the local agent's batches.
+        #[arg(long, default_value_t = 5)]
+        agent_interval_secs: u64,
+    },
+    /// Validate a configuration file without starting anything.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct OverrideArgs {
+    /// Listen address (default 127.0.0.1:9470).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (the SQLite file lives here).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl From<OverrideArgs> for Overrides {
+    fn from(a: OverrideArgs) -> Overrides {
+        Overrides {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            database_url: a.database_url,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("yunwei-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve { config, overrides } => {
+            let overrides = overrides.into();
+            let config = match config {
+                Some(path) => ServerConfig::load(&path, &overrides),
+                None => ServerConfig::from_overrides(&overrides),
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            rt.block_on(async {
+                let server = yunwei_server::Server::bind(config).await?;
+                server.run(yunwei_server::shutdown_signal()).await
+            })?;
+        }
+        Command::Quickstart {
+            listen,
+            data_dir,
+            agent_interval_secs,
+        } => {
+            rt.block_on(yunwei_server::quickstart::run(
+                Some(listen),
+                Some(data_dir),
+                agent_interval_secs,
+                yunwei_server::shutdown_signal(),
+            ))?;
+        }
+        Command::Check { config } => match ServerConfig::load(&config, &Overrides::default()) {
+            Ok(_) => println!("{}: ok", config.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,395 @@
+//! Server configuration: a YAML file parsed strictly (unknown keys are errors that name
+//! `file:line:col`), then validated into [`ServerConfig`]. Command-line flags override the file.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to `<data_dir>/yunwei.db`.
+    pub database_url: String,
+    /// Secret a new agent presents to enroll; enrollment is disabled when `None`.
+    pub enrollment_secret: Option<String>,
+    pub ingest: IngestConfig,
+    pub retention: RetentionConfig,
+    pub limits: yunwei_proto::Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Largest accepted request body (compressed), bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted body after decompression, bytes.
+    pub max_decompressed_bytes: usize,
+    /// Distinct series one agent may create.
+    pub max_series_per_agent: usize,
+    /// Batches waiting for the writer before the server answers 503.
+    pub queue_batches: usize,
+    /// Batches one agent may have waiting before the server answers 429.
+    pub max_inflight_per_agent: usize,
+    /// A host (or probe) is unknown after this many missed batches.
+    pub unknown_after_missed_batches: u32,
+    /// `FULL` makes every acknowledged batch survive power loss; `NORMAL` survives a process
+    /// crash only. SQLite only.
+    pub sqlite_synchronous_full: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub raw_hours: u32,
+    pub rollup_days: u32,
+    pub interval_days: u32,
+    pub event_days: u32,
+    pub run_every_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 1 << 20,
+            max_decompressed_bytes: 8 << 20,
+            max_series_per_agent: 20_000,
+            queue_batches: 2_048,
+            max_inflight_per_agent: 8,
+            unknown_after_missed_batches: 3,
+            sqlite_synchronous_full: true,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            raw_hours: 48,
+            rollup_days: 400,
+            interval_days: 400,
+            event_days: 400,
+            run_every_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    enrollment_secret: Option<String>,
+    #[serde(default)]
+    ingest: RawIngest,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    max_body_bytes: Option<usize>,
+    max_decompressed_bytes: Option<usize>,
+    max_series_per_agent: Option<usize>,
+    queue_batches: Option<usize>,
+    max_inflight_per_agent: Option<usize>,
+    unknown_after_missed_batches: Option<u32>,
+    sqlite_synchronous: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    raw_hours: Option<u32>,
+    rollup_days: Option<u32>,
+    interval_days: Option<u32>,
+    event_days: Option<u32>,
+    run_every_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_samples_per_batch: Option<usize>,
+    max_labels: Option<usize>,
+    max_label_value_len: Option<usize>,
+    max_future_secs: Option<i64>,
+    max_backfill_hours: Option<i64>,
+}
+
+/// Values given on the command line; each overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+/// Every problem found in a config file, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ServerConfig {
+    /// The configuration with no file: defaults plus overrides.
+    pub fn from_overrides(o: &Overrides) -> Result<ServerConfig, ConfigError> {
+        validate(RawConfig::default(), "<defaults>", Path::new("."), o)
+    }
+
+    /// Parses and validates `text`, read from `origin` (used in messages).
+    pub fn parse(text: &str, origin: &str, o: &Overrides) -> Result<ServerConfig, ConfigError> {
+        let base = Path::new(origin).parent().unwrap_or(Path::new("."));
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let at = e
+                    .location()
+                    .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
+                    .unwrap_or_else(|| origin.to_string());
+                ConfigError(vec![format!("{at}: {}", strip_location(&e.to_string()))])
+            })?
+        };
+        validate(raw, origin, base, o)
+    }
+
+    pub fn load(path: &Path, o: &Overrides) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        Self::parse(&text, &path.display().to_string(), o)
+    }
+
+    /// True when the store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+    }
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    origin: &str,
+    base: &Path,
+    o: &Overrides,
+) -> Result<ServerConfig, ConfigError> {
+    let mut errs = Vec::new();
+    let mut err = |field: &str, msg: String| errs.push(format!("{origin}: {field}: {msg}"));
+
+    let listen = match (&o.listen, &raw.listen) {
+        (Some(a), _) => *a,
+        (None, Some(s)) => s.parse().unwrap_or_else(|e| {
+            err("listen", format!("{s:?} is not an address:port ({e})"));
+            DEFAULT_LISTEN.parse().unwrap()
+        }),
+        (None, None) => DEFAULT_LISTEN.parse().unwrap(),
+    };
+    let data_dir = o
+        .data_dir
+        .clone()
+        .or_else(|| {
+            raw.data_dir
+                .map(|d| if d.is_relative() { base.join(d) } else { d })
+        })
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let database_url = o
+        .database_url
+        .clone()
+        .or(raw.database_url)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("yunwei.db").display()));
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        err(
+            "database_url",
+            "must start with sqlite:, postgres:// or postgresql://".into(),
+        );
+    }
+    if let Some(s) = &raw.enrollment_secret
+        && s.len() < 16
+    {
+        err("enrollment_secret", "must be at least 16 characters".into());
+    }
+
+    let d = IngestConfig::default();
+    let i = raw.ingest;
+    let synchronous_full = match i.sqlite_synchronous.as_deref() {
+        None | Some("full") | Some("FULL") => true,
+        Some("normal") | Some("NORMAL") => false,
+        Some(other) => {
+            err(
+                "ingest.sqlite_synchronous",
+                format!("{other:?} is not full or normal"),
+            );
+            true
+        }
+    };
+    let ingest = IngestConfig {
+        max_body_bytes: i.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_decompressed_bytes: i.max_decompressed_bytes.unwrap_or(d.max_decompressed_bytes),
+        max_series_per_agent: i.max_series_per_agent.unwrap_or(d.max_series_per_agent),
+        queue_batches: i.queue_batches.unwrap_or(d.queue_batches),
+        max_inflight_per_agent: i.max_inflight_per_agent.unwrap_or(d.max_inflight_per_agent),
+        unknown_after_missed_batches: i
+            .unknown_after_missed_batches
+            .unwrap_or(d.unknown_after_missed_batches),
+        sqlite_synchronous_full: synchronous_full,
+    };
+    for (name, v) in [
+        ("ingest.max_body_bytes", ingest.max_body_bytes),
+        (
+            "ingest.max_decompressed_bytes",
+            ingest.max_decompressed_bytes,
+        ),
+        ("ingest.max_series_per_agent", ingest.max_series_per_agent),
+        ("ingest.queue_batches", ingest.queue_batches),
+        (
+            "ingest.max_inflight_per_agent",
+            ingest.max_inflight_per_agent,
+        ),
+        (
+            "ingest.unknown_after_missed_batches",
+            ingest.unknown_after_missed_batches as usize,
+        ),
+    ] {
+        if v == 0 {
+            err(name, "must be greater than 0".into());
+        }
+    }
+
+    let d = RetentionConfig::default();
+    let r = raw.retention;
+    let retention = RetentionConfig {
+        raw_hours: r.raw_hours.unwrap_or(d.raw_hours),
+        rollup_days: r.rollup_days.unwrap_or(d.rollup_days),
+        interval_days: r.interval_days.unwrap_or(d.interval_days),
+        event_days: r.event_days.unwrap_or(d.event_days),
+        run_every_secs: r.run_every_secs.unwrap_or(d.run_every_secs),
+    };
+    if retention.raw_hours < 2 {
+        err("retention.raw_hours", "must be at least 2".into());
+    }
+    for (name, v) in [
+        ("retention.rollup_days", retention.rollup_days),
+        ("retention.interval_days", retention.interval_days),
+    ] {
+        if v < 400 {
+            err(
+                name,
+                "must be at least 400: reports need a year of evidence".into(),
+            );
+        }
+    }
+    if retention.event_days < 180 {
+        err("retention.event_days", "must be at least 180".into());
+    }
+
+    let dl = yunwei_proto::Limits::default();
+    let l = raw.limits;
+    let limits = yunwei_proto::Limits {
+        max_samples: l.max_samples_per_batch.unwrap_or(dl.max_samples),
+        max_labels: l.max_labels.unwrap_or(dl.max_labels),
+        max_label_value_len: l.max_label_value_len.unwrap_or(dl.max_label_value_len),
+        max_future_ms: l.max_future_secs.map_or(dl.max_future_ms, |s| s * 1000),
+        max_age_ms: l
+            .max_backfill_hours
+            .map_or(dl.max_age_ms, |h| h * 3_600_000),
+        ..dl
+    };
+    if limits.max_age_ms <= 0 || limits.max_future_ms < 0 {
+        err(
+            "limits",
+            "max_backfill_hours must be positive and max_future_secs not negative".into(),
+        );
+    }
+
+    if errs.is_empty() {
+        Ok(ServerConfig {
+            listen,
+            data_dir,
+            database_url,
+            enrollment_secret: raw.enrollment_secret,
+            ingest,
+            retention,
+            limits,
+        })
+    } else {
+        Err(ConfigError(errs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::parse(text, "server.yaml", &Overrides::default())
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let c = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server/server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.retention.raw_hours, 48);
+    }
+
+    #[test]
+    fn empty_file_equals_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!(c.retention, RetentionConfig::default());
+        assert_eq!(c.limits, yunwei_proto::Limits::default());
+        assert!(c.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let e = parse("listen: 127.0.0.1:1\ningest:\n  queue_batchez: 3\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("server.yaml:3:3: ingest: unknown field `queue_batchez`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn all_value_errors_are_collected() {
+        let e = parse("listen: nowhere\nretention:\n  rollup_days: 30\n").unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(e.0[0].contains("listen"), "{e}");
+        assert!(e.0[1].contains("retention.rollup_days"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            database_url: Some("postgres://x@127.0.0.1/db".into()),
+            ..Default::default()
+        };
+        let c = ServerConfig::parse("listen: 127.0.0.1:2\n", "s.yaml", &o).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert!(c.is_postgres());
+    }
+}

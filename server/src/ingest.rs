@@ -1,0 +1,1229 @@
+//! Ingest: `POST /api/v1/ingest` and `POST /api/v1/enroll`, and the single writer task.
+//!
+//! Handlers authenticate, decode and validate a batch, then hand it to the writer through a
+//! bounded queue (full queue: 503, too many batches in flight for one agent: 429, both with
+//! `Retry-After`). The writer drains whatever is queued into one transaction (group commit),
+//! and answers each handler only after that transaction committed, so an acknowledged batch is
+//! durable. Deduplication is on `(agent_id, seq)`: the batch row's primary key, plus a per-agent
+//! watermark for batches already pruned from the raw window.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Instant,
+};
+
+use axum::{
+    body::Bytes,
+    extract::{State as AxState, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::Json,
+};
+use sha2::{Digest, Sha256};
+use sqlx::{Any, AnyConnection, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+use yunwei_proto::{Ack, Batch, EnrollRequest, EnrollResponse, Event, HostFacts};
+
+use crate::{
+    AppState, HostLive,
+    api::ApiError,
+    now_ms,
+    store::{AgentRow, HOUR_MS, Rollup, Store, blob, labels_to_json},
+    timeline::{self, Span, State},
+};
+
+/// Samples and events of one batch must lie within this distance of its `collected_at_ms`;
+/// it bounds the range scanned when the raw window is read by time.
+pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
+
+/// Most batches committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// Status-interval kinds.
+pub const KIND_HOST: &str = "host";
+pub const KIND_PROBE: &str = "probe";
+
+/// Messages the writer task handles, in order.
+pub enum WriterMsg {
+    Ingest(Box<IngestJob>),
+    /// Replace one hour's rollups, if the hour was not dirtied again since `version` was read.
+    Rollup {
+        hour_ms: i64,
+        version: i64,
+        rollups: Vec<Rollup>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Delete data past its retention.
+    Retention {
+        now_ms: i64,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+}
+
+pub struct IngestJob {
+    agent_id: Arc<str>,
+    batch: Batch,
+    received_ms: i64,
+    reply: oneshot::Sender<Result<Ack, ApiError>>,
+}
+
+/// SHA-256 of a bearer token, hex; only this is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn reject(state: &AppState, e: ApiError) -> ApiError {
+    state
+        .metrics
+        .ingest_rejected
+        .with_label_values(&[e.kind])
+        .inc();
+    e
+}
+
+/// `POST /api/v1/ingest`.
+pub async fn ingest(
+    AxState(state): AxState<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Ack>, ApiError> {
+    let received_ms = now_ms();
+    let agent_id = authenticate(&state, &headers).map_err(|e| reject(&state, e))?;
+    check_headers(&headers).map_err(|e| reject(&state, e))?;
+    let body = body.map_err(|e| {
+        reject(
+            &state,
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "request body exceeds the limit of {} bytes",
+                        state.config.ingest.max_body_bytes
+                    ),
+                )
+                .field("body")
+            } else {
+                ApiError::bad_request("body_unreadable", e.body_text()).field("body")
+            },
+        )
+    })?;
+    let max = state.config.ingest.max_decompressed_bytes;
+    let batch = yunwei_proto::decode_batch(&body, max).map_err(|e| {
+        let err = match &e {
+            yunwei_proto::DecodeError::Compression(_) => {
+                ApiError::bad_request("compression", e.to_string()).field("body")
+            }
+            yunwei_proto::DecodeError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "decompressed_too_large",
+                e.to_string(),
+            )
+            .field("body"),
+            yunwei_proto::DecodeError::Json { field, message } => {
+                let kind = if message.contains("unknown field") {
+                    "unknown_field"
+                } else {
+                    "schema"
+                };
+                ApiError::bad_request(kind, message.clone()).field(field)
+            }
+        };
+        reject(&state, err)
+    })?;
+    yunwei_proto::validate_batch(&batch, &state.config.limits, received_ms)
+        .and_then(|()| check_span(&batch))
+        .map_err(|e| {
+            let kind = if e.field == "version" {
+                "version"
+            } else {
+                "invalid_value"
+            };
+            reject(
+                &state,
+                ApiError::bad_request(kind, e.message).field(e.field),
+            )
+        })?;
+    if *batch.agent_id != *agent_id {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "agent_mismatch",
+                "the token belongs to another agent",
+            )
+            .field("agent_id"),
+        ));
+    }
+    let _slot = InflightSlot::take(&state, &agent_id).map_err(|e| reject(&state, e))?;
+    let (reply, rx) = oneshot::channel();
+    let job = IngestJob {
+        agent_id,
+        batch,
+        received_ms,
+        reply,
+    };
+    state
+        .writer
+        .try_send(WriterMsg::Ingest(Box::new(job)))
+        .map_err(|e| {
+            reject(
+                &state,
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        ApiError::overloaded("ingest queue is full", 5)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        ApiError::unavailable("server is shutting down")
+                    }
+                },
+            )
+        })?;
+    state.metrics.ingest_queue.inc();
+    let ack = rx
+        .await
+        .map_err(|_| ApiError::unavailable("writer stopped"))??;
+    Ok(Json(ack))
+}
+
+/// Counts batches per agent between the handler and the writer's reply.
+struct InflightSlot {
+    state: Arc<AppState>,
+    agent: Arc<str>,
+}
+
+impl InflightSlot {
+    fn take(state: &Arc<AppState>, agent: &Arc<str>) -> Result<InflightSlot, ApiError> {
+        let mut map = state.inflight.lock().expect("inflight lock");
+        let n = map.entry(agent.clone()).or_insert(0);
+        if *n >= state.config.ingest.max_inflight_per_agent {
+            return Err(ApiError::too_many(
+                "too many batches in flight for this agent",
+                1,
+            ));
+        }
+        *n += 1;
+        Ok(InflightSlot {
+            state: state.clone(),
+            agent: agent.clone(),
+        })
+    }
+}
+
+impl Drop for InflightSlot {
+    fn drop(&mut self) {
+        let mut map = self.state.inflight.lock().expect("inflight lock");
+        if let Some(n) = map.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.agent);
+            }
+        }
+    }
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+    let unauthorized = |m: &str| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m.to_string())
+            .field("authorization")
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("missing bearer token"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| unauthorized("expected a bearer token"))?;
+    state
+        .tokens
+        .read()
+        .expect("tokens lock")
+        .get(&token_hash(token.trim()))
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown token"))
+}
+
+fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = ct.split(';').map(str::trim);
+    if parts.next() != Some("application/vnd.yunwei.batch+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            format!("expected {}", yunwei_proto::CONTENT_TYPE),
+        )
+        .field("content-type"));
+    }
+    let version = parts.find_map(|p| p.strip_prefix("version=")).unwrap_or("");
+    if version != yunwei_proto::PROTOCOL_VERSION.to_string() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "version",
+            format!(
+                "unsupported protocol version {version:?} (this server speaks {})",
+                yunwei_proto::PROTOCOL_VERSION
+            ),
+        )
+        .field("content-type"));
+    }
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !enc.eq_ignore_ascii_case(yunwei_proto::CONTENT_ENCODING) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_encoding",
+            "expected Content-Encoding: gzip",
+        )
+        .field("content-encoding"));
+    }
+    Ok(())
+}
+
+fn check_span(b: &Batch) -> Result<(), yunwei_proto::FieldError> {
+    let far = |ts: i64| (ts - b.collected_at_ms).abs() > MAX_BATCH_SPAN_MS;
+    let err = |field: String| yunwei_proto::FieldError {
+        field,
+        message: "more than 1 h away from collected_at_ms".into(),
+    };
+    if let Some(i) = b.samples.iter().position(|s| far(s.ts_ms)) {
+        return Err(err(format!("samples[{i}].ts_ms")));
+    }
+    if let Some(i) = b
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::ProbeState { ts_ms, .. } if far(*ts_ms)))
+    {
+        return Err(err(format!("events[{i}].ts_ms")));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/enroll`: a new agent presenting the enrollment secret gets an id and a token.
+pub async fn enroll(
+    AxState(state): AxState<Arc<AppState>>,
+    body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        reject(
+            &state,
+            ApiError::bad_request("schema", e.body_text()).field("body"),
+        )
+    })?;
+    let Some(secret) = &state.config.enrollment_secret else {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "enrollment_disabled",
+                "enrollment is disabled on this server",
+            ),
+        ));
+    };
+    if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong enrollment secret",
+            )
+            .field("secret"),
+        ));
+    }
+    if req.host.hostname.is_empty() || req.host.hostname.len() > 255 {
+        return Err(reject(
+            &state,
+            ApiError::bad_request("invalid_value", "must be 1 to 255 bytes").field("host.hostname"),
+        ));
+    }
+    let agent_id = format!("a{}", random_hex(8));
+    let token = random_hex(32);
+    let row = AgentRow {
+        agent_id: agent_id.clone(),
+        token_hash: token_hash(&token),
+        enrolled_ms: now_ms(),
+        hostname: req.host.hostname.clone(),
+        os: req.host.os.clone(),
+        kernel: req.host.kernel.clone(),
+        arch: req.host.arch.clone(),
+        agent_version: req.host.agent_version.clone(),
+        labels: req.host.labels.clone(),
+        first_seen_ms: None,
+        last_seen_ms: None,
+        last_seq: 0,
+        interval_ms: 15_000,
+        pruned_seq: 0,
+    };
+    state
+        .store
+        .insert_agent(&row)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .tokens
+        .write()
+        .expect("tokens lock")
+        .insert(row.token_hash.clone(), agent_id.as_str().into());
+    tracing::info!(agent = %agent_id, hostname = %row.hostname, "agent enrolled");
+    Ok(Json(EnrollResponse { agent_id, token }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+// ---- the writer -----------------------------------------------------------------------------
+
+/// What the writer remembers of an agent between batches.
+struct AgentMem {
+    pruned_seq: i64,
+    facts: HostFacts,
+    first_seen_ms: Option<i64>,
+}
+
+type SeriesKey = (Arc<str>, String, BTreeMap<String, String>);
+
+/// The writer task's state. Caches are reloaded from the store after a failed transaction.
+pub struct Writer {
+    state: Arc<AppState>,
+    agents: HashMap<Arc<str>, AgentMem>,
+    /// hash of (agent, name, labels) → candidates; collisions are resolved by comparison.
+    series: HashMap<u64, Vec<(SeriesKey, i64)>>,
+    series_per_agent: HashMap<Arc<str>, usize>,
+    /// Latest span per (kind, subject).
+    last_span: HashMap<(&'static str, String), Span>,
+}
+
+fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u64 {
+    let mut h = DefaultHasher::new();
+    agent.hash(&mut h);
+    name.hash(&mut h);
+    labels.hash(&mut h);
+    h.finish()
+}
+
+/// Undo log for the caches, applied when a transaction fails.
+#[derive(Default)]
+struct Undo {
+    series: Vec<(u64, Arc<str>)>,
+    spans: Vec<(&'static str, String)>,
+}
+
+impl Writer {
+    pub async fn load(state: Arc<AppState>) -> anyhow::Result<Writer> {
+        let mut w = Writer {
+            state,
+            agents: HashMap::new(),
+            series: HashMap::new(),
+            series_per_agent: HashMap::new(),
+            last_span: HashMap::new(),
+        };
+        w.reload().await?;
+        Ok(w)
+    }
+
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let store = &self.state.store;
+        self.agents.clear();
+        for a in store.agents().await? {
+            self.agents
+                .insert(a.agent_id.as_str().into(), agent_mem(&a));
+        }
+        self.series.clear();
+        self.series_per_agent.clear();
+        for s in store.all_series().await? {
+            let agent: Arc<str> = s.agent_id.as_str().into();
+            let h = series_hash(&agent, &s.name, &s.labels);
+            *self.series_per_agent.entry(agent.clone()).or_default() += 1;
+            self.series
+                .entry(h)
+                .or_default()
+                .push(((agent, s.name, s.labels), s.id));
+        }
+        self.last_span.clear();
+        Ok(())
+    }
+
+    /// Runs until every sender is dropped.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                WriterMsg::Ingest(job) => {
+                    let mut group = vec![*job];
+                    let mut deferred = Vec::new();
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(WriterMsg::Ingest(j)) => group.push(*j),
+                            Ok(other) => {
+                                deferred.push(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.state.metrics.ingest_queue.sub(group.len() as i64);
+                    self.commit_group(group).await;
+                    for m in deferred {
+                        self.handle_other(m).await;
+                    }
+                }
+                other => self.handle_other(other).await,
+            }
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    async fn handle_other(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Ingest(_) => unreachable!("ingest jobs are grouped by run"),
+            WriterMsg::Rollup {
+                hour_ms,
+                version,
+                rollups,
+                reply,
+            } => {
+                let r = write_rollups(&self.state.store, hour_ms, version, &rollups).await;
+                let done = match r {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(hour_ms, error = %e, "writing rollups failed");
+                        false
+                    }
+                };
+                if done {
+                    self.state.metrics.rollup_hours.inc();
+                }
+                let _ = reply.send(done);
+            }
+            WriterMsg::Retention { now_ms, reply } => {
+                let r = self.retention(now_ms).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn commit_group(&mut self, group: Vec<IngestJob>) {
+        let started = Instant::now();
+        let mut undo = Undo::default();
+        let mut results: Vec<Result<(Ack, bool), ApiError>> = Vec::with_capacity(group.len());
+        let outcome = async {
+            let mut tx = self.state.store.begin().await?;
+            let mut dirty = BTreeSet::new();
+            for job in &group {
+                results.push(self.apply(&mut tx, job, &mut dirty, &mut undo).await?);
+            }
+            for hour in &dirty {
+                sqlx::query(
+                    "INSERT INTO rollup_dirty (hour_ms, version) VALUES ($1, 1) \
+                     ON CONFLICT (hour_ms) DO UPDATE SET version = rollup_dirty.version + 1",
+                )
+                .bind(*hour)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        let state = self.state.clone();
+        let m = &state.metrics;
+        m.ingest_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.ingest_group_batches.observe(group.len() as f64);
+        match outcome {
+            Ok(()) => {
+                for (job, result) in group.into_iter().zip(results) {
+                    let result = result.map(|(ack, stored)| {
+                        if stored {
+                            self.after_commit(&job);
+                            m.ingest_batches.with_label_values(&["stored"]).inc();
+                            m.ingest_samples.inc_by(ack.samples);
+                        } else {
+                            m.ingest_batches.with_label_values(&["duplicate"]).inc();
+                        }
+                        ack
+                    });
+                    if let Err(e) = &result {
+                        m.ingest_rejected.with_label_values(&[e.kind]).inc();
+                    }
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), batches = group.len(), "ingest transaction failed");
+                m.ingest_rejected
+                    .with_label_values(&["store_error"])
+                    .inc_by(group.len() as u64);
+                for (h, agent) in undo.series {
+                    self.series.remove(&h);
+                    self.series_per_agent.remove(&agent);
+                }
+                for key in undo.spans {
+                    self.last_span.remove(&key);
+                }
+                if let Err(e) = self.reload().await {
+                    tracing::error!(error = %format!("{e:#}"), "reloading writer caches failed");
+                }
+                for job in group {
+                    let _ = job.reply.send(Err(ApiError::unavailable(
+                        "storage is unavailable, retry later",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Writes one batch inside the group's transaction. `Ok(Err(..))` rejects this batch only.
+    async fn apply(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        job: &IngestJob,
+        dirty: &mut BTreeSet<i64>,
+        undo: &mut Undo,
+    ) -> anyhow::Result<Result<(Ack, bool), ApiError>> {
+        let b = &job.batch;
+        let agent = &job.agent_id;
+        let seq = b.seq as i64;
+        let dup = Ok((
+            Ack {
+                seq: b.seq,
+                duplicate: true,
+                samples: 0,
+            },
+            false,
+        ));
+        if !self.agents.contains_key(agent) {
+            match self.state.store.agent(agent).await? {
+                Some(a) => {
+                    self.agents.insert(agent.clone(), agent_mem(&a));
+                }
+                None => {
+                    return Ok(Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "unknown agent",
+                    )
+                    .field("agent_id")));
+                }
+            }
+        }
+        if seq <= self.agents[agent].pruned_seq {
+            return Ok(dup);
+        }
+
+        // Resolve series ids; refuse the batch before writing anything if it would exceed the
+        // per-agent series limit.
+        let mut ids = Vec::with_capacity(b.samples.len());
+        let mut missing = Vec::new();
+        for (i, s) in b.samples.iter().enumerate() {
+            let h = series_hash(agent, &s.name, &s.labels);
+            let id = self.series.get(&h).and_then(|c| {
+                c.iter()
+                    .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
+                    .map(|(_, id)| *id)
+            });
+            ids.push(id.unwrap_or(-1));
+            if id.is_none() {
+                missing.push((i, h));
+            }
+        }
+        let have = self.series_per_agent.get(agent).copied().unwrap_or(0);
+        let mut distinct_missing: Vec<u64> = missing.iter().map(|(_, h)| *h).collect();
+        distinct_missing.sort_unstable();
+        distinct_missing.dedup();
+        let limit = self.state.config.ingest.max_series_per_agent;
+        if have + distinct_missing.len() > limit {
+            let (i, _) = missing[limit.saturating_sub(have).min(missing.len() - 1)];
+            return Ok(Err(ApiError::bad_request(
+                "series_limit",
+                format!("the agent would exceed its limit of {limit} series"),
+            )
+            .field(format!("samples[{i}]"))));
+        }
+        for (i, h) in missing {
+            let s = &b.samples[i];
+            let existing = self.series.get(&h).and_then(|c| {
+                c.iter()
+                    .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
+                    .map(|(_, id)| *id)
+            });
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let id = insert_series(tx, agent, &s.name, &s.labels, job.received_ms).await?;
+                    self.series
+                        .entry(h)
+                        .or_default()
+                        .push(((agent.clone(), s.name.clone(), s.labels.clone()), id));
+                    *self.series_per_agent.entry(agent.clone()).or_default() += 1;
+                    undo.series.push((h, agent.clone()));
+                    id
+                }
+            };
+            ids[i] = id;
+        }
+
+        let raw: Vec<blob::RawSample> = b
+            .samples
+            .iter()
+            .zip(&ids)
+            .map(|(s, &series_id)| blob::RawSample {
+                series_id,
+                ts_ms: s.ts_ms,
+                value: s.value,
+            })
+            .collect();
+        let (min_ts, max_ts) = raw
+            .iter()
+            .fold((b.collected_at_ms, b.collected_at_ms), |(lo, hi), s| {
+                (lo.min(s.ts_ms), hi.max(s.ts_ms))
+            });
+        let inserted = sqlx::query(
+            "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_id, seq) DO NOTHING",
+        )
+        .bind(&**agent)
+        .bind(seq)
+        .bind(job.received_ms)
+        .bind(min_ts)
+        .bind(max_ts)
+        .bind(raw.len() as i64)
+        .bind(blob::encode(&raw))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(dup);
+        }
+        for s in &raw {
+            dirty.insert(s.ts_ms.div_euclid(HOUR_MS) * HOUR_MS);
+        }
+
+        // Inventory.
+        let mem = &self.agents[agent];
+        let facts_changed = mem.facts != b.host;
+        sqlx::query(
+            "UPDATE agents SET last_seen_ms = CASE WHEN last_seen_ms IS NULL OR last_seen_ms < $1 THEN $1 ELSE last_seen_ms END, \
+             first_seen_ms = COALESCE(first_seen_ms, $1), \
+             last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END, interval_ms = $3 WHERE agent_id = $4",
+        )
+        .bind(job.received_ms)
+        .bind(seq)
+        .bind(b.interval_ms as i64)
+        .bind(&**agent)
+        .execute(&mut **tx)
+        .await?;
+        if facts_changed {
+            sqlx::query(
+                "UPDATE agents SET hostname = $1, os = $2, kernel = $3, arch = $4, agent_version = $5, labels = $6 \
+                 WHERE agent_id = $7",
+            )
+            .bind(&b.host.hostname)
+            .bind(&b.host.os)
+            .bind(&b.host.kernel)
+            .bind(&b.host.arch)
+            .bind(&b.host.agent_version)
+            .bind(labels_to_json(&b.host.labels))
+            .bind(&**agent)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        // Status intervals. The heartbeat is placed with the server's clock and the agent's
+        // monotonic age, so a wrong agent wall clock cannot move it; probe results are shifted
+        // by the same offset.
+        let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
+        let validity = b.interval_ms as i64;
+        let age = (b.age_ms as i64).min(self.state.config.limits.max_age_ms);
+        let observed = job.received_ms - age;
+        let offset = observed - b.collected_at_ms;
+        self.observe(
+            tx,
+            undo,
+            KIND_HOST,
+            agent.to_string(),
+            observed,
+            State::Up,
+            validity,
+            missed,
+        )
+        .await?;
+        for s in &b.samples {
+            if s.name == "probe_success"
+                && let Some(probe) = s.labels.get("probe")
+            {
+                let st = if s.value > 0.5 {
+                    State::Up
+                } else {
+                    State::Down
+                };
+                self.observe(
+                    tx,
+                    undo,
+                    KIND_PROBE,
+                    format!("{agent}/{probe}"),
+                    s.ts_ms + offset,
+                    st,
+                    validity,
+                    missed,
+                )
+                .await?;
+            }
+        }
+        for e in &b.events {
+            let (kind, subject, ts, detail) = match e {
+                Event::ProbeState {
+                    probe, up, ts_ms, ..
+                } => {
+                    let st = if *up { State::Up } else { State::Down };
+                    self.observe(
+                        tx,
+                        undo,
+                        KIND_PROBE,
+                        format!("{agent}/{probe}"),
+                        ts_ms + offset,
+                        st,
+                        validity,
+                        missed,
+                    )
+                    .await?;
+                    (
+                        "probe_state",
+                        probe.clone(),
+                        ts_ms + offset,
+                        serde_json::to_string(e)?,
+                    )
+                }
+                Event::SpoolGap {
+                    dropped_batches,
+                    from_ms,
+                    ..
+                } => {
+                    self.state
+                        .metrics
+                        .spool_gap_batches
+                        .inc_by(*dropped_batches);
+                    tracing::warn!(agent = %agent, dropped_batches, "agent reported a spool gap");
+                    (
+                        "spool_gap",
+                        String::new(),
+                        from_ms + offset,
+                        serde_json::to_string(e)?,
+                    )
+                }
+            };
+            sqlx::query(
+                "INSERT INTO events (agent_id, kind, subject, ts_ms, received_ms, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&**agent)
+            .bind(kind)
+            .bind(subject)
+            .bind(ts)
+            .bind(job.received_ms)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(Ok((
+            Ack {
+                seq: b.seq,
+                duplicate: false,
+                samples: b.samples.len() as u64,
+            },
+            true,
+        )))
+    }
+
+    fn after_commit(&mut self, job: &IngestJob) {
+        let b = &job.batch;
+        if let Some(mem) = self.agents.get_mut(&job.agent_id) {
+            mem.facts = b.host.clone();
+            mem.first_seen_ms.get_or_insert(job.received_ms);
+        }
+        let mut live = self.state.live.write().expect("live lock");
+        let entry = live
+            .entry(job.agent_id.clone())
+            .or_insert_with(|| HostLive {
+                hostname: b.host.hostname.clone(),
+                last_seen_ms: job.received_ms,
+                interval_ms: b.interval_ms as i64,
+            });
+        entry.hostname.clone_from(&b.host.hostname);
+        entry.last_seen_ms = entry.last_seen_ms.max(job.received_ms);
+        entry.interval_ms = b.interval_ms as i64;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn observe(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        undo: &mut Undo,
+        kind: &'static str,
+        subject: String,
+        t: i64,
+        state: State,
+        validity: i64,
+        missed: i64,
+    ) -> anyhow::Result<()> {
+        let key = (kind, subject);
+        if !self.last_span.contains_key(&key) {
+            let row = sqlx::query(
+                "SELECT id, state, start_ms, end_ms FROM status_intervals WHERE kind = $1 AND subject = $2 \
+                 ORDER BY start_ms DESC LIMIT 1",
+            )
+            .bind(kind)
+            .bind(&key.1)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(r) = row {
+                self.last_span
+                    .insert(key.clone(), crate::store::span_from_row(&r));
+            }
+        }
+        let last = self.last_span.get(&key).copied();
+        let before: Vec<Span> = match last {
+            None => Vec::new(),
+            Some(l) if t >= l.start => vec![l],
+            Some(_) => {
+                let reach = timeline::reach(validity, missed);
+                sqlx::query(
+                    "SELECT id, state, start_ms, end_ms FROM status_intervals WHERE kind = $1 AND subject = $2 \
+                     AND end_ms >= $3 AND start_ms <= $4 ORDER BY start_ms",
+                )
+                .bind(kind)
+                .bind(&key.1)
+                .bind(t - reach)
+                .bind(t + reach)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(crate::store::span_from_row)
+                .collect()
+            }
+        };
+        let mut window = before.clone();
+        timeline::observe(&mut window, t, state, validity, missed);
+        if window == before {
+            return Ok(());
+        }
+        undo.spans.push(key.clone());
+        for old in &before {
+            if !window.iter().any(|w| w.id == old.id) {
+                sqlx::query("DELETE FROM status_intervals WHERE id = $1")
+                    .bind(old.id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        for w in &mut window {
+            match w.id {
+                Some(id) => {
+                    if before.iter().find(|o| o.id == Some(id)) != Some(w) {
+                        sqlx::query("UPDATE status_intervals SET state = $1, start_ms = $2, end_ms = $3 WHERE id = $4")
+                            .bind(w.state.as_str())
+                            .bind(w.start)
+                            .bind(w.end)
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                None => {
+                    let id: i64 = sqlx::query(
+                        "INSERT INTO status_intervals (kind, subject, state, start_ms, end_ms) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    )
+                    .bind(kind)
+                    .bind(&key.1)
+                    .bind(w.state.as_str())
+                    .bind(w.start)
+                    .bind(w.end)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .get(0);
+                    w.id = Some(id);
+                }
+            }
+        }
+        // Keep the cache on the latest span of the subject.
+        let newest = window.last().copied();
+        match (last, newest) {
+            (Some(l), Some(n)) if n.start >= l.start || window.iter().any(|w| w.id == l.id) => {
+                let keep = if n.start >= l.start {
+                    n
+                } else {
+                    *window.iter().find(|w| w.id == l.id).unwrap()
+                };
+                self.last_span.insert(key, keep);
+            }
+            (Some(_), _) => {
+                self.last_span.remove(&key);
+            }
+            (None, Some(n)) => {
+                self.last_span.insert(key, n);
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Deletes data past retention. Raw batches are deleted only once their hours are rolled
+    /// up; the per-agent watermark keeps deduplicating pruned sequence numbers.
+    async fn retention(&mut self, now: i64) -> anyhow::Result<()> {
+        let r = &self.state.config.retention;
+        let raw_cutoff = now - i64::from(r.raw_hours) * HOUR_MS;
+        let day = 24 * HOUR_MS;
+        let mut tx = self.state.store.begin().await?;
+        let prunable = "max_ts < $1 AND NOT EXISTS (SELECT 1 FROM rollup_dirty d \
+                        WHERE d.hour_ms >= batches.min_ts - 3600000 AND d.hour_ms <= batches.max_ts)";
+        let marks = sqlx::query(&format!(
+            "SELECT agent_id, MAX(seq) FROM batches WHERE {prunable} GROUP BY agent_id"
+        ))
+        .bind(raw_cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut mark_updates = Vec::new();
+        for m in &marks {
+            let agent: String = m.get(0);
+            let seq: i64 = m.get(1);
+            sqlx::query(
+                "UPDATE agents SET pruned_seq = $1 WHERE agent_id = $2 AND pruned_seq < $1",
+            )
+            .bind(seq)
+            .bind(&agent)
+            .execute(&mut *tx)
+            .await?;
+            mark_updates.push((agent, seq));
+        }
+        let mut deleted = Vec::new();
+        let raw = sqlx::query(&format!("DELETE FROM batches WHERE {prunable}"))
+            .bind(raw_cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        deleted.push(("raw_batches", raw));
+        for (what, sql, cutoff) in [
+            (
+                "rollups",
+                "DELETE FROM rollups WHERE hour_ms < $1",
+                now - i64::from(r.rollup_days) * day,
+            ),
+            (
+                "status_intervals",
+                "DELETE FROM status_intervals WHERE end_ms < $1",
+                now - i64::from(r.interval_days) * day,
+            ),
+            (
+                "events",
+                "DELETE FROM events WHERE ts_ms < $1",
+                now - i64::from(r.event_days) * day,
+            ),
+        ] {
+            let n = sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            deleted.push((what, n));
+        }
+        tx.commit().await?;
+        for (agent, seq) in mark_updates {
+            if let Some(mem) = self.agents.get_mut(agent.as_str()) {
+                mem.pruned_seq = mem.pruned_seq.max(seq);
+            }
+        }
+        // Spans may have been deleted under the cache.
+        self.last_span.clear();
+        for (what, n) in deleted {
+            self.state
+                .metrics
+                .retention_deleted
+                .with_label_values(&[what])
+                .inc_by(n);
+        }
+        Ok(())
+    }
+}
+
+fn agent_mem(a: &AgentRow) -> AgentMem {
+    AgentMem {
+        pruned_seq: a.pruned_seq,
+        facts: HostFacts {
+            hostname: a.hostname.clone(),
+            os: a.os.clone(),
+            kernel: a.kernel.clone(),
+            arch: a.arch.clone(),
+            agent_version: a.agent_version.clone(),
+            labels: a.labels.clone(),
+        },
+        first_seen_ms: a.first_seen_ms,
+    }
+}
+
+async fn insert_series(
+    conn: &mut AnyConnection,
+    agent: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    now: i64,
+) -> sqlx::Result<i64> {
+    let json = labels_to_json(labels);
+    let row = sqlx::query(
+        "INSERT INTO series (agent_id, name, labels, created_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (agent_id, name, labels) DO NOTHING RETURNING id",
+    )
+    .bind(agent)
+    .bind(name)
+    .bind(&json)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => {
+            sqlx::query("SELECT id FROM series WHERE agent_id = $1 AND name = $2 AND labels = $3")
+                .bind(agent)
+                .bind(name)
+                .bind(&json)
+                .fetch_one(&mut *conn)
+                .await
+                .map(|r| r.get(0))
+        }
+    }
+}
+
+/// Replaces one hour's rollups if the hour is still at `version`.
+async fn write_rollups(
+    store: &Store,
+    hour_ms: i64,
+    version: i64,
+    rollups: &[Rollup],
+) -> anyhow::Result<bool> {
+    let mut tx = store.begin().await?;
+    let cleared = sqlx::query("DELETE FROM rollup_dirty WHERE hour_ms = $1 AND version = $2")
+        .bind(hour_ms)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if cleared == 0 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM rollups WHERE hour_ms = $1")
+        .bind(hour_ms)
+        .execute(&mut *tx)
+        .await?;
+    for chunk in rollups.chunks(1000) {
+        let mut sql = String::from(
+            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.series_id)
+                .bind(r.hour_ms)
+                .bind(r.min)
+                .bind(r.max)
+                .bind(r.sum)
+                .bind(r.count)
+                .bind(r.last);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Computes the rollups of one hour from the raw window. Duplicate (series, timestamp) pairs
+/// count once, so the result depends only on what is stored.
+pub async fn compute_rollups(store: &Store, hour_ms: i64) -> sqlx::Result<Vec<Rollup>> {
+    let mut samples = Vec::new();
+    store
+        .raw_samples_in_hour(hour_ms, |s| samples.push(s))
+        .await?;
+    samples.sort_by_key(|s| (s.series_id, s.ts_ms));
+    samples.dedup_by(|a, b| a.series_id == b.series_id && a.ts_ms == b.ts_ms);
+    let mut out: Vec<Rollup> = Vec::new();
+    for s in samples {
+        match out.last_mut() {
+            Some(r) if r.series_id == s.series_id => {
+                r.min = r.min.min(s.value);
+                r.max = r.max.max(s.value);
+                r.sum += s.value;
+                r.count += 1;
+                r.last = s.value;
+            }
+            _ => out.push(Rollup {
+                series_id: s.series_id,
+                hour_ms,
+                min: s.value,
+                max: s.value,
+                sum: s.value,
+                count: 1,
+                last: s.value,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// One maintenance pass: roll up every closed dirty hour, then apply retention.
+pub async fn maintenance_pass(state: &AppState, now: i64) -> anyhow::Result<()> {
+    // An hour is rolled up once it has been closed for two minutes; later backfill dirties it
+    // again and it is recomputed.
+    for (hour_ms, version) in state.store.dirty_hours(now - 120_000).await? {
+        let rollups = compute_rollups(&state.store, hour_ms).await?;
+        let (reply, rx) = oneshot::channel();
+        state
+            .writer
+            .send(WriterMsg::Rollup {
+                hour_ms,
+                version,
+                rollups,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("writer stopped"))?;
+        rx.await?;
+    }
+    let (reply, rx) = oneshot::channel();
+    state
+        .writer
+        .send(WriterMsg::Retention { now_ms: now, reply })
+        .await
+        .map_err(|_| anyhow::anyhow!("writer stopped"))?;
+    rx.await?
+}

@@ -1,0 +1,163 @@
+//! The server's own metrics (`yunwei_*`), declared in one place and registered in a registry
+//! passed down explicitly. Labels come from bounded sets only: result, error kind, route, and
+//! host identity for the fleet gauges.
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub ingest_batches: IntCounterVec,
+    pub ingest_samples: IntCounter,
+    pub ingest_rejected: IntCounterVec,
+    pub ingest_commit_seconds: Histogram,
+    pub ingest_group_batches: Histogram,
+    pub ingest_queue: IntGauge,
+    pub spool_gap_batches: IntCounter,
+    pub http_requests: IntCounterVec,
+    pub rollup_hours: IntCounter,
+    pub retention_deleted: IntCounterVec,
+    pub host_up: GaugeVec,
+    pub host_last_batch_age: GaugeVec,
+    pub hosts: IntGaugeVec,
+    pub build_info: Gauge,
+}
+
+/// Every rejection kind, so each counter series exists from the start (at zero).
+pub const REJECT_KINDS: &[&str] = &[
+    "unauthorized",
+    "agent_mismatch",
+    "content_type",
+    "content_encoding",
+    "version",
+    "body_too_large",
+    "body_unreadable",
+    "compression",
+    "decompressed_too_large",
+    "unknown_field",
+    "schema",
+    "invalid_value",
+    "series_limit",
+    "overloaded",
+    "too_many_requests",
+    "unavailable",
+    "store_error",
+    "enrollment_disabled",
+];
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let m = Metrics {
+            ingest_batches: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_ingest_batches_total",
+                    "Batches accepted, by result (stored or duplicate).",
+                ),
+                &["result"],
+            )?,
+            ingest_samples: IntCounter::new("yunwei_ingest_samples_total", "Samples stored.")?,
+            ingest_rejected: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_ingest_rejected_total",
+                    "Ingest and enrollment requests rejected, by reason.",
+                ),
+                &["reason"],
+            )?,
+            ingest_commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "yunwei_ingest_commit_duration_seconds",
+                    "Time to write and commit one group of batches.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )?,
+            ingest_group_batches: Histogram::with_opts(
+                HistogramOpts::new(
+                    "yunwei_ingest_commit_group_batches",
+                    "Batches per committed transaction.",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )?,
+            ingest_queue: IntGauge::new(
+                "yunwei_ingest_queue_batches",
+                "Batches waiting for the writer.",
+            )?,
+            spool_gap_batches: IntCounter::new(
+                "yunwei_ingest_spool_gap_batches_total",
+                "Batches agents reported as dropped from their spool.",
+            )?,
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_http_requests_total",
+                    "HTTP requests, by route template and status code.",
+                ),
+                &["route", "code"],
+            )?,
+            rollup_hours: IntCounter::new(
+                "yunwei_store_rollup_hours_total",
+                "Hourly rollups (re)computed.",
+            )?,
+            retention_deleted: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_store_retention_deleted_total",
+                    "Rows deleted by retention, by kind.",
+                ),
+                &["kind"],
+            )?,
+            host_up: GaugeVec::new(
+                Opts::new(
+                    "yunwei_host_up",
+                    "1 when the host's agent reported within its allowed missed batches.",
+                ),
+                &["agent_id", "hostname"],
+            )?,
+            host_last_batch_age: GaugeVec::new(
+                Opts::new(
+                    "yunwei_host_last_batch_age_seconds",
+                    "Seconds since the host's last batch arrived.",
+                ),
+                &["agent_id", "hostname"],
+            )?,
+            hosts: IntGaugeVec::new(
+                Opts::new("yunwei_hosts", "Enrolled hosts by current state."),
+                &["state"],
+            )?,
+            build_info: Gauge::with_opts(
+                Opts::new("yunwei_build_info", "Build information; always 1.")
+                    .const_label("version", env!("CARGO_PKG_VERSION")),
+            )?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.ingest_batches.clone()))?;
+        r.register(Box::new(m.ingest_samples.clone()))?;
+        r.register(Box::new(m.ingest_rejected.clone()))?;
+        r.register(Box::new(m.ingest_commit_seconds.clone()))?;
+        r.register(Box::new(m.ingest_group_batches.clone()))?;
+        r.register(Box::new(m.ingest_queue.clone()))?;
+        r.register(Box::new(m.spool_gap_batches.clone()))?;
+        r.register(Box::new(m.http_requests.clone()))?;
+        r.register(Box::new(m.rollup_hours.clone()))?;
+        r.register(Box::new(m.retention_deleted.clone()))?;
+        r.register(Box::new(m.host_up.clone()))?;
+        r.register(Box::new(m.host_last_batch_age.clone()))?;
+        r.register(Box::new(m.hosts.clone()))?;
+        r.register(Box::new(m.build_info.clone()))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        m.build_info.set(1.0);
+        for k in REJECT_KINDS {
+            m.ingest_rejected.with_label_values(&[k]);
+        }
+        for r in ["stored", "duplicate"] {
+            m.ingest_batches.with_label_values(&[r]);
+        }
+        Ok(m)
+    }
+}

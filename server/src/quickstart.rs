@@ -1,0 +1,106 @@
+//! `yunwei-server quickstart`: the server on SQLite under a local data directory, with a local
+//! agent enrolled and reporting to it, so a newcomer sees live data at once.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context;
+
+use crate::{
+    Server,
+    config::{Overrides, ServerConfig},
+};
+
+/// Where quickstart keeps its data when `--data-dir` is not given.
+pub const DEFAULT_DATA_DIR: &str = ".yunwei-data";
+
+/// Reads the enrollment secret kept in the data dir, creating it on first use.
+fn enrollment_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("enrollment.secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if s.len() >= 16 {
+            return Ok(s);
+        }
+    }
+    use rand::RngCore;
+    let mut buf = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    let secret = hex::encode(buf);
+    std::fs::write(&path, format!("{secret}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret)
+}
+
+/// Runs the server and a local agent until `shutdown` completes.
+pub async fn run(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    agent_interval_secs: u64,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let mut config = ServerConfig::from_overrides(&Overrides {
+        listen,
+        data_dir: Some(data_dir.clone()),
+        database_url: None,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.enrollment_secret = Some(enrollment_secret(&data_dir)?);
+    let db = config.database_url.clone();
+    let server = Server::bind(config.clone()).await?;
+    let addr = server.local_addr();
+
+    let agent_yaml = format!(
+        "server_url: http://{addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
+         labels:\n  system: quickstart\n  environment: demo\n",
+        secret = config.enrollment_secret.as_deref().unwrap_or_default(),
+        state = data_dir.join("agent").display(),
+    );
+    let agent_config =
+        yunwei_agent::config::parse_config(&agent_yaml, "<quickstart agent>", &data_dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("agent".into())
+            .spawn(move || yunwei_agent::run(agent_config, stop))?
+    };
+
+    println!(
+        "\nyunwei quickstart is running (server + local agent reporting every {agent_interval_secs} s)\n\n  \
+         data:     {data} (store: {db})\n  \
+         hosts:    http://{addr}/api/v1/hosts\n  \
+         series:   http://{addr}/api/v1/series?match=node_load1\n  \
+         metrics:  http://{addr}/metrics\n  \
+         health:   http://{addr}/readyz\n\n\
+         Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
+        data = data_dir.display(),
+    );
+
+    let result = server.run(shutdown).await;
+    stop.store(true, Ordering::SeqCst);
+    match agent.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "local agent stopped with an error")
+        }
+        Err(_) => tracing::error!("local agent panicked"),
+    }
+    result
+}

@@ -1,0 +1,562 @@
+//! The store: one interface over SQLite (embedded default, WAL) and PostgreSQL, through sqlx's
+//! `Any` driver so both run the same SQL. Where the dialects differ (DDL), each has its own
+//! migration files. Only the ingest writer writes samples; everything else reads.
+//!
+//! What is kept: the agent inventory, series, the raw window (one row per batch, see [`blob`]),
+//! hourly rollups, status intervals and agent events.
+
+pub mod blob;
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    AnyConnection, AnyPool, Row,
+    any::{AnyPoolOptions, AnyRow},
+};
+
+use crate::timeline::{Span, State};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Milliseconds in an hour; rollups are per series per UTC hour.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// An enrolled agent and the host it reports for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub token_hash: String,
+    pub enrolled_ms: i64,
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub first_seen_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+    pub last_seq: i64,
+    pub interval_ms: i64,
+    pub pruned_seq: i64,
+}
+
+/// A series: the agent that owns it, its metric name and its own labels (host labels are
+/// attached when it is read, so a relabelled host keeps its history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub id: i64,
+    pub agent_id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One hourly rollup.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rollup {
+    pub series_id: i64,
+    pub hour_ms: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: i64,
+    pub last: f64,
+}
+
+/// A stored agent event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRow {
+    pub agent_id: String,
+    pub kind: String,
+    pub subject: String,
+    pub ts_ms: i64,
+    pub received_ms: i64,
+    pub detail: serde_json::Value,
+}
+
+fn labels_from_json(s: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Canonical JSON of a label set (keys sorted), used as the series identity.
+pub fn labels_to_json(l: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(l).expect("string maps serialize")
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str, sqlite_synchronous_full: bool) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or(path);
+                if let Some(dir) = Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Backend::Postgres => url.to_string(),
+        };
+        let synchronous = if sqlite_synchronous_full {
+            "PRAGMA synchronous=FULL"
+        } else {
+            "PRAGMA synchronous=NORMAL"
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        for pragma in [
+                            "PRAGMA journal_mode=WAL",
+                            synchronous,
+                            "PRAGMA busy_timeout=10000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&url)))?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies missing migrations, each in its own transaction.
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            // Several replicas may start at once.
+            sqlx::query("SELECT pg_advisory_lock(947001)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(947001)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        let list = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        for (version, sql) in list {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("applying migration {version}"))?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
+                .bind(version)
+                .bind(crate::now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        self.pool.begin().await
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    pub async fn insert_agent(&self, a: &AgentRow) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO agents (agent_id, token_hash, enrolled_ms, hostname, os, kernel, arch, \
+             agent_version, labels, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&a.agent_id)
+        .bind(&a.token_hash)
+        .bind(a.enrolled_ms)
+        .bind(&a.hostname)
+        .bind(&a.os)
+        .bind(&a.kernel)
+        .bind(&a.arch)
+        .bind(&a.agent_version)
+        .bind(labels_to_json(&a.labels))
+        .bind(a.interval_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn agents(&self) -> sqlx::Result<Vec<AgentRow>> {
+        let rows = sqlx::query(
+            "SELECT agent_id, token_hash, enrolled_ms, hostname, os, kernel, arch, agent_version, \
+             labels, first_seen_ms, last_seen_ms, last_seq, interval_ms, pruned_seq \
+             FROM agents ORDER BY hostname, agent_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(agent_from_row).collect())
+    }
+
+    pub async fn agent(&self, agent_id: &str) -> sqlx::Result<Option<AgentRow>> {
+        let row = sqlx::query(
+            "SELECT agent_id, token_hash, enrolled_ms, hostname, os, kernel, arch, agent_version, \
+             labels, first_seen_ms, last_seen_ms, last_seq, interval_ms, pruned_seq \
+             FROM agents WHERE agent_id = $1",
+        )
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(agent_from_row))
+    }
+
+    // ---- series -------------------------------------------------------------------------
+
+    pub async fn all_series(&self) -> sqlx::Result<Vec<SeriesRow>> {
+        let rows = sqlx::query("SELECT id, agent_id, name, labels FROM series ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(series_from_row).collect())
+    }
+
+    pub async fn series_named(&self, name: &str) -> sqlx::Result<Vec<SeriesRow>> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, name, labels FROM series WHERE name = $1 ORDER BY id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(series_from_row).collect())
+    }
+
+    pub async fn series_count(&self, agent_id: &str) -> sqlx::Result<i64> {
+        sqlx::query("SELECT COUNT(*) FROM series WHERE agent_id = $1")
+            .bind(agent_id)
+            .fetch_one(&self.pool)
+            .await
+            .map(|r| r.get::<i64, _>(0))
+    }
+
+    // ---- raw window and rollups ---------------------------------------------------------
+
+    /// Raw samples of `agent_id` with `from <= ts <= to`, passed to `f`.
+    pub async fn raw_samples(
+        &self,
+        agent_id: &str,
+        from: i64,
+        to: i64,
+        mut f: impl FnMut(blob::RawSample),
+    ) -> sqlx::Result<()> {
+        let rows = sqlx::query(
+            "SELECT data FROM batches WHERE agent_id = $1 AND min_ts >= $2 AND min_ts <= $3 AND max_ts >= $4",
+        )
+        .bind(agent_id)
+        .bind(from - crate::ingest::MAX_BATCH_SPAN_MS)
+        .bind(to)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let data: Vec<u8> = row.get(0);
+            let ok = blob::decode(&data, |s| {
+                if s.ts_ms >= from && s.ts_ms <= to {
+                    f(s)
+                }
+            });
+            if ok.is_none() {
+                tracing::error!(agent = agent_id, "corrupt raw batch skipped");
+            }
+        }
+        Ok(())
+    }
+
+    /// Every raw sample in `[hour, hour + 1h)`, for computing that hour's rollups.
+    pub async fn raw_samples_in_hour(
+        &self,
+        hour_ms: i64,
+        mut f: impl FnMut(blob::RawSample),
+    ) -> sqlx::Result<()> {
+        let rows = sqlx::query(
+            "SELECT data FROM batches WHERE min_ts >= $1 AND min_ts < $2 AND max_ts >= $3",
+        )
+        .bind(hour_ms - crate::ingest::MAX_BATCH_SPAN_MS)
+        .bind(hour_ms + HOUR_MS)
+        .bind(hour_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let data: Vec<u8> = row.get(0);
+            let ok = blob::decode(&data, |s| {
+                if s.ts_ms >= hour_ms && s.ts_ms < hour_ms + HOUR_MS {
+                    f(s)
+                }
+            });
+            if ok.is_none() {
+                tracing::error!(hour_ms, "corrupt raw batch skipped in rollup");
+            }
+        }
+        Ok(())
+    }
+
+    /// Dirty hours (with their versions) that closed before `before_ms`.
+    pub async fn dirty_hours(&self, before_ms: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT hour_ms, version FROM rollup_dirty WHERE hour_ms + $1 <= $2 ORDER BY hour_ms",
+        )
+        .bind(HOUR_MS)
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Rollups of the given series with `from <= hour_ms <= to`, ordered by series and hour.
+    pub async fn rollups(
+        &self,
+        series_ids: &[i64],
+        from: i64,
+        to: i64,
+    ) -> sqlx::Result<Vec<Rollup>> {
+        let mut out = Vec::new();
+        for chunk in series_ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT series_id, hour_ms, min, max, sum, count, last FROM rollups \
+                 WHERE hour_ms >= $1 AND hour_ms <= $2 AND series_id IN ({}) ORDER BY series_id, hour_ms",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(from).bind(to);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(Rollup {
+                    series_id: r.get(0),
+                    hour_ms: r.get(1),
+                    min: r.get(2),
+                    max: r.get(3),
+                    sum: r.get(4),
+                    count: r.get(5),
+                    last: r.get(6),
+                });
+            }
+        }
+        out.sort_by_key(|r| (r.series_id, r.hour_ms));
+        Ok(out)
+    }
+
+    // ---- status intervals and events ----------------------------------------------------
+
+    /// Stored (up/down) spans of one subject intersecting `[from, to)`.
+    pub async fn intervals(
+        &self,
+        kind: &str,
+        subject: &str,
+        from: i64,
+        to: i64,
+    ) -> sqlx::Result<Vec<Span>> {
+        let rows = sqlx::query(
+            "SELECT id, state, start_ms, end_ms FROM status_intervals \
+             WHERE kind = $1 AND subject = $2 AND end_ms > $3 AND start_ms < $4 ORDER BY start_ms",
+        )
+        .bind(kind)
+        .bind(subject)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(span_from_row).collect())
+    }
+
+    /// Subjects of a kind whose name starts with `prefix`.
+    pub async fn interval_subjects(&self, kind: &str, prefix: &str) -> sqlx::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT subject FROM status_intervals WHERE kind = $1 AND subject >= $2 AND subject < $3 ORDER BY subject",
+        )
+        .bind(kind)
+        .bind(prefix)
+        .bind(format!("{prefix}\u{10FFFF}"))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn events(&self, agent_id: &str, from: i64, to: i64) -> sqlx::Result<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT agent_id, kind, subject, ts_ms, received_ms, detail FROM events \
+             WHERE agent_id = $1 AND ts_ms >= $2 AND ts_ms <= $3 ORDER BY ts_ms, id",
+        )
+        .bind(agent_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRow {
+                agent_id: r.get(0),
+                kind: r.get(1),
+                subject: r.get(2),
+                ts_ms: r.get(3),
+                received_ms: r.get(4),
+                detail: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Row counts per table, for tests and diagnostics.
+    pub async fn counts(&self) -> sqlx::Result<BTreeMap<&'static str, i64>> {
+        let mut out = BTreeMap::new();
+        for t in [
+            "agents",
+            "series",
+            "batches",
+            "rollups",
+            "rollup_dirty",
+            "status_intervals",
+            "events",
+        ] {
+            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {t}"))
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+            out.insert(t, n);
+        }
+        Ok(out)
+    }
+
+    /// Total samples held in the raw window.
+    pub async fn raw_sample_count(&self) -> sqlx::Result<i64> {
+        let r = sqlx::query("SELECT COALESCE(SUM(samples), 0) FROM batches")
+            .fetch_one(&self.pool)
+            .await?;
+        // SUM is NUMERIC on PostgreSQL and INTEGER on SQLite.
+        Ok(r.try_get::<i64, _>(0)
+            .unwrap_or_else(|_| r.get::<f64, _>(0) as i64))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn agent_from_row(r: &AnyRow) -> AgentRow {
+    AgentRow {
+        agent_id: r.get(0),
+        token_hash: r.get(1),
+        enrolled_ms: r.get(2),
+        hostname: r.get(3),
+        os: r.get(4),
+        kernel: r.get(5),
+        arch: r.get(6),
+        agent_version: r.get(7),
+        labels: labels_from_json(&r.get::<String, _>(8)),
+        first_seen_ms: r.get(9),
+        last_seen_ms: r.get(10),
+        last_seq: r.get(11),
+        interval_ms: r.get(12),
+        pruned_seq: r.get(13),
+    }
+}
+
+fn series_from_row(r: &AnyRow) -> SeriesRow {
+    SeriesRow {
+        id: r.get(0),
+        agent_id: r.get(1),
+        name: r.get(2),
+        labels: labels_from_json(&r.get::<String, _>(3)),
+    }
+}
+
+pub(crate) fn span_from_row(r: &AnyRow) -> Span {
+    Span {
+        id: Some(r.get(0)),
+        state: State::parse(&r.get::<String, _>(1)),
+        start: r.get(2),
+        end: r.get(3),
+    }
+}
+
+/// A database URL with any password removed, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
