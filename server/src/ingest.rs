@@ -15,8 +15,7 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
-    extract::{State as AxState, rejection::BytesRejection},
+    extract::State as AxState,
     http::{HeaderMap, StatusCode, header},
     response::Json,
 };
@@ -85,30 +84,45 @@ fn reject(state: &AppState, e: ApiError) -> ApiError {
 /// `POST /api/v1/ingest`.
 pub async fn ingest(
     AxState(state): AxState<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: axum::extract::Request,
 ) -> Result<Json<Ack>, ApiError> {
     let received_ms = now_ms();
-    let agent_id = authenticate(&state, &headers).map_err(|e| reject(&state, e))?;
-    check_headers(&headers).map_err(|e| reject(&state, e))?;
-    let body = body.map_err(|e| {
-        reject(
-            &state,
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!(
-                        "request body exceeds the limit of {} bytes",
-                        state.config.ingest.max_body_bytes
-                    ),
-                )
-                .field("body")
-            } else {
-                ApiError::bad_request("body_unreadable", e.body_text()).field("body")
-            },
+    // Everything that can be decided from the headers is decided before a byte of the body is
+    // read, so an unauthenticated or oversized request costs the server nothing.
+    let headers = req.headers();
+    let agent_id = authenticate(&state, headers).map_err(|e| reject(&state, e))?;
+    check_headers(headers).map_err(|e| reject(&state, e))?;
+    let limit = state.config.ingest.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
         )
-    })?;
+        .field("body")
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(reject(&state, too_large()));
+    }
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            reject(
+                &state,
+                if too_big {
+                    too_large()
+                } else {
+                    ApiError::bad_request("body_unreadable", "the request body could not be read")
+                        .field("body")
+                },
+            )
+        })?;
     let max = state.config.ingest.max_decompressed_bytes;
     let batch = yunwei_proto::decode_batch(&body, max).map_err(|e| {
         let err = match &e {

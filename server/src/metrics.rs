@@ -98,8 +98,8 @@ impl Metrics {
                 &["route", "code"],
             )?,
             rollup_hours: IntCounter::new(
-                "yunwei_store_rollup_hours_total",
-                "Hourly rollups (re)computed.",
+                "yunwei_store_rollups_computed_total",
+                "Hourly rollup windows (re)computed.",
             )?,
             retention_deleted: IntCounterVec::new(
                 Opts::new(

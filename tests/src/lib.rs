@@ -1,1 +1,432 @@
-//! End-to-end test support: starting yunwei processes and talking to them.
+//! End-to-end test support: building and starting the real `yunwei-server` and `yunwei-agent`
+//! binaries as separate processes, giving each test its own PostgreSQL database, and talking
+//! to the server over HTTP like an agent does.
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+use yunwei_proto::{Batch, HostFacts, PROTOCOL_VERSION, Sample};
+
+/// Base URL of the PostgreSQL server used by the tests (trust auth).
+pub fn pg_base_url() -> String {
+    std::env::var("YUNWEI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// True when running under CI, where a missing component fails instead of skipping.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+static BUILD: Mutex<bool> = Mutex::new(false);
+
+/// Path of a workspace binary (`yunwei-server`, `yunwei-agent`) in the profile the tests were
+/// built with, building it first if it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    let mut built = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "yunwei-server",
+            "-p",
+            "yunwei-agent",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        cmd.current_dir(workspace_root());
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building the binaries failed");
+        *built = true;
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// A free port on loopback (bind to 0 and release; the tiny race is acceptable in tests).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A PostgreSQL database of its own for one test, dropped with the guard.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+static PG_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl PgDatabase {
+    /// Creates a fresh database. `None` when PostgreSQL is unreachable outside CI; under CI an
+    /// unreachable PostgreSQL is a failure.
+    pub async fn create() -> Option<PgDatabase> {
+        let base = pg_base_url();
+        let mut conn = match sqlx::PgConnection::connect(&base).await {
+            Ok(c) => c,
+            Err(e) => {
+                if ci() {
+                    panic!("CI=true and PostgreSQL at {base} is unreachable: {e}");
+                }
+                eprintln!(
+                    "SKIP: PostgreSQL at {base} is unreachable ({e}); set CI=true to make this a failure"
+                );
+                return None;
+            }
+        };
+        let name = format!(
+            "yunwei_t_{}_{}_{}",
+            std::process::id(),
+            PG_SEQ.fetch_add(1, Ordering::SeqCst),
+            now_ms() % 100_000
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let (prefix, _) = base.rsplit_once('/').expect("url has a database");
+        Some(PgDatabase {
+            url: format!("{prefix}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop in a separate thread with its own runtime: Drop cannot be async.
+        let base = pg_base_url();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Which store a server process uses.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite,
+    Postgres(String),
+}
+
+/// The enrollment secret test servers are configured with.
+pub const SECRET: &str = "test-enrollment-secret-0123456789";
+
+/// A `yunwei-server serve` child process; killed (by its PID) when dropped.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a server on a free port with `extra` YAML appended to its config.
+    pub async fn start(db: &Db, extra: &str) -> anyhow::Result<ServerProcess> {
+        let dir = tempfile::tempdir()?;
+        let addr = free_addr();
+        let db_line = match db {
+            Db::Sqlite => String::new(),
+            Db::Postgres(url) => format!("database_url: {url}\n"),
+        };
+        let config = format!(
+            "listen: {addr}\ndata_dir: {}\nenrollment_secret: {SECRET}\n{db_line}{extra}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("server.yaml");
+        std::fs::write(&config_path, config)?;
+        let log_path = dir.path().join("server.log");
+        let mut s = ServerProcess {
+            child: None,
+            addr,
+            dir,
+            config_path,
+            log_path,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = Command::new(bin("yunwei-server"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning yunwei-server")?;
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("yunwei-server exited with {status}; log:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("yunwei-server not ready after 30 s; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY-free: use the kill(1) command rather than libc.
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    /// Starts the same server (same config, same data) again.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn().await
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An agent identity enrolled with a server.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub agent_id: String,
+    pub token: String,
+}
+
+/// HTTP client speaking the agent protocol.
+#[derive(Clone)]
+pub struct AgentClient {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl AgentClient {
+    pub fn new(server: &ServerProcess) -> AgentClient {
+        AgentClient::for_base(&server.url(""))
+    }
+
+    pub fn for_base(base: &str) -> AgentClient {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        AgentClient {
+            http,
+            base: base.to_string(),
+        }
+    }
+
+    pub async fn enroll(&self, hostname: &str) -> anyhow::Result<Enrolled> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/enroll", self.base))
+            .json(&yunwei_proto::EnrollRequest {
+                secret: SECRET.into(),
+                host: facts(hostname),
+            })
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("enroll: {} {}", r.status(), r.text().await?);
+        }
+        let e: yunwei_proto::EnrollResponse = r.json().await?;
+        Ok(Enrolled {
+            agent_id: e.agent_id,
+            token: e.token,
+        })
+    }
+
+    /// Sends an encoded body with the protocol's headers; returns status and body text.
+    pub async fn push_body(&self, token: &str, body: Vec<u8>) -> anyhow::Result<(u16, String)> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/ingest", self.base))
+            .header("content-type", yunwei_proto::CONTENT_TYPE)
+            .header("content-encoding", "gzip")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    pub async fn push(&self, token: &str, batch: &Batch) -> anyhow::Result<(u16, String)> {
+        self.push_body(token, yunwei_proto::encode_batch(batch))
+            .await
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+/// Host facts for a simulated host.
+pub fn facts(hostname: &str) -> HostFacts {
+    HostFacts {
+        hostname: hostname.into(),
+        os: "Kylin V10".into(),
+        kernel: "4.19.90".into(),
+        arch: "aarch64".into(),
+        agent_version: "test".into(),
+        labels: BTreeMap::from([
+            ("department".to_string(), "数据局".to_string()),
+            ("system".to_string(), "政务服务网".to_string()),
+            ("environment".to_string(), "prod".to_string()),
+        ]),
+    }
+}
+
+/// A batch of `n` samples (metric `test_metric{i="k"}`, value `seq * 1000 + k`) at `ts_ms`.
+pub fn batch(e: &Enrolled, hostname: &str, seq: u64, ts_ms: i64, n: usize) -> Batch {
+    Batch {
+        version: PROTOCOL_VERSION,
+        agent_id: e.agent_id.clone(),
+        seq,
+        interval_ms: 15_000,
+        collected_at_ms: ts_ms,
+        age_ms: (now_ms() - ts_ms).max(0) as u64,
+        host: facts(hostname),
+        samples: (0..n)
+            .map(|k| Sample {
+                name: "test_metric".into(),
+                labels: BTreeMap::from([("i".to_string(), k.to_string())]),
+                value: (seq * 1000 + k as u64) as f64,
+                ts_ms,
+            })
+            .collect(),
+        events: vec![],
+    }
+}
+
+/// Reads a process's user + system CPU time in microseconds from `/proc/<pid>/stat`.
+pub fn process_cpu_micros(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // fields[0] is state (field 3); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    // USER_HZ is 100 on every Linux platform yunwei targets.
+    Ok((utime + stime) * 10_000)
+}

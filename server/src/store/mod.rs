@@ -497,12 +497,10 @@ impl Store {
 
     /// Total samples held in the raw window.
     pub async fn raw_sample_count(&self) -> sqlx::Result<i64> {
-        let r = sqlx::query("SELECT COALESCE(SUM(samples), 0) FROM batches")
+        let r = sqlx::query("SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM batches")
             .fetch_one(&self.pool)
             .await?;
-        // SUM is NUMERIC on PostgreSQL and INTEGER on SQLite.
-        Ok(r.try_get::<i64, _>(0)
-            .unwrap_or_else(|_| r.get::<f64, _>(0) as i64))
+        Ok(r.get(0))
     }
 
     pub async fn close(&self) {

@@ -1,0 +1,364 @@
+//! The store test suite, run against SQLite and PostgreSQL alike: an in-process server on
+//! `127.0.0.1:0` is fed batches over HTTP, maintenance passes run with a chosen clock, and the
+//! results are read back through the store and the API.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use yunwei_proto::{Event, Sample};
+use yunwei_server::{
+    AppState, Server,
+    config::{Overrides, ServerConfig},
+    ingest::{self, KIND_HOST, KIND_PROBE},
+    store::HOUR_MS,
+    timeline::State,
+};
+use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET, batch, now_ms};
+
+struct Harness {
+    state: Arc<AppState>,
+    client: AgentClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl Harness {
+    async fn start(backend: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = if backend == "postgres" {
+            Some(PgDatabase::create().await?)
+        } else {
+            None
+        };
+        let mut config = ServerConfig::from_overrides(&Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+        })
+        .unwrap();
+        config.enrollment_secret = Some(SECRET.into());
+        // Maintenance is driven by the tests with their own clock.
+        config.retention.run_every_secs = 3600 * 24;
+        tweak(&mut config);
+        let server = Server::bind(config).await.unwrap();
+        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+        let state = server.state();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Some(Harness {
+            state,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+            _pg: pg,
+        })
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    async fn ok(&self, e: &Enrolled, b: &yunwei_proto::Batch) -> serde_json::Value {
+        let (status, body) = self.client.push(&e.token, b).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
+
+store_tests!(
+    redelivery_is_deduplicated,
+    backfill_lands_in_its_hour_and_fills_the_unknown_gap,
+    rollups_are_exact_and_recomputed_after_late_data,
+    retention_keeps_rollups_and_still_deduplicates_pruned_batches,
+    probes_produce_up_and_down_intervals,
+    series_limit_rejects_the_whole_batch,
+    reopening_the_store_keeps_everything,
+);
+
+async fn redelivery_is_deduplicated(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let e = h.client.enroll("web-01").await.unwrap();
+    let t = now_ms();
+    let b = batch(&e, "web-01", 1, t, 10);
+    let first = h.ok(&e, &b).await;
+    assert_eq!(first["duplicate"], false);
+    let again = h.ok(&e, &b).await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(h.state.store.raw_sample_count().await.unwrap(), 10);
+    let counts = h.state.store.counts().await.unwrap();
+    assert_eq!(counts["batches"], 1);
+    assert_eq!(counts["series"], 10);
+    h.stop().await;
+}
+
+async fn backfill_lands_in_its_hour_and_fills_the_unknown_gap(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let e = h.client.enroll("web-02").await.unwrap();
+    let now = now_ms();
+    // Live batches before and after an outage of 10 minutes...
+    let before = now - 11 * 60_000;
+    h.ok(&e, &batch(&e, "web-02", 1, before, 3)).await;
+    h.ok(&e, &batch(&e, "web-02", 42, now, 3)).await;
+    let spans = h
+        .state
+        .store
+        .intervals(KIND_HOST, &e.agent_id, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(spans.len(), 2, "an outage leaves a gap: {spans:?}");
+    // ...then the agent's spool replays the outage every 15 s.
+    let mut seq = 2;
+    let mut t = before + 15_000;
+    while t < now {
+        h.ok(&e, &batch(&e, "web-02", seq, t, 3)).await;
+        seq += 1;
+        t += 15_000;
+    }
+    let spans = h
+        .state
+        .store
+        .intervals(KIND_HOST, &e.agent_id, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(spans.len(), 1, "backfill joins the spans: {spans:?}");
+    assert_eq!(spans[0].state, State::Up);
+    assert!(
+        spans[0].start <= before + 1000 && spans[0].end >= now,
+        "{spans:?}"
+    );
+
+    // A batch from 3 hours ago lands in that hour's rollup.
+    let old = now - 3 * HOUR_MS;
+    h.ok(&e, &batch(&e, "web-02", 100, old, 3)).await;
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    let hour = old.div_euclid(HOUR_MS) * HOUR_MS;
+    let ids: Vec<i64> = h
+        .state
+        .store
+        .all_series()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let r = h.state.store.rollups(&ids, hour, hour).await.unwrap();
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(
+        r.iter()
+            .all(|r| r.count == 1 && r.hour_ms == hour && r.min >= 100_000.0)
+    );
+    h.stop().await;
+}
+
+async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let e = h.client.enroll("db-01").await.unwrap();
+    let now = now_ms();
+    let hour = (now - 5 * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    let values = [5.0, -2.0, 7.5, 1.0];
+    for (i, v) in values.iter().enumerate() {
+        let mut b = batch(&e, "db-01", i as u64 + 1, hour + i as i64 * 60_000, 0);
+        b.samples.push(Sample {
+            name: "node_load1".into(),
+            labels: BTreeMap::new(),
+            value: *v,
+            ts_ms: b.collected_at_ms,
+        });
+        h.ok(&e, &b).await;
+    }
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    let ids: Vec<i64> = h
+        .state
+        .store
+        .series_named("node_load1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let r = h.state.store.rollups(&ids, hour, hour).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].min, r[0].max, r[0].sum, r[0].count, r[0].last),
+        (-2.0, 7.5, 11.5, 4, 1.0)
+    );
+
+    // A late sample for the same hour dirties it again; the next pass includes it exactly once.
+    let mut late = batch(&e, "db-01", 99, hour + 59 * 60_000, 0);
+    late.samples.push(Sample {
+        name: "node_load1".into(),
+        labels: BTreeMap::new(),
+        value: 10.0,
+        ts_ms: late.collected_at_ms,
+    });
+    h.ok(&e, &late).await;
+    h.ok(&e, &late).await; // redelivered: no double count
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    let r = h.state.store.rollups(&ids, hour, hour).await.unwrap();
+    assert_eq!(
+        (r[0].max, r[0].sum, r[0].count, r[0].last),
+        (10.0, 21.5, 5, 10.0)
+    );
+    assert_eq!(h.state.store.counts().await.unwrap()["rollup_dirty"], 0);
+
+    // The series API serves the same figures from rollups.
+    let v = h
+        .client
+        .get_json(&format!(
+            "/api/v1/series?match=node_load1&from={}&to={}&source=rollup",
+            hour / 1000,
+            (hour + HOUR_MS) / 1000
+        ))
+        .await
+        .unwrap();
+    let series = &v["data"]["result"][0];
+    assert_eq!(series["metric"]["instance"], "db-01");
+    assert_eq!(series["metric"]["department"], "数据局");
+    assert_eq!(series["rollups"][0]["count"], 5);
+    assert_eq!(series["values"][0][1], "4.3");
+    h.stop().await;
+}
+
+async fn retention_keeps_rollups_and_still_deduplicates_pruned_batches(backend: &str) {
+    let Some(h) = Harness::start(backend, |c| c.retention.raw_hours = 2).await else {
+        return;
+    };
+    let e = h.client.enroll("app-01").await.unwrap();
+    let now = now_ms();
+    let old = now - 4 * HOUR_MS;
+    let b = batch(&e, "app-01", 1, old, 4);
+    h.ok(&e, &b).await;
+    h.ok(&e, &batch(&e, "app-01", 2, now, 4)).await;
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    let counts = h.state.store.counts().await.unwrap();
+    assert_eq!(
+        counts["batches"], 1,
+        "the old raw batch is pruned: {counts:?}"
+    );
+    assert_eq!(counts["rollups"], 4, "its rollups stay: {counts:?}");
+    let again = h.ok(&e, &b).await;
+    assert_eq!(
+        again["duplicate"], true,
+        "a pruned batch is still recognised"
+    );
+    assert_eq!(h.state.store.counts().await.unwrap()["batches"], 1);
+    h.stop().await;
+}
+
+async fn probes_produce_up_and_down_intervals(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let e = h.client.enroll("probe-01").await.unwrap();
+    let start = now_ms() - 20 * 60_000;
+    for i in 0..20u64 {
+        let t = start + i as i64 * 15_000;
+        let mut b = batch(&e, "probe-01", i + 1, t, 0);
+        let up = !(8..12).contains(&i);
+        b.samples.push(Sample {
+            name: "probe_success".into(),
+            labels: BTreeMap::from([("probe".to_string(), "portal".to_string())]),
+            value: if up { 1.0 } else { 0.0 },
+            ts_ms: t,
+        });
+        if i == 8 {
+            b.events.push(Event::ProbeState {
+                probe: "portal".into(),
+                labels: BTreeMap::new(),
+                up: false,
+                ts_ms: t,
+                reason: Some("http status 503".into()),
+            });
+        }
+        h.ok(&e, &b).await;
+    }
+    let subject = format!("{}/portal", e.agent_id);
+    let spans = h
+        .state
+        .store
+        .intervals(KIND_PROBE, &subject, 0, i64::MAX)
+        .await
+        .unwrap();
+    let states: Vec<State> = spans.iter().map(|s| s.state).collect();
+    assert_eq!(states, vec![State::Up, State::Down, State::Up], "{spans:?}");
+    // The down span lasts from the first failure to the first success: 4 probes of 15 s. The
+    // server places observations with its own clock, so allow for send jitter.
+    let down = spans[1].end - spans[1].start;
+    assert!((59_000..=61_000).contains(&down), "{spans:?}");
+    let host = h
+        .client
+        .get_json(&format!("/api/v1/hosts/{}", e.agent_id))
+        .await
+        .unwrap();
+    assert_eq!(host["probes"][0]["probe"], "portal");
+    assert_eq!(host["events"][0]["kind"], "probe_state");
+    h.stop().await;
+}
+
+async fn series_limit_rejects_the_whole_batch(backend: &str) {
+    let Some(h) = Harness::start(backend, |c| c.ingest.max_series_per_agent = 5).await else {
+        return;
+    };
+    let e = h.client.enroll("big-01").await.unwrap();
+    let (status, body) = h
+        .client
+        .push(&e.token, &batch(&e, "big-01", 1, now_ms(), 6))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["kind"], "series_limit");
+    assert_eq!(v["error"]["field"], "samples[5]");
+    let counts = h.state.store.counts().await.unwrap();
+    assert_eq!((counts["series"], counts["batches"]), (0, 0), "{counts:?}");
+    // Within the limit it is accepted.
+    h.ok(&e, &batch(&e, "big-01", 2, now_ms(), 5)).await;
+    h.stop().await;
+}
+
+async fn reopening_the_store_keeps_everything(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = if backend == "postgres" {
+        match PgDatabase::create().await {
+            Some(p) => Some(p),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let url = pg.as_ref().map_or_else(
+        || format!("sqlite://{}/y.db", dir.path().display()),
+        |p| p.url.clone(),
+    );
+    let s = yunwei_server::store::Store::open(&url, true).await.unwrap();
+    s.close().await;
+    // Migrations are idempotent and data survives.
+    let s = yunwei_server::store::Store::open(&url, true).await.unwrap();
+    assert_eq!(s.counts().await.unwrap()["agents"], 0);
+    s.close().await;
+}
