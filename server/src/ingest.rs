@@ -765,7 +765,7 @@ impl Writer {
         // by the same offset.
         let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
         let validity = b.interval_ms as i64;
-        let age = (b.age_ms as i64).min(self.state.config.limits.max_age_ms);
+        let age = b.age_ms.min(self.state.config.limits.max_age_ms as u64) as i64;
         let observed = job.received_ms - age;
         let offset = observed - b.collected_at_ms;
         self.observe(

@@ -362,3 +362,71 @@ async fn reopening_the_store_keeps_everything(backend: &str) {
     assert_eq!(s.counts().await.unwrap()["agents"], 0);
     s.close().await;
 }
+
+/// Overload answers 429 (one agent has too many batches in flight) and 503 (the writer's queue
+/// is full), both with `Retry-After`, and the batches already queued still commit. The writer is
+/// held up deterministically by a second connection holding SQLite's write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_answers_429_and_503_with_retry_after() {
+    use sqlx::{Connection, Executor};
+    let Some(h) = Harness::start("sqlite", |c| {
+        c.ingest.queue_batches = 1;
+        c.ingest.max_inflight_per_agent = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b, c) = (
+        h.client.enroll("a").await.unwrap(),
+        h.client.enroll("b").await.unwrap(),
+        h.client.enroll("c").await.unwrap(),
+    );
+    let db = h.state.config.data_dir.join("yunwei.db");
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    lock.execute("BEGIN IMMEDIATE").await.unwrap();
+
+    let push = |e: &Enrolled, host: &str, seq| {
+        let (client, e, b) = (
+            h.client.clone(),
+            e.clone(),
+            batch(e, host, seq, now_ms(), 3),
+        );
+        tokio::spawn(async move { client.push(&e.token, &b).await.unwrap() })
+    };
+    let raw = |e: &Enrolled, host: &str, seq| {
+        let body = yunwei_proto::encode_batch(&batch(e, host, seq, now_ms(), 3));
+        h.client
+            .http
+            .post(format!("{}/api/v1/ingest", h.client.base))
+            .header("content-type", yunwei_proto::CONTENT_TYPE)
+            .header("content-encoding", "gzip")
+            .bearer_auth(&e.token)
+            .body(body)
+            .send()
+    };
+    let first = push(&a, "a", 1); // taken by the writer, which then waits for the lock
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = raw(&a, "a", 2).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let queued = push(&b, "b", 1); // fills the queue of one
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = raw(&c, "c", 1).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+
+    lock.execute("ROLLBACK").await.unwrap();
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(queued.await.unwrap().0, 200);
+    let metrics = h.client.get_text("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("yunwei_ingest_rejected_total{reason=\"overloaded\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("yunwei_ingest_rejected_total{reason=\"too_many_requests\"} 1"));
+    assert_eq!(h.state.store.counts().await.unwrap()["batches"], 2);
+    h.stop().await;
+}
