@@ -1,0 +1,766 @@
+//! The step-wise evaluator: fetches the series every selector needs once, then evaluates an
+//! expression at a list of step timestamps. Selectors, `offset`, `@`, staleness, the lookback
+//! delta and subqueries live here; operators, aggregations and functions have their own modules.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+
+use super::storage::{MatchOp, Matcher, Storage};
+use super::value::{Labels, METRIC_NAME, Matrix, Sample, Series, Value, is_stale_nan};
+use super::{EvalError, Options, aggregation, binary, functions};
+
+/// An intermediate value, with one entry per evaluation step.
+pub(crate) enum Val {
+    /// A scalar per step.
+    Scalar(Vec<f64>),
+    /// An instant vector per step; `Sample::t_ms` is the step time.
+    Vector(Vec<Vec<Sample>>),
+    /// A range vector: series and, per step, the window `[lo, hi]` (both included).
+    Range(RangeVal),
+    /// A string.
+    Str(String),
+}
+
+impl Val {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Vector(_) => "instant vector",
+            Val::Range(_) => "range vector",
+            Val::Str(_) => "string",
+        }
+    }
+}
+
+/// Series of a range vector with the window each step looks at.
+pub(crate) struct RangeVal {
+    /// Series with their points (no stale markers), in time order.
+    pub series: Vec<Series>,
+    /// Per step: the window `[lo, hi]`, both ends included.
+    pub windows: Vec<(i64, i64)>,
+    /// The range of the selector or subquery in milliseconds.
+    pub range_ms: i64,
+}
+
+impl RangeVal {
+    /// The points of series `s` inside the window of step `i`.
+    pub fn window(&self, s: usize, i: usize) -> &[(i64, f64)] {
+        let (lo, hi) = self.windows[i];
+        let pts = &self.series[s].samples;
+        let a = pts.partition_point(|(t, _)| *t < lo);
+        let b = pts.partition_point(|(t, _)| *t <= hi);
+        &pts[a..b.max(a)]
+    }
+}
+
+pub(crate) struct Evaluator<'a> {
+    storage: &'a dyn Storage,
+    pub(crate) opts: &'a Options,
+    query_start: i64,
+    query_end: i64,
+    fetch_windows: HashMap<usize, (i64, i64)>,
+    fetched: HashMap<usize, Vec<Series>>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
+    }
+}
+
+/// Unwraps parentheses.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Checks that every construct in `expr` can be evaluated; names the first one that cannot.
+pub fn check_supported(expr: &Expr) -> Result<(), EvalError> {
+    match expr {
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                check_supported(p)?;
+            }
+            check_supported(&a.expr)
+        }
+        Expr::Unary(u) => check_supported(&u.expr),
+        Expr::Binary(b) => {
+            check_supported(&b.lhs)?;
+            check_supported(&b.rhs)
+        }
+        Expr::Paren(p) => check_supported(&p.expr),
+        Expr::Subquery(s) => check_supported(&s.expr),
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_) => Ok(()),
+        Expr::Call(c) => {
+            functions::check_function(c.func.name)?;
+            c.args.args.iter().try_for_each(|a| check_supported(a))
+        }
+        Expr::Extension(_) => Err(EvalError::Unsupported("extension expressions".into())),
+    }
+}
+
+pub(crate) fn instant(
+    expr: &Expr,
+    t: i64,
+    storage: &dyn Storage,
+    opts: &Options,
+) -> Result<Value, EvalError> {
+    check_supported(expr)?;
+    let mut ev = Evaluator::new(storage, opts, t, t);
+    ev.prepare(expr, t, t)?;
+    Ok(match ev.eval(expr, &[t])? {
+        Val::Scalar(v) => Value::Scalar(v[0]),
+        Val::Vector(mut v) => Value::InstantVector(v.pop().unwrap_or_default()),
+        Val::Range(r) => {
+            let mut out = Matrix::new();
+            for i in 0..r.series.len() {
+                let w = r.window(i, 0);
+                if !w.is_empty() {
+                    out.push(Series {
+                        labels: r.series[i].labels.clone(),
+                        samples: w.to_vec(),
+                    });
+                }
+            }
+            Value::RangeVector(out)
+        }
+        Val::Str(s) => Value::String(s),
+    })
+}
+
+pub(crate) fn range(
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    storage: &dyn Storage,
+    opts: &Options,
+) -> Result<Matrix, EvalError> {
+    if step <= 0 {
+        return Err(EvalError::InvalidQuery(
+            "zero or negative query resolution step widths are not accepted".into(),
+        ));
+    }
+    if end < start {
+        return Err(EvalError::InvalidQuery(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let steps = (end - start) / step + 1;
+    if steps as u64 > opts.max_steps as u64 {
+        return Err(EvalError::InvalidQuery(format!(
+            "exceeded maximum resolution of {} points",
+            opts.max_steps
+        )));
+    }
+    check_supported(expr)?;
+    let ts: Vec<i64> = (0..steps).map(|i| start + i * step).collect();
+    let mut ev = Evaluator::new(storage, opts, start, end);
+    ev.prepare(expr, start, end)?;
+    match ev.eval(expr, &ts)? {
+        Val::Scalar(v) => Ok(vec![Series {
+            labels: Labels::new(),
+            samples: ts.iter().copied().zip(v).collect(),
+        }]),
+        Val::Vector(steps) => {
+            let mut m = vectors_to_series(&ts, steps);
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(m)
+        }
+        other => Err(EvalError::InvalidQuery(format!(
+            "invalid expression type {:?} for range query, must be scalar or instant vector",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Groups per-step vectors into series, in order of first appearance.
+fn vectors_to_series(ts: &[i64], steps: Vec<Vec<Sample>>) -> Vec<Series> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<Series> = Vec::new();
+    for (i, vec) in steps.into_iter().enumerate() {
+        for s in vec {
+            let j = match index.get(&s.labels) {
+                Some(&j) => j,
+                None => {
+                    index.insert(s.labels.clone(), out.len());
+                    out.push(Series {
+                        labels: s.labels,
+                        samples: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            out[j].samples.push((ts[i], s.v));
+        }
+    }
+    out
+}
+
+/// Fails when two elements of `vec` have the same labels.
+pub(crate) fn check_duplicates(vec: &[Sample]) -> Result<(), EvalError> {
+    if vec.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(vec.len());
+    for s in vec {
+        if !seen.insert(&s.labels) {
+            return Err(EvalError::DuplicateLabelset);
+        }
+    }
+    Ok(())
+}
+
+fn convert_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EvalError> {
+    let conv = |m: &promql_parser::label::Matcher| {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::Re,
+            PMatchOp::NotRe(_) => MatchOp::NotRe,
+        };
+        Matcher::new(op, m.name.clone(), m.value.clone())
+    };
+    let mut base = Vec::new();
+    if let Some(n) = &vs.name {
+        base.push(Matcher::new(MatchOp::Equal, METRIC_NAME, n.clone())?);
+    }
+    for m in &vs.matchers.matchers {
+        base.push(conv(m)?);
+    }
+    if vs.matchers.or_matchers.is_empty() {
+        return Ok(vec![base]);
+    }
+    vs.matchers
+        .or_matchers
+        .iter()
+        .map(|group| {
+            let mut set = base.clone();
+            for m in group {
+                set.push(conv(m)?);
+            }
+            Ok(set)
+        })
+        .collect()
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(storage: &'a dyn Storage, opts: &'a Options, query_start: i64, query_end: i64) -> Self {
+        Evaluator {
+            storage,
+            opts,
+            query_start,
+            query_end,
+            fetch_windows: HashMap::new(),
+            fetched: HashMap::new(),
+        }
+    }
+
+    fn at_ms(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+            AtModifier::At(t) => system_time_ms(t),
+        }
+    }
+
+    /// The time a selector looks at for the evaluation step `t`.
+    fn effective_time(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        at.as_ref().map_or(t, |a| self.at_ms(a)) - offset_ms(offset)
+    }
+
+    fn effective_span(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        lo: i64,
+        hi: i64,
+    ) -> (i64, i64) {
+        (
+            self.effective_time(at, offset, lo),
+            self.effective_time(at, offset, hi),
+        )
+    }
+
+    fn subquery_step(&self, sq: &SubqueryExpr) -> i64 {
+        match sq.step.as_ref().map(duration_ms) {
+            Some(s) if s > 0 => s,
+            _ => self.opts.default_subquery_step_ms.max(1),
+        }
+    }
+
+    /// Works out the time span each selector needs, then fetches every selector once.
+    fn prepare(&mut self, expr: &Expr, lo: i64, hi: i64) -> Result<(), EvalError> {
+        self.plan(expr, lo, hi);
+        self.fetch(expr)
+    }
+
+    fn widen(&mut self, vs: &VectorSelector, lo: i64, hi: i64) {
+        let e = self.fetch_windows.entry(key(vs)).or_insert((lo, hi));
+        e.0 = e.0.min(lo);
+        e.1 = e.1.max(hi);
+    }
+
+    fn plan(&mut self, expr: &Expr, lo: i64, hi: i64) {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (a, b) = self.effective_span(&vs.at, &vs.offset, lo, hi);
+                let lookback = self.opts.lookback_delta_ms;
+                self.widen(vs, a - lookback, b);
+            }
+            Expr::MatrixSelector(ms) => {
+                let (a, b) = self.effective_span(&ms.vs.at, &ms.vs.offset, lo, hi);
+                self.widen(&ms.vs, a - duration_ms(&ms.range), b);
+            }
+            Expr::Subquery(sq) => {
+                let (a, b) = self.effective_span(&sq.at, &sq.offset, lo, hi);
+                self.plan(&sq.expr, a - duration_ms(&sq.range), b);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.plan(p, lo, hi);
+                }
+                self.plan(&a.expr, lo, hi);
+            }
+            Expr::Unary(u) => self.plan(&u.expr, lo, hi),
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, lo, hi);
+                self.plan(&b.rhs, lo, hi);
+            }
+            Expr::Paren(p) => self.plan(&p.expr, lo, hi),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| self.plan(a, lo, hi)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn fetch(&mut self, expr: &Expr) -> Result<(), EvalError> {
+        match expr {
+            Expr::VectorSelector(vs) => self.fetch_selector(vs),
+            Expr::MatrixSelector(ms) => self.fetch_selector(&ms.vs),
+            Expr::Subquery(sq) => self.fetch(&sq.expr),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.fetch(p)?;
+                }
+                self.fetch(&a.expr)
+            }
+            Expr::Unary(u) => self.fetch(&u.expr),
+            Expr::Binary(b) => {
+                self.fetch(&b.lhs)?;
+                self.fetch(&b.rhs)
+            }
+            Expr::Paren(p) => self.fetch(&p.expr),
+            Expr::Call(c) => c.args.args.iter().try_for_each(|a| self.fetch(a)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+        }
+    }
+
+    fn fetch_selector(&mut self, vs: &VectorSelector) -> Result<(), EvalError> {
+        let k = key(vs);
+        if self.fetched.contains_key(&k) {
+            return Ok(());
+        }
+        let Some(&(lo, hi)) = self.fetch_windows.get(&k) else {
+            return Ok(());
+        };
+        let sets = convert_matchers(vs)?;
+        let mut series: Vec<Series> = Vec::new();
+        if sets.len() == 1 {
+            series = self.storage.select(&sets[0], lo, hi);
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            for set in &sets {
+                for s in self.storage.select(set, lo, hi) {
+                    if seen.insert(s.labels.clone()) {
+                        series.push(s);
+                    }
+                }
+            }
+        }
+        series.retain(|s| !s.samples.is_empty());
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.fetched.insert(k, series);
+        Ok(())
+    }
+
+    fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+        self.fetched.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Evaluates `expr` at each of the step timestamps `ts`.
+    pub(crate) fn eval(&self, expr: &Expr, ts: &[i64]) -> Result<Val, EvalError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ts.len()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::Unary(u) => match self.eval(&u.expr, ts)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(steps) => {
+                    let mut out = Vec::with_capacity(steps.len());
+                    for vec in steps {
+                        let vec: Vec<Sample> = vec
+                            .into_iter()
+                            .map(|s| Sample {
+                                labels: s.labels.without_metric_name(),
+                                t_ms: s.t_ms,
+                                v: -s.v,
+                            })
+                            .collect();
+                        check_duplicates(&vec)?;
+                        out.push(vec);
+                    }
+                    Ok(Val::Vector(out))
+                }
+                other => Err(EvalError::Type(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => {
+                let mut steps = self.select_instant(vs, ts);
+                for (vec, &t) in steps.iter_mut().zip(ts) {
+                    for s in vec.iter_mut() {
+                        s.t_ms = t;
+                    }
+                }
+                Ok(Val::Vector(steps))
+            }
+            Expr::MatrixSelector(ms) => Ok(Val::Range(self.select_range(ms, ts))),
+            Expr::Subquery(sq) => Ok(Val::Range(self.subquery(sq, ts)?)),
+            Expr::Aggregate(a) => aggregation::eval(self, a, ts),
+            Expr::Binary(b) => binary::eval(self, b, ts),
+            Expr::Call(c) => functions::eval(self, c, ts),
+            Expr::Extension(_) => Err(EvalError::Unsupported("extension expressions".into())),
+        }
+    }
+
+    /// Evaluates `expr`, which must be a scalar.
+    pub(crate) fn eval_scalar(&self, expr: &Expr, ts: &[i64]) -> Result<Vec<f64>, EvalError> {
+        match self.eval(expr, ts)? {
+            Val::Scalar(v) => Ok(v),
+            other => Err(EvalError::Type(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr`, which must be an instant vector.
+    pub(crate) fn eval_vector(
+        &self,
+        expr: &Expr,
+        ts: &[i64],
+    ) -> Result<Vec<Vec<Sample>>, EvalError> {
+        match self.eval(expr, ts)? {
+            Val::Vector(v) => Ok(v),
+            other => Err(EvalError::Type(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr`, which must be a range vector.
+    pub(crate) fn eval_range_vector(&self, expr: &Expr, ts: &[i64]) -> Result<RangeVal, EvalError> {
+        match self.eval(expr, ts)? {
+            Val::Range(r) => Ok(r),
+            other => Err(EvalError::Type(format!(
+                "expected range vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// The latest non-stale sample of every series within the lookback window of each step;
+    /// `Sample::t_ms` is the sample's own timestamp.
+    pub(crate) fn select_instant(&self, vs: &VectorSelector, ts: &[i64]) -> Vec<Vec<Sample>> {
+        let series = self.series_of(vs);
+        let lookback = self.opts.lookback_delta_ms;
+        ts.iter()
+            .map(|&t| {
+                let reft = self.effective_time(&vs.at, &vs.offset, t);
+                series
+                    .iter()
+                    .filter_map(|s| {
+                        let i = s.samples.partition_point(|(st, _)| *st <= reft);
+                        if i == 0 {
+                            return None;
+                        }
+                        let (st, v) = s.samples[i - 1];
+                        if st < reft - lookback || is_stale_nan(v) {
+                            return None;
+                        }
+                        Some(Sample {
+                            labels: s.labels.clone(),
+                            t_ms: st,
+                            v,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn select_range(&self, ms: &MatrixSelector, ts: &[i64]) -> RangeVal {
+        let range_ms = duration_ms(&ms.range);
+        let series = self
+            .series_of(&ms.vs)
+            .iter()
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|(_, v)| !is_stale_nan(*v))
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        let windows = ts
+            .iter()
+            .map(|&t| {
+                let e = self.effective_time(&ms.vs.at, &ms.vs.offset, t);
+                (e - range_ms, e)
+            })
+            .collect();
+        RangeVal {
+            series,
+            windows,
+            range_ms,
+        }
+    }
+
+    fn subquery(&self, sq: &SubqueryExpr, ts: &[i64]) -> Result<RangeVal, EvalError> {
+        let range_ms = duration_ms(&sq.range);
+        let step = self.subquery_step(sq);
+        let effs: Vec<i64> = ts
+            .iter()
+            .map(|&t| self.effective_time(&sq.at, &sq.offset, t))
+            .collect();
+        let (Some(&min_e), Some(&max_e)) = (effs.iter().min(), effs.iter().max()) else {
+            return Ok(RangeVal {
+                series: Vec::new(),
+                windows: Vec::new(),
+                range_ms,
+            });
+        };
+        let lo = min_e - range_ms;
+        // The first timestamp at or after `lo` that is a multiple of the step, as Prometheus
+        // computes it (integer division truncates towards zero).
+        let mut start = step * (lo / step);
+        if start < lo {
+            start += step;
+        }
+        let n = if max_e < start {
+            0
+        } else {
+            (max_e - start) / step + 1
+        };
+        if n as u64 > self.opts.max_steps as u64 {
+            return Err(EvalError::InvalidQuery(format!(
+                "subquery exceeds {} steps",
+                self.opts.max_steps
+            )));
+        }
+        let inner: Vec<i64> = (0..n).map(|i| start + i * step).collect();
+        let series = if inner.is_empty() {
+            Vec::new()
+        } else {
+            match self.eval(&sq.expr, &inner)? {
+                Val::Scalar(v) => vec![Series {
+                    labels: Labels::new(),
+                    samples: inner.iter().copied().zip(v).collect(),
+                }],
+                Val::Vector(steps) => vectors_to_series(&inner, steps),
+                other => {
+                    return Err(EvalError::Type(format!(
+                        "subquery is only allowed on instant vector or scalar, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+        };
+        let windows = effs.iter().map(|&e| (e - range_ms, e)).collect();
+        Ok(RangeVal {
+            series,
+            windows,
+            range_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::promql::{
+        EvalError, Labels, MemStorage, Options, Value, eval_instant, eval_range, stale_nan,
+    };
+
+    fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
+        let mut l = Labels::from_pairs(pairs.iter().copied());
+        l.set("__name__", name);
+        l
+    }
+
+    fn vector(v: Result<Value, EvalError>) -> Vec<(String, f64)> {
+        match v.unwrap() {
+            Value::InstantVector(v) => v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+            other => panic!("expected a vector, got {other:?}"),
+        }
+    }
+
+    const S: i64 = 1000;
+
+    #[test]
+    fn lookback_is_five_minutes_inclusive_and_configurable() {
+        let mut s = MemStorage::new();
+        s.add_sample(&labels("m", &[]), 0, 1.0);
+        let opts = Options::default();
+        assert_eq!(
+            vector(eval_instant("m", 300 * S, &s, &opts)),
+            [("m{}".to_string(), 1.0)]
+        );
+        assert!(vector(eval_instant("m", 300 * S + 1, &s, &opts)).is_empty());
+        let short = Options {
+            lookback_delta_ms: 60 * S,
+            ..Options::default()
+        };
+        assert!(vector(eval_instant("m", 61 * S, &s, &short)).is_empty());
+    }
+
+    #[test]
+    fn a_stale_marker_ends_a_series_until_the_next_sample() {
+        let mut s = MemStorage::new();
+        let l = labels("m", &[("a", "b")]);
+        s.add_samples(&l, [(0, 1.0), (10 * S, stale_nan()), (20 * S, 2.0)]);
+        let opts = Options::default();
+        assert_eq!(vector(eval_instant("m", 5 * S, &s, &opts)).len(), 1);
+        assert!(vector(eval_instant("m", 10 * S, &s, &opts)).is_empty());
+        assert!(vector(eval_instant("m", 15 * S, &s, &opts)).is_empty());
+        assert_eq!(vector(eval_instant("m", 25 * S, &s, &opts))[0].1, 2.0);
+        // Range selectors skip the marker.
+        assert_eq!(
+            vector(eval_instant("count_over_time(m[1m])", 30 * S, &s, &opts))[0].1,
+            2.0
+        );
+    }
+
+    #[test]
+    fn regex_selectors_are_anchored() {
+        let mut s = MemStorage::new();
+        for job in ["api", "api-server", "web"] {
+            s.add_sample(&labels("up", &[("job", job)]), 0, 1.0);
+        }
+        let got = vector(eval_instant(
+            r#"up{job=~"api|web"}"#,
+            0,
+            &s,
+            &Options::default(),
+        ));
+        let jobs: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(jobs, [r#"up{job="api"}"#, r#"up{job="web"}"#]);
+        let got = vector(eval_instant(
+            r#"up{job!~"api"}"#,
+            0,
+            &s,
+            &Options::default(),
+        ));
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn offset_and_at_move_the_selection() {
+        let mut s = MemStorage::new();
+        s.add_samples(&labels("m", &[]), (0..=100).map(|i| (i * 10 * S, i as f64)));
+        let opts = Options::default();
+        assert_eq!(
+            vector(eval_instant("m offset 100s", 500 * S, &s, &opts))[0].1,
+            40.0
+        );
+        assert_eq!(
+            vector(eval_instant("m @ 100", 500 * S, &s, &opts))[0].1,
+            10.0
+        );
+        assert_eq!(
+            vector(eval_instant(
+                "sum_over_time(m[30s:10s])",
+                1000 * S,
+                &s,
+                &opts
+            ))[0]
+                .1,
+            97.0 + 98.0 + 99.0 + 100.0
+        );
+    }
+
+    #[test]
+    fn range_queries_group_steps_into_sorted_series() {
+        let mut s = MemStorage::new();
+        s.add_samples(&labels("m", &[("i", "2")]), [(0, 1.0), (60 * S, 2.0)]);
+        s.add_samples(&labels("m", &[("i", "1")]), [(60 * S, 5.0)]);
+        let m = eval_range("m * 2", 0, 120 * S, 60 * S, &s, &Options::default()).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].labels.to_string(), r#"{i="1"}"#);
+        assert_eq!(m[0].samples, vec![(60 * S, 10.0), (120 * S, 10.0)]);
+        assert_eq!(m[1].samples, vec![(0, 2.0), (60 * S, 4.0), (120 * S, 4.0)]);
+        let m = eval_range("time()", 0, 120 * S, 60 * S, &s, &Options::default()).unwrap();
+        assert_eq!(
+            m[0].samples,
+            vec![(0, 0.0), (60 * S, 60.0), (120 * S, 120.0)]
+        );
+        assert!(matches!(
+            eval_range("m[1m]", 0, 60 * S, 60 * S, &s, &Options::default()),
+            Err(EvalError::InvalidQuery(_))
+        ));
+    }
+
+    #[test]
+    fn unsupported_features_are_named() {
+        let s = MemStorage::new();
+        let err = eval_instant("histogram_count(m)", 0, &s, &Options::default()).unwrap_err();
+        assert_eq!(
+            err,
+            EvalError::Unsupported("function histogram_count (native histograms)".into())
+        );
+    }
+
+    #[test]
+    fn dropping_the_name_must_not_merge_series() {
+        let mut s = MemStorage::new();
+        s.add_sample(&labels("a", &[("x", "1")]), 0, 1.0);
+        s.add_sample(&labels("b", &[("x", "1")]), 0, 2.0);
+        let err = eval_instant(r#"-{__name__=~"a|b"}"#, 0, &s, &Options::default()).unwrap_err();
+        assert_eq!(err, EvalError::DuplicateLabelset);
+        assert_eq!(
+            err.to_string(),
+            "vector cannot contain metrics with the same labelset"
+        );
+    }
+}

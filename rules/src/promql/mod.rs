@@ -1,0 +1,159 @@
+//! A PromQL engine for float samples, following Prometheus v2.42 semantics.
+//!
+//! Expressions are parsed with `promql-parser` and evaluated over a caller-supplied [`Storage`]
+//! at a time the caller passes in: the engine never reads the clock. An instant query
+//! ([`eval_instant`]) gives a [`Value`]; a range query ([`eval_range`]) gives a [`Matrix`].
+//! Both run through the same step-wise evaluator, so an instant query is a range query with one
+//! step.
+//!
+//! Supported: selectors with `=`, `!=`, `=~`, `!~` (regular expressions fully anchored),
+//! `offset`, `@`, range vectors, subqueries, staleness markers and the lookback delta, all binary
+//! operators with `bool` and vector matching, the aggregation operators and the functions of
+//! Prometheus v2.42 over float samples. Native histograms and the functions that need them are
+//! refused with [`EvalError::Unsupported`].
+//!
+//! ```
+//! use yunwei_rules::promql::{eval_instant, Labels, MemStorage, Options, Value};
+//!
+//! let mut storage = MemStorage::new();
+//! let up = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+//! storage.add_samples(&up, [(0, 1.0), (15_000, 0.0)]);
+//! let v = eval_instant("up == 0", 20_000, &storage, &Options::default()).unwrap();
+//! let Value::InstantVector(v) = v else { panic!() };
+//! assert_eq!(v.len(), 1);
+//! ```
+
+mod aggregation;
+mod binary;
+mod engine;
+mod functions;
+pub mod promqltest;
+mod storage;
+mod value;
+
+use promql_parser::parser::Expr;
+
+pub use engine::check_supported;
+pub use storage::{MatchOp, Matcher, MemStorage, Storage, anchored_regex};
+pub use value::{
+    Label, Labels, METRIC_NAME, Matrix, STALE_NAN_BITS, Sample, Series, Value, Vector,
+    format_value, is_stale_nan, stale_nan,
+};
+
+/// A parsed PromQL expression (`promql-parser`'s AST).
+pub use promql_parser::parser::Expr as PromExpr;
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// How far back an instant selector looks for the latest sample (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// Step of a subquery written without one (`x[5m:]`); Prometheus uses the rule group's or
+    /// the global evaluation interval.
+    pub default_subquery_step_ms: i64,
+    /// Most steps a range query or a subquery may have.
+    pub max_steps: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lookback_delta_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            max_steps: 1_000_000,
+        }
+    }
+}
+
+/// Why a query could not be evaluated.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The text is not valid PromQL.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// A construct yunwei does not evaluate (named).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Two elements of one result would have the same label set.
+    #[error("vector cannot contain metrics with the same labelset")]
+    DuplicateLabelset,
+    /// Vector matching found several matches where one was required.
+    #[error("{0}")]
+    VectorMatching(String),
+    /// A function or operator argument is invalid (regex, label name, parameter).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An operand has a type the operation does not accept.
+    #[error("type error: {0}")]
+    Type(String),
+    /// The query as a whole cannot be run (for example a range query over a string).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+}
+
+/// A query: text to parse, or an expression parsed already.
+#[derive(Clone, Copy, Debug)]
+pub enum Query<'a> {
+    /// PromQL text.
+    Text(&'a str),
+    /// A parsed expression.
+    Parsed(&'a Expr),
+}
+
+impl<'a> From<&'a str> for Query<'a> {
+    fn from(s: &'a str) -> Self {
+        Query::Text(s)
+    }
+}
+
+impl<'a> From<&'a String> for Query<'a> {
+    fn from(s: &'a String) -> Self {
+        Query::Text(s)
+    }
+}
+
+impl<'a> From<&'a Expr> for Query<'a> {
+    fn from(e: &'a Expr) -> Self {
+        Query::Parsed(e)
+    }
+}
+
+/// Parses PromQL text.
+pub fn parse(query: &str) -> Result<Expr, EvalError> {
+    promql_parser::parser::parse(query).map_err(EvalError::Parse)
+}
+
+fn with_expr<T>(
+    query: Query<'_>,
+    f: impl FnOnce(&Expr) -> Result<T, EvalError>,
+) -> Result<T, EvalError> {
+    match query {
+        Query::Text(s) => f(&parse(s)?),
+        Query::Parsed(e) => f(e),
+    }
+}
+
+/// Evaluates `query` at `t_ms` (Unix milliseconds).
+pub fn eval_instant<'a>(
+    query: impl Into<Query<'a>>,
+    t_ms: i64,
+    storage: &dyn Storage,
+    opts: &Options,
+) -> Result<Value, EvalError> {
+    with_expr(query.into(), |e| engine::instant(e, t_ms, storage, opts))
+}
+
+/// Evaluates `query` at every step from `start_ms` to `end_ms` (both included); the result's
+/// series are sorted by labels. Only scalar and instant-vector expressions are allowed.
+pub fn eval_range<'a>(
+    query: impl Into<Query<'a>>,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    storage: &dyn Storage,
+    opts: &Options,
+) -> Result<Matrix, EvalError> {
+    with_expr(query.into(), |e| {
+        engine::range(e, start_ms, end_ms, step_ms, storage, opts)
+    })
+}

@@ -1,0 +1,245 @@
+//! Values the engine works with: label sets, samples, series, instant vectors, matrices and the
+//! result of a query, plus Prometheus's stale marker.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// Bit pattern of Prometheus's stale marker: a NaN that ends a series.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The stale marker as a float.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is the stale marker (and not any other NaN).
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One label: a name and a non-empty value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// Label name.
+    pub name: String,
+    /// Label value.
+    pub value: String,
+}
+
+/// A label set sorted by name, without empty values; ordered like Prometheus's `labels.Compare`.
+///
+/// The labels are shared: cloning a label set is cheap, and changing one copies it first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Arc<Vec<Label>>);
+
+impl Labels {
+    /// The empty label set.
+    pub fn new() -> Self {
+        Labels(Arc::new(Vec::new()))
+    }
+
+    /// Builds a label set from pairs; a later pair wins over an earlier one with the same name,
+    /// and pairs with an empty value are left out.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut l = Labels::new();
+        for (k, v) in pairs {
+            l.set(k.into(), v.into());
+        }
+        l
+    }
+
+    /// The labels, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// The value of `name`, or `""` when absent (PromQL treats both alike).
+    pub fn value(&self, name: &str) -> &str {
+        self.get(name).unwrap_or("")
+    }
+
+    /// The metric name, if any.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// Sets `name` to `value`; an empty value removes the label.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        match self.0.binary_search_by(|l| l.name.as_str().cmp(&name)) {
+            Ok(i) if value.is_empty() => {
+                Arc::make_mut(&mut self.0).remove(i);
+            }
+            Ok(i) if self.0[i].value == value => {}
+            Ok(i) => Arc::make_mut(&mut self.0)[i].value = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, Label { name, value }),
+        }
+    }
+
+    /// Removes `name` if present.
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            Arc::make_mut(&mut self.0).remove(i);
+        }
+    }
+
+    /// A copy without the metric name.
+    pub fn without_metric_name(&self) -> Labels {
+        let mut l = self.clone();
+        l.remove(METRIC_NAME);
+        l
+    }
+
+    /// A copy keeping only the listed names.
+    pub fn keep(&self, names: &[String]) -> Labels {
+        Labels(Arc::new(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&l.name))
+                .cloned()
+                .collect(),
+        ))
+    }
+
+    /// A copy without the listed names.
+    pub fn drop(&self, names: &[String]) -> Labels {
+        if !self.0.iter().any(|l| names.contains(&l.name)) {
+            return self.clone();
+        }
+        Labels(Arc::new(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&l.name))
+                .cloned()
+                .collect(),
+        ))
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `name{a="b", c="d"}`, or `{a="b"}` without a metric name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.metric_name() {
+            write!(f, "{n}")?;
+        }
+        write!(f, "{{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        write!(f, "}}")
+    }
+}
+
+/// A series: its labels (including `__name__`) and its samples `(timestamp ms, value)` in time
+/// order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels, including `__name__`.
+    pub labels: Labels,
+    /// Samples in increasing timestamp order.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The element's labels.
+    pub labels: Labels,
+    /// Evaluation timestamp in milliseconds.
+    pub t_ms: i64,
+    /// The value.
+    pub v: f64,
+}
+
+/// An instant vector.
+pub type Vector = Vec<Sample>;
+
+/// A range vector, or the result of a range query.
+pub type Matrix = Vec<Series>;
+
+/// The result of an instant query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A scalar.
+    Scalar(f64),
+    /// An instant vector, in the order the engine produced it.
+    InstantVector(Vector),
+    /// A range vector (a matrix selector or subquery at the top level).
+    RangeVector(Matrix),
+    /// A string literal.
+    String(String),
+}
+
+/// Formats a float the way Prometheus prints sample values (`+Inf`, `-Inf`, `NaN`).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_and_drop_empty_values() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("b", "3")]);
+        let names: Vec<_> = l.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(l.value("b"), "3");
+        assert_eq!(l.value("c"), "");
+    }
+
+    #[test]
+    fn stale_marker_is_a_specific_nan() {
+        assert!(is_stale_nan(stale_nan()));
+        assert!(!is_stale_nan(f64::NAN));
+        assert!(stale_nan().is_nan());
+    }
+
+    #[test]
+    fn display_uses_prometheus_notation() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        assert_eq!(l.to_string(), r#"up{job="a"}"#);
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+    }
+}
