@@ -422,19 +422,11 @@ pub fn parse_duration_ms(s: &str, field: &str) -> Result<i64, ApiError> {
     if n <= 0 { Err(bad()) } else { Ok(n * unit) }
 }
 
-/// The label set a series is presented with: its own labels, then the host's `instance`
-/// (hostname) and inventory labels where the series does not set them.
-fn presented_labels(s: &SeriesRow, host: Option<&AgentRow>) -> BTreeMap<String, String> {
-    let mut l = s.labels.clone();
-    if let Some(h) = host {
-        l.entry("instance".into())
-            .or_insert_with(|| h.hostname.clone());
-        for (k, v) in &h.labels {
-            l.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+fn presented(s: &SeriesRow, host: Option<&AgentRow>) -> BTreeMap<String, String> {
+    match host {
+        Some(h) => crate::live::presented_labels(&s.name, &s.labels, &h.hostname, &h.labels),
+        None => crate::live::presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
     }
-    l.insert("__name__".into(), s.name.clone());
-    l
 }
 
 async fn series(
@@ -502,7 +494,7 @@ async fn series(
     let mut selected: Vec<(SeriesRow, BTreeMap<String, String>)> = candidates
         .into_iter()
         .filter_map(|s| {
-            let labels = presented_labels(&s, agents.get(&s.agent_id));
+            let labels = presented(&s, agents.get(&s.agent_id));
             matchers
                 .iter()
                 .all(|m| m.matches(labels.get(&m.name).map_or("", String::as_str)))

@@ -23,6 +23,29 @@ pub struct ServerConfig {
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
     pub limits: yunwei_proto::Limits,
+    pub rules: RulesConfig,
+}
+
+/// Alert and recording rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesConfig {
+    /// Prometheus rule files, resolved against the config file's folder.
+    pub files: Vec<PathBuf>,
+    /// Interval for groups that do not set their own.
+    pub evaluation_interval_secs: u64,
+    /// How much recent data is kept in memory for evaluation; range selectors longer than this
+    /// (minus the 5 m lookback) see only part of their range.
+    pub live_window_secs: u32,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: Vec::new(),
+            evaluation_interval_secs: 15,
+            live_window_secs: 4_200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +115,17 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    evaluation_interval_secs: Option<u64>,
+    live_window_secs: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -319,6 +353,33 @@ fn validate(
         );
     }
 
+    let dr = RulesConfig::default();
+    let rules = RulesConfig {
+        files: raw
+            .rules
+            .files
+            .into_iter()
+            .map(|f| if f.is_relative() { base.join(f) } else { f })
+            .collect(),
+        evaluation_interval_secs: raw
+            .rules
+            .evaluation_interval_secs
+            .unwrap_or(dr.evaluation_interval_secs),
+        live_window_secs: raw.rules.live_window_secs.unwrap_or(dr.live_window_secs),
+    };
+    if !(1..=3600).contains(&rules.evaluation_interval_secs) {
+        err(
+            "rules.evaluation_interval_secs",
+            "must be between 1 and 3600".into(),
+        );
+    }
+    if !(600..=86_400).contains(&rules.live_window_secs) {
+        err(
+            "rules.live_window_secs",
+            "must be between 600 and 86400".into(),
+        );
+    }
+
     if errs.is_empty() {
         Ok(ServerConfig {
             listen,
@@ -328,6 +389,7 @@ fn validate(
             ingest,
             retention,
             limits,
+            rules,
         })
     } else {
         Err(ConfigError(errs))

@@ -408,6 +408,8 @@ fn random_hex(bytes: usize) -> String {
 /// What the writer remembers of an agent between batches.
 struct AgentMem {
     pruned_seq: i64,
+    /// Bumped when the host's facts change, invalidating its cached presented labels.
+    generation: u64,
     facts: HostFacts,
     first_seen_ms: Option<i64>,
 }
@@ -423,6 +425,8 @@ pub struct Writer {
     series_per_agent: HashMap<Arc<str>, usize>,
     /// Latest span per (kind, subject).
     last_span: HashMap<(&'static str, String), Span>,
+    /// Presented labels per series id, with the host facts generation they were built from.
+    labels: HashMap<i64, (u64, yunwei_rules::promql::Labels)>,
 }
 
 fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u64 {
@@ -448,6 +452,7 @@ impl Writer {
             series: HashMap::new(),
             series_per_agent: HashMap::new(),
             last_span: HashMap::new(),
+            labels: HashMap::new(),
         };
         w.reload().await?;
         Ok(w)
@@ -536,7 +541,8 @@ impl Writer {
     async fn commit_group(&mut self, group: Vec<IngestJob>) {
         let started = Instant::now();
         let mut undo = Undo::default();
-        let mut results: Vec<Result<(Ack, bool), ApiError>> = Vec::with_capacity(group.len());
+        let mut results: Vec<Result<(Ack, Option<Vec<i64>>), ApiError>> =
+            Vec::with_capacity(group.len());
         let outcome = async {
             let mut tx = self.state.store.begin().await?;
             let mut dirty = BTreeSet::new();
@@ -565,8 +571,8 @@ impl Writer {
             Ok(()) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let result = result.map(|(ack, stored)| {
-                        if stored {
-                            self.after_commit(&job);
+                        if let Some(ids) = stored {
+                            self.after_commit(&job, &ids);
                             m.ingest_batches.with_label_values(&["stored"]).inc();
                             m.ingest_samples.inc_by(ack.samples);
                         } else {
@@ -611,7 +617,7 @@ impl Writer {
         job: &IngestJob,
         dirty: &mut BTreeSet<i64>,
         undo: &mut Undo,
-    ) -> anyhow::Result<Result<(Ack, bool), ApiError>> {
+    ) -> anyhow::Result<Result<(Ack, Option<Vec<i64>>), ApiError>> {
         let b = &job.batch;
         let agent = &job.agent_id;
         let seq = b.seq as i64;
@@ -621,7 +627,7 @@ impl Writer {
                 duplicate: true,
                 samples: 0,
             },
-            false,
+            None,
         ));
         if !self.agents.contains_key(agent) {
             match self.state.store.agent(agent).await? {
@@ -861,15 +867,41 @@ impl Writer {
                 duplicate: false,
                 samples: b.samples.len() as u64,
             },
-            true,
+            Some(ids),
         )))
     }
 
-    fn after_commit(&mut self, job: &IngestJob) {
+    fn after_commit(&mut self, job: &IngestJob, ids: &[i64]) {
         let b = &job.batch;
-        if let Some(mem) = self.agents.get_mut(&job.agent_id) {
-            mem.facts = b.host.clone();
-            mem.first_seen_ms.get_or_insert(job.received_ms);
+        let generation = match self.agents.get_mut(&job.agent_id) {
+            Some(mem) => {
+                if mem.facts != b.host {
+                    mem.facts = b.host.clone();
+                    mem.generation += 1;
+                }
+                mem.first_seen_ms.get_or_insert(job.received_ms);
+                mem.generation
+            }
+            None => 0,
+        };
+        {
+            let mut window = self.state.window.write().expect("window lock");
+            for (s, id) in b.samples.iter().zip(ids) {
+                let labels = match self.labels.get(id) {
+                    Some((g, l)) if *g == generation => l.clone(),
+                    _ => {
+                        let l = crate::live::to_labels(&crate::live::presented_labels(
+                            &s.name,
+                            &s.labels,
+                            &b.host.hostname,
+                            &b.host.labels,
+                        ));
+                        self.labels.insert(*id, (generation, l.clone()));
+                        l
+                    }
+                };
+                window.storage.add_sample(&labels, s.ts_ms, s.value);
+            }
         }
         let mut live = self.state.live.write().expect("live lock");
         let entry = live
@@ -1079,6 +1111,7 @@ impl Writer {
 fn agent_mem(a: &AgentRow) -> AgentMem {
     AgentMem {
         pruned_seq: a.pruned_seq,
+        generation: 0,
         facts: HostFacts {
             hostname: a.hostname.clone(),
             os: a.os.clone(),

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod quickstart;
 pub mod selector;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub tokens: RwLock<HashMap<String, Arc<str>>>,
     pub live: RwLock<HashMap<Arc<str>, HostLive>>,
     pub writer: mpsc::Sender<WriterMsg>,
+    /// Recent samples in memory, for rule evaluation.
+    pub window: RwLock<live::LiveWindow>,
     pub inflight: Mutex<HashMap<Arc<str>, usize>>,
 }
 
@@ -95,6 +98,11 @@ impl Server {
                 })
             })
             .collect();
+        let mut window = live::LiveWindow::new(i64::from(config.rules.live_window_secs) * 1000);
+        let warmed = live::warm(&store, &mut window, now_ms())
+            .await
+            .context("filling the live window")?;
+        tracing::debug!(samples = warmed, "live window filled from the raw window");
         let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -106,6 +114,7 @@ impl Server {
             tokens: RwLock::new(tokens),
             live: RwLock::new(live),
             writer: tx,
+            window: RwLock::new(window),
             inflight: Mutex::new(HashMap::new()),
         });
         let writer = ingest::Writer::load(state.clone())
@@ -150,6 +159,7 @@ async fn maintenance_loop(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        state.window.write().expect("window lock").trim(now_ms());
         if let Err(e) = ingest::maintenance_pass(&state, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
         }

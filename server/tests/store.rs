@@ -91,6 +91,7 @@ store_tests!(
     probes_produce_up_and_down_intervals,
     series_limit_rejects_the_whole_batch,
     reopening_the_store_keeps_everything,
+    live_window_is_fed_on_ingest_and_refilled_at_start,
 );
 
 async fn redelivery_is_deduplicated(backend: &str) {
@@ -429,4 +430,78 @@ async fn overload_answers_429_and_503_with_retry_after() {
     assert!(metrics.contains("yunwei_ingest_rejected_total{reason=\"too_many_requests\"} 1"));
     assert_eq!(h.state.store.counts().await.unwrap()["batches"], 2);
     h.stop().await;
+}
+
+async fn live_window_is_fed_on_ingest_and_refilled_at_start(backend: &str) {
+    use yunwei_rules::promql::{Options, Value, eval_instant};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = if backend == "postgres" {
+        match PgDatabase::create().await {
+            Some(p) => Some(p),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let url = pg.as_ref().map(|p| p.url.clone());
+    let start = |url: Option<String>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut config = ServerConfig::from_overrides(&Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                data_dir: Some(dir),
+                database_url: url,
+            })
+            .unwrap();
+            config.enrollment_secret = Some(SECRET.into());
+            Server::bind(config).await.unwrap()
+        }
+    };
+    let query = |state: &AppState, t: i64| {
+        let w = state.window.read().unwrap();
+        match eval_instant(
+            r#"sum by (instance, department) (test_metric)"#,
+            t,
+            &w.storage,
+            &Options::default(),
+        )
+        .unwrap()
+        {
+            Value::InstantVector(v) => v
+                .iter()
+                .map(|s| (s.labels.to_string(), s.v))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let server = start(url.clone()).await;
+    let state = server.state();
+    let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    let e = client.enroll("web-09").await.unwrap();
+    let t = now_ms();
+    let (status, _) = client
+        .push(&e.token, &batch(&e, "web-09", 1, t - 30_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // values 1000, 1001, 1002
+    let expected = vec![(
+        r#"{department="数据局", instance="web-09"}"#.to_string(),
+        3003.0,
+    )];
+    assert_eq!(query(&state, t), expected);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    drop(state);
+
+    let server = start(url).await;
+    assert_eq!(
+        query(&server.state(), t),
+        expected,
+        "refilled from the raw window at start"
+    );
 }

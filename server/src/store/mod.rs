@@ -339,6 +339,15 @@ impl Store {
         Ok(())
     }
 
+    /// Encoded raw batches with samples at or after `from`, oldest first.
+    pub async fn raw_batches_since(&self, from: i64) -> sqlx::Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query("SELECT data FROM batches WHERE max_ts >= $1 ORDER BY min_ts")
+            .bind(from)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Every raw sample in `[hour, hour + 1h)`, for computing that hour's rollups.
     pub async fn raw_samples_in_hour(
         &self,
