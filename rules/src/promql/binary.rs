@@ -298,8 +298,8 @@ fn vector_binop(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];\
                  many-to-many matching not allowed: matching labels must be unique on one side",
                 m.matched_labels(&rs.labels),
-                rs.labels,
-                dup.labels
+                rs.labels.go_string(),
+                dup.labels.go_string()
             )));
         }
         right.insert(sig, rs);

@@ -34,6 +34,7 @@ mod value;
 use promql_parser::parser::Expr;
 
 pub use engine::check_supported;
+pub(crate) use functions::parse_go_float;
 pub use storage::{MatchOp, Matcher, MemStorage, Storage, anchored_regex};
 pub use value::{
     Label, Labels, METRIC_NAME, Matrix, STALE_NAN_BITS, Sample, Series, Value, Vector,

@@ -144,6 +144,19 @@ impl Labels {
     }
 }
 
+impl Labels {
+    /// Prometheus's `labels.Labels.String()`: every label, the name too, inside braces
+    /// (`{__name__="up", job="a"}`), as Prometheus prints label sets in error messages.
+    pub fn go_string(&self) -> String {
+        let items: Vec<String> = self
+            .0
+            .iter()
+            .map(|l| format!("{}={:?}", l.name, l.value))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    }
+}
+
 impl fmt::Display for Labels {
     /// Prometheus's notation: `name{a="b", c="d"}`, or `{a="b"}` without a metric name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,6 +173,25 @@ impl fmt::Display for Labels {
             write!(f, "{}={:?}", l.name, l.value)?;
         }
         write!(f, "}}")
+    }
+}
+
+impl serde::Serialize for Labels {
+    /// A label set serializes as a map from name to value, in name order.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for l in self.iter() {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = <std::collections::BTreeMap<String, String>>::deserialize(d)?;
+        Ok(Labels::from_pairs(m))
     }
 }
 

@@ -1,0 +1,235 @@
+//! A YAML document as a tree that remembers where every node starts, so that rule-file
+//! diagnostics can name the line and column of the key or value they are about.
+//!
+//! Built from `saphyr-parser`'s event stream (YAML 1.2). Aliases are expanded; tags are kept
+//! only to tell an explicitly tagged string (`!!str 1`) from a plain scalar.
+
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// A position in a text: 1-based line and 1-based column (in characters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+fn pos_of(span: &Span) -> Pos {
+    Pos {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+    }
+}
+
+/// What a node holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Kind {
+    /// A scalar; `plain` is false for quoted and block scalars, which are always strings.
+    Scalar { value: String, plain: bool },
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in document order (duplicate keys kept).
+    Map(Vec<(Node, Node)>),
+}
+
+/// A YAML node and where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Node {
+    pub pos: Pos,
+    pub kind: Kind,
+}
+
+impl Node {
+    /// Whether the node is YAML's null (`~`, `null`, or nothing at all).
+    pub fn is_null(&self) -> bool {
+        matches!(&self.kind, Kind::Scalar { value, plain: true }
+            if matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The text of a scalar that is not null.
+    pub fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } if !self.is_null() => Some(value),
+            _ => None,
+        }
+    }
+
+    /// A short name of the node's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            _ if self.is_null() => "null",
+            Kind::Scalar { .. } => "scalar",
+            Kind::Seq(_) => "sequence",
+            Kind::Map(_) => "mapping",
+        }
+    }
+}
+
+/// A document that is not valid YAML.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{pos}: {message}")]
+pub(crate) struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+enum Frame {
+    Seq(Pos, Vec<Node>, usize),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize),
+}
+
+/// Parses the first document of `text`; `Ok(None)` for an empty stream. A second document is
+/// an error, as rule files hold one.
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, Node> = std::collections::HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0;
+    while let Some(ev) = parser.next_event() {
+        let (ev, span) = ev.map_err(|e| YamlError {
+            pos: Pos {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            },
+            message: e.info().to_string(),
+        })?;
+        let pos = pos_of(&span);
+        let done: Option<(Node, usize)> = match ev {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(YamlError {
+                        pos,
+                        message: "a rule file holds one YAML document".into(),
+                    });
+                }
+                None
+            }
+            Event::Alias(id) => {
+                let node = anchors.get(&id).cloned().ok_or_else(|| YamlError {
+                    pos,
+                    message: "unknown anchor".into(),
+                })?;
+                Some((Node { pos, ..node }, 0))
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let plain = style == ScalarStyle::Plain && !tagged_str;
+                Some((
+                    Node {
+                        pos,
+                        kind: Kind::Scalar {
+                            value: value.into_owned(),
+                            plain,
+                        },
+                    },
+                    anchor,
+                ))
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Frame::Seq(pos, Vec::new(), anchor));
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Frame::Map(pos, Vec::new(), None, anchor));
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq(p, items, anchor)) => Some((
+                    Node {
+                        pos: p,
+                        kind: Kind::Seq(items),
+                    },
+                    anchor,
+                )),
+                _ => return Err(unbalanced(pos)),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map(p, items, None, anchor)) => Some((
+                    Node {
+                        pos: p,
+                        kind: Kind::Map(items),
+                    },
+                    anchor,
+                )),
+                _ => return Err(unbalanced(pos)),
+            },
+        };
+        let Some((node, anchor)) = done else { continue };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Map(_, items, key, _)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => items.push((k, node)),
+            },
+        }
+    }
+    Ok(root)
+}
+
+fn unbalanced(pos: Pos) -> YamlError {
+    YamlError {
+        pos,
+        message: "unbalanced YAML events".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let doc = parse("groups:\n  - name: a\n    rules: [ {x: 1} ]\n")
+            .unwrap()
+            .unwrap();
+        let Kind::Map(top) = &doc.kind else { panic!() };
+        assert_eq!(top[0].0.pos, Pos { line: 1, col: 1 });
+        let Kind::Seq(groups) = &top[0].1.kind else {
+            panic!()
+        };
+        let Kind::Map(g) = &groups[0].kind else {
+            panic!()
+        };
+        assert_eq!(g[0].0.pos, Pos { line: 2, col: 5 });
+        assert_eq!(g[0].1.pos, Pos { line: 2, col: 11 });
+        assert_eq!(g[1].1.pos, Pos { line: 3, col: 12 });
+    }
+
+    #[test]
+    fn nulls_and_quoted_strings() {
+        let doc = parse("a: ~\nb: 'null'\nc:\n").unwrap().unwrap();
+        let Kind::Map(m) = &doc.kind else { panic!() };
+        assert!(m[0].1.is_null());
+        assert_eq!(m[1].1.scalar(), Some("null"));
+        assert!(m[2].1.is_null());
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = parse("a: [1, 2\nb: c\n").unwrap_err();
+        assert!(e.pos.line >= 1, "{e}");
+    }
+
+    #[test]
+    fn aliases_expand() {
+        let doc = parse("a: &x {k: v}\nb: *x\n").unwrap().unwrap();
+        let Kind::Map(m) = &doc.kind else { panic!() };
+        assert_eq!(m[0].1.kind, m[1].1.kind);
+    }
+}
