@@ -127,6 +127,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
         .route("/api/v1/series", get(series))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules/reload", post(reload_rules))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -613,6 +616,33 @@ fn downsample(points: &[(i64, f64)], from: i64, to: i64, step: i64) -> Vec<(i64,
         t += step;
     }
     out
+}
+
+async fn rules(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
+    let default = state.config.rules.evaluation_interval_secs as i64 * 1000;
+    Json(crate::rules::rules_json(
+        &state.rules.read().expect("rules lock"),
+        default,
+    ))
+}
+
+async fn alerts(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(crate::rules::alerts_json(
+        &state.rules.read().expect("rules lock"),
+    ))
+}
+
+/// `POST /api/v1/rules/reload`: re-reads the rule files; an invalid set is refused with every
+/// diagnostic and the running set is kept.
+async fn reload_rules(
+    AxState(state): AxState<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match crate::rules::reload(&state) {
+        Ok(n) => Ok(Json(
+            json!({ "status": "success", "data": { "groups": n } }),
+        )),
+        Err(e) => Err(ApiError::bad_request("invalid_rules", e).field("rule_files")),
+    }
 }
 
 #[cfg(test)]

@@ -437,6 +437,10 @@ fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u6
     h.finish()
 }
 
+/// One batch's outcome inside a group: the ack and, when it was stored (not a duplicate), the
+/// series id of each sample; or this batch's own rejection.
+type Applied = Result<(Ack, Option<Vec<i64>>), ApiError>;
+
 /// Undo log for the caches, applied when a transaction fails.
 #[derive(Default)]
 struct Undo {
@@ -541,8 +545,7 @@ impl Writer {
     async fn commit_group(&mut self, group: Vec<IngestJob>) {
         let started = Instant::now();
         let mut undo = Undo::default();
-        let mut results: Vec<Result<(Ack, Option<Vec<i64>>), ApiError>> =
-            Vec::with_capacity(group.len());
+        let mut results: Vec<Applied> = Vec::with_capacity(group.len());
         let outcome = async {
             let mut tx = self.state.store.begin().await?;
             let mut dirty = BTreeSet::new();
@@ -617,7 +620,7 @@ impl Writer {
         job: &IngestJob,
         dirty: &mut BTreeSet<i64>,
         undo: &mut Undo,
-    ) -> anyhow::Result<Result<(Ack, Option<Vec<i64>>), ApiError>> {
+    ) -> anyhow::Result<Applied> {
         let b = &job.batch;
         let agent = &job.agent_id;
         let seq = b.seq as i64;
@@ -910,8 +913,10 @@ impl Writer {
                 hostname: b.host.hostname.clone(),
                 last_seen_ms: job.received_ms,
                 interval_ms: b.interval_ms as i64,
+                labels: b.host.labels.clone(),
             });
         entry.hostname.clone_from(&b.host.hostname);
+        entry.labels.clone_from(&b.host.labels);
         entry.last_seen_ms = entry.last_seen_ms.max(job.received_ms);
         entry.interval_ms = b.interval_ms as i64;
     }

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod quickstart;
+pub mod rules;
 pub mod selector;
 pub mod store;
 pub mod timeline;
@@ -38,6 +39,8 @@ pub struct HostLive {
     pub hostname: String,
     pub last_seen_ms: i64,
     pub interval_ms: i64,
+    /// Inventory labels (department, system, environment, ...).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl HostLive {
@@ -59,6 +62,8 @@ pub struct AppState {
     /// Recent samples in memory, for rule evaluation.
     pub window: RwLock<live::LiveWindow>,
     pub inflight: Mutex<HashMap<Arc<str>, usize>>,
+    /// Loaded alert and recording rules with their state.
+    pub rules: RwLock<rules::RuleSet>,
 }
 
 /// A bound, not yet serving, server.
@@ -93,6 +98,7 @@ impl Server {
                             hostname: a.hostname.clone(),
                             last_seen_ms: t,
                             interval_ms: a.interval_ms,
+                            labels: a.labels.clone(),
                         },
                     )
                 })
@@ -103,6 +109,12 @@ impl Server {
             .await
             .context("filling the live window")?;
         tracing::debug!(samples = warmed, "live window filled from the raw window");
+        let groups = rules::load(&config.rules.files)
+            .map_err(|e| anyhow::anyhow!("invalid rule files:\n{e}"))?;
+        let saved = rules::saved_states(&store)
+            .await
+            .context("loading saved rule state")?;
+        let rule_set = rules::RuleSet::new(config.rules.files.clone(), groups, saved);
         let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -116,6 +128,7 @@ impl Server {
             writer: tx,
             window: RwLock::new(window),
             inflight: Mutex::new(HashMap::new()),
+            rules: RwLock::new(rule_set),
         });
         let writer = ingest::Writer::load(state.clone())
             .await
@@ -142,12 +155,16 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance_loop(state.clone()));
+        let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
+        let hangup = tokio::spawn(reload_on_sighup(state.clone()));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(self.listener, api::router(state.clone()))
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
         maintenance.abort();
+        evaluator.abort();
+        hangup.abort();
         state.store.close().await;
         Ok(())
     }
@@ -187,4 +204,22 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Reloads the rule files on SIGHUP; an invalid set is refused and the running one kept.
+async fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = rules::reload(&state) {
+                tracing::error!(errors = %e, "rule reload refused; the running rules are kept");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }

@@ -38,10 +38,29 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         agent_interval_secs: u64,
     },
-    /// Validate a configuration file without starting anything.
+    /// Check or unit-test Prometheus rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Validate a configuration file (and the rule files it names) without starting anything.
     Check {
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files like `promtool check rules`; exit 1 on any problem.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rule unit tests in promtool's format (`promtool test rules`); exit 1 on failure.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -115,12 +134,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))?;
         }
         Command::Check { config } => match ServerConfig::load(&config, &Overrides::default()) {
-            Ok(_) => println!("{}: ok", config.display()),
+            Ok(c) => {
+                if let Err(e) = yunwei_server::rules::load(&c.rules.files) {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!(
+                    "{}: ok ({} rule files)",
+                    config.display(),
+                    c.rules.files.len()
+                );
+            }
             Err(e) => {
                 eprintln!("{e}");
                 return Ok(ExitCode::FAILURE);
             }
         },
+        Command::Rules {
+            command: RulesCommand::Check { files },
+        } => {
+            let mut ok = true;
+            for f in &files {
+                println!("Checking {}", f.display());
+                match yunwei_rules::rulefile::load_rule_files(std::slice::from_ref(f)) {
+                    Ok(parsed) => {
+                        let n: usize = parsed
+                            .iter()
+                            .flat_map(|p| &p.groups)
+                            .map(|g| g.rules.len())
+                            .sum();
+                        println!("  SUCCESS: {n} rules found\n");
+                    }
+                    Err(e) => {
+                        ok = false;
+                        println!("  FAILED:");
+                        eprintln!("{e}\n");
+                    }
+                }
+            }
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Rules {
+            command: RulesCommand::Test { files },
+        } => {
+            let outcome = yunwei_rules::unittest::run_unit_test_files(&files);
+            print!("{}", outcome.output);
+            return Ok(if outcome.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,22 @@ fn enrollment_secret(data_dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Writes the shipped rule files into `<data_dir>/rules/` (keeping any the user has edited)
+/// and returns their paths.
+fn install_shipped_rules(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = data_dir.join("rules");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    for (name, text) in yunwei_rules::SHIPPED_RULES {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        files.push(path);
+    }
+    Ok(files)
+}
+
 /// Runs the server and a local agent until `shutdown` completes.
 pub async fn run(
     listen: Option<SocketAddr>,
@@ -61,6 +77,7 @@ pub async fn run(
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.enrollment_secret = Some(enrollment_secret(&data_dir)?);
+    config.rules.files = install_shipped_rules(&data_dir)?;
     let db = config.database_url.clone();
     let server = Server::bind(config.clone()).await?;
     let addr = server.local_addr();
@@ -87,10 +104,13 @@ pub async fn run(
          data:     {data} (store: {db})\n  \
          hosts:    http://{addr}/api/v1/hosts\n  \
          series:   http://{addr}/api/v1/series?match=node_load1\n  \
+         rules:    http://{addr}/api/v1/rules ({rules})\n  \
+         alerts:   http://{addr}/api/v1/alerts\n  \
          metrics:  http://{addr}/metrics\n  \
          health:   http://{addr}/readyz\n\n\
          Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
         data = data_dir.display(),
+        rules = data_dir.join("rules").display(),
     );
 
     let result = server.run(shutdown).await;

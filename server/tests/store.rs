@@ -92,6 +92,7 @@ store_tests!(
     series_limit_rejects_the_whole_batch,
     reopening_the_store_keeps_everything,
     live_window_is_fed_on_ingest_and_refilled_at_start,
+    alert_state_survives_a_restart_and_reload_is_validated,
 );
 
 async fn redelivery_is_deduplicated(backend: &str) {
@@ -504,4 +505,153 @@ async fn live_window_is_fed_on_ingest_and_refilled_at_start(backend: &str) {
         expected,
         "refilled from the raw window at start"
     );
+}
+
+const TEST_RULES: &str = r#"groups:
+  - name: test
+    interval: 1s
+    rules:
+      - record: job:test_metric:sum
+        expr: sum without (i) (test_metric)
+      - alert: TestPending
+        expr: test_metric > 0
+        for: 1h
+        labels:
+          severity: warning
+        annotations:
+          summary: "{{ $labels.instance }} 的 test_metric 为 {{ $value }}"
+      - alert: TestFiring
+        expr: test_metric > 0
+"#;
+
+async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
+    use yunwei_server::rules::eval_due;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = if backend == "postgres" {
+        match PgDatabase::create().await {
+            Some(p) => Some(p),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let rules_path = dir.path().join("test.rules.yml");
+    std::fs::write(&rules_path, TEST_RULES).unwrap();
+    let url = pg.as_ref().map(|p| p.url.clone());
+    let start = || {
+        let (dir, url, rules_path) = (dir.path().to_path_buf(), url.clone(), rules_path.clone());
+        async move {
+            let mut config = ServerConfig::from_overrides(&Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                data_dir: Some(dir),
+                database_url: url,
+            })
+            .unwrap();
+            config.enrollment_secret = Some(SECRET.into());
+            config.rules.files = vec![rules_path];
+            let server = Server::bind(config).await.unwrap();
+            let state = server.state();
+            let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+            let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.run(async {
+                let _ = rx.await;
+            }));
+            (state, client, stop, task)
+        }
+    };
+    let alerts = |v: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        let mut a: Vec<_> = v["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["labels"]["alertname"].as_str().unwrap().to_string(),
+                    a["state"].as_str().unwrap().to_string(),
+                    a["activeAt"].as_str().unwrap().to_string(),
+                    a["firedAt"].to_string(),
+                )
+            })
+            .collect();
+        a.sort();
+        a
+    };
+
+    let (state, client, stop, task) = start().await;
+    let e = client.enroll("web-07").await.unwrap();
+    let t = now_ms();
+    client
+        .push(&e.token, &batch(&e, "web-07", 1, t, 1))
+        .await
+        .unwrap();
+    eval_due(&state, t + 2_000).await;
+    let before = alerts(&client.get_json("/api/v1/alerts").await.unwrap());
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(
+        (before[0].0.as_str(), before[0].1.as_str()),
+        ("TestFiring", "firing")
+    );
+    assert_eq!(
+        (before[1].0.as_str(), before[1].1.as_str()),
+        ("TestPending", "pending")
+    );
+    let rules = client.get_json("/api/v1/rules").await.unwrap();
+    let alert = &rules["data"]["groups"][0]["rules"][1]["alerts"][0];
+    assert_eq!(
+        alert["annotations"]["summary"],
+        "web-07 的 test_metric 为 1000"
+    );
+    // The recording rule's series is in the live window.
+    {
+        let w = state.window.read().unwrap();
+        let v = yunwei_rules::promql::eval_instant(
+            "job:test_metric:sum",
+            t + 2_000,
+            &w.storage,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(format!("{v:?}").contains("1000"), "{v:?}");
+    }
+
+    // An invalid rule file is refused and the running set stays.
+    std::fs::write(&rules_path, "groups:\n  - name: x\n    rulez: []\n").unwrap();
+    let r = client
+        .http
+        .post(format!("{}/api/v1/rules/reload", client.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("test.rules.yml:3:5"),
+        "{body}"
+    );
+    assert_eq!(
+        client.get_json("/api/v1/rules").await.unwrap()["data"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    std::fs::write(&rules_path, TEST_RULES).unwrap();
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    drop(state);
+
+    // After a restart the pending alert keeps its `for` timer and the firing one is not re-fired.
+    let (state, client, stop, task) = start().await;
+    eval_due(&state, t + 60_000).await;
+    let after = alerts(&client.get_json("/api/v1/alerts").await.unwrap());
+    assert_eq!(
+        after, before,
+        "same states, activeAt and firedAt after a restart"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }

@@ -461,6 +461,12 @@ async fn quickstart_serves_a_reporting_local_agent() {
     })
     .await;
     assert_eq!(host["labels"]["system"], "quickstart");
+    let rules = client.get_json("/api/v1/rules").await.unwrap();
+    let groups = rules["data"]["groups"].as_array().unwrap();
+    assert!(
+        groups.len() >= 2,
+        "quickstart loads the shipped rules: {rules}"
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &qs.id().to_string()])
         .status();

@@ -24,10 +24,20 @@ pub enum Backend {
     Postgres,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_rule_state.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_rule_state.sql"),
+    ),
+];
 
 /// Milliseconds in an hour; rollups are per series per UTC hour.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -481,6 +491,32 @@ impl Store {
                 detail: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// Saved alert-rule state per group key.
+    pub async fn rule_states(&self) -> sqlx::Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT group_key, state FROM rule_state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn save_rule_state(
+        &self,
+        group_key: &str,
+        state: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO rule_state (group_key, state, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (group_key) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+        )
+        .bind(group_key)
+        .bind(state)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Row counts per table, for tests and diagnostics.
