@@ -251,7 +251,9 @@ fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
         enrolled_at: a.enrolled_ms,
         first_seen: a.first_seen_ms,
         last_seen,
-        last_seq: a.last_seq,
+        last_seq: live
+            .as_ref()
+            .map_or(a.last_seq, |l| l.last_seq.max(a.last_seq)),
         interval_seconds: interval as f64 / 1000.0,
         status,
         seconds_since_last_batch: last_seen.map(|t| (now - t).max(0) as f64 / 1000.0),

@@ -36,6 +36,9 @@ use crate::{
 /// it bounds the range scanned when the raw window is read by time.
 pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
 
+/// How stale the stored `last_seen_ms` of an agent may get; the exact value is kept in memory.
+const LAST_SEEN_PERSIST_MS: i64 = 30_000;
+
 /// Most batches committed in one transaction.
 const MAX_GROUP: usize = 256;
 
@@ -410,6 +413,10 @@ struct AgentMem {
     pruned_seq: i64,
     /// Bumped when the host's facts change, invalidating its cached presented labels.
     generation: u64,
+    /// `last_seen_ms` and `interval_ms` as last written to the store: the current values live
+    /// in memory (`HostLive`) and are written at most every [`LAST_SEEN_PERSIST_MS`].
+    persisted_last_seen_ms: i64,
+    persisted_interval_ms: i64,
     facts: HostFacts,
     first_seen_ms: Option<i64>,
 }
@@ -427,6 +434,9 @@ pub struct Writer {
     last_span: HashMap<(&'static str, String), Span>,
     /// Presented labels per series id, with the host facts generation they were built from.
     labels: HashMap<i64, (u64, yunwei_rules::promql::Labels)>,
+    /// Hours this writer has marked dirty that are still open: the rollup job leaves an hour
+    /// alone until two minutes after it closes, so marking it again before then is redundant.
+    open_dirty: BTreeSet<i64>,
 }
 
 fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u64 {
@@ -457,6 +467,7 @@ impl Writer {
             series_per_agent: HashMap::new(),
             last_span: HashMap::new(),
             labels: HashMap::new(),
+            open_dirty: BTreeSet::new(),
         };
         w.reload().await?;
         Ok(w)
@@ -545,6 +556,7 @@ impl Writer {
     async fn commit_group(&mut self, group: Vec<IngestJob>) {
         let started = Instant::now();
         let mut undo = Undo::default();
+        let mut newly_open = Vec::new();
         let mut results: Vec<Applied> = Vec::with_capacity(group.len());
         let outcome = async {
             let mut tx = self.state.store.begin().await?;
@@ -552,7 +564,16 @@ impl Writer {
             for job in &group {
                 results.push(self.apply(&mut tx, job, &mut dirty, &mut undo).await?);
             }
+            let now = now_ms();
             for hour in &dirty {
+                // Skipped only while the hour is well before the rollup job may read it.
+                let open = hour + HOUR_MS + 60_000 > now;
+                if open && self.open_dirty.contains(hour) {
+                    continue;
+                }
+                if open {
+                    newly_open.push(*hour);
+                }
                 sqlx::query(
                     "INSERT INTO rollup_dirty (hour_ms, version) VALUES ($1, 1) \
                      ON CONFLICT (hour_ms) DO UPDATE SET version = rollup_dirty.version + 1",
@@ -572,6 +593,9 @@ impl Writer {
         m.ingest_group_batches.observe(group.len() as f64);
         match outcome {
             Ok(()) => {
+                let now = now_ms();
+                self.open_dirty.extend(newly_open);
+                self.open_dirty.retain(|h| h + HOUR_MS + 60_000 > now);
                 for (job, result) in group.into_iter().zip(results) {
                     let result = result.map(|(ack, stored)| {
                         if let Some(ids) = stored {
@@ -739,10 +763,20 @@ impl Writer {
             dirty.insert(s.ts_ms.div_euclid(HOUR_MS) * HOUR_MS);
         }
 
-        // Inventory.
-        let mem = &self.agents[agent];
+        // Inventory. last_seen and last_seq are served from memory; the row is refreshed when
+        // something else changes or every LAST_SEEN_PERSIST_MS.
+        let mem = self.agents.get_mut(agent).expect("loaded above");
         let facts_changed = mem.facts != b.host;
-        sqlx::query(
+        let persist = facts_changed
+            || mem.first_seen_ms.is_none()
+            || mem.persisted_interval_ms != b.interval_ms as i64
+            || job.received_ms - mem.persisted_last_seen_ms >= LAST_SEEN_PERSIST_MS;
+        if persist {
+            mem.persisted_last_seen_ms = job.received_ms;
+            mem.persisted_interval_ms = b.interval_ms as i64;
+        }
+        if persist {
+            sqlx::query(
             "UPDATE agents SET last_seen_ms = CASE WHEN last_seen_ms IS NULL OR last_seen_ms < $1 THEN $1 ELSE last_seen_ms END, \
              first_seen_ms = COALESCE(first_seen_ms, $1), \
              last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END, interval_ms = $3 WHERE agent_id = $4",
@@ -753,6 +787,7 @@ impl Writer {
         .bind(&**agent)
         .execute(&mut **tx)
         .await?;
+        }
         if facts_changed {
             sqlx::query(
                 "UPDATE agents SET hostname = $1, os = $2, kernel = $3, arch = $4, agent_version = $5, labels = $6 \
@@ -914,7 +949,9 @@ impl Writer {
                 last_seen_ms: job.received_ms,
                 interval_ms: b.interval_ms as i64,
                 labels: b.host.labels.clone(),
+                last_seq: b.seq as i64,
             });
+        entry.last_seq = entry.last_seq.max(b.seq as i64);
         entry.hostname.clone_from(&b.host.hostname);
         entry.labels.clone_from(&b.host.labels);
         entry.last_seen_ms = entry.last_seen_ms.max(job.received_ms);
@@ -1117,6 +1154,8 @@ fn agent_mem(a: &AgentRow) -> AgentMem {
     AgentMem {
         pruned_seq: a.pruned_seq,
         generation: 0,
+        persisted_last_seen_ms: a.last_seen_ms.unwrap_or(0),
+        persisted_interval_ms: a.interval_ms,
         facts: HostFacts {
             hostname: a.hostname.clone(),
             os: a.os.clone(),

@@ -41,6 +41,8 @@ pub struct HostLive {
     pub interval_ms: i64,
     /// Inventory labels (department, system, environment, ...).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Highest batch sequence number stored.
+    pub last_seq: i64,
 }
 
 impl HostLive {
@@ -99,6 +101,7 @@ impl Server {
                             last_seen_ms: t,
                             interval_ms: a.interval_ms,
                             labels: a.labels.clone(),
+                            last_seq: a.last_seq,
                         },
                     )
                 })
