@@ -3,16 +3,20 @@
 //!
 //! [`run`] is the whole program; `main.rs` only parses the command line. The modules are the
 //! steps of one cycle: [`config`] says what to do, [`collect`] and [`facts`] read the host,
-//! [`queue`] holds batches until the server has them, [`state`] keeps the agent's identity and
-//! sequence number across restarts.
+//! [`spool`] keeps batches on disk until the server has them, [`state`] keeps the agent's
+//! identity across restarts, [`metrics`] counts what the agent itself does.
 
 pub mod collect;
 pub mod config;
+pub mod expose;
 pub mod facts;
-pub mod queue;
+pub mod metrics;
+pub mod probe;
+pub mod spool;
 pub mod state;
+pub mod tls;
 
-mod push;
+pub(crate) mod push;
 
 pub use config::{AgentConfig, ConfigError, load_config, parse_config};
-pub use push::run;
+pub use push::{Control, once, run, run_with};

@@ -1,23 +1,32 @@
-//! The agent's main loop: enroll once, then every interval collect a batch, queue it and send the
-//! queue oldest first to `POST /api/v1/ingest` over one keep-alive HTTP client. Transient
-//! failures are retried with exponential backoff and jitter; batches the server rejects are
-//! dropped and counted.
+//! The agent's main loop: enroll once, then every interval collect a batch, append it to the
+//! durable spool and send the spool oldest first to `POST /api/v1/ingest` over one keep-alive
+//! HTTP client. A batch leaves the spool only when the server acknowledged it (or refused it for
+//! good); transient failures are retried with exponential backoff and jitter, honouring
+//! `Retry-After`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use yunwei_proto::{
-    Ack, Batch, CONTENT_ENCODING, CONTENT_TYPE, EnrollRequest, EnrollResponse, ErrorBody,
-    PROTOCOL_VERSION, encode_batch,
+    Ack, Batch, CONTENT_ENCODING, CONTENT_TYPE, EnrollRequest, EnrollResponse, ErrorBody, Event,
+    PROTOCOL_VERSION, Sample,
 };
 
-use crate::collect::collect;
+use std::sync::Mutex;
+
+use crate::collect::Collector;
 use crate::config::AgentConfig;
+use crate::expose::{MetricsServer, Scrape, render};
 use crate::facts::host_facts;
-use crate::queue::Queue;
+use crate::metrics::AgentMetrics;
+use crate::probe::{ProbeHub, ProbeSpec, Probes};
+use crate::spool::{MonoClock, Spool, SpoolLimits};
 use crate::state::{State, load_state, save_state, state_path};
+use crate::tls::{client_config, load_client_cert, load_roots};
 
 /// Longest sleep between checks of the shutdown flag.
 const SLEEP_STEP: Duration = Duration::from_millis(100);
@@ -29,60 +38,502 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 /// Response bodies read for logging are cut at this size.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Sequence numbers reserved in `state.json` at a time: the spool records the numbers it used,
+/// and the reservation keeps a number from being reused if the spool folder is lost.
+const SEQ_RESERVE: u64 = 1000;
+/// On shutdown, spooled batches are sent for at most this long; the rest stay in the spool.
+const FLUSH_BUDGET: Duration = Duration::from_secs(1);
+
+/// How the caller steers a running agent.
+pub struct Control {
+    /// Set to stop the agent.
+    pub shutdown: Arc<AtomicBool>,
+    /// Set to reload the configuration from `config_path`.
+    pub reload: Arc<AtomicBool>,
+    pub config_path: Option<PathBuf>,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+    /// Whether whoever sets the flags also wakes the loop, so it need not poll them often.
+    notified: bool,
+}
+
+impl Control {
+    /// Stops when `shutdown` is set; the flag is checked every 100 ms.
+    pub fn new(shutdown: Arc<AtomicBool>) -> Control {
+        let (wake_tx, wake_rx) = mpsc::channel();
+        Control {
+            shutdown,
+            reload: Arc::new(AtomicBool::new(false)),
+            config_path: None,
+            wake_tx,
+            wake_rx,
+            notified: false,
+        }
+    }
+
+    /// Reloads the configuration from `path` whenever `flag` is set.
+    pub fn reload_from(mut self, path: PathBuf, flag: Arc<AtomicBool>) -> Control {
+        self.config_path = Some(path);
+        self.reload = flag;
+        self
+    }
+
+    /// A sender that wakes the loop at once. Taking it promises to send after setting
+    /// `shutdown` or `reload`; the flags are then polled only every 5 s, as a safety net.
+    pub fn waker(&mut self) -> Sender<()> {
+        self.notified = true;
+        self.wake_tx.clone()
+    }
+}
 
 /// Runs the agent until `shutdown` is set: enrolls if there is no saved state, then collects and
 /// pushes a batch every `interval_secs`. Blocks; returns within about 100 ms of `shutdown` being
-/// set, or after the request in flight finishes. Batches still queued are lost on return (a later
-/// version spools them to disk).
+/// set (plus at most a short flush of the spool, or the request in flight). What could not be
+/// sent stays in the spool for the next start.
 pub fn run(config: AgentConfig, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let client = Client::new(&config);
-    let Some(mut state) = enrolled_state(&config, &client, &shutdown)? else {
+    run_with(config, Control::new(shutdown))
+}
+
+/// [`run`] with reloads and prompt wake-ups (see [`Control`]).
+pub fn run_with(config: AgentConfig, control: Control) -> anyhow::Result<()> {
+    let shutdown = control.shutdown.clone();
+    // Polling costs a wake-up; with a waker the flags are only re-checked as a safety net.
+    let poll = if control.notified {
+        Duration::from_secs(5)
+    } else {
+        SLEEP_STEP
+    };
+    let metrics = Arc::new(AgentMetrics::default());
+    let collector = Arc::new(Mutex::new(Collector::new(config.collect.clone())));
+    let hub = Arc::new(ProbeHub::default());
+    let scrape = scrape_fn(collector.clone(), metrics.clone(), hub.clone());
+    let metrics_server = start_metrics_server(config.metrics_listen, &scrape);
+    let client = Client::new(&config)?;
+    let Some(state) = enrolled_state(&config, &client, &shutdown)? else {
         return Ok(());
     };
+    let spool_dir = config.spool_dir();
+    let spool = Spool::open(
+        &spool_dir,
+        spool_limits(&config),
+        state.next_seq,
+        MonoClock::new(),
+    )
+    .with_context(|| format!("opening the spool in {}", spool_dir.display()))?;
+    let recovered = spool.stats();
+    if recovered.corrupt_records > 0 || recovered.dropped_batches > 0 {
+        eprintln!(
+            "warn: spool: skipped {} damaged records ({} bytes); {} batches lost and reported",
+            recovered.corrupt_records, recovered.corrupt_bytes, recovered.dropped_batches
+        );
+    }
     eprintln!(
-        "info: agent {} pushing to {} every {} s",
-        state.agent_id, config.server_url, config.interval_secs
+        "info: agent {} pushing to {} every {} s; {} batches spooled; {} probes",
+        state.agent_id,
+        config.server_url,
+        config.interval_secs,
+        spool.len(),
+        config.probes.len()
     );
-    let interval = config.interval();
-    let mut queue = Queue::new(config.max_queue_batches);
-    let mut backoff = Backoff::default();
-    let mut stats = Stats::default();
+    let probes = start_probes(&config, &hub, &control.wake_tx);
+    let mut agent = Agent {
+        config,
+        client,
+        state,
+        spool,
+        backoff: Backoff::default(),
+        metrics,
+        collector,
+        hub,
+        probes: Some(probes),
+        metrics_server,
+        scrape,
+        wake: control.wake_tx.clone(),
+        facts: None,
+    };
+    agent.metrics.update_spool(&agent.spool);
     let mut next_collect = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
+        if control.reload.swap(false, Ordering::Relaxed)
+            && let Some(path) = &control.config_path
+        {
+            agent.reload(path);
+        }
         let now = Instant::now();
+        let interval = agent.config.interval();
         if now >= next_collect {
-            enqueue_batch(&config, &mut state, &mut queue);
+            let mut samples = agent.collect_host();
+            let (probe_samples, events) = agent.hub.drain();
+            samples.extend(probe_samples);
+            agent.spool_batch(samples, events, now);
             next_collect += interval;
             if next_collect <= now {
                 // Fell behind (suspended host, slow disk): skip the missed collections.
                 next_collect = now + interval;
             }
-        } else if !queue.is_empty() && backoff.ready(now) {
-            send_oldest(&client, &state.token, &mut queue, &mut backoff, &mut stats);
+        } else if agent.hub.has_events() {
+            // A probe changed state: push it now, not at the next interval.
+            let (samples, events) = agent.hub.drain();
+            agent.spool_batch(samples, events, now);
+        } else if !agent.spool.is_empty() && agent.backoff.ready(now) {
+            agent.send_oldest();
         } else {
-            let wake = if queue.is_empty() {
+            let wake = if agent.spool.is_empty() {
                 next_collect
             } else {
-                next_collect.min(backoff.until)
+                next_collect.min(agent.backoff.until)
             };
-            sleep_until(wake, &shutdown);
+            let wait = wake.saturating_duration_since(now).min(poll);
+            match control.wake_rx.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            }
         }
     }
+    if let Some(probes) = agent.probes.take() {
+        probes.stop();
+    }
+    // Probe results not yet in a batch are spooled, so they are not lost.
+    let (samples, events) = agent.hub.drain();
+    if !samples.is_empty() || !events.is_empty() {
+        agent.spool_batch(samples, events, Instant::now());
+    }
+    agent.flush();
+    if let Some(server) = agent.metrics_server.take() {
+        server.stop();
+    }
+    let m = &agent.metrics;
     eprintln!(
-        "info: stopping; sent {} batches, rejected {}, dropped {} (queue full), {} still queued",
-        stats.sent,
-        stats.rejected,
-        queue.dropped_total(),
-        queue.len()
+        "info: stopping; sent {} batches, rejected {}, dropped {}, {} left in the spool",
+        m.batches_sent.load(Ordering::Relaxed),
+        m.batches_rejected.load(Ordering::Relaxed),
+        agent.spool.stats().dropped_batches,
+        agent.spool.len()
     );
     Ok(())
 }
 
-/// Counters for the push loop (a later version exports them on `/metrics`).
-#[derive(Debug, Default)]
-struct Stats {
-    sent: u64,
-    rejected: u64,
+/// One collection with `config`'s collectors, and one run of each of its probes (in parallel),
+/// rendered in the Prometheus text format or, with `json`, as a JSON array of samples.
+pub fn once(config: &AgentConfig, json: bool) -> anyhow::Result<String> {
+    let ts_ms = unix_ms();
+    let mut samples = Vec::with_capacity(512);
+    Collector::new(config.collect.clone()).collect(ts_ms, true, &mut samples)?;
+    let hub = ProbeHub::default();
+    let tls = if config.probes.iter().any(ProbeSpec::needs_tls) {
+        load_roots(config.tls.ca_file.as_deref())
+            .and_then(|r| client_config(&r))
+            .ok()
+    } else {
+        None
+    };
+    std::thread::scope(|s| {
+        let runs: Vec<_> = config
+            .probes
+            .iter()
+            .map(|p| (p, s.spawn(|| crate::probe::run_probe(p, tls.as_ref()))))
+            .collect();
+        for (p, run) in runs {
+            if let Ok(outcome) = run.join() {
+                hub.record(p, &outcome, ts_ms);
+            }
+        }
+    });
+    samples.extend(hub.latest());
+    Ok(if json {
+        let mut text = serde_json::to_string_pretty(&samples).expect("samples serialize");
+        text.push('\n');
+        text
+    } else {
+        render(&samples, meta)
+    })
+}
+
+fn spool_limits(config: &AgentConfig) -> SpoolLimits {
+    SpoolLimits {
+        max_bytes: config.spool_max_bytes,
+        max_age: Duration::from_secs(config.spool_max_age_secs),
+    }
+}
+
+/// Starts the probe threads, with a TLS configuration when an HTTPS probe needs one.
+fn start_probes(config: &AgentConfig, hub: &Arc<ProbeHub>, wake: &Sender<()>) -> Probes {
+    let tls = if config.probes.iter().any(ProbeSpec::needs_tls) {
+        match load_roots(config.tls.ca_file.as_deref()).and_then(|r| client_config(&r)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: https probes cannot verify servers: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Probes::start(&config.probes, hub, tls, wake)
+}
+
+/// The running agent's state, owned by the main loop.
+struct Agent {
+    config: AgentConfig,
+    client: Client,
+    state: State,
+    spool: Spool,
+    backoff: Backoff,
+    metrics: Arc<AgentMetrics>,
+    collector: Arc<Mutex<Collector>>,
+    hub: Arc<ProbeHub>,
+    probes: Option<Probes>,
+    metrics_server: Option<MetricsServer>,
+    scrape: Arc<Scrape>,
+    wake: Sender<()>,
+    facts: Option<(Instant, yunwei_proto::HostFacts)>,
+}
+
+/// What `/metrics` serves: a fresh collection, the latest probe results and the agent's own
+/// metrics.
+fn scrape_fn(
+    collector: Arc<Mutex<Collector>>,
+    metrics: Arc<AgentMetrics>,
+    hub: Arc<ProbeHub>,
+) -> Arc<Scrape> {
+    Arc::new(move || {
+        let ts_ms = unix_ms();
+        let mut samples = Vec::with_capacity(512);
+        let started = Instant::now();
+        let result =
+            collector
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .collect(ts_ms, true, &mut samples);
+        if let Err(e) = result {
+            eprintln!("error: collecting host metrics for /metrics: {e}");
+        }
+        metrics.collection_done(started.elapsed());
+        samples.extend(hub.latest());
+        samples.extend(metrics.samples(ts_ms));
+        render(&samples, meta)
+    })
+}
+
+/// `(type, help)` of any metric the agent produces.
+pub(crate) fn meta(name: &str) -> Option<(&'static str, &'static str)> {
+    crate::collect::meta(name)
+        .or_else(|| crate::probe::meta(name))
+        .or_else(|| crate::metrics::meta(name))
+}
+
+/// Starts `/metrics` on `addr`. A failure to listen is logged, not fatal: pushing to the server
+/// is the agent's first duty.
+fn start_metrics_server(
+    addr: Option<std::net::SocketAddr>,
+    scrape: &Arc<Scrape>,
+) -> Option<MetricsServer> {
+    let addr = addr?;
+    match MetricsServer::start(addr, scrape.clone()) {
+        Ok(server) => {
+            eprintln!("info: serving /metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        Err(e) => {
+            eprintln!("error: cannot serve /metrics on {addr}: {e}");
+            None
+        }
+    }
+}
+
+/// Host facts are re-read this often (and on a reload), not for every batch.
+const FACTS_TTL: Duration = Duration::from_secs(300);
+
+impl Agent {
+    /// The host facts, re-read when older than [`FACTS_TTL`].
+    fn facts(&mut self) -> yunwei_proto::HostFacts {
+        let now = Instant::now();
+        match &self.facts {
+            Some((at, f)) if now.duration_since(*at) < FACTS_TTL => f.clone(),
+            _ => {
+                let f = host_facts(&self.config.labels);
+                self.facts = Some((now, f.clone()));
+                f
+            }
+        }
+    }
+
+    /// Applies the configuration in `path`. What cannot change while running (server, state
+    /// folder) is kept and a restart is asked for; an invalid file changes nothing.
+    fn reload(&mut self, path: &Path) {
+        let mut new = match crate::config::load_config(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: not reloading {}: {e:#}", path.display());
+                return;
+            }
+        };
+        let old = &self.config;
+        if new.server_url != old.server_url || new.state_dir != old.state_dir {
+            eprintln!("warn: server_url and state_dir changes take effect after a restart");
+            new.server_url = old.server_url.clone();
+            new.state_dir = old.state_dir.clone();
+        }
+        if new.tls != old.tls || new.request_timeout_secs != old.request_timeout_secs {
+            match Client::new(&new) {
+                Ok(c) => self.client = c,
+                Err(e) => {
+                    eprintln!("error: not reloading {}: {e:#}", path.display());
+                    return;
+                }
+            }
+        }
+        self.collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_options(new.collect.clone());
+        self.spool.set_limits(spool_limits(&new));
+        if new.metrics_listen != old.metrics_listen {
+            if let Some(server) = self.metrics_server.take() {
+                server.stop();
+            }
+            self.metrics_server = start_metrics_server(new.metrics_listen, &self.scrape);
+        }
+        if new.probes != old.probes || new.tls != old.tls {
+            if let Some(probes) = self.probes.take() {
+                probes.stop();
+            }
+            let names: Vec<&str> = new.probes.iter().map(|p| p.name.as_str()).collect();
+            self.hub.retain(&names);
+            self.probes = Some(start_probes(&new, &self.hub, &self.wake));
+        }
+        eprintln!(
+            "info: configuration reloaded from {} ({} probes, every {} s)",
+            path.display(),
+            new.probes.len(),
+            new.interval_secs
+        );
+        self.config = new;
+        self.facts = None;
+    }
+
+    /// Collects host metrics. On error the batch still goes out: it is the host's heartbeat.
+    fn collect_host(&mut self) -> Vec<Sample> {
+        let started = Instant::now();
+        let mut samples = Vec::with_capacity(512);
+        let result = self
+            .collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .collect(unix_ms(), false, &mut samples);
+        if let Err(e) = result {
+            eprintln!("error: collecting host metrics: {e}");
+        }
+        self.metrics.collection_done(started.elapsed());
+        samples
+    }
+
+    /// Appends a batch of `samples` and `events`, collected at `collected`, to the spool.
+    fn spool_batch(&mut self, samples: Vec<Sample>, events: Vec<Event>, collected: Instant) {
+        if self.spool.next_seq() >= self.state.next_seq {
+            let mut state = self.state.clone();
+            state.next_seq = self.spool.next_seq() + SEQ_RESERVE;
+            if let Err(e) = save_state(&self.config.state_dir, &state) {
+                // Never use a sequence number that a restart could hand out again.
+                eprintln!("error: not spooling a batch: saving the sequence number failed: {e:#}");
+                self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.state = state;
+        }
+        let now_ms = unix_ms();
+        let mut batch = Batch {
+            version: PROTOCOL_VERSION,
+            agent_id: self.state.agent_id.clone(),
+            seq: 0,
+            interval_ms: self.config.interval_secs * 1000,
+            collected_at_ms: now_ms,
+            age_ms: 0,
+            host: self.facts(),
+            samples,
+            events,
+        };
+        self.metrics.update_spool(&self.spool);
+        batch.samples.extend(self.metrics.samples(now_ms));
+        if let Err(e) = self.spool.append(&mut batch, collected, now_ms) {
+            eprintln!("error: writing batch {} to the spool: {e}", batch.seq);
+            self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.update_spool(&self.spool);
+    }
+
+    /// Sends the oldest spooled batch; it leaves the spool unless the failure is worth a retry.
+    /// Returns false if it was not delivered.
+    fn send_oldest(&mut self) -> bool {
+        let Some(out) = self.spool.front() else {
+            return false;
+        };
+        let seq = out.seq;
+        let delivered = match self.client.ingest(&out.body, &self.state.token) {
+            Ok(ack) => {
+                if ack.seq != seq && ack.seq != 0 {
+                    eprintln!("warn: server acknowledged seq {} for batch {seq}", ack.seq);
+                }
+                self.complete_front();
+                self.metrics.batches_sent.fetch_add(1, Ordering::Relaxed);
+                if self.backoff.failures > 0 {
+                    eprintln!(
+                        "info: ingest recovered after {} failed attempts",
+                        self.backoff.failures
+                    );
+                }
+                self.backoff.reset();
+                true
+            }
+            Err(Failure::Retry {
+                reason,
+                retry_after,
+            }) => {
+                self.metrics.batches_failed.fetch_add(1, Ordering::Relaxed);
+                let delay = self.backoff.fail(Instant::now(), retry_after);
+                eprintln!(
+                    "warn: sending batch {seq} failed: {reason}; {} spooled, retrying in {:.1} s",
+                    self.spool.len(),
+                    delay.as_secs_f64()
+                );
+                false
+            }
+            Err(Failure::Rejected { status, message }) => {
+                // A retry cannot fix what the server refuses; drop the batch and go on.
+                self.complete_front();
+                self.metrics
+                    .batches_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "error: server rejected batch {seq} (http {status}), dropping it: {message}"
+                );
+                false
+            }
+        };
+        self.metrics.update_spool(&self.spool);
+        delivered
+    }
+
+    fn complete_front(&mut self) {
+        if let Err(e) = self.spool.complete_front() {
+            // The batch may be sent again after a restart; the server deduplicates it.
+            eprintln!("warn: recording a delivered batch in the spool: {e}");
+        }
+    }
+
+    /// On shutdown: sends what the spool holds while the server answers, for at most
+    /// [`FLUSH_BUDGET`]; the rest stays in the spool.
+    fn flush(&mut self) {
+        let deadline = Instant::now() + FLUSH_BUDGET;
+        while !self.spool.is_empty()
+            && Instant::now() < deadline
+            && self.backoff.ready(Instant::now())
+        {
+            if !self.send_oldest() && self.backoff.failures > 0 {
+                break;
+            }
+        }
+    }
 }
 
 /// Loads the saved state, or enrolls and saves it. `None` if shut down before enrolling.
@@ -111,6 +562,15 @@ fn enrolled_state(
         };
         match client.enroll(&request) {
             Ok(resp) => {
+                // Batches spooled under an earlier identity cannot be sent with the new one.
+                let spool = config.spool_dir();
+                match std::fs::remove_dir_all(&spool) {
+                    Ok(()) => eprintln!("warn: removed the spool of an earlier identity"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("removing {}", spool.display()));
+                    }
+                }
                 let state = State {
                     agent_id: resp.agent_id,
                     token: resp.token,
@@ -139,84 +599,6 @@ fn enrolled_state(
     Ok(None)
 }
 
-/// Collects a batch and queues it, after saving the sequence number that follows it.
-fn enqueue_batch(config: &AgentConfig, state: &mut State, queue: &mut Queue) {
-    let collected = Instant::now();
-    let ts_ms = unix_ms();
-    let samples = collect(ts_ms).unwrap_or_else(|e| {
-        // The batch still goes out: it is the host's heartbeat.
-        eprintln!("error: collecting host metrics: {e}");
-        Vec::new()
-    });
-    let seq = state.next_seq;
-    state.next_seq += 1;
-    if let Err(e) = save_state(&config.state_dir, state) {
-        // Never send a sequence number that a restart could hand out again.
-        eprintln!("error: not sending batch {seq}: saving the sequence number failed: {e:#}");
-        return;
-    }
-    let batch = Batch {
-        version: PROTOCOL_VERSION,
-        agent_id: state.agent_id.clone(),
-        seq,
-        interval_ms: config.interval_secs * 1000,
-        collected_at_ms: ts_ms,
-        age_ms: 0,
-        host: host_facts(&config.labels),
-        samples,
-        events: Vec::new(),
-    };
-    queue.push(batch, collected);
-}
-
-/// Sends the oldest queued batch and removes it unless the failure is worth a retry.
-fn send_oldest(
-    client: &Client,
-    token: &str,
-    queue: &mut Queue,
-    backoff: &mut Backoff,
-    stats: &mut Stats,
-) {
-    let Some(item) = queue.front_mut() else {
-        return;
-    };
-    item.batch.age_ms = u64::try_from(item.collected.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let seq = item.batch.seq;
-    match client.ingest(&encode_batch(&item.batch), token) {
-        Ok(ack) => {
-            if ack.seq != seq {
-                eprintln!("warn: server acknowledged seq {} for batch {seq}", ack.seq);
-            }
-            queue.pop_front();
-            stats.sent += 1;
-            if backoff.failures > 0 {
-                eprintln!(
-                    "info: ingest recovered after {} failed attempts",
-                    backoff.failures
-                );
-            }
-            backoff.reset();
-        }
-        Err(Failure::Retry {
-            reason,
-            retry_after,
-        }) => {
-            let delay = backoff.fail(Instant::now(), retry_after);
-            eprintln!(
-                "warn: sending batch {seq} failed: {reason}; {} queued, retrying in {:.1} s",
-                queue.len(),
-                delay.as_secs_f64()
-            );
-        }
-        Err(Failure::Rejected { status, message }) => {
-            // A retry cannot fix what the server refuses; drop the batch and go on.
-            queue.pop_front();
-            stats.rejected += 1;
-            eprintln!("error: server rejected batch {seq} (http {status}), dropping it: {message}");
-        }
-    }
-}
-
 /// Why a request did not succeed.
 #[derive(Debug)]
 enum Failure {
@@ -237,22 +619,56 @@ struct Client {
 }
 
 impl Client {
-    fn new(config: &AgentConfig) -> Self {
+    fn new(config: &AgentConfig) -> anyhow::Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        if config.server_url.starts_with("https://") {
+            use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts};
+            let roots = load_roots(config.tls.ca_file.as_deref())?;
+            let roots: Vec<Certificate<'static>> = roots
+                .iter()
+                .map(|c| Certificate::from_der(c).to_owned())
+                .collect();
+            tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+            // Checked (and named in errors) by load_client_cert; ureq wants its own key type.
+            if let (Some((chain, _)), Some(key_file)) =
+                (load_client_cert(&config.tls)?, &config.tls.client_key_file)
+            {
+                let chain: Vec<Certificate<'static>> = chain
+                    .iter()
+                    .map(|c| Certificate::from_der(c).to_owned())
+                    .collect();
+                let pem = std::fs::read(key_file)
+                    .with_context(|| format!("reading {}", key_file.display()))?;
+                let key = PrivateKey::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?;
+                tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+            }
+        }
         let http = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             // Statuses are handled here, so 4xx/5xx must not become errors before the headers
             // and body can be read.
             .http_status_as_error(false)
-            .timeout_global(Some(config.request_timeout()))
+            // Per phase rather than global: with a resolve timeout ureq resolves on a new thread
+            // for every request, which costs more CPU than the rest of a push. Name resolution
+            // is bounded by the resolver's own timeouts (resolv.conf).
+            .timeout_connect(Some(config.request_timeout()))
+            .timeout_send_request(Some(config.request_timeout()))
+            .timeout_send_body(Some(config.request_timeout()))
+            .timeout_recv_response(Some(config.request_timeout()))
+            .timeout_recv_body(Some(config.request_timeout()))
             // Keep the connection between pushes.
             .max_idle_age(config.interval() + Duration::from_secs(30))
             .user_agent(format!("yunwei-agent/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client {
+        Ok(Client {
             http,
             enroll_url: format!("{}/api/v1/enroll", config.server_url),
             ingest_url: format!("{}/api/v1/ingest", config.server_url),
-        }
+        })
     }
 
     fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, Failure> {
@@ -408,7 +824,7 @@ fn jitter() -> f64 {
     f64::from(mixed >> 8) / f64::from(1u32 << 24)
 }
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -430,3 +430,52 @@ pub fn process_cpu_micros(pid: u32) -> anyhow::Result<u64> {
     // USER_HZ is 100 on every Linux platform yunwei targets.
     Ok((utime + stime) * 10_000)
 }
+
+/// Writes an agent config reporting to `server` every second, with its state under `dir`, plus
+/// `extra` YAML; returns its path.
+pub fn write_agent_config(dir: &Path, server: &ServerProcess, extra: &str) -> PathBuf {
+    let path = dir.join("agent.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server_url: {}\nenrollment_secret: {SECRET}\nstate_dir: state\ninterval_secs: 1\n\
+             labels:\n  system: e2e\n{extra}",
+            server.url("")
+        ),
+    )
+    .expect("writing agent.yaml");
+    path
+}
+
+/// Starts `yunwei-agent run --config <config>`, appending its output to `log`.
+pub fn spawn_agent(config: &Path, log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("agent log");
+    Command::new(bin("yunwei-agent"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("spawning yunwei-agent")
+}
+
+/// Sends SIGTERM to `child` and waits (up to 20 s, then SIGKILL) for it to exit.
+pub fn terminate_child(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().expect("waiting for the child")
+}
