@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::promql::{
-    self, Labels, MemStorage, Options, Sample, Series, Storage, Value, Vector, stale_nan,
+    self, Labels, Options, Sample, SelectedSeries, Storage, Value, Vector, stale_nan,
 };
 use crate::rulefile::{AlertingRule, RecordingRule, Rule, RuleGroup};
 use crate::template::TemplateData;
@@ -262,8 +262,8 @@ impl RuleGroup {
         let interval_ms = self.interval_or(opts.default_interval_ms);
         let mut overlay = Overlay {
             base: storage,
-            added: MemStorage::new(),
-            any: false,
+            added: BTreeMap::new(),
+            names: HashSet::new(),
         };
         let mut result = GroupEvalResult::default();
         for (i, rule) in self.rules.iter().enumerate() {
@@ -309,7 +309,7 @@ impl RuleGroup {
                 }
             }
             let mut now: Vec<Labels> = returned.into_iter().collect();
-            now.sort();
+            now.sort_unstable();
             rs.last_series = now;
             if matches!(rule, Rule::Alerting(_)) {
                 for a in &mut rs.alerts {
@@ -332,7 +332,7 @@ impl RuleGroup {
 
 /// Evaluates `expr` as a rule does: an instant vector, or a scalar as one unlabelled sample.
 fn query(
-    expr: &promql::PromExpr,
+    expr: &promql::Prepared,
     t_ms: i64,
     storage: &dyn Storage,
     opts: &Options,
@@ -506,47 +506,98 @@ fn eval_alerting(
     Ok(out)
 }
 
-/// The caller's storage plus the samples written so far in this evaluation.
+/// The caller's storage plus the samples written so far in this evaluation (a few hundred
+/// series at most, kept in label order).
 struct Overlay<'a> {
     base: &'a dyn Storage,
-    added: MemStorage,
-    any: bool,
+    added: BTreeMap<Labels, Vec<(i64, f64)>>,
+    /// The metric names in `added`.
+    names: HashSet<String>,
 }
 
 impl Overlay<'_> {
     fn add(&mut self, labels: &Labels, t_ms: i64, v: f64) {
-        self.added.add_sample(labels, t_ms, v);
-        self.any = true;
+        let e = match self.added.get_mut(labels) {
+            Some(e) => e,
+            None => {
+                if let Some(n) = labels.metric_name()
+                    && !self.names.contains(n)
+                {
+                    self.names.insert(n.to_string());
+                }
+                self.added.entry(labels.clone()).or_default()
+            }
+        };
+        match e.binary_search_by(|(t, _)| t.cmp(&t_ms)) {
+            Ok(i) => e[i].1 = v,
+            Err(i) => e.insert(i, (t_ms, v)),
+        }
     }
 }
 
 impl Storage for Overlay<'_> {
-    fn select(&self, matchers: &[promql::Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
-        let base = self.base.select(matchers, start_ms, end_ms);
-        if !self.any {
+    fn select(
+        &self,
+        matchers: &[promql::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedSeries<'_>> {
+        self.select_from(
+            self.base.select(matchers, start_ms, end_ms),
+            matchers,
+            start_ms,
+            end_ms,
+        )
+    }
+
+    fn select_latest(
+        &self,
+        matchers: &[promql::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedSeries<'_>> {
+        let base = self.base.select_latest(matchers, start_ms, end_ms);
+        let mut v = self.select_from(base, matchers, start_ms, end_ms);
+        for s in &mut v {
+            promql::keep_last(&mut s.samples);
+        }
+        v
+    }
+}
+
+impl<'a> Overlay<'a> {
+    /// `base` (what the caller's storage selected) with the samples added so far merged in.
+    fn select_from<'s>(
+        &'s self,
+        base: Vec<SelectedSeries<'s>>,
+        matchers: &[promql::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedSeries<'s>> {
+        if self.added.is_empty() {
             return base;
         }
-        let added = self.added.select(matchers, start_ms, end_ms);
-        if added.is_empty() {
+        // A selector with a metric name sees only series of that name.
+        let named = matchers
+            .iter()
+            .find(|m| m.name == promql::METRIC_NAME && m.op == promql::MatchOp::Equal);
+        if named.is_some_and(|m| !self.names.contains(&m.value)) {
             return base;
         }
-        let mut by_labels: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        for s in base {
-            by_labels.insert(s.labels, s.samples);
-        }
-        for s in added {
-            let e = by_labels.entry(s.labels).or_default();
-            for (t, v) in s.samples {
-                match e.binary_search_by(|(x, _)| x.cmp(&t)) {
-                    Ok(i) => e[i].1 = v,
-                    Err(i) => e.insert(i, (t, v)),
-                }
-            }
-        }
-        by_labels
-            .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
-            .collect()
+        let added: Vec<SelectedSeries<'_>> = self
+            .added
+            .iter()
+            .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
+            .filter_map(|(l, pts)| {
+                let lo = pts.partition_point(|(t, _)| *t < start_ms);
+                let hi = pts.partition_point(|(t, _)| *t <= end_ms);
+                (lo < hi).then(|| SelectedSeries {
+                    labels: std::borrow::Cow::Borrowed(l),
+                    samples: std::borrow::Cow::Borrowed(&pts[lo..hi]),
+                })
+            })
+            .collect();
+        promql::merge_selections(base, added)
     }
 }
 
@@ -581,7 +632,7 @@ mod float_text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::is_stale_nan;
+    use crate::promql::{MemStorage, is_stale_nan};
     use crate::rulefile::parse_rule_file;
 
     fn group(yaml: &str) -> RuleGroup {

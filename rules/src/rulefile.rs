@@ -133,8 +133,8 @@ pub struct AlertingRule {
     pub name: String,
     /// The expression as written.
     pub expr: String,
-    /// The parsed expression.
-    pub parsed: Expr,
+    /// The parsed expression, with its selectors' matchers compiled once.
+    pub parsed: promql::Prepared,
     /// How long an alert stays pending before it fires.
     pub for_ms: i64,
     /// How long an alert keeps firing after its condition cleared.
@@ -152,8 +152,8 @@ pub struct RecordingRule {
     pub name: String,
     /// The expression as written.
     pub expr: String,
-    /// The parsed expression.
-    pub parsed: Expr,
+    /// The parsed expression, with its selectors' matchers compiled once.
+    pub parsed: promql::Prepared,
     /// Labels set on every recorded series.
     pub labels: Labels,
 }
@@ -525,7 +525,7 @@ fn validate_rule(r: &RawRule) -> Result<Rule, Vec<(Pos, String)>> {
             Rule::Recording(RecordingRule {
                 name: rec.v.clone(),
                 expr: r.expr.as_ref().map(|e| e.v.clone()).unwrap_or_default(),
-                parsed,
+                parsed: promql::Prepared::new(parsed),
                 labels: Labels::from_pairs(r.labels.iter().map(|(k, v)| (&k.v, &v.v))),
             })
         })
@@ -534,7 +534,7 @@ fn validate_rule(r: &RawRule) -> Result<Rule, Vec<(Pos, String)>> {
             (Some(n), Some(parsed)) => Some(Rule::Alerting(AlertingRule {
                 name: n.v.clone(),
                 expr: r.expr.as_ref().map(|e| e.v.clone()).unwrap_or_default(),
-                parsed,
+                parsed: promql::Prepared::new(parsed),
                 for_ms,
                 keep_firing_for_ms: keep_ms,
                 labels,

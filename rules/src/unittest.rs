@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::alerting::{AlertState, EvalOptions, GroupState};
 use crate::promql::promqltest::{parse_duration_ms, parse_series_desc};
-use crate::promql::{self, Labels, MemStorage, Options, Series, Storage, Value};
+use crate::promql::{self, Labels, MemStorage, Options, SelectedSeries, Storage, Value};
 use crate::rulefile::{Rule, RuleGroup, load_rule_files};
 use crate::template::{format_go_e, go_quote};
 
@@ -367,7 +367,12 @@ struct TestStorage {
 }
 
 impl Storage for TestStorage {
-    fn select(&self, matchers: &[promql::Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
+    fn select(
+        &self,
+        matchers: &[promql::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedSeries<'_>> {
         let mut out = self
             .inputs
             .select(matchers, start_ms, end_ms.min(self.loaded_till_ms));
@@ -378,10 +383,11 @@ impl Storage for TestStorage {
         for w in written {
             match out.iter_mut().find(|s| s.labels == w.labels) {
                 Some(s) => {
-                    for (t, v) in w.samples {
-                        match s.samples.binary_search_by(|(x, _)| x.cmp(&t)) {
+                    let e = s.samples.to_mut();
+                    for &(t, v) in w.samples.iter() {
+                        match e.binary_search_by(|(x, _)| x.cmp(&t)) {
                             Ok(_) => {}
-                            Err(i) => s.samples.insert(i, (t, v)),
+                            Err(i) => e.insert(i, (t, v)),
                         }
                     }
                 }

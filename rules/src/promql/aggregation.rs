@@ -28,7 +28,11 @@ enum Param {
     Str(String),
 }
 
-pub(crate) fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ts: &[i64]) -> Result<Val, EvalError> {
+pub(crate) fn eval<'s>(
+    ev: &'s Evaluator<'_>,
+    a: &AggregateExpr,
+    ts: &[i64],
+) -> Result<Val<'s>, EvalError> {
     let op = a.op.id();
     let (without, mut grouping) = match &a.modifier {
         None => (false, Vec::new()),
@@ -82,23 +86,30 @@ struct Group {
     heap: Vec<Sample>,
 }
 
-fn grouping_key(l: &Labels, grouping: &[String], without: bool) -> Vec<u8> {
-    let mut key = Vec::new();
+/// The grouping key of `l`, into a reused buffer.
+fn grouping_key(l: &Labels, grouping: &[String], without: bool, key: &mut Vec<u8>) {
+    key.clear();
+    if !without {
+        // `by`: look the few grouping labels up (`grouping` is sorted, like the labels).
+        for name in grouping {
+            if let Some(v) = l.get(name) {
+                key.extend_from_slice(name.as_bytes());
+                key.push(0xff);
+                key.extend_from_slice(v.as_bytes());
+                key.push(0xff);
+            }
+        }
+        return;
+    }
+    // `without`: every label but the listed ones and the metric name.
     for lbl in l.iter() {
-        let listed = grouping.contains(&lbl.name);
-        let take = if without {
-            !listed && lbl.name != METRIC_NAME
-        } else {
-            listed
-        };
-        if take {
+        if !grouping.contains(&lbl.name) && lbl.name != METRIC_NAME {
             key.extend_from_slice(lbl.name.as_bytes());
             key.push(0xff);
             key.extend_from_slice(lbl.value.as_bytes());
             key.push(0xff);
         }
     }
-    key
 }
 
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
@@ -158,12 +169,13 @@ fn aggregate(
 
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut key = Vec::new();
     for mut s in vec {
         if op == T_COUNT_VALUES {
             s.labels.set(value_label, format_float_f(s.v));
         }
-        let key = grouping_key(&s.labels, &grouping, without);
-        let Some(&gi) = index.get(&key) else {
+        grouping_key(&s.labels, &grouping, without, &mut key);
+        let Some(&gi) = index.get(key.as_slice()) else {
             let labels = if without {
                 let mut drop = grouping.clone();
                 drop.push(METRIC_NAME.to_string());
@@ -186,7 +198,7 @@ fn aggregate(
                 T_GROUP => g.value = 1.0,
                 _ => {}
             }
-            index.insert(key, groups.len());
+            index.insert(key.clone(), groups.len());
             groups.push(g);
             continue;
         };

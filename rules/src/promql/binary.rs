@@ -22,6 +22,14 @@ enum Card {
     ManyToMany,
 }
 
+/// A matching key: the label set itself, or its chosen labels as bytes (`name 0xff value
+/// 0xff` per label; no UTF-8 string holds the byte 0xff).
+#[derive(PartialEq, Eq, Hash)]
+enum Sig {
+    Labels(Labels),
+    Bytes(Vec<u8>),
+}
+
 /// How two vectors are matched.
 struct Matching {
     card: Card,
@@ -67,8 +75,12 @@ impl Matching {
     }
 
     /// The matching key of a label set: the `on` labels, or every label but the `ignoring` ones
-    /// and the metric name.
-    fn signature(&self, l: &Labels) -> Vec<u8> {
+    /// and the metric name. Without `on` or `ignoring` that is the label set without its name,
+    /// which label sets from storage keep at hand.
+    fn signature(&self, l: &Labels) -> Sig {
+        if !self.on && self.labels.is_empty() {
+            return Sig::Labels(l.without_metric_name());
+        }
         let mut key = Vec::new();
         for lbl in l.iter() {
             let listed = self.labels.contains(&lbl.name);
@@ -84,7 +96,7 @@ impl Matching {
                 key.push(0xff);
             }
         }
-        key
+        Sig::Bytes(key)
     }
 
     /// The labels a signature was made of, for error messages.
@@ -141,7 +153,11 @@ fn scalar_binop(op: TokenId, lhs: f64, rhs: f64) -> Result<f64, EvalError> {
     })
 }
 
-pub(crate) fn eval(ev: &Evaluator<'_>, e: &BinaryExpr, ts: &[i64]) -> Result<Val, EvalError> {
+pub(crate) fn eval<'s>(
+    ev: &'s Evaluator<'_>,
+    e: &BinaryExpr,
+    ts: &[i64],
+) -> Result<Val<'s>, EvalError> {
     let op = e.op.id();
     let return_bool = e.modifier.as_ref().is_some_and(|m| m.return_bool);
     let set_op = matches!(op, T_LAND | T_LOR | T_LUNLESS);
@@ -200,7 +216,7 @@ fn vector_scalar_steps(
     swap: bool,
     return_bool: bool,
     set_op: bool,
-) -> Result<Val, EvalError> {
+) -> Result<Val<'static>, EvalError> {
     if set_op {
         return Err(EvalError::Type(
             "set operator not allowed in binary scalar expression".into(),
@@ -241,7 +257,7 @@ fn vector_scalar(
         if keep {
             sample.v = value;
             if should_drop_metric_name(op) || return_bool {
-                sample.labels.remove(METRIC_NAME);
+                sample.labels = sample.labels.without_metric_name();
             }
             out.push(sample);
         }
@@ -250,10 +266,11 @@ fn vector_scalar(
 }
 
 fn result_metric(lhs: &Labels, rhs: &Labels, op: TokenId, m: &Matching) -> Labels {
-    let mut l = lhs.clone();
-    if should_drop_metric_name(op) {
-        l.remove(METRIC_NAME);
-    }
+    let mut l = if should_drop_metric_name(op) {
+        lhs.without_metric_name()
+    } else {
+        lhs.clone()
+    };
     if m.card == Card::OneToOne {
         l = if m.on {
             l.keep(&m.labels)
@@ -285,10 +302,12 @@ fn vector_binop(
     } else {
         (lhs, rhs)
     };
-    let mut right: HashMap<Vec<u8>, &Sample> = HashMap::with_capacity(rhs.len());
-    for rs in &rhs {
+    // Signature → index in `rhs`; a signature and a right-hand element go one to one.
+    let mut right: HashMap<Sig, usize> = HashMap::with_capacity(rhs.len());
+    for (ri, rs) in rhs.iter().enumerate() {
         let sig = m.signature(&rs.labels);
-        if let Some(dup) = right.get(&sig) {
+        if let Some(&dup) = right.get(&sig) {
+            let dup = &rhs[dup];
             let side = if m.card == Card::OneToMany {
                 "left"
             } else {
@@ -302,13 +321,17 @@ fn vector_binop(
                 dup.labels.go_string()
             )));
         }
-        right.insert(sig, rs);
+        right.insert(sig, ri);
     }
-    let mut matched: HashMap<Vec<u8>, HashSet<Labels>> = HashMap::new();
+    // Per right-hand element: matched already (one-to-one), or the result label sets it gave.
+    let mut matched_once = vec![false; rhs.len()];
+    let mut matched: HashMap<usize, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
     for ls in &lhs {
-        let sig = m.signature(&ls.labels);
-        let Some(rs) = right.get(&sig) else { continue };
+        let Some(&ri) = right.get(&m.signature(&ls.labels)) else {
+            continue;
+        };
+        let rs = &rhs[ri];
         let (vl, vr) = if m.card == Card::OneToMany {
             (rs.v, ls.v)
         } else {
@@ -322,16 +345,16 @@ fn vector_binop(
         }
         let mut metric = result_metric(&ls.labels, &rs.labels, op, m);
         if return_bool {
-            metric.remove(METRIC_NAME);
+            metric = metric.without_metric_name();
         }
         if m.card == Card::OneToOne {
-            if matched.contains_key(&sig) {
+            if matched_once[ri] {
                 return Err(EvalError::VectorMatching(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            matched.insert(sig, HashSet::new());
-        } else if !matched.entry(sig).or_default().insert(metric.clone()) {
+            matched_once[ri] = true;
+        } else if !matched.entry(ri).or_default().insert(metric.clone()) {
             return Err(EvalError::VectorMatching(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
@@ -349,7 +372,7 @@ fn vector_and(lhs: Vec<Sample>, rhs: &[Sample], m: &Matching) -> Vec<Sample> {
     if lhs.is_empty() || rhs.is_empty() {
         return Vec::new();
     }
-    let right: HashSet<Vec<u8>> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let right: HashSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
     lhs.into_iter()
         .filter(|s| right.contains(&m.signature(&s.labels)))
         .collect()
@@ -362,7 +385,7 @@ fn vector_or(lhs: Vec<Sample>, rhs: Vec<Sample>, m: &Matching) -> Vec<Sample> {
     if rhs.is_empty() {
         return lhs;
     }
-    let left: HashSet<Vec<u8>> = lhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let left: HashSet<Sig> = lhs.iter().map(|s| m.signature(&s.labels)).collect();
     let mut out = lhs;
     out.extend(
         rhs.into_iter()
@@ -375,7 +398,7 @@ fn vector_unless(lhs: Vec<Sample>, rhs: &[Sample], m: &Matching) -> Vec<Sample> 
     if lhs.is_empty() || rhs.is_empty() {
         return lhs;
     }
-    let right: HashSet<Vec<u8>> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let right: HashSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
     lhs.into_iter()
         .filter(|s| !right.contains(&m.signature(&s.labels)))
         .collect()

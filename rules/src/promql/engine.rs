@@ -2,6 +2,7 @@
 //! expression at a list of step timestamps. Selectors, `offset`, `@`, staleness, the lookback
 //! delta and subqueries live here; operators, aggregations and functions have their own modules.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,23 +11,23 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::storage::{MatchOp, Matcher, Storage};
+use super::storage::{MatchOp, Matcher, SelectedSeries, Storage};
 use super::value::{Labels, METRIC_NAME, Matrix, Sample, Series, Value, is_stale_nan};
 use super::{EvalError, Options, aggregation, binary, functions};
 
 /// An intermediate value, with one entry per evaluation step.
-pub(crate) enum Val {
+pub(crate) enum Val<'s> {
     /// A scalar per step.
     Scalar(Vec<f64>),
     /// An instant vector per step; `Sample::t_ms` is the step time.
     Vector(Vec<Vec<Sample>>),
     /// A range vector: series and, per step, the window `[lo, hi]` (both included).
-    Range(RangeVal),
+    Range(RangeVal<'s>),
     /// A string.
     Str(String),
 }
 
-impl Val {
+impl Val<'_> {
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Val::Scalar(_) => "scalar",
@@ -38,16 +39,19 @@ impl Val {
 }
 
 /// Series of a range vector with the window each step looks at.
-pub(crate) struct RangeVal {
-    /// Series with their points (no stale markers), in time order.
-    pub series: Vec<Series>,
+pub(crate) struct RangeVal<'s> {
+    /// Series with their points (no stale markers), in time order; borrowed from the storage
+    /// where possible.
+    pub series: Vec<SelectedSeries<'s>>,
     /// Per step: the window `[lo, hi]`, both ends included.
     pub windows: Vec<(i64, i64)>,
     /// The range of the selector or subquery in milliseconds.
     pub range_ms: i64,
+    /// Whether every series has the same metric name (a selector with `__name__=`).
+    pub one_name: bool,
 }
 
-impl RangeVal {
+impl RangeVal<'_> {
     /// The points of series `s` inside the window of step `i`.
     pub fn window(&self, s: usize, i: usize) -> &[(i64, f64)] {
         let (lo, hi) = self.windows[i];
@@ -64,7 +68,12 @@ pub(crate) struct Evaluator<'a> {
     query_start: i64,
     query_end: i64,
     fetch_windows: HashMap<usize, (i64, i64)>,
-    fetched: HashMap<usize, Vec<Series>>,
+    /// Per instant selector: the one time it is evaluated at, or `None` when there are several
+    /// (a range query, a subquery); with one, only the latest sample is fetched.
+    single_time: HashMap<usize, Option<i64>>,
+    fetched: HashMap<usize, Vec<SelectedSeries<'a>>>,
+    /// Matchers compiled beforehand, one entry per selector in [`selectors`] order.
+    prepared: Option<&'a [SelectorMatchers]>,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -126,14 +135,19 @@ pub fn check_supported(expr: &Expr) -> Result<(), EvalError> {
     }
 }
 
-pub(crate) fn instant(
+pub(crate) fn instant<'a>(
     expr: &Expr,
+    prepared: Option<&'a Prepared>,
     t: i64,
-    storage: &dyn Storage,
-    opts: &Options,
+    storage: &'a dyn Storage,
+    opts: &'a Options,
 ) -> Result<Value, EvalError> {
-    check_supported(expr)?;
+    match prepared {
+        Some(p) => p.supported.clone()?,
+        None => check_supported(expr)?,
+    }
     let mut ev = Evaluator::new(storage, opts, t, t);
+    ev.prepared = prepared.map(|p| p.matchers.as_slice());
     ev.prepare(expr, t, t)?;
     Ok(match ev.eval(expr, &[t])? {
         Val::Scalar(v) => Value::Scalar(v[0]),
@@ -144,7 +158,7 @@ pub(crate) fn instant(
                 let w = r.window(i, 0);
                 if !w.is_empty() {
                     out.push(Series {
-                        labels: r.series[i].labels.clone(),
+                        labels: r.series[i].labels.clone().into_owned(),
                         samples: w.to_vec(),
                     });
                 }
@@ -155,13 +169,15 @@ pub(crate) fn instant(
     })
 }
 
-pub(crate) fn range(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn range<'a>(
     expr: &Expr,
+    prepared: Option<&'a Prepared>,
     start: i64,
     end: i64,
     step: i64,
-    storage: &dyn Storage,
-    opts: &Options,
+    storage: &'a dyn Storage,
+    opts: &'a Options,
 ) -> Result<Matrix, EvalError> {
     if step <= 0 {
         return Err(EvalError::InvalidQuery(
@@ -180,9 +196,13 @@ pub(crate) fn range(
             opts.max_steps
         )));
     }
-    check_supported(expr)?;
+    match prepared {
+        Some(p) => p.supported.clone()?,
+        None => check_supported(expr)?,
+    }
     let ts: Vec<i64> = (0..steps).map(|i| start + i * step).collect();
     let mut ev = Evaluator::new(storage, opts, start, end);
+    ev.prepared = prepared.map(|p| p.matchers.as_slice());
     ev.prepare(expr, start, end)?;
     match ev.eval(expr, &ts)? {
         Val::Scalar(v) => Ok(vec![Series {
@@ -238,7 +258,66 @@ pub(crate) fn check_duplicates(vec: &[Sample]) -> Result<(), EvalError> {
     Ok(())
 }
 
-fn convert_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EvalError> {
+/// The matcher sets of one selector (several with `or` inside the braces), or why they could
+/// not be built.
+type SelectorMatchers = Result<Vec<Vec<Matcher>>, EvalError>;
+
+/// Every vector selector in `expr` (those of matrix selectors too), depth first, left to right.
+fn selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+    match expr {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Subquery(sq) => selectors(&sq.expr, out),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+            selectors(&a.expr, out);
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// A parsed expression with the label matchers of its selectors built once, regular
+/// expressions compiled, for an expression evaluated again and again (a rule).
+///
+/// Evaluating it gives the same results as evaluating [`Prepared::expr`]; a regular
+/// expression that does not compile is reported when the expression is evaluated, as it
+/// would be otherwise.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    expr: Expr,
+    supported: Result<(), EvalError>,
+    matchers: Vec<SelectorMatchers>,
+}
+
+impl Prepared {
+    /// Builds the matchers of every selector of `expr`.
+    pub fn new(expr: Expr) -> Self {
+        let mut sels = Vec::new();
+        selectors(&expr, &mut sels);
+        let matchers = sels.into_iter().map(convert_matchers).collect();
+        Prepared {
+            supported: check_supported(&expr),
+            expr,
+            matchers,
+        }
+    }
+
+    /// The expression.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+}
+
+fn convert_matchers(vs: &VectorSelector) -> SelectorMatchers {
     let conv = |m: &promql_parser::label::Matcher| {
         let op = match m.op {
             PMatchOp::Equal => MatchOp::Equal,
@@ -279,7 +358,9 @@ impl<'a> Evaluator<'a> {
             query_start,
             query_end,
             fetch_windows: HashMap::new(),
+            single_time: HashMap::new(),
             fetched: HashMap::new(),
+            prepared: None,
         }
     }
 
@@ -319,7 +400,13 @@ impl<'a> Evaluator<'a> {
     /// Works out the time span each selector needs, then fetches every selector once.
     fn prepare(&mut self, expr: &Expr, lo: i64, hi: i64) -> Result<(), EvalError> {
         self.plan(expr, lo, hi);
-        self.fetch(expr)
+        let mut sels = Vec::new();
+        selectors(expr, &mut sels);
+        for (i, vs) in sels.into_iter().enumerate() {
+            let pre = self.prepared.and_then(|p| p.get(i));
+            self.fetch_selector(vs, pre)?;
+        }
+        Ok(())
     }
 
     fn widen(&mut self, vs: &VectorSelector, lo: i64, hi: i64) {
@@ -334,6 +421,15 @@ impl<'a> Evaluator<'a> {
                 let (a, b) = self.effective_span(&vs.at, &vs.offset, lo, hi);
                 let lookback = self.opts.lookback_delta_ms;
                 self.widen(vs, a - lookback, b);
+                let single = (a == b).then_some(a);
+                self.single_time
+                    .entry(key(vs))
+                    .and_modify(|t| {
+                        if *t != single {
+                            *t = None;
+                        }
+                    })
+                    .or_insert(single);
             }
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.effective_span(&ms.vs.at, &ms.vs.offset, lo, hi);
@@ -360,29 +456,11 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn fetch(&mut self, expr: &Expr) -> Result<(), EvalError> {
-        match expr {
-            Expr::VectorSelector(vs) => self.fetch_selector(vs),
-            Expr::MatrixSelector(ms) => self.fetch_selector(&ms.vs),
-            Expr::Subquery(sq) => self.fetch(&sq.expr),
-            Expr::Aggregate(a) => {
-                if let Some(p) = &a.param {
-                    self.fetch(p)?;
-                }
-                self.fetch(&a.expr)
-            }
-            Expr::Unary(u) => self.fetch(&u.expr),
-            Expr::Binary(b) => {
-                self.fetch(&b.lhs)?;
-                self.fetch(&b.rhs)
-            }
-            Expr::Paren(p) => self.fetch(&p.expr),
-            Expr::Call(c) => c.args.args.iter().try_for_each(|a| self.fetch(a)),
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
-        }
-    }
-
-    fn fetch_selector(&mut self, vs: &VectorSelector) -> Result<(), EvalError> {
+    fn fetch_selector(
+        &mut self,
+        vs: &VectorSelector,
+        prepared: Option<&'a SelectorMatchers>,
+    ) -> Result<(), EvalError> {
         let k = key(vs);
         if self.fetched.contains_key(&k) {
             return Ok(());
@@ -390,14 +468,31 @@ impl<'a> Evaluator<'a> {
         let Some(&(lo, hi)) = self.fetch_windows.get(&k) else {
             return Ok(());
         };
-        let sets = convert_matchers(vs)?;
-        let mut series: Vec<Series> = Vec::new();
+        let converted;
+        let sets: &[Vec<Matcher>] = match prepared {
+            Some(Ok(sets)) => sets,
+            Some(Err(e)) => return Err(e.clone()),
+            None => {
+                converted = convert_matchers(vs)?;
+                &converted
+            }
+        };
+        let storage = self.storage;
+        let latest = matches!(self.single_time.get(&k), Some(Some(_)));
+        let select = |m: &[Matcher]| {
+            if latest {
+                storage.select_latest(m, lo, hi)
+            } else {
+                storage.select(m, lo, hi)
+            }
+        };
+        let mut series: Vec<SelectedSeries<'a>> = Vec::new();
         if sets.len() == 1 {
-            series = self.storage.select(&sets[0], lo, hi);
+            series = select(&sets[0]);
         } else {
             let mut seen = std::collections::HashSet::new();
-            for set in &sets {
-                for s in self.storage.select(set, lo, hi) {
+            for set in sets {
+                for s in select(set) {
                     if seen.insert(s.labels.clone()) {
                         series.push(s);
                     }
@@ -405,17 +500,21 @@ impl<'a> Evaluator<'a> {
             }
         }
         series.retain(|s| !s.samples.is_empty());
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // A storage returns one selection sorted; several are merged here.
+        if sets.len() > 1 {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        debug_assert!(series.is_sorted_by(|a, b| a.labels <= b.labels));
         self.fetched.insert(k, series);
         Ok(())
     }
 
-    fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+    fn series_of(&self, vs: &VectorSelector) -> &[SelectedSeries<'a>] {
         self.fetched.get(&key(vs)).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Evaluates `expr` at each of the step timestamps `ts`.
-    pub(crate) fn eval(&self, expr: &Expr, ts: &[i64]) -> Result<Val, EvalError> {
+    pub(crate) fn eval(&self, expr: &Expr, ts: &[i64]) -> Result<Val<'_>, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ts.len()])),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
@@ -488,7 +587,11 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates `expr`, which must be a range vector.
-    pub(crate) fn eval_range_vector(&self, expr: &Expr, ts: &[i64]) -> Result<RangeVal, EvalError> {
+    pub(crate) fn eval_range_vector(
+        &self,
+        expr: &Expr,
+        ts: &[i64],
+    ) -> Result<RangeVal<'_>, EvalError> {
         match self.eval(expr, ts)? {
             Val::Range(r) => Ok(r),
             other => Err(EvalError::Type(format!(
@@ -518,7 +621,7 @@ impl<'a> Evaluator<'a> {
                             return None;
                         }
                         Some(Sample {
-                            labels: s.labels.clone(),
+                            labels: s.labels.as_ref().clone(),
                             t_ms: st,
                             v,
                         })
@@ -528,21 +631,29 @@ impl<'a> Evaluator<'a> {
             .collect()
     }
 
-    fn select_range(&self, ms: &MatrixSelector, ts: &[i64]) -> RangeVal {
+    fn select_range(&self, ms: &MatrixSelector, ts: &[i64]) -> RangeVal<'_> {
         let range_ms = duration_ms(&ms.range);
         let series = self
             .series_of(&ms.vs)
             .iter()
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                samples: s
-                    .samples
-                    .iter()
-                    .copied()
-                    .filter(|(_, v)| !is_stale_nan(*v))
-                    .collect(),
+            .filter_map(|s| {
+                let pts: &[(i64, f64)] = &s.samples;
+                // Stale markers are left out; the points are copied only when there are some.
+                let samples = if pts.iter().any(|(_, v)| is_stale_nan(*v)) {
+                    Cow::Owned(
+                        pts.iter()
+                            .copied()
+                            .filter(|(_, v)| !is_stale_nan(*v))
+                            .collect(),
+                    )
+                } else {
+                    Cow::Borrowed(pts)
+                };
+                (!samples.is_empty()).then(|| SelectedSeries {
+                    labels: s.labels.clone(),
+                    samples,
+                })
             })
-            .filter(|s| !s.samples.is_empty())
             .collect();
         let windows = ts
             .iter()
@@ -555,10 +666,17 @@ impl<'a> Evaluator<'a> {
             series,
             windows,
             range_ms,
+            one_name: ms.vs.name.is_some()
+                || ms
+                    .vs
+                    .matchers
+                    .matchers
+                    .iter()
+                    .any(|m| m.name == METRIC_NAME && m.op == PMatchOp::Equal),
         }
     }
 
-    fn subquery(&self, sq: &SubqueryExpr, ts: &[i64]) -> Result<RangeVal, EvalError> {
+    fn subquery(&self, sq: &SubqueryExpr, ts: &[i64]) -> Result<RangeVal<'_>, EvalError> {
         let range_ms = duration_ms(&sq.range);
         let step = self.subquery_step(sq);
         let effs: Vec<i64> = ts
@@ -570,6 +688,7 @@ impl<'a> Evaluator<'a> {
                 series: Vec::new(),
                 windows: Vec::new(),
                 range_ms,
+                one_name: false,
             });
         };
         let lo = min_e - range_ms;
@@ -591,15 +710,18 @@ impl<'a> Evaluator<'a> {
             )));
         }
         let inner: Vec<i64> = (0..n).map(|i| start + i * step).collect();
-        let series = if inner.is_empty() {
+        let series: Vec<SelectedSeries<'_>> = if inner.is_empty() {
             Vec::new()
         } else {
             match self.eval(&sq.expr, &inner)? {
-                Val::Scalar(v) => vec![Series {
-                    labels: Labels::new(),
-                    samples: inner.iter().copied().zip(v).collect(),
+                Val::Scalar(v) => vec![SelectedSeries {
+                    labels: Cow::Owned(Labels::new()),
+                    samples: Cow::Owned(inner.iter().copied().zip(v).collect()),
                 }],
-                Val::Vector(steps) => vectors_to_series(&inner, steps),
+                Val::Vector(steps) => vectors_to_series(&inner, steps)
+                    .into_iter()
+                    .map(SelectedSeries::from)
+                    .collect(),
                 other => {
                     return Err(EvalError::Type(format!(
                         "subquery is only allowed on instant vector or scalar, got {}",
@@ -613,6 +735,7 @@ impl<'a> Evaluator<'a> {
             series,
             windows,
             range_ms,
+            one_name: false,
         })
     }
 }

@@ -120,7 +120,7 @@ fn string_arg(c: &Call, i: usize) -> Result<String, EvalError> {
     }
 }
 
-pub(crate) fn eval(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+pub(crate) fn eval<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>, EvalError> {
     let name = c.func.name;
     check_function(name)?;
     match name {
@@ -284,7 +284,10 @@ pub(crate) fn eval(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, Eval
 }
 
 /// Applies `f(step, value)` to every element, dropping the metric name; `None` drops the element.
-fn map_steps(v: Vec<Vec<Sample>>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Val, EvalError> {
+fn map_steps(
+    v: Vec<Vec<Sample>>,
+    f: impl Fn(usize, f64) -> Option<f64>,
+) -> Result<Val<'static>, EvalError> {
     let mut out = Vec::with_capacity(v.len());
     for (i, vec) in v.into_iter().enumerate() {
         let vec: Vec<Sample> = vec
@@ -333,7 +336,7 @@ pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
-fn timestamp(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+fn timestamp<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>, EvalError> {
     // A selector's samples carry their own timestamps; anything else is stamped with the
     // evaluation time.
     let steps = match arg(c, 0)? {
@@ -385,7 +388,7 @@ fn absent_labels(e: &Expr) -> Labels {
     l
 }
 
-fn label_replace(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+fn label_replace<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>, EvalError> {
     let dst = string_arg(c, 1)?;
     let repl = string_arg(c, 2)?;
     let src = string_arg(c, 3)?;
@@ -437,7 +440,7 @@ fn label_replace(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalEr
     Ok(Val::Vector(out))
 }
 
-fn label_join(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+fn label_join<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>, EvalError> {
     let dst = string_arg(c, 1)?;
     let sep = string_arg(c, 2)?;
     let mut srcs = Vec::new();
@@ -496,7 +499,11 @@ pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
     }
 }
 
-fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+fn histogram_quantile<'s>(
+    ev: &'s Evaluator<'_>,
+    c: &Call,
+    ts: &[i64],
+) -> Result<Val<'s>, EvalError> {
     let q = ev.eval_scalar(arg(c, 0)?, ts)?;
     let v = ev.eval_vector(arg(c, 1)?, ts)?;
     let mut out = Vec::with_capacity(ts.len());
@@ -647,7 +654,7 @@ struct RangeCtx {
     params: [f64; 2],
 }
 
-fn range_function(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalError> {
+fn range_function<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>, EvalError> {
     let name = c.func.name;
     let (matrix_idx, scalar_idx): (usize, &[usize]) = match name {
         "quantile_over_time" => (1, &[0]),
@@ -685,7 +692,7 @@ fn range_function(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalE
         .iter()
         .map(|s| {
             if name == "last_over_time" {
-                s.labels.clone()
+                s.labels.as_ref().clone()
             } else {
                 s.labels.without_metric_name()
             }
@@ -721,10 +728,14 @@ fn range_function(ev: &Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val, EvalE
         }
         out.push(vec);
     }
-    let mut seen = HashSet::new();
-    for (s, p) in produced.iter().enumerate() {
-        if *p && !seen.insert(&labels[s]) {
-            return Err(EvalError::DuplicateLabelset);
+    // The series have distinct label sets; without the metric name they can collide only when
+    // the selector allows several names.
+    if !r.one_name {
+        let mut seen = HashSet::new();
+        for (s, p) in produced.iter().enumerate() {
+            if *p && !seen.insert(&labels[s]) {
+                return Err(EvalError::DuplicateLabelset);
+            }
         }
     }
     Ok(Val::Vector(out))

@@ -33,9 +33,12 @@ mod value;
 
 use promql_parser::parser::Expr;
 
-pub use engine::check_supported;
+pub use engine::{Prepared, check_supported};
 pub(crate) use functions::parse_go_float;
-pub use storage::{MatchOp, Matcher, MemStorage, Storage, anchored_regex};
+pub use storage::{
+    MatchOp, Matcher, MemStorage, SelectedSeries, Storage, anchored_regex, keep_last,
+    merge_selections,
+};
 pub use value::{
     Label, Labels, METRIC_NAME, Matrix, STALE_NAN_BITS, Sample, Series, Value, Vector,
     format_value, is_stale_nan, stale_nan,
@@ -99,6 +102,8 @@ pub enum Query<'a> {
     Text(&'a str),
     /// A parsed expression.
     Parsed(&'a Expr),
+    /// A parsed expression with its matchers compiled.
+    Prepared(&'a Prepared),
 }
 
 impl<'a> From<&'a str> for Query<'a> {
@@ -119,6 +124,12 @@ impl<'a> From<&'a Expr> for Query<'a> {
     }
 }
 
+impl<'a> From<&'a Prepared> for Query<'a> {
+    fn from(p: &'a Prepared) -> Self {
+        Query::Prepared(p)
+    }
+}
+
 /// Parses PromQL text.
 pub fn parse(query: &str) -> Result<Expr, EvalError> {
     promql_parser::parser::parse(query).map_err(EvalError::Parse)
@@ -126,11 +137,12 @@ pub fn parse(query: &str) -> Result<Expr, EvalError> {
 
 fn with_expr<T>(
     query: Query<'_>,
-    f: impl FnOnce(&Expr) -> Result<T, EvalError>,
+    f: impl FnOnce(&Expr, Option<&Prepared>) -> Result<T, EvalError>,
 ) -> Result<T, EvalError> {
     match query {
-        Query::Text(s) => f(&parse(s)?),
-        Query::Parsed(e) => f(e),
+        Query::Text(s) => f(&parse(s)?, None),
+        Query::Parsed(e) => f(e, None),
+        Query::Prepared(p) => f(p.expr(), Some(p)),
     }
 }
 
@@ -141,7 +153,9 @@ pub fn eval_instant<'a>(
     storage: &dyn Storage,
     opts: &Options,
 ) -> Result<Value, EvalError> {
-    with_expr(query.into(), |e| engine::instant(e, t_ms, storage, opts))
+    with_expr(query.into(), |e, p| {
+        engine::instant(e, p, t_ms, storage, opts)
+    })
 }
 
 /// Evaluates `query` at every step from `start_ms` to `end_ms` (both included); the result's
@@ -154,7 +168,7 @@ pub fn eval_range<'a>(
     storage: &dyn Storage,
     opts: &Options,
 ) -> Result<Matrix, EvalError> {
-    with_expr(query.into(), |e| {
-        engine::range(e, start_ms, end_ms, step_ms, storage, opts)
+    with_expr(query.into(), |e, p| {
+        engine::range(e, p, start_ms, end_ms, step_ms, storage, opts)
     })
 }

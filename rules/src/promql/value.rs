@@ -1,8 +1,10 @@
 //! Values the engine works with: label sets, samples, series, instant vectors, matrices and the
 //! result of a query, plus Prometheus's stale marker.
 
+use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -32,13 +34,92 @@ pub struct Label {
 /// A label set sorted by name, without empty values; ordered like Prometheus's `labels.Compare`.
 ///
 /// The labels are shared: cloning a label set is cheap, and changing one copies it first.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Arc<Vec<Label>>);
+/// The set without its metric name, which arithmetic and most functions produce, is computed
+/// once per shared set and kept with it.
+#[derive(Clone, Default)]
+pub struct Labels(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    labels: Vec<Label>,
+    /// [`Labels::without_metric_name`], once computed (only for a set that has a name).
+    without_name: OnceLock<Labels>,
+    /// A hash of the labels, once computed; what [`Hash`] feeds to a hasher.
+    hash: OnceLock<u64>,
+}
+
+impl Clone for Inner {
+    fn clone(&self) -> Self {
+        Inner {
+            labels: self.labels.clone(),
+            without_name: OnceLock::new(),
+            hash: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.labels == other.0.labels
+    }
+}
+
+impl Eq for Labels {}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return Ordering::Equal;
+        }
+        self.0.labels.cmp(&other.0.labels)
+    }
+}
+
+impl Hash for Labels {
+    /// Feeds a 64-bit hash of the labels, computed once per shared set (`DefaultHasher::new`,
+    /// fixed keys), so hashing a label set taken from storage again and again costs little.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let h = *self.0.hash.get_or_init(|| {
+            let mut h = std::hash::DefaultHasher::new();
+            self.0.labels.hash(&mut h);
+            h.finish()
+        });
+        state.write_u64(h);
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Labels").field(&self.0.labels).finish()
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn new() -> Self {
-        Labels(Arc::new(Vec::new()))
+        Labels::from_vec(Vec::new())
+    }
+
+    fn from_vec(labels: Vec<Label>) -> Self {
+        Labels(Arc::new(Inner {
+            labels,
+            without_name: OnceLock::new(),
+            hash: OnceLock::new(),
+        }))
+    }
+
+    /// The labels for changing, copied first if shared.
+    fn labels_mut(&mut self) -> &mut Vec<Label> {
+        let inner = Arc::make_mut(&mut self.0);
+        inner.without_name = OnceLock::new();
+        inner.hash = OnceLock::new();
+        &mut inner.labels
     }
 
     /// Builds a label set from pairs; a later pair wins over an earlier one with the same name,
@@ -58,25 +139,26 @@ impl Labels {
 
     /// The labels, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
-        self.0.iter()
+        self.0.labels.iter()
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.labels.len()
     }
 
     /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.labels.is_empty()
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        let labels = &self.0.labels;
+        labels
             .binary_search_by(|l| l.name.as_str().cmp(name))
             .ok()
-            .map(|i| self.0[i].value.as_str())
+            .map(|i| labels[i].value.as_str())
     }
 
     /// The value of `name`, or `""` when absent (PromQL treats both alike).
@@ -93,54 +175,83 @@ impl Labels {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         let value = value.into();
-        match self.0.binary_search_by(|l| l.name.as_str().cmp(&name)) {
+        match self
+            .0
+            .labels
+            .binary_search_by(|l| l.name.as_str().cmp(&name))
+        {
             Ok(i) if value.is_empty() => {
-                Arc::make_mut(&mut self.0).remove(i);
+                self.labels_mut().remove(i);
             }
-            Ok(i) if self.0[i].value == value => {}
-            Ok(i) => Arc::make_mut(&mut self.0)[i].value = value,
+            Ok(i) if self.0.labels[i].value == value => {}
+            Ok(i) => self.labels_mut()[i].value = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => Arc::make_mut(&mut self.0).insert(i, Label { name, value }),
+            Err(i) => self.labels_mut().insert(i, Label { name, value }),
         }
     }
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
-            Arc::make_mut(&mut self.0).remove(i);
+        if let Ok(i) = self
+            .0
+            .labels
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+        {
+            self.labels_mut().remove(i);
         }
     }
 
     /// A copy without the metric name.
     pub fn without_metric_name(&self) -> Labels {
-        let mut l = self.clone();
-        l.remove(METRIC_NAME);
-        l
+        if let Some(l) = self.0.without_name.get() {
+            return l.clone();
+        }
+        if self.get(METRIC_NAME).is_none() {
+            return self.clone();
+        }
+        self.0
+            .without_name
+            .get_or_init(|| {
+                Labels::from_vec(
+                    self.0
+                        .labels
+                        .iter()
+                        .filter(|l| l.name != METRIC_NAME)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .clone()
     }
 
     /// A copy keeping only the listed names.
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(Arc::new(
+        Labels::from_vec(
             self.0
+                .labels
                 .iter()
                 .filter(|l| names.contains(&l.name))
                 .cloned()
                 .collect(),
-        ))
+        )
     }
 
     /// A copy without the listed names.
     pub fn drop(&self, names: &[String]) -> Labels {
-        if !self.0.iter().any(|l| names.contains(&l.name)) {
+        if !self.0.labels.iter().any(|l| names.contains(&l.name)) {
             return self.clone();
         }
-        Labels(Arc::new(
+        if names.len() == 1 && names[0] == METRIC_NAME {
+            return self.without_metric_name();
+        }
+        Labels::from_vec(
             self.0
+                .labels
                 .iter()
                 .filter(|l| !names.contains(&l.name))
                 .cloned()
                 .collect(),
-        ))
+        )
     }
 }
 
@@ -150,6 +261,7 @@ impl Labels {
     pub fn go_string(&self) -> String {
         let items: Vec<String> = self
             .0
+            .labels
             .iter()
             .map(|l| format!("{}={:?}", l.name, l.value))
             .collect();
@@ -165,7 +277,7 @@ impl fmt::Display for Labels {
         }
         write!(f, "{{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.0.labels.iter().filter(|l| l.name != METRIC_NAME) {
             if !first {
                 write!(f, ", ")?;
             }
@@ -266,6 +378,33 @@ mod tests {
         assert!(is_stale_nan(stale_nan()));
         assert!(!is_stale_nan(f64::NAN));
         assert!(stale_nan().is_nan());
+    }
+
+    #[test]
+    fn cached_forms_follow_changes() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let b = Labels::from_pairs([("job", "a"), ("__name__", "up")]);
+        assert_eq!(a, b);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
+        let shared = a.clone();
+        assert_eq!(a.without_metric_name().to_string(), r#"{job="a"}"#);
+        // Changing a set drops what was cached for it; the other holder keeps its own.
+        a.set("job", "b");
+        assert_eq!(a.without_metric_name().to_string(), r#"{job="b"}"#);
+        assert_ne!(hasher.hash_one(&a), hasher.hash_one(&b));
+        assert_eq!(shared.without_metric_name().to_string(), r#"{job="a"}"#);
+        let mut only = Labels::from_pairs([("__name__", "x"), ("i", "1")]);
+        let _ = only.without_metric_name();
+        only.set("i", "2");
+        assert_eq!(only.without_metric_name().to_string(), r#"{i="2"}"#);
+        assert_eq!(
+            hasher.hash_one(&only),
+            hasher.hash_one(Labels::from_pairs([("i", "2"), ("__name__", "x")]))
+        );
+        let nameless = Labels::from_pairs([("i", "1")]);
+        assert_eq!(nameless.without_metric_name(), nameless);
     }
 
     #[test]
