@@ -174,14 +174,10 @@ async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Response, Api
     let m = &state.metrics;
     m.host_up.reset();
     m.host_last_batch_age.reset();
-    let (mut up, mut unknown) = (0i64, 0i64);
+    let mut up = 0i64;
     for (id, h) in state.live.read().expect("live lock").iter() {
         let is_up = h.is_up(now, state.config.ingest.unknown_after_missed_batches);
-        if is_up {
-            up += 1
-        } else {
-            unknown += 1
-        }
+        up += i64::from(is_up);
         m.host_up
             .with_label_values(&[id.as_ref(), h.hostname.as_str()])
             .set(if is_up { 1.0 } else { 0.0 });
@@ -192,7 +188,6 @@ async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Response, Api
     let enrolled = state.tokens.read().expect("tokens lock").len() as i64;
     m.hosts.with_label_values(&["up"]).set(up);
     m.hosts.with_label_values(&["unknown"]).set(enrolled - up);
-    let _ = unknown;
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&m.registry.gather())
         .map_err(ApiError::internal)?;

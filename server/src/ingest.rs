@@ -681,11 +681,7 @@ impl Writer {
         let mut missing = Vec::new();
         for (i, s) in b.samples.iter().enumerate() {
             let h = series_hash(agent, &s.name, &s.labels);
-            let id = self.series.get(&h).and_then(|c| {
-                c.iter()
-                    .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
-                    .map(|(_, id)| *id)
-            });
+            let id = self.cached_series(h, agent, s);
             ids.push(id.unwrap_or(-1));
             if id.is_none() {
                 missing.push((i, h));
@@ -706,11 +702,7 @@ impl Writer {
         }
         for (i, h) in missing {
             let s = &b.samples[i];
-            let existing = self.series.get(&h).and_then(|c| {
-                c.iter()
-                    .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
-                    .map(|(_, id)| *id)
-            });
+            let existing = self.cached_series(h, agent, s);
             let id = match existing {
                 Some(id) => id,
                 None => {
@@ -907,6 +899,15 @@ impl Writer {
             },
             Some(ids),
         )))
+    }
+
+    /// The id of a series already in the cache, by its hash and full identity.
+    fn cached_series(&self, h: u64, agent: &Arc<str>, s: &yunwei_proto::Sample) -> Option<i64> {
+        self.series.get(&h).and_then(|c| {
+            c.iter()
+                .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
+                .map(|(_, id)| *id)
+        })
     }
 
     fn after_commit(&mut self, job: &IngestJob, ids: &[i64]) {
