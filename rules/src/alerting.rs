@@ -20,7 +20,8 @@
 //! so pending `for` timers continue from their `active_at` and firing alerts are not fired
 //! again. Nothing here reads the clock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::promql::hash::{FastMap, FastSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -260,11 +261,7 @@ impl RuleGroup {
         state.align(self);
         state.last_eval_ms = Some(t_ms);
         let interval_ms = self.interval_or(opts.default_interval_ms);
-        let mut overlay = Overlay {
-            base: storage,
-            added: BTreeMap::new(),
-            names: HashSet::new(),
-        };
+        let mut overlay = Overlay::new(storage);
         let mut result = GroupEvalResult::default();
         for (i, rule) in self.rules.iter().enumerate() {
             let rs = &mut state.rules[i];
@@ -288,7 +285,8 @@ impl RuleGroup {
             };
             rs.health = RuleHealth::Ok;
             rs.last_error = None;
-            let mut returned: HashSet<Labels> = HashSet::with_capacity(vector.len());
+            let mut returned: FastSet<Labels> =
+                FastSet::with_capacity_and_hasher(vector.len(), Default::default());
             for s in vector {
                 overlay.add(&s.labels, t_ms, s.v);
                 returned.insert(s.labels.clone());
@@ -363,7 +361,7 @@ fn eval_recording(
             s.labels.set(l.name.as_str(), l.value.as_str());
         }
     }
-    let mut seen = HashSet::with_capacity(v.len());
+    let mut seen = FastSet::with_capacity_and_hasher(v.len(), Default::default());
     if !v.iter().all(|s| seen.insert(&s.labels)) {
         return Err(
             "vector contains metrics with the same labelset after applying rule labels".into(),
@@ -385,7 +383,8 @@ fn eval_alerting(
 ) -> Result<Vector, String> {
     let res = query(&rule.parsed, t_ms, storage, &opts.promql)?;
     // The alerts the result describes now.
-    let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(res.len());
+    let mut current: FastMap<Labels, Alert> =
+        FastMap::with_capacity_and_hasher(res.len(), Default::default());
     for s in &res {
         let data = TemplateData {
             labels: &s.labels,
@@ -425,11 +424,11 @@ fn eval_alerting(
         );
     }
 
-    let mut active: HashMap<Labels, Alert> = std::mem::take(&mut rs.alerts)
+    let mut active: FastMap<Labels, Alert> = std::mem::take(&mut rs.alerts)
         .into_iter()
         .map(|a| (a.labels.clone(), a))
         .collect();
-    let result_labels: HashSet<Labels> = current.keys().cloned().collect();
+    let result_labels: FastSet<Labels> = current.keys().cloned().collect();
     for (l, a) in current {
         match active.get_mut(&l) {
             Some(old) if old.state != AlertState::Inactive => {
@@ -510,27 +509,49 @@ fn eval_alerting(
 /// series at most, kept in label order).
 struct Overlay<'a> {
     base: &'a dyn Storage,
-    added: BTreeMap<Labels, Vec<(i64, f64)>>,
-    /// The metric names in `added`.
-    names: HashSet<String>,
+    /// Series added so far, in the order first added.
+    added: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// Labels → position in `added`.
+    index: FastMap<Labels, usize>,
+    /// Metric name → positions in `added`; series without a name are under "".
+    by_name: FastMap<String, Vec<usize>>,
 }
 
 impl Overlay<'_> {
+    fn new(base: &dyn Storage) -> Overlay<'_> {
+        Overlay {
+            base,
+            added: Vec::new(),
+            index: FastMap::default(),
+            by_name: FastMap::default(),
+        }
+    }
+
     fn add(&mut self, labels: &Labels, t_ms: i64, v: f64) {
-        let e = match self.added.get_mut(labels) {
-            Some(e) => e,
+        let i = match self.index.get(labels) {
+            Some(&i) => i,
             None => {
-                if let Some(n) = labels.metric_name()
-                    && !self.names.contains(n)
-                {
-                    self.names.insert(n.to_string());
+                let i = self.added.len();
+                self.added.push((labels.clone(), Vec::new()));
+                self.index.insert(labels.clone(), i);
+                let name = labels.metric_name().unwrap_or("");
+                match self.by_name.get_mut(name) {
+                    Some(v) => v.push(i),
+                    None => {
+                        self.by_name.insert(name.to_string(), vec![i]);
+                    }
                 }
-                self.added.entry(labels.clone()).or_default()
+                i
             }
         };
-        match e.binary_search_by(|(t, _)| t.cmp(&t_ms)) {
-            Ok(i) => e[i].1 = v,
-            Err(i) => e.insert(i, (t_ms, v)),
+        let e = &mut self.added[i].1;
+        match e.last() {
+            Some(&(t, _)) if t < t_ms => e.push((t_ms, v)),
+            None => e.push((t_ms, v)),
+            _ => match e.binary_search_by(|(t, _)| t.cmp(&t_ms)) {
+                Ok(j) => e[j].1 = v,
+                Err(j) => e.insert(j, (t_ms, v)),
+            },
         }
     }
 }
@@ -581,12 +602,15 @@ impl<'a> Overlay<'a> {
         let named = matchers
             .iter()
             .find(|m| m.name == promql::METRIC_NAME && m.op == promql::MatchOp::Equal);
-        if named.is_some_and(|m| !self.names.contains(&m.value)) {
-            return base;
-        }
-        let added: Vec<SelectedSeries<'_>> = self
-            .added
-            .iter()
+        let candidates: Box<dyn Iterator<Item = usize> + '_> = match named {
+            Some(m) => match self.by_name.get(m.value.as_str()) {
+                Some(ids) => Box::new(ids.iter().copied()),
+                None => return base,
+            },
+            None => Box::new(0..self.added.len()),
+        };
+        let mut added: Vec<SelectedSeries<'_>> = candidates
+            .map(|i| &self.added[i])
             .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
             .filter_map(|(l, pts)| {
                 let lo = pts.partition_point(|(t, _)| *t < start_ms);
@@ -597,6 +621,7 @@ impl<'a> Overlay<'a> {
                 })
             })
             .collect();
+        added.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         promql::merge_selections(base, added)
     }
 }

@@ -2,8 +2,8 @@
 //! `topk`, `bottomk`, `quantile`, `count_values`) with `by` / `without`, computed the way
 //! Prometheus v2.42 does, including its order of results and its NaN handling.
 
+use crate::promql::hash::FastMap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
@@ -168,7 +168,7 @@ fn aggregate(
     }
 
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut index: FastMap<Vec<u8>, usize> = FastMap::default();
     let mut key = Vec::new();
     for mut s in vec {
         if op == T_COUNT_VALUES {

@@ -2,8 +2,7 @@
 //! `and` / `or` / `unless`, with vector matching (`on`, `ignoring`, `group_left`,
 //! `group_right`) and the errors Prometheus gives for ambiguous matches.
 
-use std::collections::{HashMap, HashSet};
-
+use crate::promql::hash::{FastMap, FastSet};
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD,
     T_MUL, T_NEQ, T_POW, T_SUB, TokenId,
@@ -303,7 +302,8 @@ fn vector_binop(
         (lhs, rhs)
     };
     // Signature → index in `rhs`; a signature and a right-hand element go one to one.
-    let mut right: HashMap<Sig, usize> = HashMap::with_capacity(rhs.len());
+    let mut right: FastMap<Sig, usize> =
+        FastMap::with_capacity_and_hasher(rhs.len(), Default::default());
     for (ri, rs) in rhs.iter().enumerate() {
         let sig = m.signature(&rs.labels);
         if let Some(&dup) = right.get(&sig) {
@@ -325,7 +325,7 @@ fn vector_binop(
     }
     // Per right-hand element: matched already (one-to-one), or the result label sets it gave.
     let mut matched_once = vec![false; rhs.len()];
-    let mut matched: HashMap<usize, HashSet<Labels>> = HashMap::new();
+    let mut matched: FastMap<usize, FastSet<Labels>> = FastMap::default();
     let mut out = Vec::new();
     for ls in &lhs {
         let Some(&ri) = right.get(&m.signature(&ls.labels)) else {
@@ -372,7 +372,7 @@ fn vector_and(lhs: Vec<Sample>, rhs: &[Sample], m: &Matching) -> Vec<Sample> {
     if lhs.is_empty() || rhs.is_empty() {
         return Vec::new();
     }
-    let right: HashSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let right: FastSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
     lhs.into_iter()
         .filter(|s| right.contains(&m.signature(&s.labels)))
         .collect()
@@ -385,7 +385,7 @@ fn vector_or(lhs: Vec<Sample>, rhs: Vec<Sample>, m: &Matching) -> Vec<Sample> {
     if rhs.is_empty() {
         return lhs;
     }
-    let left: HashSet<Sig> = lhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let left: FastSet<Sig> = lhs.iter().map(|s| m.signature(&s.labels)).collect();
     let mut out = lhs;
     out.extend(
         rhs.into_iter()
@@ -398,7 +398,7 @@ fn vector_unless(lhs: Vec<Sample>, rhs: &[Sample], m: &Matching) -> Vec<Sample> 
     if lhs.is_empty() || rhs.is_empty() {
         return lhs;
     }
-    let right: HashSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+    let right: FastSet<Sig> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
     lhs.into_iter()
         .filter(|s| !right.contains(&m.signature(&s.labels)))
         .collect()

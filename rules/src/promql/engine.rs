@@ -2,8 +2,8 @@
 //! expression at a list of step timestamps. Selectors, `offset`, `@`, staleness, the lookback
 //! delta and subqueries live here; operators, aggregations and functions have their own modules.
 
+use crate::promql::hash::{FastMap, FastSet};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
@@ -67,11 +67,11 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) opts: &'a Options,
     query_start: i64,
     query_end: i64,
-    fetch_windows: HashMap<usize, (i64, i64)>,
+    fetch_windows: FastMap<usize, (i64, i64)>,
     /// Per instant selector: the one time it is evaluated at, or `None` when there are several
     /// (a range query, a subquery); with one, only the latest sample is fetched.
-    single_time: HashMap<usize, Option<i64>>,
-    fetched: HashMap<usize, Vec<SelectedSeries<'a>>>,
+    single_time: FastMap<usize, Option<i64>>,
+    fetched: FastMap<usize, Vec<SelectedSeries<'a>>>,
     /// Matchers compiled beforehand, one entry per selector in [`selectors`] order.
     prepared: Option<&'a [SelectorMatchers]>,
 }
@@ -223,7 +223,7 @@ pub(crate) fn range<'a>(
 
 /// Groups per-step vectors into series, in order of first appearance.
 fn vectors_to_series(ts: &[i64], steps: Vec<Vec<Sample>>) -> Vec<Series> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FastMap<Labels, usize> = FastMap::default();
     let mut out: Vec<Series> = Vec::new();
     for (i, vec) in steps.into_iter().enumerate() {
         for s in vec {
@@ -249,7 +249,7 @@ pub(crate) fn check_duplicates(vec: &[Sample]) -> Result<(), EvalError> {
     if vec.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(vec.len());
+    let mut seen = FastSet::with_capacity_and_hasher(vec.len(), Default::default());
     for s in vec {
         if !seen.insert(&s.labels) {
             return Err(EvalError::DuplicateLabelset);
@@ -357,9 +357,9 @@ impl<'a> Evaluator<'a> {
             opts,
             query_start,
             query_end,
-            fetch_windows: HashMap::new(),
-            single_time: HashMap::new(),
-            fetched: HashMap::new(),
+            fetch_windows: FastMap::default(),
+            single_time: FastMap::default(),
+            fetched: FastMap::default(),
             prepared: None,
         }
     }
@@ -490,7 +490,7 @@ impl<'a> Evaluator<'a> {
         if sets.len() == 1 {
             series = select(&sets[0]);
         } else {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = FastSet::default();
             for set in sets {
                 for s in select(set) {
                     if seen.insert(s.labels.clone()) {

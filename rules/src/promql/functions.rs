@@ -3,8 +3,8 @@
 //! math, label manipulation, sorting, `histogram_quantile` over classic `le` buckets, and the
 //! calendar functions (UTC).
 
+use crate::promql::hash::{FastMap, FastSet};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
 
 use promql_parser::parser::{Call, Expr};
 
@@ -368,7 +368,7 @@ fn absent_labels(e: &Expr) -> Labels {
         _ => return Labels::new(),
     };
     let mut l = Labels::new();
-    let mut has = HashSet::new();
+    let mut has = FastSet::default();
     for m in vs
         .matchers
         .matchers
@@ -404,7 +404,7 @@ fn label_replace<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<
         )));
     }
     let v = ev.eval_vector(arg(c, 0)?, ts)?;
-    let mut cache: HashMap<Labels, Labels> = HashMap::new();
+    let mut cache: FastMap<Labels, Labels> = FastMap::default();
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
         let mut res = Vec::with_capacity(vec.len());
@@ -509,7 +509,7 @@ fn histogram_quantile<'s>(
     let mut out = Vec::with_capacity(ts.len());
     for (i, vec) in v.into_iter().enumerate() {
         let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: FastMap<Labels, usize> = FastMap::default();
         for s in vec {
             let Some(upper) = s.labels.get("le").and_then(parse_go_float) else {
                 continue;
@@ -731,7 +731,7 @@ fn range_function<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val
     // The series have distinct label sets; without the metric name they can collide only when
     // the selector allows several names.
     if !r.one_name {
-        let mut seen = HashSet::new();
+        let mut seen = FastSet::default();
         for (s, p) in produced.iter().enumerate() {
             if *p && !seen.insert(&labels[s]) {
                 return Err(EvalError::DuplicateLabelset);

@@ -27,6 +27,7 @@ mod aggregation;
 mod binary;
 mod engine;
 mod functions;
+pub(crate) mod hash;
 pub mod promqltest;
 mod storage;
 mod value;

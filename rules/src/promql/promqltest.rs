@@ -180,11 +180,15 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     if s == "0" {
         return Some(0);
     }
-    let re = Regex::new(
-        r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$",
-    )
-    .ok()?;
-    let caps = re.captures(s)?;
+    // Compiled once: rule files, unit tests and `humanizeDuration`-style template calls parse
+    // durations often, and compiling the pattern costs far more than matching it.
+    static DURATION: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(
+            r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$",
+        )
+        .expect("the duration pattern is valid")
+    });
+    let caps = DURATION.captures(s)?;
     if s.is_empty() {
         return None;
     }

@@ -1,9 +1,9 @@
 //! Where the engine reads series from: label matchers, the [`Storage`] trait a caller implements,
 //! and [`MemStorage`], an in-memory implementation for tests and for the server's recent window.
 
+use crate::promql::hash::FastMap;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
 use regex::Regex;
 
@@ -226,46 +226,12 @@ pub fn merge_selections<'a>(
     out
 }
 
-/// FxHash (as in rustc), for maps keyed by the store's own integer symbols.
-#[derive(Clone, Copy, Debug, Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.add(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.add(u64::from(v));
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.add(v);
-    }
-
-    fn write_usize(&mut self, v: usize) {
-        self.add(v as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = crate::promql::hash::FastMap<K, V>;
 
 /// Label names and values as integers.
 #[derive(Clone, Debug, Default)]
 struct Symbols {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     strs: Vec<String>,
 }
 
@@ -483,7 +449,7 @@ const RANK_GAP: u64 = 1 << 32;
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     series: Vec<MemSeries>,
-    by_labels: HashMap<Labels, u32>,
+    by_labels: FastMap<Labels, u32>,
     symbols: Symbols,
     /// `(name, value)` → ids of the series with that label, ascending.
     postings: FxMap<(u32, u32), Vec<u32>>,

@@ -82,11 +82,11 @@ impl Ord for Labels {
 }
 
 impl Hash for Labels {
-    /// Feeds a 64-bit hash of the labels, computed once per shared set (`DefaultHasher::new`,
-    /// fixed keys), so hashing a label set taken from storage again and again costs little.
+    /// Feeds a 64-bit hash of the labels, computed once per shared set (FxHash, fixed keys), so
+    /// hashing a label set taken from storage again and again costs little.
     fn hash<H: Hasher>(&self, state: &mut H) {
         let h = *self.0.hash.get_or_init(|| {
-            let mut h = std::hash::DefaultHasher::new();
+            let mut h = crate::promql::hash::FxHasher::default();
             self.0.labels.hash(&mut h);
             h.finish()
         });
