@@ -12,6 +12,7 @@
 
 pub mod alerting;
 pub mod calendar;
+pub mod contract;
 pub mod promql;
 pub mod rulefile;
 pub mod template;
