@@ -228,6 +228,11 @@ impl Calendar {
         self.years.keys().copied()
     }
 
+    /// Every holiday block of every year, in date order.
+    pub fn holidays(&self) -> impl Iterator<Item = &Holiday> + '_ {
+        self.years.values().flat_map(|y| y.holidays.iter())
+    }
+
     /// The kind of `date`, or `None` when the calendar has no data for its year.
     pub fn day_kind(&self, date: NaiveDate) -> Option<DayKind> {
         let y = self.years.get(&date.year())?;

@@ -11,6 +11,7 @@
 //! read files, and only the files they are given; evaluation time is always a parameter.
 
 pub mod alerting;
+pub mod assess;
 pub mod calendar;
 pub mod contract;
 pub mod promql;
