@@ -464,3 +464,204 @@ fn caps_bonuses_vetoes_and_grades() {
     assert_eq!((g.name.as_str(), g.vetoed), ("不合格", true));
     assert_eq!(a.vetoes[0].evidence, vec!["ev:v"]);
 }
+
+fn contract_with(objectives_extra: &str, deduction_extra: &str, top_extra: &str) -> Contract {
+    let text = CONTRACT
+        .replace("objectives:\n", &format!("objectives:\n{objectives_extra}"))
+        .replace(
+            "  deductions:\n",
+            &format!("  deductions:\n{deduction_extra}"),
+        )
+        .replace("systems:\n", &format!("{top_extra}systems:\n"));
+    parse_contract(&text, "golden-variant.yml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn inspections_due_and_missed() {
+    let c = contract_with(
+        "  inspections: { daily: [\"09:00\", \"16:00\"], weekly: fri, weekly_at: \"10:00\", before_holiday_working_days: 2, grace: 1h }\n",
+        "    - { id: inspection, name: 漏巡检, kind: inspection_missed, points: 5 }\n",
+        "",
+    );
+    let cal = Calendar::shipped();
+    let p = feb();
+    let mut ev = Evidence::default();
+    let mut n = 0;
+    let mut rec = |kind, sched: i64, done: i64| {
+        n += 1;
+        InspectionRecord {
+            id: format!("insp:{n}"),
+            kind,
+            scheduled_ms: sched,
+            done_ms: Some(done),
+            result: "ok".into(),
+        }
+    };
+    // 16 working days (see above) × 2 daily = 32; Fridays 02-06, 02-13, 02-27 (02-20 is 春节)
+    // = 3 weekly; 春节 starts 02-15, its 2 working days before are 02-13 and 02-14 = 1.
+    // Due 36. Missing: 02-10 16:00 (no record) and 02-11 09:00 (done 10:30, after the 1 h grace).
+    for date in p.dates() {
+        if !cal.is_working_day(date).0 {
+            continue;
+        }
+        for hm in ["09:00", "16:00"] {
+            let s = at(&format!("{date} {hm}"));
+            match (date.to_string().as_str(), hm) {
+                ("2026-02-10", "16:00") => {}
+                ("2026-02-11", "09:00") => {
+                    ev.inspections
+                        .push(rec(InspectionKind::Daily, s, s + 90 * 60_000))
+                }
+                _ => ev
+                    .inspections
+                    .push(rec(InspectionKind::Daily, s, s + 10 * 60_000)),
+            }
+        }
+    }
+    for d in ["06", "13", "27"] {
+        let s = at(&format!("2026-02-{d} 10:00"));
+        ev.inspections.push(rec(InspectionKind::Weekly, s, s));
+    }
+    ev.inspections.push(rec(
+        InspectionKind::BeforeHoliday,
+        0,
+        at("2026-02-14 15:00"),
+    ));
+    let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    assert_eq!(a.inspections.due, 36);
+    assert_eq!(a.inspections.done, 34);
+    let missed: Vec<i64> = a
+        .inspections
+        .missed
+        .iter()
+        .map(|m| m.scheduled_ms)
+        .collect();
+    assert_eq!(missed, vec![at("2026-02-10 16:00"), at("2026-02-11 09:00")]);
+    assert_eq!(a.deductions[0].item, "inspection");
+    assert_eq!(a.deductions[0].points, 10.0);
+}
+
+#[test]
+fn resource_kpis_from_hourly_rollups() {
+    let c = contract_with(
+        "  resources:\n    - { id: cpu-p95, name: CPU, metric: cpu_usage_ratio, aggregate: p95_hourly_mean, below: 0.8, systems: [web] }\n    - { id: disk-max, name: 磁盘, metric: disk_used_ratio, aggregate: max, below: 0.85 }\n",
+        "    - { id: resources, name: 资源超标, kind: resource_breach, points: 1 }\n",
+        "",
+    );
+    let p = feb();
+    let mut ev = scenario();
+    let row = |host: &str, metric: &str, h: i64, mean: f64, max: f64| ResourceHour {
+        id: format!("ru:{host}:{metric}:{h}"),
+        host: host.into(),
+        metric: metric.into(),
+        hour_ms: p.start_ms + h * 3_600_000,
+        min: 0.0,
+        max,
+        sum: mean * 60.0,
+        count: 60,
+        last: mean,
+    };
+    for h in 1..=100 {
+        // h1: hourly means 0.01 .. 1.00; nearest-rank p95 of 100 values = the 95th = 0.95.
+        ev.resources
+            .push(row("h1", "cpu_usage_ratio", h, h as f64 / 100.0, 1.0));
+        ev.resources.push(row("h2", "cpu_usage_ratio", h, 0.5, 0.6));
+    }
+    // disk on oa1: one hour peaks at 0.9 ≥ 0.85.
+    ev.resources
+        .push(row("oa1", "disk_used_ratio", 5, 0.7, 0.9));
+    ev.resources
+        .push(row("oa1", "disk_used_ratio", 6, 0.7, 0.8));
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let r: Vec<(&str, &str, Option<f64>, bool)> = a
+        .resources
+        .iter()
+        .map(|r| (r.kpi.as_str(), r.host.as_str(), r.value, r.breached))
+        .collect();
+    assert_eq!(
+        r,
+        vec![
+            ("cpu-p95", "h1", Some(0.95), true),
+            ("cpu-p95", "h2", Some(0.5), false),
+            ("disk-max", "h1", None, false),
+            ("disk-max", "h2", None, false),
+            ("disk-max", "oa1", Some(0.9), true),
+        ]
+    );
+    assert_eq!(a.resources[0].evidence, vec!["ru:h1:cpu_usage_ratio:95"]);
+    let d = a.deductions.iter().find(|d| d.item == "resources").unwrap();
+    assert_eq!(d.points, 2.0);
+}
+
+#[test]
+fn weekly_windows_and_duty_periods_by_hand() {
+    let c = contract_with(
+        "",
+        "",
+        "duty_periods:\n  - { name: 春节重保, from: 2026-02-15, to: 2026-02-17, systems: [oa] }\n",
+    );
+    let text = CONTRACT
+        .replace(
+            "  office-5x8: { kind: working_days, hours: \"08:30-17:30\" }\n",
+            "  office-5x8: { kind: working_days, hours: \"08:30-17:30\" }\n  hall: { kind: weekly, schedule: { mon: [\"08:00-18:00\"], tue: [\"08:00-18:00\"], wed: [\"08:00-18:00\"], thu: [\"08:00-18:00\"], fri: [\"08:00-18:00\"], sat: [\"09:00-12:00\"] } }\n",
+        )
+        .replace("window: office-5x8", "window: hall");
+    let hall = parse_contract(&text, "hall.yml").unwrap_or_else(|e| panic!("{e}"));
+    let cal = Calendar::shipped();
+    let p = feb();
+    let ev = scenario();
+    // oa (5x8) with 重保 02-15..02-17: 16 × 540 + 3 × 1,440 = 12,960.
+    let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    assert_eq!(sys(&a, "oa").window_minutes, 12_960.0);
+    // hall: 14 ordinary weekdays × 600; Sat 02-07 180; make-up Saturdays 02-14 and 02-28
+    // follow Monday: 2 × 600; Sat 02-21 is in 春节: closed. 8,400 + 180 + 1,200 = 9,780.
+    let a = assess(&hall, &cal, &p, p.end_ms, &ev);
+    assert_eq!(sys(&a, "oa").window_minutes, 9_780.0);
+}
+
+#[test]
+fn missing_data_as_down_and_the_late_exclusion() {
+    // oa counts missing data as up (as_up); switch the tier to as_down and give oa1 a 60 min
+    // gap on a working day plus a 30 min outage in working hours covered by nothing:
+    // window 8,640; down 30 + 60 = 90; (8,640 − 90) / 8,640 = 98.958333…%.
+    let text = CONTRACT.replace("missing_data: as_up", "missing_data: as_down");
+    let c = parse_contract(&text, "as-down.yml").unwrap();
+    let p = feb();
+    let mut ev = scenario();
+    ev.intervals.retain(|iv| iv.subject != "oa1");
+    ev.intervals.extend(timeline(
+        SubjectKind::Host,
+        "oa1",
+        p.start_ms,
+        p.end_ms,
+        &[
+            (at("2026-02-09 10:00"), at("2026-02-09 11:00"), None),
+            (
+                at("2026-02-10 14:00"),
+                at("2026-02-10 14:30"),
+                Some(State::Down),
+            ),
+            // Outside working hours (20:00-21:00 on 02-25): not in the window at all, and
+            // the late-filed approved exclusion covers it anyway.
+            (
+                at("2026-02-25 20:00"),
+                at("2026-02-25 21:00"),
+                Some(State::Down),
+            ),
+        ],
+    ));
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let oa = sys(&a, "oa");
+    assert_eq!(oa.missing_minutes, 60.0);
+    assert_eq!(oa.downtime_minutes, 90.0);
+    assert_eq!(oa.excluded_minutes, 0.0);
+    let actual = oa.actual_percent.unwrap();
+    assert!(
+        (actual - 8_550.0 / 8_640.0 * 100.0).abs() < 1e-9,
+        "{actual}"
+    );
+    // 99.5 − 98.9583 = 0.5417 pp → 6 steps × 5 = 30, capped at 20; web adds its 10 → item
+    // uncapped 40, deducted 20.
+    let d = &a.deductions[0];
+    assert_eq!((d.uncapped, d.points), (40.0, 20.0));
+}
