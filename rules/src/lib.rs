@@ -5,16 +5,21 @@
 //! - [`template`]: the Go-template subset used in alert labels and annotations.
 //! - [`alerting`]: rule-group evaluation and the alert state machine, with serializable state.
 //! - [`unittest`]: promtool's rule unit-test format (`promtool test rules`).
+//! - [`calendar`]: the statutory working-day calendar (holidays, make-up working days).
 //!
 //! Only [`rulefile::load_rule_files`] and [`unittest::run_unit_test_file`] (and its plural)
 //! read files, and only the files they are given; evaluation time is always a parameter.
 
 pub mod alerting;
+pub mod assess;
+pub mod calendar;
+pub mod contract;
 pub mod promql;
 pub mod rulefile;
 pub mod template;
 pub mod unittest;
 mod yaml;
+mod yaml_de;
 
 /// The rule files shipped with the product, as `(file name, contents)`; quickstart installs
 /// them, and `rules/tests/shipped_rules.rs` proves each loads and passes its unit tests.

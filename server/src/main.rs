@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Check O&M contract files.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
     /// Validate a configuration file (and the rule files it names) without starting anything.
     Check {
         #[arg(long)]
@@ -59,6 +64,16 @@ enum RulesCommand {
     },
     /// Run rule unit tests in promtool's format (`promtool test rules`); exit 1 on failure.
     Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCommand {
+    /// Validate contract files (and the calendar files they name); exit 1 with every problem
+    /// as file:line:col.
+    Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -178,6 +193,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Contract {
+            command: ContractCommand::Check { files },
+        } => return Ok(contract_check(&files)),
         Command::Rules {
             command: RulesCommand::Test { files },
         } => {
@@ -191,4 +209,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `contract check`: every problem of every file (and of the calendar files a contract names,
+/// resolved against the contract's folder) on stderr; exit 1 when there is any.
+fn contract_check(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        let origin = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{origin}: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let contract = match yunwei_rules::contract::parse_contract(&text, &origin) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+                continue;
+            }
+        };
+        let dir = f.parent().unwrap_or(std::path::Path::new("."));
+        let mut calendar_ok = true;
+        for cal in &contract.calendar.files {
+            let path = dir.join(cal);
+            let origin = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(t) => {
+                    if let Err(e) = yunwei_rules::calendar::Calendar::parse(&t, &origin) {
+                        eprintln!("{e}");
+                        calendar_ok = false;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{origin}: {e} (calendar file named by {})", f.display());
+                    calendar_ok = false;
+                }
+            }
+        }
+        if calendar_ok {
+            println!(
+                "{origin}: ok (contract {}, {} systems)",
+                contract.id,
+                contract.systems.len()
+            );
+        }
+        ok &= calendar_ok;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

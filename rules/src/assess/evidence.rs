@@ -1,0 +1,233 @@
+//! The evidence an assessment is computed from: plain rows the server fills from its store.
+//! Every row carries a stable `id` (e.g. the store's primary key, prefixed by its table) that
+//! deductions cite, so a reader can find the row behind every figure.
+//!
+//! All times are UTC milliseconds; spans are half-open `[start, end)`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Cause;
+
+/// Whether a subject is a host (agent) or a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// A host reported by an agent.
+    Host,
+    /// A probe (http, tcp, dns, process check).
+    Probe,
+}
+
+/// A host or probe and its labels; systems select subjects by these labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Host or probe.
+    pub kind: SubjectKind,
+    /// Host id or probe id, unique per kind.
+    pub id: String,
+    /// Labels (for a host: its inventory labels; for a probe: its labels).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Up, down, or no data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Working.
+    Up,
+    /// Failing.
+    Down,
+    /// No data (missed batches, agent gone): neither up nor down.
+    Unknown,
+}
+
+/// One status interval of a subject. Time a subject has no interval for is unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInterval {
+    /// Stable evidence id.
+    pub id: String,
+    /// Host or probe.
+    pub kind: SubjectKind,
+    /// The subject's id.
+    pub subject: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms (exclusive).
+    pub end_ms: i64,
+    /// State during the interval.
+    pub state: State,
+}
+
+/// A span during which an incident's clocks may be paused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Start, UTC ms.
+    pub from_ms: i64,
+    /// End, UTC ms.
+    pub to_ms: i64,
+    /// The reason (state); only the level's `pause_states` stop its clocks.
+    pub state: String,
+}
+
+/// An incident (故障) with the times that decide its clocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable evidence id.
+    pub id: String,
+    /// The affected system's id, when known.
+    pub system: Option<String>,
+    /// Labels (e.g. the alert's); used to find the system when `system` is absent: a system
+    /// whose host or probe selector is contained in these labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Level, by id or alias (`P1`, `一级`).
+    pub level: String,
+    /// When it was detected (the clocks start).
+    pub detected_ms: i64,
+    /// When it was acknowledged (response).
+    pub acknowledged_ms: Option<i64>,
+    /// When staff were on site.
+    pub on_site_ms: Option<i64>,
+    /// When service was restored.
+    pub restored_ms: Option<i64>,
+    /// Pauses.
+    #[serde(default)]
+    pub pauses: Vec<Pause>,
+    /// Whose fault it was.
+    pub cause: Cause,
+}
+
+/// Why downtime is excluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionKind {
+    /// Planned maintenance.
+    Maintenance,
+    /// Force majeure.
+    ForceMajeure,
+    /// Caused by the buyer or a third party.
+    BuyerCaused,
+}
+
+/// Review status of an exclusion request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionStatus {
+    /// Approved by the buyer: counts.
+    Approved,
+    /// Rejected: does not count.
+    Rejected,
+    /// Not reviewed yet: does not count.
+    Pending,
+}
+
+/// A request to exclude a span from availability.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    /// Stable evidence id.
+    pub id: String,
+    /// Why.
+    pub kind: ExclusionKind,
+    /// Scope: applies to systems that select at least one subject carrying all these labels;
+    /// empty: every system.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Start, UTC ms.
+    pub from_ms: i64,
+    /// End, UTC ms.
+    pub to_ms: i64,
+    /// Review status.
+    pub status: ExclusionStatus,
+    /// When it was requested; after `from_ms` it is flagged as filed after the fact.
+    pub requested_at_ms: i64,
+    /// The reason given.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Which inspection obligation a record answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionKind {
+    /// A daily inspection.
+    Daily,
+    /// The weekly inspection.
+    Weekly,
+    /// The inspection before a holiday.
+    BeforeHoliday,
+}
+
+/// An inspection (巡检) record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionRecord {
+    /// Stable evidence id.
+    pub id: String,
+    /// Which obligation.
+    pub kind: InspectionKind,
+    /// The scheduled time it answers (UTC ms).
+    pub scheduled_ms: i64,
+    /// When it was done; `None`: not done.
+    pub done_ms: Option<i64>,
+    /// Result summary (e.g. `ok`, `3 findings`).
+    #[serde(default)]
+    pub result: String,
+}
+
+/// One hourly rollup of one metric of one host, as the server stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceHour {
+    /// Stable evidence id.
+    pub id: String,
+    /// Host id.
+    pub host: String,
+    /// Metric name.
+    pub metric: String,
+    /// Start of the hour, UTC ms.
+    pub hour_ms: i64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// Sum of samples.
+    pub sum: f64,
+    /// Number of samples.
+    pub count: u64,
+    /// Last sample.
+    pub last: f64,
+}
+
+/// A manual event: a deduction, bonus or veto cause recorded by a person (e.g. 通报 by an
+/// authority, a late report, help outside the contract), with its evidence text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualEvent {
+    /// Stable evidence id.
+    pub id: String,
+    /// Category, matched against deduction / bonus / veto items.
+    pub category: String,
+    /// When it happened, UTC ms.
+    pub at_ms: i64,
+    /// Evidence text (document number, description).
+    #[serde(default)]
+    pub evidence: String,
+}
+
+/// Everything an assessment reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Hosts and probes.
+    pub subjects: Vec<Subject>,
+    /// Status intervals.
+    pub intervals: Vec<StatusInterval>,
+    /// Incidents.
+    pub incidents: Vec<Incident>,
+    /// Exclusion requests (all statuses).
+    pub exclusions: Vec<Exclusion>,
+    /// Inspection records.
+    pub inspections: Vec<InspectionRecord>,
+    /// Hourly resource rollups.
+    pub resources: Vec<ResourceHour>,
+    /// Manual events.
+    pub events: Vec<ManualEvent>,
+}

@@ -1,0 +1,1262 @@
+//! The SLA assessment engine: a contract, a calendar, a period and the evidence in; an
+//! [`Assessment`] out. Pure and deterministic: no I/O, no clock (`as_of_ms` is a parameter),
+//! the same inputs give the same (serialized) output.
+//!
+//! Availability of a system, for the part of the period up to `as_of`:
+//! 1. the selected hosts and probes (label selectors) give per-instant system states by the
+//!    system's `down_when` rule (default: down when any probe is down or every host is down;
+//!    unknown when not down and a deciding subject has no data);
+//! 2. each outage (a maximal down run, as it happened) shorter than the tier's `min_outage`
+//!    is ignored;
+//! 3. the remaining down time is clipped to the service window, and approved exclusions in
+//!    scope are subtracted (reported as excluded);
+//! 4. missing data inside the window counts per the tier's `missing_data`: `excluded` (out of
+//!    the denominator), `as_up`, or `as_down`;
+//! 5. actual % = (measured − downtime) / measured × 100; met when actual ≥ target.
+//!
+//! Incident clocks run from detection to acknowledgement (response), on-site arrival and
+//! restoration, counting only time inside the level's window (7x24 or the system's service
+//! window) and outside pauses whose reason the level lists.
+//!
+//! Score = base − deductions + bonuses (bonuses capped), clamped to `floor ..= base +
+//! bonus_cap`; a veto makes the grade the lowest. Each deduction lists its evidence ids and
+//! the arithmetic as text.
+
+mod evidence;
+mod period;
+mod spans;
+mod window;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, Days, NaiveDate};
+use serde::Serialize;
+
+pub use evidence::*;
+pub use period::{Period, PeriodError, local_midnight_ms, local_ms};
+pub use window::{local_date, window_spans};
+
+use crate::calendar::Calendar;
+use crate::contract::{
+    ClockWindow, Contract, DeductionKind, DownWhen, FeePer, InspectionDays, KpiAggregate,
+    MissingData, Payment, ServiceWindow, System,
+};
+use spans::{Spans, intersect, normalize, subtract, total};
+
+const MINUTE: f64 = 60_000.0;
+
+fn minutes(ms: i64) -> f64 {
+    ms as f64 / MINUTE
+}
+
+/// The result of assessing one contract over one period.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Assessment {
+    /// Contract id.
+    pub contract_id: String,
+    /// The period.
+    pub period: Period,
+    /// The instant the assessment is for (UTC ms).
+    pub as_of_ms: i64,
+    /// Evidence up to this instant was assessed: `min(as_of, period end)`.
+    pub assessed_until_ms: i64,
+    /// Whether the figures may still change.
+    pub provisional: bool,
+    /// Why they may change.
+    pub provisional_reasons: Vec<String>,
+    /// Availability per system, in contract order.
+    pub systems: Vec<SystemAvailability>,
+    /// Incidents detected in the period, by detection time.
+    pub incidents: Vec<IncidentClocks>,
+    /// Resource KPI results, per KPI and host.
+    pub resources: Vec<KpiResult>,
+    /// Inspections due and done.
+    pub inspections: InspectionSummary,
+    /// Exclusion requests touching the period, and whether they counted.
+    pub exclusions: Vec<ExclusionUse>,
+    /// Deductions, in the contract's item order.
+    pub deductions: Vec<Deduction>,
+    /// Bonuses, in the contract's item order.
+    pub bonuses: Vec<Bonus>,
+    /// Veto items hit.
+    pub vetoes: Vec<VetoHit>,
+    /// Total deducted points (after item caps).
+    pub deducted: f64,
+    /// Total bonus points (after caps).
+    pub bonus: f64,
+    /// The score.
+    pub score: f64,
+    /// The grade.
+    pub grade: Option<GradeResult>,
+    /// What the grade or score means for payment.
+    pub payment: Option<PaymentEffect>,
+    /// The date the period's report is due.
+    pub report_due: Option<NaiveDate>,
+}
+
+/// Availability of one system.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SystemAvailability {
+    /// System id.
+    pub system: String,
+    /// System name.
+    pub name: String,
+    /// Tier.
+    pub tier: String,
+    /// Target, percent.
+    pub target_percent: f64,
+    /// Whole period, minutes (days × 1440).
+    pub period_minutes: f64,
+    /// Service-window minutes up to `assessed_until`.
+    pub window_minutes: f64,
+    /// Window minutes with data, or all of them unless missing data is excluded.
+    pub measured_minutes: f64,
+    /// Counted downtime, minutes.
+    pub downtime_minutes: f64,
+    /// Down minutes forgiven by approved exclusions.
+    pub excluded_minutes: f64,
+    /// Window minutes without data (数据缺失).
+    pub missing_minutes: f64,
+    /// Down minutes in the window ignored because their outage was shorter than the minimum.
+    pub ignored_short_minutes: f64,
+    /// Actual availability, percent; `None` with nothing measured.
+    pub actual_percent: Option<f64>,
+    /// Whether the target is met (true with nothing measured).
+    pub met: bool,
+    /// Downtime still allowed this period: target share of the whole period's window minus
+    /// the downtime so far (negative when overspent).
+    pub error_budget_left_minutes: f64,
+    /// Counted outages.
+    pub outages: Vec<Outage>,
+    /// Subjects the system selected (`host:ID` / `probe:ID`).
+    pub subjects: Vec<String>,
+}
+
+/// One counted outage.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outage {
+    /// Start, UTC ms (as it happened).
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// Minutes counted as downtime (in the window, not excluded).
+    pub counted_minutes: f64,
+    /// Status-interval ids behind it.
+    pub evidence: Vec<String>,
+}
+
+/// Status of one incident clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockStatus {
+    /// Stopped within target.
+    Met,
+    /// Stopped after target.
+    Late,
+    /// Running, still within target.
+    Running,
+    /// Running and already past target.
+    Breached,
+}
+
+/// One clock of one incident.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClockResult {
+    /// `response`, `on_site` or `restore`.
+    pub clock: String,
+    /// Target, ms of window time.
+    pub target_ms: i64,
+    /// Window time elapsed (to the stop, or to `as_of` while running), ms.
+    pub elapsed_ms: i64,
+    /// How far past target, ms (0 when not late).
+    pub late_ms: i64,
+    /// Status.
+    pub status: ClockStatus,
+}
+
+/// An incident and its clocks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IncidentClocks {
+    /// Incident id.
+    pub incident: String,
+    /// Level id (as in the contract), or the level as written when unknown.
+    pub level: String,
+    /// Whether the contract knows the level.
+    pub level_known: bool,
+    /// Systems it affects.
+    pub systems: Vec<String>,
+    /// Cause.
+    pub cause: crate::contract::Cause,
+    /// Detection, UTC ms.
+    pub detected_ms: i64,
+    /// The clocks the level defines.
+    pub clocks: Vec<ClockResult>,
+}
+
+/// A resource KPI on one host.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KpiResult {
+    /// KPI id.
+    pub kpi: String,
+    /// Host id.
+    pub host: String,
+    /// The reduced value; `None` without data.
+    pub value: Option<f64>,
+    /// The limit (must stay below).
+    pub below: f64,
+    /// Whether breached.
+    pub breached: bool,
+    /// The rollup row that decided the value (p95 rank or maximum), if any.
+    pub evidence: Vec<String>,
+}
+
+/// One inspection owed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InspectionDue {
+    /// Which obligation.
+    pub kind: InspectionKind,
+    /// Scheduled time (for before-holiday: the start of the window), UTC ms.
+    pub scheduled_ms: i64,
+    /// Latest acceptable time, UTC ms.
+    pub deadline_ms: i64,
+    /// The record that answered it.
+    pub record: Option<String>,
+}
+
+/// Inspections due and done.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InspectionSummary {
+    /// Owed with the deadline passed.
+    pub due: usize,
+    /// Of those, done in time.
+    pub done: usize,
+    /// The missed ones.
+    pub missed: Vec<InspectionDue>,
+}
+
+/// An exclusion request and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExclusionUse {
+    /// Exclusion id.
+    pub exclusion: String,
+    /// Its status.
+    pub status: ExclusionStatus,
+    /// Whether it counted (approved).
+    pub counted: bool,
+    /// Requested after its start.
+    pub filed_after_the_fact: bool,
+    /// Systems it applies to.
+    pub systems: Vec<String>,
+}
+
+/// One line of a deduction.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeductionLine {
+    /// What it concerns (system, incident, host, event id).
+    pub subject: String,
+    /// The arithmetic, e.g. `99.80% vs 99.95%: 0.15 pp short = 2 × 0.1 pp × 5`.
+    pub arithmetic: String,
+    /// Points.
+    pub points: f64,
+    /// Evidence ids.
+    pub evidence: Vec<String>,
+}
+
+/// A deduction item with the points it took.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Deduction {
+    /// Item id.
+    pub item: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Name (en).
+    pub name_en: Option<String>,
+    /// Points before the cap.
+    pub uncapped: f64,
+    /// Points deducted.
+    pub points: f64,
+    /// The lines.
+    pub lines: Vec<DeductionLine>,
+}
+
+/// A bonus item with the points it gave.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bonus {
+    /// Item id.
+    pub item: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Points (after the item cap).
+    pub points: f64,
+    /// Event ids.
+    pub evidence: Vec<String>,
+}
+
+/// A veto item that was hit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VetoHit {
+    /// Item id.
+    pub item: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Event ids.
+    pub evidence: Vec<String>,
+}
+
+/// The grade reached.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GradeResult {
+    /// Grade id.
+    pub id: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Name (en).
+    pub name_en: String,
+    /// Forced by a veto.
+    pub vetoed: bool,
+}
+
+/// Effect on payment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PaymentEffect {
+    /// The fee for this period (pro rata by days from the contract's fee).
+    pub period_fee: f64,
+    /// Percent payable.
+    pub percent: f64,
+    /// Amount payable (rounded to cents).
+    pub payable: f64,
+    /// Amount withheld.
+    pub withheld: f64,
+    /// Currency.
+    pub currency: String,
+}
+
+fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn selects(system: &System, s: &Subject) -> bool {
+    let sel = match s.kind {
+        SubjectKind::Host => &system.hosts,
+        SubjectKind::Probe => &system.probes,
+    };
+    sel.as_ref().is_some_and(|sel| matches(sel, &s.labels))
+}
+
+fn subject_key(kind: SubjectKind, id: &str) -> String {
+    match kind {
+        SubjectKind::Host => format!("host:{id}"),
+        SubjectKind::Probe => format!("probe:{id}"),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Assesses `contract` over `period` with the evidence known at `as_of_ms`.
+pub fn assess(
+    contract: &Contract,
+    calendar: &Calendar,
+    period: &Period,
+    as_of_ms: i64,
+    ev: &Evidence,
+) -> Assessment {
+    let start = period.start_ms;
+    let until = as_of_ms.clamp(start, period.end_ms);
+    let mut reasons = Vec::new();
+    for y in period.years() {
+        if !calendar.has_year(y) {
+            reasons.push(format!(
+                "the calendar has no data for {y}: Monday to Friday were taken as working days"
+            ));
+        }
+    }
+    if as_of_ms < period.end_ms {
+        reasons.push("the period is not over".to_string());
+    }
+
+    // Index subjects' intervals.
+    let mut by_subject: BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>> = BTreeMap::new();
+    for iv in &ev.intervals {
+        by_subject
+            .entry((iv.kind, iv.subject.as_str()))
+            .or_default()
+            .push(iv);
+    }
+    for v in by_subject.values_mut() {
+        v.sort_by(|a, b| (a.start_ms, a.end_ms, &a.id).cmp(&(b.start_ms, b.end_ms, &b.id)));
+    }
+
+    // Exclusions: which systems each applies to.
+    let mut exclusions = Vec::new();
+    let mut approved_by_system: BTreeMap<&str, Vec<(i64, i64, &str)>> = BTreeMap::new();
+    let mut sorted_ex: Vec<&Exclusion> = ev
+        .exclusions
+        .iter()
+        .filter(|x| x.from_ms < period.end_ms && x.to_ms > start)
+        .collect();
+    sorted_ex.sort_by(|a, b| (a.from_ms, &a.id).cmp(&(b.from_ms, &b.id)));
+    for x in sorted_ex {
+        let systems: Vec<String> = contract
+            .systems
+            .iter()
+            .filter(|s| {
+                x.labels.is_empty()
+                    || ev
+                        .subjects
+                        .iter()
+                        .any(|sub| selects(s, sub) && matches(&x.labels, &sub.labels))
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        let counted = x.status == ExclusionStatus::Approved;
+        if counted {
+            for s in &systems {
+                approved_by_system
+                    .entry(
+                        contract
+                            .systems
+                            .iter()
+                            .find(|c| &c.id == s)
+                            .map_or("", |c| c.id.as_str()),
+                    )
+                    .or_default()
+                    .push((x.from_ms, x.to_ms, x.id.as_str()));
+            }
+        }
+        exclusions.push(ExclusionUse {
+            exclusion: x.id.clone(),
+            status: x.status,
+            counted,
+            filed_after_the_fact: x.requested_at_ms > x.from_ms,
+            systems,
+        });
+    }
+
+    let mut guessed_any = false;
+    let mut systems_out = Vec::new();
+    for sys in &contract.systems {
+        let window = &contract.service_windows[&sys.window];
+        let obj = &contract.availability[&sys.tier];
+        let (win, g1) = window_spans(contract, calendar, window, Some(&sys.id), start, until);
+        let (full_win, g2) = window_spans(
+            contract,
+            calendar,
+            window,
+            Some(&sys.id),
+            start,
+            period.end_ms,
+        );
+        guessed_any |= g1 || g2;
+        let subjects: Vec<&Subject> = {
+            let mut v: Vec<&Subject> = ev.subjects.iter().filter(|s| selects(sys, s)).collect();
+            v.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+            v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
+            v
+        };
+        let (down, unknown) = system_states(sys, &subjects, &by_subject, start, until);
+        // Outages as they happened; drop the short ones.
+        let min = obj.min_outage.0;
+        let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
+        let excl: Spans = normalize(
+            approved_by_system
+                .get(sys.id.as_str())
+                .map(|v| v.iter().map(|(a, b, _)| (*a, *b)).collect())
+                .unwrap_or_default(),
+        );
+        let down_in_win = intersect(&counted_down, &win);
+        let down_counted = subtract(&down_in_win, &excl);
+        let excluded_ms = total(&down_in_win) - total(&down_counted);
+        let missing = intersect(&unknown, &win);
+        let missing_ms = total(&missing);
+        let win_ms = total(&win);
+        let (measured_ms, down_ms) = match obj.missing_data {
+            MissingData::Excluded => (win_ms - missing_ms, total(&down_counted)),
+            MissingData::AsUp => (win_ms, total(&down_counted)),
+            MissingData::AsDown => (
+                win_ms,
+                total(&down_counted) + total(&subtract(&missing, &excl)),
+            ),
+        };
+        let actual =
+            (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
+        let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
+        let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
+        let outages = counted_down
+            .iter()
+            .map(|&(s, e)| Outage {
+                start_ms: s,
+                end_ms: e,
+                counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
+                evidence: outage_evidence(&subjects, &by_subject, s, e),
+            })
+            .collect();
+        systems_out.push(SystemAvailability {
+            system: sys.id.clone(),
+            name: sys.name.clone(),
+            tier: sys.tier.clone(),
+            target_percent: obj.target_percent,
+            period_minutes: minutes(period.end_ms - start),
+            window_minutes: minutes(win_ms),
+            measured_minutes: minutes(measured_ms),
+            downtime_minutes: minutes(down_ms),
+            excluded_minutes: minutes(excluded_ms),
+            missing_minutes: minutes(missing_ms),
+            ignored_short_minutes: minutes(total(&intersect(&short, &win))),
+            actual_percent: actual,
+            met,
+            error_budget_left_minutes: budget - minutes(down_ms),
+            outages,
+            subjects: subjects
+                .iter()
+                .map(|s| subject_key(s.kind, &s.id))
+                .collect(),
+        });
+    }
+
+    // Incident clocks.
+    let mut incidents: Vec<&Incident> = ev
+        .incidents
+        .iter()
+        .filter(|i| i.detected_ms >= start && i.detected_ms < period.end_ms)
+        .collect();
+    incidents.sort_by(|a, b| (a.detected_ms, &a.id).cmp(&(b.detected_ms, &b.id)));
+    let mut incident_out = Vec::new();
+    for inc in incidents {
+        let (r, g) = incident_clocks(contract, calendar, ev, inc, as_of_ms);
+        guessed_any |= g;
+        incident_out.push(r);
+    }
+
+    let resources = resource_kpis(contract, ev, start, until);
+    let inspections = inspection_summary(contract, calendar, ev, period, until);
+
+    if guessed_any && !reasons.iter().any(|r| r.contains("calendar")) {
+        reasons.insert(
+            0,
+            "a service window needed a year the calendar lacks".to_string(),
+        );
+    }
+
+    // Manual events in the period.
+    let mut events: Vec<&ManualEvent> = ev
+        .events
+        .iter()
+        .filter(|e| e.at_ms >= start && e.at_ms < until)
+        .collect();
+    events.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+
+    let deductions = deductions(
+        contract,
+        &systems_out,
+        &incident_out,
+        &resources,
+        &inspections,
+        &events,
+    );
+    let deducted: f64 = deductions.iter().map(|d| d.points).sum();
+    let mut bonuses = Vec::new();
+    for b in &contract.scoring.bonuses {
+        let hits: Vec<String> = events
+            .iter()
+            .filter(|e| e.category == b.category)
+            .map(|e| e.id.clone())
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        let mut pts = hits.len() as f64 * b.points;
+        if let Some(c) = b.cap {
+            pts = pts.min(c);
+        }
+        bonuses.push(Bonus {
+            item: b.id.clone(),
+            name: b.name.clone(),
+            points: pts,
+            evidence: hits,
+        });
+    }
+    let bonus = bonuses
+        .iter()
+        .map(|b| b.points)
+        .sum::<f64>()
+        .min(contract.scoring.bonus_cap);
+    let vetoes: Vec<VetoHit> = contract
+        .scoring
+        .vetoes
+        .iter()
+        .filter_map(|v| {
+            let hits: Vec<String> = events
+                .iter()
+                .filter(|e| e.category == v.category)
+                .map(|e| e.id.clone())
+                .collect();
+            (!hits.is_empty()).then(|| VetoHit {
+                item: v.id.clone(),
+                name: v.name.clone(),
+                evidence: hits,
+            })
+        })
+        .collect();
+    let sc = &contract.scoring;
+    let score = round2((sc.base - deducted + bonus).clamp(sc.floor, sc.base + sc.bonus_cap));
+    let vetoed = !vetoes.is_empty();
+    let grade = if vetoed {
+        contract.grades.last()
+    } else {
+        contract.grade_for(score)
+    };
+    let payment = contract.fee.as_ref().map(|fee| {
+        let days_in_year = if NaiveDate::from_ymd_opt(period.start.year(), 2, 29).is_some() {
+            366.0
+        } else {
+            365.0
+        };
+        let per_year = match fee.per {
+            FeePer::Year => fee.amount,
+            FeePer::Quarter => fee.amount * 4.0,
+            FeePer::Month => fee.amount * 12.0,
+        };
+        let period_fee = round2(per_year * period.days() as f64 / days_in_year);
+        let period_fee = match (fee.per, period.days()) {
+            (FeePer::Month, 28..=31)
+                if period.start.day() == 1
+                    && period.end.succ_opt().is_some_and(|d| d.day() == 1) =>
+            {
+                fee.amount
+            }
+            _ => period_fee,
+        };
+        let percent = match contract.payment {
+            Payment::PerGrade => grade.and_then(|g| g.payment_percent).unwrap_or(100.0),
+            Payment::Proportional => score.min(100.0),
+        };
+        let payable = round2(period_fee * percent / 100.0);
+        PaymentEffect {
+            period_fee,
+            percent,
+            payable,
+            withheld: round2(period_fee - payable),
+            currency: fee.currency.clone(),
+        }
+    });
+    let report_due = contract
+        .report_due_working_day
+        .map(|n| nth_working_day_after(calendar, period.end, n));
+
+    Assessment {
+        contract_id: contract.id.clone(),
+        period: period.clone(),
+        as_of_ms,
+        assessed_until_ms: until,
+        provisional: !reasons.is_empty(),
+        provisional_reasons: reasons,
+        systems: systems_out,
+        incidents: incident_out,
+        resources,
+        inspections,
+        exclusions,
+        deductions,
+        bonuses,
+        vetoes,
+        deducted,
+        bonus,
+        score,
+        grade: grade.map(|g| GradeResult {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            name_en: g.name_en.clone(),
+            vetoed,
+        }),
+        payment,
+        report_due,
+    }
+}
+
+/// The `n`th working day after `date` (of the following days).
+fn nth_working_day_after(calendar: &Calendar, date: NaiveDate, n: u32) -> NaiveDate {
+    let mut d = date;
+    let mut left = n;
+    while left > 0 {
+        d = d + Days::new(1);
+        if calendar.is_working_day(d).0 {
+            left -= 1;
+        }
+    }
+    d
+}
+
+/// Down and unknown spans of a system within `[from, to)`.
+fn system_states(
+    sys: &System,
+    subjects: &[&Subject],
+    by_subject: &BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>>,
+    from: i64,
+    to: i64,
+) -> (Spans, Spans) {
+    if from >= to {
+        return (Vec::new(), Vec::new());
+    }
+    let use_hosts = matches!(
+        sys.down_when,
+        DownWhen::AnyProbeOrAllHosts | DownWhen::AllHosts | DownWhen::AnySubject
+    );
+    let use_probes = matches!(
+        sys.down_when,
+        DownWhen::AnyProbeOrAllHosts | DownWhen::AnyProbe | DownWhen::AnySubject
+    );
+    let deciding: Vec<&Subject> = subjects
+        .iter()
+        .copied()
+        .filter(|s| match s.kind {
+            SubjectKind::Host => use_hosts,
+            SubjectKind::Probe => use_probes,
+        })
+        .collect();
+    if deciding.is_empty() {
+        return (Vec::new(), vec![(from, to)]);
+    }
+    // Change events: (time, subject index, state).
+    let mut events: Vec<(i64, usize, State)> = Vec::new();
+    for (i, s) in deciding.iter().enumerate() {
+        let mut cursor = from;
+        events.push((from, i, State::Unknown));
+        for iv in by_subject
+            .get(&(s.kind, s.id.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let (a, b) = (iv.start_ms.max(from), iv.end_ms.min(to));
+            if a >= b || b <= cursor {
+                continue;
+            }
+            let a = a.max(cursor);
+            if a > cursor {
+                events.push((cursor, i, State::Unknown));
+            }
+            events.push((a, i, iv.state));
+            cursor = b;
+        }
+        if cursor < to {
+            events.push((cursor, i, State::Unknown));
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    let n_hosts = deciding
+        .iter()
+        .filter(|s| s.kind == SubjectKind::Host)
+        .count();
+    let mut state = vec![State::Unknown; deciding.len()];
+    // counts[kind][state]
+    let mut counts = [[0usize; 3]; 2];
+    let idx = |st: State| match st {
+        State::Up => 0,
+        State::Down => 1,
+        State::Unknown => 2,
+    };
+    let kidx = |k: SubjectKind| match k {
+        SubjectKind::Host => 0,
+        SubjectKind::Probe => 1,
+    };
+    for s in &deciding {
+        counts[kidx(s.kind)][2] += 1;
+    }
+    let mut down = Vec::new();
+    let mut unknown = Vec::new();
+    let mut k = 0;
+    while k < events.len() {
+        let t = events[k].0;
+        while k < events.len() && events[k].0 == t {
+            let (_, i, st) = events[k];
+            let kind = kidx(deciding[i].kind);
+            counts[kind][idx(state[i])] -= 1;
+            counts[kind][idx(st)] += 1;
+            state[i] = st;
+            k += 1;
+        }
+        let next = if k < events.len() { events[k].0 } else { to };
+        if next <= t {
+            continue;
+        }
+        let [h, p] = counts;
+        let host_state = || {
+            if n_hosts == 0 {
+                None
+            } else if h[1] == n_hosts {
+                Some(State::Down)
+            } else if h[0] > 0 {
+                Some(State::Up)
+            } else {
+                Some(State::Unknown)
+            }
+        };
+        let probe_state = || {
+            if p.iter().sum::<usize>() == 0 {
+                None
+            } else if p[1] > 0 {
+                Some(State::Down)
+            } else if p[2] > 0 {
+                Some(State::Unknown)
+            } else {
+                Some(State::Up)
+            }
+        };
+        let parts: Vec<State> = match sys.down_when {
+            DownWhen::AnyProbeOrAllHosts => [host_state(), probe_state()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            DownWhen::AllHosts => host_state().into_iter().collect(),
+            DownWhen::AnyProbe => probe_state().into_iter().collect(),
+            DownWhen::AnySubject => vec![if h[1] + p[1] > 0 {
+                State::Down
+            } else if h[2] + p[2] > 0 {
+                State::Unknown
+            } else {
+                State::Up
+            }],
+        };
+        let st = if parts.contains(&State::Down) {
+            State::Down
+        } else if parts.is_empty() || parts.contains(&State::Unknown) {
+            State::Unknown
+        } else {
+            State::Up
+        };
+        match st {
+            State::Down => down.push((t, next)),
+            State::Unknown => unknown.push((t, next)),
+            State::Up => {}
+        }
+    }
+    (normalize(down), normalize(unknown))
+}
+
+fn outage_evidence(
+    subjects: &[&Subject],
+    by_subject: &BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>>,
+    s: i64,
+    e: i64,
+) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    for sub in subjects {
+        for iv in by_subject
+            .get(&(sub.kind, sub.id.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if iv.state == State::Down && iv.start_ms < e && iv.end_ms > s {
+                ids.insert(iv.id.clone());
+            }
+        }
+    }
+    ids.into_iter().collect()
+}
+
+fn incident_systems<'c>(contract: &'c Contract, inc: &Incident) -> Vec<&'c System> {
+    match &inc.system {
+        Some(id) => contract.systems.iter().filter(|s| &s.id == id).collect(),
+        None => contract
+            .systems
+            .iter()
+            .filter(|s| {
+                [&s.hosts, &s.probes]
+                    .into_iter()
+                    .flatten()
+                    .any(|sel| !sel.is_empty() && matches(sel, &inc.labels))
+            })
+            .collect(),
+    }
+}
+
+fn incident_clocks(
+    contract: &Contract,
+    calendar: &Calendar,
+    _ev: &Evidence,
+    inc: &Incident,
+    as_of_ms: i64,
+) -> (IncidentClocks, bool) {
+    let systems = incident_systems(contract, inc);
+    let level = contract.level(&inc.level);
+    let mut out = IncidentClocks {
+        incident: inc.id.clone(),
+        level: level.map_or(inc.level.clone(), |l| l.id.clone()),
+        level_known: level.is_some(),
+        systems: systems.iter().map(|s| s.id.clone()).collect(),
+        cause: inc.cause,
+        detected_ms: inc.detected_ms,
+        clocks: Vec::new(),
+    };
+    let Some(level) = level else {
+        return (out, false);
+    };
+    let mut guessed = false;
+    let pauses: Spans = normalize(
+        inc.pauses
+            .iter()
+            .filter(|p| level.pause_states.contains(&p.state))
+            .map(|p| (p.from_ms, p.to_ms))
+            .collect(),
+    );
+    for (name, target, stop) in [
+        ("response", level.response, inc.acknowledged_ms),
+        ("on_site", level.on_site, inc.on_site_ms),
+        ("restore", level.restore, inc.restored_ms),
+    ] {
+        let Some(target) = target else { continue };
+        let end = stop.unwrap_or(as_of_ms).max(inc.detected_ms);
+        let win: Spans = match (level.window, systems.first()) {
+            (ClockWindow::Service, Some(_)) => {
+                let mut all = Vec::new();
+                for s in &systems {
+                    let w = &contract.service_windows[&s.window];
+                    let (sp, g) =
+                        window_spans(contract, calendar, w, Some(&s.id), inc.detected_ms, end);
+                    guessed |= g;
+                    all.extend(sp);
+                }
+                normalize(all)
+            }
+            _ => {
+                window_spans(
+                    contract,
+                    calendar,
+                    &ServiceWindow::Always,
+                    None,
+                    inc.detected_ms,
+                    end,
+                )
+                .0
+            }
+        };
+        let elapsed = total(&subtract(&win, &pauses));
+        let late = (elapsed - target.0).max(0);
+        let status = match (stop.is_some(), late > 0) {
+            (true, false) => ClockStatus::Met,
+            (true, true) => ClockStatus::Late,
+            (false, false) => ClockStatus::Running,
+            (false, true) => ClockStatus::Breached,
+        };
+        out.clocks.push(ClockResult {
+            clock: name.to_string(),
+            target_ms: target.0,
+            elapsed_ms: elapsed,
+            late_ms: late,
+            status,
+        });
+    }
+    (out, guessed)
+}
+
+fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<KpiResult> {
+    let mut out = Vec::new();
+    for kpi in &contract.resource_kpis {
+        let systems: Vec<&System> = contract
+            .systems
+            .iter()
+            .filter(|s| kpi.systems.is_empty() || kpi.systems.contains(&s.id))
+            .collect();
+        let hosts: BTreeSet<&str> = ev
+            .subjects
+            .iter()
+            .filter(|s| s.kind == SubjectKind::Host && systems.iter().any(|sys| selects(sys, s)))
+            .map(|s| s.id.as_str())
+            .collect();
+        let mut rows: BTreeMap<&str, Vec<&ResourceHour>> = BTreeMap::new();
+        for r in &ev.resources {
+            if r.metric == kpi.metric
+                && r.hour_ms >= from
+                && r.hour_ms < to
+                && hosts.contains(r.host.as_str())
+            {
+                rows.entry(r.host.as_str()).or_default().push(r);
+            }
+        }
+        for host in hosts {
+            let mut rs = rows.remove(host).unwrap_or_default();
+            rs.sort_by(|a, b| (a.hour_ms, &a.id).cmp(&(b.hour_ms, &b.id)));
+            rs.retain(|r| r.count > 0);
+            let (value, evidence) = match kpi.aggregate {
+                _ if rs.is_empty() => (None, Vec::new()),
+                KpiAggregate::Max => {
+                    let m = rs
+                        .iter()
+                        .max_by(|a, b| a.max.total_cmp(&b.max))
+                        .unwrap_or(&rs[0]);
+                    (Some(m.max), vec![m.id.clone()])
+                }
+                KpiAggregate::Mean => {
+                    let sum: f64 = rs.iter().map(|r| r.sum).sum();
+                    let n: u64 = rs.iter().map(|r| r.count).sum();
+                    (Some(sum / n as f64), Vec::new())
+                }
+                KpiAggregate::P95HourlyMean => {
+                    let mut means: Vec<(f64, &str)> = rs
+                        .iter()
+                        .map(|r| (r.sum / r.count as f64, r.id.as_str()))
+                        .collect();
+                    means.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+                    // Nearest rank: ceil(0.95 × n).
+                    let rank = (means.len() * 95).div_ceil(100).max(1);
+                    let (v, id) = means[rank - 1];
+                    (Some(v), vec![id.to_string()])
+                }
+            };
+            out.push(KpiResult {
+                kpi: kpi.id.clone(),
+                host: host.to_string(),
+                value,
+                below: kpi.below,
+                breached: value.is_some_and(|v| v >= kpi.below),
+                evidence,
+            });
+        }
+    }
+    out
+}
+
+fn inspection_summary(
+    contract: &Contract,
+    calendar: &Calendar,
+    ev: &Evidence,
+    period: &Period,
+    until: i64,
+) -> InspectionSummary {
+    let Some(ins) = &contract.inspections else {
+        return InspectionSummary::default();
+    };
+    let tz = contract.time_zone;
+    let grace = ins.grace.0;
+    let mut owed: Vec<InspectionDue> = Vec::new();
+    for date in period.dates() {
+        let working = calendar.is_working_day(date).0;
+        if ins.daily_on == InspectionDays::EveryDay || working {
+            for t in &ins.daily {
+                let at = local_ms(date, t.0, tz);
+                owed.push(InspectionDue {
+                    kind: InspectionKind::Daily,
+                    scheduled_ms: at,
+                    deadline_ms: at + grace,
+                    record: None,
+                });
+            }
+        }
+        if ins.weekly.is_some_and(|d| d.weekday() == date.weekday()) && working {
+            let at = local_ms(date, ins.weekly_at.0, tz);
+            owed.push(InspectionDue {
+                kind: InspectionKind::Weekly,
+                scheduled_ms: at,
+                deadline_ms: at + grace,
+                record: None,
+            });
+        }
+    }
+    if let Some(n) = ins.before_holiday_working_days.filter(|n| *n > 0) {
+        let mut starts: Vec<NaiveDate> = calendar.holidays().map(|h| h.from).collect();
+        starts.sort();
+        starts.dedup();
+        for h in starts {
+            // The n working days before the holiday.
+            let mut d = h;
+            let mut first = h;
+            let mut left = n;
+            for _ in 0..60 {
+                if left == 0 {
+                    break;
+                }
+                d = d.pred_opt().unwrap_or(d);
+                if calendar.is_working_day(d).0 {
+                    first = d;
+                    left -= 1;
+                }
+            }
+            if h > period.start && h <= period.end + Days::new(1) && first >= period.start {
+                owed.push(InspectionDue {
+                    kind: InspectionKind::BeforeHoliday,
+                    scheduled_ms: local_midnight_ms(first, tz),
+                    deadline_ms: local_midnight_ms(h, tz),
+                    record: None,
+                });
+            }
+        }
+    }
+    let mut summary = InspectionSummary::default();
+    for mut due in owed {
+        if due.deadline_ms > until {
+            continue;
+        }
+        summary.due += 1;
+        let rec = ev
+            .inspections
+            .iter()
+            .filter(|r| r.kind == due.kind)
+            .find(|r| {
+                let Some(done) = r.done_ms else { return false };
+                match due.kind {
+                    InspectionKind::BeforeHoliday => {
+                        done >= due.scheduled_ms && done < due.deadline_ms
+                    }
+                    _ => r.scheduled_ms == due.scheduled_ms && done <= due.deadline_ms,
+                }
+            });
+        match rec {
+            Some(r) => {
+                due.record = Some(r.id.clone());
+                summary.done += 1;
+            }
+            None => summary.missed.push(due),
+        }
+    }
+    summary
+}
+
+fn deductions(
+    contract: &Contract,
+    systems: &[SystemAvailability],
+    incidents: &[IncidentClocks],
+    resources: &[KpiResult],
+    inspections: &InspectionSummary,
+    events: &[&ManualEvent],
+) -> Vec<Deduction> {
+    let mut out = Vec::new();
+    for item in &contract.scoring.deductions {
+        let mut lines = Vec::new();
+        match item.kind {
+            DeductionKind::AvailabilityShort => {
+                let step = item.per_pp.unwrap_or(1.0);
+                for s in systems {
+                    let Some(actual) = s.actual_percent else {
+                        continue;
+                    };
+                    let short = s.target_percent - actual;
+                    if s.met || short <= 0.0 {
+                        continue;
+                    }
+                    let steps = ((short / step) - 1e-9).ceil().max(1.0);
+                    let points = steps * item.points;
+                    let mut evidence: Vec<String> = s
+                        .outages
+                        .iter()
+                        .flat_map(|o| o.evidence.iter().cloned())
+                        .collect();
+                    evidence.sort();
+                    evidence.dedup();
+                    lines.push(DeductionLine {
+                        subject: s.system.clone(),
+                        arithmetic: format!(
+                            "{actual:.4}% vs target {:.4}%: {short:.4} pp short = {steps} × {step} pp × {} points",
+                            s.target_percent, item.points
+                        ),
+                        points,
+                        evidence,
+                    });
+                }
+            }
+            DeductionKind::ResponseLate
+            | DeductionKind::OnSiteLate
+            | DeductionKind::RestoreLate => {
+                let clock = match item.kind {
+                    DeductionKind::ResponseLate => "response",
+                    DeductionKind::OnSiteLate => "on_site",
+                    _ => "restore",
+                };
+                for inc in incidents {
+                    if !item.levels.is_empty() && !item.levels.contains(&inc.level) {
+                        continue;
+                    }
+                    if !item.causes.is_empty() && !item.causes.contains(&inc.cause) {
+                        continue;
+                    }
+                    let Some(c) = inc.clocks.iter().find(|c| c.clock == clock) else {
+                        continue;
+                    };
+                    if c.late_ms <= 0 {
+                        continue;
+                    }
+                    let late_min = c.late_ms as f64 / MINUTE;
+                    let (points, arithmetic) = match item.per_minutes {
+                        Some(m) => {
+                            let units = (c.late_ms as f64 / (f64::from(m) * MINUTE)).ceil();
+                            (
+                                units * item.points,
+                                format!(
+                                    "{clock} {late_min:.1} min late ({:?}) = {units} × {m} min × {} points",
+                                    c.status, item.points
+                                ),
+                            )
+                        }
+                        None => (
+                            item.points,
+                            format!(
+                                "{clock} {late_min:.1} min late ({:?}): {} points",
+                                c.status, item.points
+                            ),
+                        ),
+                    };
+                    lines.push(DeductionLine {
+                        subject: inc.incident.clone(),
+                        arithmetic,
+                        points,
+                        evidence: vec![inc.incident.clone()],
+                    });
+                }
+            }
+            DeductionKind::InspectionMissed => {
+                for m in &inspections.missed {
+                    lines.push(DeductionLine {
+                        subject: format!("{:?}@{}", m.kind, m.scheduled_ms),
+                        arithmetic: format!("missed inspection: {} points", item.points),
+                        points: item.points,
+                        evidence: Vec::new(),
+                    });
+                }
+            }
+            DeductionKind::ResourceBreach => {
+                for r in resources {
+                    if !r.breached || (!item.kpis.is_empty() && !item.kpis.contains(&r.kpi)) {
+                        continue;
+                    }
+                    lines.push(DeductionLine {
+                        subject: format!("{}@{}", r.kpi, r.host),
+                        arithmetic: format!(
+                            "{:.4} ≥ {}: {} points",
+                            r.value.unwrap_or_default(),
+                            r.below,
+                            item.points
+                        ),
+                        points: item.points,
+                        evidence: r.evidence.clone(),
+                    });
+                }
+            }
+            DeductionKind::Manual => {
+                for e in events {
+                    if Some(&e.category) != item.category.as_ref() {
+                        continue;
+                    }
+                    lines.push(DeductionLine {
+                        subject: e.id.clone(),
+                        arithmetic: format!("{}: {} points", e.evidence, item.points),
+                        points: item.points,
+                        evidence: vec![e.id.clone()],
+                    });
+                }
+            }
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        let uncapped: f64 = lines.iter().map(|l| l.points).sum();
+        let points = item.cap.map_or(uncapped, |c| uncapped.min(c));
+        out.push(Deduction {
+            item: item.id.clone(),
+            name: item.name.clone(),
+            name_en: item.name_en.clone(),
+            uncapped,
+            points,
+            lines,
+        });
+    }
+    out
+}

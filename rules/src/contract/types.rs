@@ -1,0 +1,630 @@
+//! The contract's parts, as written in the file (serde) and as validated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{NaiveDate, Weekday};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::promql::promqltest::parse_duration_ms;
+
+/// A duration written like Prometheus's (`15m`, `1h30m`, `3d`), kept in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DurationMs(pub i64);
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match parse_duration_ms(&s) {
+            Some(ms) if ms >= 0 => Ok(DurationMs(ms)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid duration {s:?} (examples: 15m, 4h, 1h30m, 3d)"
+            ))),
+        }
+    }
+}
+
+impl Serialize for DurationMs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.0)
+    }
+}
+
+/// A time of day `HH:MM`, as minutes after midnight (`24:00` allowed as an end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeOfDay(pub u32);
+
+impl TimeOfDay {
+    fn parse(s: &str) -> Option<TimeOfDay> {
+        let (h, m) = s.split_once(':')?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(TimeOfDay(h * 60 + m))
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.0 / 60, self.0 % 60)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TimeOfDay::parse(&s)
+            .filter(|t| t.0 < 24 * 60)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid time of day {s:?} (HH:MM)")))
+    }
+}
+
+impl Serialize for TimeOfDay {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Opening hours within a day, `HH:MM-HH:MM` (end may be `24:00`), as minutes after midnight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hours {
+    /// Opening, minutes after midnight.
+    pub start: u32,
+    /// Closing, minutes after midnight (exclusive), greater than `start`.
+    pub end: u32,
+}
+
+impl<'de> Deserialize<'de> for Hours {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parsed = s.split_once('-').and_then(|(a, b)| {
+            let (a, b) = (TimeOfDay::parse(a.trim())?, TimeOfDay::parse(b.trim())?);
+            (a.0 < b.0).then_some(Hours {
+                start: a.0,
+                end: b.0,
+            })
+        });
+        parsed.ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid hours {s:?} (HH:MM-HH:MM with the start before the end, e.g. 08:30-17:30)"
+            ))
+        })
+    }
+}
+
+impl Serialize for Hours {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!(
+            "{}-{}",
+            TimeOfDay(self.start),
+            TimeOfDay(self.end)
+        ))
+    }
+}
+
+/// A day of the week, written `mon` .. `sun`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+impl Day {
+    /// The chrono weekday.
+    pub fn weekday(self) -> Weekday {
+        match self {
+            Day::Mon => Weekday::Mon,
+            Day::Tue => Weekday::Tue,
+            Day::Wed => Weekday::Wed,
+            Day::Thu => Weekday::Thu,
+            Day::Fri => Weekday::Fri,
+            Day::Sat => Weekday::Sat,
+            Day::Sun => Weekday::Sun,
+        }
+    }
+
+    /// From a chrono weekday.
+    pub fn from_weekday(w: Weekday) -> Day {
+        match w {
+            Weekday::Mon => Day::Mon,
+            Weekday::Tue => Day::Tue,
+            Weekday::Wed => Day::Wed,
+            Weekday::Thu => Day::Thu,
+            Weekday::Fri => Day::Fri,
+            Weekday::Sat => Day::Sat,
+            Weekday::Sun => Day::Sun,
+        }
+    }
+}
+
+/// 甲方 and 乙方.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parties {
+    /// 甲方: the office that buys and pays.
+    pub buyer: String,
+    /// 乙方: the O&M company.
+    pub vendor: String,
+}
+
+/// Inclusive date range, local dates in the contract's time zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateRange {
+    /// First day.
+    pub start: NaiveDate,
+    /// Last day (inclusive).
+    pub end: NaiveDate,
+}
+
+/// What the fee amount covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeePer {
+    /// Per month.
+    Month,
+    /// Per quarter.
+    Quarter,
+    /// Per year.
+    Year,
+}
+
+/// The O&M fee.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fee {
+    /// Amount, in `currency`.
+    pub amount: f64,
+    /// The period the amount covers.
+    pub per: FeePer,
+    /// Currency code.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "CNY".into()
+}
+
+/// Which calendars apply. The caller loads `files` and overlays them on the shipped one.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarRef {
+    /// Use the shipped statutory calendar.
+    #[serde(default = "yes")]
+    pub shipped: bool,
+    /// Operator calendar files (paths as written; the caller resolves and loads them).
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+impl Default for CalendarRef {
+    fn default() -> Self {
+        CalendarRef {
+            shipped: true,
+            files: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Whether a weekly schedule is open on statutory holidays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HolidayRule {
+    /// Holidays are closed (the usual case).
+    #[default]
+    Closed,
+    /// Holidays follow the weekday's schedule.
+    AsWeekday,
+}
+
+/// A service window (服务时间): when the service is owed.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServiceWindow {
+    /// 7x24: always.
+    Always,
+    /// 5x8 style: the given hours on every working day of the statutory calendar (make-up
+    /// working days included, holidays excluded).
+    WorkingDays {
+        /// Hours, e.g. `08:30-17:30`.
+        hours: Hours,
+    },
+    /// A custom weekly schedule.
+    Weekly {
+        /// Hours per weekday; days not listed are closed.
+        schedule: BTreeMap<Day, Vec<Hours>>,
+        /// Holidays: closed, or as their weekday.
+        #[serde(default)]
+        holidays: HolidayRule,
+        /// The schedule a make-up working day follows.
+        #[serde(default = "monday")]
+        makeup_days_as: Day,
+    },
+}
+
+fn monday() -> Day {
+    Day::Mon
+}
+
+/// The name of the built-in 7x24 window.
+pub const WINDOW_7X24: &str = "7x24";
+
+/// A 重保 period: local dates during which the listed systems (all when empty) are owed 7x24.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DutyPeriod {
+    /// Name, e.g. 春节重保.
+    pub name: String,
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day (inclusive).
+    pub to: NaiveDate,
+    /// System ids; empty means all systems.
+    #[serde(default)]
+    pub systems: Vec<String>,
+}
+
+/// When a system counts as down, from the states of the hosts and probes it selects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownWhen {
+    /// Down when any selected probe is down, or when every selected host is down (default: a
+    /// failing end-to-end check is an outage; one host of a redundant pool is not).
+    #[default]
+    AnyProbeOrAllHosts,
+    /// Down when any selected probe is down (hosts ignored).
+    AnyProbe,
+    /// Down when every selected host is down (probes ignored).
+    AllHosts,
+    /// Down when any selected host or probe is down.
+    AnySubject,
+}
+
+/// A business system (业务系统) in scope.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Tier: a key of `objectives.availability`.
+    pub tier: String,
+    /// Service window name (`7x24` built in).
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// When the system counts as down.
+    #[serde(default)]
+    pub down_when: DownWhen,
+    /// Label selector over hosts (all labels must be equal); absent: no hosts.
+    #[serde(default)]
+    pub hosts: Option<BTreeMap<String, String>>,
+    /// Label selector over probes; absent: no probes.
+    #[serde(default)]
+    pub probes: Option<BTreeMap<String, String>>,
+}
+
+fn default_window() -> String {
+    WINDOW_7X24.into()
+}
+
+/// How time without data counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingData {
+    /// Neither up nor down: left out of the denominator (the default, 数据缺失 shown apart).
+    #[default]
+    Excluded,
+    /// Counts as available (the buyer bears it).
+    AsUp,
+    /// Counts as unavailable (the vendor bears it).
+    AsDown,
+}
+
+/// Availability objective for a tier.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityObjective {
+    /// Target, percent (e.g. 99.95).
+    pub target_percent: f64,
+    /// Outages shorter than this (as they happened, before clipping) are not counted.
+    #[serde(default)]
+    pub min_outage: DurationMs,
+    /// How time without data counts.
+    #[serde(default)]
+    pub missing_data: MissingData,
+}
+
+/// Which window an incident clock runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockWindow {
+    /// Around the clock.
+    #[default]
+    Always,
+    /// The affected system's service window (a 5x8 system's clock stops at night, at
+    /// weekends and on holidays, and runs on make-up working days).
+    Service,
+}
+
+/// An incident level (故障等级) and its clocks; `None` means no such obligation.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentLevel {
+    /// Id, e.g. `P1`.
+    pub id: String,
+    /// Other names accepted in evidence, e.g. `一级`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Time to respond (acknowledge).
+    #[serde(default)]
+    pub response: Option<DurationMs>,
+    /// Time to be on site.
+    #[serde(default)]
+    pub on_site: Option<DurationMs>,
+    /// Time to restore service.
+    #[serde(default)]
+    pub restore: Option<DurationMs>,
+    /// The window the clocks run in.
+    #[serde(default)]
+    pub window: ClockWindow,
+    /// Pause reasons that stop the clocks (e.g. `awaiting_buyer`); others do not.
+    #[serde(default)]
+    pub pause_states: Vec<String>,
+}
+
+/// How a resource KPI reduces a host's hourly aggregates over the period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpiAggregate {
+    /// 95th percentile (nearest rank) of the hourly means (sum / count).
+    P95HourlyMean,
+    /// Mean over the period (total sum / total count).
+    Mean,
+    /// Largest hourly maximum.
+    Max,
+}
+
+/// A resource KPI, e.g. p95 CPU below 80 %, evaluated per host of the listed systems.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceKpi {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Metric name as stored in the rollups.
+    pub metric: String,
+    /// Reduction over the period.
+    pub aggregate: KpiAggregate,
+    /// The value must stay below this.
+    pub below: f64,
+    /// System ids whose hosts are checked; empty: all systems.
+    #[serde(default)]
+    pub systems: Vec<String>,
+}
+
+/// Which days daily inspections are owed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionDays {
+    /// Working days of the calendar.
+    #[default]
+    WorkingDays,
+    /// Every day.
+    EveryDay,
+}
+
+/// Inspection obligations (巡检).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inspections {
+    /// Daily inspection times, local.
+    #[serde(default)]
+    pub daily: Vec<TimeOfDay>,
+    /// Which days the daily inspections are owed.
+    #[serde(default)]
+    pub daily_on: InspectionDays,
+    /// Weekly inspection day (owed at `weekly_at`).
+    #[serde(default)]
+    pub weekly: Option<Day>,
+    /// Time of the weekly inspection.
+    #[serde(default = "nine")]
+    pub weekly_at: TimeOfDay,
+    /// An inspection is owed within this many working days before each holiday block.
+    #[serde(default)]
+    pub before_holiday_working_days: Option<u32>,
+    /// A scheduled inspection done later than this after its time is missed.
+    #[serde(default = "one_hour")]
+    pub grace: DurationMs,
+}
+
+fn nine() -> TimeOfDay {
+    TimeOfDay(9 * 60)
+}
+
+fn one_hour() -> DurationMs {
+    DurationMs(3_600_000)
+}
+
+/// What a deduction item counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeductionKind {
+    /// Availability below target; needs `per_pp` (points per started step short).
+    AvailabilityShort,
+    /// Response clock exceeded; per occurrence, or per started `per_minutes` late.
+    ResponseLate,
+    /// On-site clock exceeded.
+    OnSiteLate,
+    /// Restore clock exceeded.
+    RestoreLate,
+    /// A scheduled inspection missed.
+    InspectionMissed,
+    /// A resource KPI breached (per host).
+    ResourceBreach,
+    /// A manual event of `category` (e.g. 通报, report late).
+    Manual,
+}
+
+/// Cause of an incident, for deductions that only count the vendor's faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// 乙方.
+    Vendor,
+    /// 甲方.
+    Buyer,
+    /// A third party.
+    ThirdParty,
+    /// Not established.
+    Unknown,
+}
+
+/// A deduction item of the scoring table.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeductionItem {
+    /// Stable id.
+    pub id: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Name (en).
+    #[serde(default)]
+    pub name_en: Option<String>,
+    /// What it counts.
+    pub kind: DeductionKind,
+    /// Points per unit (or per occurrence).
+    pub points: f64,
+    /// For `availability_short`: the step, in percentage points (e.g. 0.1).
+    #[serde(default)]
+    pub per_pp: Option<f64>,
+    /// For clock items: points per started this many minutes late (else per occurrence).
+    #[serde(default)]
+    pub per_minutes: Option<u32>,
+    /// For clock items: levels counted (empty: all).
+    #[serde(default)]
+    pub levels: Vec<String>,
+    /// For clock items: causes counted (empty: all).
+    #[serde(default)]
+    pub causes: Vec<Cause>,
+    /// For `resource_breach`: KPI ids counted (empty: all).
+    #[serde(default)]
+    pub kpis: Vec<String>,
+    /// For `manual`: the event category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Most points this item can deduct in a period.
+    #[serde(default)]
+    pub cap: Option<f64>,
+}
+
+/// A bonus item, counted from manual events of its category.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BonusItem {
+    /// Stable id.
+    pub id: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Name (en).
+    #[serde(default)]
+    pub name_en: Option<String>,
+    /// Event category.
+    pub category: String,
+    /// Points per event.
+    pub points: f64,
+    /// Most points from this item.
+    #[serde(default)]
+    pub cap: Option<f64>,
+}
+
+/// A veto item (一票否决): one event of its category makes the grade the lowest.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VetoItem {
+    /// Stable id.
+    pub id: String,
+    /// Name (zh-CN).
+    pub name: String,
+    /// Name (en).
+    #[serde(default)]
+    pub name_en: Option<String>,
+    /// Event category.
+    pub category: String,
+}
+
+/// The scoring table (扣分制).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scoring {
+    /// Points at the start of a period.
+    #[serde(default = "hundred")]
+    pub base: f64,
+    /// The score never goes below this (扣完即止).
+    #[serde(default)]
+    pub floor: f64,
+    /// Most bonus points in a period.
+    #[serde(default)]
+    pub bonus_cap: f64,
+    /// Deduction items.
+    #[serde(default)]
+    pub deductions: Vec<DeductionItem>,
+    /// Bonus items.
+    #[serde(default)]
+    pub bonuses: Vec<BonusItem>,
+    /// Veto items.
+    #[serde(default)]
+    pub vetoes: Vec<VetoItem>,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+/// A grade and its threshold.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grade {
+    /// Stable id, e.g. `excellent`.
+    pub id: String,
+    /// Name (zh-CN), e.g. 优秀.
+    pub name: String,
+    /// Name (en).
+    pub name_en: String,
+    /// Lowest score with this grade.
+    pub min_score: f64,
+    /// Share of the period fee paid at this grade, percent (for `payment: per_grade`).
+    #[serde(default)]
+    pub payment_percent: Option<f64>,
+}
+
+/// How the score changes what is paid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payment {
+    /// The grade's `payment_percent` of the period fee.
+    #[default]
+    PerGrade,
+    /// Fee × score / 100 (at most the fee).
+    Proportional,
+}
