@@ -27,3 +27,10 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("host.rules.yml", include_str!("../host.rules.yml")),
     ("probe.rules.yml", include_str!("../probe.rules.yml")),
 ];
+
+/// The example O&M contract shipped with the product, as `(file name, contents)`; quickstart
+/// installs it, and `rules/tests/contract_files.rs` proves it loads.
+pub const EXAMPLE_CONTRACT: (&str, &str) = (
+    "contract.example.yml",
+    include_str!("../examples/contract.example.yml"),
+);

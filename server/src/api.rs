@@ -130,6 +130,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules/reload", post(reload_rules))
+        .route("/api/v1/contracts", get(crate::contracts::list))
+        .route(
+            "/api/v1/contracts/{id}/status",
+            get(crate::contracts::status),
+        )
+        .route(
+            "/api/v1/contracts/{id}/assessment",
+            get(crate::contracts::assessment),
+        )
+        .route(
+            "/api/v1/contracts/{id}/inspections",
+            get(crate::contracts::inspections),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

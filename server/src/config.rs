@@ -24,6 +24,25 @@ pub struct ServerConfig {
     pub retention: RetentionConfig,
     pub limits: yunwei_proto::Limits,
     pub rules: RulesConfig,
+    pub contracts: ContractsConfig,
+}
+
+/// O&M contracts the server assesses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractsConfig {
+    /// Contract files (YAML), resolved against the config file's folder.
+    pub files: Vec<PathBuf>,
+    /// Whether the server runs the contracts' scheduled inspections (巡检) itself.
+    pub run_inspections: bool,
+}
+
+impl Default for ContractsConfig {
+    fn default() -> Self {
+        ContractsConfig {
+            files: Vec::new(),
+            run_inspections: true,
+        }
+    }
 }
 
 /// Alert and recording rules.
@@ -117,6 +136,16 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    contracts: RawContracts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawContracts {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    run_inspections: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -380,6 +409,19 @@ fn validate(
         );
     }
 
+    let contracts = ContractsConfig {
+        files: raw
+            .contracts
+            .files
+            .into_iter()
+            .map(|f| if f.is_relative() { base.join(f) } else { f })
+            .collect(),
+        run_inspections: raw
+            .contracts
+            .run_inspections
+            .unwrap_or(ContractsConfig::default().run_inspections),
+    };
+
     if errs.is_empty() {
         Ok(ServerConfig {
             listen,
@@ -390,6 +432,7 @@ fn validate(
             retention,
             limits,
             rules,
+            contracts,
         })
     } else {
         Err(ConfigError(errs))

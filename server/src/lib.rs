@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod contracts;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub inflight: Mutex<HashMap<Arc<str>, usize>>,
     /// Loaded alert and recording rules with their state.
     pub rules: RwLock<rules::RuleSet>,
+    /// Validated O&M contracts.
+    pub contracts: RwLock<Vec<Arc<contracts::LoadedContract>>>,
 }
 
 /// A bound, not yet serving, server.
@@ -118,6 +121,8 @@ impl Server {
             .await
             .context("loading saved rule state")?;
         let rule_set = rules::RuleSet::new(config.rules.files.clone(), groups, saved);
+        let loaded_contracts = contracts::load(&config.contracts.files)
+            .map_err(|e| anyhow::anyhow!("invalid contract files:\n{e}"))?;
         let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -132,6 +137,7 @@ impl Server {
             window: RwLock::new(window),
             inflight: Mutex::new(HashMap::new()),
             rules: RwLock::new(rule_set),
+            contracts: RwLock::new(loaded_contracts),
         });
         let writer = ingest::Writer::load(state.clone())
             .await
@@ -160,6 +166,11 @@ impl Server {
         let maintenance = tokio::spawn(maintenance_loop(state.clone()));
         let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
         let hangup = tokio::spawn(reload_on_sighup(state.clone()));
+        let inspections = state
+            .config
+            .contracts
+            .run_inspections
+            .then(|| tokio::spawn(contracts::inspection_loop(state.clone())));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(self.listener, api::router(state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -168,6 +179,9 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
+        if let Some(i) = inspections {
+            i.abort();
+        }
         state.store.close().await;
         Ok(())
     }

@@ -216,49 +216,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn contract_check(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
-        let origin = f.display().to_string();
-        let text = match std::fs::read_to_string(f) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{origin}: {e}");
-                ok = false;
-                continue;
-            }
-        };
-        let contract = match yunwei_rules::contract::parse_contract(&text, &origin) {
-            Ok(c) => c,
+        match yunwei_server::contracts::load_file(f) {
+            Ok(c) => println!(
+                "{}: ok (contract {}, {} systems)",
+                f.display(),
+                c.contract.id,
+                c.contract.systems.len()
+            ),
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;
-                continue;
-            }
-        };
-        let dir = f.parent().unwrap_or(std::path::Path::new("."));
-        let mut calendar_ok = true;
-        for cal in &contract.calendar.files {
-            let path = dir.join(cal);
-            let origin = path.display().to_string();
-            match std::fs::read_to_string(&path) {
-                Ok(t) => {
-                    if let Err(e) = yunwei_rules::calendar::Calendar::parse(&t, &origin) {
-                        eprintln!("{e}");
-                        calendar_ok = false;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("{origin}: {e} (calendar file named by {})", f.display());
-                    calendar_ok = false;
-                }
             }
         }
-        if calendar_ok {
-            println!(
-                "{origin}: ok (contract {}, {} systems)",
-                contract.id,
-                contract.systems.len()
-            );
-        }
-        ok &= calendar_ok;
     }
     if ok {
         ExitCode::SUCCESS

@@ -59,6 +59,19 @@ fn install_shipped_rules(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Writes the example contract into `<data_dir>/contracts/` (keeping an edited copy) and returns
+/// its path.
+fn install_example_contract(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.join("contracts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (name, text) = yunwei_rules::EXAMPLE_CONTRACT;
+    let path = dir.join(name);
+    if !path.exists() {
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
+}
+
 /// Runs the server and a local agent until `shutdown` completes.
 pub async fn run(
     listen: Option<SocketAddr>,
@@ -78,13 +91,23 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.enrollment_secret = Some(enrollment_secret(&data_dir)?);
     config.rules.files = install_shipped_rules(&data_dir)?;
+    config.contracts.files = vec![install_example_contract(&data_dir)?];
     let db = config.database_url.clone();
     let server = Server::bind(config.clone()).await?;
+    let contract_id = server
+        .state()
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .first()
+        .map(|c| c.contract.id.clone())
+        .unwrap_or_default();
     let addr = server.local_addr();
 
     let agent_yaml = format!(
         "server_url: http://{addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
-         labels:\n  system: quickstart\n  environment: demo\n",
+         labels:\n  system: quickstart\n  environment: demo\n\
+         probes:\n  - name: yunwei-server-health\n    http: http://{addr}/healthz\n    interval_secs: 15\n",
         secret = config.enrollment_secret.as_deref().unwrap_or_default(),
         state = data_dir.join("agent").display(),
     );
@@ -106,11 +129,14 @@ pub async fn run(
          series:   http://{addr}/api/v1/series?match=node_load1\n  \
          rules:    http://{addr}/api/v1/rules ({rules})\n  \
          alerts:   http://{addr}/api/v1/alerts\n  \
+         contract: http://{addr}/api/v1/contracts/{contract}/status ({contract_file})\n  \
          metrics:  http://{addr}/metrics\n  \
          health:   http://{addr}/readyz\n\n\
          Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
         data = data_dir.display(),
         rules = data_dir.join("rules").display(),
+        contract = contract_id,
+        contract_file = config.contracts.files[0].display(),
     );
 
     let result = server.run(shutdown).await;

@@ -2,9 +2,12 @@
 //! `127.0.0.1:0` is fed batches over HTTP, maintenance passes run with a chosen clock, and the
 //! results are read back through the store and the API.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use yunwei_proto::{Event, Sample};
+mod common;
+
+use common::Harness;
 use yunwei_server::{
     AppState, Server,
     config::{Overrides, ServerConfig},
@@ -13,62 +16,6 @@ use yunwei_server::{
     timeline::State,
 };
 use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET, batch, now_ms};
-
-struct Harness {
-    state: Arc<AppState>,
-    client: AgentClient,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
-    _pg: Option<PgDatabase>,
-}
-
-impl Harness {
-    async fn start(backend: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
-        let dir = tempfile::tempdir().unwrap();
-        let pg = if backend == "postgres" {
-            Some(PgDatabase::create().await?)
-        } else {
-            None
-        };
-        let mut config = ServerConfig::from_overrides(&Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: pg.as_ref().map(|p| p.url.clone()),
-        })
-        .unwrap();
-        config.enrollment_secret = Some(SECRET.into());
-        // Maintenance is driven by the tests with their own clock.
-        config.retention.run_every_secs = 3600 * 24;
-        tweak(&mut config);
-        let server = Server::bind(config).await.unwrap();
-        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
-        let state = server.state();
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
-        Some(Harness {
-            state,
-            client,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-            _pg: pg,
-        })
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-
-    async fn ok(&self, e: &Enrolled, b: &yunwei_proto::Batch) -> serde_json::Value {
-        let (status, body) = self.client.push(&e.token, b).await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-}
 
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {

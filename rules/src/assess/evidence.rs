@@ -230,4 +230,9 @@ pub struct Evidence {
     pub resources: Vec<ResourceHour>,
     /// Manual events.
     pub events: Vec<ManualEvent>,
+    /// When inspection record-keeping began (the inspection runner's first run for this
+    /// contract); inspections scheduled earlier are not assessed (neither done nor missed) and
+    /// the assessment says so. `None`: every scheduled inspection in the period is assessed.
+    #[serde(default)]
+    pub inspections_since_ms: Option<i64>,
 }

@@ -232,6 +232,9 @@ pub struct InspectionSummary {
     pub done: usize,
     /// The missed ones.
     pub missed: Vec<InspectionDue>,
+    /// Owed before inspection record-keeping began ([`Evidence::inspections_since_ms`]): not
+    /// assessed.
+    pub not_recorded: usize,
 }
 
 /// An exclusion request and what became of it.
@@ -531,6 +534,12 @@ pub fn assess(
 
     let resources = resource_kpis(contract, ev, start, until);
     let inspections = inspection_summary(contract, calendar, ev, period, until);
+    if inspections.not_recorded > 0 {
+        reasons.push(format!(
+            "{} inspections were due before yunwei began recording inspections and are not assessed",
+            inspections.not_recorded
+        ));
+    }
 
     if guessed_any && !reasons.iter().any(|r| r.contains("calendar")) {
         reasons.insert(
@@ -1016,15 +1025,16 @@ fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<
     out
 }
 
-fn inspection_summary(
+/// The inspections `contract` owes in `period`, in schedule order (daily and weekly ones at their
+/// times, before-holiday ones as a window ending when the holiday starts). The server's
+/// inspection runner and [`assess`] both use this, so what is run is what is scored.
+pub fn inspection_schedule(
     contract: &Contract,
     calendar: &Calendar,
-    ev: &Evidence,
     period: &Period,
-    until: i64,
-) -> InspectionSummary {
+) -> Vec<InspectionDue> {
     let Some(ins) = &contract.inspections else {
-        return InspectionSummary::default();
+        return Vec::new();
     };
     let tz = contract.time_zone;
     let grace = ins.grace.0;
@@ -1081,9 +1091,27 @@ fn inspection_summary(
             }
         }
     }
+    owed.sort_by_key(|d| (d.scheduled_ms, d.deadline_ms));
+    owed
+}
+
+fn inspection_summary(
+    contract: &Contract,
+    calendar: &Calendar,
+    ev: &Evidence,
+    period: &Period,
+    until: i64,
+) -> InspectionSummary {
     let mut summary = InspectionSummary::default();
-    for mut due in owed {
+    for mut due in inspection_schedule(contract, calendar, period) {
         if due.deadline_ms > until {
+            continue;
+        }
+        if ev
+            .inspections_since_ms
+            .is_some_and(|since| due.scheduled_ms < since)
+        {
+            summary.not_recorded += 1;
             continue;
         }
         summary.due += 1;

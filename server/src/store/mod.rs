@@ -15,6 +15,10 @@ use sqlx::{
     any::{AnyPoolOptions, AnyRow},
 };
 
+mod evidence;
+
+pub use evidence::InspectionRow;
+
 use crate::timeline::{Span, State};
 
 /// Which database is behind the store.
@@ -30,12 +34,20 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_inspections.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
         2,
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_inspections.sql"),
     ),
 ];
 

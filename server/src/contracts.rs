@@ -1,0 +1,732 @@
+//! O&M contracts in the server: loading and validating contract files, gathering the evidence
+//! the assessment engine (`yunwei_rules::assess`, pure) needs from the store, the contract API
+//! (list, live status, full assessment of a period), and the inspection runner (巡检) that runs
+//! each contract's checklist at its scheduled times and stores the result as evidence.
+//!
+//! Evidence ids name their source row so every figure can be traced: `interval:host:<row>`,
+//! `interval:probe:<row>`, `inspection:<row>`, `rollup:<metric>:<host>:<hour_ms>`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Json,
+    extract::{Path as UrlPath, Query, State as AxState},
+};
+use chrono::Datelike;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use yunwei_rules::{
+    assess::{
+        self, Assessment, Evidence, InspectionKind, InspectionRecord, Period, ResourceHour,
+        StatusInterval, Subject, SubjectKind,
+    },
+    calendar::Calendar,
+    contract::{Contract, parse_contract},
+    promql::{self, Options, Value as PromValue},
+};
+
+use crate::{
+    AppState,
+    api::ApiError,
+    ingest::{KIND_HOST, KIND_PROBE},
+    now_ms,
+    store::{HOUR_MS, InspectionRow, Store},
+    timeline::State,
+};
+
+/// A validated contract with the calendar it is evaluated with.
+#[derive(Debug)]
+pub struct LoadedContract {
+    pub path: PathBuf,
+    pub contract: Contract,
+    pub calendar: Calendar,
+}
+
+/// Reads and validates one contract file and the calendar files it names (relative to the
+/// contract's folder). Every problem is reported, each with `file:line:col`.
+pub fn load_file(path: &Path) -> Result<LoadedContract, String> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: {e}"))?;
+    let contract = parse_contract(&text, &origin).map_err(|e| e.to_string())?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut calendar = if contract.calendar.shipped {
+        Calendar::shipped()
+    } else {
+        Calendar::default()
+    };
+    let mut errors = Vec::new();
+    for file in &contract.calendar.files {
+        let cal_path = dir.join(file);
+        let cal_origin = cal_path.display().to_string();
+        match std::fs::read_to_string(&cal_path) {
+            Ok(t) => match Calendar::parse(&t, &cal_origin) {
+                Ok(c) => calendar.overlay(c),
+                Err(e) => errors.push(e.to_string()),
+            },
+            Err(e) => errors.push(format!(
+                "{cal_origin}: {e} (calendar file named by {origin})"
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(LoadedContract {
+            path: path.to_path_buf(),
+            contract,
+            calendar,
+        })
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Loads every contract file; ids must be unique.
+pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<LoadedContract>>, String> {
+    let mut out: Vec<Arc<LoadedContract>> = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match load_file(f) {
+            Ok(c) => {
+                if let Some(other) = out.iter().find(|o| o.contract.id == c.contract.id) {
+                    errors.push(format!(
+                        "{}: contract id {:?} is also used by {}",
+                        f.display(),
+                        c.contract.id,
+                        other.path.display()
+                    ));
+                } else {
+                    out.push(Arc::new(c));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+fn selected(sel: Option<&BTreeMap<String, String>>, labels: &BTreeMap<String, String>) -> bool {
+    sel.is_some_and(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+fn assess_state(s: State) -> assess::State {
+    match s {
+        State::Up => assess::State::Up,
+        State::Down => assess::State::Down,
+        State::Unknown => assess::State::Unknown,
+    }
+}
+
+/// Labels a host is selected by: its inventory labels plus `hostname`, `instance` and `agent_id`.
+fn host_labels(
+    agent_id: &str,
+    hostname: &str,
+    inventory: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut l = inventory.clone();
+    l.entry("hostname".into())
+        .or_insert_with(|| hostname.to_string());
+    l.entry("instance".into())
+        .or_insert_with(|| hostname.to_string());
+    l.insert("agent_id".into(), agent_id.to_string());
+    l
+}
+
+/// Everything the store holds that bears on `c` between `from_ms` and `to_ms`.
+///
+/// With `inspections_recorded` (the server runs inspections itself), inspections are assessed
+/// from the first one the runner stored: earlier obligations predate yunwei's record-keeping.
+pub async fn gather(
+    store: &Store,
+    c: &LoadedContract,
+    from_ms: i64,
+    to_ms: i64,
+    inspections_recorded: bool,
+) -> anyhow::Result<Evidence> {
+    let contract = &c.contract;
+    let mut ev = Evidence::default();
+    if inspections_recorded {
+        ev.inspections_since_ms = Some(
+            store
+                .first_inspection_ms(&contract.id)
+                .await?
+                .unwrap_or(to_ms),
+        );
+    }
+    let agents = store.agents().await?;
+    let mut hosts: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for a in &agents {
+        let labels = host_labels(&a.agent_id, &a.hostname, &a.labels);
+        if contract
+            .systems
+            .iter()
+            .any(|s| selected(s.hosts.as_ref(), &labels) || selected(s.probes.as_ref(), &labels))
+        {
+            hosts.insert(a.agent_id.clone(), labels);
+        }
+    }
+    for (id, labels) in &hosts {
+        if contract
+            .systems
+            .iter()
+            .any(|s| selected(s.hosts.as_ref(), labels))
+        {
+            ev.subjects.push(Subject {
+                kind: SubjectKind::Host,
+                id: id.clone(),
+                labels: labels.clone(),
+            });
+        }
+    }
+    for (subject, span) in store.intervals_between(KIND_HOST, from_ms, to_ms).await? {
+        if ev.subjects.iter().any(|s| s.id == subject) {
+            ev.intervals.push(StatusInterval {
+                id: format!("interval:host:{}", span.id.unwrap_or_default()),
+                kind: SubjectKind::Host,
+                subject,
+                start_ms: span.start,
+                end_ms: span.end,
+                state: assess_state(span.state),
+            });
+        }
+    }
+    let mut probes = BTreeSet::new();
+    for (subject, span) in store.intervals_between(KIND_PROBE, from_ms, to_ms).await? {
+        let Some((agent, probe)) = subject.split_once('/') else {
+            continue;
+        };
+        let Some(host) = hosts.get(agent) else {
+            continue;
+        };
+        let mut labels = host.clone();
+        labels.insert("probe".into(), probe.to_string());
+        if !contract
+            .systems
+            .iter()
+            .any(|s| selected(s.probes.as_ref(), &labels))
+        {
+            continue;
+        }
+        if probes.insert(subject.clone()) {
+            ev.subjects.push(Subject {
+                kind: SubjectKind::Probe,
+                id: subject.clone(),
+                labels,
+            });
+        }
+        ev.intervals.push(StatusInterval {
+            id: format!("interval:probe:{}", span.id.unwrap_or_default()),
+            kind: SubjectKind::Probe,
+            subject,
+            start_ms: span.start,
+            end_ms: span.end,
+            state: assess_state(span.state),
+        });
+    }
+    for row in store.inspections(&contract.id, from_ms, to_ms).await? {
+        ev.inspections.push(InspectionRecord {
+            id: format!("inspection:{}", row.id),
+            kind: match row.kind.as_str() {
+                "weekly" => InspectionKind::Weekly,
+                "before_holiday" => InspectionKind::BeforeHoliday,
+                _ => InspectionKind::Daily,
+            },
+            scheduled_ms: row.scheduled_ms,
+            done_ms: Some(row.done_ms),
+            result: if row.ok { "ok" } else { "findings" }.to_string(),
+        });
+    }
+    let metrics: BTreeSet<&str> = contract
+        .resource_kpis
+        .iter()
+        .map(|k| k.metric.as_str())
+        .collect();
+    for metric in metrics {
+        ev.resources
+            .extend(resource_hours(store, metric, &hosts, from_ms, to_ms).await?);
+    }
+    Ok(ev)
+}
+
+/// Hourly figures of a resource metric per host, from the rollups. `cpu_usage_ratio`,
+/// `memory_used_ratio` and `disk_used_ratio` (the fullest filesystem) are derived from the
+/// node_exporter series; any other name is read as stored (the worst series of a host per hour).
+async fn resource_hours(
+    store: &Store,
+    metric: &str,
+    hosts: &BTreeMap<String, BTreeMap<String, String>>,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<ResourceHour>> {
+    let from_h = from_ms - from_ms.rem_euclid(HOUR_MS);
+    let to_h = to_ms - 1;
+    // (host, hour) → value
+    let mut values: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    match metric {
+        "cpu_usage_ratio" => {
+            let series = store.series_named("node_cpu_seconds_total").await?;
+            let series: Vec<_> = series
+                .into_iter()
+                .filter(|s| hosts.contains_key(&s.agent_id))
+                .collect();
+            let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
+            let mut idle: BTreeMap<(String, i64), (f64, f64)> = BTreeMap::new();
+            for r in store.rollups(&ids, from_h, to_h).await? {
+                let Some(s) = series.iter().find(|s| s.id == r.series_id) else {
+                    continue;
+                };
+                // A counter's growth within the hour (a reset makes it an underestimate).
+                let delta = (r.max - r.min).max(0.0);
+                let e = idle.entry((s.agent_id.clone(), r.hour_ms)).or_default();
+                if s.labels.get("mode").map(String::as_str) == Some("idle") {
+                    e.0 += delta;
+                }
+                e.1 += delta;
+            }
+            for (k, (i, total)) in idle {
+                if total > 0.0 {
+                    values.insert(k, 1.0 - i / total);
+                }
+            }
+        }
+        "memory_used_ratio" => {
+            let avail = means(store, "node_memory_MemAvailable_bytes", hosts, from_h, to_h).await?;
+            let total = means(store, "node_memory_MemTotal_bytes", hosts, from_h, to_h).await?;
+            for ((host, hour, _), t) in &total {
+                if let Some(a) = avail.get(&(host.clone(), *hour, String::new()))
+                    && *t > 0.0
+                {
+                    values.insert((host.clone(), *hour), 1.0 - a / t);
+                }
+            }
+        }
+        "disk_used_ratio" => {
+            let avail = means(store, "node_filesystem_avail_bytes", hosts, from_h, to_h).await?;
+            let size = means(store, "node_filesystem_size_bytes", hosts, from_h, to_h).await?;
+            for ((host, hour, mount), s) in &size {
+                if let Some(a) = avail.get(&(host.clone(), *hour, mount.clone()))
+                    && *s > 0.0
+                {
+                    let used = 1.0 - a / s;
+                    let e = values.entry((host.clone(), *hour)).or_insert(used);
+                    *e = e.max(used);
+                }
+            }
+        }
+        other => {
+            for ((host, hour, _), v) in means(store, other, hosts, from_h, to_h).await? {
+                let e = values.entry((host, hour)).or_insert(v);
+                *e = e.max(v);
+            }
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|((host, hour_ms), v)| ResourceHour {
+            id: format!("rollup:{metric}:{host}:{hour_ms}"),
+            host,
+            metric: metric.to_string(),
+            hour_ms,
+            min: v,
+            max: v,
+            sum: v,
+            count: 1,
+            last: v,
+        })
+        .collect())
+}
+
+/// Hourly means of a stored metric per (host, hour, mountpoint or "").
+async fn means(
+    store: &Store,
+    name: &str,
+    hosts: &BTreeMap<String, BTreeMap<String, String>>,
+    from_h: i64,
+    to_h: i64,
+) -> anyhow::Result<BTreeMap<(String, i64, String), f64>> {
+    let series: Vec<_> = store
+        .series_named(name)
+        .await?
+        .into_iter()
+        .filter(|s| hosts.contains_key(&s.agent_id))
+        .collect();
+    let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
+    let mut out = BTreeMap::new();
+    for r in store.rollups(&ids, from_h, to_h).await? {
+        let Some(s) = series.iter().find(|s| s.id == r.series_id) else {
+            continue;
+        };
+        if r.count > 0 {
+            let key = (
+                s.agent_id.clone(),
+                r.hour_ms,
+                s.labels.get("mountpoint").cloned().unwrap_or_default(),
+            );
+            let v = r.sum / r.count as f64;
+            let e = out.entry(key).or_insert(v);
+            *e = f64::max(*e, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Assesses `c` over `period` with what the store holds at `as_of_ms`.
+pub async fn assess_period(
+    store: &Store,
+    c: &LoadedContract,
+    period: &Period,
+    as_of_ms: i64,
+    inspections_recorded: bool,
+) -> anyhow::Result<Assessment> {
+    let until = as_of_ms.min(period.end_ms);
+    let ev = gather(
+        store,
+        c,
+        period.start_ms,
+        until.max(period.start_ms),
+        inspections_recorded,
+    )
+    .await?;
+    Ok(assess::assess(
+        &c.contract,
+        &c.calendar,
+        period,
+        as_of_ms,
+        &ev,
+    ))
+}
+
+/// The calendar month containing `t_ms` in the contract's time zone.
+pub fn current_month(c: &Contract, t_ms: i64) -> Period {
+    let d = assess::local_date(t_ms, c.time_zone);
+    Period::month(d.year(), d.month(), c.time_zone).expect("a date's month is a valid period")
+}
+
+fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
+    state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .find(|c| c.contract.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("contract"))
+}
+
+/// `GET /api/v1/contracts`
+pub async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
+    let contracts: Vec<Value> = state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .map(|c| {
+            let k = &c.contract;
+            json!({
+                "id": k.id,
+                "name": k.name,
+                "parties": k.parties,
+                "period": { "start": k.period.start, "end": k.period.end },
+                "time_zone": k.time_zone.name(),
+                "systems": k.systems.iter().map(|s| json!({"id": s.id, "name": s.name, "tier": s.tier})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "contracts": contracts }))
+}
+
+/// `GET /api/v1/contracts/{id}/status`: the current month to date.
+pub async fn status(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let now = now_ms();
+    let period = current_month(&c.contract, now);
+    let a = assess_period(
+        &state.store,
+        &c,
+        &period,
+        now,
+        state.config.contracts.run_inspections,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let systems: Vec<Value> = a
+        .systems
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.system,
+                "name": s.name,
+                "tier": s.tier,
+                "target_percent": s.target_percent,
+                "actual_percent": s.actual_percent,
+                "met": s.met,
+                "downtime_minutes": s.downtime_minutes,
+                "missing_minutes": s.missing_minutes,
+                "excluded_minutes": s.excluded_minutes,
+                "error_budget_left_minutes": s.error_budget_left_minutes,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "contract": c.contract.id,
+        "period": a.period,
+        "as_of_ms": a.as_of_ms,
+        "provisional": a.provisional,
+        "provisional_reasons": a.provisional_reasons,
+        "systems": systems,
+        "open_breaches": a.deductions,
+        "score": a.score,
+        "grade": a.grade,
+        "payment": a.payment,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct AssessmentQuery {
+    period: Option<String>,
+}
+
+/// `GET /api/v1/contracts/{id}/assessment?period=2026-10|2026-Q3|2026|2026-10-01..2026-10-15`
+pub async fn assessment(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<AssessmentQuery>,
+) -> Result<Json<Assessment>, ApiError> {
+    let c = find(&state, &id)?;
+    let now = now_ms();
+    let period = match q.period.as_deref() {
+        None => current_month(&c.contract, now),
+        Some(p) => Period::parse(p, c.contract.time_zone)
+            .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?,
+    };
+    let a = assess_period(
+        &state.store,
+        &c,
+        &period,
+        now,
+        state.config.contracts.run_inspections,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(a))
+}
+
+#[derive(Deserialize)]
+pub struct RangeQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// `GET /api/v1/contracts/{id}/inspections?from=&to=` (UTC ms; default the last 31 days)
+pub async fn inspections(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let to = q.to.unwrap_or_else(now_ms);
+    let from = q.from.unwrap_or(to - 31 * 24 * HOUR_MS);
+    let rows = state
+        .store
+        .inspections(&c.contract.id, from, to)
+        .await
+        .map_err(ApiError::internal)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "kind": r.kind,
+                "scheduled_ms": r.scheduled_ms,
+                "done_ms": r.done_ms,
+                "ok": r.ok,
+                "result": serde_json::from_str::<Value>(&r.result).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "contract": c.contract.id, "inspections": list }),
+    ))
+}
+
+/// One checklist item: a PromQL expression whose result lists the findings.
+struct CheckItem {
+    id: &'static str,
+    zh: &'static str,
+    en: &'static str,
+    expr: &'static str,
+}
+
+/// The inspection checklist, over the live window (what the agents reported last).
+const CHECKLIST: &[CheckItem] = &[
+    CheckItem {
+        id: "cpu",
+        zh: "CPU 使用率低于 80%（5 分钟）",
+        en: "CPU usage below 80% (5 minutes)",
+        expr: r#"1 - avg without (cpu, mode) (rate(node_cpu_seconds_total{mode="idle"}[5m])) >= 0.8"#,
+    },
+    CheckItem {
+        id: "memory",
+        zh: "内存使用率低于 90%",
+        en: "Memory usage below 90%",
+        expr: "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes >= 0.9",
+    },
+    CheckItem {
+        id: "disk",
+        zh: "磁盘使用率低于 85%",
+        en: "Disk usage below 85%",
+        expr: r#"1 - node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|squashfs|overlay"} / node_filesystem_size_bytes{fstype!~"tmpfs|ramfs|squashfs|overlay"} >= 0.85"#,
+    },
+    CheckItem {
+        id: "certificates",
+        zh: "证书 30 天内不到期",
+        en: "No certificate expires within 30 days",
+        expr: "probe_ssl_earliest_cert_expiry - time() < 30 * 86400",
+    },
+    CheckItem {
+        id: "probes",
+        zh: "拨测（含备份检查）全部成功",
+        en: "All probes (backup checks included) succeed",
+        expr: "probe_success == 0",
+    },
+];
+
+/// Runs the checklist for `c` at `t_ms`: hosts in scope reporting, then each item over the live
+/// window, limited to the contract's hosts. Returns (all ok, result JSON).
+pub fn run_checklist(state: &AppState, c: &LoadedContract, t_ms: i64) -> (bool, Value) {
+    let contract = &c.contract;
+    let missed = state.config.ingest.unknown_after_missed_batches;
+    let in_scope = |labels: &BTreeMap<String, String>| {
+        contract
+            .systems
+            .iter()
+            .any(|s| selected(s.hosts.as_ref(), labels) || selected(s.probes.as_ref(), labels))
+    };
+    let mut items = Vec::new();
+    let mut all_ok = true;
+    {
+        let live = state.live.read().expect("live lock");
+        let mut silent = Vec::new();
+        let mut total = 0;
+        for (id, h) in live.iter() {
+            if in_scope(&host_labels(id, &h.hostname, &h.labels)) {
+                total += 1;
+                if !h.is_up(t_ms, missed) {
+                    silent.push(json!({ "agent_id": id.as_ref(), "hostname": h.hostname }));
+                }
+            }
+        }
+        let ok = silent.is_empty();
+        all_ok &= ok;
+        items.push(json!({
+            "item": "reporting", "zh": "主机数据上报正常", "en": "Hosts reporting",
+            "ok": ok, "hosts": total, "findings": silent,
+        }));
+    }
+    let window = state.window.read().expect("window lock");
+    for item in CHECKLIST {
+        let result = promql::eval_instant(item.expr, t_ms, &window.storage, &Options::default());
+        let (ok, findings) = match result {
+            Ok(PromValue::InstantVector(v)) => {
+                let findings: Vec<Value> = v
+                    .iter()
+                    .filter(|s| {
+                        let l: BTreeMap<String, String> = s
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.to_string(), l.value.to_string()))
+                            .collect();
+                        in_scope(&l)
+                    })
+                    .map(|s| {
+                        let l: BTreeMap<&str, &str> = s
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.as_ref(), l.value.as_ref()))
+                            .collect();
+                        json!({ "labels": l, "value": s.v })
+                    })
+                    .collect();
+                (findings.is_empty(), findings)
+            }
+            Ok(_) => (true, Vec::new()),
+            Err(e) => (false, vec![json!({ "error": e.to_string() })]),
+        };
+        all_ok &= ok;
+        items.push(json!({
+            "item": item.id, "zh": item.zh, "en": item.en, "ok": ok, "findings": findings,
+        }));
+    }
+    (all_ok, json!({ "items": items }))
+}
+
+fn kind_name(k: InspectionKind) -> &'static str {
+    match k {
+        InspectionKind::Daily => "daily",
+        InspectionKind::Weekly => "weekly",
+        InspectionKind::BeforeHoliday => "before_holiday",
+    }
+}
+
+/// Runs every inspection that is due at `now` and not yet stored. Returns how many ran.
+pub async fn run_due_inspections(state: &AppState, now: i64) -> anyhow::Result<usize> {
+    let contracts = state.contracts.read().expect("contracts lock").clone();
+    let mut ran = 0;
+    for c in contracts {
+        let k = &c.contract;
+        let today = assess::local_date(now, k.time_zone);
+        let Some(yesterday) = today.pred_opt() else {
+            continue;
+        };
+        if today < k.period.start || yesterday > k.period.end {
+            continue;
+        }
+        // Before-holiday windows are found from the holiday's start, so look a little ahead.
+        let ahead = today
+            .checked_add_days(chrono::Days::new(31))
+            .unwrap_or(today);
+        let period = Period::custom("inspections", yesterday, ahead, k.time_zone)?;
+        for due in assess::inspection_schedule(k, &c.calendar, &period) {
+            if due.scheduled_ms > now || due.deadline_ms <= now {
+                continue;
+            }
+            let (ok, result) = run_checklist(state, &c, now);
+            let row = InspectionRow {
+                id: 0,
+                contract_id: k.id.clone(),
+                kind: kind_name(due.kind).to_string(),
+                scheduled_ms: due.scheduled_ms,
+                done_ms: now,
+                ok,
+                result: result.to_string(),
+            };
+            if state.store.insert_inspection(&row).await? {
+                tracing::info!(contract = %k.id, kind = row.kind, ok, "inspection stored");
+                ran += 1;
+            }
+        }
+    }
+    Ok(ran)
+}
+
+/// Runs due inspections every 30 seconds.
+pub async fn inspection_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = run_due_inspections(&state, now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "inspection run failed");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Store queries behind contract assessment: status intervals of every subject in a range,
+//! and the inspection records the server's inspection runner writes.
+
+use sqlx::Row;
+
+use super::{Store, span_from_row};
+use crate::timeline::Span;
+
+/// One stored inspection (巡检) run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionRow {
+    pub id: i64,
+    pub contract_id: String,
+    /// `daily`, `weekly` or `before_holiday`.
+    pub kind: String,
+    pub scheduled_ms: i64,
+    pub done_ms: i64,
+    pub ok: bool,
+    /// The checklist with each item's outcome, JSON.
+    pub result: String,
+}
+
+impl Store {
+    /// Every stored (up/down) span of `kind` intersecting `[from, to)`, as (subject, span),
+    /// ordered by subject and start.
+    pub async fn intervals_between(
+        &self,
+        kind: &str,
+        from: i64,
+        to: i64,
+    ) -> sqlx::Result<Vec<(String, Span)>> {
+        let rows = sqlx::query(
+            "SELECT id, state, start_ms, end_ms, subject FROM status_intervals \
+             WHERE kind = $1 AND end_ms > $2 AND start_ms < $3 ORDER BY subject, start_ms",
+        )
+        .bind(kind)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(4), span_from_row(r)))
+            .collect())
+    }
+
+    /// Stores an inspection run; a second run of the same obligation is ignored (returns false).
+    pub async fn insert_inspection(&self, row: &InspectionRow) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO inspections (contract_id, kind, scheduled_ms, done_ms, ok, result) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (contract_id, kind, scheduled_ms) DO NOTHING",
+        )
+        .bind(&row.contract_id)
+        .bind(&row.kind)
+        .bind(row.scheduled_ms)
+        .bind(row.done_ms)
+        .bind(i64::from(row.ok))
+        .bind(&row.result)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Inspections of a contract scheduled in `[from, to)`, oldest first.
+    pub async fn inspections(
+        &self,
+        contract_id: &str,
+        from: i64,
+        to: i64,
+    ) -> sqlx::Result<Vec<InspectionRow>> {
+        let rows = sqlx::query(
+            "SELECT id, contract_id, kind, scheduled_ms, done_ms, ok, result FROM inspections \
+             WHERE contract_id = $1 AND scheduled_ms >= $2 AND scheduled_ms < $3 ORDER BY scheduled_ms, id",
+        )
+        .bind(contract_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| InspectionRow {
+                id: r.get(0),
+                contract_id: r.get(1),
+                kind: r.get(2),
+                scheduled_ms: r.get(3),
+                done_ms: r.get(4),
+                ok: r.get::<i64, _>(5) != 0,
+                result: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The earliest scheduled time of any stored inspection of a contract.
+    pub async fn first_inspection_ms(&self, contract_id: &str) -> sqlx::Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(scheduled_ms) FROM inspections WHERE contract_id = $1")
+            .bind(contract_id)
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get::<Option<i64>, _>(0)
+    }
+}

@@ -1,0 +1,68 @@
+//! The in-process server the server's test suites share: `127.0.0.1:0`, a temporary data
+//! directory, SQLite or a fresh PostgreSQL database, and an agent client speaking to it.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use yunwei_server::{
+    AppState, Server,
+    config::{Overrides, ServerConfig},
+};
+use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET};
+
+pub struct Harness {
+    pub state: Arc<AppState>,
+    pub client: AgentClient,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl Harness {
+    pub async fn start(backend: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = if backend == "postgres" {
+            Some(PgDatabase::create().await?)
+        } else {
+            None
+        };
+        let mut config = ServerConfig::from_overrides(&Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+        })
+        .unwrap();
+        config.enrollment_secret = Some(SECRET.into());
+        // Maintenance is driven by the tests with their own clock.
+        config.retention.run_every_secs = 3600 * 24;
+        tweak(&mut config);
+        let server = Server::bind(config).await.unwrap();
+        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+        let state = server.state();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Some(Harness {
+            state,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+            _pg: pg,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    pub async fn ok(&self, e: &Enrolled, b: &yunwei_proto::Batch) -> serde_json::Value {
+        let (status, body) = self.client.push(&e.token, b).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}

@@ -1,0 +1,217 @@
+//! Contracts in the server, on SQLite and PostgreSQL: availability assessed from the status
+//! intervals ingest stored (with each outage citing its interval rows), the live status API,
+//! and the inspection runner storing one record per scheduled inspection.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::Harness;
+use yunwei_proto::Sample;
+use yunwei_server::{contracts, ingest::KIND_PROBE, timeline::State};
+use yunwei_tests::{Enrolled, batch, now_ms};
+
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
+
+contract_tests!(
+    availability_comes_from_stored_intervals_and_cites_them,
+    inspections_run_once_per_slot_and_count_as_done,
+);
+
+/// Shanghai is UTC+8 all year.
+const SHANGHAI_MS: i64 = 8 * 3_600_000;
+
+/// A contract over the test hosts (`system: 政务服务网`, see `yunwei_tests::facts`), with one
+/// daily inspection at `inspect_at` (HH:MM, Asia/Shanghai) if given.
+fn contract_yaml(inspect_at: Option<&str>) -> String {
+    let inspections = inspect_at.map_or(String::new(), |at| {
+        format!("  inspections:\n    daily: [\"{at}\"]\n    daily_on: every_day\n    grace: 1h\n")
+    });
+    format!(
+        r#"id: test-contract
+name: 测试合同
+parties: {{ buyer: 测试数据局, vendor: 测试运维公司 }}
+period: {{ start: 2020-01-01, end: 2099-12-31 }}
+systems:
+  - {{ id: portal, name: 政务服务网, tier: core, hosts: {{ system: 政务服务网 }}, probes: {{ system: 政务服务网 }} }}
+objectives:
+  availability:
+    core: {{ target_percent: 99.9, min_outage: 1m, missing_data: excluded }}
+{inspections}scoring:
+  base: 100
+  deductions:
+    - {{ id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }}
+    - {{ id: inspection, name: 漏巡检, name_en: Missed inspection, kind: inspection_missed, points: 5 }}
+grades:
+  - {{ id: pass, name: 合格, name_en: Pass, min_score: 60 }}
+  - {{ id: fail, name: 不合格, name_en: Fail, min_score: 0 }}
+"#
+    )
+}
+
+/// Starts a server with the test contract; the inspection runner is driven by the test.
+async fn start(backend: &str, inspect_at: Option<&str>) -> Option<Harness> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(&path, contract_yaml(inspect_at)).unwrap();
+    let h = Harness::start(backend, move |c| {
+        c.contracts.files = vec![path];
+        c.contracts.run_inspections = false;
+    })
+    .await;
+    drop(dir);
+    h
+}
+
+async fn push_probe(h: &Harness, e: &Enrolled, seq: u64, t: i64, up: bool) {
+    let mut b = batch(e, "portal-01", seq, t, 0);
+    b.samples.push(Sample {
+        name: "probe_success".into(),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        value: if up { 1.0 } else { 0.0 },
+        ts_ms: t,
+    });
+    h.ok(e, &b).await;
+}
+
+async fn availability_comes_from_stored_intervals_and_cites_them(backend: &str) {
+    let Some(h) = start(backend, None).await else {
+        return;
+    };
+    let e = h.client.enroll("portal-01").await.unwrap();
+    // 30 minutes of probes every 15 s; down from the 40th to the 60th result (5 minutes).
+    let start_ms = now_ms() - 30 * 60_000;
+    for i in 0..120u64 {
+        let t = start_ms + i as i64 * 15_000;
+        push_probe(&h, &e, i + 1, t, !(40..60).contains(&i)).await;
+    }
+    let subject = format!("{}/home", e.agent_id);
+    let spans = h
+        .state
+        .store
+        .intervals(KIND_PROBE, &subject, 0, i64::MAX)
+        .await
+        .unwrap();
+    let down: Vec<_> = spans.iter().filter(|s| s.state == State::Down).collect();
+    assert_eq!(down.len(), 1, "{spans:?}");
+    let down_ms = down[0].end - down[0].start;
+
+    // The whole month so far, through the API.
+    let status = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/status")
+        .await
+        .unwrap();
+    let portal = &status["systems"][0];
+    assert_eq!(portal["id"], "portal");
+    let downtime = portal["downtime_minutes"].as_f64().unwrap();
+    assert!(
+        (downtime - down_ms as f64 / 60_000.0).abs() < 0.01,
+        "downtime {downtime} min, stored down span {down_ms} ms: {status}"
+    );
+    // Before the first batch there was no data: missing, not downtime.
+    assert!(
+        portal["missing_minutes"].as_f64().unwrap() > 0.0,
+        "{status}"
+    );
+    // 5 minutes down in about 30 measured minutes is far below 99.9 %: the deduction is capped.
+    assert_eq!(portal["met"], false, "{status}");
+    assert_eq!(status["score"], 80.0, "{status}");
+
+    // The full assessment names the stored interval behind the outage.
+    let a = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment")
+        .await
+        .unwrap();
+    let outages = a["systems"][0]["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{a}");
+    let cited = outages[0]["evidence"].to_string();
+    assert!(
+        cited.contains(&format!("interval:probe:{}", down[0].id.unwrap())),
+        "outage evidence {cited} should cite the stored down span {:?}",
+        down[0]
+    );
+    // Bad input names the field.
+    let bad = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment?period=2026-13")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("400") && bad.contains("period"), "{bad}");
+    assert!(
+        h.client
+            .get_json("/api/v1/contracts/nope/status")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("404")
+    );
+    h.stop().await;
+}
+
+async fn inspections_run_once_per_slot_and_count_as_done(backend: &str) {
+    // A daily slot one minute ago, local time, so it is due now and within its grace hour.
+    let now = now_ms();
+    let local = (now + SHANGHAI_MS).rem_euclid(86_400_000) / 60_000;
+    let slot = (local - 1).rem_euclid(1440);
+    let at = format!("{:02}:{:02}", slot / 60, slot % 60);
+    let Some(h) = start(backend, Some(&at)).await else {
+        return;
+    };
+    let e = h.client.enroll("portal-01").await.unwrap();
+    push_probe(&h, &e, 1, now_ms(), true).await;
+
+    let now = now_ms();
+    assert_eq!(
+        contracts::run_due_inspections(&h.state, now).await.unwrap(),
+        1
+    );
+    // The same slot is not inspected twice.
+    assert_eq!(
+        contracts::run_due_inspections(&h.state, now + 1000)
+            .await
+            .unwrap(),
+        0
+    );
+    let list = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/inspections")
+        .await
+        .unwrap();
+    let rows = list["inspections"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["kind"], "daily");
+    let items = rows[0]["result"]["items"].as_array().unwrap();
+    let reporting = items.iter().find(|i| i["item"] == "reporting").unwrap();
+    assert_eq!(reporting["hosts"], 1, "{list}");
+    assert_eq!(reporting["ok"], true, "{list}");
+    // Every checklist item is there with both languages.
+    for id in ["cpu", "memory", "disk", "certificates", "probes"] {
+        let item = items.iter().find(|i| i["item"] == id).unwrap();
+        assert!(item["zh"].as_str().is_some() && item["en"].as_str().is_some());
+    }
+    assert_eq!(rows[0]["ok"], true, "{list}");
+
+    // The assessment counts it as done: nothing missed since record-keeping began.
+    let c = h.state.contracts.read().unwrap()[0].clone();
+    let period = contracts::current_month(&c.contract, now);
+    let a = contracts::assess_period(&h.state.store, &c, &period, now + 2 * 3_600_000, true)
+        .await
+        .unwrap();
+    assert_eq!(a.inspections.done, 1, "{:?}", a.inspections);
+    assert!(a.inspections.missed.is_empty(), "{:?}", a.inspections);
+    h.stop().await;
+}
