@@ -483,13 +483,15 @@ pub fn assess(
             (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
         let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
         let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
+        let evidence = outage_evidence(&subjects, &by_subject, &counted_down);
         let outages = counted_down
             .iter()
-            .map(|&(s, e)| Outage {
+            .zip(evidence)
+            .map(|(&(s, e), evidence)| Outage {
                 start_ms: s,
                 end_ms: e,
                 counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
-                evidence: outage_evidence(&subjects, &by_subject, s, e),
+                evidence,
             })
             .collect();
         systems_out.push(SystemAvailability {
@@ -833,25 +835,34 @@ fn system_states(
     (normalize(down), normalize(unknown))
 }
 
+/// For each outage run (sorted, disjoint), the ids of the down intervals overlapping it.
 fn outage_evidence(
     subjects: &[&Subject],
     by_subject: &BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>>,
-    s: i64,
-    e: i64,
-) -> Vec<String> {
-    let mut ids = BTreeSet::new();
+    runs: &[(i64, i64)],
+) -> Vec<Vec<String>> {
+    let mut out: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); runs.len()];
     for sub in subjects {
         for iv in by_subject
             .get(&(sub.kind, sub.id.as_str()))
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            if iv.state == State::Down && iv.start_ms < e && iv.end_ms > s {
-                ids.insert(iv.id.clone());
+            if iv.state != State::Down {
+                continue;
+            }
+            let first = runs.partition_point(|r| r.1 <= iv.start_ms);
+            for (k, r) in runs.iter().enumerate().skip(first) {
+                if r.0 >= iv.end_ms {
+                    break;
+                }
+                out[k].insert(iv.id.as_str());
             }
         }
     }
-    ids.into_iter().collect()
+    out.into_iter()
+        .map(|ids| ids.into_iter().map(str::to_string).collect())
+        .collect()
 }
 
 fn incident_systems<'c>(contract: &'c Contract, inc: &Incident) -> Vec<&'c System> {
