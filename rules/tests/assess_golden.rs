@@ -23,6 +23,7 @@ objectives:
   availability:
     core: { target_percent: 99.95, min_outage: 5m, missing_data: excluded }
     office: { target_percent: 99.5, min_outage: 1m, missing_data: as_up }
+  report_due_working_day: 5
   incidents:
     - { id: P1, aliases: [一级], response: 15m, restore: 4h }
     - { id: P4, aliases: [四级], response: 4h, restore: 27h, window: service, pause_states: [awaiting_buyer] }
@@ -276,6 +277,31 @@ fn february_availability_by_hand() {
         (9205.48, 9205.48, 0.0)
     );
     assert!(!a.provisional, "{:?}", a.provisional_reasons);
+    // Report due on the 5th working day of March: 03-02 (Mon) .. 03-06 (Fri).
+    assert_eq!(a.report_due.unwrap().to_string(), "2026-03-06");
+}
+
+#[test]
+fn report_due_skips_national_day_and_counts_the_makeup_saturday() {
+    // October 2026: 10-01..07 off; 10-08 Thu (1), 10-09 Fri (2), Sat 10-10 make-up (3),
+    // 10-12 Mon (4), 10-13 Tue (5).
+    let c = contract();
+    let p = Period::parse("2026-09", chrono_tz::Asia::Shanghai).unwrap();
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &Evidence::default());
+    assert_eq!(a.report_due.unwrap().to_string(), "2026-10-13");
+}
+
+#[test]
+fn proportional_payment_is_fee_times_score() {
+    // Same evidence as above: score 90; fee × 90 / 100 of 9,205.48 = 8,284.93.
+    let c = parse_contract(&format!("{CONTRACT}payment: proportional\n"), "prop.yml").unwrap();
+    let p = feb();
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &scenario());
+    let pay = a.payment.unwrap();
+    assert_eq!(
+        (pay.percent, pay.payable, pay.withheld),
+        (90.0, 8284.93, 920.55)
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub fn window_spans(
     if from_ms >= to_ms {
         return (Vec::new(), false);
     }
-    if matches!(window, ServiceWindow::Always) {
+    if matches!(window, ServiceWindow::Always {}) {
         return (vec![(from_ms, to_ms)], false);
     }
     let tz = contract.time_zone;
@@ -53,7 +53,7 @@ pub fn window_spans(
             _ => DayKind::Workday,
         });
         let hours: Vec<(u32, u32)> = match window {
-            ServiceWindow::Always => vec![(0, 1440)],
+            ServiceWindow::Always {} => vec![(0, 1440)],
             ServiceWindow::WorkingDays { hours } => {
                 if kind.is_working_day() {
                     vec![(hours.start, hours.end)]

@@ -331,7 +331,7 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
 
     // Service windows.
     let mut service_windows = BTreeMap::new();
-    service_windows.insert(WINDOW_7X24.to_string(), ServiceWindow::Always);
+    service_windows.insert(WINDOW_7X24.to_string(), ServiceWindow::Always {});
     if let Some(n) = get("service_windows") {
         for (name, (k, v)) in w.map(n, &[], "service_windows") {
             if name == WINDOW_7X24 {

@@ -241,7 +241,7 @@ pub enum HolidayRule {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServiceWindow {
     /// 7x24: always.
-    Always,
+    Always {},
     /// 5x8 style: the given hours on every working day of the statutory calendar (make-up
     /// working days included, holidays excluded).
     WorkingDays {
