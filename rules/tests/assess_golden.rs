@@ -691,3 +691,48 @@ fn missing_data_as_down_and_the_late_exclusion() {
     let d = &a.deductions[0];
     assert_eq!((d.uncapped, d.points), (40.0, 20.0));
 }
+
+#[test]
+fn the_example_contract_assesses_the_quickstart_host() {
+    // The quickstart agent reports labels {system: quickstart, environment: demo}; the example's
+    // `portal` system selects it. A 2027 calendar file makes 2027-01 final, not provisional.
+    let c = parse_contract(yunwei_rules::contract::EXAMPLE_CONTRACT, "example.yml").unwrap();
+    let cal = c
+        .build_calendar(&[(
+            "cal-2027.yml",
+            "2027:\n  holidays:\n    - {name: 元旦, from: 2027-01-01, to: 2027-01-01}\n",
+        )])
+        .unwrap();
+    let p = Period::parse("2027-01", c.time_zone).unwrap();
+    let mut ev = Evidence::default();
+    ev.subjects.push(Subject {
+        kind: SubjectKind::Host,
+        id: "quickstart-host".into(),
+        labels: BTreeMap::from([
+            ("system".into(), "quickstart".into()),
+            ("environment".into(), "demo".into()),
+        ]),
+    });
+    ev.intervals.extend(timeline(
+        SubjectKind::Host,
+        "quickstart-host",
+        p.start_ms,
+        p.end_ms,
+        &[],
+    ));
+    let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    let portal = sys(&a, "portal");
+    assert_eq!(portal.subjects, vec!["host:quickstart-host"]);
+    assert_eq!(portal.actual_percent, Some(100.0));
+    assert!(!a.provisional, "{:?}", a.provisional_reasons);
+    // Without the 2027 file the same period is provisional.
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    assert!(a.provisional);
+    // The example has inspections: with no records, all due ones are missed (−5 each, no cap),
+    // and the other systems select nothing: no data, which `approval` (missing_data: excluded)
+    // leaves unmeasured and `oa` (missing_data: as_up) counts as available.
+    assert_eq!(a.score, 0.0);
+    assert_eq!(a.grade.as_ref().unwrap().name, "不合格");
+    assert_eq!(sys(&a, "approval").actual_percent, None);
+    assert_eq!(sys(&a, "oa").actual_percent, Some(100.0));
+}

@@ -81,6 +81,32 @@ impl Contract {
             .find(|l| l.id == name || l.aliases.iter().any(|a| a == name))
     }
 
+    /// The calendar this contract uses: the shipped one (unless `calendar.shipped` is false)
+    /// overlaid with `files`, the `(origin, text)` of each file named in `calendar.files`, in
+    /// that order, which the caller has read.
+    pub fn build_calendar(
+        &self,
+        files: &[(&str, &str)],
+    ) -> Result<crate::calendar::Calendar, crate::calendar::CalendarErrors> {
+        let mut cal = if self.calendar.shipped {
+            crate::calendar::Calendar::shipped()
+        } else {
+            crate::calendar::Calendar::default()
+        };
+        let mut diagnostics = Vec::new();
+        for (origin, text) in files {
+            match crate::calendar::Calendar::parse(text, origin) {
+                Ok(c) => cal.overlay(c),
+                Err(e) => diagnostics.extend(e.diagnostics),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(cal)
+        } else {
+            Err(crate::calendar::CalendarErrors { diagnostics })
+        }
+    }
+
     /// The grade for a score (the lowest grade when none matches).
     pub fn grade_for(&self, score: f64) -> Option<&Grade> {
         self.grades
