@@ -177,14 +177,43 @@ impl Walker<'_> {
         self.diags.push((pos, message.into()));
     }
 
+    /// Deserializes `node`, reporting every independent error: serde stops at the first, so
+    /// after each error the offending key, value or list item is cut from a copy of the tree
+    /// and the rest is tried again ("missing field" errors for cut keys are not reported).
     fn de<T: DeserializeOwned>(&mut self, node: &Node, what: &str) -> Option<T> {
-        match from_node(node) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.err(e.pos.unwrap_or(node.pos), format!("{what}: {}", e.message));
-                None
+        let mut copy: Option<Node> = None;
+        let mut cut_keys: Vec<String> = Vec::new();
+        let mut failed = false;
+        for _ in 0..64 {
+            let current = copy.as_ref().unwrap_or(node);
+            match from_node::<T>(current) {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => {
+                    let pos = e.pos.unwrap_or(current.pos);
+                    let spurious = cut_keys
+                        .iter()
+                        .any(|k| e.message == format!("missing field `{k}`"));
+                    if !spurious {
+                        self.err(pos, format!("{what}: {}", e.message));
+                    }
+                    failed = true;
+                    // A missing field is reported at its mapping, which for a block mapping is
+                    // also where its first key starts: nothing to cut.
+                    if e.message.starts_with("missing field") {
+                        return None;
+                    }
+                    let mut next = current.clone();
+                    match cut_at(&mut next, pos) {
+                        Some(key) if pos != current.pos => {
+                            cut_keys.extend(key);
+                            copy = Some(next);
+                        }
+                        _ => return None,
+                    }
+                }
             }
         }
+        None
     }
 
     /// The entries of a mapping with only `allowed` keys; unknown and repeated keys reported.
@@ -250,6 +279,34 @@ impl Walker<'_> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// Removes the map entry whose key or value starts at `pos`, or the list item that does,
+/// from `node`'s descendants. `Some(Some(key))` for a removed map entry, `Some(None)` for a
+/// removed list item, `None` when nothing starts there.
+fn cut_at(node: &mut Node, pos: Pos) -> Option<Option<String>> {
+    // Deepest first: a block mapping starts where its first key does.
+    match &mut node.kind {
+        Kind::Map(entries) => {
+            if let Some(r) = entries.iter_mut().find_map(|(_, v)| cut_at(v, pos)) {
+                return Some(r);
+            }
+            let i = entries
+                .iter()
+                .position(|(k, v)| k.pos == pos || v.pos == pos)?;
+            let (k, _) = entries.remove(i);
+            Some(k.scalar().map(str::to_string))
+        }
+        Kind::Seq(items) => {
+            if let Some(r) = items.iter_mut().find_map(|v| cut_at(v, pos)) {
+                return Some(r);
+            }
+            let i = items.iter().position(|v| v.pos == pos)?;
+            items.remove(i);
+            Some(None)
+        }
+        Kind::Scalar { .. } => None,
     }
 }
 
