@@ -433,7 +433,8 @@ pub enum ClockWindow {
     #[default]
     Always,
     /// The affected system's service window (a 5x8 system's clock stops at night, at
-    /// weekends and on holidays, and runs on make-up working days).
+    /// weekends and on holidays, and runs on make-up working days); 7x24 when the incident
+    /// names no system of the contract. With several systems, the union of their windows.
     Service,
 }
 
