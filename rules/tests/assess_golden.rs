@@ -260,7 +260,7 @@ fn february_availability_by_hand() {
         ]
     );
 
-    // 0.174129 pp short of 99.95 → 2 started steps of 0.1 pp × 5 = 10 points.
+    // 0.124129 pp short of 99.95 → 2 started steps of 0.1 pp × 5 = 10 points.
     assert_eq!(a.deductions.len(), 1);
     assert_eq!(a.deductions[0].item, "availability");
     assert_eq!(a.deductions[0].points, 10.0);
@@ -735,4 +735,33 @@ fn the_example_contract_assesses_the_quickstart_host() {
     assert_eq!(a.grade.as_ref().unwrap().name, "不合格");
     assert_eq!(sys(&a, "approval").actual_percent, None);
     assert_eq!(sys(&a, "oa").actual_percent, Some(100.0));
+}
+
+#[test]
+fn serialized_assessment_matches_the_snapshot() {
+    // The whole February assessment as pretty JSON: what the report crate and the API will
+    // serialize. A change to any figure, field name or order shows up here; review it and
+    // rewrite with BLESS=1.
+    let c = contract();
+    let p = feb();
+    let mut ev = scenario();
+    ev.incidents.push(p4(
+        "inc:a",
+        "2026-02-13 16:00",
+        Some("2026-02-24 09:00"),
+        Some("2026-02-24 12:00"),
+    ));
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let got = serde_json::to_string_pretty(&a).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots/assessment-2026-02.json");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        got == want,
+        "assessment differs from {}:\n{got}",
+        path.display()
+    );
 }

@@ -507,7 +507,7 @@ pub fn assess(
             ignored_short_minutes: minutes(total(&intersect(&short, &win))),
             actual_percent: actual,
             met,
-            error_budget_left_minutes: budget - minutes(down_ms),
+            error_budget_left_minutes: ((budget - minutes(down_ms)) * 1e6).round() / 1e6,
             outages,
             subjects: subjects
                 .iter()
@@ -556,7 +556,8 @@ pub fn assess(
         &inspections,
         &events,
     );
-    let deducted: f64 = deductions.iter().map(|d| d.points).sum();
+    // `fold` from +0.0: an empty `sum` of f64 is −0.0, which would serialize as `-0.0`.
+    let deducted: f64 = deductions.iter().fold(0.0, |a, d| a + d.points);
     let mut bonuses = Vec::new();
     for b in &contract.scoring.bonuses {
         let hits: Vec<String> = events
@@ -580,8 +581,7 @@ pub fn assess(
     }
     let bonus = bonuses
         .iter()
-        .map(|b| b.points)
-        .sum::<f64>()
+        .fold(0.0, |a, b| a + b.points)
         .min(contract.scoring.bonus_cap);
     let vetoes: Vec<VetoHit> = contract
         .scoring
@@ -999,7 +999,7 @@ fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<
                     (Some(m.max), vec![m.id.clone()])
                 }
                 KpiAggregate::Mean => {
-                    let sum: f64 = rs.iter().map(|r| r.sum).sum();
+                    let sum: f64 = rs.iter().fold(0.0, |a, r| a + r.sum);
                     let n: u64 = rs.iter().map(|r| r.count).sum();
                     (Some(sum / n as f64), Vec::new())
                 }
@@ -1259,7 +1259,7 @@ fn deductions(
         if lines.is_empty() {
             continue;
         }
-        let uncapped: f64 = lines.iter().map(|l| l.points).sum();
+        let uncapped: f64 = lines.iter().fold(0.0, |a, l| a + l.points);
         let points = item.cap.map_or(uncapped, |c| uncapped.min(c));
         out.push(Deduction {
             item: item.id.clone(),
