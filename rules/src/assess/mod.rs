@@ -159,6 +159,18 @@ pub enum ClockStatus {
     Breached,
 }
 
+impl ClockStatus {
+    /// The status as serialized (`met`, `late`, `running`, `breached`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockStatus::Met => "met",
+            ClockStatus::Late => "late",
+            ClockStatus::Running => "running",
+            ClockStatus::Breached => "breached",
+        }
+    }
+}
+
 /// One clock of one incident.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClockResult {
@@ -1193,16 +1205,18 @@ fn deductions(
                             (
                                 units * item.points,
                                 format!(
-                                    "{clock} {late_min:.1} min late ({:?}) = {units} × {m} min × {} points",
-                                    c.status, item.points
+                                    "{clock} {late_min:.1} min late ({}) = {units} × {m} min × {} points",
+                                    c.status.name(),
+                                    item.points
                                 ),
                             )
                         }
                         None => (
                             item.points,
                             format!(
-                                "{clock} {late_min:.1} min late ({:?}): {} points",
-                                c.status, item.points
+                                "{clock} {late_min:.1} min late ({}): {} points",
+                                c.status.name(),
+                                item.points
                             ),
                         ),
                     };
