@@ -33,7 +33,7 @@ scoring:
   bonus_cap: 5
   deductions:
     - { id: availability, name: 可用性未达标, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
-    - { id: p1-response, name: 一级响应超时, kind: response_late, levels: [P1], per_minutes: 5, points: 2 }
+    - { id: p1-response, name: 一级响应超时, kind: response_late, levels: [一级], per_minutes: 5, points: 2 }
     - { id: p4-response, name: 四级响应超时, kind: response_late, levels: [P4], points: 1 }
     - { id: notice, name: 通报, kind: manual, category: authority_notice, points: 5 }
   bonuses:

@@ -1186,7 +1186,13 @@ fn deductions(
                     _ => "restore",
                 };
                 for inc in incidents {
-                    if !item.levels.is_empty() && !item.levels.contains(&inc.level) {
+                    // Items may name levels by id or alias; `inc.level` is the id.
+                    if !item.levels.is_empty()
+                        && !item
+                            .levels
+                            .iter()
+                            .any(|l| contract.level(l).is_some_and(|lv| lv.id == inc.level))
+                    {
                         continue;
                     }
                     if !item.causes.is_empty() && !item.causes.contains(&inc.cause) {
