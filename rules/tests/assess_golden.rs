@@ -331,6 +331,12 @@ fn a_year_without_calendar_data_is_provisional() {
         "{:?}",
         a.provisional_reasons
     );
+    assert_eq!(
+        a.notes,
+        vec![
+            "the period 2027-03 (2027-03-01..2027-03-31) is not inside the contract period 2026-01-01..2026-12-31"
+        ]
+    );
     // Without data every subject is unknown: nothing measured, nothing missed.
     assert_eq!(sys(&a, "web").actual_percent, None);
     assert_eq!(sys(&a, "web").missing_minutes, 31.0 * 1440.0);
@@ -440,7 +446,22 @@ fn paused_clocks_and_per_minute_deductions() {
         state: "awaiting_buyer".into(),
     });
     ev.incidents.push(i);
+    // An incident with a level the contract lacks and no system: no clocks, two notes.
+    ev.incidents.push(Incident {
+        id: "inc:odd".into(),
+        system: Some("nope".into()),
+        labels: BTreeMap::new(),
+        level: "P9".into(),
+        detected_ms: at("2026-02-20 10:00"),
+        acknowledged_ms: None,
+        on_site_ms: None,
+        restored_ms: None,
+        pauses: Vec::new(),
+        cause: Cause::Unknown,
+    });
     let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    assert_eq!(a.notes.len(), 2, "{:?}", a.notes);
+    assert!(a.incidents[2].clocks.is_empty());
     assert_eq!(a.incidents[0].incident, "inc:p4");
     assert_eq!(a.incidents[0].clocks[0].elapsed_ms, 240 * 60_000);
     assert_eq!(a.incidents[0].clocks[0].status, ClockStatus::Met);

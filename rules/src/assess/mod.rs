@@ -64,6 +64,9 @@ pub struct Assessment {
     pub provisional: bool,
     /// Why they may change.
     pub provisional_reasons: Vec<String>,
+    /// Things a reader should know: the period outside the contract period, incidents with a
+    /// level the contract does not define, incidents matching no system.
+    pub notes: Vec<String>,
     /// Availability per system, in contract order.
     pub systems: Vec<SystemAvailability>,
     /// Incidents detected in the period, by detection time.
@@ -658,6 +661,28 @@ pub fn assess(
         .report_due_working_day
         .map(|n| nth_working_day_after(calendar, period.end, n));
 
+    let mut notes = Vec::new();
+    if period.start < contract.period.start || period.end > contract.period.end {
+        notes.push(format!(
+            "the period {} ({}..{}) is not inside the contract period {}..{}",
+            period.label, period.start, period.end, contract.period.start, contract.period.end
+        ));
+    }
+    for i in &incident_out {
+        if !i.level_known {
+            notes.push(format!(
+                "incident {}: level {:?} is not defined by the contract; no clocks",
+                i.incident, i.level
+            ));
+        }
+        if i.systems.is_empty() {
+            notes.push(format!(
+                "incident {}: matches no system of the contract; clocks run 7x24",
+                i.incident
+            ));
+        }
+    }
+
     Assessment {
         contract_id: contract.id.clone(),
         period: period.clone(),
@@ -665,6 +690,7 @@ pub fn assess(
         assessed_until_ms: until,
         provisional: !reasons.is_empty(),
         provisional_reasons: reasons,
+        notes,
         systems: systems_out,
         incidents: incident_out,
         resources,
