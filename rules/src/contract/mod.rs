@@ -436,7 +436,7 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     if let Some(n) = required(w, "objectives") {
         let obj = w.map(n, OBJECTIVE_KEYS, "objectives");
         if let Some((_, a)) = obj.get("availability") {
-            for (tier, (k, v)) in w.map(a, &[], "objectives.availability") {
+            for (tier, (_, v)) in w.map(a, &[], "objectives.availability") {
                 if let Some(o) =
                     w.de::<AvailabilityObjective>(v, &format!("availability tier {tier}"))
                 {
@@ -446,7 +446,6 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                             format!("availability tier {tier}: target_percent must be in (0, 100]"),
                         );
                     }
-                    let _ = k;
                     availability.insert(tier, o);
                 }
             }
@@ -641,7 +640,6 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     }
     grades.sort_by(|a, b| b.1.min_score.total_cmp(&a.1.min_score));
 
-    let _ = w.origin;
     Some(Contract {
         origin: w.origin.to_string(),
         id: id?,
