@@ -329,6 +329,10 @@ pub fn parse_contract(text: &str, origin: &str) -> Result<Contract, ContractErro
     {
         return Ok(c);
     }
+    if diags.is_empty() {
+        // Every path that yields no contract reports why; this only guards that promise.
+        diags.push((Pos { line: 1, col: 1 }, "invalid contract".to_string()));
+    }
     diags.sort_by_key(|(p, _)| *p);
     Err(ContractErrors {
         diagnostics: diags
@@ -354,10 +358,14 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
             return None;
         }
     };
-    let top = w.map(&root, TOP_KEYS, "contract");
     if !matches!(root.kind, Kind::Map(_)) {
+        w.err(
+            root.pos,
+            format!("a contract is a mapping, found a {}", root.type_name()),
+        );
         return None;
     }
+    let top = w.map(&root, TOP_KEYS, "contract");
     let get = |k: &str| top.get(k).map(|(_, v)| *v);
     let required = |w: &mut Walker<'_>, k: &str| -> Option<&Node> {
         let n = get(k);
