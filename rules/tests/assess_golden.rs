@@ -395,6 +395,12 @@ fn a_5x8_clock_across_the_makeup_saturday_and_spring_festival() {
     assert_eq!(ib.clocks[0].status, ClockStatus::Late);
     // inc:b is not restored at as_of (02-24 12:00): 840 min so far, under 1,620: running.
     assert_eq!(ib.clocks[1].status, ClockStatus::Running);
+    // As of 02-14 09:00 inc:a's acknowledgement (02-14 10:00) has not happened yet:
+    // 90 + 30 = 120 min so far, running.
+    let early = assess(&c, &cal, &p, at("2026-02-14 09:00"), &ev);
+    let ia = &early.incidents[0];
+    assert_eq!(ia.clocks[0].elapsed_ms, 120 * 60_000);
+    assert_eq!(ia.clocks[0].status, ClockStatus::Running);
     let d: Vec<(&str, f64)> = a
         .deductions
         .iter()

@@ -952,6 +952,8 @@ fn incident_clocks(
         ("restore", level.restore, inc.restored_ms),
     ] {
         let Some(target) = target else { continue };
+        // A stop recorded after `as_of` has not happened yet as of then.
+        let stop = stop.filter(|t| *t <= as_of_ms);
         let end = stop.unwrap_or(as_of_ms).max(inc.detected_ms);
         let win: Spans = match (level.window, systems.first()) {
             (ClockWindow::Service, Some(_)) => {
