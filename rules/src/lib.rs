@@ -6,6 +6,9 @@
 //! - [`alerting`]: rule-group evaluation and the alert state machine, with serializable state.
 //! - [`unittest`]: promtool's rule unit-test format (`promtool test rules`).
 //! - [`calendar`]: the statutory working-day calendar (holidays, make-up working days).
+//! - [`contract`]: O&M contract files, validated with `file:line:col` diagnostics.
+//! - [`assess`]: the SLA assessment engine (availability, incident clocks, KPIs, inspections,
+//!   scoring, grades, payment) over plain evidence rows.
 //!
 //! Only [`rulefile::load_rule_files`] and [`unittest::run_unit_test_file`] (and its plural)
 //! read files, and only the files they are given; evaluation time is always a parameter.

@@ -90,10 +90,23 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             Kind::Seq(items) => visitor.visit_seq(Seq {
                 items: items.iter(),
             }),
-            Kind::Map(entries) => visitor.visit_map(Map {
-                entries: entries.iter(),
-                value: None,
-            }),
+            Kind::Map(entries) => {
+                let mut seen = std::collections::HashSet::new();
+                for (k, _) in entries {
+                    if let Some(key) = k.scalar()
+                        && !seen.insert(key)
+                    {
+                        return Err(DeError {
+                            pos: Some(k.pos),
+                            message: format!("duplicate key `{key}`"),
+                        });
+                    }
+                }
+                visitor.visit_map(Map {
+                    entries: entries.iter(),
+                    value: None,
+                })
+            }
         };
         r.map_err(|e| e.at(node.pos))
     }

@@ -23,6 +23,7 @@ objectives:
   availability:
     core: { target_percent: 99.95, min_outage: 5m, missing_data: excluded }
     office: { target_percent: 99.5, min_outage: 1m, missing_data: as_up }
+  report_due_working_day: 5
   incidents:
     - { id: P1, aliases: [一级], response: 15m, restore: 4h }
     - { id: P4, aliases: [四级], response: 4h, restore: 27h, window: service, pause_states: [awaiting_buyer] }
@@ -32,7 +33,7 @@ scoring:
   bonus_cap: 5
   deductions:
     - { id: availability, name: 可用性未达标, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
-    - { id: p1-response, name: 一级响应超时, kind: response_late, levels: [P1], per_minutes: 5, points: 2 }
+    - { id: p1-response, name: 一级响应超时, kind: response_late, levels: [一级], per_minutes: 5, points: 2 }
     - { id: p4-response, name: 四级响应超时, kind: response_late, levels: [P4], points: 1 }
     - { id: notice, name: 通报, kind: manual, category: authority_notice, points: 5 }
   bonuses:
@@ -259,7 +260,7 @@ fn february_availability_by_hand() {
         ]
     );
 
-    // 0.174129 pp short of 99.95 → 2 started steps of 0.1 pp × 5 = 10 points.
+    // 0.124129 pp short of 99.95 → 2 started steps of 0.1 pp × 5 = 10 points.
     assert_eq!(a.deductions.len(), 1);
     assert_eq!(a.deductions[0].item, "availability");
     assert_eq!(a.deductions[0].points, 10.0);
@@ -276,6 +277,31 @@ fn february_availability_by_hand() {
         (9205.48, 9205.48, 0.0)
     );
     assert!(!a.provisional, "{:?}", a.provisional_reasons);
+    // Report due on the 5th working day of March: 03-02 (Mon) .. 03-06 (Fri).
+    assert_eq!(a.report_due.unwrap().to_string(), "2026-03-06");
+}
+
+#[test]
+fn report_due_skips_national_day_and_counts_the_makeup_saturday() {
+    // October 2026: 10-01..07 off; 10-08 Thu (1), 10-09 Fri (2), Sat 10-10 make-up (3),
+    // 10-12 Mon (4), 10-13 Tue (5).
+    let c = contract();
+    let p = Period::parse("2026-09", chrono_tz::Asia::Shanghai).unwrap();
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &Evidence::default());
+    assert_eq!(a.report_due.unwrap().to_string(), "2026-10-13");
+}
+
+#[test]
+fn proportional_payment_is_fee_times_score() {
+    // Same evidence as above: score 90; fee × 90 / 100 of 9,205.48 = 8,284.93.
+    let c = parse_contract(&format!("{CONTRACT}payment: proportional\n"), "prop.yml").unwrap();
+    let p = feb();
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &scenario());
+    let pay = a.payment.unwrap();
+    assert_eq!(
+        (pay.percent, pay.payable, pay.withheld),
+        (90.0, 8284.93, 920.55)
+    );
 }
 
 #[test]
@@ -304,6 +330,12 @@ fn a_year_without_calendar_data_is_provisional() {
         a.provisional_reasons[0].contains("2027"),
         "{:?}",
         a.provisional_reasons
+    );
+    assert_eq!(
+        a.notes,
+        vec![
+            "the period 2027-03 (2027-03-01..2027-03-31) is not inside the contract period 2026-01-01..2026-12-31"
+        ]
     );
     // Without data every subject is unknown: nothing measured, nothing missed.
     assert_eq!(sys(&a, "web").actual_percent, None);
@@ -363,6 +395,12 @@ fn a_5x8_clock_across_the_makeup_saturday_and_spring_festival() {
     assert_eq!(ib.clocks[0].status, ClockStatus::Late);
     // inc:b is not restored at as_of (02-24 12:00): 840 min so far, under 1,620: running.
     assert_eq!(ib.clocks[1].status, ClockStatus::Running);
+    // As of 02-14 09:00 inc:a's acknowledgement (02-14 10:00) has not happened yet:
+    // 90 + 30 = 120 min so far, running.
+    let early = assess(&c, &cal, &p, at("2026-02-14 09:00"), &ev);
+    let ia = &early.incidents[0];
+    assert_eq!(ia.clocks[0].elapsed_ms, 120 * 60_000);
+    assert_eq!(ia.clocks[0].status, ClockStatus::Running);
     let d: Vec<(&str, f64)> = a
         .deductions
         .iter()
@@ -414,7 +452,22 @@ fn paused_clocks_and_per_minute_deductions() {
         state: "awaiting_buyer".into(),
     });
     ev.incidents.push(i);
+    // An incident with a level the contract lacks and no system: no clocks, two notes.
+    ev.incidents.push(Incident {
+        id: "inc:odd".into(),
+        system: Some("nope".into()),
+        labels: BTreeMap::new(),
+        level: "P9".into(),
+        detected_ms: at("2026-02-20 10:00"),
+        acknowledged_ms: None,
+        on_site_ms: None,
+        restored_ms: None,
+        pauses: Vec::new(),
+        cause: Cause::Unknown,
+    });
     let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    assert_eq!(a.notes.len(), 2, "{:?}", a.notes);
+    assert!(a.incidents[2].clocks.is_empty());
     assert_eq!(a.incidents[0].incident, "inc:p4");
     assert_eq!(a.incidents[0].clocks[0].elapsed_ms, 240 * 60_000);
     assert_eq!(a.incidents[0].clocks[0].status, ClockStatus::Met);
@@ -664,4 +717,78 @@ fn missing_data_as_down_and_the_late_exclusion() {
     // uncapped 40, deducted 20.
     let d = &a.deductions[0];
     assert_eq!((d.uncapped, d.points), (40.0, 20.0));
+}
+
+#[test]
+fn the_example_contract_assesses_the_quickstart_host() {
+    // The quickstart agent reports labels {system: quickstart, environment: demo}; the example's
+    // `portal` system selects it. A 2027 calendar file makes 2027-01 final, not provisional.
+    let c = parse_contract(yunwei_rules::contract::EXAMPLE_CONTRACT, "example.yml").unwrap();
+    let cal = c
+        .build_calendar(&[(
+            "cal-2027.yml",
+            "2027:\n  holidays:\n    - {name: 元旦, from: 2027-01-01, to: 2027-01-01}\n",
+        )])
+        .unwrap();
+    let p = Period::parse("2027-01", c.time_zone).unwrap();
+    let mut ev = Evidence::default();
+    ev.subjects.push(Subject {
+        kind: SubjectKind::Host,
+        id: "quickstart-host".into(),
+        labels: BTreeMap::from([
+            ("system".into(), "quickstart".into()),
+            ("environment".into(), "demo".into()),
+        ]),
+    });
+    ev.intervals.extend(timeline(
+        SubjectKind::Host,
+        "quickstart-host",
+        p.start_ms,
+        p.end_ms,
+        &[],
+    ));
+    let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    let portal = sys(&a, "portal");
+    assert_eq!(portal.subjects, vec!["host:quickstart-host"]);
+    assert_eq!(portal.actual_percent, Some(100.0));
+    assert!(!a.provisional, "{:?}", a.provisional_reasons);
+    // Without the 2027 file the same period is provisional.
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    assert!(a.provisional);
+    // The example has inspections: with no records, all due ones are missed (−5 each, no cap),
+    // and the other systems select nothing: no data, which `approval` (missing_data: excluded)
+    // leaves unmeasured and `oa` (missing_data: as_up) counts as available.
+    assert_eq!(a.score, 0.0);
+    assert_eq!(a.grade.as_ref().unwrap().name, "不合格");
+    assert_eq!(sys(&a, "approval").actual_percent, None);
+    assert_eq!(sys(&a, "oa").actual_percent, Some(100.0));
+}
+
+#[test]
+fn serialized_assessment_matches_the_snapshot() {
+    // The whole February assessment as pretty JSON: what the report crate and the API will
+    // serialize. A change to any figure, field name or order shows up here; review it and
+    // rewrite with BLESS=1.
+    let c = contract();
+    let p = feb();
+    let mut ev = scenario();
+    ev.incidents.push(p4(
+        "inc:a",
+        "2026-02-13 16:00",
+        Some("2026-02-24 09:00"),
+        Some("2026-02-24 12:00"),
+    ));
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let got = serde_json::to_string_pretty(&a).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots/assessment-2026-02.json");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        got == want,
+        "assessment differs from {}:\n{got}",
+        path.display()
+    );
 }

@@ -58,3 +58,53 @@ fn three_mistakes_in_one_run() {
         assert!(d.pos.is_some(), "{d}");
     }
 }
+
+#[test]
+fn documents_that_are_not_a_mapping() {
+    for (text, want) in [
+        ("~\n", "n.yml:1:1: a contract is a mapping, found a null"),
+        (
+            "- a\n",
+            "n.yml:1:1: a contract is a mapping, found a sequence",
+        ),
+        ("", "n.yml:1:1: empty contract file"),
+    ] {
+        assert_eq!(parse_contract(text, "n.yml").unwrap_err().to_string(), want);
+    }
+}
+
+mod never_panics {
+    use proptest::prelude::*;
+    use yunwei_rules::calendar::{Calendar, SHIPPED_CALENDAR};
+    use yunwei_rules::contract::{EXAMPLE_CONTRACT, parse_contract};
+
+    fn mutate(text: &str, at: usize, cut: usize, insert: &str) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let at = at % (chars.len() + 1);
+        let end = (at + cut).min(chars.len());
+        let mut s: String = chars[..at].iter().collect();
+        s.push_str(insert);
+        s.extend(&chars[end..]);
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Damaged contract and calendar files give diagnostics with positions, never a panic.
+        #[test]
+        fn damaged_files_are_reported_not_panicked_on(
+            at in 0usize..20_000, cut in 0usize..40, insert in "[ -~\n:{}\\[\\]&*!|>-]{0,12}",
+        ) {
+            let text = mutate(EXAMPLE_CONTRACT, at, cut, &insert);
+            if let Err(e) = parse_contract(&text, "m.yml") {
+                prop_assert!(!e.diagnostics.is_empty());
+                prop_assert!(e.diagnostics.iter().all(|d| d.pos.is_some()), "{e}");
+            }
+            let text = mutate(SHIPPED_CALENDAR, at, cut, &insert);
+            if let Err(e) = Calendar::parse(&text, "c.yml") {
+                prop_assert!(!e.diagnostics.is_empty());
+            }
+        }
+    }
+}

@@ -38,8 +38,8 @@ pub use window::{local_date, window_spans};
 
 use crate::calendar::Calendar;
 use crate::contract::{
-    ClockWindow, Contract, DeductionKind, DownWhen, FeePer, InspectionDays, KpiAggregate,
-    MissingData, Payment, ServiceWindow, System,
+    AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen, FeePer, InspectionDays,
+    KpiAggregate, MissingData, Payment, ServiceWindow, System,
 };
 use spans::{Spans, intersect, normalize, subtract, total};
 
@@ -64,6 +64,9 @@ pub struct Assessment {
     pub provisional: bool,
     /// Why they may change.
     pub provisional_reasons: Vec<String>,
+    /// Things a reader should know: the period outside the contract period, incidents with a
+    /// level the contract does not define, incidents matching no system.
+    pub notes: Vec<String>,
     /// Availability per system, in contract order.
     pub systems: Vec<SystemAvailability>,
     /// Incidents detected in the period, by detection time.
@@ -157,6 +160,18 @@ pub enum ClockStatus {
     Running,
     /// Running and already past target.
     Breached,
+}
+
+impl ClockStatus {
+    /// The status as serialized (`met`, `late`, `running`, `breached`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockStatus::Met => "met",
+            ClockStatus::Late => "late",
+            ClockStatus::Running => "running",
+            ClockStatus::Breached => "breached",
+        }
+    }
 }
 
 /// One clock of one incident.
@@ -393,7 +408,7 @@ pub fn assess(
 
     // Exclusions: which systems each applies to.
     let mut exclusions = Vec::new();
-    let mut approved_by_system: BTreeMap<&str, Vec<(i64, i64, &str)>> = BTreeMap::new();
+    let mut approved_by_system: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
     let mut sorted_ex: Vec<&Exclusion> = ev
         .exclusions
         .iter()
@@ -417,15 +432,9 @@ pub fn assess(
         if counted {
             for s in &systems {
                 approved_by_system
-                    .entry(
-                        contract
-                            .systems
-                            .iter()
-                            .find(|c| &c.id == s)
-                            .map_or("", |c| c.id.as_str()),
-                    )
+                    .entry(s.clone())
                     .or_default()
-                    .push((x.from_ms, x.to_ms, x.id.as_str()));
+                    .push((x.from_ms, x.to_ms));
             }
         }
         exclusions.push(ExclusionUse {
@@ -440,8 +449,18 @@ pub fn assess(
     let mut guessed_any = false;
     let mut systems_out = Vec::new();
     for sys in &contract.systems {
-        let window = &contract.service_windows[&sys.window];
-        let obj = &contract.availability[&sys.tier];
+        // A validated contract names only windows and tiers it defines; a hand-built one that
+        // does not is assessed 7x24 against a 100 % target rather than panicking.
+        let window = contract
+            .service_windows
+            .get(&sys.window)
+            .unwrap_or(&ServiceWindow::Always {});
+        let fallback = AvailabilityObjective {
+            target_percent: 100.0,
+            min_outage: Default::default(),
+            missing_data: MissingData::Excluded,
+        };
+        let obj = contract.availability.get(&sys.tier).unwrap_or(&fallback);
         let (win, g1) = window_spans(contract, calendar, window, Some(&sys.id), start, until);
         let (full_win, g2) = window_spans(
             contract,
@@ -462,12 +481,7 @@ pub fn assess(
         // Outages as they happened; drop the short ones.
         let min = obj.min_outage.0;
         let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
-        let excl: Spans = normalize(
-            approved_by_system
-                .get(sys.id.as_str())
-                .map(|v| v.iter().map(|(a, b, _)| (*a, *b)).collect())
-                .unwrap_or_default(),
-        );
+        let excl: Spans = normalize(approved_by_system.get(&sys.id).cloned().unwrap_or_default());
         let down_in_win = intersect(&counted_down, &win);
         let down_counted = subtract(&down_in_win, &excl);
         let excluded_ms = total(&down_in_win) - total(&down_counted);
@@ -486,13 +500,15 @@ pub fn assess(
             (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
         let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
         let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
+        let evidence = outage_evidence(&subjects, &by_subject, &counted_down);
         let outages = counted_down
             .iter()
-            .map(|&(s, e)| Outage {
+            .zip(evidence)
+            .map(|(&(s, e), evidence)| Outage {
                 start_ms: s,
                 end_ms: e,
                 counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
-                evidence: outage_evidence(&subjects, &by_subject, s, e),
+                evidence,
             })
             .collect();
         systems_out.push(SystemAvailability {
@@ -509,7 +525,7 @@ pub fn assess(
             ignored_short_minutes: minutes(total(&intersect(&short, &win))),
             actual_percent: actual,
             met,
-            error_budget_left_minutes: budget - minutes(down_ms),
+            error_budget_left_minutes: ((budget - minutes(down_ms)) * 1e6).round() / 1e6,
             outages,
             subjects: subjects
                 .iter()
@@ -527,7 +543,7 @@ pub fn assess(
     incidents.sort_by(|a, b| (a.detected_ms, &a.id).cmp(&(b.detected_ms, &b.id)));
     let mut incident_out = Vec::new();
     for inc in incidents {
-        let (r, g) = incident_clocks(contract, calendar, ev, inc, as_of_ms);
+        let (r, g) = incident_clocks(contract, calendar, inc, as_of_ms);
         guessed_any |= g;
         incident_out.push(r);
     }
@@ -564,7 +580,8 @@ pub fn assess(
         &inspections,
         &events,
     );
-    let deducted: f64 = deductions.iter().map(|d| d.points).sum();
+    // `fold` from +0.0: an empty `sum` of f64 is −0.0, which would serialize as `-0.0`.
+    let deducted: f64 = deductions.iter().fold(0.0, |a, d| a + d.points);
     let mut bonuses = Vec::new();
     for b in &contract.scoring.bonuses {
         let hits: Vec<String> = events
@@ -588,8 +605,7 @@ pub fn assess(
     }
     let bonus = bonuses
         .iter()
-        .map(|b| b.points)
-        .sum::<f64>()
+        .fold(0.0, |a, b| a + b.points)
         .min(contract.scoring.bonus_cap);
     let vetoes: Vec<VetoHit> = contract
         .scoring
@@ -654,6 +670,28 @@ pub fn assess(
         .report_due_working_day
         .map(|n| nth_working_day_after(calendar, period.end, n));
 
+    let mut notes = Vec::new();
+    if period.start < contract.period.start || period.end > contract.period.end {
+        notes.push(format!(
+            "the period {} ({}..{}) is not inside the contract period {}..{}",
+            period.label, period.start, period.end, contract.period.start, contract.period.end
+        ));
+    }
+    for i in &incident_out {
+        if !i.level_known {
+            notes.push(format!(
+                "incident {}: level {:?} is not defined by the contract; no clocks",
+                i.incident, i.level
+            ));
+        }
+        if i.systems.is_empty() {
+            notes.push(format!(
+                "incident {}: matches no system of the contract; clocks run 7x24",
+                i.incident
+            ));
+        }
+    }
+
     Assessment {
         contract_id: contract.id.clone(),
         period: period.clone(),
@@ -661,6 +699,7 @@ pub fn assess(
         assessed_until_ms: until,
         provisional: !reasons.is_empty(),
         provisional_reasons: reasons,
+        notes,
         systems: systems_out,
         incidents: incident_out,
         resources,
@@ -842,25 +881,34 @@ fn system_states(
     (normalize(down), normalize(unknown))
 }
 
+/// For each outage run (sorted, disjoint), the ids of the down intervals overlapping it.
 fn outage_evidence(
     subjects: &[&Subject],
     by_subject: &BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>>,
-    s: i64,
-    e: i64,
-) -> Vec<String> {
-    let mut ids = BTreeSet::new();
+    runs: &[(i64, i64)],
+) -> Vec<Vec<String>> {
+    let mut out: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); runs.len()];
     for sub in subjects {
         for iv in by_subject
             .get(&(sub.kind, sub.id.as_str()))
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            if iv.state == State::Down && iv.start_ms < e && iv.end_ms > s {
-                ids.insert(iv.id.clone());
+            if iv.state != State::Down {
+                continue;
+            }
+            let first = runs.partition_point(|r| r.1 <= iv.start_ms);
+            for (k, r) in runs.iter().enumerate().skip(first) {
+                if r.0 >= iv.end_ms {
+                    break;
+                }
+                out[k].insert(iv.id.as_str());
             }
         }
     }
-    ids.into_iter().collect()
+    out.into_iter()
+        .map(|ids| ids.into_iter().map(str::to_string).collect())
+        .collect()
 }
 
 fn incident_systems<'c>(contract: &'c Contract, inc: &Incident) -> Vec<&'c System> {
@@ -882,7 +930,6 @@ fn incident_systems<'c>(contract: &'c Contract, inc: &Incident) -> Vec<&'c Syste
 fn incident_clocks(
     contract: &Contract,
     calendar: &Calendar,
-    _ev: &Evidence,
     inc: &Incident,
     as_of_ms: i64,
 ) -> (IncidentClocks, bool) {
@@ -914,12 +961,17 @@ fn incident_clocks(
         ("restore", level.restore, inc.restored_ms),
     ] {
         let Some(target) = target else { continue };
+        // A stop recorded after `as_of` has not happened yet as of then.
+        let stop = stop.filter(|t| *t <= as_of_ms);
         let end = stop.unwrap_or(as_of_ms).max(inc.detected_ms);
         let win: Spans = match (level.window, systems.first()) {
             (ClockWindow::Service, Some(_)) => {
                 let mut all = Vec::new();
                 for s in &systems {
-                    let w = &contract.service_windows[&s.window];
+                    let w = contract
+                        .service_windows
+                        .get(&s.window)
+                        .unwrap_or(&ServiceWindow::Always {});
                     let (sp, g) =
                         window_spans(contract, calendar, w, Some(&s.id), inc.detected_ms, end);
                     guessed |= g;
@@ -931,7 +983,7 @@ fn incident_clocks(
                 window_spans(
                     contract,
                     calendar,
-                    &ServiceWindow::Always,
+                    &ServiceWindow::Always {},
                     None,
                     inc.detected_ms,
                     end,
@@ -996,7 +1048,7 @@ fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<
                     (Some(m.max), vec![m.id.clone()])
                 }
                 KpiAggregate::Mean => {
-                    let sum: f64 = rs.iter().map(|r| r.sum).sum();
+                    let sum: f64 = rs.iter().fold(0.0, |a, r| a + r.sum);
                     let n: u64 = rs.iter().map(|r| r.count).sum();
                     (Some(sum / n as f64), Vec::new())
                 }
@@ -1190,7 +1242,13 @@ fn deductions(
                     _ => "restore",
                 };
                 for inc in incidents {
-                    if !item.levels.is_empty() && !item.levels.contains(&inc.level) {
+                    // Items may name levels by id or alias; `inc.level` is the id.
+                    if !item.levels.is_empty()
+                        && !item
+                            .levels
+                            .iter()
+                            .any(|l| contract.level(l).is_some_and(|lv| lv.id == inc.level))
+                    {
                         continue;
                     }
                     if !item.causes.is_empty() && !item.causes.contains(&inc.cause) {
@@ -1209,16 +1267,18 @@ fn deductions(
                             (
                                 units * item.points,
                                 format!(
-                                    "{clock} {late_min:.1} min late ({:?}) = {units} × {m} min × {} points",
-                                    c.status, item.points
+                                    "{clock} {late_min:.1} min late ({}) = {units} × {m} min × {} points",
+                                    c.status.name(),
+                                    item.points
                                 ),
                             )
                         }
                         None => (
                             item.points,
                             format!(
-                                "{clock} {late_min:.1} min late ({:?}): {} points",
-                                c.status, item.points
+                                "{clock} {late_min:.1} min late ({}): {} points",
+                                c.status.name(),
+                                item.points
                             ),
                         ),
                     };
@@ -1275,7 +1335,7 @@ fn deductions(
         if lines.is_empty() {
             continue;
         }
-        let uncapped: f64 = lines.iter().map(|l| l.points).sum();
+        let uncapped: f64 = lines.iter().fold(0.0, |a, l| a + l.points);
         let points = item.cap.map_or(uncapped, |c| uncapped.min(c));
         out.push(Deduction {
             item: item.id.clone(),

@@ -23,12 +23,13 @@ pub fn window_spans(
     if from_ms >= to_ms {
         return (Vec::new(), false);
     }
-    if matches!(window, ServiceWindow::Always) {
+    if matches!(window, ServiceWindow::Always {}) {
         return (vec![(from_ms, to_ms)], false);
     }
     let tz = contract.time_zone;
     let first = local_date(from_ms, tz) - Days::new(1);
     let last = local_date(to_ms, tz) + Days::new(1);
+    let (in_first, in_last) = (local_date(from_ms, tz), local_date(to_ms - 1, tz));
     let mut out = Vec::new();
     let mut guessed = false;
     for date in first.iter_days().take_while(|d| *d <= last) {
@@ -43,9 +44,9 @@ pub fn window_spans(
             continue;
         }
         let kind = calendar.day_kind(date);
-        if kind.is_none() && (date < local_date(from_ms, tz) || date > local_date(to_ms - 1, tz)) {
-            // Neighbouring days outside the range only matter for clipping.
-        } else if kind.is_none() {
+        // The day before and after the range are looked at only for clipping; a guess
+        // about them does not make the result provisional.
+        if kind.is_none() && (in_first..=in_last).contains(&date) {
             guessed = true;
         }
         let kind = kind.unwrap_or(match date.weekday() {
@@ -53,7 +54,7 @@ pub fn window_spans(
             _ => DayKind::Workday,
         });
         let hours: Vec<(u32, u32)> = match window {
-            ServiceWindow::Always => vec![(0, 1440)],
+            ServiceWindow::Always {} => vec![(0, 1440)],
             ServiceWindow::WorkingDays { hours } => {
                 if kind.is_working_day() {
                     vec![(hours.start, hours.end)]
@@ -89,4 +90,53 @@ pub fn local_date(ms: i64, tz: Tz) -> NaiveDate {
         .unwrap_or_default()
         .with_timezone(&tz)
         .date_naive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assess::period::Period;
+    use crate::contract::{EXAMPLE_CONTRACT, parse_contract};
+
+    #[test]
+    fn office_hours_on_the_makeup_saturday_only() {
+        let c = parse_contract(EXAMPLE_CONTRACT, "example.yml").unwrap();
+        let tz = c.time_zone;
+        let w = &c.service_windows["office-5x8"];
+        // Sat 02-14 (make-up working day) to Mon 02-16 (春节): one span, 08:30-17:30 on 02-14.
+        let p = Period::parse("2026-02-14..2026-02-16", tz).unwrap();
+        let (spans, guessed) = window_spans(
+            &c,
+            &Calendar::shipped(),
+            w,
+            Some("oa"),
+            p.start_ms,
+            p.end_ms,
+        );
+        let d = "2026-02-14".parse().unwrap();
+        assert_eq!(spans, vec![(local_ms(d, 510, tz), local_ms(d, 1050, tz))]);
+        assert!(!guessed);
+        // The last day of 2026 is known even though the next day (2027) is not.
+        let p = Period::parse("2026-12-31..2026-12-31", tz).unwrap();
+        let (spans, guessed) = window_spans(
+            &c,
+            &Calendar::shipped(),
+            w,
+            Some("oa"),
+            p.start_ms,
+            p.end_ms,
+        );
+        assert_eq!(spans.len(), 1);
+        assert!(!guessed);
+        let p = Period::parse("2027-01-04..2027-01-04", tz).unwrap();
+        let (_, guessed) = window_spans(
+            &c,
+            &Calendar::shipped(),
+            w,
+            Some("oa"),
+            p.start_ms,
+            p.end_ms,
+        );
+        assert!(guessed);
+    }
 }

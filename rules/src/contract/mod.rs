@@ -81,6 +81,32 @@ impl Contract {
             .find(|l| l.id == name || l.aliases.iter().any(|a| a == name))
     }
 
+    /// The calendar this contract uses: the shipped one (unless `calendar.shipped` is false)
+    /// overlaid with `files`, the `(origin, text)` of each file named in `calendar.files`, in
+    /// that order, which the caller has read.
+    pub fn build_calendar(
+        &self,
+        files: &[(&str, &str)],
+    ) -> Result<crate::calendar::Calendar, crate::calendar::CalendarErrors> {
+        let mut cal = if self.calendar.shipped {
+            crate::calendar::Calendar::shipped()
+        } else {
+            crate::calendar::Calendar::default()
+        };
+        let mut diagnostics = Vec::new();
+        for (origin, text) in files {
+            match crate::calendar::Calendar::parse(text, origin) {
+                Ok(c) => cal.overlay(c),
+                Err(e) => diagnostics.extend(e.diagnostics),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(cal)
+        } else {
+            Err(crate::calendar::CalendarErrors { diagnostics })
+        }
+    }
+
     /// The grade for a score (the lowest grade when none matches).
     pub fn grade_for(&self, score: f64) -> Option<&Grade> {
         self.grades
@@ -151,14 +177,43 @@ impl Walker<'_> {
         self.diags.push((pos, message.into()));
     }
 
+    /// Deserializes `node`, reporting every independent error: serde stops at the first, so
+    /// after each error the offending key, value or list item is cut from a copy of the tree
+    /// and the rest is tried again ("missing field" errors for cut keys are not reported).
     fn de<T: DeserializeOwned>(&mut self, node: &Node, what: &str) -> Option<T> {
-        match from_node(node) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.err(e.pos.unwrap_or(node.pos), format!("{what}: {}", e.message));
-                None
+        let mut copy: Option<Node> = None;
+        let mut cut_keys: Vec<String> = Vec::new();
+        let mut failed = false;
+        for _ in 0..64 {
+            let current = copy.as_ref().unwrap_or(node);
+            match from_node::<T>(current) {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => {
+                    let pos = e.pos.unwrap_or(current.pos);
+                    let spurious = cut_keys
+                        .iter()
+                        .any(|k| e.message.starts_with(&format!("missing field `{k}`")));
+                    if !spurious {
+                        self.err(pos, format!("{what}: {}", e.message));
+                    }
+                    failed = true;
+                    // A missing field is reported at its mapping, which for a block mapping is
+                    // also where its first key starts: nothing to cut.
+                    if e.message.starts_with("missing field") {
+                        return None;
+                    }
+                    let mut next = current.clone();
+                    match cut_at(&mut next, pos) {
+                        Some(key) if pos != current.pos => {
+                            cut_keys.extend(key);
+                            copy = Some(next);
+                        }
+                        _ => return None,
+                    }
+                }
             }
         }
+        None
     }
 
     /// The entries of a mapping with only `allowed` keys; unknown and repeated keys reported.
@@ -227,6 +282,34 @@ impl Walker<'_> {
     }
 }
 
+/// Removes the map entry whose key or value starts at `pos`, or the list item that does,
+/// from `node`'s descendants. `Some(Some(key))` for a removed map entry, `Some(None)` for a
+/// removed list item, `None` when nothing starts there.
+fn cut_at(node: &mut Node, pos: Pos) -> Option<Option<String>> {
+    // Deepest first: a block mapping starts where its first key does.
+    match &mut node.kind {
+        Kind::Map(entries) => {
+            if let Some(r) = entries.iter_mut().find_map(|(_, v)| cut_at(v, pos)) {
+                return Some(r);
+            }
+            let i = entries
+                .iter()
+                .position(|(k, v)| k.pos == pos || v.pos == pos)?;
+            let (k, _) = entries.remove(i);
+            Some(k.scalar().map(str::to_string))
+        }
+        Kind::Seq(items) => {
+            if let Some(r) = items.iter_mut().find_map(|v| cut_at(v, pos)) {
+                return Some(r);
+            }
+            let i = items.iter().position(|v| v.pos == pos)?;
+            items.remove(i);
+            Some(None)
+        }
+        Kind::Scalar { .. } => None,
+    }
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -245,6 +328,10 @@ pub fn parse_contract(text: &str, origin: &str) -> Result<Contract, ContractErro
         && let Some(c) = contract
     {
         return Ok(c);
+    }
+    if diags.is_empty() {
+        // Every path that yields no contract reports why; this only guards that promise.
+        diags.push((Pos { line: 1, col: 1 }, "invalid contract".to_string()));
     }
     diags.sort_by_key(|(p, _)| *p);
     Err(ContractErrors {
@@ -271,10 +358,14 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
             return None;
         }
     };
-    let top = w.map(&root, TOP_KEYS, "contract");
     if !matches!(root.kind, Kind::Map(_)) {
+        w.err(
+            root.pos,
+            format!("a contract is a mapping, found a {}", root.type_name()),
+        );
         return None;
     }
+    let top = w.map(&root, TOP_KEYS, "contract");
     let get = |k: &str| top.get(k).map(|(_, v)| *v);
     let required = |w: &mut Walker<'_>, k: &str| -> Option<&Node> {
         let n = get(k);
@@ -331,7 +422,7 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
 
     // Service windows.
     let mut service_windows = BTreeMap::new();
-    service_windows.insert(WINDOW_7X24.to_string(), ServiceWindow::Always);
+    service_windows.insert(WINDOW_7X24.to_string(), ServiceWindow::Always {});
     if let Some(n) = get("service_windows") {
         for (name, (k, v)) in w.map(n, &[], "service_windows") {
             if name == WINDOW_7X24 {
@@ -339,15 +430,6 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                 continue;
             }
             if let Some(sw) = w.de::<ServiceWindow>(v, &format!("service window {name}")) {
-                if let ServiceWindow::Weekly { schedule, .. } = &sw {
-                    for hours in schedule.values() {
-                        let mut hs = hours.clone();
-                        hs.sort();
-                        if hs.windows(2).any(|p| p[1].start < p[0].end) {
-                            w.err(v.pos, format!("service window {name}: hours overlap"));
-                        }
-                    }
-                }
                 service_windows.insert(name, sw);
             }
         }
@@ -362,7 +444,7 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     if let Some(n) = required(w, "objectives") {
         let obj = w.map(n, OBJECTIVE_KEYS, "objectives");
         if let Some((_, a)) = obj.get("availability") {
-            for (tier, (k, v)) in w.map(a, &[], "objectives.availability") {
+            for (tier, (_, v)) in w.map(a, &[], "objectives.availability") {
                 if let Some(o) =
                     w.de::<AvailabilityObjective>(v, &format!("availability tier {tier}"))
                 {
@@ -372,7 +454,6 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                             format!("availability tier {tier}: target_percent must be in (0, 100]"),
                         );
                     }
-                    let _ = k;
                     availability.insert(tier, o);
                 }
             }
@@ -567,7 +648,6 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     }
     grades.sort_by(|a, b| b.1.min_score.total_cmp(&a.1.min_score));
 
-    let _ = w.origin;
     Some(Contract {
         origin: w.origin.to_string(),
         id: id?,

@@ -238,10 +238,10 @@ pub enum HolidayRule {
 
 /// A service window (服务时间): when the service is owed.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "RawWindow")]
 pub enum ServiceWindow {
     /// 7x24: always.
-    Always,
+    Always {},
     /// 5x8 style: the given hours on every working day of the statutory calendar (make-up
     /// working days included, holidays excluded).
     WorkingDays {
@@ -253,16 +253,87 @@ pub enum ServiceWindow {
         /// Hours per weekday; days not listed are closed.
         schedule: BTreeMap<Day, Vec<Hours>>,
         /// Holidays: closed, or as their weekday.
-        #[serde(default)]
         holidays: HolidayRule,
         /// The schedule a make-up working day follows.
-        #[serde(default = "monday")]
         makeup_days_as: Day,
     },
 }
 
-fn monday() -> Day {
-    Day::Mon
+/// A service window as written: one flat mapping, so that every field error has its position.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    kind: WindowKind,
+    #[serde(default)]
+    hours: Option<Hours>,
+    #[serde(default)]
+    schedule: Option<BTreeMap<Day, Vec<Hours>>>,
+    #[serde(default)]
+    holidays: Option<HolidayRule>,
+    #[serde(default)]
+    makeup_days_as: Option<Day>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WindowKind {
+    Always,
+    WorkingDays,
+    Weekly,
+}
+
+impl TryFrom<RawWindow> for ServiceWindow {
+    type Error = String;
+
+    fn try_from(r: RawWindow) -> Result<Self, String> {
+        let extra = |names: &[(&str, bool)]| -> Result<(), String> {
+            match names.iter().find(|(_, present)| *present) {
+                Some((n, _)) => Err(format!("`{n}` does not apply to this kind of window")),
+                None => Ok(()),
+            }
+        };
+        match r.kind {
+            WindowKind::Always => {
+                extra(&[
+                    ("hours", r.hours.is_some()),
+                    ("schedule", r.schedule.is_some()),
+                    ("holidays", r.holidays.is_some()),
+                    ("makeup_days_as", r.makeup_days_as.is_some()),
+                ])?;
+                Ok(ServiceWindow::Always {})
+            }
+            WindowKind::WorkingDays => {
+                extra(&[
+                    ("schedule", r.schedule.is_some()),
+                    ("holidays", r.holidays.is_some()),
+                    ("makeup_days_as", r.makeup_days_as.is_some()),
+                ])?;
+                let hours = r
+                    .hours
+                    .ok_or("missing field `hours` (kind working_days; e.g. \"08:30-17:30\")")?;
+                Ok(ServiceWindow::WorkingDays { hours })
+            }
+            WindowKind::Weekly => {
+                extra(&[("hours", r.hours.is_some())])?;
+                let schedule = r
+                    .schedule
+                    .ok_or("missing field `schedule` (kind weekly; hours per day, mon .. sun)")?;
+                let mut all: Vec<&Vec<Hours>> = schedule.values().collect();
+                for hours in all.drain(..) {
+                    let mut hs = hours.clone();
+                    hs.sort();
+                    if hs.windows(2).any(|p| p[1].start < p[0].end) {
+                        return Err("hours overlap within a day".into());
+                    }
+                }
+                Ok(ServiceWindow::Weekly {
+                    schedule,
+                    holidays: r.holidays.unwrap_or_default(),
+                    makeup_days_as: r.makeup_days_as.unwrap_or(Day::Mon),
+                })
+            }
+        }
+    }
 }
 
 /// The name of the built-in 7x24 window.
@@ -362,7 +433,8 @@ pub enum ClockWindow {
     #[default]
     Always,
     /// The affected system's service window (a 5x8 system's clock stops at night, at
-    /// weekends and on holidays, and runs on make-up working days).
+    /// weekends and on holidays, and runs on make-up working days); 7x24 when the incident
+    /// names no system of the contract. With several systems, the union of their windows.
     Service,
 }
 
