@@ -54,34 +54,31 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: {e}"))?;
     let contract = parse_contract(&text, &origin).map_err(|e| e.to_string())?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut calendar = if contract.calendar.shipped {
-        Calendar::shipped()
-    } else {
-        Calendar::default()
-    };
+    let mut texts = Vec::new();
     let mut errors = Vec::new();
     for file in &contract.calendar.files {
         let cal_path = dir.join(file);
         let cal_origin = cal_path.display().to_string();
         match std::fs::read_to_string(&cal_path) {
-            Ok(t) => match Calendar::parse(&t, &cal_origin) {
-                Ok(c) => calendar.overlay(c),
-                Err(e) => errors.push(e.to_string()),
-            },
+            Ok(t) => texts.push((cal_origin, t)),
             Err(e) => errors.push(format!(
                 "{cal_origin}: {e} (calendar file named by {origin})"
             )),
         }
     }
-    if errors.is_empty() {
-        Ok(LoadedContract {
-            path: path.to_path_buf(),
-            contract,
-            calendar,
-        })
-    } else {
-        Err(errors.join("\n"))
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
     }
+    let files: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(o, t)| (o.as_str(), t.as_str()))
+        .collect();
+    let calendar = contract.build_calendar(&files).map_err(|e| e.to_string())?;
+    Ok(LoadedContract {
+        path: path.to_path_buf(),
+        contract,
+        calendar,
+    })
 }
 
 /// Loads every contract file; ids must be unique.
