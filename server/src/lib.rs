@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod quickstart;
+pub mod report_keys;
 pub mod rules;
 pub mod selector;
 pub mod store;

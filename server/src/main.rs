@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: ContractCommand,
     },
+    /// Performance-assessment reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Validate a configuration file (and the rule files it names) without starting anything.
     Check {
         #[arg(long)]
@@ -76,6 +81,21 @@ enum ContractCommand {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Verify a report file (HTML, PDF, XLSX or JSON): its signature, and that the figures it
+    /// shows are the signed ones. Exit 1 when it does not verify.
+    Verify {
+        file: PathBuf,
+        /// Public key file (64 hex digits); default: DATA_DIR/report-signing.pub.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Data directory holding report-signing.pub.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -147,6 +167,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agent_interval_secs,
                 yunwei_server::shutdown_signal(),
             ))?;
+        }
+        Command::Report {
+            command:
+                ReportCommand::Verify {
+                    file,
+                    public_key,
+                    data_dir,
+                },
+        } => {
+            let key_path = public_key
+                .unwrap_or_else(|| yunwei_server::report_keys::public_key_path(&data_dir));
+            let key = yunwei_server::report_keys::load_public(&key_path)?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            return Ok(match yunwei_reports::verify(&bytes, &key) {
+                Ok(v) => {
+                    let c = &v.report.cover;
+                    println!(
+                        "{}: OK ({}) contract {} period {} version {}, score {}, sha256 {}, key {}",
+                        file.display(),
+                        v.format,
+                        c.contract_id,
+                        c.period.label,
+                        c.version,
+                        v.report.summary.score,
+                        v.sha256,
+                        v.key_id
+                    );
+                    if v.content_checked {
+                        println!("  the figures shown match the signed data");
+                    } else {
+                        println!(
+                            "  the embedded signed data is authentic; compare the figures shown with it"
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: NOT VERIFIED: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            });
         }
         Command::Check { config } => match ServerConfig::load(&config, &Overrides::default()) {
             Ok(c) => {

@@ -1,0 +1,193 @@
+//! Labels and value formatting shared by the renderers, in zh-CN and en. Every user-facing
+//! word of a renderer comes from here or from `Lang::pick` next to it, never a bare literal.
+
+use chrono::{DateTime, Duration};
+
+use crate::model::*;
+
+/// `YYYY-MM-DD HH:MM` in the report's zone.
+pub fn datetime(ms: i64, offset_minutes: i32) -> String {
+    local(ms, offset_minutes).map_or_else(|| "—".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// `YYYY-MM-DD` in the report's zone.
+pub fn date(ms: i64, offset_minutes: i32) -> String {
+    local(ms, offset_minutes).map_or_else(|| "—".into(), |t| t.format("%Y-%m-%d").to_string())
+}
+
+fn local(ms: i64, offset_minutes: i32) -> Option<chrono::NaiveDateTime> {
+    let t = DateTime::from_timestamp_millis(ms)?;
+    Some(t.naive_utc() + Duration::minutes(i64::from(offset_minutes)))
+}
+
+/// `UTC+08:00`.
+pub fn offset_label(offset_minutes: i32) -> String {
+    let sign = if offset_minutes < 0 { '-' } else { '+' };
+    let m = offset_minutes.unsigned_abs();
+    format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+/// `99.953%` with three decimals.
+pub fn pct(v: Fixed) -> String {
+    format!("{}%", v.fmt_dp(3))
+}
+
+/// Optional percentage; missing is shown as a dash.
+pub fn opt_pct(v: Option<Fixed>, decimals: u32) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{}%", v.fmt_dp(decimals)))
+}
+
+/// Minutes with up to one decimal.
+pub fn minutes(v: Fixed) -> String {
+    v.fmt_dp(1)
+}
+
+/// Money in yuan from cents: `398,400.00`.
+pub fn yuan(cents: i64) -> String {
+    let neg = cents < 0;
+    let c = cents.unsigned_abs();
+    let int = (c / 100).to_string();
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}{grouped}.{:02}", if neg { "-" } else { "" }, c % 100)
+}
+
+/// Incident level name: 一级 / P1.
+pub fn level(lang: Lang, level: u8) -> String {
+    match lang {
+        Lang::ZhCn => match level {
+            1 => "一级".into(),
+            2 => "二级".into(),
+            3 => "三级".into(),
+            4 => "四级".into(),
+            n => format!("{n}级"),
+        },
+        Lang::En => format!("P{level}"),
+    }
+}
+
+/// Yes / no for a met flag; None (not applicable) is a dash.
+pub fn met(lang: Lang, met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => lang.pick("达标", "met"),
+        Some(false) => lang.pick("未达标", "missed"),
+        None => "—",
+    }
+}
+
+/// Tier names of the shipped contracts; unknown tiers are shown as given.
+pub fn tier(lang: Lang, tier: &str) -> String {
+    match tier {
+        "core" => lang.pick("核心", "core").into(),
+        "general" => lang.pick("一般", "general").into(),
+        "office" => lang.pick("办公", "office").into(),
+        other => other.into(),
+    }
+}
+
+/// Inspection status.
+pub fn inspection(lang: Lang, s: InspectionStatus) -> &'static str {
+    match s {
+        InspectionStatus::Done => lang.pick("按时完成", "done"),
+        InspectionStatus::Late => lang.pick("逾期完成", "late"),
+        InspectionStatus::Missed => lang.pick("漏检", "missed"),
+    }
+}
+
+/// Exclusion status.
+pub fn exclusion(lang: Lang, s: ExclusionStatus) -> &'static str {
+    match s {
+        ExclusionStatus::Approved => lang.pick("已批准", "approved"),
+        ExclusionStatus::Rejected => lang.pick("已驳回", "rejected"),
+        ExclusionStatus::LateFiled => {
+            lang.pick("逾期申报（不予排除）", "filed late (not excluded)")
+        }
+    }
+}
+
+/// Adjustment kind.
+pub fn adjustment(lang: Lang, k: AdjustmentKind) -> &'static str {
+    match k {
+        AdjustmentKind::Deduction => lang.pick("扣分", "deduction"),
+        AdjustmentKind::Bonus => lang.pick("加分", "bonus"),
+    }
+}
+
+/// Alert severity names used by the shipped rules.
+pub fn severity(lang: Lang, s: &str) -> String {
+    match s {
+        "critical" => lang.pick("严重", "critical").into(),
+        "warning" => lang.pick("警告", "warning").into(),
+        "info" => lang.pick("提示", "info").into(),
+        other => other.into(),
+    }
+}
+
+/// Evidence kinds.
+pub fn evidence_kind(lang: Lang, k: &str) -> String {
+    match k {
+        "status_interval" => lang.pick("状态区间", "status interval").into(),
+        "data_gap" => lang.pick("数据缺失", "data gap").into(),
+        "incident" => lang.pick("故障记录", "incident").into(),
+        "notification" => lang.pick("通知记录", "notification").into(),
+        "exclusion" => lang.pick("排除审批", "exclusion").into(),
+        "inspection" => lang.pick("巡检记录", "inspection").into(),
+        "bonus" => lang.pick("加分依据", "bonus record").into(),
+        other => other.into(),
+    }
+}
+
+/// Period kind.
+pub fn period_kind(lang: Lang, k: PeriodKind) -> &'static str {
+    match k {
+        PeriodKind::Month => lang.pick("月度", "Monthly"),
+        PeriodKind::Quarter => lang.pick("季度", "Quarterly"),
+        PeriodKind::Year => lang.pick("年度", "Annual"),
+        PeriodKind::Custom => lang.pick("专项", "Custom-period"),
+    }
+}
+
+/// Document title, e.g. 2026-10 月度运维服务绩效考核报告.
+pub fn title(r: &Report) -> String {
+    let lang = r.cover.lang;
+    match lang {
+        Lang::ZhCn => format!(
+            "{}运维服务绩效考核报告",
+            period_kind(lang, r.cover.period.kind)
+        ),
+        Lang::En => format!(
+            "{} O&M Performance Assessment Report",
+            period_kind(lang, r.cover.period.kind)
+        ),
+    }
+}
+
+/// Section headings, numbered like a government document (一、二、… / 1. 2. …).
+pub fn section(lang: Lang, n: usize, zh: &str, en: &str) -> String {
+    const ZH: [&str; 12] = [
+        "一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二",
+    ];
+    match lang {
+        Lang::ZhCn => format!("{}、{zh}", ZH.get(n.saturating_sub(1)).unwrap_or(&"")),
+        Lang::En => format!("{n}. {en}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(yuan(39_840_000), "398,400.00");
+        assert_eq!(yuan(5), "0.05");
+        assert_eq!(offset_label(480), "UTC+08:00");
+        // 2026-10-14 01:12 UTC is 09:12 in Asia/Shanghai.
+        assert_eq!(datetime(1_791_940_320_000, 480), "2026-10-14 09:12");
+    }
+}

@@ -1,0 +1,130 @@
+//! Verification of a report file in any format: find the embedded signed envelope, check its
+//! hash and Ed25519 signature against the given public key, and check that what the file shows
+//! is what was signed (HTML and XLSX are rendered again from the signed JSON and must be
+//! byte-identical, so a changed figure anywhere is rejected).
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::integrity::{IntegrityError, SignedReport};
+use crate::model::Report;
+
+/// File format, detected from the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Json,
+    Pdf,
+    Xlsx,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Html => "html",
+            Format::Json => "json",
+            Format::Pdf => "pdf",
+            Format::Xlsx => "xlsx",
+        })
+    }
+}
+
+/// A report that verified.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub format: Format,
+    pub report: Box<Report>,
+    pub sha256: String,
+    pub key_id: String,
+    /// True when the visible content was compared with the signed data (always except PDF,
+    /// whose text is checked only through the signature of the embedded data).
+    pub content_checked: bool,
+}
+
+/// Why a file does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("not a yunwei report (unknown format)")]
+    UnknownFormat,
+    #[error("no signed report data found in the {0} file")]
+    NoEnvelope(Format),
+    #[error("the signed report data in the {0} file is malformed: {1}")]
+    Malformed(Format, String),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
+    #[error(
+        "the {0} file's visible content differs from the signed report data (a figure was changed)"
+    )]
+    ContentMismatch(Format),
+}
+
+/// Detects the format of `bytes`.
+pub fn detect(bytes: &[u8]) -> Option<Format> {
+    let trimmed = bytes.trim_ascii_start();
+    if bytes.starts_with(b"%PDF-") {
+        Some(Format::Pdf)
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Some(Format::Xlsx)
+    } else if trimmed.starts_with(b"<!DOCTYPE html") || trimmed.starts_with(b"<html") {
+        Some(Format::Html)
+    } else if trimmed.starts_with(b"{") {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+/// Verifies a report file of any format against `key`.
+pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Verified, VerifyError> {
+    let format = detect(bytes).ok_or(VerifyError::UnknownFormat)?;
+    let envelope = match format {
+        Format::Json => bytes.to_vec(),
+        Format::Html => html_envelope(bytes).ok_or(VerifyError::NoEnvelope(format))?,
+        Format::Xlsx => crate::xlsx::extract_envelope(bytes)
+            .map_err(|e| VerifyError::Malformed(format, e))?
+            .ok_or(VerifyError::NoEnvelope(format))?,
+        Format::Pdf => {
+            crate::pdf::extract_envelope(bytes).ok_or(VerifyError::NoEnvelope(format))?
+        }
+    };
+    let signed: SignedReport = serde_json::from_slice(&envelope)
+        .map_err(|e| VerifyError::Malformed(format, e.to_string()))?;
+    signed.check(key)?;
+    let content_checked = match format {
+        Format::Json => {
+            // Canonical bytes only: a reformatted file is not the signed file.
+            if crate::json::render(&signed) != bytes {
+                return Err(VerifyError::ContentMismatch(format));
+            }
+            true
+        }
+        Format::Html => {
+            if crate::html::render_string(&signed).as_bytes() != bytes {
+                return Err(VerifyError::ContentMismatch(format));
+            }
+            true
+        }
+        Format::Xlsx => {
+            let again = crate::xlsx::render(&signed)
+                .map_err(|e| VerifyError::Malformed(format, e.to_string()))?;
+            if !crate::xlsx::same_content(&again, bytes) {
+                return Err(VerifyError::ContentMismatch(format));
+            }
+            true
+        }
+        Format::Pdf => false,
+    };
+    Ok(Verified {
+        format,
+        sha256: signed.integrity.sha256.clone(),
+        key_id: signed.integrity.key_id.clone(),
+        report: Box::new(signed.report),
+        content_checked,
+    })
+}
+
+fn html_envelope(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let start = text.find(crate::html::SCRIPT_OPEN)? + crate::html::SCRIPT_OPEN.len();
+    let len = text[start..].find("</script>")?;
+    Some(text.as_bytes()[start..start + len].to_vec())
+}

@@ -1,0 +1,84 @@
+//! `yunwei-server report verify`: accepts untouched reports in every format signed with the
+//! data directory's key, and rejects a changed figure or a report signed by another key.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use yunwei_reports::{Lang, fixture, html, integrity, json, xlsx};
+use yunwei_server::report_keys;
+
+fn verify(file: &Path, data_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_yunwei-server"))
+        .args(["report", "verify"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn verify_accepts_untouched_files_and_rejects_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = report_keys::load_or_create(&data).unwrap();
+    let signed = integrity::sign(fixture::scenario(Lang::ZhCn), &key);
+
+    let html_file = dir.path().join("r.html");
+    let json_file = dir.path().join("r.json");
+    let xlsx_file = dir.path().join("r.xlsx");
+    std::fs::write(&html_file, html::render_string(&signed)).unwrap();
+    std::fs::write(&json_file, json::render(&signed)).unwrap();
+    std::fs::write(&xlsx_file, xlsx::render(&signed).unwrap()).unwrap();
+    let mut files = vec![html_file.clone(), json_file, xlsx_file];
+    let font = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+    if let Ok(bytes) = std::fs::read(font) {
+        let font = yunwei_reports::pdf::PdfFont::new(
+            std::sync::Arc::new(bytes),
+            yunwei_reports::pdf::PdfFont::NOTO_CJK_SC_INDEX,
+        )
+        .unwrap();
+        let pdf_file = dir.path().join("r.pdf");
+        std::fs::write(
+            &pdf_file,
+            yunwei_reports::pdf::render(&signed, &font).unwrap(),
+        )
+        .unwrap();
+        files.push(pdf_file);
+    } else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "font {font} missing with CI=true");
+        eprintln!("SKIP: PDF part, font {font} missing");
+    }
+    for f in &files {
+        let out = verify(f, &data);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout} {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("OK")
+                && stdout.contains("ZWY-2026-017")
+                && stdout.contains(&signed.integrity.sha256)
+        );
+    }
+
+    // A changed figure in the HTML.
+    let text = std::fs::read_to_string(&html_file).unwrap();
+    let forged = text.replace(">99.731%<", ">99.951%<");
+    assert_ne!(forged, text);
+    std::fs::write(&html_file, forged).unwrap();
+    let out = verify(&html_file, &data);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT VERIFIED"));
+
+    // Another server's key.
+    let other = dir.path().join("other");
+    report_keys::load_or_create(&other).unwrap();
+    let out = verify(&files[1], &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signed by key"));
+}
