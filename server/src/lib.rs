@@ -7,6 +7,7 @@ pub mod config;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod quickstart;
 pub mod rules;
 pub mod selector;
