@@ -67,12 +67,18 @@ pub struct AppState {
     pub inflight: Mutex<HashMap<Arc<str>, usize>>,
     /// Loaded alert and recording rules with their state.
     pub rules: RwLock<rules::RuleSet>,
+    /// Hands alerts and acknowledgements to the notification dispatcher.
+    pub notify: notify::dispatch::Handle,
 }
 
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    notify: Option<(
+        notify::engine::Engine,
+        mpsc::UnboundedReceiver<notify::dispatch::Msg>,
+    )>,
 }
 
 impl Server {
@@ -120,6 +126,15 @@ impl Server {
             .context("loading saved rule state")?;
         let rule_set = rules::RuleSet::new(config.rules.files.clone(), groups, saved);
         let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
+        let fresh: [u8; 32] = rand::random();
+        let secret = store
+            .notify_secret("ack_link", &hex::encode(fresh), now_ms())
+            .await
+            .context("loading the notification secret")?;
+        let (notify_handle, notify_rx) = notify::dispatch::Handle::new(secret.into_bytes());
+        let engine = notify::dispatch::load_engine(&store)
+            .await
+            .context("loading alert groups")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -133,12 +148,17 @@ impl Server {
             window: RwLock::new(window),
             inflight: Mutex::new(HashMap::new()),
             rules: RwLock::new(rule_set),
+            notify: notify_handle,
         });
         let writer = ingest::Writer::load(state.clone())
             .await
             .context("loading writer caches")?;
         tokio::spawn(writer.run(rx));
-        Ok(Server { listener, state })
+        Ok(Server {
+            listener,
+            state,
+            notify: Some((engine, notify_rx)),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -154,13 +174,21 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests (every accepted
     /// batch is committed and acknowledged) and closes the store.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance_loop(state.clone()));
         let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
         let hangup = tokio::spawn(reload_on_sighup(state.clone()));
+        let dispatcher = self.notify.take().map(|(engine, rx)| {
+            tokio::spawn(notify::dispatch::run(
+                state.clone(),
+                engine,
+                rx,
+                state.notify.sender(),
+            ))
+        });
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(self.listener, api::router(state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -169,6 +197,9 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
+        if let Some(d) = dispatcher {
+            d.abort();
+        }
         state.store.close().await;
         Ok(())
     }

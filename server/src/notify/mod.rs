@@ -4,6 +4,13 @@
 
 pub mod calendar;
 pub mod config;
+pub mod deliver;
+pub mod dispatch;
 pub mod engine;
 pub mod matcher;
+pub mod message;
 pub mod timeinterval;
+pub mod token;
+
+pub use engine::fingerprint;
+pub mod api;

@@ -6,6 +6,7 @@
 //! hourly rollups, status intervals and agent events.
 
 pub mod blob;
+pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -30,6 +31,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
+    (3, include_str!("../../migrations/sqlite/0003_notify.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -37,6 +39,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
     ),
+    (3, include_str!("../../migrations/postgres/0003_notify.sql")),
 ];
 
 /// Milliseconds in an hour; rollups are per series per UTC hour.
