@@ -165,7 +165,9 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
          retry: {{initial: 500ms, max: 1s}}\n",
         rules = rules.display()
     );
+    let started = Instant::now();
     let mut server = ServerProcess::start(&Db::Sqlite, &notify).await.unwrap();
+    eprintln!("server ready in {:?}", started.elapsed());
     let client = AgentClient::new(&server);
     let healthy = Arc::new(AtomicBool::new(true));
     let url = http_target(healthy.clone());
@@ -182,6 +184,7 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
     );
 
     // Down: the on-call mail.
+    let t0 = Instant::now();
     healthy.store(false, Ordering::SeqCst);
     let first = wait_for(30, "the first mail", || {
         smtp.mails()
@@ -190,6 +193,7 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
     })
     .await;
     let first_at = Instant::now();
+    eprintln!("first mail {:?} after the service went down", t0.elapsed());
     assert!(
         subject(&first).starts_with("[告警 1] PortalDown"),
         "{first}"
@@ -227,6 +231,7 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
     })
     .await;
     let tier2_after = first_at.elapsed();
+    eprintln!("tier-2 mail {tier2_after:?} after the first");
     assert!(
         subject(&tier2).starts_with("[ESCALATED tier 2] [FIRING:1] PortalDown"),
         "{tier2}"
@@ -286,6 +291,10 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
         (failed >= 2).then_some(failed)
     })
     .await;
+    eprintln!(
+        "{failures} failed attempts {:?} after recovery",
+        first_at.elapsed()
+    );
     smtp.spawn();
     let resolved = wait_for(20, "the resolved mail", || {
         smtp.mails()
