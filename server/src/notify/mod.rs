@@ -14,3 +14,4 @@ pub mod token;
 
 pub use engine::fingerprint;
 pub mod api;
+pub mod cli;
