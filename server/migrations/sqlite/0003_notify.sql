@@ -66,3 +66,23 @@ CREATE TABLE notify_secrets (
     value      TEXT NOT NULL,
     created_ms BIGINT NOT NULL
 );
+
+-- Maintenance windows and other exclusions, requested by the operator and approved or rejected
+-- by the office's reviewer. Approved rows mute notifications while active and are the SLA
+-- engine's exclusion evidence. `recurrence` is an optional time interval (JSON) within from..to.
+CREATE TABLE exclusions (
+    id             TEXT PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    matchers       TEXT NOT NULL,
+    from_ms        BIGINT NOT NULL,
+    to_ms          BIGINT NOT NULL,
+    recurrence     TEXT,
+    reason         TEXT NOT NULL,
+    requested_by   TEXT NOT NULL,
+    requested_ms   BIGINT NOT NULL,
+    status         TEXT NOT NULL,
+    reviewed_by    TEXT,
+    reviewed_ms    BIGINT,
+    review_comment TEXT
+);
+CREATE INDEX exclusions_time ON exclusions (status, from_ms, to_ms);

@@ -17,7 +17,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{matcher::Matcher, message::html_escape, token};
-use crate::{AppState, api::ApiError, now_ms, store::notify::SilenceRow};
+use crate::{
+    AppState,
+    api::ApiError,
+    now_ms,
+    store::notify::{ExclusionRow, SilenceRow},
+};
 
 /// The routes, merged into the API router.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -30,6 +35,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/notify/queue", get(queue))
         .route("/api/v1/silences", get(silences).post(create_silence))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
+        .route(
+            "/api/v1/exclusions",
+            get(exclusions).post(request_exclusion),
+        )
+        .route("/api/v1/exclusions/{id}/{decision}", post(review_exclusion))
 }
 
 fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
@@ -267,5 +277,139 @@ async fn expire_silence(
             .map_err(ApiError::internal)?;
         state.notify.reload();
     }
+    Ok(Json(json!({ "status": "success" })))
+}
+
+async fn exclusions(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store.exclusions().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExclusionBody {
+    kind: String,
+    matchers: Vec<String>,
+    from_ms: i64,
+    to_ms: i64,
+    /// A recurring window inside from..to, in Alertmanager's time-interval fields plus
+    /// `calendar`, e.g. `{"weekdays": ["saturday"], "times": [{"start_time": "02:00",
+    /// "end_time": "04:00"}]}`.
+    recurrence: Option<Value>,
+    reason: String,
+    by: String,
+}
+
+async fn request_exclusion(
+    AxState(state): AxState<Arc<AppState>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let e: ExclusionBody = body(&b)?;
+    if !matches!(
+        e.kind.as_str(),
+        "maintenance" | "force_majeure" | "buyer_caused"
+    ) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "must be maintenance, force_majeure or buyer_caused",
+        )
+        .field("kind"));
+    }
+    for (i, m) in e.matchers.iter().enumerate() {
+        Matcher::parse(m).map_err(|err| {
+            ApiError::bad_request("invalid_value", err).field(format!("matchers[{i}]"))
+        })?;
+    }
+    if e.to_ms <= e.from_ms {
+        return Err(ApiError::bad_request("invalid_value", "must be after from_ms").field("to_ms"));
+    }
+    for (name, v) in [("reason", &e.reason), ("by", &e.by)] {
+        if v.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_value", "must not be empty").field(name));
+        }
+    }
+    let recurrence = match e.recurrence {
+        None => None,
+        Some(v) => {
+            serde_json::from_value::<super::timeinterval::TimeInterval>(v.clone()).map_err(
+                |err| ApiError::bad_request("invalid_value", err.to_string()).field("recurrence"),
+            )?;
+            Some(v.to_string())
+        }
+    };
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    state
+        .store
+        .insert_exclusion(&ExclusionRow {
+            id: id.clone(),
+            kind: e.kind,
+            matchers: e.matchers,
+            from_ms: e.from_ms,
+            to_ms: e.to_ms,
+            recurrence,
+            reason: e.reason,
+            requested_by: e.by.trim().into(),
+            requested_ms: now_ms(),
+            status: "pending".into(),
+            reviewed_by: None,
+            reviewed_ms: None,
+            review_comment: None,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    by: String,
+    comment: Option<String>,
+}
+
+async fn review_exclusion(
+    AxState(state): AxState<Arc<AppState>>,
+    Path((id, decision)): Path<(String, String)>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let status = match decision.as_str() {
+        "approve" => "approved",
+        "reject" => "rejected",
+        _ => return Err(ApiError::not_found("decision")),
+    };
+    let r: ReviewBody = body(&b)?;
+    let existing = state
+        .store
+        .exclusions()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| ApiError::not_found("exclusion").field("id"))?;
+    if r.by.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+    }
+    if r.by.trim() == existing.requested_by {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the requester cannot review their own request",
+        )
+        .field("by"));
+    }
+    let done = state
+        .store
+        .review_exclusion(&id, status, r.by.trim(), r.comment.as_deref(), now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    if !done {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("already {}", existing.status),
+        )
+        .field("id"));
+    }
+    state.notify.reload();
     Ok(Json(json!({ "status": "success" })))
 }

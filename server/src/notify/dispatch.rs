@@ -41,7 +41,7 @@ pub enum Msg {
         via: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// Silences changed in the store.
+    /// Silences or exclusions changed in the store.
     Reload,
     /// A delivery finished.
     Delivered,
@@ -239,9 +239,51 @@ fn mutes_from(rows: &[crate::store::notify::SilenceRow]) -> Vec<Mute> {
                 matchers,
                 starts_ms: s.starts_ms,
                 ends_ms: s.ends_ms,
+                during: None,
             })
         })
         .collect()
+}
+
+/// Approved exclusions (maintenance windows) as mutes.
+fn mutes_from_exclusions(rows: &[crate::store::notify::ExclusionRow]) -> Vec<Mute> {
+    rows.iter()
+        .filter(|e| e.status == "approved")
+        .filter_map(|e| {
+            let matchers: Vec<Matcher> = e
+                .matchers
+                .iter()
+                .map(|m| Matcher::parse(m))
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let during = match &e.recurrence {
+                Some(r) => Some(serde_json::from_str(r).ok()?),
+                None => None,
+            };
+            Some(Mute {
+                matchers,
+                starts_ms: e.from_ms,
+                ends_ms: e.to_ms,
+                during,
+            })
+        })
+        .collect()
+}
+
+/// Silences and approved exclusions from the store.
+async fn load_mutes(store: &Store) -> Vec<Mute> {
+    let mut m = match store.silences().await {
+        Ok(rows) => mutes_from(&rows),
+        Err(e) => {
+            tracing::error!(error = %e, "loading silences failed");
+            Vec::new()
+        }
+    };
+    match store.exclusions().await {
+        Ok(rows) => m.extend(mutes_from_exclusions(&rows)),
+        Err(e) => tracing::error!(error = %e, "loading exclusions failed"),
+    }
+    m
 }
 
 impl Dispatcher {
@@ -296,10 +338,7 @@ impl Dispatcher {
                 let r = self.ack(&group_id, &action, &actor, &via, now).await;
                 let _ = reply.send(r);
             }
-            Msg::Reload => match self.state.store.silences().await {
-                Ok(rows) => self.mutes = mutes_from(&rows),
-                Err(e) => tracing::error!(error = %e, "loading silences failed"),
-            },
+            Msg::Reload => self.mutes = load_mutes(&self.state.store).await,
             Msg::Delivered => {}
             Msg::Groups(tx) => {
                 let _ = tx.send(self.engine.groups.values().cloned().collect());
@@ -556,13 +595,7 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
-    let mutes = match state.store.silences().await {
-        Ok(rows) => mutes_from(&rows),
-        Err(e) => {
-            tracing::error!(error = %e, "loading silences failed");
-            Vec::new()
-        }
-    };
+    let mutes = load_mutes(&state.store).await;
     let mut d = Dispatcher {
         state,
         engine,

@@ -97,11 +97,16 @@ pub struct Mute {
     pub matchers: Vec<Matcher>,
     pub starts_ms: i64,
     pub ends_ms: i64,
+    /// For recurring maintenance windows: only while this interval contains the instant.
+    pub during: Option<super::timeinterval::TimeInterval>,
 }
 
 impl Mute {
-    pub fn mutes(&self, l: &LabelSet, now: i64) -> bool {
-        self.starts_ms <= now && now < self.ends_ms && all_match(&self.matchers, l)
+    pub fn mutes(&self, l: &LabelSet, now: i64, cal: &super::calendar::Calendar) -> bool {
+        self.starts_ms <= now
+            && now < self.ends_ms
+            && self.during.as_ref().is_none_or(|d| d.contains(now, cal))
+            && all_match(&self.matchers, l)
     }
 }
 
@@ -205,8 +210,9 @@ impl Engine {
             .collect();
         let mut out = Vec::new();
         for key in &due {
-            let muted_alert =
-                |l: &LabelSet| mutes.iter().any(|m| m.mutes(l, now)) || self.inhibited(cfg, l, now);
+            let muted_alert = |l: &LabelSet| {
+                mutes.iter().any(|m| m.mutes(l, now, &cfg.calendar)) || self.inhibited(cfg, l, now)
+            };
             let g = &self.groups[key];
             let route = root.find(&g.route_id);
             let (interval, muted_route) = match route {
@@ -489,6 +495,7 @@ inhibit_rules:
             matchers: vec![Matcher::parse("instance=\"a\"").unwrap()],
             starts_ms: 0,
             ends_ms: 10 * M,
+            during: None,
         };
         assert!(
             e.flush_due(&c, std::slice::from_ref(&mute), 30 * S)

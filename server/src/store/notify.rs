@@ -404,3 +404,98 @@ impl Store {
             .try_get(0)
     }
 }
+
+/// A maintenance window or other exclusion and its review.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExclusionRow {
+    pub id: String,
+    /// `maintenance`, `force_majeure` or `buyer_caused`.
+    pub kind: String,
+    /// Matchers in text form (the scope).
+    pub matchers: Vec<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// A time interval (JSON, Alertmanager's fields) for recurring windows.
+    pub recurrence: Option<String>,
+    pub reason: String,
+    pub requested_by: String,
+    pub requested_ms: i64,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub reviewed_by: Option<String>,
+    pub reviewed_ms: Option<i64>,
+    pub review_comment: Option<String>,
+}
+
+impl Store {
+    pub async fn insert_exclusion(&self, e: &ExclusionRow) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO exclusions (id, kind, matchers, from_ms, to_ms, recurrence, reason, \
+             requested_by, requested_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&e.id)
+        .bind(&e.kind)
+        .bind(serde_json::to_string(&e.matchers).expect("strings serialize"))
+        .bind(e.from_ms)
+        .bind(e.to_ms)
+        .bind(&e.recurrence)
+        .bind(&e.reason)
+        .bind(&e.requested_by)
+        .bind(e.requested_ms)
+        .bind(&e.status)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Approves or rejects a pending exclusion; false when it is not pending.
+    pub async fn review_exclusion(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        comment: Option<&str>,
+        now_ms: i64,
+    ) -> sqlx::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE exclusions SET status = $1, reviewed_by = $2, reviewed_ms = $3, \
+             review_comment = $4 WHERE id = $5 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(by)
+        .bind(now_ms)
+        .bind(comment)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// All exclusions, newest request first.
+    pub async fn exclusions(&self) -> sqlx::Result<Vec<ExclusionRow>> {
+        Ok(sqlx::query(
+            "SELECT id, kind, matchers, from_ms, to_ms, recurrence, reason, requested_by, \
+             requested_ms, status, reviewed_by, reviewed_ms, review_comment FROM exclusions \
+             ORDER BY requested_ms DESC, id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| ExclusionRow {
+            id: r.get(0),
+            kind: r.get(1),
+            matchers: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
+            from_ms: r.get(3),
+            to_ms: r.get(4),
+            recurrence: r.get(5),
+            reason: r.get(6),
+            requested_by: r.get(7),
+            requested_ms: r.get(8),
+            status: r.get(9),
+            reviewed_by: r.get(10),
+            reviewed_ms: r.get(11),
+            review_comment: r.get(12),
+        })
+        .collect())
+    }
+}
