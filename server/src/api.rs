@@ -146,6 +146,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        // Notifications, acknowledgements and silences.
+        .merge(crate::notify::api::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

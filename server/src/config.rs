@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub limits: yunwei_proto::Limits,
     pub rules: RulesConfig,
     pub contracts: ContractsConfig,
+    /// Notifications (`notify:`); empty when not configured.
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 /// O&M contracts the server assesses.
@@ -138,6 +140,8 @@ struct RawConfig {
     rules: RawRules,
     #[serde(default)]
     contracts: RawContracts,
+    #[serde(default)]
+    notify: crate::notify::config::RawNotify,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -205,7 +209,7 @@ pub struct ConfigError(pub Vec<String>);
 impl ServerConfig {
     /// The configuration with no file: defaults plus overrides.
     pub fn from_overrides(o: &Overrides) -> Result<ServerConfig, ConfigError> {
-        validate(RawConfig::default(), "<defaults>", Path::new("."), o)
+        validate(RawConfig::default(), "", "<defaults>", Path::new("."), o)
     }
 
     /// Parses and validates `text`, read from `origin` (used in messages).
@@ -222,7 +226,7 @@ impl ServerConfig {
                 ConfigError(vec![format!("{at}: {}", strip_location(&e.to_string()))])
             })?
         };
-        validate(raw, origin, base, o)
+        validate(raw, text, origin, base, o)
     }
 
     pub fn load(path: &Path, o: &Overrides) -> Result<ServerConfig, ConfigError> {
@@ -246,12 +250,19 @@ fn strip_location(msg: &str) -> String {
 }
 
 fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
+    text: &str,
     origin: &str,
     base: &Path,
     o: &Overrides,
 ) -> Result<ServerConfig, ConfigError> {
     let mut errs = Vec::new();
+    let notify = std::mem::take(&mut raw.notify)
+        .check(text, origin, base)
+        .unwrap_or_else(|e| {
+            errs.extend(e);
+            Default::default()
+        });
     let mut err = |field: &str, msg: String| errs.push(format!("{origin}: {field}: {msg}"));
 
     let listen = match (&o.listen, &raw.listen) {
@@ -433,6 +444,7 @@ fn validate(
             limits,
             rules,
             contracts,
+            notify,
         })
     } else {
         Err(ConfigError(errs))
@@ -457,6 +469,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.retention.raw_hours, 48);
+    }
+
+    #[test]
+    fn example_notify_section_parses_when_uncommented() {
+        let text = include_str!("../server.example.yaml");
+        let start = text.find("# notify:").unwrap();
+        let section: String = text[start..]
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let c = ServerConfig::parse(
+            &section,
+            "server.example.yaml", // tests run in server/, where calendars/ is
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.notify.receivers.len(), 2);
+        assert_eq!(c.notify.route.unwrap().routes[0].receiver, "office");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod quickstart;
 pub mod report_keys;
 pub mod rules;
@@ -70,12 +71,18 @@ pub struct AppState {
     pub rules: RwLock<rules::RuleSet>,
     /// Validated O&M contracts.
     pub contracts: RwLock<Vec<Arc<contracts::LoadedContract>>>,
+    /// Hands alerts and acknowledgements to the notification dispatcher.
+    pub notify: notify::dispatch::Handle,
 }
 
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    notify: Option<(
+        notify::engine::Engine,
+        mpsc::UnboundedReceiver<notify::dispatch::Msg>,
+    )>,
 }
 
 impl Server {
@@ -125,6 +132,15 @@ impl Server {
         let loaded_contracts = contracts::load(&config.contracts.files)
             .map_err(|e| anyhow::anyhow!("invalid contract files:\n{e}"))?;
         let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
+        let fresh: [u8; 32] = rand::random();
+        let secret = store
+            .notify_secret("ack_link", &hex::encode(fresh), now_ms())
+            .await
+            .context("loading the notification secret")?;
+        let (notify_handle, notify_rx) = notify::dispatch::Handle::new(secret.into_bytes());
+        let engine = notify::dispatch::load_engine(&store)
+            .await
+            .context("loading alert groups")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -139,12 +155,17 @@ impl Server {
             inflight: Mutex::new(HashMap::new()),
             rules: RwLock::new(rule_set),
             contracts: RwLock::new(loaded_contracts),
+            notify: notify_handle,
         });
         let writer = ingest::Writer::load(state.clone())
             .await
             .context("loading writer caches")?;
         tokio::spawn(writer.run(rx));
-        Ok(Server { listener, state })
+        Ok(Server {
+            listener,
+            state,
+            notify: Some((engine, notify_rx)),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -160,7 +181,7 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests (every accepted
     /// batch is committed and acknowledged) and closes the store.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
@@ -172,6 +193,14 @@ impl Server {
             .contracts
             .run_inspections
             .then(|| tokio::spawn(contracts::inspection_loop(state.clone())));
+        let dispatcher = self.notify.take().map(|(engine, rx)| {
+            tokio::spawn(notify::dispatch::run(
+                state.clone(),
+                engine,
+                rx,
+                state.notify.sender(),
+            ))
+        });
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(self.listener, api::router(state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -182,6 +211,9 @@ impl Server {
         hangup.abort();
         if let Some(i) = inspections {
             i.abort();
+        }
+        if let Some(d) = dispatcher {
+            d.abort();
         }
         state.store.close().await;
         Ok(())

@@ -53,6 +53,20 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Alert groups: list, ack, unack, resolve, log (through a running server's API).
+    Alerts {
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        server: String,
+        #[command(subcommand)]
+        command: yunwei_server::notify::cli::AlertsCommand,
+    },
+    /// Silences: list, add, expire (through a running server's API).
+    Silences {
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        server: String,
+        #[command(subcommand)]
+        command: yunwei_server::notify::cli::SilencesCommand,
+    },
     /// Validate a configuration file (and the rule files it names) without starting anything.
     Check {
         #[arg(long)]
@@ -144,6 +158,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Alerts { server, command } => {
+            rt.block_on(yunwei_server::notify::cli::alerts(&server, command))?;
+        }
+        Command::Silences { server, command } => {
+            rt.block_on(yunwei_server::notify::cli::silences(&server, command))?;
+        }
         Command::Serve { config, overrides } => {
             let overrides = overrides.into();
             let config = match config {

@@ -3,8 +3,8 @@
 //! host identity for the fleet gauges.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -23,6 +23,8 @@ pub struct Metrics {
     pub host_last_batch_age: GaugeVec,
     pub hosts: IntGaugeVec,
     pub build_info: Gauge,
+    pub notify_attempts: IntCounterVec,
+    pub notify_latency: HistogramVec,
 }
 
 /// Every rejection kind, so each counter series exists from the start (at zero).
@@ -130,6 +132,21 @@ impl Metrics {
                 Opts::new("yunwei_build_info", "Build information; always 1.")
                     .const_label("version", env!("CARGO_PKG_VERSION")),
             )?,
+            notify_attempts: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_notify_attempts_total",
+                    "Notification delivery attempts, by channel and result (ok or error).",
+                ),
+                &["channel", "result"],
+            )?,
+            notify_latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "yunwei_notify_delivery_latency_seconds",
+                    "From a notification's creation (group flush) to its accepted delivery.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0]),
+                &["channel"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -147,6 +164,8 @@ impl Metrics {
         r.register(Box::new(m.host_last_batch_age.clone()))?;
         r.register(Box::new(m.hosts.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
+        r.register(Box::new(m.notify_attempts.clone()))?;
+        r.register(Box::new(m.notify_latency.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

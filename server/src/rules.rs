@@ -204,8 +204,15 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             tracing::warn!(group = %group.name, rule = %e.rule_name, error = %e.message, "rule evaluation failed");
         }
         for a in &result.to_notify {
-            tracing::info!(alert = %a.labels, state = a.state.as_str(), "alert to notify");
+            tracing::debug!(alert = %a.labels, state = a.state.as_str(), "alert to notify");
         }
+        state.notify.alerts(
+            result
+                .to_notify
+                .iter()
+                .map(crate::notify::dispatch::from_rule_alert)
+                .collect(),
+        );
         let interval = group.interval_or(opts.default_interval_ms);
         let json = serde_json::to_string(&gstate).unwrap_or_default();
         {

@@ -6,6 +6,7 @@
 //! hourly rollups, status intervals and agent events.
 
 pub mod blob;
+pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -34,6 +35,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
+    (3, include_str!("../../migrations/sqlite/0003_notify.sql")),
     (
         5,
         include_str!("../../migrations/sqlite/0005_inspections.sql"),
@@ -45,6 +47,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
     ),
+    (3, include_str!("../../migrations/postgres/0003_notify.sql")),
     (
         5,
         include_str!("../../migrations/postgres/0005_inspections.sql"),

@@ -1,0 +1,415 @@
+//! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}`, a small
+//! bilingual page), alert groups with acknowledge / unacknowledge / resolve, the notification
+//! log and queue, and silences. Until the server has logins, the acting user is the `by` field
+//! of a request body.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, State as AxState},
+    http::StatusCode,
+    response::{Html, IntoResponse, Json, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{matcher::Matcher, message::html_escape, token};
+use crate::{
+    AppState,
+    api::ApiError,
+    now_ms,
+    store::notify::{ExclusionRow, SilenceRow},
+};
+
+/// The routes, merged into the API router.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/ack/{token}", get(ack_link))
+        .route("/api/v1/notify/groups", get(groups))
+        .route("/api/v1/notify/groups/{id}/{action}", post(group_action))
+        .route("/api/v1/notify/groups/{id}/acks", get(group_acks))
+        .route("/api/v1/notify/log", get(log))
+        .route("/api/v1/notify/queue", get(queue))
+        .route("/api/v1/silences", get(silences).post(create_silence))
+        .route("/api/v1/silences/{id}/expire", post(expire_silence))
+        .route(
+            "/api/v1/exclusions",
+            get(exclusions).post(request_exclusion),
+        )
+        .route("/api/v1/exclusions/{id}/{decision}", post(review_exclusion))
+}
+
+fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| "body".into());
+        ApiError::bad_request("invalid_body", msg).field(field)
+    })
+}
+
+fn page(status: StatusCode, zh: &str, en: &str) -> Response {
+    (
+        status,
+        Html(format!(
+            "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>yunwei</title></head>\
+             <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">\
+             <p>{}</p><p lang=\"en\">{}</p></body></html>",
+            html_escape(zh),
+            html_escape(en)
+        )),
+    )
+        .into_response()
+}
+
+async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+    let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
+        Ok(c) => c,
+        Err(why) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "确认链接无效或已过期。",
+                &format!("This acknowledge link is not valid ({why})."),
+            );
+        }
+    };
+    match state
+        .notify
+        .ack(&claim.group_id, "ack", &claim.recipient, "link")
+        .await
+    {
+        Ok(()) => page(
+            StatusCode::OK,
+            &format!("已确认告警，确认人：{}。", claim.recipient),
+            &format!("Alert acknowledged by {}.", claim.recipient),
+        ),
+        Err(e) => page(
+            StatusCode::NOT_FOUND,
+            "该告警已恢复或不存在。",
+            &format!("Nothing to acknowledge: {e}."),
+        ),
+    }
+}
+
+async fn groups(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
+    let groups = state.notify.groups().await;
+    Json(
+        json!({ "status": "success", "data": groups.iter().map(|g| json!({
+        "id": g.id,
+        "receiver": g.receiver,
+        "groupLabels": g.group_labels,
+        "alerts": g.alerts.values().collect::<Vec<_>>(),
+        "firstNotifiedMs": g.first_notified_ms,
+        "lastNotifiedMs": g.last_notified_ms,
+        "ackedBy": g.acked_by,
+        "ackedMs": g.acked_ms,
+        "nextTier": g.next_tier,
+    })).collect::<Vec<_>>() }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    /// Who acts (until the API has logins).
+    by: String,
+}
+
+async fn group_action(
+    AxState(state): AxState<Arc<AppState>>,
+    Path((id, action)): Path<(String, String)>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(action.as_str(), "ack" | "unack" | "resolve") {
+        return Err(ApiError::not_found("action"));
+    }
+    let a: ActionBody = body(&b)?;
+    if a.by.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+    }
+    state
+        .notify
+        .ack(&id, &action, a.by.trim(), "api")
+        .await
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e).field("id"))?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+async fn group_acks(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = state
+        .store
+        .notify_acks(&id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    group: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn log(
+    AxState(state): AxState<Arc<AppState>>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_value", "must be 1..10000").field("limit"));
+    }
+    let rows = state
+        .store
+        .notify_log(q.group.as_deref(), limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let rows = state
+        .store
+        .notify_queue()
+        .await
+        .map_err(ApiError::internal)?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "groupId": r.group_id, "receiver": r.receiver, "channel": r.channel,
+                   "dueMs": r.due_ms, "attempts": r.attempts, "createdMs": r.created_ms})
+        })
+        .collect();
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+async fn silences(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store.silences().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    matchers: Vec<String>,
+    starts_ms: Option<i64>,
+    ends_ms: i64,
+    by: String,
+    comment: String,
+}
+
+async fn create_silence(
+    AxState(state): AxState<Arc<AppState>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let s: SilenceBody = body(&b)?;
+    if s.matchers.is_empty() {
+        return Err(
+            ApiError::bad_request("invalid_value", "at least one matcher").field("matchers"),
+        );
+    }
+    for (i, m) in s.matchers.iter().enumerate() {
+        Matcher::parse(m).map_err(|e| {
+            ApiError::bad_request("invalid_value", e).field(format!("matchers[{i}]"))
+        })?;
+    }
+    let now = now_ms();
+    let starts = s.starts_ms.unwrap_or(now);
+    if s.ends_ms <= starts {
+        return Err(
+            ApiError::bad_request("invalid_value", "must be after starts_ms").field("ends_ms"),
+        );
+    }
+    if s.by.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+    }
+    if s.comment.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("comment"));
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let row = SilenceRow {
+        id: id.clone(),
+        matchers: s.matchers,
+        starts_ms: starts,
+        ends_ms: s.ends_ms,
+        created_by: s.by.trim().into(),
+        comment: s.comment,
+        created_ms: now,
+        updated_ms: now,
+    };
+    state
+        .store
+        .put_silence(&row)
+        .await
+        .map_err(ApiError::internal)?;
+    state.notify.reload();
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+async fn expire_silence(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let mut row = state
+        .store
+        .silences()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| ApiError::not_found("silence").field("id"))?;
+    if row.ends_ms > now {
+        row.ends_ms = now.max(row.starts_ms);
+        row.updated_ms = now;
+        state
+            .store
+            .put_silence(&row)
+            .await
+            .map_err(ApiError::internal)?;
+        state.notify.reload();
+    }
+    Ok(Json(json!({ "status": "success" })))
+}
+
+async fn exclusions(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store.exclusions().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExclusionBody {
+    kind: String,
+    matchers: Vec<String>,
+    from_ms: i64,
+    to_ms: i64,
+    /// A recurring window inside from..to, in Alertmanager's time-interval fields plus
+    /// `calendar`, e.g. `{"weekdays": ["saturday"], "times": [{"start_time": "02:00",
+    /// "end_time": "04:00"}]}`.
+    recurrence: Option<Value>,
+    reason: String,
+    by: String,
+}
+
+async fn request_exclusion(
+    AxState(state): AxState<Arc<AppState>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let e: ExclusionBody = body(&b)?;
+    if !matches!(
+        e.kind.as_str(),
+        "maintenance" | "force_majeure" | "buyer_caused"
+    ) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "must be maintenance, force_majeure or buyer_caused",
+        )
+        .field("kind"));
+    }
+    for (i, m) in e.matchers.iter().enumerate() {
+        Matcher::parse(m).map_err(|err| {
+            ApiError::bad_request("invalid_value", err).field(format!("matchers[{i}]"))
+        })?;
+    }
+    if e.to_ms <= e.from_ms {
+        return Err(ApiError::bad_request("invalid_value", "must be after from_ms").field("to_ms"));
+    }
+    for (name, v) in [("reason", &e.reason), ("by", &e.by)] {
+        if v.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_value", "must not be empty").field(name));
+        }
+    }
+    let recurrence = match e.recurrence {
+        None => None,
+        Some(v) => {
+            serde_json::from_value::<super::timeinterval::TimeInterval>(v.clone()).map_err(
+                |err| ApiError::bad_request("invalid_value", err.to_string()).field("recurrence"),
+            )?;
+            Some(v.to_string())
+        }
+    };
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    state
+        .store
+        .insert_exclusion(&ExclusionRow {
+            id: id.clone(),
+            kind: e.kind,
+            matchers: e.matchers,
+            from_ms: e.from_ms,
+            to_ms: e.to_ms,
+            recurrence,
+            reason: e.reason,
+            requested_by: e.by.trim().into(),
+            requested_ms: now_ms(),
+            status: "pending".into(),
+            reviewed_by: None,
+            reviewed_ms: None,
+            review_comment: None,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    by: String,
+    comment: Option<String>,
+}
+
+async fn review_exclusion(
+    AxState(state): AxState<Arc<AppState>>,
+    Path((id, decision)): Path<(String, String)>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let status = match decision.as_str() {
+        "approve" => "approved",
+        "reject" => "rejected",
+        _ => return Err(ApiError::not_found("decision")),
+    };
+    let r: ReviewBody = body(&b)?;
+    let existing = state
+        .store
+        .exclusions()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| ApiError::not_found("exclusion").field("id"))?;
+    if r.by.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+    }
+    if r.by.trim() == existing.requested_by {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the requester cannot review their own request",
+        )
+        .field("by"));
+    }
+    let done = state
+        .store
+        .review_exclusion(&id, status, r.by.trim(), r.comment.as_deref(), now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    if !done {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("already {}", existing.status),
+        )
+        .field("id"));
+    }
+    state.notify.reload();
+    Ok(Json(json!({ "status": "success" })))
+}

@@ -1,0 +1,954 @@
+//! The `notify:` section of the server config: SMTP, the route tree, receivers, inhibit rules,
+//! time intervals, escalation policies and retry settings. Parsed strictly by serde (unknown keys
+//! and bad values fail with `file:line:col`), then [`RawNotify::check`] resolves references
+//! (receivers, time intervals, policies) and reports every dangling one with its position.
+
+use std::{collections::BTreeSet, net::IpAddr, path::Path};
+
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use super::{
+    calendar::Calendar,
+    matcher::{LabelSet, Matcher, all_match},
+    timeinterval::NamedIntervals,
+};
+
+/// A duration in milliseconds, written like Prometheus (`30s`, `5m`, `4h`, `1d`, `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Millis(pub i64);
+
+/// Parses a Prometheus-style duration into milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut total: i64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{s:?} is not a duration like 30s, 5m or 4h"));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?} is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return Err(format!("{s:?} is not a duration like 30s, 5m or 4h")),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{s:?} is too large"))?;
+    }
+    Ok(total)
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Millis).map_err(D::Error::custom)
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text; only sensible to a relay on loopback.
+    None,
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// Implicit TLS (SMTPS, usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `From:` address, e.g. `yunwei <alerts@example.gov.cn>`.
+    pub from: String,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    10
+}
+
+impl Smtp {
+    /// The configured port, or the usual one for the TLS mode.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        })
+    }
+}
+
+/// Language of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+pub enum Lang {
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTarget {
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub language: Lang,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub url: String,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RobotTarget {
+    /// The robot's webhook URL (for WeCom it carries the key).
+    pub url: String,
+    /// Signing secret (DingTalk `SEC...`, Feishu); WeCom has none.
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub language: Lang,
+    #[serde(default)]
+    pub at_mobiles: Vec<String>,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+/// A named set of destinations, all notified together.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub name: String,
+    #[serde(default)]
+    pub email: Vec<EmailTarget>,
+    #[serde(default)]
+    pub webhook: Vec<WebhookTarget>,
+    #[serde(default)]
+    pub dingtalk: Vec<RobotTarget>,
+    #[serde(default)]
+    pub wecom: Vec<RobotTarget>,
+    #[serde(default)]
+    pub feishu: Vec<RobotTarget>,
+    /// Receiver to notify instead when delivery to this one keeps failing.
+    pub fallback: Option<String>,
+}
+
+/// Which labels group alerts: a list, or `['...']` for every label (one group per alert).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum GroupBy {
+    #[default]
+    Nothing,
+    Labels(Vec<String>),
+    All,
+}
+
+impl<'de> Deserialize<'de> for GroupBy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        if v.iter().any(|s| s == "...") {
+            if v.len() > 1 {
+                return Err(D::Error::custom("'...' must be the only group_by entry"));
+            }
+            return Ok(GroupBy::All);
+        }
+        Ok(if v.is_empty() {
+            GroupBy::Nothing
+        } else {
+            GroupBy::Labels(v)
+        })
+    }
+}
+
+impl GroupBy {
+    /// The grouping labels of an alert.
+    pub fn labels_of(&self, l: &LabelSet) -> LabelSet {
+        match self {
+            GroupBy::Nothing => LabelSet::new(),
+            GroupBy::All => l.clone(),
+            GroupBy::Labels(names) => names
+                .iter()
+                .filter_map(|n| l.get(n).map(|v| (n.clone(), v.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// A node of the route tree as written; children inherit unset options.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub receiver: Option<String>,
+    pub group_by: Option<GroupBy>,
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    pub group_wait: Option<Millis>,
+    pub group_interval: Option<Millis>,
+    pub repeat_interval: Option<Millis>,
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
+    /// Escalation policy for groups this route forms.
+    pub escalation: Option<String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// A route with every option resolved (inherited from its parents or defaulted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Position in the tree, e.g. `0`, `0.1`, `0.1.0`; part of the group key.
+    pub id: String,
+    pub receiver: String,
+    pub group_by: GroupBy,
+    pub matchers: Vec<Matcher>,
+    pub continue_: bool,
+    pub group_wait_ms: i64,
+    pub group_interval_ms: i64,
+    pub repeat_interval_ms: i64,
+    pub mute_time_intervals: Vec<String>,
+    pub active_time_intervals: Vec<String>,
+    pub escalation: Option<String>,
+    pub routes: Vec<Route>,
+}
+
+impl Route {
+    fn resolve(raw: &RawRoute, parent: Option<&Route>, id: String) -> Route {
+        let d = |v: Option<Millis>, p: Option<i64>, def: i64| v.map_or(p.unwrap_or(def), |m| m.0);
+        let mut r = Route {
+            receiver: raw
+                .receiver
+                .clone()
+                .or_else(|| parent.map(|p| p.receiver.clone()))
+                .unwrap_or_default(),
+            group_by: raw
+                .group_by
+                .clone()
+                .or_else(|| parent.map(|p| p.group_by.clone()))
+                .unwrap_or_default(),
+            matchers: raw.matchers.clone(),
+            continue_: raw.continue_,
+            group_wait_ms: d(raw.group_wait, parent.map(|p| p.group_wait_ms), 30_000),
+            group_interval_ms: d(
+                raw.group_interval,
+                parent.map(|p| p.group_interval_ms),
+                300_000,
+            ),
+            repeat_interval_ms: d(
+                raw.repeat_interval,
+                parent.map(|p| p.repeat_interval_ms),
+                4 * 3_600_000,
+            ),
+            // Alertmanager does not inherit time intervals.
+            mute_time_intervals: raw.mute_time_intervals.clone(),
+            active_time_intervals: raw.active_time_intervals.clone(),
+            escalation: raw
+                .escalation
+                .clone()
+                .or_else(|| parent.and_then(|p| p.escalation.clone())),
+            routes: Vec::new(),
+            id,
+        };
+        r.routes = raw
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Route::resolve(c, Some(&r), format!("{}.{i}", r.id)))
+            .collect();
+        r
+    }
+
+    /// The routes an alert with `labels` goes to, in Alertmanager's way: the deepest matching
+    /// node of each matching branch; a node's later siblings are tried only when the matching
+    /// one has `continue`. Assumes `self` matches (the root always does).
+    pub fn matching<'a>(&'a self, labels: &LabelSet) -> Vec<&'a Route> {
+        let mut out = Vec::new();
+        for c in &self.routes {
+            if !all_match(&c.matchers, labels) {
+                continue;
+            }
+            out.extend(c.matching(labels));
+            if !c.continue_ {
+                break;
+            }
+        }
+        if out.is_empty() {
+            out.push(self);
+        }
+        out
+    }
+
+    /// Every route of the tree, depth first.
+    pub fn walk(&self) -> Vec<&Route> {
+        let mut v = vec![self];
+        for c in &self.routes {
+            v.extend(c.walk());
+        }
+        v
+    }
+
+    /// The route with `id`.
+    pub fn find(&self, id: &str) -> Option<&Route> {
+        self.walk().into_iter().find(|r| r.id == id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    pub source_matchers: Vec<Matcher>,
+    pub target_matchers: Vec<Matcher>,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// One step of an escalation policy: `receiver` is notified once nobody has acknowledged the
+/// group `after` its first notification.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    #[serde(default)]
+    pub after: Millis,
+    pub receiver: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicy {
+    pub name: String,
+    pub tiers: Vec<Tier>,
+}
+
+/// Delivery retries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    #[serde(default = "default_initial")]
+    pub initial: Millis,
+    #[serde(default = "default_max")]
+    pub max: Millis,
+    /// Attempts on one receiver before its fallback is notified (delivery to the receiver
+    /// itself continues with backoff).
+    #[serde(default = "default_attempts")]
+    pub attempts_before_fallback: u32,
+    /// Give up after this long.
+    #[serde(default = "default_give_up")]
+    pub give_up_after: Millis,
+}
+
+fn default_initial() -> Millis {
+    Millis(1_000)
+}
+fn default_max() -> Millis {
+    Millis(300_000)
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_give_up() -> Millis {
+    Millis(86_400_000)
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            initial: default_initial(),
+            max: default_max(),
+            attempts_before_fallback: default_attempts(),
+            give_up_after: default_give_up(),
+        }
+    }
+}
+
+impl Retry {
+    /// Delay before attempt `n + 1` after `n` failed attempts: doubling from `initial`, capped.
+    pub fn backoff_ms(&self, failed: u32) -> i64 {
+        let f = failed.saturating_sub(1).min(30);
+        self.initial.0.saturating_mul(1i64 << f).min(self.max.0)
+    }
+}
+
+/// The `notify:` section as written.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Base URL of the server as recipients reach it, for links in messages.
+    pub external_url: Option<String>,
+    pub smtp: Option<Smtp>,
+    pub route: Option<RawRoute>,
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRule>,
+    #[serde(default)]
+    pub time_intervals: Vec<NamedIntervals>,
+    #[serde(default)]
+    pub escalation_policies: Vec<EscalationPolicy>,
+    /// Calendar file in the format of `server/calendars/cn-2025-2026.yaml`; the shipped one
+    /// when unset.
+    pub calendar_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub retry: Retry,
+    /// Webhook/robot destinations on loopback, link-local or private addresses that are
+    /// allowed anyway (CIDR, e.g. `127.0.0.1/32`).
+    #[serde(default)]
+    pub allow_private_networks: Vec<String>,
+}
+
+/// A CIDR block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not a CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse().map_err(|_| format!("{s:?} is not a CIDR"))?
+        };
+        if prefix > max {
+            return Err(format!("{s:?}: prefix longer than {max}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(a) & m == u32::from(b) & m
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & m == u128::from(b) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The validated `notify:` section.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NotifyConfig {
+    pub external_url: String,
+    pub smtp: Option<Smtp>,
+    /// `None` when notifications are not configured.
+    pub route: Option<Route>,
+    pub receivers: Vec<Receiver>,
+    pub inhibit_rules: Vec<InhibitRule>,
+    pub time_intervals: Vec<NamedIntervals>,
+    pub escalation_policies: Vec<EscalationPolicy>,
+    pub calendar: Calendar,
+    pub retry: Retry,
+    pub allow_private_networks: Vec<Cidr>,
+}
+
+/// `origin:line:col` of the first line (from the `notify:` key on) that holds `key: value`
+/// (or `- value` in a list under `key`), for messages about references.
+fn locate(text: &str, origin: &str, key: &str, value: &str) -> String {
+    let start = text
+        .lines()
+        .position(|l| l.starts_with("notify:"))
+        .unwrap_or(0);
+    let mut in_key = false;
+    for (i, line) in text.lines().enumerate().skip(start) {
+        let t = line.trim_start().trim_start_matches("- ");
+        let unq = |s: &str| s.trim().trim_matches(['"', '\'']).to_string();
+        if let Some(rest) = t.strip_prefix(&format!("{key}:")) {
+            let rest = rest.trim();
+            if unq(rest) == value
+                || rest.starts_with('[')
+                    && rest
+                        .trim_matches(['[', ']'])
+                        .split(',')
+                        .any(|v| unq(v) == value)
+            {
+                let col = line.find(value).unwrap_or(0) + 1;
+                return format!("{origin}:{}:{col}", i + 1);
+            }
+            in_key = rest.is_empty();
+            continue;
+        }
+        if in_key && line.trim_start().starts_with("- ") && unq(t) == value {
+            let col = line.find(value).unwrap_or(0) + 1;
+            return format!("{origin}:{}:{col}", i + 1);
+        }
+        if !line.trim_start().starts_with("- ") && line.contains(':') {
+            in_key = false;
+        }
+    }
+    origin.to_string()
+}
+
+impl RawNotify {
+    /// Resolves and checks references; `text` is the whole config file (for positions) and
+    /// `base` the folder relative paths are resolved against.
+    pub fn check(self, text: &str, origin: &str, base: &Path) -> Result<NotifyConfig, Vec<String>> {
+        let mut errs = Vec::new();
+        let mut names = BTreeSet::new();
+        for r in &self.receivers {
+            if !names.insert(r.name.as_str()) {
+                errs.push(format!(
+                    "{}: notify.receivers: duplicate receiver {:?}",
+                    locate(text, origin, "name", &r.name),
+                    r.name
+                ));
+            }
+            let n = r.email.len() + r.webhook.len() + r.dingtalk.len() + r.wecom.len();
+            if n + r.feishu.len() == 0 {
+                errs.push(format!(
+                    "{}: notify.receivers: receiver {:?} has no destination",
+                    locate(text, origin, "name", &r.name),
+                    r.name
+                ));
+            }
+            if !r.email.is_empty() && self.smtp.is_none() {
+                errs.push(format!(
+                    "{}: notify.receivers: receiver {:?} sends email but notify.smtp is not set",
+                    locate(text, origin, "name", &r.name),
+                    r.name
+                ));
+            }
+            for e in &r.email {
+                for a in e.to.iter().chain(&e.cc) {
+                    if a.parse::<lettre::Address>().is_err() || a.contains(['\r', '\n']) {
+                        errs.push(format!(
+                            "{}: notify.receivers: {a:?} is not an email address",
+                            locate(text, origin, "to", a)
+                        ));
+                    }
+                }
+                if e.to.is_empty() {
+                    errs.push(format!(
+                        "{}: notify.receivers: receiver {:?}: email needs at least one `to`",
+                        locate(text, origin, "name", &r.name),
+                        r.name
+                    ));
+                }
+            }
+            let urls = r.webhook.iter().map(|w| &w.url).chain(
+                r.dingtalk
+                    .iter()
+                    .chain(&r.wecom)
+                    .chain(&r.feishu)
+                    .map(|w| &w.url),
+            );
+            for u in urls {
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    errs.push(format!(
+                        "{}: notify.receivers: {u:?} is not an http(s) URL",
+                        locate(text, origin, "url", u)
+                    ));
+                }
+            }
+            for (kind, list) in [("dingtalk", &r.dingtalk), ("feishu", &r.feishu)] {
+                if list.iter().any(|t| t.secret.is_none()) {
+                    errs.push(format!(
+                        "{}: notify.receivers: receiver {:?}: {kind} needs a signing secret",
+                        locate(text, origin, "name", &r.name),
+                        r.name
+                    ));
+                }
+            }
+        }
+        for r in &self.receivers {
+            if let Some(f) = &r.fallback
+                && !names.contains(f.as_str())
+            {
+                errs.push(format!(
+                    "{}: notify.receivers: fallback {f:?} is not a receiver",
+                    locate(text, origin, "fallback", f)
+                ));
+            }
+        }
+        if let Some(s) = &self.smtp {
+            if s.from.parse::<lettre::message::Mailbox>().is_err() {
+                errs.push(format!(
+                    "{}: notify.smtp.from: {:?} is not a mailbox",
+                    locate(text, origin, "from", &s.from),
+                    s.from
+                ));
+            }
+            if s.username.is_some() != s.password.is_some() {
+                errs.push(format!(
+                    "{origin}: notify.smtp: username and password go together"
+                ));
+            }
+        }
+        let mut intervals = BTreeSet::new();
+        for t in &self.time_intervals {
+            if !intervals.insert(t.name.as_str()) {
+                errs.push(format!(
+                    "{}: notify.time_intervals: duplicate {:?}",
+                    locate(text, origin, "name", &t.name),
+                    t.name
+                ));
+            }
+        }
+        let mut policies = BTreeSet::new();
+        for p in &self.escalation_policies {
+            if !policies.insert(p.name.as_str()) {
+                errs.push(format!(
+                    "{}: notify.escalation_policies: duplicate {:?}",
+                    locate(text, origin, "name", &p.name),
+                    p.name
+                ));
+            }
+            if p.tiers.is_empty() || p.tiers.windows(2).any(|w| w[0].after >= w[1].after) {
+                errs.push(format!(
+                    "{}: notify.escalation_policies: {:?} needs tiers with increasing `after`",
+                    locate(text, origin, "name", &p.name),
+                    p.name
+                ));
+            }
+            for t in &p.tiers {
+                if !names.contains(t.receiver.as_str()) {
+                    errs.push(format!(
+                        "{}: notify.escalation_policies: receiver {:?} is not defined",
+                        locate(text, origin, "receiver", &t.receiver),
+                        t.receiver
+                    ));
+                }
+            }
+        }
+        let route = self
+            .route
+            .as_ref()
+            .map(|r| Route::resolve(r, None, "0".into()));
+        if let Some(root) = &route {
+            if self.route.as_ref().is_some_and(|r| r.receiver.is_none()) {
+                errs.push(format!(
+                    "{origin}: notify.route: the root route needs a receiver"
+                ));
+            }
+            if !root.matchers.is_empty() {
+                errs.push(format!(
+                    "{origin}: notify.route: the root route cannot have matchers"
+                ));
+            }
+            for r in root.walk() {
+                if !r.receiver.is_empty() && !names.contains(r.receiver.as_str()) {
+                    errs.push(format!(
+                        "{}: notify.route: receiver {:?} is not defined",
+                        locate(text, origin, "receiver", &r.receiver),
+                        r.receiver
+                    ));
+                }
+                for i in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
+                    if !intervals.contains(i.as_str()) {
+                        let mut at = locate(text, origin, "mute_time_intervals", i);
+                        if at == origin {
+                            at = locate(text, origin, "active_time_intervals", i);
+                        }
+                        errs.push(format!(
+                            "{at}: notify.route: time interval {i:?} is not defined"
+                        ));
+                    }
+                }
+                if let Some(p) = &r.escalation
+                    && !policies.contains(p.as_str())
+                {
+                    errs.push(format!(
+                        "{}: notify.route: escalation policy {p:?} is not defined",
+                        locate(text, origin, "escalation", p)
+                    ));
+                }
+                if r.group_interval_ms <= 0 || r.repeat_interval_ms <= 0 {
+                    errs.push(format!(
+                        "{origin}: notify.route: group_interval and repeat_interval must be positive"
+                    ));
+                }
+            }
+        } else if !self.receivers.is_empty() {
+            errs.push(format!(
+                "{origin}: notify: receivers are defined but there is no route"
+            ));
+        }
+        let mut allow = Vec::new();
+        for c in &self.allow_private_networks {
+            match Cidr::parse(c) {
+                Ok(c) => allow.push(c),
+                Err(e) => errs.push(format!(
+                    "{}: notify.allow_private_networks: {e}",
+                    locate(text, origin, "allow_private_networks", c)
+                )),
+            }
+        }
+        let calendar = match &self.calendar_file {
+            None => Calendar::builtin(),
+            Some(f) => {
+                let f = if f.is_relative() {
+                    base.join(f)
+                } else {
+                    f.clone()
+                };
+                match std::fs::read_to_string(&f) {
+                    Ok(t) => Calendar::parse(&t, &f.display().to_string()).unwrap_or_else(|e| {
+                        errs.push(e);
+                        Calendar::default()
+                    }),
+                    Err(e) => {
+                        errs.push(format!(
+                            "{origin}: notify.calendar_file: {}: {e}",
+                            f.display()
+                        ));
+                        Calendar::default()
+                    }
+                }
+            }
+        };
+        let external_url = self
+            .external_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9470".into())
+            .trim_end_matches('/')
+            .to_string();
+        if !(external_url.starts_with("http://") || external_url.starts_with("https://")) {
+            errs.push(format!(
+                "{origin}: notify.external_url: must be an http(s) URL"
+            ));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(NotifyConfig {
+            external_url,
+            smtp: self.smtp,
+            route,
+            receivers: self.receivers,
+            inhibit_rules: self.inhibit_rules,
+            time_intervals: self.time_intervals,
+            escalation_policies: self.escalation_policies,
+            calendar,
+            retry: self.retry,
+            allow_private_networks: allow,
+        })
+    }
+}
+
+impl NotifyConfig {
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&EscalationPolicy> {
+        self.escalation_policies.iter().find(|p| p.name == name)
+    }
+
+    /// Whether the named interval set contains `t_ms` (unknown names never do).
+    pub fn interval_active(&self, name: &str, t_ms: i64) -> bool {
+        self.time_intervals
+            .iter()
+            .find(|i| i.name == name)
+            .is_some_and(|i| i.contains(t_ms, &self.calendar))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<NotifyConfig, Vec<String>> {
+        let text = format!("notify:\n{}", indent(yaml));
+        #[derive(Deserialize)]
+        struct W {
+            notify: RawNotify,
+        }
+        let w: W = serde_yaml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+        w.notify.check(&text, "s.yaml", Path::new("."))
+    }
+
+    fn indent(s: &str) -> String {
+        s.lines().map(|l| format!("  {l}\n")).collect()
+    }
+
+    const BASE: &str = "\
+smtp: {host: 127.0.0.1, port: 2525, tls: none, from: 'yunwei <a@example.org>'}
+receivers:
+  - name: ops
+    email: [{to: [ops@example.org]}]
+  - name: dba
+    email: [{to: [dba@example.org], language: en}]
+    fallback: ops
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 10s
+  routes:
+    - matchers: ['team=\"db\"']
+      receiver: dba
+      continue: true
+      group_interval: 1m
+    - matchers: ['severity=~\"critical|page\"']
+      routes:
+        - matchers: ['env=\"prod\"']
+";
+
+    fn ls(pairs: &[(&str, &str)]) -> LabelSet {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000);
+        assert_eq!(parse_duration("250ms").unwrap(), 250);
+        assert_eq!(parse_duration("0").unwrap(), 0);
+        for bad in ["", "5", "m", "5x", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routes_inherit_and_match_with_continue() {
+        let c = check(BASE).unwrap();
+        let root = c.route.as_ref().unwrap();
+        let ids = |l: &LabelSet| -> Vec<(String, String)> {
+            root.matching(l)
+                .iter()
+                .map(|r| (r.id.clone(), r.receiver.clone()))
+                .collect()
+        };
+        // No child matches: the root.
+        assert_eq!(
+            ids(&ls(&[("alertname", "X")])),
+            [("0".into(), "ops".into())]
+        );
+        // team=db continues to the severity branch, whose prod child is deepest.
+        assert_eq!(
+            ids(&ls(&[
+                ("team", "db"),
+                ("severity", "page"),
+                ("env", "prod")
+            ])),
+            [("0.0".into(), "dba".into()), ("0.1.0".into(), "ops".into())]
+        );
+        // severity matches but env does not: the severity node itself.
+        assert_eq!(
+            ids(&ls(&[("severity", "critical")])),
+            [("0.1".into(), "ops".into())]
+        );
+        let dba = root.find("0.0").unwrap();
+        assert_eq!(dba.group_wait_ms, 10_000); // inherited
+        assert_eq!(dba.group_interval_ms, 60_000); // own
+        assert_eq!(dba.group_by, GroupBy::Labels(vec!["alertname".into()]));
+        assert_eq!(
+            root.find("0.1.0").unwrap().repeat_interval_ms,
+            4 * 3_600_000
+        );
+    }
+
+    #[test]
+    fn every_dangling_reference_is_reported_with_its_line() {
+        let e = check(
+            "receivers:\n  - name: ops\n    webhook: [{url: 'http://x'}]\n    fallback: nobody\nroute:\n  receiver: ghost\n  mute_time_intervals: [nights]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with("s.yaml:5:") && e[0].contains("\"nobody\""),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("s.yaml:7:") && e[1].contains("\"ghost\""),
+            "{e:?}"
+        );
+        assert!(
+            e[2].starts_with("s.yaml:8:") && e[2].contains("\"nights\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_line_and_column() {
+        // serde_yaml places errors of custom values at the enclosing mapping; the message
+        // quotes the value.
+        let e = check("route:\n  receiver: ops\n  group_wait: soon\n").unwrap_err();
+        assert!(
+            e[0].contains("\"soon\"") && e[0].contains("line 3"),
+            "{e:?}"
+        );
+        let e = check("route:\n  receiver: ops\n  routes:\n    - matchers: ['a=~\"(\"']\n")
+            .unwrap_err();
+        assert!(
+            e[0].contains("invalid regex") && e[0].contains("line 5"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn cidr() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.2.3.4".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let r = Retry::default();
+        let v: Vec<i64> = (1..=11).map(|n| r.backoff_ms(n)).collect();
+        assert_eq!(&v[..4], &[1_000, 2_000, 4_000, 8_000]);
+        assert_eq!(v[10], 300_000);
+    }
+}

@@ -1,0 +1,634 @@
+//! The dispatcher: one task owning the [`Engine`]. Alerts from the rule evaluator and
+//! acknowledgements arrive through a channel and wake it at once; it flushes due groups, fires
+//! due escalation tiers, commits group states and new queue rows in one transaction, then
+//! delivers due queue rows (each leased first, so a crash mid-send retries it after the lease),
+//! logging every attempt, retrying with exponential backoff and queueing the receiver's fallback
+//! after `attempts_before_fallback` failures. Groups and the queue live in the store, so a
+//! restart continues where it stopped without sending a first notification twice.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    config::NotifyConfig,
+    deliver,
+    engine::{AlertEntry, Engine, Group, Mute, Notification},
+    matcher::Matcher,
+    token,
+};
+use crate::{
+    AppState, now_ms,
+    store::{
+        Store,
+        notify::{AckRow, LogRow, Outcome, QueueRow},
+    },
+};
+
+/// How long a delivery in progress holds its queue row.
+const LEASE_MS: i64 = 120_000;
+/// How long an acknowledge link stays valid.
+pub const ACK_LINK_TTL_MS: i64 = 30 * 86_400_000;
+
+/// Messages to the dispatcher.
+pub enum Msg {
+    Alerts(Vec<AlertEntry>),
+    /// `action` is `ack`, `unack` or `resolve`.
+    Ack {
+        group_id: String,
+        action: String,
+        actor: String,
+        via: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Silences or exclusions changed in the store.
+    Reload,
+    /// A delivery finished.
+    Delivered,
+    /// Current groups, for the API.
+    Groups(oneshot::Sender<Vec<Group>>),
+}
+
+/// The sending side, kept in [`AppState`].
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Key of the acknowledge links.
+    pub secret: Arc<Vec<u8>>,
+}
+
+impl Handle {
+    pub fn new(secret: Vec<u8>) -> (Handle, mpsc::UnboundedReceiver<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Handle {
+                tx,
+                secret: Arc::new(secret),
+            },
+            rx,
+        )
+    }
+
+    /// Hands alerts over (never blocks).
+    pub fn alerts(&self, alerts: Vec<AlertEntry>) {
+        if !alerts.is_empty() {
+            let _ = self.tx.send(Msg::Alerts(alerts));
+        }
+    }
+
+    /// A sender for the dispatcher's own use.
+    pub fn sender(&self) -> mpsc::UnboundedSender<Msg> {
+        self.tx.clone()
+    }
+
+    pub fn reload(&self) {
+        let _ = self.tx.send(Msg::Reload);
+    }
+
+    /// Acknowledges (or unacknowledges, resolves) a group; recorded with who and how.
+    pub async fn ack(
+        &self,
+        group_id: &str,
+        action: &str,
+        actor: &str,
+        via: &str,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Ack {
+                group_id: group_id.into(),
+                action: action.into(),
+                actor: actor.into(),
+                via: via.into(),
+                reply,
+            })
+            .map_err(|_| "the dispatcher is not running".to_string())?;
+        rx.await.map_err(|_| "the dispatcher stopped".to_string())?
+    }
+
+    /// The current alert groups.
+    pub async fn groups(&self) -> Vec<Group> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Groups(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Converts an alert of the rule evaluator.
+pub fn from_rule_alert(a: &yunwei_rules::alerting::Alert) -> AlertEntry {
+    let resolved = a.state == yunwei_rules::alerting::AlertState::Inactive;
+    AlertEntry {
+        labels: a
+            .labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect(),
+        annotations: a.annotations.clone(),
+        starts_at_ms: a.active_at_ms,
+        ends_at_ms: if resolved {
+            a.resolved_at_ms
+        } else {
+            a.valid_until_ms
+        },
+        resolved,
+    }
+}
+
+/// Loads the saved groups.
+pub async fn load_engine(store: &Store) -> anyhow::Result<Engine> {
+    let mut e = Engine::default();
+    for (key, json) in store.notify_groups().await? {
+        match serde_json::from_str::<Group>(&json) {
+            Ok(g) => {
+                e.groups.insert(key, g);
+            }
+            Err(err) => {
+                tracing::warn!(group = %key, error = %err, "ignoring unreadable alert group")
+            }
+        }
+    }
+    Ok(e)
+}
+
+/// The acknowledge link for a group and recipient.
+pub fn ack_url(
+    cfg: &NotifyConfig,
+    secret: &[u8],
+    group_id: &str,
+    recipient: &str,
+    now: i64,
+) -> String {
+    let t = token::sign(
+        secret,
+        &token::AckClaim {
+            group_id: group_id.into(),
+            recipient: recipient.into(),
+            expires_ms: now + ACK_LINK_TTL_MS,
+        },
+    );
+    format!("{}/ack/{t}", cfg.external_url)
+}
+
+fn targets(cfg: &NotifyConfig, receiver: &str) -> Vec<(&'static str, usize)> {
+    let Some(r) = cfg.receiver(receiver) else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    v.extend((0..r.email.len()).map(|i| ("email", i)));
+    v.extend((0..r.webhook.len()).map(|i| ("webhook", i)));
+    v.extend((0..r.dingtalk.len()).map(|i| ("dingtalk", i)));
+    v.extend((0..r.wecom.len()).map(|i| ("wecom", i)));
+    v.extend((0..r.feishu.len()).map(|i| ("feishu", i)));
+    v
+}
+
+fn wants(cfg: &NotifyConfig, receiver: &str, channel: &str, i: usize, n: &Notification) -> bool {
+    if !n.firing.is_empty() {
+        return true;
+    }
+    let Some(r) = cfg.receiver(receiver) else {
+        return false;
+    };
+    match channel {
+        "email" => r.email.get(i).is_some_and(|t| t.send_resolved),
+        "webhook" => r.webhook.get(i).is_some_and(|t| t.send_resolved),
+        "dingtalk" => r.dingtalk.get(i).is_some_and(|t| t.send_resolved),
+        "wecom" => r.wecom.get(i).is_some_and(|t| t.send_resolved),
+        "feishu" => r.feishu.get(i).is_some_and(|t| t.send_resolved),
+        _ => false,
+    }
+}
+
+/// Queue rows for a notification to a receiver: one per target.
+pub fn queue_rows(cfg: &NotifyConfig, n: &Notification, receiver: &str, now: i64) -> Vec<QueueRow> {
+    let mut n = n.clone();
+    n.receiver = receiver.to_string();
+    let payload = serde_json::to_string(&n).expect("notifications serialize");
+    targets(cfg, receiver)
+        .into_iter()
+        .filter(|(c, i)| wants(cfg, receiver, c, *i, &n))
+        .map(|(channel, i)| QueueRow {
+            id: 0,
+            group_id: n.group_id.clone(),
+            receiver: receiver.to_string(),
+            channel: channel.into(),
+            target_index: i as i64,
+            payload: payload.clone(),
+            created_ms: now,
+            due_ms: now,
+            attempts: 0,
+            fallback_done: false,
+        })
+        .collect()
+}
+
+struct Dispatcher {
+    state: Arc<AppState>,
+    engine: Engine,
+    mutes: Vec<Mute>,
+}
+
+fn mutes_from(rows: &[crate::store::notify::SilenceRow]) -> Vec<Mute> {
+    rows.iter()
+        .filter_map(|s| {
+            let matchers: Result<Vec<Matcher>, _> =
+                s.matchers.iter().map(|m| Matcher::parse(m)).collect();
+            matchers.ok().map(|matchers| Mute {
+                matchers,
+                starts_ms: s.starts_ms,
+                ends_ms: s.ends_ms,
+                during: None,
+            })
+        })
+        .collect()
+}
+
+/// Approved exclusions (maintenance windows) as mutes.
+fn mutes_from_exclusions(rows: &[crate::store::notify::ExclusionRow]) -> Vec<Mute> {
+    rows.iter()
+        .filter(|e| e.status == "approved")
+        .filter_map(|e| {
+            let matchers: Vec<Matcher> = e
+                .matchers
+                .iter()
+                .map(|m| Matcher::parse(m))
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let during = match &e.recurrence {
+                Some(r) => Some(serde_json::from_str(r).ok()?),
+                None => None,
+            };
+            Some(Mute {
+                matchers,
+                starts_ms: e.from_ms,
+                ends_ms: e.to_ms,
+                during,
+            })
+        })
+        .collect()
+}
+
+/// Silences and approved exclusions from the store.
+async fn load_mutes(store: &Store) -> Vec<Mute> {
+    let mut m = match store.silences().await {
+        Ok(rows) => mutes_from(&rows),
+        Err(e) => {
+            tracing::error!(error = %e, "loading silences failed");
+            Vec::new()
+        }
+    };
+    match store.exclusions().await {
+        Ok(rows) => m.extend(mutes_from_exclusions(&rows)),
+        Err(e) => tracing::error!(error = %e, "loading exclusions failed"),
+    }
+    m
+}
+
+impl Dispatcher {
+    fn cfg(&self) -> &NotifyConfig {
+        &self.state.config.notify
+    }
+
+    async fn save(&self, keys: &[String], queue: &[QueueRow], now: i64) {
+        let mut upserts = Vec::new();
+        let mut removed = Vec::new();
+        for k in keys {
+            match self.engine.groups.get(k) {
+                Some(g) => upserts.push((
+                    k.clone(),
+                    g.id.clone(),
+                    serde_json::to_string(g).expect("groups serialize"),
+                )),
+                None => removed.push(k.clone()),
+            }
+        }
+        upserts.sort();
+        upserts.dedup();
+        removed.sort();
+        removed.dedup();
+        if let Err(e) = self
+            .state
+            .store
+            .notify_commit(&upserts, &removed, queue, now)
+            .await
+        {
+            tracing::error!(error = %e, "saving alert groups failed");
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        let now = now_ms();
+        match msg {
+            Msg::Alerts(alerts) => {
+                let mut changed = Vec::new();
+                for a in &alerts {
+                    changed.extend(self.engine.ingest(&self.state.config.notify, a, now));
+                }
+                self.save(&changed, &[], now).await;
+            }
+            Msg::Ack {
+                group_id,
+                action,
+                actor,
+                via,
+                reply,
+            } => {
+                let r = self.ack(&group_id, &action, &actor, &via, now).await;
+                let _ = reply.send(r);
+            }
+            Msg::Reload => self.mutes = load_mutes(&self.state.store).await,
+            Msg::Delivered => {}
+            Msg::Groups(tx) => {
+                let _ = tx.send(self.engine.groups.values().cloned().collect());
+            }
+        }
+    }
+
+    async fn ack(
+        &mut self,
+        group_id: &str,
+        action: &str,
+        actor: &str,
+        via: &str,
+        now: i64,
+    ) -> Result<(), String> {
+        let Some(g) = self.engine.by_id(group_id) else {
+            return Err(format!("no active alert group {group_id:?}"));
+        };
+        match action {
+            "ack" => {
+                if g.acked_ms.is_none() {
+                    g.acked_ms = Some(now);
+                    g.acked_by = Some(actor.to_string());
+                }
+            }
+            "unack" => {
+                g.acked_ms = None;
+                g.acked_by = None;
+            }
+            "resolve" => {
+                for a in g.alerts.values_mut() {
+                    a.resolved = true;
+                    a.ends_at_ms = Some(now);
+                }
+                g.next_flush_ms = now;
+            }
+            other => return Err(format!("unknown action {other:?}")),
+        }
+        let key = g.key.clone();
+        self.save(&[key], &[], now).await;
+        self.state
+            .store
+            .notify_ack(&AckRow {
+                group_id: group_id.into(),
+                action: action.into(),
+                actor: actor.into(),
+                via: via.into(),
+                at_ms: now,
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "recording acknowledgement failed");
+                "recording the acknowledgement failed".to_string()
+            })
+    }
+
+    /// Flushes, escalates and starts due deliveries.
+    async fn tick(&mut self, tx: &mpsc::UnboundedSender<Msg>) {
+        let now = now_ms();
+        let cfg = self.state.config.notify.clone();
+        let (mut notes, mut keys) = self.engine.flush_due(&cfg, &self.mutes, now);
+        let esc = self.engine.escalations_due(&cfg, now);
+        keys.extend(esc.iter().map(|n| n.group_key.clone()));
+        notes.extend(esc);
+        if !keys.is_empty() {
+            let queue: Vec<QueueRow> = notes
+                .iter()
+                .flat_map(|n| queue_rows(&cfg, n, &n.receiver, now))
+                .collect();
+            self.save(&keys, &queue, now).await;
+        }
+        let due = match self.state.store.notify_due(now, 64).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the notification queue failed");
+                return;
+            }
+        };
+        for row in due {
+            if let Err(e) = self.state.store.notify_lease(row.id, now + LEASE_MS).await {
+                tracing::error!(error = %e, "leasing a queued notification failed");
+                continue;
+            }
+            let state = self.state.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                deliver_row(&state, row).await;
+                let _ = tx.send(Msg::Delivered);
+            });
+        }
+    }
+
+    async fn next_due(&self) -> Option<i64> {
+        let q = self.state.store.notify_next_due().await.ok().flatten();
+        [self.engine.next_due(self.cfg()), q]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// Delivers one queued row and records the attempt.
+async fn deliver_row(state: &AppState, row: QueueRow) {
+    let cfg = &state.config.notify;
+    let started = now_ms();
+    let Ok(n) = serde_json::from_str::<Notification>(&row.payload) else {
+        tracing::error!(id = row.id, "dropping an unreadable queued notification");
+        let _ = state
+            .store
+            .notify_attempt(
+                &log_row(
+                    &row,
+                    &deliver::Attempt {
+                        ok: false,
+                        code: None,
+                        error: Some("unreadable payload".into()),
+                        target: String::new(),
+                    },
+                    started,
+                    "firing",
+                    1,
+                ),
+                &Outcome::GiveUp,
+                &[],
+            )
+            .await;
+        return;
+    };
+    let receiver = cfg.receiver(&row.receiver);
+    let i = row.target_index as usize;
+    let secret = state.notify.secret.as_slice();
+    let attempt = match (row.channel.as_str(), receiver) {
+        ("email", Some(r)) if i < r.email.len() => {
+            let t = &r.email[i];
+            let link = (!n.firing.is_empty())
+                .then(|| ack_url(cfg, secret, &n.group_id, &t.to.join(","), started));
+            deliver::email(cfg, t, &n, link.as_deref()).await
+        }
+        ("webhook", Some(r)) if i < r.webhook.len() => {
+            deliver::webhook(cfg, &r.webhook[i], &n).await
+        }
+        ("dingtalk", Some(r)) if i < r.dingtalk.len() => {
+            let link = (!n.firing.is_empty()).then(|| {
+                ack_url(
+                    cfg,
+                    secret,
+                    &n.group_id,
+                    &format!("dingtalk:{}", r.name),
+                    started,
+                )
+            });
+            deliver::dingtalk(cfg, &r.dingtalk[i], &n, link.as_deref(), started).await
+        }
+        ("wecom", Some(r)) if i < r.wecom.len() => {
+            let link = (!n.firing.is_empty()).then(|| {
+                ack_url(
+                    cfg,
+                    secret,
+                    &n.group_id,
+                    &format!("wecom:{}", r.name),
+                    started,
+                )
+            });
+            deliver::wecom(cfg, &r.wecom[i], &n, link.as_deref()).await
+        }
+        ("feishu", Some(r)) if i < r.feishu.len() => {
+            let link = (!n.firing.is_empty()).then(|| {
+                ack_url(
+                    cfg,
+                    secret,
+                    &n.group_id,
+                    &format!("feishu:{}", r.name),
+                    started,
+                )
+            });
+            deliver::feishu(cfg, &r.feishu[i], &n, link.as_deref(), started).await
+        }
+        _ => deliver::Attempt {
+            ok: false,
+            code: None,
+            error: Some("the receiver or target no longer exists".into()),
+            target: String::new(),
+        },
+    };
+    let now = now_ms();
+    let attempts = row.attempts + 1;
+    let gone = attempt.target.is_empty() && !attempt.ok;
+    let outcome = if attempt.ok {
+        Outcome::Done
+    } else if gone || now - row.created_ms >= cfg.retry.give_up_after.0 {
+        Outcome::GiveUp
+    } else {
+        Outcome::Retry {
+            due_ms: now + cfg.retry.backoff_ms(attempts as u32),
+        }
+    };
+    let mut fallback = Vec::new();
+    if !attempt.ok
+        && !row.fallback_done
+        && attempts >= i64::from(cfg.retry.attempts_before_fallback)
+        && let Some(f) = receiver.and_then(|r| r.fallback.as_deref())
+    {
+        fallback = queue_rows(cfg, &n, f, now);
+    }
+    state
+        .metrics
+        .notify_attempts
+        .with_label_values(&[
+            row.channel.as_str(),
+            if attempt.ok { "ok" } else { "error" },
+        ])
+        .inc();
+    if attempt.ok {
+        state
+            .metrics
+            .notify_latency
+            .with_label_values(&[row.channel.as_str()])
+            .observe((now - n.created_ms).max(0) as f64 / 1000.0);
+    } else {
+        tracing::warn!(channel = %row.channel, receiver = %row.receiver, attempt = attempts, error = attempt.error.as_deref().unwrap_or(""), "notification attempt failed");
+    }
+    let log = log_row(&row, &attempt, now, &n.status, n.tier as i64);
+    let log = LogRow {
+        attempt: attempts,
+        ..log
+    };
+    if let Err(e) = state.store.notify_attempt(&log, &outcome, &fallback).await {
+        tracing::error!(error = %e, "recording a notification attempt failed");
+    }
+}
+
+fn log_row(row: &QueueRow, a: &deliver::Attempt, now: i64, status: &str, tier: i64) -> LogRow {
+    LogRow {
+        id: 0,
+        queue_id: row.id,
+        group_id: row.group_id.clone(),
+        receiver: row.receiver.clone(),
+        channel: row.channel.clone(),
+        target: a.target.clone(),
+        tier,
+        status: status.into(),
+        attempt: row.attempts + 1,
+        attempted_ms: now,
+        ok: a.ok,
+        code: a.code,
+        error: a.error.clone(),
+    }
+}
+
+/// Runs the dispatcher until the task is aborted.
+pub async fn run(
+    state: Arc<AppState>,
+    engine: Engine,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let mutes = load_mutes(&state.store).await;
+    let mut d = Dispatcher {
+        state,
+        engine,
+        mutes,
+    };
+    loop {
+        d.tick(&tx).await;
+        let wait = match d.next_due().await {
+            Some(t) => Duration::from_millis((t - now_ms()).clamp(0, 60_000) as u64),
+            None => Duration::from_secs(60),
+        };
+        let msg = if wait.is_zero() {
+            rx.try_recv().ok()
+        } else {
+            tokio::select! {
+                m = rx.recv() => match m { Some(m) => Some(m), None => return },
+                () = tokio::time::sleep(wait) => None,
+            }
+        };
+        if let Some(m) = msg {
+            d.handle(m).await;
+            while let Ok(m) = rx.try_recv() {
+                d.handle(m).await;
+            }
+        }
+    }
+}
+
+/// Counts of groups by receiver, for the API.
+pub fn summarize(groups: &[Group]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for g in groups {
+        *m.entry(g.receiver.clone()).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,17 @@
+//! Notifications: alerts from the rule evaluator are routed, grouped, muted and escalated by the
+//! pure [`engine`] (configured by [`config`]), then delivered by the dispatcher through email
+//! and webhooks with a persisted queue, retries and a log of every attempt.
+
+pub mod calendar;
+pub mod config;
+pub mod deliver;
+pub mod dispatch;
+pub mod engine;
+pub mod matcher;
+pub mod message;
+pub mod timeinterval;
+pub mod token;
+
+pub use engine::fingerprint;
+pub mod api;
+pub mod cli;
