@@ -24,6 +24,31 @@ pub struct ServerConfig {
     pub retention: RetentionConfig,
     pub limits: yunwei_proto::Limits,
     pub rules: RulesConfig,
+    pub auth: AuthConfig,
+}
+
+/// Console login security (等保 2.0: lockout, idle timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Failed logins in a row that lock an account.
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked.
+    pub lockout_secs: u64,
+    /// A session unused for this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after login, used or not.
+    pub session_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            lockout_failures: 5,
+            lockout_secs: 900,
+            session_idle_secs: 900,
+            session_lifetime_secs: 12 * 3600,
+        }
+    }
 }
 
 /// Alert and recording rules.
@@ -117,6 +142,17 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    lockout_failures: Option<u32>,
+    lockout_secs: Option<u64>,
+    session_idle_secs: Option<u64>,
+    session_lifetime_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -380,6 +416,35 @@ fn validate(
         );
     }
 
+    let da = AuthConfig::default();
+    let auth = AuthConfig {
+        lockout_failures: raw.auth.lockout_failures.unwrap_or(da.lockout_failures),
+        lockout_secs: raw.auth.lockout_secs.unwrap_or(da.lockout_secs),
+        session_idle_secs: raw.auth.session_idle_secs.unwrap_or(da.session_idle_secs),
+        session_lifetime_secs: raw
+            .auth
+            .session_lifetime_secs
+            .unwrap_or(da.session_lifetime_secs),
+    };
+    if !(1..=10).contains(&auth.lockout_failures) {
+        err("auth.lockout_failures", "must be between 1 and 10".into());
+    }
+    if auth.lockout_secs == 0 {
+        err("auth.lockout_secs", "must be greater than 0".into());
+    }
+    if !(1..=86_400).contains(&auth.session_idle_secs) {
+        err(
+            "auth.session_idle_secs",
+            "must be between 1 and 86400".into(),
+        );
+    }
+    if auth.session_lifetime_secs < auth.session_idle_secs {
+        err(
+            "auth.session_lifetime_secs",
+            "must not be shorter than auth.session_idle_secs".into(),
+        );
+    }
+
     if errs.is_empty() {
         Ok(ServerConfig {
             listen,
@@ -390,6 +455,7 @@ fn validate(
             retention,
             limits,
             rules,
+            auth,
         })
     } else {
         Err(ConfigError(errs))

@@ -3,10 +3,14 @@
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod console;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod quickstart;
 pub mod rules;
 pub mod selector;
@@ -161,10 +165,13 @@ impl Server {
         let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
         let hangup = tokio::spawn(reload_on_sighup(state.clone()));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
-        axum::serve(self.listener, api::router(state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            self.listener,
+            api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         maintenance.abort();
         evaluator.abort();
         hangup.abort();

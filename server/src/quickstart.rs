@@ -59,6 +59,20 @@ fn install_shipped_rules(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Creates user `admin` with a generated password when there is no user yet; returns the
+/// line to print (the password is shown only this once).
+async fn first_admin(store: &crate::store::Store) -> anyhow::Result<String> {
+    use crate::auth::{Role, users};
+    if !users::users(store).await?.is_empty() {
+        return Ok("(log in with your user; `yunwei-server user passwd NAME --data-dir ...` resets a password)".into());
+    }
+    let password = users::generate_password();
+    users::add_user(store, "admin", Role::Admin, &password, crate::now_ms()).await?;
+    Ok(format!(
+        "user: admin  password: {password}  (shown once; change it with `yunwei-server user passwd admin --data-dir ...`)"
+    ))
+}
+
 /// Runs the server and a local agent until `shutdown` completes.
 pub async fn run(
     listen: Option<SocketAddr>,
@@ -81,6 +95,7 @@ pub async fn run(
     let db = config.database_url.clone();
     let server = Server::bind(config.clone()).await?;
     let addr = server.local_addr();
+    let login = first_admin(&server.state().store).await?;
 
     let agent_yaml = format!(
         "server_url: http://{addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
@@ -107,7 +122,8 @@ pub async fn run(
          rules:    http://{addr}/api/v1/rules ({rules})\n  \
          alerts:   http://{addr}/api/v1/alerts\n  \
          metrics:  http://{addr}/metrics\n  \
-         health:   http://{addr}/readyz\n\n\
+         health:   http://{addr}/readyz\n\n  \
+         console:  http://{addr}/  {login}\n\n\
          Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
         data = data_dir.display(),
         rules = data_dir.join("rules").display(),

@@ -23,6 +23,22 @@ struct Harness {
     _pg: Option<PgDatabase>,
 }
 
+/// An admin API token for the read API, created directly in the store.
+async fn admin_token(state: &AppState) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    yunwei_server::auth::users::create_token(
+        &state.store,
+        &format!("test-admin-{n}"),
+        yunwei_server::auth::Role::Admin,
+        &[],
+        None,
+        now_ms(),
+    )
+    .await
+    .unwrap()
+}
+
 impl Harness {
     async fn start(backend: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
@@ -42,8 +58,9 @@ impl Harness {
         config.retention.run_every_secs = 3600 * 24;
         tweak(&mut config);
         let server = Server::bind(config).await.unwrap();
-        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
         let state = server.state();
+        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+            .with_token(&admin_token(&state).await);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
@@ -477,7 +494,8 @@ async fn live_window_is_fed_on_ingest_and_refilled_at_start(backend: &str) {
     };
     let server = start(url.clone()).await;
     let state = server.state();
-    let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+    let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+        .with_token(&admin_token(&state).await);
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
@@ -551,7 +569,8 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
             config.rules.files = vec![rules_path];
             let server = Server::bind(config).await.unwrap();
             let state = server.state();
-            let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+            let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+                .with_token(&admin_token(&state).await);
             let (stop, rx) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(server.run(async {
                 let _ = rx.await;
@@ -617,8 +636,7 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
     // An invalid rule file is refused and the running set stays.
     std::fs::write(&rules_path, "groups:\n  - name: x\n    rulez: []\n").unwrap();
     let r = client
-        .http
-        .post(format!("{}/api/v1/rules/reload", client.base))
+        .api(reqwest::Method::POST, "/api/v1/rules/reload")
         .send()
         .await
         .unwrap();

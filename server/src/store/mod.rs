@@ -30,6 +30,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
+    (4, include_str!("../../migrations/sqlite/0004_auth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -37,6 +38,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
     ),
+    (4, include_str!("../../migrations/postgres/0004_auth.sql")),
 ];
 
 /// Milliseconds in an hour; rollups are per series per UTC hour.
