@@ -510,6 +510,24 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_are_validated() {
+        let c = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server/server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthConfig::default());
+        let e = parse(
+            "auth:\n  lockout_failures: 0\n  session_idle_secs: 600\n  session_lifetime_secs: 60\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(e.0[0].contains("auth.lockout_failures"), "{e}");
+        assert!(e.0[1].contains("auth.session_lifetime_secs"), "{e}");
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let o = Overrides {
             listen: Some("127.0.0.1:1".parse().unwrap()),

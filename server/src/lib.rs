@@ -190,6 +190,10 @@ async fn maintenance_loop(state: Arc<AppState>) {
         if let Err(e) = ingest::maintenance_pass(&state, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
         }
+        let idle_ms = state.config.auth.session_idle_secs as i64 * 1000;
+        if let Err(e) = auth::users::purge_sessions(&state.store, now_ms(), idle_ms).await {
+            tracing::error!(error = %e, "purging ended sessions failed");
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The OpenAPI 3 document served at `/api/v1/openapi.json`, built from the access
-//! [`POLICY`](crate::auth::POLICY) table so every route (and who may call it) is in it.
+//! [`crate::auth::POLICY`] table so every route (and who may call it) is in it.
 
 use serde_json::{Map, Value, json};
 

@@ -197,6 +197,15 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     b.wait("#overview-cards").await.unwrap();
     b.goto(&format!("{base}/#/users")).await.unwrap();
     b.wait_text("#users-table", "wang.reviewer").await.unwrap();
+    // The admin adds a user from the console; a weak password is refused with the policy.
+    b.fill("#new-user", "qian.operator").await.unwrap();
+    b.fill("#new-password", "weakpass").await.unwrap();
+    b.click("#add-user").await.unwrap();
+    b.wait_text("#users-msg", "密码不符合要求").await.unwrap();
+    b.fill("#new-password", "Strong-Pass-2026").await.unwrap();
+    b.click("#add-user").await.unwrap();
+    b.wait_text("#users-table", "qian.operator").await.unwrap();
+    b.wait_text("#users-msg", "已保存").await.unwrap();
     shot("users-zh").await;
     b.click("#lang").await.unwrap();
     b.wait_text("#users-table", "Reviewer").await.unwrap();

@@ -91,14 +91,17 @@ pub async fn login(
     }
     if let Some(until) = user.locked_until_ms.filter(|&u| u > now) {
         audit::record(&state.store, now, entry("login", "refused: locked".into())).await;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "locked",
-            format!(
-                "the account is locked after too many failed logins; try again in {} s",
-                (until - now + 999) / 1000
-            ),
-        ));
+        let secs = ((until - now + 999) / 1000) as u64;
+        return Err(ApiError {
+            retry_after_secs: Some(secs),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "locked",
+                format!(
+                    "the account is locked after too many failed logins; try again in {secs} s"
+                ),
+            )
+        });
     }
     if !ok {
         let failures = users::count_failure(&state.store, &user.name)
@@ -127,14 +130,15 @@ pub async fn login(
                 },
             )
             .await;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "locked",
-                format!(
-                    "too many failed logins: the account is locked for {} s",
-                    state.config.auth.lockout_secs
-                ),
-            ));
+            let secs = state.config.auth.lockout_secs;
+            return Err(ApiError {
+                retry_after_secs: Some(secs),
+                ..ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "locked",
+                    format!("too many failed logins: the account is locked for {secs} s"),
+                )
+            });
         }
         return Err(bad());
     }

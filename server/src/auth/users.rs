@@ -365,6 +365,18 @@ pub async fn end_session(store: &Store, id_hash: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Deletes sessions that have expired or sat idle longer than `idle_ms`.
+pub async fn purge_sessions(store: &Store, now_ms: i64, idle_ms: i64) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1 OR last_seen_ms < $2")
+            .bind(now_ms)
+            .bind(now_ms - idle_ms)
+            .execute(store.pool())
+            .await?
+            .rows_affected(),
+    )
+}
+
 pub async fn end_sessions(store: &Store, user: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM sessions WHERE user_name = $1")
         .bind(user)

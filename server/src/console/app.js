@@ -6,7 +6,11 @@
 const I18N = {
   "zh-CN": {
     brand: "云维 运维监控", login: "登录", logout: "退出", user: "用户名", password: "密码",
-    loginFailed: "登录失败", locked: "账户已锁定", overview: "总览", hosts: "主机", rules: "告警规则",
+    loginFailed: "登录失败", badCredentials: "登录失败：用户名或密码错误",
+    lockedMsg: "账户已锁定：连续登录失败次数过多，请 {s} 秒后再试",
+    forbiddenDetail: "您的角色（{role}）无权执行此操作",
+    weak_password: "密码不符合要求：至少 10 个字符，至少包含小写字母、大写字母、数字、符号中的三类，且不得包含用户名",
+    exists: "该用户已存在", csrf: "安全校验失败，请刷新页面后重试", overview: "总览", hosts: "主机", rules: "告警规则",
     audit: "审计日志", users: "用户", lang: "English", hostsUp: "在线主机", hostsDown: "离线主机",
     hostsUnknown: "状态未知主机", activeAlerts: "活动告警", bySeverity: "按级别",
     contracts: "合同考核（本期至今得分）", incidents: "未关闭事件", notYet: "暂不可用（该功能尚未上线）",
@@ -27,7 +31,11 @@ const I18N = {
   },
   en: {
     brand: "yunwei O&M", login: "Log in", logout: "Log out", user: "User name", password: "Password",
-    loginFailed: "Login failed", locked: "Account locked", overview: "Overview", hosts: "Hosts",
+    loginFailed: "Login failed", badCredentials: "Login failed: wrong user name or password",
+    lockedMsg: "Account locked: too many failed logins; try again in {s} s",
+    forbiddenDetail: "your role ({role}) may not do this",
+    weak_password: "Password refused: at least 10 characters with three of lower-case, upper-case, digits and symbols, not containing the user name",
+    exists: "This user already exists", csrf: "Security check failed; reload the page and try again", overview: "Overview", hosts: "Hosts",
     rules: "Alert rules", audit: "Audit log", users: "Users", lang: "中文", hostsUp: "Hosts up",
     hostsDown: "Hosts down", hostsUnknown: "Hosts unknown", activeAlerts: "Active alerts",
     bySeverity: "by severity", contracts: "Contracts (period-to-date score)",
@@ -72,10 +80,11 @@ function el(tag, attrs, ...children) {
 }
 
 class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter) {
     super((body && body.error && body.error.message) || String(status));
     this.status = status;
     this.kind = body && body.error && body.error.kind;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -90,7 +99,7 @@ async function api(method, path, body) {
   let data = null;
   try { data = await r.json(); } catch (_) { data = null; }
   if (!r.ok) {
-    const e = new ApiError(r.status, data);
+    const e = new ApiError(r.status, data, r.headers.get("Retry-After"));
     if (r.status === 401 && path !== "/api/v1/auth/login" && path !== "/api/v1/auth/me") {
       me = null;
       renderLogin(t("sessionEnded"));
@@ -104,7 +113,10 @@ function message(kind, text) { return el("div", { class: "msg " + kind, role: "a
 
 /** A message for a failed call; a 403 says plainly that the role may not do this. */
 function errorMessage(e) {
-  if (e.status === 403) return message("error", t("forbidden") + e.message);
+  if (e.status === 403 && e.kind === "forbidden") {
+    return message("error", t("forbidden") + t("forbiddenDetail").replace("{role}", roleName(me.role)));
+  }
+  if (e.kind && I18N["zh-CN"][e.kind]) return message("error", t(e.kind));
   return message("error", t("error") + e.message);
 }
 
@@ -179,7 +191,10 @@ function renderLogin(note) {
       if (!location.hash || location.hash === "#") location.hash = "#/" + firstPage();
       route();
     } catch (e) {
-      out.replaceChildren(message("error", (e.kind === "locked" ? t("locked") : t("loginFailed")) + "：" + e.message));
+      const text = e.kind === "locked" ? t("lockedMsg").replace("{s}", e.retryAfter || "?")
+        : e.kind === "invalid_credentials" ? t("badCredentials")
+          : t("loginFailed") + ": " + e.message;
+      out.replaceChildren(message("error", text));
     }
   });
   app.replaceChildren(form);
