@@ -124,11 +124,17 @@ pub enum UserError {
     #[error("user name must be 1-64 letters, digits, '.', '_' or '-'")]
     BadName,
     #[error("password {0}")]
-    Password(#[from] PasswordError),
+    Password(PasswordError),
     #[error(transparent)]
     Store(#[from] sqlx::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<PasswordError> for UserError {
+    fn from(e: PasswordError) -> UserError {
+        UserError::Password(e)
+    }
 }
 
 fn valid_name(name: &str) -> bool {
