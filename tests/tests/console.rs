@@ -206,6 +206,18 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     b.click("#add-user").await.unwrap();
     b.wait_text("#users-table", "qian.operator").await.unwrap();
     b.wait_text("#users-msg", "已保存").await.unwrap();
+    // ... and resets its password.
+    b.exec("document.getElementById('reset-user').value = 'qian.operator';")
+        .await
+        .unwrap();
+    b.fill("#reset-password", "Another-Pass-2026")
+        .await
+        .unwrap();
+    b.exec("document.getElementById('users-msg').replaceChildren();")
+        .await
+        .unwrap();
+    b.click("#reset-submit").await.unwrap();
+    b.wait_text("#users-msg", "已保存").await.unwrap();
     shot("users-zh").await;
     b.click("#lang").await.unwrap();
     b.wait_text("#users-table", "Reviewer").await.unwrap();
@@ -235,4 +247,7 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     logout(&b).await;
     b.wait_text("#login-form", "Log in").await.unwrap();
     shot("login-en").await;
+    // The user the admin made logs in with the password the admin set.
+    login(&b, &base, "qian.operator", "Another-Pass-2026").await;
+    b.wait_text("#overview-cards", "Hosts up").await.unwrap();
 }

@@ -23,7 +23,7 @@ const I18N = {
     alertName: "告警", severity: "级别", since: "开始时间", value: "值", noAlerts: "当前没有活动告警",
     time: "时间", actor: "操作人", action: "操作", target: "对象", result: "结果", source: "来源地址",
     role: "角色", disabled: "已停用", lockedState: "已锁定", active: "正常", addUser: "添加用户",
-    add: "添加", disable: "停用", enable: "启用", unlock: "解锁", saved: "已保存",
+    add: "添加", setPassword: "重置密码", disable: "停用", enable: "启用", unlock: "解锁", saved: "已保存",
     error: "出错了：", sessionEnded: "会话已结束，请重新登录", inactive: "未触发", pending: "待触发",
     firing: "触发中", alerting: "告警", recording: "记录", ok: "正常", err: "错误",
     roleAdmin: "管理员", roleOperator: "运维人员", roleReviewer: "审核人员", roleAuditor: "审计员",
@@ -48,7 +48,7 @@ const I18N = {
     health: "Health", query: "Expression", reload: "Reload rules", reloaded: "Rules reloaded",
     forbidden: "Forbidden (403): ", alertName: "Alert", severity: "Severity", since: "Since",
     value: "Value", noAlerts: "No active alerts", time: "Time", actor: "Actor", action: "Action",
-    target: "Target", result: "Result", source: "Source address", role: "Role",
+    target: "Target", result: "Result", source: "Source address", role: "Role", setPassword: "Reset password",
     disabled: "disabled", lockedState: "locked", active: "active", addUser: "Add user", add: "Add",
     disable: "Disable", enable: "Enable", unlock: "Unlock", saved: "Saved", error: "Error: ",
     sessionEnded: "The session has ended; please log in again", inactive: "inactive",
@@ -412,6 +412,10 @@ async function renderUsers(main) {
   const pass = el("input", { id: "new-password", type: "password", placeholder: t("password"), autocomplete: "new-password" });
   main.append(el("h2", {}, t("addUser")), el("div", { class: "toolbar" }, name, role, pass,
     el("button", { id: "add-user", onclick: () => act("/api/v1/users", { name: name.value, role: role.value, password: pass.value }) }, t("add"))));
+  const who = el("select", { id: "reset-user" }, d.users.map((u) => el("option", { value: u.name }, u.name)));
+  const newPass = el("input", { id: "reset-password", type: "password", placeholder: t("password"), autocomplete: "new-password" });
+  main.append(el("h2", {}, t("setPassword")), el("div", { class: "toolbar" }, who, newPass,
+    el("button", { id: "reset-submit", onclick: () => act(`/api/v1/users/${encodeURIComponent(who.value)}/password`, { password: newPass.value }) }, t("setPassword"))));
 }
 
 window.addEventListener("hashchange", () => { if (me) route(); });
