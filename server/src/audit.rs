@@ -4,8 +4,10 @@
 //! breaks every later link and [`verify`] names the first broken row. Rows are never pruned
 //! (the law asks for at least 180 days; yunwei keeps them all).
 //!
-//! Known limit: deleting the newest rows leaves a shorter but valid chain; [`verify`] reports
-//! the head so an operator can compare it with an earlier copy.
+//! `audit_head` keeps the newest row's number and hash, written in the same transaction, so
+//! deleting rows from the end is detected as well. Someone who can rewrite both tables can
+//! still forge a shorter history; [`verify`] prints the head hash so it can be compared with
+//! an earlier copy kept elsewhere.
 
 use std::sync::LazyLock;
 
@@ -102,7 +104,20 @@ pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64>
         .bind(&hash)
         .execute(&mut *tx)
         .await;
-        match inserted {
+        let head = match inserted {
+            Ok(_) => {
+                sqlx::query(
+                    "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                )
+                .bind(seq)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match head {
             Ok(_) => {
                 tx.commit().await?;
                 return Ok(seq);
@@ -168,6 +183,10 @@ pub enum ChainError {
     Changed { seq: i64 },
     #[error("audit row {seq} does not link to row {prev}: it or row {prev} was changed")]
     Unlinked { seq: i64, prev: i64 },
+    #[error("audit row {seq} is missing (deleted): rows {seq} to {last} were removed from the end")]
+    Truncated { seq: i64, last: i64 },
+    #[error("audit row {seq} was changed: it does not match the recorded head of the chain")]
+    HeadMismatch { seq: i64 },
 }
 
 impl ChainError {
@@ -176,7 +195,9 @@ impl ChainError {
         match self {
             ChainError::Missing { seq, .. }
             | ChainError::Changed { seq }
-            | ChainError::Unlinked { seq, .. } => *seq,
+            | ChainError::Unlinked { seq, .. }
+            | ChainError::Truncated { seq, .. }
+            | ChainError::HeadMismatch { seq } => *seq,
         }
     }
 }
@@ -217,7 +238,23 @@ pub fn check_chain(rows: impl IntoIterator<Item = AuditRow>) -> Result<ChainHead
     })
 }
 
-/// Walks the whole stored chain, in pages.
+/// Compares an intact chain with the recorded head `(seq, hash)` (`None`: no row was ever
+/// appended).
+pub fn check_head(chain: &ChainHead, head: Option<(i64, String)>) -> Result<(), ChainError> {
+    let (seq, hash) = head.unwrap_or((0, GENESIS.to_string()));
+    if seq > chain.rows {
+        return Err(ChainError::Truncated {
+            seq: chain.rows + 1,
+            last: seq,
+        });
+    }
+    if seq < chain.rows || hash != chain.hash {
+        return Err(ChainError::HeadMismatch { seq: chain.rows });
+    }
+    Ok(())
+}
+
+/// Walks the whole stored chain, in pages, and checks it against the recorded head.
 pub async fn verify(store: &Store) -> anyhow::Result<Result<ChainHead, ChainError>> {
     let mut all = Vec::new();
     let mut after = 0i64;
@@ -232,7 +269,11 @@ pub async fn verify(store: &Store) -> anyhow::Result<Result<ChainHead, ChainErro
         after = last.get(0);
         all.extend(rows.iter().map(row_from));
     }
-    Ok(check_chain(all))
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(store.pool())
+        .await?
+        .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)));
+    Ok(check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain)))
 }
 
 #[cfg(test)]
@@ -292,6 +333,33 @@ mod tests {
         assert_eq!(
             check_chain(rows),
             Err(ChainError::Missing { seq: 2, next: 3 })
+        );
+    }
+
+    #[test]
+    fn rows_deleted_from_the_end_are_caught_by_the_head() {
+        let rows = chain(5);
+        let head = Some((5, rows[4].hash.clone()));
+        let shorter = check_chain(rows[..3].to_vec()).unwrap();
+        assert_eq!(
+            check_head(&shorter, head.clone()),
+            Err(ChainError::Truncated { seq: 4, last: 5 })
+        );
+        let full = check_chain(rows).unwrap();
+        assert_eq!(check_head(&full, head), Ok(()));
+        assert_eq!(
+            check_head(&full, Some((5, GENESIS.into()))),
+            Err(ChainError::HeadMismatch { seq: 5 })
+        );
+        assert_eq!(
+            check_head(
+                &ChainHead {
+                    rows: 0,
+                    hash: GENESIS.into()
+                },
+                None
+            ),
+            Ok(())
         );
     }
 

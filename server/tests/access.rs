@@ -565,6 +565,15 @@ async fn editing_or_deleting_an_audit_row_fails_verify_naming_the_row(backend: &
     let (ok, out) = h.audit_verify();
     assert!(!ok, "a deleted row must fail: {out}");
     assert!(out.contains("audit row 3 is missing"), "{out}");
+
+    // Deleting the newest rows leaves a valid-looking chain; the recorded head catches it.
+    sqlx::query("DELETE FROM audit_log WHERE seq >= 3")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (ok, out) = h.audit_verify();
+    assert!(!ok, "rows deleted from the end must fail: {out}");
+    assert!(out.contains("audit row 3 is missing"), "{out}");
     h.stop().await;
 }
 

@@ -43,3 +43,10 @@ CREATE TABLE audit_log (
     hash      TEXT NOT NULL
 );
 CREATE INDEX audit_log_ts ON audit_log (ts_ms);
+-- The newest audit row's sequence number and hash, updated in the same transaction as each
+-- append, so deleting rows from the end of the chain is detected too.
+CREATE TABLE audit_head (
+    id   BIGINT PRIMARY KEY,
+    seq  BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
