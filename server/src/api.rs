@@ -16,7 +16,7 @@ use serde_json::json;
 use yunwei_proto::{ErrorBody, ErrorDetail};
 
 use crate::{
-    AppState, ingest,
+    AppState, auth, ingest,
     ingest::{KIND_HOST, KIND_PROBE},
     now_ms,
     store::{AgentRow, HOUR_MS, SeriesRow},
@@ -148,7 +148,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         // Notifications, acknowledgements and silences.
         .merge(crate::notify::api::routes())
+        .route("/api/v1/auth/login", post(auth::api::login))
+        .route("/api/v1/auth/logout", post(auth::api::logout))
+        .route("/api/v1/auth/me", get(auth::api::me))
+        .route(
+            "/api/v1/users",
+            get(auth::api::list_users).post(auth::api::add_user),
+        )
+        .route(
+            "/api/v1/users/{name}/password",
+            post(auth::api::set_password),
+        )
+        .route("/api/v1/users/{name}/disable", post(auth::api::disable))
+        .route("/api/v1/users/{name}/enable", post(auth::api::enable))
+        .route("/api/v1/users/{name}/unlock", post(auth::api::unlock))
+        .route("/api/v1/audit", get(auth::api::audit_log))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .route("/", get(crate::console::index))
+        .route("/assets/{file}", get(crate::console::asset))
         .fallback(|| async { ApiError::not_found("route") })
+        // Inner layer: runs after routing, so it sees the matched route.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -27,6 +27,7 @@ pub struct ServerConfig {
     pub contracts: ContractsConfig,
     /// Notifications (`notify:`); empty when not configured.
     pub notify: crate::notify::config::NotifyConfig,
+    pub auth: AuthConfig,
 }
 
 /// O&M contracts the server assesses.
@@ -43,6 +44,30 @@ impl Default for ContractsConfig {
         ContractsConfig {
             files: Vec::new(),
             run_inspections: true,
+        }
+    }
+}
+
+/// Console login security (等保 2.0: lockout, idle timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Failed logins in a row that lock an account.
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked.
+    pub lockout_secs: u64,
+    /// A session unused for this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after login, used or not.
+    pub session_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            lockout_failures: 5,
+            lockout_secs: 900,
+            session_idle_secs: 900,
+            session_lifetime_secs: 12 * 3600,
         }
     }
 }
@@ -142,6 +167,8 @@ struct RawConfig {
     contracts: RawContracts,
     #[serde(default)]
     notify: crate::notify::config::RawNotify,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -150,6 +177,15 @@ struct RawContracts {
     #[serde(default)]
     files: Vec<PathBuf>,
     run_inspections: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    lockout_failures: Option<u32>,
+    lockout_secs: Option<u64>,
+    session_idle_secs: Option<u64>,
+    session_lifetime_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -432,6 +468,34 @@ fn validate(
             .run_inspections
             .unwrap_or(ContractsConfig::default().run_inspections),
     };
+    let da = AuthConfig::default();
+    let auth = AuthConfig {
+        lockout_failures: raw.auth.lockout_failures.unwrap_or(da.lockout_failures),
+        lockout_secs: raw.auth.lockout_secs.unwrap_or(da.lockout_secs),
+        session_idle_secs: raw.auth.session_idle_secs.unwrap_or(da.session_idle_secs),
+        session_lifetime_secs: raw
+            .auth
+            .session_lifetime_secs
+            .unwrap_or(da.session_lifetime_secs),
+    };
+    if !(1..=10).contains(&auth.lockout_failures) {
+        err("auth.lockout_failures", "must be between 1 and 10".into());
+    }
+    if auth.lockout_secs == 0 {
+        err("auth.lockout_secs", "must be greater than 0".into());
+    }
+    if !(1..=86_400).contains(&auth.session_idle_secs) {
+        err(
+            "auth.session_idle_secs",
+            "must be between 1 and 86400".into(),
+        );
+    }
+    if auth.session_lifetime_secs < auth.session_idle_secs {
+        err(
+            "auth.session_lifetime_secs",
+            "must not be shorter than auth.session_idle_secs".into(),
+        );
+    }
 
     if errs.is_empty() {
         Ok(ServerConfig {
@@ -445,6 +509,7 @@ fn validate(
             rules,
             contracts,
             notify,
+            auth,
         })
     } else {
         Err(ConfigError(errs))
@@ -514,6 +579,24 @@ mod tests {
         assert_eq!(e.0.len(), 2, "{e}");
         assert!(e.0[0].contains("listen"), "{e}");
         assert!(e.0[1].contains("retention.rollup_days"), "{e}");
+    }
+
+    #[test]
+    fn auth_settings_are_validated() {
+        let c = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server/server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthConfig::default());
+        let e = parse(
+            "auth:\n  lockout_failures: 0\n  session_idle_secs: 600\n  session_lifetime_secs: 60\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(e.0[0].contains("auth.lockout_failures"), "{e}");
+        assert!(e.0[1].contains("auth.session_lifetime_secs"), "{e}");
     }
 
     #[test]

@@ -3,12 +3,16 @@
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod console;
 pub mod contracts;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod quickstart;
 pub mod report_keys;
 pub mod rules;
@@ -202,10 +206,13 @@ impl Server {
             ))
         });
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
-        axum::serve(self.listener, api::router(state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            self.listener,
+            api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
@@ -229,6 +236,10 @@ async fn maintenance_loop(state: Arc<AppState>) {
         state.window.write().expect("window lock").trim(now_ms());
         if let Err(e) = ingest::maintenance_pass(&state, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
+        }
+        let idle_ms = state.config.auth.session_idle_secs as i64 * 1000;
+        if let Err(e) = auth::users::purge_sessions(&state.store, now_ms(), idle_ms).await {
+            tracing::error!(error = %e, "purging ended sessions failed");
         }
     }
 }

@@ -57,6 +57,9 @@ enum Command {
     Alerts {
         #[arg(long, default_value = "http://127.0.0.1:9470")]
         server: String,
+        /// API token (operator role); also read from YUNWEI_TOKEN.
+        #[arg(long, env = "YUNWEI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: yunwei_server::notify::cli::AlertsCommand,
     },
@@ -64,6 +67,9 @@ enum Command {
     Silences {
         #[arg(long, default_value = "http://127.0.0.1:9470")]
         server: String,
+        /// API token (operator role); also read from YUNWEI_TOKEN.
+        #[arg(long, env = "YUNWEI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: yunwei_server::notify::cli::SilencesCommand,
     },
@@ -72,6 +78,99 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Manage console users.
+    User {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens for automation.
+    Token {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Check the audit trail.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// Which store a management command works on.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The server's YAML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (the SQLite file lives here).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. Without --password-stdin a password is generated and printed once.
+    Add {
+        name: String,
+        /// admin, operator, reviewer or auditor.
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (generated and printed unless --password-stdin); clears a lockout.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user and end their sessions.
+    Disable { name: String },
+    /// Re-enable a disabled user.
+    Enable { name: String },
+    /// Clear a login lockout.
+    Unlock { name: String },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it once.
+    Create {
+        /// A unique name for the token.
+        #[arg(long)]
+        name: String,
+        /// admin, operator, reviewer or auditor.
+        #[arg(long)]
+        role: String,
+        /// Limit the token to some of its role's permissions (comma-separated: read, operate,
+        /// approve, reports, audit, admin, metrics).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Days until the token expires (never when not given).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// Revoke a token by name.
+    Revoke { name: String },
+    /// List tokens (never their secrets).
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 naming the first changed or deleted row.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -158,12 +257,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Alerts { server, command } => {
-            rt.block_on(yunwei_server::notify::cli::alerts(&server, command))?;
+        Command::Alerts {
+            server,
+            token,
+            command,
+        } => {
+            rt.block_on(yunwei_server::notify::cli::alerts(
+                &server,
+                token.as_deref(),
+                command,
+            ))?;
         }
-        Command::Silences { server, command } => {
-            rt.block_on(yunwei_server::notify::cli::silences(&server, command))?;
+        Command::Silences {
+            server,
+            token,
+            command,
+        } => {
+            rt.block_on(yunwei_server::notify::cli::silences(
+                &server,
+                token.as_deref(),
+                command,
+            ))?;
         }
+        Command::User { store, command } => return rt.block_on(admin::user(store, command)),
+        Command::Token { store, command } => return rt.block_on(admin::token(store, command)),
+        Command::Audit { store, command } => return rt.block_on(admin::audit(store, command)),
         Command::Serve { config, overrides } => {
             let overrides = overrides.into();
             let config = match config {
@@ -315,5 +433,203 @@ fn contract_check(files: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The user, token and audit subcommands.
+mod admin {
+    use std::{io::BufRead, process::ExitCode};
+
+    use anyhow::{Context, bail};
+    use yunwei_server::{
+        audit,
+        auth::{Perm, Role, users},
+        config::{Overrides, ServerConfig},
+        now_ms,
+        store::Store,
+    };
+
+    use super::{AuditCommand, StoreArgs, TokenCommand, UserCommand};
+
+    async fn open(a: StoreArgs) -> anyhow::Result<Store> {
+        let o = Overrides {
+            listen: None,
+            data_dir: a.data_dir,
+            database_url: a.database_url,
+        };
+        let config = match &a.config {
+            Some(path) => ServerConfig::load(path, &o),
+            None => ServerConfig::from_overrides(&o),
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
+            .await
+            .context("opening the store")
+    }
+
+    fn role(s: &str) -> anyhow::Result<Role> {
+        Role::parse(s)
+            .with_context(|| format!("--role: {s:?} is not admin, operator, reviewer or auditor"))
+    }
+
+    /// The password from stdin, or a generated one (printed once by the caller).
+    fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+        if from_stdin {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            Ok((line.trim_end_matches(['\r', '\n']).to_string(), false))
+        } else {
+            Ok((users::generate_password(), true))
+        }
+    }
+
+    async fn record(store: &Store, action: &str, target: &str) {
+        audit::record(
+            store,
+            now_ms(),
+            audit::Entry {
+                actor: "cli".into(),
+                action: action.into(),
+                target: target.into(),
+                result: "success".into(),
+                source: "local".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .await;
+    }
+
+    pub async fn user(a: StoreArgs, c: UserCommand) -> anyhow::Result<ExitCode> {
+        let store = open(a).await?;
+        match c {
+            UserCommand::Add {
+                name,
+                role: r,
+                password_stdin,
+            } => {
+                let r = role(&r)?;
+                let (pw, generated) = password(password_stdin)?;
+                users::add_user(&store, &name, r, &pw, now_ms()).await?;
+                record(&store, "user.add", &name).await;
+                println!("added user {name} ({})", r.as_str());
+                if generated {
+                    println!("password (shown once): {pw}");
+                }
+            }
+            UserCommand::Passwd {
+                name,
+                password_stdin,
+            } => {
+                let (pw, generated) = password(password_stdin)?;
+                users::set_password(&store, &name, &pw, now_ms()).await?;
+                record(&store, "user.passwd", &name).await;
+                println!("password of {name} changed; its sessions were ended");
+                if generated {
+                    println!("password (shown once): {pw}");
+                }
+            }
+            UserCommand::Disable { name } => {
+                users::set_disabled(&store, &name, true).await?;
+                record(&store, "user.disable", &name).await;
+                println!("disabled {name}");
+            }
+            UserCommand::Enable { name } => {
+                users::set_disabled(&store, &name, false).await?;
+                record(&store, "user.enable", &name).await;
+                println!("enabled {name}");
+            }
+            UserCommand::Unlock { name } => {
+                users::unlock(&store, &name).await?;
+                record(&store, "user.unlock", &name).await;
+                println!("unlocked {name}");
+            }
+            UserCommand::List => {
+                let now = now_ms();
+                println!("{:<24} {:<9} STATUS", "NAME", "ROLE");
+                for u in users::users(&store).await? {
+                    let status = if u.disabled {
+                        "disabled"
+                    } else if u.locked_until_ms.is_some_and(|t| t > now) {
+                        "locked"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<24} {:<9} {status}", u.name, u.role.as_str());
+                }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn token(a: StoreArgs, c: TokenCommand) -> anyhow::Result<ExitCode> {
+        let store = open(a).await?;
+        match c {
+            TokenCommand::Create {
+                name,
+                role: r,
+                scopes,
+                expires_days,
+            } => {
+                let r = role(&r)?;
+                let mut perms = Vec::new();
+                for s in scopes.iter().filter(|s| !s.is_empty()) {
+                    let p = Perm::parse(s)
+                        .with_context(|| format!("--scopes: {s:?} is not a permission"))?;
+                    if !r.perms().contains(&p) {
+                        bail!("--scopes: role {} does not have {s}", r.as_str());
+                    }
+                    perms.push(p);
+                }
+                let now = now_ms();
+                let expires = expires_days.map(|d| now + i64::from(d) * 86_400_000);
+                let secret = users::create_token(&store, &name, r, &perms, expires, now).await?;
+                record(&store, "token.create", &name).await;
+                println!("{secret}");
+            }
+            TokenCommand::Revoke { name } => {
+                users::revoke_token(&store, &name).await?;
+                record(&store, "token.revoke", &name).await;
+                println!("revoked {name}");
+            }
+            TokenCommand::List => {
+                for t in users::tokens(&store).await? {
+                    let scopes: Vec<&str> = t.scopes.iter().map(|p| p.as_str()).collect();
+                    println!(
+                        "{:<24} {:<9} scopes={} {}",
+                        t.name,
+                        t.role.as_str(),
+                        if scopes.is_empty() {
+                            "all".into()
+                        } else {
+                            scopes.join(",")
+                        },
+                        if t.revoked { "revoked" } else { "" }
+                    );
+                }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn audit(a: StoreArgs, c: AuditCommand) -> anyhow::Result<ExitCode> {
+        let store = open(a).await?;
+        let AuditCommand::Verify = c;
+        let result = audit::verify(&store).await?;
+        store.close().await;
+        match result {
+            Ok(head) => {
+                println!(
+                    "audit log intact: {} rows, head hash {}",
+                    head.rows, head.hash
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("audit log BROKEN: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
     }
 }

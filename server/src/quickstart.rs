@@ -72,6 +72,20 @@ fn install_example_contract(data_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Creates user `admin` with a generated password when there is no user yet; returns the
+/// line to print (the password is shown only this once).
+async fn first_admin(store: &crate::store::Store) -> anyhow::Result<String> {
+    use crate::auth::{Role, users};
+    if !users::users(store).await?.is_empty() {
+        return Ok("(log in with your user; `yunwei-server user passwd NAME --data-dir ...` resets a password)".into());
+    }
+    let password = users::generate_password();
+    users::add_user(store, "admin", Role::Admin, &password, crate::now_ms()).await?;
+    Ok(format!(
+        "user: admin  password: {password}  (shown once; change it with `yunwei-server user passwd admin --data-dir ...`)"
+    ))
+}
+
 /// Runs the server and a local agent until `shutdown` completes.
 pub async fn run(
     listen: Option<SocketAddr>,
@@ -103,6 +117,7 @@ pub async fn run(
         .map(|c| c.contract.id.clone())
         .unwrap_or_default();
     let addr = server.local_addr();
+    let login = first_admin(&server.state().store).await?;
 
     let agent_yaml = format!(
         "server_url: http://{addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
@@ -131,7 +146,8 @@ pub async fn run(
          alerts:   http://{addr}/api/v1/alerts\n  \
          contract: http://{addr}/api/v1/contracts/{contract}/status ({contract_file})\n  \
          metrics:  http://{addr}/metrics\n  \
-         health:   http://{addr}/readyz\n\n\
+         health:   http://{addr}/readyz\n\n  \
+         console:  http://{addr}/  {login}\n\n\
          Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
         data = data_dir.display(),
         rules = data_dir.join("rules").display(),

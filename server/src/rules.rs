@@ -172,7 +172,9 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             .groups
             .iter()
             .enumerate()
-            .filter(|(_, g)| g.next_eval_ms <= t)
+            // Never evaluate a group at or before its last evaluation: two evaluators (the loop
+            // and a caller) or a clock stepping back must not rewrite newer state.
+            .filter(|(_, g)| g.next_eval_ms <= t && g.state.last_eval_ms.is_none_or(|l| l < t))
             .map(|(i, _)| i)
             .collect()
     };
@@ -194,14 +196,31 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             let w = state.window.read().expect("window lock");
             group.eval(t, &w.storage, &mut gstate, &opts)
         };
+        for e in &result.errors {
+            tracing::warn!(group = %group.name, rule = %e.rule_name, error = %e.message, "rule evaluation failed");
+        }
+        let interval = group.interval_or(opts.default_interval_ms);
+        let json = serde_json::to_string(&gstate).unwrap_or_default();
+        {
+            let mut rules = state.rules.write().expect("rules lock");
+            // The set may have been reloaded meanwhile; only store into the same group.
+            // Nor over a newer evaluation that finished meanwhile.
+            let Some(g) = rules.groups.get_mut(*i).filter(|g| {
+                Arc::ptr_eq(&g.group, &group) && g.state.last_eval_ms.is_none_or(|l| l < t)
+            }) else {
+                continue;
+            };
+            g.state = gstate;
+            g.alerts = result.alerts;
+            g.last_duration = started.elapsed();
+            g.next_eval_ms = (t / interval + 1) * interval;
+            saves.push((g.key.clone(), json));
+        }
         {
             let mut w = state.window.write().expect("window lock");
             for s in &result.samples_to_write {
                 w.storage.add_sample(&s.labels, s.t_ms, s.v);
             }
-        }
-        for e in &result.errors {
-            tracing::warn!(group = %group.name, rule = %e.rule_name, error = %e.message, "rule evaluation failed");
         }
         for a in &result.to_notify {
             tracing::debug!(alert = %a.labels, state = a.state.as_str(), "alert to notify");
@@ -213,23 +232,6 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
                 .map(crate::notify::dispatch::from_rule_alert)
                 .collect(),
         );
-        let interval = group.interval_or(opts.default_interval_ms);
-        let json = serde_json::to_string(&gstate).unwrap_or_default();
-        {
-            let mut rules = state.rules.write().expect("rules lock");
-            // The set may have been reloaded meanwhile; only store into the same group.
-            if let Some(g) = rules
-                .groups
-                .get_mut(*i)
-                .filter(|g| Arc::ptr_eq(&g.group, &group))
-            {
-                g.state = gstate;
-                g.alerts = result.alerts;
-                g.last_duration = started.elapsed();
-                g.next_eval_ms = (t / interval + 1) * interval;
-                saves.push((g.key.clone(), json));
-            }
-        }
     }
     for (key, json) in saves {
         if let Err(e) = state.store.save_rule_state(&key, &json, t).await {

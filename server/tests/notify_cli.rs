@@ -9,10 +9,11 @@ use yunwei_server::{
     notify::engine::AlertEntry,
 };
 
-fn cli(server: &str, args: &[&str]) -> (bool, String) {
+fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_yunwei-server"))
         .args(args.iter().take(1))
         .args(["--server", server])
+        .env("YUNWEI_TOKEN", token)
         .args(&args[1..])
         .output()
         .unwrap();
@@ -65,16 +66,35 @@ async fn ack_unack_and_silences_from_the_command_line() {
     }
     let id = groups[0].id.clone();
 
+    // Each operator acts with a token of their own; the server records the token's user, so
+    // `--by` cannot speak for someone else.
+    let mut tokens = Vec::new();
+    for name in ["zhangsan", "lisi", "wangwu"] {
+        tokens.push(
+            yunwei_server::auth::users::create_token(
+                &state.store,
+                name,
+                yunwei_server::auth::Role::Operator,
+                &[],
+                None,
+                yunwei_tests::now_ms(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let (t1, t2, t3) = (tokens[0].clone(), tokens[1].clone(), tokens[2].clone());
     let b = base.clone();
     let id2 = id.clone();
     let out = tokio::task::spawn_blocking(move || {
         vec![
-            cli(&b, &["alerts", "ack", &id2, "--by", "张三"]),
-            cli(&b, &["alerts", "unack", &id2, "--by", "李四"]),
-            cli(&b, &["alerts", "list"]),
-            cli(&b, &["alerts", "ack", "nosuchgroup", "--by", "x"]),
+            cli(&b, &t1, &["alerts", "ack", &id2, "--by", "张三"]),
+            cli(&b, &t2, &["alerts", "unack", &id2, "--by", "张三"]),
+            cli(&b, &t1, &["alerts", "list"]),
+            cli(&b, &t1, &["alerts", "ack", "nosuchgroup"]),
             cli(
                 &b,
+                &t3,
                 &[
                     "silences",
                     "add",
@@ -103,18 +123,28 @@ async fn ack_unack_and_silences_from_the_command_line() {
         acks.iter()
             .map(|a| (a.action.as_str(), a.actor.as_str(), a.via.as_str()))
             .collect::<Vec<_>>(),
-        [("ack", "张三", "api"), ("unack", "李四", "api")]
+        [
+            ("ack", "token:zhangsan", "api"),
+            ("unack", "token:lisi", "api")
+        ]
     );
     let silences = state.store.silences().await.unwrap();
     assert_eq!(silences.len(), 1);
-    assert_eq!(silences[0].created_by, "王五");
+    assert_eq!(silences[0].created_by, "token:wangwu");
     assert!(silences[0].ends_ms - silences[0].starts_ms >= 7_190_000);
     let sid = silences[0].id.clone();
     let b = base.clone();
-    let (ok, _) = tokio::task::spawn_blocking(move || cli(&b, &["silences", "expire", &sid]))
+    let t = tokens[0].clone();
+    let (ok, _) = tokio::task::spawn_blocking(move || cli(&b, &t, &["silences", "expire", &sid]))
         .await
         .unwrap();
     assert!(ok);
+    // Without a token the server refuses.
+    let b = base.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || cli(&b, "", &["alerts", "list"]))
+        .await
+        .unwrap();
+    assert!(!ok && out.contains("401"), "{out}");
     let s = &state.store.silences().await.unwrap()[0];
     assert!(s.ends_ms <= yunwei_tests::now_ms());
 

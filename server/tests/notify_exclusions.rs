@@ -71,10 +71,22 @@ async fn an_approved_window_mutes_its_scope_only() {
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
+    let token = async |name: &str, role| {
+        yunwei_server::auth::users::create_token(&state.store, name, role, &[], None, now_ms())
+            .await
+            .unwrap()
+    };
+    use yunwei_server::auth::Role;
+    let (op, rev, admin) = (
+        token("operator", Role::Operator).await,
+        token("office-reviewer", Role::Reviewer).await,
+        token("admin", Role::Admin).await,
+    );
     let c = reqwest::Client::new();
-    let post = async |path: &str, body: Value| {
+    let post = async |who: &str, path: &str, body: Value| {
         let r = c
             .post(format!("{base}{path}"))
+            .bearer_auth(who)
             .json(&body)
             .send()
             .await
@@ -84,23 +96,39 @@ async fn an_approved_window_mutes_its_scope_only() {
 
     let now = now_ms();
     let (code, v) = post(
+        &op,
         "/api/v1/exclusions",
         json!({"kind": "maintenance", "matchers": ["instance=\"db1\""], "from_ms": now - 1000,
-               "to_ms": now + 3_600_000, "reason": "数据库升级", "by": "operator"}),
+               "to_ms": now + 3_600_000, "reason": "数据库升级"}),
     )
     .await;
     assert_eq!(code, 200, "{v}");
     let id = v["data"]["id"].as_str().unwrap().to_string();
     let (code, v) = post(
+        &op,
         "/api/v1/exclusions",
         json!({"kind": "holiday", "matchers": [], "from_ms": now, "to_ms": now + 1,
                "reason": "x", "by": "operator"}),
     )
     .await;
     assert_eq!((code, v["error"]["field"].as_str()), (400, Some("kind")));
+    // The vendor's operator may not approve at all; an admin may not approve a request filed
+    // under their own name, and a body's `by` cannot pretend to be someone else.
+    let (code, _) = post(&op, &format!("/api/v1/exclusions/{id}/approve"), json!({})).await;
+    assert_eq!(code, 403, "operators cannot approve");
+    let (code, v) = post(
+        &admin,
+        "/api/v1/exclusions",
+        json!({"kind": "maintenance", "matchers": ["instance=\"db9\""], "from_ms": now,
+               "to_ms": now + 60_000, "reason": "自审测试", "by": "someone-else"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let own = v["data"]["id"].as_str().unwrap().to_string();
     let (code, _) = post(
-        &format!("/api/v1/exclusions/{id}/approve"),
-        json!({"by": "operator"}),
+        &admin,
+        &format!("/api/v1/exclusions/{own}/approve"),
+        json!({"by": "office-reviewer"}),
     )
     .await;
     assert_eq!(code, 403, "no self-approval");
@@ -114,16 +142,13 @@ async fn an_approved_window_mutes_its_scope_only() {
     );
 
     let (code, v) = post(
+        &rev,
         &format!("/api/v1/exclusions/{id}/approve"),
-        json!({"by": "office-reviewer", "comment": "同意"}),
+        json!({"comment": "同意"}),
     )
     .await;
     assert_eq!(code, 200, "{v}");
-    let (code, _) = post(
-        &format!("/api/v1/exclusions/{id}/reject"),
-        json!({"by": "x"}),
-    )
-    .await;
+    let (code, _) = post(&rev, &format!("/api/v1/exclusions/{id}/reject"), json!({})).await;
     assert_eq!(code, 409, "reviewed once");
     tokio::time::sleep(Duration::from_millis(300)).await;
     state
@@ -146,8 +171,15 @@ async fn an_approved_window_mutes_its_scope_only() {
         "{got:?}"
     );
     let rows = state.store.exclusions().await.unwrap();
-    assert_eq!(rows[0].status, "approved");
-    assert_eq!(rows[0].reviewed_by.as_deref(), Some("office-reviewer"));
+    let row = rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(row.status, "approved");
+    assert_eq!(row.requested_by, "token:operator");
+    assert_eq!(row.reviewed_by.as_deref(), Some("token:office-reviewer"));
+    let own = rows.iter().find(|r| r.id == own).unwrap();
+    assert_eq!(
+        (own.requested_by.as_str(), own.status.as_str()),
+        ("token:admin", "pending")
+    );
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

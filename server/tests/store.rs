@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use yunwei_proto::{Event, Sample};
 mod common;
 
-use common::Harness;
+use common::{Harness, admin_token};
 use yunwei_server::{
     AppState, Server,
     config::{Overrides, ServerConfig},
@@ -424,7 +424,8 @@ async fn live_window_is_fed_on_ingest_and_refilled_at_start(backend: &str) {
     };
     let server = start(url.clone()).await;
     let state = server.state();
-    let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+    let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+        .with_token(&admin_token(&state).await);
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
@@ -498,7 +499,8 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
             config.rules.files = vec![rules_path];
             let server = Server::bind(config).await.unwrap();
             let state = server.state();
-            let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
+            let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+                .with_token(&admin_token(&state).await);
             let (stop, rx) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(server.run(async {
                 let _ = rx.await;
@@ -564,8 +566,7 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
     // An invalid rule file is refused and the running set stays.
     std::fs::write(&rules_path, "groups:\n  - name: x\n    rulez: []\n").unwrap();
     let r = client
-        .http
-        .post(format!("{}/api/v1/rules/reload", client.base))
+        .api(reqwest::Method::POST, "/api/v1/rules/reload")
         .send()
         .await
         .unwrap();

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod webdriver;
+
 use anyhow::{Context, bail};
 use sqlx::Connection;
 use yunwei_proto::{Batch, HostFacts, PROTOCOL_VERSION, Sample};
@@ -170,6 +172,8 @@ pub struct ServerProcess {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// An admin API token created with `yunwei-server token create` before the start.
+    pub api_token: String,
 }
 
 impl ServerProcess {
@@ -188,12 +192,14 @@ impl ServerProcess {
         let config_path = dir.path().join("server.yaml");
         std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("server.log");
+        let api_token = cli_token(&config_path, "harness", "admin")?;
         let mut s = ServerProcess {
             child: None,
             addr,
             dir,
             config_path,
             log_path,
+            api_token,
         };
         s.spawn().await?;
         Ok(s)
@@ -238,6 +244,12 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs `yunwei-server ARGS --config <this server's config>`; returns stdout, or the error
+    /// with stderr.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        run_cli(&self.config_path, args)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -291,6 +303,32 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Runs `yunwei-server ARGS --config CONFIG` with nothing on stdin.
+pub fn run_cli(config: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(bin("yunwei-server"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .context("running yunwei-server")?;
+    if !out.status.success() {
+        bail!(
+            "yunwei-server {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Creates an API token named `name` with `role` through the CLI; returns its secret.
+pub fn cli_token(config: &Path, name: &str, role: &str) -> anyhow::Result<String> {
+    let out = run_cli(config, &["token", "create", "--name", name, "--role", role])?;
+    Ok(out.trim().to_string())
+}
+
 /// An agent identity enrolled with a server.
 #[derive(Debug, Clone)]
 pub struct Enrolled {
@@ -303,11 +341,28 @@ pub struct Enrolled {
 pub struct AgentClient {
     pub http: reqwest::Client,
     pub base: String,
+    /// API token sent with the read API calls ([`AgentClient::get_json`], [`AgentClient::api`]).
+    pub api_token: Option<String>,
 }
 
 impl AgentClient {
+    /// A client for `server`, carrying its admin API token.
     pub fn new(server: &ServerProcess) -> AgentClient {
-        AgentClient::for_base(&server.url(""))
+        AgentClient::for_base(&server.url("")).with_token(&server.api_token)
+    }
+
+    pub fn with_token(mut self, token: &str) -> AgentClient {
+        self.api_token = Some(token.to_string());
+        self
+    }
+
+    /// A request to the API at `path` with the client's API token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
     }
 
     pub fn for_base(base: &str) -> AgentClient {
@@ -318,6 +373,7 @@ impl AgentClient {
         AgentClient {
             http,
             base: base.to_string(),
+            api_token: None,
         }
     }
 
@@ -361,7 +417,7 @@ impl AgentClient {
     }
 
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let r = self.api(reqwest::Method::GET, path).send().await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
@@ -372,8 +428,7 @@ impl AgentClient {
 
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         Ok(self
-            .http
-            .get(format!("{}{path}", self.base))
+            .api(reqwest::Method::GET, path)
             .send()
             .await?
             .text()

@@ -439,6 +439,24 @@ async fn promtool_accepts_the_metrics_endpoint() {
 async fn quickstart_serves_a_reporting_local_agent() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
+    // The read API needs credentials: a token made in the data dir before the start.
+    let token = {
+        let out = Command::new(bin("yunwei-server"))
+            .args([
+                "token",
+                "create",
+                "--name",
+                "e2e",
+                "--role",
+                "reviewer",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
     let mut qs = Command::new(bin("yunwei-server"))
         .args([
             "quickstart",
@@ -453,7 +471,7 @@ async fn quickstart_serves_a_reporting_local_agent() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = AgentClient::for_base(&format!("http://{addr}"));
+    let client = AgentClient::for_base(&format!("http://{addr}")).with_token(&token);
     let host = eventually(60, "the quickstart agent", async || {
         let v = client.get_json("/api/v1/hosts").await.ok()?;
         let h = v["hosts"].as_array()?.first()?.clone();
@@ -482,6 +500,13 @@ async fn quickstart_serves_a_reporting_local_agent() {
         out.contains(&format!("http://{addr}/api/v1/hosts")),
         "prints the URLs: {out}"
     );
+    // A token existed but no user: quickstart made `admin` and printed its password once.
+    let password = out
+        .split("password: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("prints the admin password: {out}"));
+    assert!(password.len() >= 10, "{out}");
 }
 
 /// POSTs an oversized ingest body over a raw connection. With `chunked == false` only the

@@ -1,12 +1,12 @@
 //! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}`, a small
 //! bilingual page), alert groups with acknowledge / unacknowledge / resolve, the notification
-//! log and queue, and silences. Until the server has logins, the acting user is the `by` field
-//! of a request body.
+//! log and queue, silences and exclusion requests. The acting user is the logged-in caller
+//! (`auth::Principal`); a `by` field in a request body is ignored for authenticated callers.
 
 use std::sync::Arc;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Bytes,
     extract::{Path, Query, State as AxState},
     http::StatusCode,
@@ -20,6 +20,7 @@ use super::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
     api::ApiError,
+    auth::Principal,
     now_ms,
     store::notify::{ExclusionRow, SilenceRow},
 };
@@ -40,6 +41,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(exclusions).post(request_exclusion),
         )
         .route("/api/v1/exclusions/{id}/{decision}", post(review_exclusion))
+}
+
+/// The acting user: the logged-in caller when there is one (the request body cannot speak for
+/// someone else), otherwise the body's `by` (callers the policy lets in unauthenticated).
+fn acting(by: &mut String, principal: Option<Extension<Principal>>) {
+    if let Some(Extension(p)) = principal {
+        *by = p.actor;
+    }
 }
 
 fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
@@ -72,8 +81,9 @@ async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>)
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
         Err(why) => {
+            // Not found rather than forbidden: a link either works or does not exist.
             return page(
-                StatusCode::FORBIDDEN,
+                StatusCode::NOT_FOUND,
                 "确认链接无效或已过期。",
                 &format!("This acknowledge link is not valid ({why})."),
             );
@@ -117,19 +127,22 @@ async fn groups(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    /// Who acts (until the API has logins).
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
     by: String,
 }
 
 async fn group_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
+    principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     if !matches!(action.as_str(), "ack" | "unack" | "resolve") {
         return Err(ApiError::not_found("action"));
     }
-    let a: ActionBody = body(&b)?;
+    let mut a: ActionBody = body(&b)?;
+    acting(&mut a.by, principal);
     if a.by.trim().is_empty() {
         return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
     }
@@ -202,15 +215,19 @@ struct SilenceBody {
     matchers: Vec<String>,
     starts_ms: Option<i64>,
     ends_ms: i64,
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
     by: String,
     comment: String,
 }
 
 async fn create_silence(
     AxState(state): AxState<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let s: SilenceBody = body(&b)?;
+    let mut s: SilenceBody = body(&b)?;
+    acting(&mut s.by, principal);
     if s.matchers.is_empty() {
         return Err(
             ApiError::bad_request("invalid_value", "at least one matcher").field("matchers"),
@@ -297,14 +314,18 @@ struct ExclusionBody {
     /// "end_time": "04:00"}]}`.
     recurrence: Option<Value>,
     reason: String,
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
     by: String,
 }
 
 async fn request_exclusion(
     AxState(state): AxState<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let e: ExclusionBody = body(&b)?;
+    let mut e: ExclusionBody = body(&b)?;
+    acting(&mut e.by, principal);
     if !matches!(
         e.kind.as_str(),
         "maintenance" | "force_majeure" | "buyer_caused"
@@ -363,6 +384,8 @@ async fn request_exclusion(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReviewBody {
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
     by: String,
     comment: Option<String>,
 }
@@ -370,6 +393,7 @@ struct ReviewBody {
 async fn review_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, decision)): Path<(String, String)>,
+    principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let status = match decision.as_str() {
@@ -377,7 +401,8 @@ async fn review_exclusion(
         "reject" => "rejected",
         _ => return Err(ApiError::not_found("decision")),
     };
-    let r: ReviewBody = body(&b)?;
+    let mut r: ReviewBody = body(&b)?;
+    acting(&mut r.by, principal);
     let existing = state
         .store
         .exclusions()

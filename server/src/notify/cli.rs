@@ -1,5 +1,7 @@
 //! `yunwei-server alerts ...` and `yunwei-server silences ...`: acknowledge, unacknowledge and
-//! resolve alert groups and manage silences through a running server's API.
+//! resolve alert groups and manage silences through a running server's API, authenticated with
+//! an API token (`--token` or `YUNWEI_TOKEN`; create one with `yunwei-server token create`). The
+//! server records the token's user as the one who acted.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -12,19 +14,22 @@ pub enum AlertsCommand {
     /// Acknowledge a group: escalation stops.
     Ack {
         id: String,
-        #[arg(long)]
+        /// Kept for scripts; the server records the token's user.
+        #[arg(long, default_value = "")]
         by: String,
     },
     /// Undo an acknowledgement: escalation resumes.
     Unack {
         id: String,
-        #[arg(long)]
+        /// Kept for scripts; the server records the token's user.
+        #[arg(long, default_value = "")]
         by: String,
     },
     /// Mark a group's alerts resolved.
     Resolve {
         id: String,
-        #[arg(long)]
+        /// Kept for scripts; the server records the token's user.
+        #[arg(long, default_value = "")]
         by: String,
     },
     /// Show the notification log (every delivery attempt).
@@ -45,7 +50,8 @@ pub enum SilencesCommand {
         /// How long, e.g. 2h.
         #[arg(long = "for")]
         duration: String,
-        #[arg(long)]
+        /// Kept for scripts; the server records the token's user.
+        #[arg(long, default_value = "")]
         by: String,
         #[arg(long)]
         comment: String,
@@ -54,6 +60,20 @@ pub enum SilencesCommand {
     Expire {
         id: String,
     },
+}
+
+/// An HTTP client sending `Authorization: Bearer TOKEN` when a token is given.
+fn client(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .context("the token is not a valid header value")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }
 
 async fn call(
@@ -79,8 +99,8 @@ async fn call(
 }
 
 /// Runs an `alerts` subcommand against `server` and prints the result.
-pub async fn alerts(server: &str, cmd: AlertsCommand) -> anyhow::Result<()> {
-    let c = reqwest::Client::new();
+pub async fn alerts(server: &str, token: Option<&str>, cmd: AlertsCommand) -> anyhow::Result<()> {
+    let c = client(token)?;
     let base = server.trim_end_matches('/');
     let (action, id, by) = match cmd {
         AlertsCommand::List => {
@@ -144,8 +164,12 @@ pub async fn alerts(server: &str, cmd: AlertsCommand) -> anyhow::Result<()> {
 }
 
 /// Runs a `silences` subcommand against `server` and prints the result.
-pub async fn silences(server: &str, cmd: SilencesCommand) -> anyhow::Result<()> {
-    let c = reqwest::Client::new();
+pub async fn silences(
+    server: &str,
+    token: Option<&str>,
+    cmd: SilencesCommand,
+) -> anyhow::Result<()> {
+    let c = client(token)?;
     let base = server.trim_end_matches('/');
     match cmd {
         SilencesCommand::List => {

@@ -36,6 +36,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
     (3, include_str!("../../migrations/sqlite/0003_notify.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_auth.sql")),
     (
         5,
         include_str!("../../migrations/sqlite/0005_inspections.sql"),
@@ -48,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
     ),
     (3, include_str!("../../migrations/postgres/0003_notify.sql")),
+    (4, include_str!("../../migrations/postgres/0004_auth.sql")),
     (
         5,
         include_str!("../../migrations/postgres/0005_inspections.sql"),

@@ -9,7 +9,23 @@ use yunwei_server::{
     AppState, Server,
     config::{Overrides, ServerConfig},
 };
-use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET};
+use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET, now_ms};
+
+/// An admin API token for the read API, created directly in the store.
+pub async fn admin_token(state: &AppState) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    yunwei_server::auth::users::create_token(
+        &state.store,
+        &format!("test-admin-{n}"),
+        yunwei_server::auth::Role::Admin,
+        &[],
+        None,
+        now_ms(),
+    )
+    .await
+    .unwrap()
+}
 
 pub struct Harness {
     pub state: Arc<AppState>,
@@ -39,8 +55,9 @@ impl Harness {
         config.retention.run_every_secs = 3600 * 24;
         tweak(&mut config);
         let server = Server::bind(config).await.unwrap();
-        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()));
         let state = server.state();
+        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+            .with_token(&admin_token(&state).await);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;

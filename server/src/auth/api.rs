@@ -1,0 +1,342 @@
+//! HTTP handlers for login, logout, the current user, user management (admin) and the audit
+//! log (auditor, admin).
+
+use std::sync::Arc;
+
+use axum::{
+    Extension,
+    extract::{ConnectInfo, Path, Query, State as AxState},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Json, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{COOKIE, Principal, Role, users};
+use crate::{AppState, api::ApiError, audit, now_ms};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    user: String,
+    password: String,
+}
+
+fn session_cookie(id: &str, max_age_secs: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}"
+    ))
+    .expect("hex ids are valid header values")
+}
+
+fn source(ci: Option<&Extension<ConnectInfo<std::net::SocketAddr>>>) -> String {
+    ci.map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string())
+}
+
+/// A hash to verify against when the user does not exist, so both cases take as long.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| users::hash_password("dummy-Password-1").unwrap_or_default());
+
+/// `POST /api/v1/auth/login`: checks the password, counts failures, locks the account after
+/// `auth.lockout_failures` in a row, and starts a session.
+pub async fn login(
+    AxState(state): AxState<Arc<AppState>>,
+    ci: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let src = source(ci.as_ref());
+    let entry = |action: &str, result: String| audit::Entry {
+        actor: req.user.clone(),
+        action: action.into(),
+        target: req.user.clone(),
+        result,
+        source: src.clone(),
+        detail: json!({}),
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong user name or password",
+        )
+    };
+    let user = users::user(&state.store, &req.user)
+        .await
+        .map_err(ApiError::internal)?;
+    let password = req.password.clone();
+    let hash = user
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(user) = user else {
+        audit::record(
+            &state.store,
+            now,
+            entry("login", "failure: unknown user".into()),
+        )
+        .await;
+        return Err(bad());
+    };
+    if user.disabled {
+        audit::record(
+            &state.store,
+            now,
+            entry("login", "refused: disabled".into()),
+        )
+        .await;
+        return Err(bad());
+    }
+    if let Some(until) = user.locked_until_ms.filter(|&u| u > now) {
+        audit::record(&state.store, now, entry("login", "refused: locked".into())).await;
+        let secs = ((until - now + 999) / 1000) as u64;
+        return Err(ApiError {
+            retry_after_secs: Some(secs),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "locked",
+                format!(
+                    "the account is locked after too many failed logins; try again in {secs} s"
+                ),
+            )
+        });
+    }
+    if !ok {
+        let failures = users::count_failure(&state.store, &user.name)
+            .await
+            .map_err(ApiError::internal)?;
+        audit::record(
+            &state.store,
+            now,
+            entry(
+                "login",
+                format!("failure: wrong password ({failures} in a row)"),
+            ),
+        )
+        .await;
+        if failures >= i64::from(state.config.auth.lockout_failures) {
+            let until = now + state.config.auth.lockout_secs as i64 * 1000;
+            users::lock(&state.store, &user.name, until)
+                .await
+                .map_err(ApiError::internal)?;
+            audit::record(
+                &state.store,
+                now,
+                audit::Entry {
+                    detail: json!({ "locked_until_ms": until, "failures": failures }),
+                    ..entry("lockout", "locked".into())
+                },
+            )
+            .await;
+            let secs = state.config.auth.lockout_secs;
+            return Err(ApiError {
+                retry_after_secs: Some(secs),
+                ..ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "locked",
+                    format!("too many failed logins: the account is locked for {secs} s"),
+                )
+            });
+        }
+        return Err(bad());
+    }
+    let lifetime = state.config.auth.session_lifetime_secs;
+    let (id, csrf) = users::create_session(&state.store, &user.name, now, lifetime as i64 * 1000)
+        .await
+        .map_err(ApiError::internal)?;
+    audit::record(&state.store, now, entry("login", "success".into())).await;
+    let mut resp = Json(json!({
+        "user": user.name,
+        "role": user.role,
+        "permissions": user.role.perms(),
+        "csrf_token": csrf,
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&id, lifetime));
+    Ok(resp)
+}
+
+/// `POST /api/v1/auth/logout`.
+pub async fn logout(
+    AxState(state): AxState<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    if let Some(id) = &p.session {
+        users::end_session(&state.store, id)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let mut resp = Json(json!({ "status": "success" })).into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
+    Ok(resp)
+}
+
+/// `GET /api/v1/auth/me`.
+pub async fn me(
+    AxState(state): AxState<Arc<AppState>>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let csrf = match &p.session {
+        Some(_) => {
+            let id = super::cookie_value(&headers, COOKIE).unwrap_or_default();
+            users::session(&state.store, id)
+                .await
+                .map_err(ApiError::internal)?
+                .map(|s| s.csrf_token)
+        }
+        None => None,
+    };
+    Ok(Json(json!({
+        "user": p.actor,
+        "role": p.role,
+        "permissions": p.perms,
+        "csrf_token": csrf,
+    })))
+}
+
+fn user_error(e: users::UserError) -> ApiError {
+    use users::UserError as E;
+    match e {
+        E::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()).field("name"),
+        E::NotFound(_) => ApiError::not_found("user"),
+        E::BadName => ApiError::bad_request("invalid_value", e.to_string()).field("name"),
+        E::Password(_) => ApiError::bad_request("weak_password", e.to_string()).field("password"),
+        E::Store(e) => ApiError::internal(e),
+        E::Other(e) => ApiError::internal(format!("{e:#}")),
+    }
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_users(
+    AxState(state): AxState<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = now_ms();
+    let list: Vec<_> = users::users(&state.store)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|u| {
+            let locked = u.locked_until_ms.is_some_and(|t| t > now);
+            json!({
+                "name": u.name,
+                "role": u.role,
+                "disabled": u.disabled,
+                "locked": locked,
+                "locked_until_ms": u.locked_until_ms.filter(|_| locked),
+                "failed_count": u.failed_count,
+                "created_ms": u.created_ms,
+                "password_set_ms": u.password_set_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "users": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    role: String,
+    password: String,
+}
+
+/// `POST /api/v1/users`.
+pub async fn add_user(
+    AxState(state): AxState<Arc<AppState>>,
+    Json(u): Json<NewUser>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let role = Role::parse(&u.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_value",
+            format!("{:?} is not admin, operator, reviewer or auditor", u.role),
+        )
+        .field("role")
+    })?;
+    users::add_user(&state.store, &u.name, role, &u.password, now_ms())
+        .await
+        .map_err(user_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": u.name, "role": role })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// `POST /api/v1/users/{name}/password`.
+pub async fn set_password(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(b): Json<NewPassword>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    users::set_password(&state.store, &name, &b.password, now_ms())
+        .await
+        .map_err(user_error)?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+/// `POST /api/v1/users/{name}/disable`.
+pub async fn disable(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    users::set_disabled(&state.store, &name, true)
+        .await
+        .map_err(user_error)?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+/// `POST /api/v1/users/{name}/enable`.
+pub async fn enable(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    users::set_disabled(&state.store, &name, false)
+        .await
+        .map_err(user_error)?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+/// `POST /api/v1/users/{name}/unlock`.
+pub async fn unlock(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    users::unlock(&state.store, &name)
+        .await
+        .map_err(user_error)?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit?before=SEQ&limit=N`.
+pub async fn audit_log(
+    AxState(state): AxState<Arc<AppState>>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::bad_request("invalid_value", "must be between 1 and 1000").field("limit"),
+        );
+    }
+    let rows = audit::list(&state.store, q.before, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "entries": rows })))
+}
