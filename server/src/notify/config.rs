@@ -366,6 +366,47 @@ pub struct EscalationPolicy {
     pub tiers: Vec<Tier>,
 }
 
+/// Which alerts open incidents at which level (first match wins; 1 = 一级 / P1, most severe).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelRule {
+    pub matchers: Vec<Matcher>,
+    pub level: i64,
+}
+
+/// An open incident at `level` not restored `after` its detection goes up one level.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelEscalation {
+    pub level: i64,
+    pub after: Millis,
+}
+
+/// The `incidents:` part of `notify:`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Incidents {
+    #[serde(default)]
+    pub levels: Vec<LevelRule>,
+    #[serde(default)]
+    pub escalate_if_not_restored: Vec<LevelEscalation>,
+}
+
+impl Incidents {
+    /// The most severe level any of `alerts` maps to.
+    pub fn level_of<'a>(&self, alerts: impl IntoIterator<Item = &'a LabelSet>) -> Option<i64> {
+        alerts
+            .into_iter()
+            .filter_map(|l| {
+                self.levels
+                    .iter()
+                    .find(|r| all_match(&r.matchers, l))
+                    .map(|r| r.level)
+            })
+            .min()
+    }
+}
+
 /// Delivery retries.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,6 +477,8 @@ pub struct RawNotify {
     pub calendar_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub retry: Retry,
+    #[serde(default)]
+    pub incidents: Incidents,
     /// Webhook/robot destinations on loopback, link-local or private addresses that are
     /// allowed anyway (CIDR, e.g. `127.0.0.1/32`).
     #[serde(default)]
@@ -497,6 +540,7 @@ pub struct NotifyConfig {
     pub escalation_policies: Vec<EscalationPolicy>,
     pub calendar: Calendar,
     pub retry: Retry,
+    pub incidents: Incidents,
     pub allow_private_networks: Vec<Cidr>,
 }
 
@@ -721,6 +765,19 @@ impl RawNotify {
                 "{origin}: notify: receivers are defined but there is no route"
             ));
         }
+        for l in self.incidents.levels.iter().map(|r| r.level).chain(
+            self.incidents
+                .escalate_if_not_restored
+                .iter()
+                .map(|e| e.level),
+        ) {
+            if !(1..=4).contains(&l) {
+                errs.push(format!(
+                    "{}: notify.incidents: level {l} is not 1..4 (一级..四级)",
+                    locate(text, origin, "level", &l.to_string())
+                ));
+            }
+        }
         let mut allow = Vec::new();
         for c in &self.allow_private_networks {
             match Cidr::parse(c) {
@@ -778,6 +835,7 @@ impl RawNotify {
             escalation_policies: self.escalation_policies,
             calendar,
             retry: self.retry,
+            incidents: self.incidents,
             allow_private_networks: allow,
         })
     }

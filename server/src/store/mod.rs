@@ -6,6 +6,7 @@
 //! hourly rollups, status intervals and agent events.
 
 pub mod blob;
+pub mod incidents;
 pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
