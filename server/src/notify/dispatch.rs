@@ -599,8 +599,10 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
     let attempt = match (row.channel.as_str(), receiver) {
         ("email", Some(r)) if i < r.email.len() => {
             let t = &r.email[i];
-            let link = (!n.firing.is_empty())
-                .then(|| ack_url(cfg, secret, &n.group_id, &t.to.join(","), started));
+            let link = (!n.firing.is_empty()).then(|| {
+                let to = cfg.resolve_recipients(&t.to, started).join(",");
+                ack_url(cfg, secret, &n.group_id, &to, started)
+            });
             deliver::email(cfg, t, &n, link.as_deref()).await
         }
         ("webhook", Some(r)) if i < r.webhook.len() => {

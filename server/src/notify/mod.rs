@@ -15,3 +15,4 @@ pub mod token;
 pub use engine::fingerprint;
 pub mod api;
 pub mod cli;
+pub mod oncall;
