@@ -231,6 +231,7 @@ struct Dispatcher {
     mutes: Vec<Mute>,
     /// When open incidents were last checked for overdue restoration.
     levels_checked_ms: i64,
+    limiter: super::ratelimit::Limiter,
 }
 
 fn mutes_from(rows: &[crate::store::notify::SilenceRow]) -> Vec<Mute> {
@@ -544,6 +545,15 @@ impl Dispatcher {
             }
         };
         for row in due {
+            let key = format!("{}/{}/{}", row.receiver, row.channel, row.target_index);
+            let at = self.limiter.admit(&row.channel, &key, now);
+            if at > now {
+                // Over the robot's rate limit: wait until it fits.
+                if let Err(e) = self.state.store.notify_lease(row.id, at).await {
+                    tracing::error!(error = %e, "postponing a queued notification failed");
+                }
+                continue;
+            }
             if let Err(e) = self.state.store.notify_lease(row.id, now + LEASE_MS).await {
                 tracing::error!(error = %e, "leasing a queued notification failed");
                 continue;
@@ -744,6 +754,7 @@ pub async fn run(
         engine,
         mutes,
         levels_checked_ms: 0,
+        limiter: Default::default(),
     };
     loop {
         d.tick(&tx).await;

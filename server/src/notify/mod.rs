@@ -16,3 +16,4 @@ pub use engine::fingerprint;
 pub mod api;
 pub mod cli;
 pub mod oncall;
+pub mod ratelimit;
