@@ -33,6 +33,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0002_rule_state.sql"),
     ),
     (3, include_str!("../../migrations/sqlite/0003_notify.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_incidents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -41,6 +45,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0002_rule_state.sql"),
     ),
     (3, include_str!("../../migrations/postgres/0003_notify.sql")),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_incidents.sql"),
+    ),
 ];
 
 /// Milliseconds in an hour; rollups are per series per UTC hour.
