@@ -551,6 +551,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.notify.receivers.len(), 2);
+        assert_eq!(c.notify.oncall_schedules[0].layers.len(), 2);
+        assert_eq!(c.notify.incidents.levels.len(), 2);
         assert_eq!(c.notify.route.unwrap().routes[0].receiver, "office");
     }
 

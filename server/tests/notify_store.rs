@@ -4,6 +4,7 @@
 
 use yunwei_server::store::{
     Store,
+    incidents::{Clock, IncidentRow},
     notify::{AckRow, LogRow, Outcome, QueueRow, SilenceRow},
 };
 use yunwei_tests::PgDatabase;
@@ -82,6 +83,7 @@ both!(
     groups_and_queue_commit_together_and_survive_reopening,
     retries_fallback_and_the_log_of_every_attempt,
     acks_silences_and_the_secret_round_trip,
+    incident_clocks_are_stamped_once_and_every_change_is_an_event,
 );
 
 async fn groups_and_queue_commit_together_and_survive_reopening(backend: &str) {
@@ -214,5 +216,99 @@ async fn acks_silences_and_the_secret_round_trip(backend: &str) {
     let a = s.notify_secret("ack_link", "first", 0).await.unwrap();
     let b = s.notify_secret("ack_link", "second", 1).await.unwrap();
     assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
+    s.close().await;
+}
+
+async fn incident_clocks_are_stamped_once_and_every_change_is_an_event(backend: &str) {
+    let Some(d) = db(backend).await else { return };
+    let s = Store::open(&d.url, true).await.unwrap();
+    let row = IncidentRow {
+        id: "i1".into(),
+        group_id: Some("g1".into()),
+        title: "DbDown".into(),
+        level: 3,
+        source: "alert".into(),
+        labels: [("instance".to_string(), "db1".to_string())].into(),
+        detected_ms: 1_000,
+        notified_ms: None,
+        acknowledged_ms: None,
+        acknowledged_by: None,
+        onsite_ms: None,
+        restored_ms: None,
+        rca: None,
+        created_by: "system".into(),
+        updated_ms: 1_000,
+    };
+    s.insert_incident(&row).await.unwrap();
+    assert!(
+        s.stamp_incident("i1", Clock::Notified, 1_500, "ops", 1_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.stamp_incident("i1", Clock::Acknowledged, 2_000, "张三", 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.stamp_incident("i1", Clock::Acknowledged, 3_000, "李四", 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_incident_level("i1", 2, "system", "overdue", 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_incident_level("nope", 2, "system", "x", 4_000)
+            .await
+            .unwrap()
+    );
+    s.incident_text("i1", "rca", "张三", "电源故障", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.open_incident_of_group("g1").await.unwrap().unwrap().id,
+        "i1"
+    );
+    assert!(
+        s.stamp_incident("i1", Clock::Restored, 6_000, "system", 6_000)
+            .await
+            .unwrap()
+    );
+    assert!(s.open_incident_of_group("g1").await.unwrap().is_none());
+    assert!(s.incidents(true).await.unwrap().is_empty());
+    let i = s.incident("i1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            i.level,
+            i.notified_ms,
+            i.acknowledged_ms,
+            i.acknowledged_by.as_deref(),
+            i.restored_ms
+        ),
+        (2, Some(1_500), Some(2_000), Some("张三"), Some(6_000))
+    );
+    assert_eq!(i.rca.as_deref(), Some("电源故障"));
+    assert_eq!(i.labels["instance"], "db1");
+    let kinds: Vec<(String, String)> = s
+        .incident_events("i1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.detail))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("opened".to_string(), "level 3".to_string()),
+            ("notified".into(), "".into()),
+            ("ack".into(), "".into()),
+            ("level".into(), "3 -> 2: overdue".into()),
+            ("rca".into(), "电源故障".into()),
+            ("restored".into(), "".into()),
+        ]
+    );
     s.close().await;
 }

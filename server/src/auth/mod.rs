@@ -187,6 +187,31 @@ pub const POLICY: &[RoutePolicy] = &[
         READ,
         "inspection (巡检) records of a contract",
     ),
+    // Incidents.
+    p(
+        "GET",
+        "/api/v1/incidents",
+        READ,
+        "incidents with their clocks",
+    ),
+    p(
+        "POST",
+        "/api/v1/incidents",
+        OPERATE,
+        "open an incident by hand (a fault reported by phone)",
+    ),
+    p(
+        "GET",
+        "/api/v1/incidents/{id}",
+        READ,
+        "one incident with notes and level changes",
+    ),
+    p(
+        "POST",
+        "/api/v1/incidents/{id}/{action}",
+        OPERATE,
+        "acknowledge, on site, restore, note, RCA or level change",
+    ),
     // Notifications, acknowledgements, silences, exclusions.
     p(
         "GET",

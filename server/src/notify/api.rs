@@ -22,7 +22,10 @@ use crate::{
     api::ApiError,
     auth::Principal,
     now_ms,
-    store::notify::{ExclusionRow, SilenceRow},
+    store::{
+        incidents::{Clock, IncidentRow},
+        notify::{ExclusionRow, SilenceRow},
+    },
 };
 
 /// The routes, merged into the API router.
@@ -41,6 +44,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(exclusions).post(request_exclusion),
         )
         .route("/api/v1/exclusions/{id}/{decision}", post(review_exclusion))
+        .route("/api/v1/incidents", get(incidents).post(create_incident))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/incidents/{id}/{action}", post(incident_action))
 }
 
 /// The acting user: the logged-in caller when there is one (the request body cannot speak for
@@ -436,5 +442,209 @@ async fn review_exclusion(
         .field("id"));
     }
     state.notify.reload();
+    Ok(Json(json!({ "status": "success" })))
+}
+
+#[derive(Deserialize)]
+struct IncidentQuery {
+    open: Option<bool>,
+}
+
+async fn incidents(
+    AxState(state): AxState<Arc<AppState>>,
+    Query(q): Query<IncidentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = state
+        .store
+        .incidents(q.open.unwrap_or(false))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+async fn incident(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state
+        .store
+        .incident(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("incident").field("id"))?;
+    let events = state
+        .store
+        .incident_events(&id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "status": "success", "data": { "incident": row, "events": events } }),
+    ))
+}
+
+fn check_level(level: i64) -> Result<(), ApiError> {
+    if (1..=4).contains(&level) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_value", "must be 1..4 (一级..四级)").field("level"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewIncident {
+    title: String,
+    level: i64,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    /// When the fault began (default: now), e.g. the time of the phone call.
+    detected_ms: Option<i64>,
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
+    by: String,
+    note: Option<String>,
+}
+
+async fn create_incident(
+    AxState(state): AxState<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut n: NewIncident = body(&b)?;
+    acting(&mut n.by, principal);
+    check_level(n.level)?;
+    for (name, v) in [("title", &n.title), ("by", &n.by)] {
+        if v.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_value", "must not be empty").field(name));
+        }
+    }
+    let now = now_ms();
+    let detected = n.detected_ms.unwrap_or(now);
+    if detected > now + 60_000 {
+        return Err(
+            ApiError::bad_request("invalid_value", "must not be in the future")
+                .field("detected_ms"),
+        );
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    state
+        .store
+        .insert_incident(&IncidentRow {
+            id: id.clone(),
+            group_id: None,
+            title: n.title.trim().into(),
+            level: n.level,
+            source: "manual".into(),
+            labels: n.labels,
+            detected_ms: detected,
+            notified_ms: None,
+            acknowledged_ms: None,
+            acknowledged_by: None,
+            onsite_ms: None,
+            restored_ms: None,
+            rca: None,
+            created_by: n.by.trim().into(),
+            updated_ms: now,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    if let Some(note) = n.note.filter(|t| !t.trim().is_empty()) {
+        state
+            .store
+            .incident_text(&id, "note", n.by.trim(), &note, now)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentAction {
+    /// Ignored when the caller is logged in: the acting user is the caller.
+    #[serde(default)]
+    by: String,
+    /// When it happened (default: now), for ack / onsite / restore.
+    at_ms: Option<i64>,
+    /// Note or RCA text.
+    text: Option<String>,
+    level: Option<i64>,
+    reason: Option<String>,
+}
+
+async fn incident_action(
+    AxState(state): AxState<Arc<AppState>>,
+    Path((id, action)): Path<(String, String)>,
+    principal: Option<Extension<Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let mut a: IncidentAction = body(&b)?;
+    acting(&mut a.by, principal);
+    if a.by.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+    }
+    let by = a.by.trim();
+    let now = now_ms();
+    let row = state
+        .store
+        .incident(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("incident").field("id"))?;
+    let at = a.at_ms.unwrap_or(now);
+    if at > now + 60_000 || at < row.detected_ms {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "must lie between the detection and now",
+        )
+        .field("at_ms"));
+    }
+    let clock = match action.as_str() {
+        "ack" => Some(Clock::Acknowledged),
+        "onsite" => Some(Clock::Onsite),
+        "restore" => Some(Clock::Restored),
+        _ => None,
+    };
+    if let Some(c) = clock {
+        let stamped = state
+            .store
+            .stamp_incident(&id, c, at, by, now)
+            .await
+            .map_err(ApiError::internal)?;
+        if !stamped {
+            return Err(
+                ApiError::new(StatusCode::CONFLICT, "conflict", "already recorded").field("action"),
+            );
+        }
+        return Ok(Json(json!({ "status": "success" })));
+    }
+    match action.as_str() {
+        "note" | "rca" => {
+            let text = a
+                .text
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("invalid_value", "required").field("text"))?;
+            state
+                .store
+                .incident_text(&id, &action, by, &text, now)
+                .await
+                .map_err(ApiError::internal)?;
+        }
+        "level" => {
+            let level = a
+                .level
+                .ok_or_else(|| ApiError::bad_request("invalid_value", "required").field("level"))?;
+            check_level(level)?;
+            let reason = a.reason.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                ApiError::bad_request("invalid_value", "required").field("reason")
+            })?;
+            state
+                .store
+                .set_incident_level(&id, level, by, &reason, now)
+                .await
+                .map_err(ApiError::internal)?;
+        }
+        _ => return Err(ApiError::not_found("action")),
+    }
     Ok(Json(json!({ "status": "success" })))
 }

@@ -366,6 +366,47 @@ pub struct EscalationPolicy {
     pub tiers: Vec<Tier>,
 }
 
+/// Which alerts open incidents at which level (first match wins; 1 = 一级 / P1, most severe).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelRule {
+    pub matchers: Vec<Matcher>,
+    pub level: i64,
+}
+
+/// An open incident at `level` not restored `after` its detection goes up one level.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelEscalation {
+    pub level: i64,
+    pub after: Millis,
+}
+
+/// The `incidents:` part of `notify:`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Incidents {
+    #[serde(default)]
+    pub levels: Vec<LevelRule>,
+    #[serde(default)]
+    pub escalate_if_not_restored: Vec<LevelEscalation>,
+}
+
+impl Incidents {
+    /// The most severe level any of `alerts` maps to.
+    pub fn level_of<'a>(&self, alerts: impl IntoIterator<Item = &'a LabelSet>) -> Option<i64> {
+        alerts
+            .into_iter()
+            .filter_map(|l| {
+                self.levels
+                    .iter()
+                    .find(|r| all_match(&r.matchers, l))
+                    .map(|r| r.level)
+            })
+            .min()
+    }
+}
+
 /// Delivery retries.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,6 +477,11 @@ pub struct RawNotify {
     pub calendar_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub retry: Retry,
+    #[serde(default)]
+    pub incidents: Incidents,
+    /// On-call schedules; an email `to`/`cc` entry `oncall:NAME` is whoever is on call.
+    #[serde(default)]
+    pub oncall_schedules: Vec<super::oncall::Schedule>,
     /// Webhook/robot destinations on loopback, link-local or private addresses that are
     /// allowed anyway (CIDR, e.g. `127.0.0.1/32`).
     #[serde(default)]
@@ -497,6 +543,8 @@ pub struct NotifyConfig {
     pub escalation_policies: Vec<EscalationPolicy>,
     pub calendar: Calendar,
     pub retry: Retry,
+    pub incidents: Incidents,
+    pub oncall_schedules: Vec<super::oncall::Schedule>,
     pub allow_private_networks: Vec<Cidr>,
 }
 
@@ -534,6 +582,12 @@ fn locate(text: &str, origin: &str, key: &str, value: &str) -> String {
             in_key = false;
         }
     }
+    // Flow style (`email: [{to: [x]}]`): the first line that mentions the value.
+    for (i, line) in text.lines().enumerate().skip(start) {
+        if let Some(c) = line.find(value) {
+            return format!("{origin}:{}:{}", i + 1, c + 1);
+        }
+    }
     origin.to_string()
 }
 
@@ -568,6 +622,15 @@ impl RawNotify {
             }
             for e in &r.email {
                 for a in e.to.iter().chain(&e.cc) {
+                    if let Some(name) = a.strip_prefix("oncall:") {
+                        if !self.oncall_schedules.iter().any(|o| o.name == name) {
+                            errs.push(format!(
+                                "{}: notify.receivers: on-call schedule {name:?} is not defined",
+                                locate(text, origin, "to", a)
+                            ));
+                        }
+                        continue;
+                    }
                     if a.parse::<lettre::Address>().is_err() || a.contains(['\r', '\n']) {
                         errs.push(format!(
                             "{}: notify.receivers: {a:?} is not an email address",
@@ -640,6 +703,25 @@ impl RawNotify {
                     locate(text, origin, "name", &t.name),
                     t.name
                 ));
+            }
+        }
+        for o in &self.oncall_schedules {
+            for l in &o.layers {
+                if l.members.is_empty() || l.shift.0 <= 0 {
+                    errs.push(format!(
+                        "{}: notify.oncall_schedules: {:?}: a layer needs members and a positive shift",
+                        locate(text, origin, "name", &o.name),
+                        o.name
+                    ));
+                }
+                if let Some(i) = &l.only_during
+                    && !intervals.contains(i.as_str())
+                {
+                    errs.push(format!(
+                        "{}: notify.oncall_schedules: time interval {i:?} is not defined",
+                        locate(text, origin, "only_during", i)
+                    ));
+                }
             }
         }
         let mut policies = BTreeSet::new();
@@ -721,6 +803,19 @@ impl RawNotify {
                 "{origin}: notify: receivers are defined but there is no route"
             ));
         }
+        for l in self.incidents.levels.iter().map(|r| r.level).chain(
+            self.incidents
+                .escalate_if_not_restored
+                .iter()
+                .map(|e| e.level),
+        ) {
+            if !(1..=4).contains(&l) {
+                errs.push(format!(
+                    "{}: notify.incidents: level {l} is not 1..4 (一级..四级)",
+                    locate(text, origin, "level", &l.to_string())
+                ));
+            }
+        }
         let mut allow = Vec::new();
         for c in &self.allow_private_networks {
             match Cidr::parse(c) {
@@ -778,6 +873,8 @@ impl RawNotify {
             escalation_policies: self.escalation_policies,
             calendar,
             retry: self.retry,
+            incidents: self.incidents,
+            oncall_schedules: self.oncall_schedules,
             allow_private_networks: allow,
         })
     }
@@ -790,6 +887,29 @@ impl NotifyConfig {
 
     pub fn policy(&self, name: &str) -> Option<&EscalationPolicy> {
         self.escalation_policies.iter().find(|p| p.name == name)
+    }
+
+    /// Addresses with every `oncall:NAME` replaced by whoever is on call at `t_ms` (dropped when
+    /// nobody is).
+    pub fn resolve_recipients(&self, list: &[String], t_ms: i64) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for a in list {
+            let who = match a.strip_prefix("oncall:") {
+                Some(name) => self
+                    .oncall_schedules
+                    .iter()
+                    .find(|o| o.name == name)
+                    .and_then(|o| o.on_call(t_ms, &self.time_intervals, &self.calendar))
+                    .map(str::to_string),
+                None => Some(a.clone()),
+            };
+            if let Some(w) = who
+                && !out.contains(&w)
+            {
+                out.push(w);
+            }
+        }
+        out
     }
 
     /// Whether the named interval set contains `t_ms` (unknown names never do).
@@ -931,6 +1051,30 @@ route:
             .unwrap_err();
         assert!(
             e[0].contains("invalid regex") && e[0].contains("line 5"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn oncall_recipients_resolve_and_unknown_schedules_are_reported() {
+        let yaml = "smtp: {host: h, from: 'a@example.org'}\nreceivers:\n  - name: ops\n    email: [{to: ['oncall:dba', boss@example.org]}]\nroute: {receiver: ops}\noncall_schedules:\n  - name: dba\n    layers: [{members: [a@example.org, b@example.org], start: '2026-01-05T09:00:00+08:00', shift: 1d}]\n";
+        let c = check(yaml).unwrap();
+        let t = chrono::DateTime::parse_from_rfc3339("2026-01-06T10:00:00+08:00")
+            .unwrap()
+            .timestamp_millis();
+        let to = &c.receivers[0].email[0].to;
+        assert_eq!(
+            c.resolve_recipients(to, t),
+            ["b@example.org", "boss@example.org"]
+        );
+        assert_eq!(
+            c.resolve_recipients(to, 0),
+            ["boss@example.org"],
+            "nobody before the start"
+        );
+        let e = check(&yaml.replace("'oncall:dba'", "'oncall:web'")).unwrap_err();
+        assert!(
+            e[0].contains("s.yaml:5:") && e[0].contains("\"web\""),
             "{e:?}"
         );
     }

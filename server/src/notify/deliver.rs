@@ -51,12 +51,14 @@ pub async fn email(
     n: &Notification,
     ack_url: Option<&str>,
 ) -> Attempt {
-    let target =
-        t.to.iter()
-            .chain(&t.cc)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(",");
+    let now = chrono::Utc::now().timestamp_millis();
+    let to = cfg.resolve_recipients(&t.to, now);
+    let cc = cfg.resolve_recipients(&t.cc, now);
+    let target = to.iter().chain(&cc).cloned().collect::<Vec<_>>().join(",");
+    if to.is_empty() {
+        // Keep retrying: someone may come on call (the log names the schedule).
+        return Attempt::fail(t.to.join(","), None, "nobody is on call");
+    }
     let Some(smtp) = &cfg.smtp else {
         return Attempt::fail(target, None, "smtp is not configured");
     };
@@ -64,10 +66,10 @@ pub async fn email(
         let mut b = Message::builder()
             .from(smtp.from.parse::<Mailbox>().map_err(|e| e.to_string())?)
             .subject(message::subject(n, t.language));
-        for a in &t.to {
+        for a in &to {
             b = b.to(a.parse::<Mailbox>().map_err(|e| e.to_string())?);
         }
-        for a in &t.cc {
+        for a in &cc {
             b = b.cc(a.parse::<Mailbox>().map_err(|e| e.to_string())?);
         }
         b.multipart(MultiPart::alternative_plain_html(

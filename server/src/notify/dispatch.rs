@@ -21,6 +21,7 @@ use crate::{
     AppState, now_ms,
     store::{
         Store,
+        incidents::{Clock, IncidentRow},
         notify::{AckRow, LogRow, Outcome, QueueRow},
     },
 };
@@ -228,6 +229,9 @@ struct Dispatcher {
     state: Arc<AppState>,
     engine: Engine,
     mutes: Vec<Mute>,
+    /// When open incidents were last checked for overdue restoration.
+    levels_checked_ms: i64,
+    limiter: super::ratelimit::Limiter,
 }
 
 fn mutes_from(rows: &[crate::store::notify::SilenceRow]) -> Vec<Mute> {
@@ -326,6 +330,9 @@ impl Dispatcher {
                 for a in &alerts {
                     changed.extend(self.engine.ingest(&self.state.config.notify, a, now));
                 }
+                changed.sort();
+                changed.dedup();
+                self.open_incidents(&changed, now).await;
                 self.save(&changed, &[], now).await;
             }
             Msg::Ack {
@@ -342,6 +349,97 @@ impl Dispatcher {
             Msg::Delivered => {}
             Msg::Groups(tx) => {
                 let _ = tx.send(self.engine.groups.values().cloned().collect());
+            }
+        }
+    }
+
+    /// Opens an incident for each of `keys`' groups that has none and whose firing alerts map
+    /// to a level.
+    async fn open_incidents(&mut self, keys: &[String], now: i64) {
+        let cfg = &self.state.config.notify.incidents;
+        for k in keys {
+            let Some(g) = self.engine.groups.get_mut(k) else {
+                continue;
+            };
+            if g.incident.is_some() {
+                continue;
+            }
+            let firing: Vec<&AlertEntry> =
+                g.alerts.values().filter(|a| !a.is_resolved(now)).collect();
+            let Some(level) = cfg.level_of(firing.iter().map(|a| &a.labels)) else {
+                continue;
+            };
+            let detected = firing.iter().map(|a| a.starts_at_ms).min().unwrap_or(now);
+            let name = g
+                .group_labels
+                .get("alertname")
+                .or_else(|| firing.first().and_then(|a| a.labels.get("alertname")))
+                .cloned()
+                .unwrap_or_else(|| "alert".into());
+            let title = std::iter::once(name)
+                .chain(
+                    g.group_labels
+                        .iter()
+                        .filter(|(k, _)| *k != "alertname")
+                        .map(|(k, v)| format!("{k}={v}")),
+                )
+                .collect::<Vec<_>>()
+                .join(" ");
+            let row = IncidentRow {
+                id: hex::encode(rand::random::<[u8; 8]>()),
+                group_id: Some(g.id.clone()),
+                title,
+                level,
+                source: "alert".into(),
+                labels: g.group_labels.clone(),
+                detected_ms: detected,
+                notified_ms: None,
+                acknowledged_ms: None,
+                acknowledged_by: None,
+                onsite_ms: None,
+                restored_ms: None,
+                rca: None,
+                created_by: "system".into(),
+                updated_ms: now,
+            };
+            match self.state.store.insert_incident(&row).await {
+                Ok(()) => g.incident = Some(row.id),
+                Err(e) => tracing::error!(error = %e, "opening an incident failed"),
+            }
+        }
+    }
+
+    /// Raises the level of open incidents whose restoration is overdue.
+    async fn escalate_levels(&mut self, now: i64) {
+        let rules = &self.state.config.notify.incidents.escalate_if_not_restored;
+        if rules.is_empty() || now - self.levels_checked_ms < 5_000 {
+            return;
+        }
+        self.levels_checked_ms = now;
+        let open = match self.state.store.incidents(true).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "reading open incidents failed");
+                return;
+            }
+        };
+        for i in open {
+            let Some(r) = rules.iter().find(|r| r.level == i.level) else {
+                continue;
+            };
+            if i.level > 1 && now - i.detected_ms >= r.after.0 {
+                let reason = format!(
+                    "not restored within {} min of detection",
+                    r.after.0 / 60_000
+                );
+                if let Err(e) = self
+                    .state
+                    .store
+                    .set_incident_level(&i.id, i.level - 1, "system", &reason, now)
+                    .await
+                {
+                    tracing::error!(error = %e, "raising an incident level failed");
+                }
             }
         }
     }
@@ -378,6 +476,16 @@ impl Dispatcher {
             other => return Err(format!("unknown action {other:?}")),
         }
         let key = g.key.clone();
+        if action == "ack"
+            && let Some(inc) = g.incident.clone()
+            && let Err(e) = self
+                .state
+                .store
+                .stamp_incident(&inc, Clock::Acknowledged, now, actor, now)
+                .await
+        {
+            tracing::error!(error = %e, "recording the incident acknowledgement failed");
+        }
         self.save(&[key], &[], now).await;
         self.state
             .store
@@ -399,7 +507,26 @@ impl Dispatcher {
     async fn tick(&mut self, tx: &mpsc::UnboundedSender<Msg>) {
         let now = now_ms();
         let cfg = self.state.config.notify.clone();
+        let incidents: Vec<(String, String)> = self
+            .engine
+            .groups
+            .values()
+            .filter(|g| g.next_flush_ms <= now)
+            .filter_map(|g| g.incident.clone().map(|i| (g.key.clone(), i)))
+            .collect();
         let (mut notes, mut keys) = self.engine.flush_due(&cfg, &self.mutes, now);
+        for (key, inc) in incidents {
+            if !self.engine.groups.contains_key(&key)
+                && let Err(e) = self
+                    .state
+                    .store
+                    .stamp_incident(&inc, Clock::Restored, now, "system", now)
+                    .await
+            {
+                tracing::error!(error = %e, "recording the incident restoration failed");
+            }
+        }
+        self.escalate_levels(now).await;
         let esc = self.engine.escalations_due(&cfg, now);
         keys.extend(esc.iter().map(|n| n.group_key.clone()));
         notes.extend(esc);
@@ -418,6 +545,15 @@ impl Dispatcher {
             }
         };
         for row in due {
+            let key = format!("{}/{}/{}", row.receiver, row.channel, row.target_index);
+            let at = self.limiter.admit(&row.channel, &key, now);
+            if at > now {
+                // Over the robot's rate limit: wait until it fits.
+                if let Err(e) = self.state.store.notify_lease(row.id, at).await {
+                    tracing::error!(error = %e, "postponing a queued notification failed");
+                }
+                continue;
+            }
             if let Err(e) = self.state.store.notify_lease(row.id, now + LEASE_MS).await {
                 tracing::error!(error = %e, "leasing a queued notification failed");
                 continue;
@@ -473,8 +609,10 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
     let attempt = match (row.channel.as_str(), receiver) {
         ("email", Some(r)) if i < r.email.len() => {
             let t = &r.email[i];
-            let link = (!n.firing.is_empty())
-                .then(|| ack_url(cfg, secret, &n.group_id, &t.to.join(","), started));
+            let link = (!n.firing.is_empty()).then(|| {
+                let to = cfg.resolve_recipients(&t.to, started).join(",");
+                ack_url(cfg, secret, &n.group_id, &to, started)
+            });
             deliver::email(cfg, t, &n, link.as_deref()).await
         }
         ("webhook", Some(r)) if i < r.webhook.len() => {
@@ -560,6 +698,21 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
     } else {
         tracing::warn!(channel = %row.channel, receiver = %row.receiver, attempt = attempts, error = attempt.error.as_deref().unwrap_or(""), "notification attempt failed");
     }
+    if attempt.ok && n.tier == 1 && !n.firing.is_empty() {
+        match state.store.open_incident_of_group(&n.group_id).await {
+            Ok(Some(inc)) => {
+                if let Err(e) = state
+                    .store
+                    .stamp_incident(&inc.id, Clock::Notified, now, &row.receiver, now)
+                    .await
+                {
+                    tracing::error!(error = %e, "recording the incident notification failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "reading the incident failed"),
+        }
+    }
     let log = log_row(&row, &attempt, now, &n.status, n.tier as i64);
     let log = LogRow {
         attempt: attempts,
@@ -600,6 +753,8 @@ pub async fn run(
         state,
         engine,
         mutes,
+        levels_checked_ms: 0,
+        limiter: Default::default(),
     };
     loop {
         d.tick(&tx).await;

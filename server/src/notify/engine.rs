@@ -62,6 +62,9 @@ pub struct Group {
     pub next_tier: usize,
     pub acked_by: Option<String>,
     pub acked_ms: Option<i64>,
+    /// The incident the group opened, if its labels map to a level.
+    #[serde(default)]
+    pub incident: Option<String>,
 }
 
 /// Why a notification is sent.
@@ -158,6 +161,7 @@ impl Engine {
                         next_tier: 0,
                         acked_by: None,
                         acked_ms: None,
+                        incident: None,
                     },
                 );
             }

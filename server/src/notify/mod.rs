@@ -15,3 +15,5 @@ pub mod token;
 pub use engine::fingerprint;
 pub mod api;
 pub mod cli;
+pub mod oncall;
+pub mod ratelimit;

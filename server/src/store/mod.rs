@@ -6,6 +6,7 @@
 //! hourly rollups, status intervals and agent events.
 
 pub mod blob;
+pub mod incidents;
 pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -41,6 +42,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_inspections.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_incidents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -53,6 +58,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_inspections.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_incidents.sql"),
     ),
 ];
 
