@@ -175,7 +175,7 @@ impl Html<'_> {
             esc(&signed.integrity.sha256[..16])
         );
         // The envelope, with '<' escaped so no string inside can close the script element.
-        let json = String::from_utf8_lossy(&signed.envelope_json()).replace('<', "\\u003c");
+        let json = String::from_utf8_lossy(signed.envelope_json()).replace('<', "\\u003c");
         let _ = write!(
             self.s,
             "</div>\n{SCRIPT_OPEN}{json}</script>\n</body>\n</html>\n"
@@ -619,20 +619,19 @@ impl Html<'_> {
     fn completeness(&mut self) {
         let c = &self.r.completeness;
         self.h2(9, "数据完整性", "Data completeness");
-        let _ = writeln!(
-            self.s,
-            "<p>{} {}。{} {}</p>",
-            esc(self.t("整体数据完整率", "Overall completeness")),
-            esc(&pct(c.overall_pct)),
-            esc(self.t("数据缺失责任方：", "Missing data is borne by:")),
-            esc(&c.borne_by)
-        );
-        if self.lang == Lang::En {
-            // English sentence punctuation.
-            let tail = self.s.rfind("。").unwrap_or(self.s.len());
-            self.s
-                .replace_range(tail..tail + "。".len().min(self.s.len() - tail), ". ");
-        }
+        let line = match self.lang {
+            Lang::ZhCn => format!(
+                "整体数据完整率 {}。数据缺失责任方：{}",
+                pct(c.overall_pct),
+                c.borne_by
+            ),
+            Lang::En => format!(
+                "Overall completeness {}. Missing data is borne by: {}",
+                pct(c.overall_pct),
+                c.borne_by
+            ),
+        };
+        let _ = writeln!(self.s, "<p>{}</p>", esc(&line));
         self.head(&[
             self.t("系统", "System"),
             self.t("完整率", "Completeness"),

@@ -194,7 +194,7 @@ fn rendering_is_reproducible_and_verifies() {
     // Change the score inside the embedded signed data (same length, so the file stays valid).
     let b64 = base64::engine::general_purpose::STANDARD;
     let old = b64.encode(s.envelope_json());
-    let changed = String::from_utf8(s.envelope_json())
+    let changed = String::from_utf8(s.envelope_json().to_vec())
         .unwrap()
         .replace("\"score\":83,", "\"score\":93,");
     let new = b64.encode(changed.as_bytes());

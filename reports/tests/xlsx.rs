@@ -97,13 +97,15 @@ fn openpyxl_reads_the_same_numbers_as_the_json() {
         assert!(close(&row[8], a.downtime_minutes.to_f64()));
         assert!(close(&row[10], a.missing_minutes.to_f64()));
     }
-    // Daily series: a day without data is an empty cell, not 0.
+    // Daily series, a column per day: a day without data is an empty cell, not 0.
     let daily = sheets["每日可用率"]["rows"].as_array().unwrap();
-    let gap = daily
-        .iter()
-        .find(|row| row[0] == "oa" && row[1] == "2026-10-20")
-        .unwrap();
-    assert!(gap[2].is_null());
+    let header = daily[0].as_array().unwrap();
+    let col = header.iter().position(|h| h == "2026-10-20").unwrap();
+    let oa = daily.iter().find(|row| row[0] == "oa").unwrap();
+    assert!(oa[col].is_null());
+    assert!(close(&oa[col + 1], 0.97));
+    let portal = daily.iter().find(|row| row[0] == "gov-portal").unwrap();
+    assert!(close(&portal[col - 6], 0.91667));
 
     // Incidents: clocks are numbers, times are date-times in the contract's zone.
     let inc = sheets["故障"]["rows"].as_array().unwrap();
@@ -161,8 +163,13 @@ fn verify_accepts_untouched_and_rejects_a_changed_figure() {
 
     // The summary sheet (sheet2) holds the score 83 as a number; make it 93.
     let forged = rezip(&bytes, "xl/worksheets/sheet2.xml", |x| {
-        assert!(x.contains("<v>83</v>"), "{x}");
-        x.replacen("<v>83</v>", "<v>93</v>", 1)
+        let score = if x.contains("<v>83.0</v>") {
+            "<v>83.0</v>"
+        } else {
+            "<v>83</v>"
+        };
+        assert!(x.contains(score), "{x}");
+        x.replacen(score, "<v>93</v>", 1)
     });
     assert!(matches!(
         verify(&forged, &key),
