@@ -38,13 +38,11 @@ fn close(a: &serde_json::Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
-#[test]
-fn openpyxl_reads_the_same_numbers_as_the_json() {
-    let s = signed(Lang::ZhCn);
-    let bytes = xlsx::render(&s).unwrap();
+/// Dumps a workbook through openpyxl; None when the reader is missing (and not under CI).
+fn dump(bytes: &[u8]) -> Option<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.xlsx");
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, bytes).unwrap();
     let out = match Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(DUMP)
@@ -54,19 +52,44 @@ fn openpyxl_reads_the_same_numbers_as_the_json() {
         Ok(o) if o.status.success() => o,
         Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'openpyxl'") => {
             if tool_missing("python3-openpyxl") {
-                return;
+                return None;
             }
             unreachable!()
         }
         Ok(o) => panic!("openpyxl failed: {}", String::from_utf8_lossy(&o.stderr)),
         Err(_) => {
             if tool_missing("/usr/bin/python3") {
-                return;
+                return None;
             }
             unreachable!()
         }
     };
-    let book: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn english_workbook_has_no_chinese_left_over() {
+    let Some(book) = dump(&xlsx::render(&signed(Lang::En)).unwrap()) else {
+        return;
+    };
+    let text = book.to_string();
+    let cjk = text
+        .chars()
+        .find(|c| matches!(*c as u32, 0x3000..=0x303f | 0x4e00..=0x9fff | 0xff00..=0xffef));
+    assert_eq!(
+        cjk, None,
+        "a Chinese label leaked into the English workbook"
+    );
+    assert!(book["sheets"]["Availability"]["rows"][0][5] == "Availability");
+}
+
+#[test]
+fn openpyxl_reads_the_same_numbers_as_the_json() {
+    let s = signed(Lang::ZhCn);
+    let Some(book) = dump(&xlsx::render(&s).unwrap()) else {
+        return;
+    };
+
     let sheets = &book["sheets"];
     let r = &s.report;
     assert_eq!(book["hidden"], serde_json::json!([xlsx::DATA_SHEET]));
