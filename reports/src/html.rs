@@ -175,7 +175,7 @@ impl Html<'_> {
             esc(&signed.integrity.sha256[..16])
         );
         // The envelope, with '<' escaped so no string inside can close the script element.
-        let json = String::from_utf8_lossy(&signed.envelope_json()).replace('<', "\\u003c");
+        let json = String::from_utf8_lossy(signed.envelope_json()).replace('<', "\\u003c");
         let _ = write!(
             self.s,
             "</div>\n{SCRIPT_OPEN}{json}</script>\n</body>\n</html>\n"
@@ -323,6 +323,7 @@ impl Html<'_> {
                 "<h3>{}</h3>",
                 esc(self.t("得分趋势", "Score trend"))
             );
+            self.chart(charts::score_trend(self.r, self.lang));
             self.head(&[
                 self.t("周期", "Period"),
                 self.t("得分", "Score"),
@@ -619,20 +620,19 @@ impl Html<'_> {
     fn completeness(&mut self) {
         let c = &self.r.completeness;
         self.h2(9, "数据完整性", "Data completeness");
-        let _ = writeln!(
-            self.s,
-            "<p>{} {}。{} {}</p>",
-            esc(self.t("整体数据完整率", "Overall completeness")),
-            esc(&pct(c.overall_pct)),
-            esc(self.t("数据缺失责任方：", "Missing data is borne by:")),
-            esc(&c.borne_by)
-        );
-        if self.lang == Lang::En {
-            // English sentence punctuation.
-            let tail = self.s.rfind("。").unwrap_or(self.s.len());
-            self.s
-                .replace_range(tail..tail + "。".len().min(self.s.len() - tail), ". ");
-        }
+        let line = match self.lang {
+            Lang::ZhCn => format!(
+                "整体数据完整率 {}。数据缺失责任方：{}",
+                pct(c.overall_pct),
+                c.borne_by
+            ),
+            Lang::En => format!(
+                "Overall completeness {}. Missing data is borne by: {}",
+                pct(c.overall_pct),
+                c.borne_by
+            ),
+        };
+        let _ = writeln!(self.s, "<p>{}</p>", esc(&line));
         self.head(&[
             self.t("系统", "System"),
             self.t("完整率", "Completeness"),
@@ -812,6 +812,45 @@ pub mod charts {
                 "<line x1=\"{tx:.1}\" y1=\"{:.1}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#d40000\" stroke-width=\"2\"/>",
                 y - 3.0,
                 y + 21.0
+            );
+        }
+        s.push_str("</svg>");
+        s
+    }
+
+    /// Scores of the earlier periods and this one, as columns with the grade under each.
+    pub fn score_trend(r: &Report, lang: Lang) -> String {
+        let points = &r.summary.trend[r.summary.trend.len().saturating_sub(12)..];
+        let (y0, y1) = (30.0, 150.0);
+        let col = (W - 80.0) / points.len().max(1) as f64;
+        let mut s = svg_open(190.0, lang.pick("各期考核得分", "Score per period"));
+        for k in 0..=4 {
+            let v = k * 25;
+            let y = y1 - f64::from(v) / 100.0 * (y1 - y0);
+            let _ = write!(
+                s,
+                "<line x1=\"60\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"54\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{v}</text>",
+                W - 20.0,
+                y + 3.0
+            );
+        }
+        for (i, p) in points.iter().enumerate() {
+            let h = p.score.to_f64().clamp(0.0, 100.0) / 100.0 * (y1 - y0);
+            let x = 60.0 + i as f64 * col + col * 0.25;
+            let last = i + 1 == points.len();
+            let color = if last { "#b3121b" } else { "#4a6fa5" };
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{} {}</text>",
+                y1 - h,
+                col * 0.5,
+                x + col * 0.25,
+                y1 - h - 4.0,
+                p.score.fmt_dp(1),
+                x + col * 0.25,
+                y1 + 16.0,
+                esc(&p.period),
+                esc(p.grade.label(lang))
             );
         }
         s.push_str("</svg>");

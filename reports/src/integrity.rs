@@ -31,11 +31,22 @@ pub struct Integrity {
 }
 
 /// A report with its integrity block: what every renderer takes and every file carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Made by [`sign`] or parsed from a file. The canonical envelope is computed once and shared
+/// by the renderers, so change a report before signing it, not after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedReport {
     pub report: Report,
     pub integrity: Integrity,
+    #[serde(skip)]
+    envelope: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl PartialEq for SignedReport {
+    fn eq(&self, other: &Self) -> bool {
+        self.report == other.report && self.integrity == other.integrity
+    }
 }
 
 /// Why a signed report does not verify.
@@ -122,13 +133,14 @@ pub fn sign(report: Report, key: &SigningKey) -> SignedReport {
             key_id: key_id(&key.verifying_key()),
         },
         report,
+        envelope: std::sync::OnceLock::new(),
     }
 }
 
 impl SignedReport {
-    /// Canonical JSON of the whole envelope (`{"integrity":..,"report":..}`).
-    pub fn envelope_json(&self) -> Vec<u8> {
-        canonical_json(self)
+    /// Canonical JSON of the whole envelope (`{"integrity":..,"report":..}`), computed once.
+    pub fn envelope_json(&self) -> &[u8] {
+        self.envelope.get_or_init(|| canonical_json(self))
     }
 
     /// Checks the hash and the signature of the report against `key`.

@@ -5,5 +5,5 @@ use crate::integrity::SignedReport;
 
 /// Renders the JSON file (canonical bytes, no trailing newline).
 pub fn render(signed: &SignedReport) -> Vec<u8> {
-    signed.envelope_json()
+    signed.envelope_json().to_vec()
 }

@@ -18,7 +18,7 @@ pub mod xlsx;
 
 pub use integrity::{Integrity, SignedReport};
 pub use model::{Fixed, Lang, Report};
-pub use verify::{Format, Verified, VerifyError, verify};
+pub use verify::{Format, Verified, VerifyError, verify, verify_with_font};
 
 /// Errors of the renderers.
 #[derive(Debug, thiserror::Error)]

@@ -70,7 +70,8 @@ impl Serialize for Fixed {
 impl<'de> Deserialize<'de> for Fixed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fixed, D::Error> {
         let v = f64::deserialize(d)?;
-        if !v.is_finite() || v.abs() > 9.0e12 {
+        // Beyond 1e12 the thousandths would no longer survive the trip through f64.
+        if !v.is_finite() || v.abs() > 1.0e12 {
             return Err(serde::de::Error::custom("number out of range"));
         }
         Ok(Fixed::from_f64(v))
@@ -482,5 +483,17 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&Fixed(99953)).unwrap(), "99.953");
         assert_eq!(serde_json::to_string(&Fixed(100000)).unwrap(), "100");
+        assert!(serde_json::from_str::<Fixed>("2e12").is_err());
+    }
+
+    proptest::proptest! {
+        /// Every value a report can hold survives JSON exactly, and formats back to itself.
+        #[test]
+        fn fixed_json_round_trip(v in -1_000_000_000_000_000i64..=1_000_000_000_000_000) {
+            let s = serde_json::to_string(&Fixed(v)).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Fixed>(&s).unwrap(), Fixed(v));
+            let parsed: f64 = Fixed(v).fmt_dp(3).parse().unwrap();
+            proptest::prop_assert_eq!(Fixed::from_f64(parsed), Fixed(v));
+        }
     }
 }

@@ -1300,8 +1300,8 @@ fn layout(l: &mut Layout, signed: &SignedReport) {
     ]);
     l.paragraph(
         lang.pick(
-            "本文件以附件形式内嵌经签名的报告数据（yunwei-report.json）。可使用 yunwei-server report verify 命令与服务器公钥校验签名。",
-            "This file embeds the signed report data as an attachment (yunwei-report.json). Check the signature with yunwei-server report verify and the server's public key.",
+            "本文件以附件形式内嵌经签名的报告数据（yunwei-report.json.b64）。可使用 yunwei-server report verify 命令与服务器公钥校验签名。",
+            "This file embeds the signed report data as an attachment (yunwei-report.json.b64). Check the signature with yunwei-server report verify and the server's public key.",
         ),
         8.5,
         GREY,

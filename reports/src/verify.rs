@@ -1,7 +1,8 @@
 //! Verification of a report file in any format: find the embedded signed envelope, check its
 //! hash and Ed25519 signature against the given public key, and check that what the file shows
-//! is what was signed (HTML and XLSX are rendered again from the signed JSON and must be
-//! byte-identical, so a changed figure anywhere is rejected).
+//! is what was signed (HTML, XLSX and JSON are rendered again from the signed JSON and must be
+//! byte-identical, so a changed figure anywhere is rejected). A PDF is compared the same way
+//! when the caller passes the font it was rendered with ([`verify_with_font`]).
 
 use ed25519_dalek::VerifyingKey;
 
@@ -35,8 +36,8 @@ pub struct Verified {
     pub report: Box<Report>,
     pub sha256: String,
     pub key_id: String,
-    /// True when the visible content was compared with the signed data (always except PDF,
-    /// whose text is checked only through the signature of the embedded data).
+    /// True when the visible content was compared with the signed data (always except a PDF
+    /// verified without its font, whose embedded data alone is then checked).
     pub content_checked: bool,
 }
 
@@ -55,6 +56,11 @@ pub enum VerifyError {
         "the {0} file's visible content differs from the signed report data (a figure was changed)"
     )]
     ContentMismatch(Format),
+    #[error(
+        "the pdf's pages differ from the signed report data rendered again with the given font \
+         (a figure was changed, or the pdf was made with another font file)"
+    )]
+    PdfMismatch,
 }
 
 /// Detects the format of `bytes`.
@@ -75,6 +81,15 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
 
 /// Verifies a report file of any format against `key`.
 pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Verified, VerifyError> {
+    verify_with_font(bytes, key, None)
+}
+
+/// Like [`verify`]; with `font`, a PDF's pages are compared with the signed data too.
+pub fn verify_with_font(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    font: Option<&crate::pdf::PdfFont>,
+) -> Result<Verified, VerifyError> {
     let format = detect(bytes).ok_or(VerifyError::UnknownFormat)?;
     let envelope = match format {
         Format::Json => bytes.to_vec(),
@@ -111,7 +126,17 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Verified, VerifyError>
             }
             true
         }
-        Format::Pdf => false,
+        Format::Pdf => match font {
+            Some(font) => {
+                let again = crate::pdf::render(&signed, font)
+                    .map_err(|e| VerifyError::Malformed(format, e.to_string()))?;
+                if again != bytes {
+                    return Err(VerifyError::PdfMismatch);
+                }
+                true
+            }
+            None => false,
+        },
     };
     Ok(Verified {
         format,

@@ -133,7 +133,12 @@ pub fn render(signed: &SignedReport) -> Result<Vec<u8>, RenderError> {
     let r = &signed.report;
     let lang = r.cover.lang;
     let mut b = Book {
-        wb: Workbook::new(),
+        wb: {
+            let mut wb = Workbook::new();
+            // Level 3 instead of 6: about half the time for a few percent more bytes.
+            wb.set_zip_compression_level(3);
+            wb
+        },
         f: formats(),
         lang,
         off: r.cover.utc_offset_minutes,
@@ -296,20 +301,37 @@ fn availability(b: &mut Book) -> Result<(), RenderError> {
     ];
     let name = b.t("可用率", "Availability");
     b.sheet(name, &cols, rows)?;
+    // Wide layout (a row per system, a column per day): a third of the cells of a long one.
+    let mut dates: Vec<&str> = Vec::new();
+    for a in &b.r.availability {
+        for d in &a.daily {
+            if !dates.contains(&d.date.as_str()) {
+                dates.push(&d.date);
+            }
+        }
+        if dates.len() >= a.daily.len() && !dates.is_empty() {
+            break;
+        }
+    }
+    let col_of: std::collections::HashMap<&str, usize> =
+        dates.iter().enumerate().map(|(i, d)| (*d, i)).collect();
     let rows =
         b.r.availability
             .iter()
-            .flat_map(|a| {
-                a.daily
-                    .iter()
-                    .map(move |d| vec![s(&a.system_id), s(&d.date), V::P(d.pct)])
+            .map(|a| {
+                let mut row: Vec<V> = Vec::with_capacity(dates.len() + 1);
+                row.push(s(&a.system_id));
+                row.extend(dates.iter().map(|_| V::P(None)));
+                for d in &a.daily {
+                    if let Some(&i) = col_of.get(d.date.as_str()) {
+                        row[i + 1] = V::P(d.pct);
+                    }
+                }
+                row
             })
             .collect();
-    let cols = [
-        (b.t("系统编号", "System ID"), 14.0),
-        (b.t("日期", "Date"), 12.0),
-        (b.t("可用率", "Availability"), 12.0),
-    ];
+    let mut cols: Vec<(&str, f64)> = vec![(b.t("系统编号", "System ID"), 14.0)];
+    cols.extend(dates.iter().map(|d| (*d, 11.0)));
     let name = b.t("每日可用率", "Daily availability");
     b.sheet(name, &cols, rows)
 }

@@ -190,11 +190,23 @@ fn rendering_is_reproducible_and_verifies() {
     let v = verify(&a, &key).unwrap();
     assert_eq!(v.format, yunwei_reports::Format::Pdf);
     assert_eq!(v.sha256, s.integrity.sha256);
+    assert!(!v.content_checked);
+    let v = yunwei_reports::verify_with_font(&a, &key, Some(&font)).unwrap();
+    assert!(v.content_checked);
+
+    // With the font, any change outside the signed data is caught, because the pages are
+    // rendered again and compared byte for byte. (Page streams are compressed, so the test
+    // changes one byte of the uncompressed document information instead of a drawn figure.)
+    let forged = forge_page(&a);
+    assert!(matches!(
+        yunwei_reports::verify_with_font(&forged, &key, Some(&font)),
+        Err(VerifyError::PdfMismatch)
+    ));
 
     // Change the score inside the embedded signed data (same length, so the file stays valid).
     let b64 = base64::engine::general_purpose::STANDARD;
     let old = b64.encode(s.envelope_json());
-    let changed = String::from_utf8(s.envelope_json())
+    let changed = String::from_utf8(s.envelope_json().to_vec())
         .unwrap()
         .replace("\"score\":83,", "\"score\":93,");
     let new = b64.encode(changed.as_bytes());
@@ -204,6 +216,18 @@ fn rendering_is_reproducible_and_verifies() {
         verify(&text, &key),
         Err(VerifyError::Integrity(_))
     ));
+}
+
+/// Changes one byte of the document that is not the embedded signed data: the PDF's
+/// producer string in the document information (stored uncompressed).
+fn forge_page(pdf: &[u8]) -> Vec<u8> {
+    let at = pdf
+        .windows(b"yunwei".len())
+        .position(|w| w == b"yunwei")
+        .expect("producer string present");
+    let mut out = pdf.to_vec();
+    out[at] = b'Y';
+    out
 }
 
 fn unsafe_free_replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

@@ -38,13 +38,11 @@ fn close(a: &serde_json::Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
-#[test]
-fn openpyxl_reads_the_same_numbers_as_the_json() {
-    let s = signed(Lang::ZhCn);
-    let bytes = xlsx::render(&s).unwrap();
+/// Dumps a workbook through openpyxl; None when the reader is missing (and not under CI).
+fn dump(bytes: &[u8]) -> Option<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.xlsx");
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, bytes).unwrap();
     let out = match Command::new("/usr/bin/python3")
         .arg("-c")
         .arg(DUMP)
@@ -54,19 +52,44 @@ fn openpyxl_reads_the_same_numbers_as_the_json() {
         Ok(o) if o.status.success() => o,
         Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'openpyxl'") => {
             if tool_missing("python3-openpyxl") {
-                return;
+                return None;
             }
             unreachable!()
         }
         Ok(o) => panic!("openpyxl failed: {}", String::from_utf8_lossy(&o.stderr)),
         Err(_) => {
             if tool_missing("/usr/bin/python3") {
-                return;
+                return None;
             }
             unreachable!()
         }
     };
-    let book: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn english_workbook_has_no_chinese_left_over() {
+    let Some(book) = dump(&xlsx::render(&signed(Lang::En)).unwrap()) else {
+        return;
+    };
+    let text = book.to_string();
+    let cjk = text
+        .chars()
+        .find(|c| matches!(*c as u32, 0x3000..=0x303f | 0x4e00..=0x9fff | 0xff00..=0xffef));
+    assert_eq!(
+        cjk, None,
+        "a Chinese label leaked into the English workbook"
+    );
+    assert!(book["sheets"]["Availability"]["rows"][0][5] == "Availability");
+}
+
+#[test]
+fn openpyxl_reads_the_same_numbers_as_the_json() {
+    let s = signed(Lang::ZhCn);
+    let Some(book) = dump(&xlsx::render(&s).unwrap()) else {
+        return;
+    };
+
     let sheets = &book["sheets"];
     let r = &s.report;
     assert_eq!(book["hidden"], serde_json::json!([xlsx::DATA_SHEET]));
@@ -97,13 +120,15 @@ fn openpyxl_reads_the_same_numbers_as_the_json() {
         assert!(close(&row[8], a.downtime_minutes.to_f64()));
         assert!(close(&row[10], a.missing_minutes.to_f64()));
     }
-    // Daily series: a day without data is an empty cell, not 0.
+    // Daily series, a column per day: a day without data is an empty cell, not 0.
     let daily = sheets["每日可用率"]["rows"].as_array().unwrap();
-    let gap = daily
-        .iter()
-        .find(|row| row[0] == "oa" && row[1] == "2026-10-20")
-        .unwrap();
-    assert!(gap[2].is_null());
+    let header = daily[0].as_array().unwrap();
+    let col = header.iter().position(|h| h == "2026-10-20").unwrap();
+    let oa = daily.iter().find(|row| row[0] == "oa").unwrap();
+    assert!(oa[col].is_null());
+    assert!(close(&oa[col + 1], 0.97));
+    let portal = daily.iter().find(|row| row[0] == "gov-portal").unwrap();
+    assert!(close(&portal[col - 6], 0.91667));
 
     // Incidents: clocks are numbers, times are date-times in the contract's zone.
     let inc = sheets["故障"]["rows"].as_array().unwrap();
@@ -161,8 +186,13 @@ fn verify_accepts_untouched_and_rejects_a_changed_figure() {
 
     // The summary sheet (sheet2) holds the score 83 as a number; make it 93.
     let forged = rezip(&bytes, "xl/worksheets/sheet2.xml", |x| {
-        assert!(x.contains("<v>83</v>"), "{x}");
-        x.replacen("<v>83</v>", "<v>93</v>", 1)
+        let score = if x.contains("<v>83.0</v>") {
+            "<v>83.0</v>"
+        } else {
+            "<v>83</v>"
+        };
+        assert!(x.contains(score), "{x}");
+        x.replacen(score, "<v>93</v>", 1)
     });
     assert!(matches!(
         verify(&forged, &key),

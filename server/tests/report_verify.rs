@@ -66,6 +66,12 @@ fn verify_accepts_untouched_files_and_rejects_changed_ones() {
         );
     }
 
+    // With the font, the PDF's pages are compared too.
+    if let Some(pdf) = files.get(3) {
+        let out = verify(pdf, &data);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("the figures shown match"));
+    }
+
     // A changed figure in the HTML.
     let text = std::fs::read_to_string(&html_file).unwrap();
     let forged = text.replace(">99.731%<", ">99.951%<");
