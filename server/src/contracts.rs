@@ -22,11 +22,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use yunwei_rules::{
     assess::{
-        self, Assessment, Evidence, InspectionKind, InspectionRecord, Period, ResourceHour,
-        StatusInterval, Subject, SubjectKind,
+        self, Assessment, Evidence, Exclusion, ExclusionKind, ExclusionStatus, Incident,
+        InspectionKind, InspectionRecord, Period, ResourceHour, StatusInterval, Subject,
+        SubjectKind,
     },
     calendar::Calendar,
-    contract::{Contract, parse_contract},
+    contract::{Cause, Contract, parse_contract},
     promql::{self, Options, Value as PromValue},
 };
 
@@ -34,6 +35,7 @@ use crate::{
     AppState,
     api::ApiError,
     ingest::{KIND_HOST, KIND_PROBE},
+    notify::matcher::{Matcher, all_match},
     now_ms,
     store::{HOUR_MS, InspectionRow, Store},
     timeline::State,
@@ -240,6 +242,25 @@ pub async fn gather(
             result: if row.ok { "ok" } else { "findings" }.to_string(),
         });
     }
+    for row in store.incidents(false).await? {
+        let ends = row.restored_ms.unwrap_or(i64::MAX);
+        if row.detected_ms >= to_ms || ends < from_ms {
+            continue;
+        }
+        ev.incidents.push(Incident {
+            id: format!("incident:{}", row.id),
+            system: None,
+            labels: row.labels.clone(),
+            level: incident_level(contract, row.level),
+            detected_ms: row.detected_ms,
+            acknowledged_ms: row.acknowledged_ms,
+            on_site_ms: row.onsite_ms,
+            restored_ms: row.restored_ms,
+            pauses: Vec::new(),
+            cause: Cause::Unknown,
+        });
+    }
+    ev.exclusions = exclusions(store, &ev.subjects, from_ms, to_ms).await?;
     let metrics: BTreeSet<&str> = contract
         .resource_kpis
         .iter()
@@ -250,6 +271,94 @@ pub async fn gather(
             .extend(resource_hours(store, metric, &hosts, from_ms, to_ms).await?);
     }
     Ok(ev)
+}
+
+/// The contract's id for a stored incident level (1 = 一级 / P1, most severe): `P<n>` when the
+/// contract defines it (by id or alias), else the Chinese name, else `P<n>` (which the
+/// assessment reports as an unknown level).
+fn incident_level(contract: &Contract, level: i64) -> String {
+    const CN: [&str; 4] = ["一级", "二级", "三级", "四级"];
+    let p = format!("P{level}");
+    if contract.level(&p).is_some() {
+        return p;
+    }
+    match usize::try_from(level - 1).ok().and_then(|i| CN.get(i)) {
+        Some(cn) if contract.level(cn).is_some() => (*cn).to_string(),
+        _ => p,
+    }
+}
+
+/// Exclusion requests overlapping `[from, to)` as the engine's evidence. A request's scope is
+/// label matchers (`instance="db1"`, `job=~"web.*"`); the engine scopes by labels a subject
+/// carries, so each request becomes one entry per subject its matchers select (ids
+/// `exclusion:<row>` or `exclusion:<row>#<n>`), or one unscoped entry when it has no matchers.
+/// Recurring windows mute notifications but are not yet expanded into SLA exclusions.
+async fn exclusions(
+    store: &Store,
+    subjects: &[Subject],
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<Exclusion>> {
+    let mut out = Vec::new();
+    for row in store.exclusions().await? {
+        if row.recurrence.is_some() || row.to_ms <= from_ms || row.from_ms >= to_ms {
+            continue;
+        }
+        let kind = match row.kind.as_str() {
+            "force_majeure" => ExclusionKind::ForceMajeure,
+            "buyer_caused" => ExclusionKind::BuyerCaused,
+            _ => ExclusionKind::Maintenance,
+        };
+        let status = match row.status.as_str() {
+            "approved" => ExclusionStatus::Approved,
+            "rejected" => ExclusionStatus::Rejected,
+            _ => ExclusionStatus::Pending,
+        };
+        let entry = |id: String, labels: BTreeMap<String, String>| Exclusion {
+            id,
+            kind,
+            labels,
+            from_ms: row.from_ms,
+            to_ms: row.to_ms,
+            status,
+            requested_at_ms: row.requested_ms,
+            reason: row.reason.clone(),
+        };
+        if row.matchers.is_empty() {
+            out.push(entry(format!("exclusion:{}", row.id), BTreeMap::new()));
+            continue;
+        }
+        let Ok(matchers) = row
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            continue;
+        };
+        let hits: Vec<&Subject> = subjects
+            .iter()
+            .filter(|s| all_match(&matchers, &s.labels))
+            .collect();
+        for (n, s) in hits.iter().enumerate() {
+            let id = if hits.len() == 1 {
+                format!("exclusion:{}", row.id)
+            } else {
+                format!("exclusion:{}#{}", row.id, n + 1)
+            };
+            let agent = s.labels.get("agent_id").cloned().unwrap_or_default();
+            let mut labels = BTreeMap::from([("agent_id".to_string(), agent)]);
+            if let Some(p) = s
+                .labels
+                .get("probe")
+                .filter(|_| s.kind == SubjectKind::Probe)
+            {
+                labels.insert("probe".into(), p.clone());
+            }
+            out.push(entry(id, labels));
+        }
+    }
+    Ok(out)
 }
 
 /// Hourly figures of a resource metric per host, from the rollups. `cpu_usage_ratio`,

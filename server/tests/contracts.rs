@@ -26,6 +26,7 @@ macro_rules! contract_tests {
 
 contract_tests!(
     availability_comes_from_stored_intervals_and_cites_them,
+    approved_maintenance_and_incidents_reach_the_assessment,
     inspections_run_once_per_slot_and_count_as_done,
 );
 
@@ -48,6 +49,8 @@ systems:
 objectives:
   availability:
     core: {{ target_percent: 99.9, min_outage: 1m, missing_data: excluded }}
+  incidents:
+    - {{ id: P3, aliases: [三级], response: 2h, restore: 24h, window: always }}
 {inspections}scoring:
   base: 100
   deductions:
@@ -213,5 +216,114 @@ async fn inspections_run_once_per_slot_and_count_as_done(backend: &str) {
         .unwrap();
     assert_eq!(a.inspections.done, 1, "{:?}", a.inspections);
     assert!(a.inspections.missed.is_empty(), "{:?}", a.inspections);
+    h.stop().await;
+}
+
+async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) {
+    let Some(h) = start(backend, None).await else {
+        return;
+    };
+    let e = h.client.enroll("portal-01").await.unwrap();
+    let start_ms = now_ms() - 30 * 60_000;
+    for i in 0..120u64 {
+        let t = start_ms + i as i64 * 15_000;
+        push_probe(&h, &e, i + 1, t, !(40..60).contains(&i)).await;
+    }
+    let token = async |name: &str, role| {
+        yunwei_server::auth::users::create_token(&h.state.store, name, role, &[], None, now_ms())
+            .await
+            .unwrap()
+    };
+    use yunwei_server::auth::Role;
+    let (op, rev) = (
+        token("vendor-op", Role::Operator).await,
+        token("office", Role::Reviewer).await,
+    );
+    let http = reqwest::Client::new();
+    let post = async |who: &str, path: &str, body: serde_json::Value| {
+        let r = http
+            .post(format!("{}{path}", h.client.base))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    // Maintenance over the whole outage on this host, requested before it and approved; a second
+    // request for another host stays pending and changes nothing.
+    let outage_from = start_ms + 40 * 15_000;
+    let (code, v) = post(
+        &op,
+        "/api/v1/exclusions",
+        serde_json::json!({"kind": "maintenance", "matchers": ["hostname=\"portal-01\""],
+            "from_ms": outage_from - 60_000, "to_ms": outage_from + 10 * 60_000, "reason": "升级"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["data"]["id"].as_str().unwrap().to_string();
+    let (code, v) = post(
+        &op,
+        "/api/v1/exclusions",
+        serde_json::json!({"kind": "maintenance", "matchers": ["hostname=\"other\""],
+            "from_ms": start_ms, "to_ms": now_ms(), "reason": "无关"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let before = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment")
+        .await
+        .unwrap();
+    let down_before = before["systems"][0]["downtime_minutes"].as_f64().unwrap();
+    assert!(down_before > 4.0, "{before}");
+    let (code, v) = post(
+        &rev,
+        &format!("/api/v1/exclusions/{id}/approve"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    // A fault reported by phone, acknowledged by the operator.
+    let (code, v) = post(
+        &op,
+        "/api/v1/incidents",
+        serde_json::json!({"title": "门户无法访问", "level": 3, "labels": {"system": "政务服务网"},
+            "detected_ms": outage_from}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let inc = v["data"]["id"].as_str().unwrap().to_string();
+    let (code, v) = post(
+        &op,
+        &format!("/api/v1/incidents/{inc}/ack"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+
+    let after = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment")
+        .await
+        .unwrap();
+    let sys = &after["systems"][0];
+    assert_eq!(sys["downtime_minutes"].as_f64().unwrap(), 0.0, "{after}");
+    assert!(
+        (sys["excluded_minutes"].as_f64().unwrap() - down_before).abs() < 0.01,
+        "{after}"
+    );
+    let uses = after["exclusions"].to_string();
+    assert!(uses.contains(&format!("exclusion:{id}")), "{uses}");
+    let incidents = after["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{after}");
+    assert!(
+        incidents[0]
+            .to_string()
+            .contains(&format!("incident:{inc}")),
+        "{after}"
+    );
+    assert_eq!(after["score"], 100.0, "{after}");
     h.stop().await;
 }
