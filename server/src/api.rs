@@ -143,6 +143,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/contracts/{id}/inspections",
             get(crate::contracts::inspections),
         )
+        .route(
+            "/api/v1/contracts/{id}/events",
+            get(crate::contracts::events).post(crate::contracts::record_event),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

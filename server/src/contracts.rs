@@ -14,7 +14,8 @@ use std::{
 };
 
 use axum::{
-    Json,
+    Extension, Json,
+    body::Bytes,
     extract::{Path as UrlPath, Query, State as AxState},
 };
 use chrono::Datelike;
@@ -23,8 +24,8 @@ use serde_json::{Value, json};
 use yunwei_rules::{
     assess::{
         self, Assessment, Evidence, Exclusion, ExclusionKind, ExclusionStatus, Incident,
-        InspectionKind, InspectionRecord, Period, ResourceHour, StatusInterval, Subject,
-        SubjectKind,
+        InspectionKind, InspectionRecord, ManualEvent, Period, ResourceHour, StatusInterval,
+        Subject, SubjectKind,
     },
     calendar::Calendar,
     contract::{Cause, Contract, parse_contract},
@@ -37,7 +38,7 @@ use crate::{
     ingest::{KIND_HOST, KIND_PROBE},
     notify::matcher::{Matcher, all_match},
     now_ms,
-    store::{HOUR_MS, InspectionRow, Store},
+    store::{ContractEventRow, HOUR_MS, InspectionRow, Store},
     timeline::State,
 };
 
@@ -261,6 +262,14 @@ pub async fn gather(
         });
     }
     ev.exclusions = exclusions(store, &ev.subjects, from_ms, to_ms).await?;
+    for e in store.contract_events(&contract.id, from_ms, to_ms).await? {
+        ev.events.push(ManualEvent {
+            id: format!("event:{}", e.id),
+            category: e.category,
+            at_ms: e.at_ms,
+            evidence: format!("{} (recorded by {})", e.evidence, e.recorded_by),
+        });
+    }
     let metrics: BTreeSet<&str> = contract
         .resource_kpis
         .iter()
@@ -663,6 +672,92 @@ pub async fn inspections(
     Ok(Json(
         json!({ "contract": c.contract.id, "inspections": list }),
     ))
+}
+
+/// The event categories a contract scores: manual deductions, bonuses and veto items.
+fn event_categories(c: &Contract) -> BTreeSet<&str> {
+    let s = &c.scoring;
+    s.deductions
+        .iter()
+        .filter_map(|d| d.category.as_deref())
+        .chain(s.bonuses.iter().map(|b| b.category.as_str()))
+        .chain(s.vetoes.iter().map(|v| v.category.as_str()))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEvent {
+    category: String,
+    /// When it happened (default: now).
+    at_ms: Option<i64>,
+    /// Document number or description; required.
+    evidence: String,
+}
+
+/// `POST /api/v1/contracts/{id}/events`: the office records an event that a manual deduction,
+/// bonus or veto item scores (通报, a late report, help outside the contract, ...).
+pub async fn record_event(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    principal: Option<Extension<crate::auth::Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let e: NewEvent = serde_json::from_slice(&b).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg.split('`').nth(1).unwrap_or("body").to_string();
+        ApiError::bad_request("invalid_body", msg).field(field)
+    })?;
+    let allowed = event_categories(&c.contract);
+    if !allowed.contains(e.category.as_str()) {
+        let list: Vec<&str> = allowed.into_iter().collect();
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!(
+                "the contract scores no event {:?}; its categories: {}",
+                e.category,
+                list.join(", ")
+            ),
+        )
+        .field("category"));
+    }
+    if e.evidence.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("evidence"));
+    }
+    let now = now_ms();
+    let row = ContractEventRow {
+        id: 0,
+        contract_id: c.contract.id.clone(),
+        category: e.category,
+        at_ms: e.at_ms.unwrap_or(now),
+        evidence: e.evidence.trim().to_string(),
+        recorded_by: principal.map_or_else(|| "unknown".to_string(), |Extension(p)| p.actor),
+        recorded_ms: now,
+    };
+    let id = state
+        .store
+        .insert_contract_event(&row)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+/// `GET /api/v1/contracts/{id}/events?from=&to=` (UTC ms; default the last 400 days)
+pub async fn events(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let to = q.to.unwrap_or_else(now_ms) + 1;
+    let from = q.from.unwrap_or(to - 400 * 24 * HOUR_MS);
+    let rows = state
+        .store
+        .contract_events(&c.contract.id, from, to)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "contract": c.contract.id, "events": rows })))
 }
 
 /// One checklist item: a PromQL expression whose result lists the findings.

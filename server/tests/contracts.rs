@@ -56,6 +56,7 @@ objectives:
   deductions:
     - {{ id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }}
     - {{ id: inspection, name: 漏巡检, name_en: Missed inspection, kind: inspection_missed, points: 5 }}
+    - {{ id: notice, name: 被主管部门通报, name_en: Reported by an authority, kind: manual, category: authority_notice, points: 5 }}
 grades:
   - {{ id: pass, name: 合格, name_en: Pass, min_score: 60 }}
   - {{ id: fail, name: 不合格, name_en: Fail, min_score: 0 }}
@@ -325,5 +326,43 @@ async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) 
         "{after}"
     );
     assert_eq!(after["score"], 100.0, "{after}");
+
+    // The office records a 通报; the vendor may not, and only categories the contract scores
+    // are accepted.
+    let notice =
+        serde_json::json!({"category": "authority_notice", "evidence": "市数据局通报〔2026〕3号"});
+    let (code, _) = post(
+        &op,
+        "/api/v1/contracts/test-contract/events",
+        notice.clone(),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, v) = post(
+        &rev,
+        "/api/v1/contracts/test-contract/events",
+        serde_json::json!({"category": "praise", "evidence": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (code, v["error"]["field"].as_str()),
+        (400, Some("category")),
+        "{v}"
+    );
+    let (code, v) = post(&rev, "/api/v1/contracts/test-contract/events", notice).await;
+    assert_eq!(code, 200, "{v}");
+    let event = v["data"]["id"].as_i64().unwrap();
+    let scored = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment")
+        .await
+        .unwrap();
+    assert_eq!(scored["score"], 95.0, "{scored}");
+    assert!(
+        scored["deductions"]
+            .to_string()
+            .contains(&format!("event:{event}")),
+        "the deduction cites the recorded event: {scored}"
+    );
     h.stop().await;
 }

@@ -187,6 +187,18 @@ pub const POLICY: &[RoutePolicy] = &[
         READ,
         "inspection (巡检) records of a contract",
     ),
+    p(
+        "GET",
+        "/api/v1/contracts/{id}/events",
+        READ,
+        "events recorded against a contract (manual deductions, bonuses, vetoes)",
+    ),
+    p(
+        "POST",
+        "/api/v1/contracts/{id}/events",
+        APPROVE,
+        "the office records an event a manual deduction, bonus or veto scores",
+    ),
     // Incidents.
     p(
         "GET",

@@ -1,5 +1,6 @@
 //! Store queries behind contract assessment: status intervals of every subject in a range,
-//! and the inspection records the server's inspection runner writes.
+//! the inspection records the server's inspection runner writes, and the events people record
+//! against a contract.
 
 use sqlx::Row;
 
@@ -20,7 +21,66 @@ pub struct InspectionRow {
     pub result: String,
 }
 
+/// An event recorded against a contract (evidence of a manual deduction, bonus or veto).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContractEventRow {
+    pub id: i64,
+    pub contract_id: String,
+    pub category: String,
+    pub at_ms: i64,
+    pub evidence: String,
+    pub recorded_by: String,
+    pub recorded_ms: i64,
+}
+
 impl Store {
+    /// Appends a contract event; returns its id.
+    pub async fn insert_contract_event(&self, e: &ContractEventRow) -> sqlx::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO contract_events (contract_id, category, at_ms, evidence, recorded_by, recorded_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&e.contract_id)
+        .bind(&e.category)
+        .bind(e.at_ms)
+        .bind(&e.evidence)
+        .bind(&e.recorded_by)
+        .bind(e.recorded_ms)
+        .fetch_one(self.pool())
+        .await?;
+        row.try_get(0)
+    }
+
+    /// Events of a contract that happened in `[from, to)`, oldest first.
+    pub async fn contract_events(
+        &self,
+        contract_id: &str,
+        from: i64,
+        to: i64,
+    ) -> sqlx::Result<Vec<ContractEventRow>> {
+        let rows = sqlx::query(
+            "SELECT id, contract_id, category, at_ms, evidence, recorded_by, recorded_ms \
+             FROM contract_events WHERE contract_id = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY at_ms, id",
+        )
+        .bind(contract_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ContractEventRow {
+                id: r.get(0),
+                contract_id: r.get(1),
+                category: r.get(2),
+                at_ms: r.get(3),
+                evidence: r.get(4),
+                recorded_by: r.get(5),
+                recorded_ms: r.get(6),
+            })
+            .collect())
+    }
+
     /// Every stored (up/down) span of `kind` intersecting `[from, to)`, as (subject, span),
     /// ordered by subject and start.
     pub async fn intervals_between(

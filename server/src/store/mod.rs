@@ -19,7 +19,7 @@ use sqlx::{
 
 mod evidence;
 
-pub use evidence::InspectionRow;
+pub use evidence::{ContractEventRow, InspectionRow};
 
 use crate::timeline::{Span, State};
 
