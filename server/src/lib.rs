@@ -10,6 +10,7 @@ pub mod live;
 pub mod metrics;
 pub mod quickstart;
 pub mod report_keys;
+pub mod reports;
 pub mod rules;
 pub mod selector;
 pub mod store;

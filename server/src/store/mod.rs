@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_inspections.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_reports.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -48,6 +49,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_inspections.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_reports.sql"),
     ),
 ];
 

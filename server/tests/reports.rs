@@ -1,0 +1,285 @@
+//! Report generation and the signed archive on SQLite and PostgreSQL: generated through the
+//! CLI code path and the API from what ingest stored, the files verify (and a changed figure
+//! does not), regenerating makes version 2 while version 1 stays downloadable unchanged, and
+//! the same store gives the same report twice.
+
+mod common;
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use common::Harness;
+use yunwei_proto::Sample;
+use yunwei_reports::{Lang, integrity::canonical_json};
+use yunwei_server::{
+    config::Overrides,
+    report_keys,
+    reports::{self, CliGenerate, ReportFormat, Request},
+};
+use yunwei_tests::{Enrolled, batch, now_ms};
+
+macro_rules! report_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
+
+report_tests!(generate_verify_archive_and_regenerate);
+
+const CONTRACT: &str = r#"id: test-contract
+name: 测试合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: portal, name: 政务服务网, tier: core, hosts: { system: 政务服务网 }, probes: { system: 政务服务网 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+scoring:
+  base: 100
+  deductions:
+    - { id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+"#;
+
+async fn push_probe(h: &Harness, e: &Enrolled, seq: u64, t: i64, up: bool) {
+    let mut b = batch(e, "portal-01", seq, t, 0);
+    b.samples.push(Sample {
+        name: "probe_success".into(),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        value: if up { 1.0 } else { 0.0 },
+        ts_ms: t,
+    });
+    h.ok(e, &b).await;
+}
+
+/// Today in Asia/Shanghai as a one-day custom period.
+fn today_period(t_ms: i64) -> String {
+    let d = chrono::DateTime::from_timestamp_millis(t_ms + 8 * 3_600_000)
+        .unwrap()
+        .date_naive();
+    format!("{d}..{d}")
+}
+
+fn font_available() -> bool {
+    std::path::Path::new(reports::DEFAULT_FONT).exists()
+}
+
+async fn generate_verify_archive_and_regenerate(backend: &str) {
+    let cdir = tempfile::tempdir().unwrap();
+    let contract_path = cdir.path().join("contract.yml");
+    std::fs::write(&contract_path, CONTRACT).unwrap();
+    let cp = contract_path.clone();
+    let Some(h) = Harness::start(backend, move |c| {
+        c.contracts.files = vec![cp];
+        c.contracts.run_inspections = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let e = h.client.enroll("portal-01").await.unwrap();
+    // 20 minutes of probes every 15 s, down for 5 minutes in the middle. Keep inside today
+    // (Shanghai) so that the one-day period holds all of it.
+    let mut start_ms = now_ms() - 20 * 60_000;
+    let day_start = {
+        let local = start_ms + 8 * 3_600_000;
+        local - local.rem_euclid(86_400_000) - 8 * 3_600_000
+    };
+    start_ms = start_ms.max(day_start + 1000);
+    for i in 0..80u64 {
+        let t = start_ms + i as i64 * 15_000;
+        if t > now_ms() {
+            break;
+        }
+        push_probe(&h, &e, i + 1, t, !(30..50).contains(&i)).await;
+    }
+    let now = now_ms();
+    let period = today_period(now);
+
+    // 1. The CLI code path, against the running server's store.
+    let out = tempfile::tempdir().unwrap();
+    let mut formats = vec![ReportFormat::Html, ReportFormat::Xlsx, ReportFormat::Json];
+    if font_available() {
+        formats.push(ReportFormat::Pdf);
+    } else if yunwei_tests::ci() {
+        panic!("CI: the font {} is missing", reports::DEFAULT_FONT);
+    } else {
+        eprintln!("SKIP pdf: {} missing", reports::DEFAULT_FONT);
+    }
+    formats.sort();
+    let args = CliGenerate {
+        config: None,
+        overrides: Overrides {
+            listen: None,
+            data_dir: Some(h.dir.path().to_path_buf()),
+            database_url: Some(h.state.config.database_url.clone()),
+        },
+        contract_files: vec![contract_path.clone()],
+        contract: "test-contract".into(),
+        request: Request {
+            period: period.clone(),
+            formats: formats.clone(),
+            lang: Lang::ZhCn,
+            font: None,
+            origin: "cli".into(),
+            notes: vec![],
+        },
+        out: out.path().to_path_buf(),
+    };
+    let (v1, paths) = reports::run_cli(&args, now).await.unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(paths.len(), formats.len());
+    let key = report_keys::load_public(&report_keys::public_key_path(h.dir.path())).unwrap();
+    let mut json_path = PathBuf::new();
+    for p in &paths {
+        let bytes = std::fs::read(p).unwrap();
+        let v = yunwei_reports::verify(&bytes, &key)
+            .unwrap_or_else(|e| panic!("{} does not verify: {e}", p.display()));
+        assert_eq!(v.report.cover.version, 1);
+        assert_eq!(v.report.summary.score.0, v1.score_milli);
+        if p.extension().unwrap() == "json" {
+            json_path = p.clone();
+        }
+    }
+    // The report shows the outage ingest stored: below 100 %, and the evidence appendix
+    // names the interval rows it cites.
+    let json = std::fs::read(&json_path).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let portal = &doc["report"]["availability"][0];
+    assert_eq!(portal["system_id"], "portal");
+    let down = portal["downtime_minutes"].as_f64().unwrap();
+    assert!((4.0..=6.0).contains(&down), "downtime {down}");
+    let cited = portal["evidence"].as_array().unwrap();
+    assert!(!cited.is_empty());
+    let listed: Vec<&str> = doc["report"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    for id in cited {
+        assert!(listed.contains(&id.as_str().unwrap()), "{id} not listed");
+    }
+    // A changed figure is rejected.
+    let text = String::from_utf8(json.clone()).unwrap();
+    let score = doc["report"]["summary"]["score"].to_string();
+    let forged = text.replacen(&format!("\"score\":{score}"), "\"score\":100.5", 1);
+    assert_ne!(forged, text, "the score must be in the file");
+    assert!(yunwei_reports::verify(forged.as_bytes(), &key).is_err());
+
+    // 2. The API: regenerating makes version 2; version 1 is kept unchanged.
+    let http = h.client.http.clone();
+    let base = h.client.base.clone();
+    let resp = http
+        .post(format!("{base}/api/v1/reports"))
+        .json(&serde_json::json!({
+            "contract": "test-contract", "period": period, "formats": ["json", "html"], "lang": "en"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v2: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["lang"], "en");
+    let bad = http
+        .post(format!("{base}/api/v1/reports"))
+        .json(&serde_json::json!({"contract": "test-contract", "period": "2026-13"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(bad["error"]["field"], "period", "{bad}");
+
+    let list = h.client.get_json("/api/v1/reports").await.unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["version"], 2);
+    let v1_formats: Vec<&str> = list[1]["formats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = formats.iter().map(|f| f.name()).collect();
+    want.sort();
+    assert_eq!(v1_formats, want);
+
+    let resp = http
+        .get(format!("{base}/api/v1/reports/{}/json", v1.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cd.contains(&format!("test-contract-{period}-v1.json")),
+        "{cd}"
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), json.as_slice());
+    let resp = http
+        .get(format!("{base}/api/v1/reports/{}/xlsx", v1.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let v2_id = v2["id"].as_i64().unwrap();
+    let v2_json = http
+        .get(format!("{base}/api/v1/reports/{v2_id}/json"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let checked = yunwei_reports::verify(&v2_json, &key).unwrap();
+    assert_eq!(checked.report.cover.version, 2);
+    assert_eq!(checked.report.cover.lang, Lang::En);
+    let missing = http
+        .get(format!("{base}/api/v1/reports/{v2_id}/pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // 3. The same store, request and clock give the same report.
+    let c = h.state.contracts.read().unwrap()[0].clone();
+    let req = Request {
+        period: period.clone(),
+        formats: vec![ReportFormat::Json],
+        lang: Lang::ZhCn,
+        font: None,
+        origin: "test".into(),
+        notes: vec![],
+    };
+    let a = reports::prepare(&h.state.store, &c, &req, 3, now, false)
+        .await
+        .unwrap();
+    let b = reports::prepare(&h.state.store, &c, &req, 3, now, false)
+        .await
+        .unwrap();
+    assert_eq!(canonical_json(&a), canonical_json(&b));
+    // ... and the archived version 1 has the same figures.
+    let mut a1 = a.clone();
+    a1.cover.version = 1;
+    let signed_v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(canonical_json(&a1), canonical_json(&signed_v1["report"]),);
+    h.stop().await;
+}
