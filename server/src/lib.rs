@@ -173,6 +173,7 @@ impl Server {
             .contracts
             .run_inspections
             .then(|| tokio::spawn(contracts::inspection_loop(state.clone())));
+        let scheduled_reports = tokio::spawn(reports::schedule_loop(state.clone()));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(self.listener, api::router(state.clone()))
             .with_graceful_shutdown(shutdown)
@@ -181,6 +182,7 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
+        scheduled_reports.abort();
         if let Some(i) = inspections {
             i.abort();
         }

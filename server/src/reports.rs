@@ -203,14 +203,17 @@ pub fn load_font(path: Option<&Path>) -> anyhow::Result<PdfFont> {
         })
 }
 
-/// Earlier archived periods of `contract_id` ending at or before `before_ms`: the latest
-/// version of each, oldest first, at most `max`.
+/// Earlier archived periods of `contract_id` of the same kind as `label` (months for a
+/// month, ...) ending at or before `before_ms`: the latest version of each, oldest first, at
+/// most `max`.
 pub async fn trend(
     store: &Store,
     contract_id: &str,
+    label: &str,
     before_ms: i64,
     max: usize,
 ) -> anyhow::Result<Vec<TrendPoint>> {
+    let kind = from_assessment::period_kind(label);
     let rows = sqlx::query(
         "SELECT period, score_milli, grade, version, end_ms FROM reports \
          WHERE contract_id = $1 AND end_ms <= $2 ORDER BY end_ms, period, version",
@@ -221,6 +224,9 @@ pub async fn trend(
     .await?;
     let mut out: Vec<TrendPoint> = Vec::new();
     for r in &rows {
+        if from_assessment::period_kind(&r.get::<String, _>(0)) != kind {
+            continue;
+        }
         let p = TrendPoint {
             period: r.get(0),
             score: yunwei_reports::Fixed(r.get(1)),
@@ -266,7 +272,7 @@ pub async fn prepare(
     let ev =
         crate::contracts::gather(store, c, period.start_ms, until, inspections_recorded).await?;
     let a = assess::assess(contract, &c.calendar, &period, now_ms, &ev);
-    let trend = trend(store, &contract.id, period.start_ms, 12).await?;
+    let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
     let mut notes = req.notes.clone();
     if ev
         .subjects
@@ -727,4 +733,124 @@ pub async fn run_cli(
         written.push(path);
     }
     Ok((g.archived, written))
+}
+
+/// The periods of `c` whose scheduled report is due at `now_ms`: the previous month from the
+/// 1st at 02:00 contract-local, the previous quarter and year likewise; each for seven days
+/// after it closes (a server down longer than that does not backfill old periods), and only
+/// while the contract runs.
+pub fn due_periods(c: &yunwei_rules::contract::Contract, now_ms: i64) -> Vec<Period> {
+    use chrono::Datelike;
+    const DUE_AFTER_MS: i64 = 2 * 3_600_000;
+    const CATCH_UP_MS: i64 = 7 * 86_400_000;
+    let tz = c.time_zone;
+    let today = assess::local_date(now_ms, tz);
+    let (y, m) = (today.year(), today.month());
+    let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let mut candidates = Vec::new();
+    candidates.extend(Period::month(py, pm, tz));
+    if m % 3 == 1 {
+        let (qy, q) = if m == 1 { (y - 1, 4) } else { (y, (m - 1) / 3) };
+        candidates.extend(Period::quarter(qy, q, tz));
+    }
+    if m == 1 {
+        candidates.extend(Period::year(y - 1, tz));
+    }
+    candidates
+        .into_iter()
+        .filter(|p| {
+            let due = p.end_ms + DUE_AFTER_MS;
+            now_ms >= due
+                && now_ms < p.end_ms + CATCH_UP_MS
+                && p.end >= c.period.start
+                && p.start <= c.period.end
+        })
+        .collect()
+}
+
+async fn scheduled_exists(store: &Store, contract_id: &str, period: &str) -> anyhow::Result<bool> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM reports WHERE contract_id = $1 AND period = $2 AND origin = 'schedule'",
+    )
+    .bind(contract_id)
+    .bind(period)
+    .fetch_one(store.pool())
+    .await?;
+    Ok(row.get::<i64, _>(0) > 0)
+}
+
+/// Generates and archives every scheduled report due at `now_ms` that was not generated yet
+/// (restart safe: the archive says what was done). Contracts take part when they set
+/// `report_due_working_day`. PDF is included when the default font is installed.
+pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<ArchivedReport>> {
+    let contracts: Vec<Arc<LoadedContract>> = state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .filter(|c| c.contract.report_due_working_day.is_some())
+        .cloned()
+        .collect();
+    let mut done = Vec::new();
+    for c in contracts {
+        for p in due_periods(&c.contract, now_ms) {
+            if scheduled_exists(&state.store, &c.contract.id, &p.label).await? {
+                continue;
+            }
+            let mut formats = ReportFormat::ALL.to_vec();
+            if !Path::new(DEFAULT_FONT).exists() {
+                tracing::warn!(
+                    font = DEFAULT_FONT,
+                    contract = %c.contract.id,
+                    "no CJK font installed: the scheduled report is made without PDF"
+                );
+                formats.retain(|f| *f != ReportFormat::Pdf);
+            }
+            let req = Request {
+                period: p.label.clone(),
+                formats,
+                lang: Lang::ZhCn,
+                font: None,
+                origin: "schedule".into(),
+                notes: Vec::new(),
+            };
+            let g = generate(
+                &state.store,
+                &state.config.data_dir,
+                &c,
+                &req,
+                now_ms,
+                state.config.contracts.run_inspections,
+            )
+            .await
+            .with_context(|| format!("scheduled report {} {}", c.contract.id, p.label))?;
+            scheduled_report_ready(state, &c, &g).await;
+            done.push(g.archived);
+        }
+    }
+    Ok(done)
+}
+
+/// Called once per scheduled report after it is archived. Delivery by email to the contract's
+/// recipients belongs here once notifications (lettre) are merged; for now it logs.
+pub async fn scheduled_report_ready(_state: &AppState, c: &LoadedContract, g: &Generated) {
+    tracing::info!(
+        contract = %c.contract.id,
+        period = %g.archived.period,
+        version = g.archived.version,
+        id = g.archived.id,
+        "scheduled report archived"
+    );
+}
+
+/// Checks every five minutes for scheduled reports that are due.
+pub async fn schedule_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = run_due_reports(&state, crate::now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "scheduled reports failed");
+        }
+    }
 }

@@ -30,7 +30,10 @@ macro_rules! report_tests {
     };
 }
 
-report_tests!(generate_verify_archive_and_regenerate);
+report_tests!(
+    generate_verify_archive_and_regenerate,
+    scheduled_reports_are_made_once_when_a_period_closes,
+);
 
 const CONTRACT: &str = r#"id: test-contract
 name: 测试合同
@@ -281,5 +284,90 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     a1.cover.version = 1;
     let signed_v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(canonical_json(&a1), canonical_json(&signed_v1["report"]),);
+    h.stop().await;
+}
+
+/// Asia/Shanghai local time as UTC ms.
+fn shanghai(y: i32, m: u32, d: u32, h: u32, min: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, d)
+        .and_then(|d| d.and_hms_opt(h, min, 0))
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+        - 8 * 3_600_000
+}
+
+async fn scheduled_reports_are_made_once_when_a_period_closes(backend: &str) {
+    let cdir = tempfile::tempdir().unwrap();
+    let contract_path = cdir.path().join("contract.yml");
+    std::fs::write(
+        &contract_path,
+        CONTRACT.replace(
+            "objectives:\n",
+            "objectives:\n  report_due_working_day: 5\n",
+        ),
+    )
+    .unwrap();
+    let cp = contract_path.clone();
+    let Some(h) = Harness::start(backend, move |c| {
+        c.contracts.files = vec![cp];
+        c.contracts.run_inspections = false;
+    })
+    .await
+    else {
+        return;
+    };
+    assert!(
+        h.state.contracts.read().unwrap()[0]
+            .contract
+            .report_due_working_day
+            .is_some()
+    );
+    // March 1st, 01:59 local: February is closed but its report is not due before 02:00.
+    let early = reports::run_due_reports(&h.state, shanghai(2026, 3, 1, 1, 59))
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "{early:?}");
+    let made = reports::run_due_reports(&h.state, shanghai(2026, 3, 1, 2, 5))
+        .await
+        .unwrap();
+    let periods: Vec<&str> = made.iter().map(|a| a.period.as_str()).collect();
+    assert_eq!(periods, ["2026-02"]);
+    assert_eq!(made[0].origin, "schedule");
+    assert_eq!(made[0].version, 1);
+    // Later ticks (and a restarted server) do not make it again.
+    let again = reports::run_due_reports(&h.state, shanghai(2026, 3, 2, 9, 0))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    // April 1st closes March and the first quarter; January 1st closes December, Q4 and the year.
+    let april = reports::run_due_reports(&h.state, shanghai(2026, 4, 1, 2, 0))
+        .await
+        .unwrap();
+    let periods: Vec<&str> = april.iter().map(|a| a.period.as_str()).collect();
+    assert_eq!(periods, ["2026-03", "2026-Q1"]);
+    let jan = reports::run_due_reports(&h.state, shanghai(2027, 1, 1, 3, 0))
+        .await
+        .unwrap();
+    let periods: Vec<&str> = jan.iter().map(|a| a.period.as_str()).collect();
+    assert_eq!(periods, ["2026-12", "2026-Q4", "2026"]);
+    let list = reports::list(&h.state.store, Some("test-contract"))
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 6);
+    // December's trend shows the months archived before it (not the quarter).
+    let dec = jan.iter().find(|a| a.period == "2026-12").unwrap();
+    let env = reports::envelope(&h.state.store, dec.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let env: serde_json::Value = serde_json::from_slice(&env).unwrap();
+    let trend: Vec<&str> = env["report"]["summary"]["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["period"].as_str().unwrap())
+        .collect();
+    assert_eq!(trend, ["2026-02", "2026-03", "2026-12"]);
     h.stop().await;
 }
