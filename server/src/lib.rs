@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod contracts;
+pub mod demo;
 pub mod ingest;
 pub mod live;
 pub mod metrics;

@@ -37,6 +37,10 @@ enum Command {
         /// Seconds between the local agent's batches.
         #[arg(long, default_value_t = 5)]
         agent_interval_secs: u64,
+        /// Seed clearly labelled SIMULATED history (last month until now, hosts `sim-*` with
+        /// label simulated=true) so that `report generate` works for last month at once.
+        #[arg(long)]
+        demo: bool,
     },
     /// Check or unit-test Prometheus rule files.
     Rules {
@@ -190,11 +194,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data_dir,
             agent_interval_secs,
+            demo,
         } => {
-            rt.block_on(yunwei_server::quickstart::run(
+            rt.block_on(yunwei_server::quickstart::run_with_demo(
                 Some(listen),
                 Some(data_dir),
                 agent_interval_secs,
+                demo,
                 yunwei_server::shutdown_signal(),
             ))?;
         }

@@ -274,11 +274,11 @@ pub async fn prepare(
     let a = assess::assess(contract, &c.calendar, &period, now_ms, &ev);
     let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
     let mut notes = req.notes.clone();
-    if ev
+    let simulated = ev
         .subjects
         .iter()
-        .any(|s| s.labels.contains_key("simulated"))
-    {
+        .any(|s| s.labels.contains_key("simulated"));
+    if simulated {
         notes.push(
             req.lang
                 .pick(
@@ -289,7 +289,7 @@ pub async fn prepare(
                 .to_string(),
         );
     }
-    Ok(from_assessment::build(&Inputs {
+    let mut report = from_assessment::build(&Inputs {
         assessment: &a,
         contract,
         calendar: &c.calendar,
@@ -300,7 +300,14 @@ pub async fn prepare(
         lang: req.lang,
         version,
         notes,
-    }))
+    });
+    if simulated {
+        report.cover.contract_name.push_str(
+            req.lang
+                .pick("（含模拟数据 SIMULATED）", " (SIMULATED DATA)"),
+        );
+    }
+    Ok(report)
 }
 
 /// Renders `signed` in `format`.

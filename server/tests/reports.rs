@@ -33,6 +33,7 @@ macro_rules! report_tests {
 report_tests!(
     generate_verify_archive_and_regenerate,
     scheduled_reports_are_made_once_when_a_period_closes,
+    demo_history_gives_a_clearly_labelled_month,
 );
 
 const CONTRACT: &str = r#"id: test-contract
@@ -44,6 +45,8 @@ systems:
 objectives:
   availability:
     core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+  resources:
+    - { id: cpu-p95, name: CPU 使用率 P95 低于 90%, metric: cpu_usage_ratio, aggregate: p95_hourly_mean, below: 0.9 }
 scoring:
   base: 100
   deductions:
@@ -140,6 +143,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     };
     let (v1, paths) = reports::run_cli(&args, now).await.unwrap();
     assert_eq!(v1.version, 1);
+    assert!(h.dir.path().join(report_keys::SECRET_KEY_FILE).exists());
     assert_eq!(paths.len(), formats.len());
     let key = report_keys::load_public(&report_keys::public_key_path(h.dir.path())).unwrap();
     let mut json_path = PathBuf::new();
@@ -157,6 +161,8 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     // names the interval rows it cites.
     let json = std::fs::read(&json_path).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    // Real data only: nothing says simulated.
+    assert!(!text_of(&json).contains("SIMULATED"));
     let portal = &doc["report"]["availability"][0];
     assert_eq!(portal["system_id"], "portal");
     let down = portal["downtime_minutes"].as_f64().unwrap();
@@ -369,5 +375,84 @@ async fn scheduled_reports_are_made_once_when_a_period_closes(backend: &str) {
         .map(|t| t["period"].as_str().unwrap())
         .collect();
     assert_eq!(trend, ["2026-02", "2026-03", "2026-12"]);
+    h.stop().await;
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn demo_history_gives_a_clearly_labelled_month(backend: &str) {
+    let cdir = tempfile::tempdir().unwrap();
+    let contract_path = cdir.path().join("contract.yml");
+    std::fs::write(&contract_path, CONTRACT).unwrap();
+    let cp = contract_path.clone();
+    let Some(h) = Harness::start(backend, move |c| {
+        c.contracts.files = vec![cp];
+        c.contracts.run_inspections = false;
+    })
+    .await
+    else {
+        return;
+    };
+    // History from 2026-09-30 until 2026-11-02: October is complete in Shanghai.
+    let from = shanghai(2026, 9, 30, 8, 0);
+    let to = shanghai(2026, 11, 2, 8, 0);
+    let spec = yunwei_server::demo::DemoSpec {
+        systems: vec![("政务服务网".into(), 2, 2)],
+        from_ms: from,
+        to_ms: to,
+    };
+    let seeded = yunwei_server::demo::seed(&h.state.store, &spec)
+        .await
+        .unwrap();
+    assert_eq!((seeded.hosts, seeded.probes), (2, 4));
+    // Seeding twice adds nothing.
+    let again = yunwei_server::demo::seed(&h.state.store, &spec)
+        .await
+        .unwrap();
+    assert!(again.already_seeded);
+    let (s, e) = yunwei_server::demo::outage(0, from - from.rem_euclid(3_600_000), to).unwrap();
+    assert!(s >= shanghai(2026, 10, 1, 0, 0) && e <= shanghai(2026, 11, 1, 0, 0));
+
+    let c = h.state.contracts.read().unwrap()[0].clone();
+    let req = Request {
+        period: "2026-10".into(),
+        formats: vec![ReportFormat::Json, ReportFormat::Html],
+        lang: Lang::ZhCn,
+        font: None,
+        origin: "test".into(),
+        notes: vec![],
+    };
+    let g = reports::generate(&h.state.store, h.dir.path(), &c, &req, to, false)
+        .await
+        .unwrap();
+    let r = &g.signed.report;
+    assert!(
+        r.cover.contract_name.contains("SIMULATED"),
+        "{}",
+        r.cover.contract_name
+    );
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.kind == "note" && e.summary.contains("模拟数据"))
+    );
+    let portal = &r.availability[0];
+    // The one simulated outage (15 minutes on the first probe) is the downtime.
+    assert_eq!(portal.downtime_minutes, yunwei_reports::Fixed::int(15));
+    assert_eq!(
+        portal.actual_pct.unwrap(),
+        yunwei_reports::Fixed::from_f64((44_640.0 - 15.0) / 44_640.0 * 100.0)
+    );
+    assert!(!r.resources.hosts.is_empty());
+    assert!(r.resources.hosts.iter().all(|x| x.cpu_p95_pct.is_some()));
+    let html = &g
+        .files
+        .iter()
+        .find(|(f, _)| *f == ReportFormat::Html)
+        .unwrap()
+        .1;
+    assert!(text_of(html).contains("SIMULATED"));
     h.stop().await;
 }
