@@ -596,11 +596,24 @@ pub async fn api_generate(
     Json(body): Json<GenerateBody>,
 ) -> Result<(StatusCode, Json<ArchivedReport>), ApiError> {
     let c = find_contract(&state, &body.contract)?;
+    let font_installed = Path::new(DEFAULT_FONT).exists();
     let formats = match &body.formats {
-        None => ReportFormat::ALL.to_vec(),
+        // Every format the server can make.
+        None => ReportFormat::ALL
+            .into_iter()
+            .filter(|f| *f != ReportFormat::Pdf || font_installed)
+            .collect(),
         Some(list) => ReportFormat::parse_list(&list.join(","))
             .map_err(|e| ApiError::bad_request("invalid_value", e).field("formats"))?,
     };
+    if formats.contains(&ReportFormat::Pdf) && !font_installed {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable",
+            format!("pdf needs the CJK font {DEFAULT_FONT} (Debian package fonts-noto-cjk) on the server"),
+        )
+        .field("formats"));
+    }
     let lang = match body.lang.as_deref() {
         None => Lang::ZhCn,
         Some(l) => {
