@@ -6,6 +6,7 @@
 //! byte-identical outputs in every format.
 
 pub mod fixture;
+pub mod from_assessment;
 pub mod html;
 pub mod i18n;
 pub mod integrity;

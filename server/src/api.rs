@@ -147,6 +147,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/contracts/{id}/events",
             get(crate::contracts::events).post(crate::contracts::record_event),
         )
+        .route(
+            "/api/v1/reports",
+            get(crate::reports::api_list).post(crate::reports::api_generate),
+        )
+        .route(
+            "/api/v1/reports/{id}/{format}",
+            get(crate::reports::api_download),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -392,9 +392,11 @@ async fn resource_hours(
                 .filter(|s| hosts.contains_key(&s.agent_id))
                 .collect();
             let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
+            let by_id: BTreeMap<i64, &crate::store::SeriesRow> =
+                series.iter().map(|s| (s.id, s)).collect();
             let mut idle: BTreeMap<(String, i64), (f64, f64)> = BTreeMap::new();
             for r in store.rollups(&ids, from_h, to_h).await? {
-                let Some(s) = series.iter().find(|s| s.id == r.series_id) else {
+                let Some(s) = by_id.get(&r.series_id) else {
                     continue;
                 };
                 // A counter's growth within the hour (a reset makes it an underestimate).
@@ -473,9 +475,10 @@ async fn means(
         .filter(|s| hosts.contains_key(&s.agent_id))
         .collect();
     let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
+    let by_id: BTreeMap<i64, &crate::store::SeriesRow> = series.iter().map(|s| (s.id, s)).collect();
     let mut out = BTreeMap::new();
     for r in store.rollups(&ids, from_h, to_h).await? {
-        let Some(s) = series.iter().find(|s| s.id == r.series_id) else {
+        let Some(s) = by_id.get(&r.series_id) else {
             continue;
         };
         if r.count > 0 {

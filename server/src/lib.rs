@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod contracts;
+pub mod demo;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod notify;
 pub mod openapi;
 pub mod quickstart;
 pub mod report_keys;
+pub mod reports;
 pub mod rules;
 pub mod selector;
 pub mod store;
@@ -205,6 +207,7 @@ impl Server {
                 state.notify.sender(),
             ))
         });
+        let scheduled_reports = tokio::spawn(reports::schedule_loop(state.clone()));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(
             self.listener,
@@ -216,6 +219,7 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
+        scheduled_reports.abort();
         if let Some(i) = inspections {
             i.abort();
         }

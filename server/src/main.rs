@@ -37,6 +37,10 @@ enum Command {
         /// Seconds between the local agent's batches.
         #[arg(long, default_value_t = 5)]
         agent_interval_secs: u64,
+        /// Seed clearly labelled SIMULATED history (last month until now, hosts `sim-*` with
+        /// label simulated=true) so that `report generate` works for last month at once.
+        #[arg(long)]
+        demo: bool,
     },
     /// Check or unit-test Prometheus rule files.
     Rules {
@@ -202,6 +206,36 @@ enum ContractCommand {
 
 #[derive(Subcommand)]
 enum ReportCommand {
+    /// Generate, sign and archive a contract's report for a period and write the files.
+    /// Safe while the server runs on the same store.
+    Generate {
+        /// YAML configuration file of the server (store, data dir, contracts).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+        /// Contract file(s), in addition to those of --config.
+        #[arg(long)]
+        contract_file: Vec<PathBuf>,
+        /// Contract id.
+        #[arg(long)]
+        contract: String,
+        /// 2026-10, 2026-Q3, 2026, or 2026-10-01..2026-10-15.
+        #[arg(long)]
+        period: String,
+        /// Comma-separated formats.
+        #[arg(long, default_value = "html,pdf,xlsx,json")]
+        format: String,
+        /// zh-CN or en.
+        #[arg(long, default_value = "zh-CN")]
+        lang: String,
+        /// Output folder.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// PDF font (TrueType/OpenType with Chinese); default the Debian fonts-noto-cjk file.
+        #[arg(long)]
+        font: Option<PathBuf>,
+    },
     /// Verify a report file (HTML, PDF, XLSX or JSON): its signature, and that the figures it
     /// shows are the signed ones. Exit 1 when it does not verify.
     Verify {
@@ -305,11 +339,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data_dir,
             agent_interval_secs,
+            demo,
         } => {
-            rt.block_on(yunwei_server::quickstart::run(
+            rt.block_on(yunwei_server::quickstart::run_with_demo(
                 Some(listen),
                 Some(data_dir),
                 agent_interval_secs,
+                demo,
                 yunwei_server::shutdown_signal(),
             ))?;
         }
@@ -372,6 +408,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
             );
+        }
+        Command::Report {
+            command:
+                ReportCommand::Generate {
+                    config,
+                    overrides,
+                    contract_file,
+                    contract,
+                    period,
+                    format,
+                    lang,
+                    out,
+                    font,
+                },
+        } => {
+            use yunwei_server::reports;
+            let args = reports::CliGenerate {
+                config,
+                overrides: overrides.into(),
+                contract_files: contract_file,
+                contract,
+                request: reports::Request {
+                    period,
+                    formats: reports::ReportFormat::parse_list(&format)
+                        .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
+                    lang: reports::parse_lang(&lang).map_err(|e| anyhow::anyhow!("--lang: {e}"))?,
+                    font,
+                    origin: "cli".into(),
+                    notes: Vec::new(),
+                },
+                out,
+            };
+            let (a, paths) = rt.block_on(reports::run_cli(&args, yunwei_server::now_ms()))?;
+            println!(
+                "contract {} period {} version {} score {} (archive id {}, sha256 {})",
+                a.contract_id,
+                a.period,
+                a.version,
+                yunwei_reports::Fixed(a.score_milli),
+                a.id,
+                a.sha256
+            );
+            for p in paths {
+                println!("  {}", p.display());
+            }
         }
         Command::Check { config } => match ServerConfig::load(&config, &Overrides::default()) {
             Ok(c) => {

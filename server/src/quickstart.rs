@@ -93,6 +93,58 @@ pub async fn run(
     agent_interval_secs: u64,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_demo(listen, data_dir, agent_interval_secs, false, shutdown).await
+}
+
+/// Seeds clearly labelled simulated history (see [`crate::demo`]) for the example contract's
+/// systems, from the start of the previous month until now, so that `report generate` works
+/// for last month at once.
+pub async fn seed_demo(
+    config: &ServerConfig,
+    now_ms: i64,
+) -> anyhow::Result<crate::demo::DemoSummary> {
+    use chrono::Datelike;
+    let today = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .date_naive();
+    let (y, m) = if today.month() == 1 {
+        (today.year() - 1, 12)
+    } else {
+        (today.year(), today.month() - 1)
+    };
+    let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(today);
+    // A day earlier than the UTC month start covers zones east of UTC (China: UTC+8).
+    let from_ms = first
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis()
+        - 86_400_000;
+    let store =
+        crate::store::Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
+            .await
+            .context("opening the store")?;
+    let spec = crate::demo::DemoSpec {
+        systems: vec![
+            ("quickstart".into(), 2, 2),
+            ("approval".into(), 3, 1),
+            ("oa".into(), 2, 0),
+        ],
+        from_ms,
+        to_ms: now_ms,
+    };
+    let summary = crate::demo::seed(&store, &spec).await;
+    store.close().await;
+    summary
+}
+
+/// [`run`], optionally seeding simulated history first (`--demo`).
+pub async fn run_with_demo(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    agent_interval_secs: u64,
+    demo: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -107,6 +159,18 @@ pub async fn run(
     config.rules.files = install_shipped_rules(&data_dir)?;
     config.contracts.files = vec![install_example_contract(&data_dir)?];
     let db = config.database_url.clone();
+    if demo {
+        let s = seed_demo(&config, crate::now_ms()).await?;
+        if s.already_seeded {
+            println!("--demo: the SIMULATED history is already in {db}");
+        } else {
+            println!(
+                "--demo: seeded SIMULATED history (label simulated=true, hosts named sim-*): \
+                 {} hosts, {} probes, {} status intervals, {} hourly rollups",
+                s.hosts, s.probes, s.intervals, s.rollups
+            );
+        }
+    }
     let server = Server::bind(config.clone()).await?;
     let contract_id = server
         .state()

@@ -53,7 +53,8 @@ impl Role {
     pub fn perms(self) -> &'static [Perm] {
         match self {
             Role::Admin => &Perm::ALL,
-            Role::Operator => &[Perm::Read, Perm::Operate, Perm::Metrics],
+            // The vendor produces the reports it is judged by, so it may generate and read them.
+            Role::Operator => &[Perm::Read, Perm::Operate, Perm::Metrics, Perm::Reports],
             Role::Reviewer => &[Perm::Read, Perm::Approve, Perm::Reports],
             Role::Auditor => &[Perm::Audit],
         }
@@ -164,6 +165,7 @@ const READ: Access = Access::Perm(Perm::Read);
 const OPERATE: Access = Access::Perm(Perm::Operate);
 const ADMIN: Access = Access::Perm(Perm::Admin);
 const APPROVE: Access = Access::Perm(Perm::Approve);
+const REPORTS: Access = Access::Perm(Perm::Reports);
 
 /// Every route's access. Add a line here with each new route (a test fails otherwise).
 pub const POLICY: &[RoutePolicy] = &[
@@ -198,6 +200,25 @@ pub const POLICY: &[RoutePolicy] = &[
         "/api/v1/contracts/{id}/events",
         APPROVE,
         "the office records an event a manual deduction, bonus or veto scores",
+    ),
+    // Assessment reports.
+    p(
+        "GET",
+        "/api/v1/reports",
+        REPORTS,
+        "archived reports, every version (?contract=ID)",
+    ),
+    p(
+        "POST",
+        "/api/v1/reports",
+        REPORTS,
+        "generate and archive the next version of a period's report",
+    ),
+    p(
+        "GET",
+        "/api/v1/reports/{id}/{format}",
+        REPORTS,
+        "download an archived report (html, pdf, xlsx, json)",
     ),
     // Incidents.
     p(

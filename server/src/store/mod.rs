@@ -46,6 +46,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_incidents.sql"),
     ),
+    (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -62,6 +63,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../migrations/postgres/0006_incidents.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_reports.sql"),
     ),
 ];
 

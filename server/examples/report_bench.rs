@@ -1,0 +1,155 @@
+//! Report benchmark: a monthly report for 1,000 hosts / 5,000 probes / 30 days seeded into
+//! SQLite (simulated history, see `yunwei_server::demo`), timed step by step: store queries
+//! (evidence), assessment, report model + signature, HTML, XLSX, JSON, and PDF separately.
+//!
+//! `cargo run --release -p yunwei-server --example report_bench [-- HOSTS PROBES_PER_HOST]`
+
+use std::time::Instant;
+
+use yunwei_reports::{Lang, from_assessment, integrity};
+use yunwei_rules::assess::{self, Period};
+use yunwei_server::{contracts, demo, reports, store::Store};
+
+const TARGET_S: f64 = 3.0;
+const PEER_ROLLUP_QUERIES_S: f64 = 4.5;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let hosts: usize = args.get(1).map_or(Ok(1000), |s| s.parse())?;
+    let probes_per_host: usize = args.get(2).map_or(Ok(5), |s| s.parse())?;
+    let systems = 10;
+    let dir = tempfile::tempdir()?;
+    let mut yaml = String::from(
+        "id: bench\nname: 基准测试合同（模拟数据）\nparties: { buyer: 甲方, vendor: 乙方 }\n\
+         period: { start: 2026-01-01, end: 2026-12-31 }\nfee: { amount: 1200000, per: year }\n\
+         systems:\n",
+    );
+    for k in 0..systems {
+        yaml.push_str(&format!(
+            "  - {{ id: s{k}, name: 系统{k}, tier: core, hosts: {{ system: s{k} }}, probes: {{ system: s{k} }} }}\n"
+        ));
+    }
+    yaml.push_str(
+        "objectives:\n  availability:\n    core: { target_percent: 99.95, min_outage: 5m, missing_data: excluded }\n\
+         \x20 resources:\n\
+         \x20   - { id: cpu-p95, name: CPU P95, metric: cpu_usage_ratio, aggregate: p95_hourly_mean, below: 0.8 }\n\
+         \x20   - { id: disk-max, name: 磁盘峰值, metric: disk_used_ratio, aggregate: max, below: 0.85 }\n\
+         scoring:\n  base: 100\n  deductions:\n\
+         \x20   - { id: availability, name: 可用性未达标, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }\n\
+         \x20   - { id: resources, name: 资源指标超标, kind: resource_breach, points: 1, cap: 5 }\n\
+         grades:\n  - { id: pass, name: 合格, name_en: Pass, min_score: 60, payment_percent: 100 }\n\
+         \x20 - { id: fail, name: 不合格, name_en: Fail, min_score: 0, payment_percent: 70 }\n",
+    );
+    let path = dir.path().join("bench.yml");
+    std::fs::write(&path, yaml)?;
+    let c = contracts::load_file(&path).map_err(|e| anyhow::anyhow!(e))?;
+    let period = Period::parse("2026-10", c.contract.time_zone)?;
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = Store::open(&url, false).await?;
+
+    let t = Instant::now();
+    let per = hosts / systems;
+    let spec = demo::DemoSpec {
+        systems: (0..systems)
+            .map(|k| (format!("s{k}"), per, probes_per_host))
+            .collect(),
+        from_ms: period.start_ms - 3_600_000,
+        to_ms: period.end_ms + 3_600_000,
+    };
+    let seeded = demo::seed(&store, &spec).await?;
+    println!(
+        "seeded {} hosts, {} probes, {} intervals, {} hourly rollups in {:.1} s (not timed below)",
+        seeded.hosts,
+        seeded.probes,
+        seeded.intervals,
+        seeded.rollups,
+        t.elapsed().as_secs_f64()
+    );
+    let now = period.end_ms + 86_400_000;
+
+    let t0 = Instant::now();
+    let ev = contracts::gather(&store, &c, period.start_ms, period.end_ms, false).await?;
+    let t1 = Instant::now();
+    let a = assess::assess(&c.contract, &c.calendar, &period, now, &ev);
+    let t2 = Instant::now();
+    let report = from_assessment::build(&from_assessment::Inputs {
+        assessment: &a,
+        contract: &c.contract,
+        calendar: &c.calendar,
+        evidence: &ev,
+        trend: reports::trend(&store, "bench", &period.label, period.start_ms, 12).await?,
+        alerts: from_assessment::empty_alerts(),
+        generated_at_ms: now,
+        lang: Lang::ZhCn,
+        version: 1,
+        notes: vec![],
+    });
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let signed = integrity::sign(report, &key);
+    let t3 = Instant::now();
+    let html = reports::render(&signed, reports::ReportFormat::Html, None)?;
+    let t4 = Instant::now();
+    let xlsx = reports::render(&signed, reports::ReportFormat::Xlsx, None)?;
+    let t5 = Instant::now();
+    let json = reports::render(&signed, reports::ReportFormat::Json, None)?;
+    let t6 = Instant::now();
+    let pdf = match reports::load_font(None) {
+        Ok(font) => {
+            let p0 = Instant::now();
+            let bytes = reports::render(&signed, reports::ReportFormat::Pdf, Some(&font))?;
+            Some((p0.elapsed().as_secs_f64(), bytes.len()))
+        }
+        Err(e) => {
+            eprintln!("PDF not timed: {e:#}");
+            None
+        }
+    };
+    // For the diagnosis: the bare rollup fetch of the same series and hours.
+    let f0 = Instant::now();
+    let mut ids = Vec::new();
+    for name in [
+        "node_cpu_seconds_total",
+        "node_filesystem_avail_bytes",
+        "node_filesystem_size_bytes",
+    ] {
+        ids.extend(store.series_named(name).await?.iter().map(|s| s.id));
+    }
+    let hour = 3_600_000;
+    let fetched = store
+        .rollups(
+            &ids,
+            period.start_ms - period.start_ms.rem_euclid(hour),
+            period.end_ms - 1,
+        )
+        .await?
+        .len();
+    let fetch_s = f0.elapsed().as_secs_f64();
+    let s = |a: Instant, b: Instant| (b - a).as_secs_f64();
+    let total = s(t0, t6);
+    println!(
+        "\nmonthly report, {} hosts / {} probes / 31 days, SQLite, evidence rows: {} intervals, {} resource hours\n",
+        seeded.hosts,
+        seeded.probes,
+        ev.intervals.len(),
+        ev.resources.len()
+    );
+    println!("| step | seconds |\n|---|---|");
+    println!("| store queries (evidence) | {:.3} |", s(t0, t1));
+    println!(
+        "| of which the bare `Store::rollups` fetch ({fetched} rows, measured again after) | {fetch_s:.3} |"
+    );
+    println!("| assessment | {:.3} |", s(t1, t2));
+    println!("| report model + signature | {:.3} |", s(t2, t3));
+    println!("| HTML ({} KB) | {:.3} |", html.len() / 1024, s(t3, t4));
+    println!("| XLSX ({} KB) | {:.3} |", xlsx.len() / 1024, s(t4, t5));
+    println!("| JSON ({} KB) | {:.3} |", json.len() / 1024, s(t5, t6));
+    println!(
+        "| **total (queries + assessment + HTML + XLSX + JSON)** | **{total:.3}** (target ≤ {TARGET_S} s; design's peer: SQLite hourly-rollup queries alone {PEER_ROLLUP_QUERIES_S} s) |"
+    );
+    if let Some((secs, bytes)) = pdf {
+        println!("| PDF, separately ({} KB) | {secs:.3} |", bytes / 1024);
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,876 @@
+//! Report generation and the signed report archive.
+//!
+//! [`prepare`] reads the store (evidence of one contract over one period, earlier archived
+//! scores for the trend), runs the assessment engine and builds the report model
+//! (`yunwei_reports::from_assessment`); [`generate`] signs it with the server's report key,
+//! renders the requested formats and archives them. It only reads the store and inserts into
+//! the `reports` / `report_files` tables, so `yunwei-server report generate` is safe while the
+//! server runs (SQLite WAL with a busy timeout; it never takes the ingest writer's role).
+//!
+//! The archive is immutable: regenerating a contract's period makes version N+1 and keeps the
+//! earlier versions. Each version keeps its signed canonical JSON and every rendered file
+//! byte for byte (re-rendering would depend on the font file installed at the time).
+//!
+//! API: `GET /api/v1/reports`, `POST /api/v1/reports`, `GET /api/v1/reports/{id}/{format}`.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, bail};
+use axum::{
+    Json,
+    extract::{Path as UrlPath, Query, State as AxState},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use yunwei_reports::{
+    Lang, Report, SignedReport,
+    from_assessment::{self, Inputs},
+    integrity,
+    model::{Grade, TrendPoint},
+    pdf::PdfFont,
+};
+use yunwei_rules::assess::{self, Period};
+
+use crate::{AppState, api::ApiError, contracts::LoadedContract, store::Store};
+
+/// The PDF font used when none is configured (Debian `fonts-noto-cjk`).
+pub const DEFAULT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+
+/// A rendered format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Html,
+    Pdf,
+    Xlsx,
+    Json,
+}
+
+impl ReportFormat {
+    /// Every format.
+    pub const ALL: [ReportFormat; 4] = [
+        ReportFormat::Html,
+        ReportFormat::Pdf,
+        ReportFormat::Xlsx,
+        ReportFormat::Json,
+    ];
+
+    /// File extension and name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Html => "html",
+            ReportFormat::Pdf => "pdf",
+            ReportFormat::Xlsx => "xlsx",
+            ReportFormat::Json => "json",
+        }
+    }
+
+    /// HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ReportFormat::Html => "text/html; charset=utf-8",
+            ReportFormat::Pdf => "application/pdf",
+            ReportFormat::Xlsx => {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            }
+            ReportFormat::Json => "application/json",
+        }
+    }
+
+    /// Parses one name.
+    pub fn parse(s: &str) -> Option<ReportFormat> {
+        ReportFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s.trim().to_ascii_lowercase())
+    }
+
+    /// Parses a comma-separated list (`html,pdf`); duplicates collapse, order is kept sorted.
+    pub fn parse_list(s: &str) -> Result<Vec<ReportFormat>, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            match ReportFormat::parse(part) {
+                Some(f) => out.push(f),
+                None => return Err(format!("unknown format {part:?} (html, pdf, xlsx, json)")),
+            }
+        }
+        if out.is_empty() {
+            return Err("no format given (html, pdf, xlsx, json)".into());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// Parses a language tag (`zh-CN` or `en`).
+pub fn parse_lang(s: &str) -> Result<Lang, String> {
+    match s.trim() {
+        "zh-CN" | "zh" | "zh-cn" => Ok(Lang::ZhCn),
+        "en" | "en-US" | "en-GB" => Ok(Lang::En),
+        other => Err(format!("unknown language {other:?} (zh-CN, en)")),
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Period label: `2026-10`, `2026-Q3`, `2026` or `2026-10-01..2026-10-15`.
+    pub period: String,
+    pub formats: Vec<ReportFormat>,
+    pub lang: Lang,
+    /// PDF font file; `None`: [`DEFAULT_FONT`].
+    pub font: Option<PathBuf>,
+    /// Who asked: `cli`, `api`, `schedule`.
+    pub origin: String,
+    /// Notes for the report's appendix (e.g. that the data is simulated).
+    pub notes: Vec<String>,
+}
+
+/// One archived report version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchivedReport {
+    pub id: i64,
+    pub contract_id: String,
+    pub period: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub version: i64,
+    pub lang: String,
+    pub generated_ms: i64,
+    /// Score, thousandths.
+    pub score_milli: i64,
+    pub grade: String,
+    pub provisional: bool,
+    pub sha256: String,
+    pub origin: String,
+    /// Formats stored for this version.
+    pub formats: Vec<String>,
+}
+
+/// A generated and archived report.
+#[derive(Debug)]
+pub struct Generated {
+    pub archived: ArchivedReport,
+    pub signed: SignedReport,
+    /// The rendered files, in the order requested.
+    pub files: Vec<(ReportFormat, Vec<u8>)>,
+}
+
+fn grade_name(g: Grade) -> &'static str {
+    match g {
+        Grade::Excellent => "excellent",
+        Grade::Good => "good",
+        Grade::Pass => "pass",
+        Grade::Fair => "fair",
+        Grade::Fail => "fail",
+    }
+}
+
+fn grade_from_name(s: &str) -> Grade {
+    match s {
+        "excellent" => Grade::Excellent,
+        "good" => Grade::Good,
+        "pass" => Grade::Pass,
+        "fair" => Grade::Fair,
+        _ => Grade::Fail,
+    }
+}
+
+/// Loads the PDF font: `path` or [`DEFAULT_FONT`]; a collection uses its simplified-Chinese
+/// face when it has one.
+pub fn load_font(path: Option<&Path>) -> anyhow::Result<PdfFont> {
+    let path = path.unwrap_or(Path::new(DEFAULT_FONT));
+    let data = std::fs::read(path).with_context(|| {
+        format!(
+            "the PDF needs a CJK font: cannot read {} (install Debian fonts-noto-cjk, or name a \
+             TrueType/OpenType font with `--font FILE`)",
+            path.display()
+        )
+    })?;
+    let data = Arc::new(data);
+    PdfFont::new(data.clone(), PdfFont::NOTO_CJK_SC_INDEX)
+        .or_else(|_| PdfFont::new(data, 0))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: not a font with Chinese characters (use `--font FILE`)",
+                path.display()
+            )
+        })
+}
+
+/// Earlier archived periods of `contract_id` of the same kind as `label` (months for a
+/// month, ...) ending at or before `before_ms`: the latest version of each, oldest first, at
+/// most `max`.
+pub async fn trend(
+    store: &Store,
+    contract_id: &str,
+    label: &str,
+    before_ms: i64,
+    max: usize,
+) -> anyhow::Result<Vec<TrendPoint>> {
+    let kind = from_assessment::period_kind(label);
+    let rows = sqlx::query(
+        "SELECT period, score_milli, grade, version, end_ms FROM reports \
+         WHERE contract_id = $1 AND end_ms <= $2 ORDER BY end_ms, period, version",
+    )
+    .bind(contract_id)
+    .bind(before_ms)
+    .fetch_all(store.pool())
+    .await?;
+    let mut out: Vec<TrendPoint> = Vec::new();
+    for r in &rows {
+        if from_assessment::period_kind(&r.get::<String, _>(0)) != kind {
+            continue;
+        }
+        let p = TrendPoint {
+            period: r.get(0),
+            score: yunwei_reports::Fixed(r.get(1)),
+            grade: grade_from_name(&r.get::<String, _>(2)),
+        };
+        // Rows are ordered by version within a period: the last one wins.
+        match out.last_mut() {
+            Some(last) if last.period == p.period => *last = p,
+            _ => out.push(p),
+        }
+    }
+    let skip = out.len().saturating_sub(max);
+    Ok(out.split_off(skip))
+}
+
+async fn next_version(store: &Store, contract_id: &str, period: &str) -> anyhow::Result<i64> {
+    let row = sqlx::query(
+        "SELECT COALESCE(MAX(version), 0) FROM reports WHERE contract_id = $1 AND period = $2",
+    )
+    .bind(contract_id)
+    .bind(period)
+    .fetch_one(store.pool())
+    .await?;
+    Ok(row.get::<i64, _>(0) + 1)
+}
+
+/// Builds the report of `c` over `req.period` as the store holds it at `now_ms` (reads
+/// only). The same store, request, `version` and `now_ms` give the same report.
+pub async fn prepare(
+    store: &Store,
+    c: &LoadedContract,
+    req: &Request,
+    version: u32,
+    now_ms: i64,
+    inspections_recorded: bool,
+) -> anyhow::Result<Report> {
+    let contract = &c.contract;
+    let period = Period::parse(&req.period, contract.time_zone).map_err(|e| anyhow::anyhow!(e))?;
+    if period.start_ms >= now_ms {
+        bail!("period {} has not started yet", period.label);
+    }
+    let until = now_ms.clamp(period.start_ms, period.end_ms);
+    let ev =
+        crate::contracts::gather(store, c, period.start_ms, until, inspections_recorded).await?;
+    let a = assess::assess(contract, &c.calendar, &period, now_ms, &ev);
+    let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
+    let mut notes = req.notes.clone();
+    let simulated = ev
+        .subjects
+        .iter()
+        .any(|s| s.labels.contains_key("simulated"));
+    if simulated {
+        notes.push(
+            req.lang
+                .pick(
+                    "本报告所依据的部分或全部数据为模拟数据（--demo），仅用于演示，不得作为考核依据。",
+                    "Some or all of the data behind this report is SIMULATED (--demo): for \
+                     demonstration only, not for assessment.",
+                )
+                .to_string(),
+        );
+    }
+    let mut report = from_assessment::build(&Inputs {
+        assessment: &a,
+        contract,
+        calendar: &c.calendar,
+        evidence: &ev,
+        trend,
+        alerts: from_assessment::empty_alerts(),
+        generated_at_ms: now_ms,
+        lang: req.lang,
+        version,
+        notes,
+    });
+    if simulated {
+        report.cover.contract_name.push_str(
+            req.lang
+                .pick("（含模拟数据 SIMULATED）", " (SIMULATED DATA)"),
+        );
+    }
+    Ok(report)
+}
+
+/// Renders `signed` in `format`.
+pub fn render(
+    signed: &SignedReport,
+    format: ReportFormat,
+    font: Option<&PdfFont>,
+) -> anyhow::Result<Vec<u8>> {
+    Ok(match format {
+        ReportFormat::Html => yunwei_reports::html::render_string(signed).into_bytes(),
+        ReportFormat::Json => yunwei_reports::json::render(signed),
+        ReportFormat::Xlsx => yunwei_reports::xlsx::render(signed)?,
+        ReportFormat::Pdf => {
+            let font = font.context("no PDF font loaded")?;
+            yunwei_reports::pdf::render(signed, font)?
+        }
+    })
+}
+
+/// Generates, signs (with the report key under `data_dir`, created on first use), renders and
+/// archives the next version of `c`'s report for `req.period`.
+pub async fn generate(
+    store: &Store,
+    data_dir: &Path,
+    c: &LoadedContract,
+    req: &Request,
+    now_ms: i64,
+    inspections_recorded: bool,
+) -> anyhow::Result<Generated> {
+    let font = if req.formats.contains(&ReportFormat::Pdf) {
+        Some(load_font(req.font.as_deref())?)
+    } else {
+        None
+    };
+    let key = crate::report_keys::load_or_create(data_dir)?;
+    // Another generator may take the same version between reading it and inserting: retry.
+    let mut last_err = None;
+    for _ in 0..3 {
+        let version = next_version(store, &c.contract.id, &req.period).await?;
+        let report = prepare(
+            store,
+            c,
+            req,
+            u32::try_from(version).unwrap_or(u32::MAX),
+            now_ms,
+            inspections_recorded,
+        )
+        .await?;
+        let signed = integrity::sign(report, &key);
+        let mut files = Vec::new();
+        for &f in &req.formats {
+            files.push((f, render(&signed, f, font.as_ref())?));
+        }
+        match insert(store, &signed, &req.origin, &files).await {
+            Ok(archived) => {
+                return Ok(Generated {
+                    archived,
+                    signed,
+                    files,
+                });
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("archiving the report failed")))
+}
+
+async fn insert(
+    store: &Store,
+    signed: &SignedReport,
+    origin: &str,
+    files: &[(ReportFormat, Vec<u8>)],
+) -> anyhow::Result<ArchivedReport> {
+    let r = &signed.report;
+    let archived = ArchivedReport {
+        id: 0,
+        contract_id: r.cover.contract_id.clone(),
+        period: r.cover.period.label.clone(),
+        start_ms: r.cover.period.start_ms,
+        end_ms: r.cover.period.end_ms,
+        version: i64::from(r.cover.version),
+        lang: r.cover.lang.tag().to_string(),
+        generated_ms: r.cover.generated_at_ms,
+        score_milli: r.summary.score.0,
+        grade: grade_name(r.summary.grade).to_string(),
+        provisional: r.cover.provisional,
+        sha256: signed.integrity.sha256.clone(),
+        origin: origin.to_string(),
+        formats: files.iter().map(|(f, _)| f.name().to_string()).collect(),
+    };
+    let mut tx = store.begin().await?;
+    let row = sqlx::query(
+        "INSERT INTO reports (contract_id, period, start_ms, end_ms, version, lang, generated_ms, \
+         score_milli, grade, provisional, sha256, origin, envelope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(&archived.contract_id)
+    .bind(&archived.period)
+    .bind(archived.start_ms)
+    .bind(archived.end_ms)
+    .bind(archived.version)
+    .bind(&archived.lang)
+    .bind(archived.generated_ms)
+    .bind(archived.score_milli)
+    .bind(&archived.grade)
+    .bind(i64::from(archived.provisional))
+    .bind(&archived.sha256)
+    .bind(&archived.origin)
+    .bind(signed.envelope_json())
+    .fetch_one(&mut *tx)
+    .await?;
+    let id: i64 = row.get(0);
+    for (f, bytes) in files {
+        sqlx::query("INSERT INTO report_files (report_id, format, bytes) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(f.name())
+            .bind(bytes.as_slice())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(ArchivedReport { id, ..archived })
+}
+
+fn archived_from_row(r: &sqlx::any::AnyRow) -> ArchivedReport {
+    let formats: Option<String> = r.get(13);
+    ArchivedReport {
+        id: r.get(0),
+        contract_id: r.get(1),
+        period: r.get(2),
+        start_ms: r.get(3),
+        end_ms: r.get(4),
+        version: r.get(5),
+        lang: r.get(6),
+        generated_ms: r.get(7),
+        score_milli: r.get(8),
+        grade: r.get(9),
+        provisional: r.get::<i64, _>(10) != 0,
+        sha256: r.get(11),
+        origin: r.get(12),
+        formats: formats
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    }
+}
+
+const LIST_SQL: &str = "SELECT r.id, r.contract_id, r.period, r.start_ms, r.end_ms, r.version, \
+    r.lang, r.generated_ms, r.score_milli, r.grade, r.provisional, r.sha256, r.origin, \
+    (SELECT STRING_AGG(f.format, ',') FROM (SELECT format FROM report_files \
+      WHERE report_id = r.id ORDER BY format) f) \
+    FROM reports r";
+
+fn list_sql(store: &Store) -> String {
+    match store.backend() {
+        crate::store::Backend::Postgres => LIST_SQL.to_string(),
+        // SQLite's GROUP_CONCAT keeps the subquery's order in practice; formats are sorted
+        // again below anyway.
+        crate::store::Backend::Sqlite => LIST_SQL.replace("STRING_AGG", "GROUP_CONCAT"),
+    }
+}
+
+/// Archived reports, optionally of one contract, newest first.
+pub async fn list(store: &Store, contract_id: Option<&str>) -> anyhow::Result<Vec<ArchivedReport>> {
+    let sql = format!(
+        "{} WHERE ($1 = '' OR r.contract_id = $1) ORDER BY r.end_ms DESC, r.contract_id, \
+         r.period, r.version DESC",
+        list_sql(store)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(contract_id.unwrap_or(""))
+        .fetch_all(store.pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut a = archived_from_row(r);
+            a.formats.sort();
+            a
+        })
+        .collect())
+}
+
+/// One archived report version.
+pub async fn get(store: &Store, id: i64) -> anyhow::Result<Option<ArchivedReport>> {
+    let sql = format!("{} WHERE r.id = $1", list_sql(store));
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.map(|r| {
+        let mut a = archived_from_row(&r);
+        a.formats.sort();
+        a
+    }))
+}
+
+/// The stored bytes of one format of an archived report.
+pub async fn file(store: &Store, id: i64, format: ReportFormat) -> anyhow::Result<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT bytes FROM report_files WHERE report_id = $1 AND format = $2")
+        .bind(id)
+        .bind(format.name())
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+}
+
+/// The signed canonical JSON envelope of an archived report.
+pub async fn envelope(store: &Store, id: i64) -> anyhow::Result<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT envelope FROM reports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+}
+
+/// File name for a download: `CONTRACT-PERIOD-vN.EXT` with anything but `[A-Za-z0-9._-]`
+/// replaced by `_`.
+pub fn file_name(a: &ArchivedReport, format: ReportFormat) -> String {
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    format!(
+        "{}-{}-v{}.{}",
+        clean(&a.contract_id),
+        clean(&a.period),
+        a.version,
+        format.name()
+    )
+}
+
+fn find_contract(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
+    state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .find(|c| c.contract.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("contract").field("contract"))
+}
+
+/// Query of `GET /api/v1/reports`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    contract: Option<String>,
+}
+
+/// `GET /api/v1/reports?contract=ID`: archived report versions, newest period first.
+pub async fn api_list(
+    AxState(state): AxState<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<ArchivedReport>>, ApiError> {
+    list(&state.store, q.contract.as_deref())
+        .await
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// Body of `POST /api/v1/reports`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateBody {
+    contract: String,
+    period: String,
+    #[serde(default)]
+    formats: Option<Vec<String>>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// `POST /api/v1/reports` `{contract, period, formats, lang}`: generates and archives the next
+/// version; answers 201 with the archived version.
+pub async fn api_generate(
+    AxState(state): AxState<Arc<AppState>>,
+    Json(body): Json<GenerateBody>,
+) -> Result<(StatusCode, Json<ArchivedReport>), ApiError> {
+    let c = find_contract(&state, &body.contract)?;
+    let font_installed = Path::new(DEFAULT_FONT).exists();
+    let formats = match &body.formats {
+        // Every format the server can make.
+        None => ReportFormat::ALL
+            .into_iter()
+            .filter(|f| *f != ReportFormat::Pdf || font_installed)
+            .collect(),
+        Some(list) => ReportFormat::parse_list(&list.join(","))
+            .map_err(|e| ApiError::bad_request("invalid_value", e).field("formats"))?,
+    };
+    if formats.contains(&ReportFormat::Pdf) && !font_installed {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable",
+            format!("pdf needs the CJK font {DEFAULT_FONT} (Debian package fonts-noto-cjk) on the server"),
+        )
+        .field("formats"));
+    }
+    let lang = match body.lang.as_deref() {
+        None => Lang::ZhCn,
+        Some(l) => {
+            parse_lang(l).map_err(|e| ApiError::bad_request("invalid_value", e).field("lang"))?
+        }
+    };
+    Period::parse(&body.period, c.contract.time_zone)
+        .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?;
+    let req = Request {
+        period: body.period.clone(),
+        formats,
+        lang,
+        font: None,
+        origin: "api".into(),
+        notes: Vec::new(),
+    };
+    let g = generate(
+        &state.store,
+        &state.config.data_dir,
+        &c,
+        &req,
+        crate::now_ms(),
+        state.config.contracts.run_inspections,
+    )
+    .await
+    .map_err(|e| {
+        let msg = format!("{e:#}");
+        if msg.contains("has not started") {
+            ApiError::bad_request("invalid_value", msg).field("period")
+        } else {
+            ApiError::internal(e)
+        }
+    })?;
+    Ok((StatusCode::CREATED, Json(g.archived)))
+}
+
+/// `GET /api/v1/reports/{id}/{format}`: the archived file, with its content type and a
+/// download file name.
+pub async fn api_download(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath((id, format)): UrlPath<(i64, String)>,
+) -> Result<Response, ApiError> {
+    let a = get(&state.store, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("report"))?;
+    let f = ReportFormat::parse(&format).ok_or_else(|| {
+        ApiError::bad_request("invalid_value", "format must be html, pdf, xlsx or json")
+            .field("format")
+    })?;
+    let bytes = file(&state.store, id, f)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("report format"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, f.content_type().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", file_name(&a, f)),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `yunwei-server report generate`: what the command line gives.
+#[derive(Debug, Clone)]
+pub struct CliGenerate {
+    /// The server's config file (store, data dir, contracts).
+    pub config: Option<PathBuf>,
+    /// `--data-dir` / `--database-url` (override the file).
+    pub overrides: crate::config::Overrides,
+    /// Contract files in addition to the config's (needed without `--config`).
+    pub contract_files: Vec<PathBuf>,
+    pub contract: String,
+    pub request: Request,
+    /// Folder the files are written to (created if needed).
+    pub out: PathBuf,
+}
+
+/// Runs `report generate`: opens the same store as `serve` (read-only use plus the archive
+/// insert), generates, archives and writes the files to `out`. Returns the archived version
+/// and the paths written.
+pub async fn run_cli(
+    args: &CliGenerate,
+    now_ms: i64,
+) -> anyhow::Result<(ArchivedReport, Vec<PathBuf>)> {
+    let config = match &args.config {
+        Some(path) => crate::config::ServerConfig::load(path, &args.overrides),
+        None => crate::config::ServerConfig::from_overrides(&args.overrides),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut files = config.contracts.files.clone();
+    files.extend(args.contract_files.iter().cloned());
+    let contracts = crate::contracts::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(c) = contracts.iter().find(|c| c.contract.id == args.contract) else {
+        let known: Vec<&str> = contracts.iter().map(|c| c.contract.id.as_str()).collect();
+        bail!(
+            "no contract {:?} (known: {}; name contract files with --config or --contract-file)",
+            args.contract,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    if !config.is_postgres() && !config.data_dir.exists() {
+        bail!(
+            "data directory {} does not exist (use the same --data-dir or --config as `serve`)",
+            config.data_dir.display()
+        );
+    }
+    let store =
+        crate::store::Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
+            .await
+            .context("opening the store")?;
+    let result = generate(
+        &store,
+        &config.data_dir,
+        c,
+        &args.request,
+        now_ms,
+        config.contracts.run_inspections,
+    )
+    .await;
+    store.close().await;
+    let g = result?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut written = Vec::new();
+    for (f, bytes) in &g.files {
+        let path = args.out.join(file_name(&g.archived, *f));
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok((g.archived, written))
+}
+
+/// The periods of `c` whose scheduled report is due at `now_ms`: the previous month from the
+/// 1st at 02:00 contract-local, the previous quarter and year likewise; each for seven days
+/// after it closes (a server down longer than that does not backfill old periods), and only
+/// while the contract runs.
+pub fn due_periods(c: &yunwei_rules::contract::Contract, now_ms: i64) -> Vec<Period> {
+    use chrono::Datelike;
+    const DUE_AFTER_MS: i64 = 2 * 3_600_000;
+    const CATCH_UP_MS: i64 = 7 * 86_400_000;
+    let tz = c.time_zone;
+    let today = assess::local_date(now_ms, tz);
+    let (y, m) = (today.year(), today.month());
+    let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let mut candidates = Vec::new();
+    candidates.extend(Period::month(py, pm, tz));
+    if m % 3 == 1 {
+        let (qy, q) = if m == 1 { (y - 1, 4) } else { (y, (m - 1) / 3) };
+        candidates.extend(Period::quarter(qy, q, tz));
+    }
+    if m == 1 {
+        candidates.extend(Period::year(y - 1, tz));
+    }
+    candidates
+        .into_iter()
+        .filter(|p| {
+            let due = p.end_ms + DUE_AFTER_MS;
+            now_ms >= due
+                && now_ms < p.end_ms + CATCH_UP_MS
+                && p.end >= c.period.start
+                && p.start <= c.period.end
+        })
+        .collect()
+}
+
+async fn scheduled_exists(store: &Store, contract_id: &str, period: &str) -> anyhow::Result<bool> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM reports WHERE contract_id = $1 AND period = $2 AND origin = 'schedule'",
+    )
+    .bind(contract_id)
+    .bind(period)
+    .fetch_one(store.pool())
+    .await?;
+    Ok(row.get::<i64, _>(0) > 0)
+}
+
+/// Generates and archives every scheduled report due at `now_ms` that was not generated yet
+/// (restart safe: the archive says what was done). Contracts take part when they set
+/// `report_due_working_day`. PDF is included when the default font is installed.
+pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<ArchivedReport>> {
+    let contracts: Vec<Arc<LoadedContract>> = state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .filter(|c| c.contract.report_due_working_day.is_some())
+        .cloned()
+        .collect();
+    let mut done = Vec::new();
+    for c in contracts {
+        for p in due_periods(&c.contract, now_ms) {
+            if scheduled_exists(&state.store, &c.contract.id, &p.label).await? {
+                continue;
+            }
+            let mut formats = ReportFormat::ALL.to_vec();
+            if !Path::new(DEFAULT_FONT).exists() {
+                tracing::warn!(
+                    font = DEFAULT_FONT,
+                    contract = %c.contract.id,
+                    "no CJK font installed: the scheduled report is made without PDF"
+                );
+                formats.retain(|f| *f != ReportFormat::Pdf);
+            }
+            let req = Request {
+                period: p.label.clone(),
+                formats,
+                lang: Lang::ZhCn,
+                font: None,
+                origin: "schedule".into(),
+                notes: Vec::new(),
+            };
+            let g = generate(
+                &state.store,
+                &state.config.data_dir,
+                &c,
+                &req,
+                now_ms,
+                state.config.contracts.run_inspections,
+            )
+            .await
+            .with_context(|| format!("scheduled report {} {}", c.contract.id, p.label))?;
+            scheduled_report_ready(state, &c, &g).await;
+            done.push(g.archived);
+        }
+    }
+    Ok(done)
+}
+
+/// Called once per scheduled report after it is archived. Delivery by email to the contract's
+/// recipients belongs here once notifications (lettre) are merged; for now it logs.
+pub async fn scheduled_report_ready(_state: &AppState, c: &LoadedContract, g: &Generated) {
+    tracing::info!(
+        contract = %c.contract.id,
+        period = %g.archived.period,
+        version = g.archived.version,
+        id = g.archived.id,
+        "scheduled report archived"
+    );
+}
+
+/// Checks every five minutes for scheduled reports that are due.
+pub async fn schedule_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = run_due_reports(&state, crate::now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "scheduled reports failed");
+        }
+    }
+}
