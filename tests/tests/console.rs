@@ -269,15 +269,35 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
         return;
     };
     let contract = workspace_root().join("rules/examples/contract.example.yml");
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("console.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: console\n    rules:\n      - alert: TestMetricHigh\n        expr: test_metric > 0\n        labels:\n          severity: warning\n",
+    )
+    .unwrap();
+    // Alerts are grouped for a webhook receiver nobody listens on (deliveries fail; the
+    // group is there to acknowledge).
     let server = ServerProcess::start(
         &Db::Sqlite,
         &format!(
-            "contracts:\n  files: [{}]\n  run_inspections: false\n",
-            contract.display()
+            "contracts:\n  files: [{}]\n  run_inspections: false\nrules:\n  evaluation_interval_secs: 1\n  files: [{}]\n\
+             notify:\n  receivers: [{{name: hook, webhook: [{{url: 'http://127.0.0.1:9/x'}}]}}]\n  \
+             route: {{receiver: hook, group_by: [alertname], group_wait: 0s}}\n  \
+             allow_private_networks: [127.0.0.1/32]\n",
+            contract.display(),
+            rules.display()
         ),
     )
     .await
     .unwrap();
+    let client = AgentClient::new(&server);
+    let e = client.enroll("web-01").await.unwrap();
+    let (status, body) = client
+        .push(&e.token, &batch(&e, "web-01", 1, now_ms() - 1000, 1))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
     let base = server.url("");
     let reviewer = add_user(&server, "wang.reviewer", "reviewer");
     let operator = add_user(&server, "li.operator", "operator");
@@ -378,9 +398,33 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     assert!(msg.contains("权限不足"), "{msg}");
     assert_eq!(b.text("#incident-ack").await.unwrap(), "—");
     shot("incident-403-zh").await;
-    // Alerts and silences: readable, and creating a silence is refused too.
+    // Alert groups: the reviewer may not acknowledge one, nor create a silence.
     b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
-    b.wait_text("#main", "静默规则").await.unwrap();
+    let mut grouped = false;
+    for _ in 0..60 {
+        if b.find("#groups-table").await.unwrap().is_some() {
+            grouped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        b.goto(&format!("{base}/#/overview")).await.unwrap();
+        b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
+        b.wait("#main h2").await.unwrap();
+    }
+    assert!(grouped, "an alert group formed");
+    b.wait_text("#groups-table", "TestMetricHigh")
+        .await
+        .unwrap();
+    b.click("#group-ack-0").await.unwrap();
+    let msg = b.wait_text("#alerts-msg", "403").await.unwrap();
+    assert!(msg.contains("权限不足"), "{msg}");
+    assert!(
+        !b.text("#groups-table")
+            .await
+            .unwrap()
+            .contains("wang.reviewer")
+    );
+    shot("alerts-403-zh").await;
     b.fill("#silence-matchers", "alertname=\"X\"")
         .await
         .unwrap();
@@ -413,8 +457,13 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     assert_eq!(d["data"]["incident"]["acknowledged_by"], "li.operator");
     shot("incident-zh").await;
 
-    // A silence made and expired from the console.
+    // The operator acknowledges the alert group; a silence made and expired from the console.
     b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
+    b.wait_text("#groups-table", "TestMetricHigh")
+        .await
+        .unwrap();
+    b.click("#group-ack-0").await.unwrap();
+    b.wait_text("#groups-table", "li.operator").await.unwrap();
     b.fill(
         "#silence-matchers",
         "alertname=\"DiskFull\",instance=\"db-01\"",

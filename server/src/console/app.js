@@ -650,7 +650,7 @@ async function renderAlertGroups(main) {
       el("td", {}, x.ends_ms > now ? actButton("silence-expire-" + x.id, t("expire"), "operate",
         () => doAct(out, "POST", `/api/v1/silences/${encodeURIComponent(x.id)}/expire`, {}), "secondary") : null)))));
   const matchers = el("input", { id: "silence-matchers", placeholder: t("matchersHint") });
-  const hours = el("input", { id: "silence-hours", type: "number", min: "0.1", step: "0.5", value: "2", style: "min-width:0;width:7em" });
+  const hours = el("input", { id: "silence-hours", type: "number", min: "0.1", step: "0.5", value: "2", class: "short" });
   const comment = el("input", { id: "silence-comment", placeholder: t("comment") });
   main.append(el("h2", {}, t("newSilence")), el("div", { class: "toolbar" }, matchers, hours, comment,
     actButton("silence-create", t("create"), "operate", () => doAct(out, "POST", "/api/v1/silences", {
@@ -698,8 +698,8 @@ async function renderMaintenance(main) {
         actButton("exclusion-reject-" + x.id, t("reject"), "approve", () => doAct(out, "POST", `/api/v1/exclusions/${encodeURIComponent(x.id)}/reject`, {}), "secondary")])))));
   const kind = el("select", { id: "excl-kind" }, ["maintenance", "force_majeure", "buyer_caused"].map((k) => el("option", { value: k }, kindName(k))));
   const matchers = el("input", { id: "excl-matchers", placeholder: t("matchersHint") });
-  const from = el("input", { id: "excl-from", type: "datetime-local", value: toLocalInput(Date.now() + 3600000), style: "min-width:0" });
-  const to = el("input", { id: "excl-to", type: "datetime-local", value: toLocalInput(Date.now() + 3 * 3600000), style: "min-width:0" });
+  const from = el("input", { id: "excl-from", type: "datetime-local", value: toLocalInput(Date.now() + 3600000), class: "dt" });
+  const to = el("input", { id: "excl-to", type: "datetime-local", value: toLocalInput(Date.now() + 3 * 3600000), class: "dt" });
   const reason = el("input", { id: "excl-reason", placeholder: t("reason") });
   main.append(el("h2", {}, t("newExclusion")), el("div", { class: "toolbar" }, kind, matchers),
     el("div", { class: "toolbar" }, el("label", {}, t("from"), " ", from), el("label", {}, t("to"), " ", to), reason,
