@@ -652,7 +652,7 @@ async function renderAlertGroups(main) {
   const matchers = el("input", { id: "silence-matchers", placeholder: t("matchersHint") });
   const hours = el("input", { id: "silence-hours", type: "number", min: "0.1", step: "0.5", value: "2", class: "short" });
   const comment = el("input", { id: "silence-comment", placeholder: t("comment") });
-  main.append(el("h2", {}, t("newSilence")), el("div", { class: "toolbar" }, matchers, hours, comment,
+  main.append(el("h2", {}, t("newSilence")), el("div", { class: "toolbar" }, matchers, el("label", {}, t("hours"), " ", hours), comment,
     actButton("silence-create", t("create"), "operate", () => doAct(out, "POST", "/api/v1/silences", {
       matchers: splitMatchers(matchers.value), ends_ms: Date.now() + Number(hours.value) * 3600000, comment: comment.value,
     }))));
