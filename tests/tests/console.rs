@@ -1,11 +1,14 @@
 //! The web console in real headless Chromium (through chromedriver): logins for each role,
 //! a reviewer refused an operator action with a visible 403, an operator allowed it, five wrong
-//! passwords locking an account, and the English switch. Screenshots of every page in zh-CN
-//! and en land in `target/console-screenshots/`.
+//! passwords locking an account, and the English switch; then contracts, incidents, alert
+//! groups, silences and maintenance requests with their role checks. Screenshots of every page
+//! in zh-CN and en land in `target/console-screenshots/`.
 
 use std::path::PathBuf;
 
-use yunwei_tests::{AgentClient, Db, ServerProcess, batch, now_ms, webdriver::Browser};
+use yunwei_tests::{
+    AgentClient, Db, ServerProcess, batch, cli_token, now_ms, webdriver::Browser, workspace_root,
+};
 
 fn screenshot_dir() -> PathBuf {
     // target/<profile>/deps/console-<hash>
@@ -112,8 +115,16 @@ async fn console_roles_lockout_and_languages_in_chromium() {
 
     // A reviewer logs in and sees the overview.
     login(&b, &base, "wang.reviewer", &reviewer).await;
-    let cards = b.wait_text("#overview-cards", "在线主机").await.unwrap();
-    assert!(cards.contains("暂不可用"), "placeholders: {cards}");
+    b.wait_text("#overview-cards", "在线主机").await.unwrap();
+    // This server has no contract loaded and no incident open.
+    b.wait_text("#card-contracts", "没有加载合同")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.text("#card-incidents .value").await.unwrap(),
+        "0",
+        "no open incident"
+    );
     b.wait_text("#card-alerts", "critical").await.unwrap();
     shot("overview-zh").await;
     // No audit or users page for a reviewer.
@@ -250,4 +261,298 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     // The user the admin made logs in with the password the admin set.
     login(&b, &base, "qian.operator", "Another-Pass-2026").await;
     b.wait_text("#overview-cards", "Hosts up").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_contracts_incidents_and_maintenance_in_chromium() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let contract = workspace_root().join("rules/examples/contract.example.yml");
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("console.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: console\n    rules:\n      - alert: TestMetricHigh\n        expr: test_metric > 0\n        labels:\n          severity: warning\n",
+    )
+    .unwrap();
+    // Alerts are grouped for a webhook receiver nobody listens on (deliveries fail; the
+    // group is there to acknowledge).
+    let server = ServerProcess::start(
+        &Db::Sqlite,
+        &format!(
+            "contracts:\n  files: [{}]\n  run_inspections: false\nrules:\n  evaluation_interval_secs: 1\n  files: [{}]\n\
+             notify:\n  receivers: [{{name: hook, webhook: [{{url: 'http://127.0.0.1:9/x'}}]}}]\n  \
+             route: {{receiver: hook, group_by: [alertname], group_wait: 0s}}\n  \
+             allow_private_networks: [127.0.0.1/32]\n",
+            contract.display(),
+            rules.display()
+        ),
+    )
+    .await
+    .unwrap();
+    let client = AgentClient::new(&server);
+    let e = client.enroll("web-01").await.unwrap();
+    let (status, body) = client
+        .push(&e.token, &batch(&e, "web-01", 1, now_ms() - 1000, 1))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let base = server.url("");
+    let reviewer = add_user(&server, "wang.reviewer", "reviewer");
+    let operator = add_user(&server, "li.operator", "operator");
+    let dir = screenshot_dir();
+    let shot = async |name: &str| {
+        b.screenshot(&dir.join(format!("{name}.png")))
+            .await
+            .unwrap();
+    };
+
+    // A fault reported by phone, opened through the API with an operator's token.
+    let phone = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "hotline", "operator").unwrap());
+    let r = phone
+        .api(reqwest::Method::POST, "/api/v1/incidents")
+        .json(&serde_json::json!({
+            "title": "政务服务网无法登录（电话报障）",
+            "level": 2,
+            "labels": {"system": "portal"},
+            "detected_ms": now_ms() - 10 * 60_000,
+            "note": "市民热线 12345 转来",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let incident = r.json::<serde_json::Value>().await.unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A maintenance request filed after its window began (flagged as late).
+    let late_from = now_ms() - 2 * 3_600_000;
+    let r = phone
+        .api(reqwest::Method::POST, "/api/v1/exclusions")
+        .json(&serde_json::json!({
+            "kind": "maintenance",
+            "matchers": ["system=\"portal\""],
+            "from_ms": late_from,
+            "to_ms": late_from + 3_600_000,
+            "reason": "数据库紧急补丁",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The reviewer: overview with the open incident and the contract's score per system.
+    login(&b, &base, "wang.reviewer", &reviewer).await;
+    b.wait_text("#card-incidents", "无法登录").await.unwrap();
+    assert_eq!(b.text("#card-incidents .value").await.unwrap(), "1");
+    let contracts = b
+        .wait_text("#card-contracts", "某市政务云平台运维服务项目")
+        .await
+        .unwrap();
+    assert!(contracts.contains("剩余故障预算"), "{contracts}");
+    shot("overview-ops-zh").await;
+
+    // The contract's live status: one row per system of the contract file.
+    b.goto(&format!("{base}/#/contractsPage")).await.unwrap();
+    let table = b
+        .wait_text(
+            "#contract-gov-cloud-om-2026 .contract-systems",
+            "剩余故障预算",
+        )
+        .await
+        .unwrap();
+    let rows = b
+        .exec("return document.querySelectorAll('#contract-gov-cloud-om-2026 .contract-systems tr').length")
+        .await
+        .unwrap();
+    let status = phone
+        .get_json("/api/v1/contracts/gov-cloud-om-2026/status")
+        .await
+        .unwrap();
+    let systems = status["systems"].as_array().unwrap();
+    assert!(!systems.is_empty());
+    assert_eq!(
+        rows.as_u64().unwrap() as usize,
+        systems.len() + 1,
+        "{table}"
+    );
+    for s in systems {
+        assert!(table.contains(s["name"].as_str().unwrap()), "{table}");
+    }
+    b.wait_text("#main", "巡检记录").await.unwrap();
+    shot("contracts-zh").await;
+
+    // The reviewer tries to acknowledge the incident and is refused with the 403 shown.
+    b.goto(&format!("{base}/#/incidentsPage")).await.unwrap();
+    b.wait_text("#incidents-table", "无法登录").await.unwrap();
+    shot("incidents-zh").await;
+    b.goto(&format!("{base}/#/incidentsPage/{incident}"))
+        .await
+        .unwrap();
+    b.wait_text("#incident-events", "12345").await.unwrap();
+    b.click("#incident-ack-btn").await.unwrap();
+    let msg = b.wait_text("#incident-msg", "403").await.unwrap();
+    assert!(msg.contains("权限不足"), "{msg}");
+    assert_eq!(b.text("#incident-ack").await.unwrap(), "—");
+    shot("incident-403-zh").await;
+    // Alert groups: the reviewer may not acknowledge one, nor create a silence.
+    b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
+    let mut grouped = false;
+    for _ in 0..60 {
+        if b.find("#groups-table").await.unwrap().is_some() {
+            grouped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        b.goto(&format!("{base}/#/overview")).await.unwrap();
+        b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
+        b.wait("#main h2").await.unwrap();
+    }
+    assert!(grouped, "an alert group formed");
+    b.wait_text("#groups-table", "TestMetricHigh")
+        .await
+        .unwrap();
+    b.click("#group-ack-0").await.unwrap();
+    let msg = b.wait_text("#alerts-msg", "403").await.unwrap();
+    assert!(msg.contains("权限不足"), "{msg}");
+    assert!(
+        !b.text("#groups-table")
+            .await
+            .unwrap()
+            .contains("wang.reviewer")
+    );
+    shot("alerts-403-zh").await;
+    b.fill("#silence-matchers", "alertname=\"X\"")
+        .await
+        .unwrap();
+    b.fill("#silence-comment", "试试").await.unwrap();
+    b.click("#silence-create").await.unwrap();
+    b.wait_text("#alerts-msg", "403").await.unwrap();
+    logout(&b).await;
+
+    // The operator acknowledges the incident; the page shows who and when.
+    login(&b, &base, "li.operator", &operator).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/incidentsPage/{incident}"))
+        .await
+        .unwrap();
+    b.wait("#incident-ack-btn").await.unwrap();
+    b.click("#incident-ack-btn").await.unwrap();
+    let acked = b.wait_text("#incident-ack", "li.operator").await.unwrap();
+    assert!(acked.starts_with("20"), "a time: {acked}");
+    b.wait_text("#incident-msg", "已保存").await.unwrap();
+    assert!(b.find("#incident-ack-btn").await.unwrap().is_none());
+    b.fill("#incident-note", "已联系数据库厂商").await.unwrap();
+    b.click("#incident-note-btn").await.unwrap();
+    b.wait_text("#incident-events", "已联系数据库厂商")
+        .await
+        .unwrap();
+    let d = phone
+        .get_json(&format!("/api/v1/incidents/{incident}"))
+        .await
+        .unwrap();
+    assert_eq!(d["data"]["incident"]["acknowledged_by"], "li.operator");
+    shot("incident-zh").await;
+
+    // The operator acknowledges the alert group; a silence made and expired from the console.
+    b.goto(&format!("{base}/#/alertsPage")).await.unwrap();
+    b.wait_text("#groups-table", "TestMetricHigh")
+        .await
+        .unwrap();
+    b.click("#group-ack-0").await.unwrap();
+    b.wait_text("#groups-table", "li.operator").await.unwrap();
+    b.fill(
+        "#silence-matchers",
+        "alertname=\"DiskFull\",instance=\"db-01\"",
+    )
+    .await
+    .unwrap();
+    b.fill("#silence-comment", "更换磁盘").await.unwrap();
+    b.click("#silence-create").await.unwrap();
+    b.wait_text("#silences-table", "生效中").await.unwrap();
+    shot("alerts-zh").await;
+    b.click("#silences-table button").await.unwrap();
+    b.wait_text("#silences-table", "已失效").await.unwrap();
+
+    // The operator files a maintenance request; it may not approve it.
+    b.goto(&format!("{base}/#/maintenancePage")).await.unwrap();
+    b.wait("#exclusions-table").await.unwrap();
+    b.fill("#excl-matchers", "system=\"portal\"").await.unwrap();
+    b.fill("#excl-reason", "周六凌晨升级操作系统补丁")
+        .await
+        .unwrap();
+    b.click("#excl-submit").await.unwrap();
+    b.wait_text("#exclusions-table", "周六凌晨升级")
+        .await
+        .unwrap();
+    let list = phone.get_json("/api/v1/exclusions").await.unwrap();
+    let mine = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["reason"] == "周六凌晨升级操作系统补丁")
+        .expect("the request was filed")
+        .clone();
+    assert_eq!(mine["requested_by"], "li.operator");
+    let id = mine["id"].as_str().unwrap().to_string();
+    b.click(&format!("#exclusion-approve-{id}")).await.unwrap();
+    b.wait_text("#maint-msg", "403").await.unwrap();
+    logout(&b).await;
+
+    // The reviewer approves it; the late one is flagged.
+    login(&b, &base, "wang.reviewer", &reviewer).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/maintenancePage")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#exclusion-{id}"), "待审核")
+        .await
+        .unwrap();
+    assert!(!row.contains("事后补报"), "filed ahead: {row}");
+    let late = b.wait_text("#exclusions-table", "事后补报").await.unwrap();
+    assert_eq!(late.matches("事后补报").count(), 1, "{late}");
+    b.click(&format!("#exclusion-approve-{id}")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#exclusion-{id}"), "已批准")
+        .await
+        .unwrap();
+    assert!(row.contains("wang.reviewer"), "{row}");
+    let list = phone.get_json("/api/v1/exclusions").await.unwrap();
+    let approved = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["reviewed_by"], "wang.reviewer");
+    shot("maintenance-zh").await;
+
+    // Every new page in English.
+    b.click("#lang").await.unwrap();
+    for (page, css, needle) in [
+        ("overview", "#card-contracts", "Error budget left"),
+        ("contractsPage", "#main", "Inspections"),
+        ("incidentsPage", "#incidents-table", "Acknowledged"),
+        ("alertsPage", "#silences-table", "expired"),
+        (
+            "maintenancePage",
+            "#exclusions-table",
+            "filed after the fact",
+        ),
+    ] {
+        b.goto(&format!("{base}/#/{page}")).await.unwrap();
+        b.wait_text(css, needle).await.unwrap();
+        shot(&format!("ops-{page}-en")).await;
+    }
+    b.goto(&format!("{base}/#/incidentsPage/{incident}"))
+        .await
+        .unwrap();
+    b.wait_text("#incident-facts", "li.operator").await.unwrap();
+    b.wait_text("#main", "History").await.unwrap();
+    shot("incident-en").await;
+    logout(&b).await;
 }

@@ -250,6 +250,7 @@ async function renderOverview(main) {
       el("div", { class: "na" }, t("notYet"))),
     el("div", { class: "card", id: "card-contracts" }, el("div", { class: "label" }, t("contracts")),
       el("div", { class: "na" }, t("notYet")))));
+  await overviewExtras();
 }
 
 function parseFilter(text) {
@@ -416,6 +417,296 @@ async function renderUsers(main) {
   const newPass = el("input", { id: "reset-password", type: "password", placeholder: t("password"), autocomplete: "new-password" });
   main.append(el("h2", {}, t("setPassword")), el("div", { class: "toolbar" }, who, newPass,
     el("button", { id: "reset-submit", onclick: () => act(`/api/v1/users/${encodeURIComponent(who.value)}/password`, { password: newPass.value }) }, t("setPassword"))));
+}
+
+// ---- contracts, incidents, alert groups, silences, maintenance ------------------------------
+
+Object.assign(I18N["zh-CN"], {
+  contractsPage: "合同考核", incidentsPage: "事件", alertsPage: "告警与静默", maintenancePage: "维护申请",
+  openIncidents: "未关闭事件", noIncidents: "没有未关闭的事件", score: "得分", grade: "等级",
+  availability: "可用性", errorBudget: "剩余故障预算", minutes: "分钟", system: "业务系统", tier: "层级",
+  target: "目标", actual: "实际", met: "达标", notMet: "未达标", downtime: "停机", excluded: "已剔除",
+  missing: "缺数据", period: "考核期", provisional: "暂定（数据可能仍会变化）", final: "最终",
+  openBreaches: "当前扣分项", noBreaches: "本期至今没有扣分", item: "扣分项", points: "扣分",
+  subject: "对象", arithmetic: "计算", evidence: "证据编号", inspections: "巡检记录", noInspections: "没有巡检记录",
+  kind: "类型", scheduled: "计划时间", done: "完成时间", passed: "通过", failed: "未通过", noContracts: "没有加载合同",
+  title: "标题", level: "级别", detected: "发现时间", acknowledged: "确认", onsite: "到场", restored: "恢复",
+  by: "由", at: "于", srcManual: "人工登记", srcAlert: "告警", newIncident: "登记事件（如电话报障）",
+  create: "创建", ack: "确认", unack: "取消确认", resolve: "解决", markOnsite: "已到场", markRestored: "已恢复",
+  note: "备注", addNote: "添加备注", rca: "根因分析 (RCA)", saveRca: "保存 RCA", changeLevel: "调整级别",
+  reason: "原因", history: "处理记录", backIncidents: "返回事件列表", open: "处理中", closed: "已恢复",
+  allIncidents: "全部事件", levelN: "{n}级", noPerm: "您的角色无此权限；点击将被拒绝",
+  alertGroups: "告警组", receiver: "接收人", groupLabels: "分组标签", alerts: "告警数", firstNotified: "首次通知",
+  ackedBy: "确认人", noGroups: "当前没有告警组", silences: "静默规则", matchers: "匹配条件",
+  starts: "开始", ends: "结束", createdBy: "创建人", comment: "说明", expire: "使其失效", expired: "已失效",
+  activeState: "生效中", newSilence: "新建静默", hours: "时长（小时）", noSilences: "没有静默规则",
+  matchersHint: "匹配条件，逗号分隔，如 alertname=\"TestMetricHigh\",instance=\"web-01\"",
+  exclusions: "维护与剔除申请", newExclusion: "提交维护申请", from: "开始时间", to: "结束时间",
+  requestedBy: "申请人", requested: "提交时间", reviewedBy: "审核人", approve: "批准", reject: "驳回",
+  pendingState: "待审核", approved: "已批准", rejected: "已驳回", late: "事后补报", submit: "提交",
+  kMaintenance: "计划维护", kForce_majeure: "不可抗力", kBuyer_caused: "甲方原因", noExclusions: "没有申请",
+  origin: "来源",
+});
+Object.assign(I18N.en, {
+  contractsPage: "Contracts", incidentsPage: "Incidents", alertsPage: "Alerts & silences",
+  maintenancePage: "Maintenance", openIncidents: "Open incidents", noIncidents: "No open incidents",
+  score: "Score", grade: "Grade", availability: "Availability", errorBudget: "Error budget left",
+  minutes: "min", system: "System", tier: "Tier", target: "Target", actual: "Actual", met: "met",
+  notMet: "not met", downtime: "Downtime", excluded: "Excluded", missing: "No data", period: "Period",
+  provisional: "Provisional (figures may still change)", final: "Final", openBreaches: "Open breaches",
+  noBreaches: "No deductions so far in this period", item: "Item", points: "Points", subject: "Subject",
+  arithmetic: "Arithmetic", evidence: "Evidence ids", inspections: "Inspections",
+  noInspections: "No inspection records", kind: "Kind", scheduled: "Scheduled", done: "Done",
+  passed: "passed", failed: "failed", noContracts: "No contracts loaded", title: "Title", level: "Level",
+  detected: "Detected", acknowledged: "Acknowledged", onsite: "On site", restored: "Restored", by: "by",
+  at: "at", srcManual: "manual", srcAlert: "alert", newIncident: "Open an incident (e.g. a phoned-in fault)",
+  create: "Create", ack: "Acknowledge", unack: "Unacknowledge", resolve: "Resolve", markOnsite: "On site",
+  markRestored: "Restored", note: "Note", addNote: "Add note", rca: "Root cause analysis (RCA)",
+  saveRca: "Save RCA", changeLevel: "Change level", reason: "Reason", history: "History",
+  backIncidents: "Back to incidents", open: "open", closed: "restored", allIncidents: "All incidents",
+  levelN: "Level {n}", noPerm: "Your role may not do this; pressing it will be refused",
+  alertGroups: "Alert groups", receiver: "Receiver", groupLabels: "Group labels", alerts: "Alerts",
+  firstNotified: "First notified", ackedBy: "Acknowledged by", noGroups: "No alert groups",
+  silences: "Silences", matchers: "Matchers", starts: "Starts", ends: "Ends", createdBy: "Created by",
+  comment: "Comment", expire: "Expire", expired: "expired", activeState: "active", newSilence: "New silence",
+  hours: "Duration (hours)", noSilences: "No silences",
+  matchersHint: "Matchers, comma separated, e.g. alertname=\"TestMetricHigh\",instance=\"web-01\"",
+  exclusions: "Maintenance and exclusion requests", newExclusion: "Request a maintenance window",
+  from: "From", to: "To", requestedBy: "Requested by", requested: "Filed", reviewedBy: "Reviewed by",
+  approve: "Approve", reject: "Reject", pendingState: "pending", approved: "approved", rejected: "rejected",
+  late: "filed after the fact", submit: "Submit", kMaintenance: "Planned maintenance",
+  kForce_majeure: "Force majeure", kBuyer_caused: "Caused by the buyer", noExclusions: "No requests",
+  origin: "Origin",
+});
+
+PAGES.splice(1, 0,
+  { id: "contractsPage", perm: "read", render: renderContracts },
+  { id: "incidentsPage", perm: "read", render: renderIncidents },
+  { id: "alertsPage", perm: "read", render: renderAlertGroups },
+  { id: "maintenancePage", perm: "read", render: renderMaintenance });
+
+function pct(v) { return v === null || v === undefined ? "—" : `${Number(v).toFixed(3)}%`; }
+function mins(v) { return `${Math.round(Number(v) * 10) / 10} ${t("minutes")}`; }
+function localName(o) { return lang === "en" ? (o.name_en || o.name) : o.name; }
+function kindName(k) { return t("k" + k.charAt(0).toUpperCase() + k.slice(1)); }
+function levelName(n) { return t("levelN").replace("{n}", lang === "en" ? n : "一二三四"[n - 1] || n); }
+
+/** An action button; a role lacking `perm` still sees it, dimmed, and the server refuses it. */
+function actButton(id, label, perm, onclick, cls) {
+  const mine = allowed(perm);
+  return el("button", { id, class: (cls || "") + (mine ? "" : " noperm"), title: mine ? null : t("noPerm"), onclick }, label);
+}
+
+/** Runs an API call, then re-renders the page and shows `ok`; a failure is shown in `out`. */
+async function doAct(out, method, path, body, okText) {
+  try {
+    await api(method, path, body);
+    await route();
+    const box = document.getElementById(out.id);
+    if (box) box.replaceChildren(message("ok", okText || t("saved")));
+  } catch (e) { out.replaceChildren(errorMessage(e)); }
+}
+
+async function contractStatuses() {
+  const list = (await api("GET", "/api/v1/contracts")).contracts;
+  const status = await Promise.all(list.map((c) => api("GET", `/api/v1/contracts/${encodeURIComponent(c.id)}/status`)));
+  return list.map((c, i) => ({ c, s: status[i] }));
+}
+
+function gradeText(s) {
+  return `${s.score}${s.grade ? " · " + localName({ name: s.grade.name, name_en: s.grade.name_en }) : ""}`;
+}
+
+async function overviewExtras() {
+  const [inc, cs] = await Promise.all([api("GET", "/api/v1/incidents?open=true"), contractStatuses()]);
+  const open = inc.data.filter((i) => i.restored_ms === null);
+  document.getElementById("card-incidents").replaceWith(el("div", { class: "card", id: "card-incidents" },
+    el("div", { class: "label" }, t("incidents")),
+    el("div", { class: "value " + (open.length ? "down" : "up") }, open.length),
+    open.slice(0, 5).map((i) => el("div", {}, el("a", { href: "#/incidentsPage/" + encodeURIComponent(i.id) }, `${levelName(i.level)} · ${i.title}`)))));
+  document.getElementById("card-contracts").replaceWith(el("div", { class: "card", id: "card-contracts" },
+    el("div", { class: "label" }, t("contracts")),
+    cs.length === 0 ? el("div", { class: "na" }, t("noContracts")) : null,
+    cs.map(({ c, s }) => el("div", { class: "contract-line" },
+      el("a", { href: "#/contractsPage" }, c.name), " ", el("b", {}, gradeText(s)),
+      s.systems.map((y) => el("div", { class: "sys " + (y.met ? "up" : "down") },
+        `${y.name}: ${pct(y.actual_percent)} / ${pct(y.target_percent)} · ${t("errorBudget")} ${mins(y.error_budget_left_minutes)}`))))));
+}
+
+async function renderContracts(main) {
+  main.append(el("h1", {}, t("contractsPage")));
+  const cs = await contractStatuses();
+  if (cs.length === 0) { main.append(message("ok", t("noContracts"))); return; }
+  for (const { c, s } of cs) {
+    const box = el("section", { class: "contract", id: "contract-" + c.id });
+    box.append(el("h2", {}, `${c.name} (${c.id})`),
+      el("div", { class: "cards" },
+        card(t("score"), s.score, "", null),
+        card(t("grade"), s.grade ? localName({ name: s.grade.name, name_en: s.grade.name_en }) : "—", "", null),
+        card(t("period"), s.period.label, "", null)),
+      el("p", { class: s.provisional ? "warning" : "" }, s.provisional ? t("provisional") : t("final")));
+    box.append(el("h2", {}, t("availability")), el("table", { class: "contract-systems" },
+      el("tr", {}, ["system", "tier", "target", "actual", "status", "downtime", "excluded", "missing", "errorBudget"].map((k) => el("th", {}, t(k)))),
+      s.systems.map((y) => el("tr", {}, el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, pct(y.target_percent)),
+        el("td", {}, pct(y.actual_percent)), el("td", { class: y.met ? "up" : "down" }, y.met ? t("met") : t("notMet")),
+        el("td", {}, mins(y.downtime_minutes)), el("td", {}, mins(y.excluded_minutes)), el("td", {}, mins(y.missing_minutes)),
+        el("td", {}, mins(y.error_budget_left_minutes))))));
+    box.append(el("h2", {}, t("openBreaches")));
+    const lines = [];
+    for (const d of s.open_breaches) for (const l of d.lines) lines.push([d, l]);
+    box.append(lines.length === 0 ? message("ok", t("noBreaches")) : el("table", { class: "contract-breaches" },
+      el("tr", {}, ["item", "subject", "arithmetic", "points", "evidence"].map((k) => el("th", {}, t(k)))),
+      lines.map(([d, l]) => el("tr", {}, el("td", {}, localName(d)), el("td", {}, l.subject), el("td", { class: "mono" }, l.arithmetic),
+        el("td", {}, l.points), el("td", { class: "mono" }, l.evidence.join(", "))))));
+    const ins = (await api("GET", `/api/v1/contracts/${encodeURIComponent(c.id)}/inspections`)).inspections;
+    box.append(el("h2", {}, t("inspections")), ins.length === 0 ? message("ok", t("noInspections")) : el("table", { class: "contract-inspections" },
+      el("tr", {}, ["kind", "scheduled", "done", "result"].map((k) => el("th", {}, t(k)))),
+      ins.map((r) => el("tr", {}, el("td", {}, r.kind), el("td", {}, fmtTime(r.scheduled_ms)), el("td", {}, fmtTime(r.done_ms)),
+        el("td", { class: r.ok ? "up" : "down" }, r.ok ? t("passed") : t("failed"))))));
+    main.append(box);
+  }
+}
+
+function clockCell(ms, who) {
+  if (ms === null || ms === undefined) return "—";
+  return who ? `${fmtTime(ms)} (${who})` : fmtTime(ms);
+}
+
+async function renderIncidents(main, args) {
+  if (args[0]) return renderIncident(main, args[0]);
+  main.append(el("h1", {}, t("incidentsPage")));
+  const out = el("div", { id: "incidents-msg" });
+  const title = el("input", { id: "inc-title", placeholder: t("title") });
+  const level = el("select", { id: "inc-level" }, [1, 2, 3, 4].map((n) => el("option", { value: n }, levelName(n))));
+  const note = el("input", { id: "inc-note", placeholder: t("note") });
+  main.append(el("h2", {}, t("newIncident")), el("div", { class: "toolbar" }, title, level, note,
+    actButton("inc-create", t("create"), "operate", () => doAct(out, "POST", "/api/v1/incidents",
+      { title: title.value, level: Number(level.value), note: note.value || null }))), out);
+  const d = await api("GET", "/api/v1/incidents");
+  main.append(el("h2", {}, t("allIncidents")), d.data.length === 0 ? message("ok", t("noIncidents")) : el("table", { id: "incidents-table" },
+    el("tr", {}, ["title", "level", "origin", "detected", "acknowledged", "onsite", "restored"].map((k) => el("th", {}, t(k)))),
+    d.data.map((i) => el("tr", {},
+      el("td", {}, el("a", { href: "#/incidentsPage/" + encodeURIComponent(i.id) }, i.title)),
+      el("td", { class: i.level <= 2 ? "critical" : "" }, levelName(i.level)),
+      el("td", {}, i.source === "manual" ? t("srcManual") : t("srcAlert")), el("td", {}, fmtTime(i.detected_ms)),
+      el("td", {}, clockCell(i.acknowledged_ms, i.acknowledged_by)), el("td", {}, clockCell(i.onsite_ms)),
+      el("td", { class: i.restored_ms ? "up" : "down" }, i.restored_ms ? fmtTime(i.restored_ms) : t("open"))))));
+}
+
+async function renderIncident(main, id) {
+  const d = (await api("GET", "/api/v1/incidents/" + encodeURIComponent(id))).data;
+  const i = d.incident;
+  const base = "/api/v1/incidents/" + encodeURIComponent(id);
+  const out = el("div", { id: "incident-msg" });
+  main.append(el("p", {}, el("a", { href: "#/incidentsPage" }, "← " + t("backIncidents"))),
+    el("h1", {}, `${levelName(i.level)} · ${i.title}`),
+    el("table", { id: "incident-facts" },
+      el("tr", {}, el("th", {}, t("origin")), el("td", {}, `${i.source === "manual" ? t("srcManual") : t("srcAlert")} (${i.created_by})`)),
+      el("tr", {}, el("th", {}, t("labels")), el("td", {}, Object.entries(i.labels).map(([k, v]) => el("span", { class: "tag" }, `${k}=${v}`)))),
+      el("tr", {}, el("th", {}, t("detected")), el("td", {}, fmtTime(i.detected_ms))),
+      el("tr", {}, el("th", {}, t("acknowledged")), el("td", { id: "incident-ack" }, clockCell(i.acknowledged_ms, i.acknowledged_by))),
+      el("tr", {}, el("th", {}, t("onsite")), el("td", { id: "incident-onsite" }, clockCell(i.onsite_ms))),
+      el("tr", {}, el("th", {}, t("restored")), el("td", { id: "incident-restored" }, clockCell(i.restored_ms))),
+      el("tr", {}, el("th", {}, t("rca")), el("td", {}, i.rca || "—"))),
+    el("div", { class: "toolbar actions" },
+      i.acknowledged_ms ? null : actButton("incident-ack-btn", t("ack"), "operate", () => doAct(out, "POST", base + "/ack", {})),
+      i.onsite_ms ? null : actButton("incident-onsite-btn", t("markOnsite"), "operate", () => doAct(out, "POST", base + "/onsite", {})),
+      i.restored_ms ? null : actButton("incident-restore-btn", t("markRestored"), "operate", () => doAct(out, "POST", base + "/restore", {}))),
+    out);
+  const note = el("input", { id: "incident-note", placeholder: t("note") });
+  const rca = el("textarea", { id: "incident-rca", rows: 3, placeholder: t("rca") }, i.rca || "");
+  const level = el("select", { id: "incident-level" }, [1, 2, 3, 4].map((n) => el("option", n === i.level ? { value: n, selected: "" } : { value: n }, levelName(n))));
+  const reason = el("input", { id: "incident-level-reason", placeholder: t("reason") });
+  main.append(el("h2", {}, t("note")), el("div", { class: "toolbar" }, note,
+    actButton("incident-note-btn", t("addNote"), "operate", () => doAct(out, "POST", base + "/note", { text: note.value }))),
+  el("h2", {}, t("rca")), el("div", { class: "toolbar" }, rca,
+    actButton("incident-rca-btn", t("saveRca"), "operate", () => doAct(out, "POST", base + "/rca", { text: rca.value }))),
+  el("h2", {}, t("changeLevel")), el("div", { class: "toolbar" }, level, reason,
+    actButton("incident-level-btn", t("changeLevel"), "operate", () => doAct(out, "POST", base + "/level", { level: Number(level.value), reason: reason.value }))));
+  main.append(el("h2", {}, t("history")), el("table", { id: "incident-events" },
+    el("tr", {}, ["time", "action", "actor", "comment"].map((k) => el("th", {}, t(k)))),
+    d.events.map((e) => el("tr", {}, el("td", {}, fmtTime(e.at_ms)), el("td", {}, e.kind), el("td", {}, e.actor), el("td", {}, e.detail)))));
+}
+
+async function renderAlertGroups(main) {
+  main.append(el("h1", {}, t("alertsPage")));
+  const out = el("div", { id: "alerts-msg" });
+  main.append(out);
+  const [g, s] = await Promise.all([api("GET", "/api/v1/notify/groups"), api("GET", "/api/v1/silences")]);
+  main.append(el("h2", {}, t("alertGroups")), g.data.length === 0 ? message("ok", t("noGroups")) : el("table", { id: "groups-table" },
+    el("tr", {}, ["receiver", "groupLabels", "alerts", "firstNotified", "ackedBy", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    g.data.map((x, n) => el("tr", {}, el("td", {}, x.receiver),
+      el("td", {}, Object.entries(x.groupLabels || {}).map(([k, v]) => el("span", { class: "tag" }, `${k}=${v}`))),
+      el("td", {}, x.alerts.length), el("td", {}, fmtTime(x.firstNotifiedMs)),
+      el("td", {}, x.ackedBy ? `${x.ackedBy} (${fmtTime(x.ackedMs)})` : "—"),
+      el("td", {}, ["ack", "unack", "resolve"].map((a) => actButton(`group-${a}-${n}`, t(a), "operate",
+        () => doAct(out, "POST", `/api/v1/notify/groups/${encodeURIComponent(x.id)}/${a}`, {}), "secondary")))))));
+  const now = Date.now();
+  main.append(el("h2", {}, t("silences")), s.data.length === 0 ? message("ok", t("noSilences")) : el("table", { id: "silences-table" },
+    el("tr", {}, ["matchers", "starts", "ends", "createdBy", "comment", "status", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    s.data.map((x) => el("tr", {}, el("td", { class: "mono" }, x.matchers.join(", ")), el("td", {}, fmtTime(x.starts_ms)),
+      el("td", {}, fmtTime(x.ends_ms)), el("td", {}, x.created_by), el("td", {}, x.comment),
+      el("td", { class: x.ends_ms > now ? "warning" : "" }, x.ends_ms > now ? t("activeState") : t("expired")),
+      el("td", {}, x.ends_ms > now ? actButton("silence-expire-" + x.id, t("expire"), "operate",
+        () => doAct(out, "POST", `/api/v1/silences/${encodeURIComponent(x.id)}/expire`, {}), "secondary") : null)))));
+  const matchers = el("input", { id: "silence-matchers", placeholder: t("matchersHint") });
+  const hours = el("input", { id: "silence-hours", type: "number", min: "0.1", step: "0.5", value: "2", class: "short" });
+  const comment = el("input", { id: "silence-comment", placeholder: t("comment") });
+  main.append(el("h2", {}, t("newSilence")), el("div", { class: "toolbar" }, matchers, el("label", {}, t("hours"), " ", hours), comment,
+    actButton("silence-create", t("create"), "operate", () => doAct(out, "POST", "/api/v1/silences", {
+      matchers: splitMatchers(matchers.value), ends_ms: Date.now() + Number(hours.value) * 3600000, comment: comment.value,
+    }))));
+}
+
+/** Splits `a="x",b=~"y,z"` at the commas outside quotes. */
+function splitMatchers(text) {
+  const out = [];
+  let cur = "", q = false;
+  for (const ch of text) {
+    if (ch === "\"") q = !q;
+    if ((ch === "," || ch === "，") && !q) { if (cur.trim()) out.push(cur.trim()); cur = ""; } else cur += ch;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+function toLocalInput(ms) {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+async function renderMaintenance(main) {
+  main.append(el("h1", {}, t("exclusions")));
+  const out = el("div", { id: "maint-msg" });
+  main.append(out);
+  const d = await api("GET", "/api/v1/exclusions");
+  main.append(d.data.length === 0 ? message("ok", t("noExclusions")) : el("table", { id: "exclusions-table" },
+    el("tr", {}, ["kind", "matchers", "from", "to", "reason", "requestedBy", "requested", "status", "reviewedBy", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    d.data.map((x) => el("tr", { id: "exclusion-" + x.id },
+      el("td", {}, kindName(x.kind)), el("td", { class: "mono" }, x.matchers.join(", ")),
+      el("td", {}, fmtTime(x.from_ms)), el("td", {}, fmtTime(x.to_ms)), el("td", {}, x.reason),
+      el("td", {}, x.requested_by),
+      // Filed after the window began: counted as "filed after the fact" by the assessment.
+      el("td", {}, fmtTime(x.requested_ms), x.requested_ms > x.from_ms ? el("span", { class: "tag late" }, t("late")) : null),
+      el("td", { class: x.status === "approved" ? "up" : x.status === "rejected" ? "down" : "warning" },
+        t(x.status === "pending" ? "pendingState" : x.status)),
+      el("td", {}, x.reviewed_by ? `${x.reviewed_by} (${fmtTime(x.reviewed_ms)})` : "—"),
+      el("td", {}, x.status !== "pending" ? null : [
+        actButton("exclusion-approve-" + x.id, t("approve"), "approve", () => doAct(out, "POST", `/api/v1/exclusions/${encodeURIComponent(x.id)}/approve`, {})),
+        " ",
+        actButton("exclusion-reject-" + x.id, t("reject"), "approve", () => doAct(out, "POST", `/api/v1/exclusions/${encodeURIComponent(x.id)}/reject`, {}), "secondary")])))));
+  const kind = el("select", { id: "excl-kind" }, ["maintenance", "force_majeure", "buyer_caused"].map((k) => el("option", { value: k }, kindName(k))));
+  const matchers = el("input", { id: "excl-matchers", placeholder: t("matchersHint") });
+  const from = el("input", { id: "excl-from", type: "datetime-local", value: toLocalInput(Date.now() + 3600000), class: "dt" });
+  const to = el("input", { id: "excl-to", type: "datetime-local", value: toLocalInput(Date.now() + 3 * 3600000), class: "dt" });
+  const reason = el("input", { id: "excl-reason", placeholder: t("reason") });
+  main.append(el("h2", {}, t("newExclusion")), el("div", { class: "toolbar" }, kind, matchers),
+    el("div", { class: "toolbar" }, el("label", {}, t("from"), " ", from), el("label", {}, t("to"), " ", to), reason,
+      actButton("excl-submit", t("submit"), "operate", () => doAct(out, "POST", "/api/v1/exclusions", {
+        kind: kind.value, matchers: splitMatchers(matchers.value), from_ms: new Date(from.value).getTime(),
+        to_ms: new Date(to.value).getTime(), reason: reason.value,
+      }))));
 }
 
 window.addEventListener("hashchange", () => { if (me) route(); });
