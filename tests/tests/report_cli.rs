@@ -142,7 +142,10 @@ async fn report_generate_runs_beside_a_running_server() {
     assert!(!v.status.success());
 
     // The running server lists the version the command archived.
-    let list: serde_json::Value = reqwest::get(server.url("/api/v1/reports"))
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/api/v1/reports"))
+        .bearer_auth(&server.api_token)
+        .send()
         .await
         .unwrap()
         .json()
