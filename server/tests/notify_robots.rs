@@ -197,3 +197,94 @@ async fn one_alert_reaches_every_robot_signed_and_as_plain_text() {
     task.await.unwrap().unwrap();
     hook_task.abort();
 }
+
+/// A burst of 30 alert groups for one DingTalk robot: what its limit (20 a minute, kept at 19)
+/// lets through goes as 18 single messages, and the 19th is one digest of the other 12; every
+/// notification's delivery is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_robot_limit_goes_as_a_digest() {
+    let seen: Seen = Arc::default();
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let app = Router::new()
+        .route("/{*path}", post(record))
+        .with_state(seen.clone());
+    let hook_task = tokio::spawn(async move { axum::serve(hook, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "notify:\n  \
+         receivers:\n    - name: robots\n      \
+         dingtalk: [{{url: 'http://{hook_addr}/dingtalk?access_token=T', secret: SECdd}}]\n  \
+         route: {{receiver: robots, group_by: [alertname], group_wait: 0s, group_interval: 1s}}\n  \
+         allow_private_networks: [127.0.0.1/32]\n"
+    );
+    let config = ServerConfig::parse(
+        &yaml,
+        "robots.yaml",
+        &Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: None,
+        },
+    )
+    .unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let state = server.state();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+
+    let now = yunwei_tests::now_ms();
+    state.notify.alerts(
+        (0..30)
+            .map(|i| AlertEntry {
+                labels: BTreeMap::from([("alertname".into(), format!("Down{i:02}"))]),
+                annotations: BTreeMap::new(),
+                starts_at_ms: now,
+                ends_at_ms: Some(now + 600_000),
+                resolved: false,
+            })
+            .collect(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = state
+            .store
+            .notify_log(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.ok && r.channel == "dingtalk")
+            .count();
+        if ok == 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ok} of 30 delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing else follows.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 19, "one message per minute slot");
+    let texts: Vec<&str> = seen
+        .iter()
+        .map(|(_, b)| b["markdown"]["text"].as_str().unwrap())
+        .collect();
+    let digests: Vec<&&str> = texts.iter().filter(|t| t.contains("汇总")).collect();
+    assert_eq!(digests.len(), 1, "{texts:?}");
+    assert!(digests[0].contains("12 条告警通知"), "{}", digests[0]);
+    // Every alert is in exactly one message.
+    for i in 0..30 {
+        let name = format!("Down{i:02}");
+        assert_eq!(
+            texts.iter().filter(|t| t.contains(&name)).count(),
+            1,
+            "{name}"
+        );
+    }
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    hook_task.abort();
+}

@@ -253,12 +253,31 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
         smtp.mails()
     );
 
-    // The signed link acknowledges, recording the recipient.
-    let page = reqwest::get(server.url(&format!("/ack/{token}")))
-        .await
-        .unwrap();
+    // Following the signed link (a GET, as mail scanners prefetch) only asks to confirm.
+    let link = server.url(&format!("/ack/{token}"));
+    let page = reqwest::get(&link).await.unwrap();
     assert_eq!(page.status(), 200);
     let body = page.text().await.unwrap();
+    assert!(
+        body.contains("确认此告警") && body.contains("oncall@example.org"),
+        "{body}"
+    );
+    let groups = client.get_json("/api/v1/notify/groups").await.unwrap();
+    assert!(
+        groups["data"][0]["ackedBy"].is_null(),
+        "GET acknowledged: {groups}"
+    );
+    // Submitting the page's form (no action: it posts to the page's own address) acknowledges,
+    // recording the recipient.
+    assert!(body.contains("<form method=\"post\">"), "{body}");
+    let done = reqwest::Client::new()
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let body = done.text().await.unwrap();
     assert!(
         body.contains("已确认") && body.contains("oncall@example.org"),
         "{body}"
@@ -274,6 +293,12 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
     assert_eq!(acks["data"][0]["via"], "link", "{acks}");
     // A tampered link is refused.
     let bad = reqwest::get(server.url(&format!("/ack/{}x", token)))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 404);
+    let bad = reqwest::Client::new()
+        .post(server.url(&format!("/ack/{}x", token)))
+        .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 404);

@@ -250,7 +250,13 @@ pub const POLICY: &[RoutePolicy] = &[
         "GET",
         "/ack/{token}",
         Public,
-        "acknowledge an alert group by the signed link in a notification",
+        "confirmation page of the signed acknowledge link in a notification",
+    ),
+    p(
+        "POST",
+        "/ack/{token}",
+        Public,
+        "acknowledge an alert group by the signed link (the confirmation page's form)",
     ),
     p(
         "GET",

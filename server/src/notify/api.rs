@@ -1,5 +1,6 @@
-//! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}`, a small
-//! bilingual page), alert groups with acknowledge / unacknowledge / resolve, the notification
+//! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}` shows a
+//! small bilingual confirmation page whose form posts to `POST /ack/{token}`, which
+//! acknowledges, so that mail scanners prefetching links acknowledge nothing), alert groups with acknowledge / unacknowledge / resolve, the notification
 //! log and queue, silences and exclusion requests. The acting user is the logged-in caller
 //! (`auth::Principal`); a `by` field in a request body is ignored for authenticated callers.
 
@@ -31,7 +32,7 @@ use crate::{
 /// The routes, merged into the API router.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/ack/{token}", get(ack_link))
+        .route("/ack/{token}", get(ack_confirm).post(ack_link))
         .route("/api/v1/notify/groups", get(groups))
         .route("/api/v1/notify/groups/{id}/{action}", post(group_action))
         .route("/api/v1/notify/groups/{id}/acks", get(group_acks))
@@ -70,12 +71,17 @@ fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
 }
 
 fn page(status: StatusCode, zh: &str, en: &str) -> Response {
+    page_with(status, zh, en, "")
+}
+
+/// The bilingual page, with `extra` (trusted HTML) after the text.
+fn page_with(status: StatusCode, zh: &str, en: &str, extra: &str) -> Response {
     (
         status,
         Html(format!(
             "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>yunwei</title></head>\
              <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">\
-             <p>{}</p><p lang=\"en\">{}</p></body></html>",
+             <p>{}</p><p lang=\"en\">{}</p>{extra}</body></html>",
             html_escape(zh),
             html_escape(en)
         )),
@@ -83,17 +89,36 @@ fn page(status: StatusCode, zh: &str, en: &str) -> Response {
         .into_response()
 }
 
+/// The page of an invalid or expired link: not found rather than forbidden, since a link either
+/// works or does not exist.
+fn invalid_link(why: &str) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "确认链接无效或已过期。",
+        &format!("This acknowledge link is not valid ({why})."),
+    )
+}
+
+/// `GET /ack/{token}`: changes nothing (mail scanners fetch links); asks to confirm by a form
+/// that posts to the same address.
+async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+    let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
+        Ok(c) => c,
+        Err(why) => return invalid_link(why),
+    };
+    page_with(
+        StatusCode::OK,
+        &format!("确认此告警？确认人：{}。", claim.recipient),
+        &format!("Acknowledge this alert as {}?", claim.recipient),
+        "<form method=\"post\"><button type=\"submit\">确认 / Acknowledge</button></form>",
+    )
+}
+
+/// `POST /ack/{token}`: acknowledges for the link's recipient.
 async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
-        Err(why) => {
-            // Not found rather than forbidden: a link either works or does not exist.
-            return page(
-                StatusCode::NOT_FOUND,
-                "确认链接无效或已过期。",
-                &format!("This acknowledge link is not valid ({why})."),
-            );
-        }
+        Err(why) => return invalid_link(why),
     };
     match state
         .notify

@@ -309,6 +309,25 @@ pub async fn dingtalk(
     ack_url: Option<&str>,
     now_ms: i64,
 ) -> Attempt {
+    let lang = lang_of(t);
+    let title = message::subject(n, lang);
+    dingtalk_post(
+        cfg,
+        t,
+        &title,
+        &message::robot_markdown(n, lang, ack_url),
+        now_ms,
+    )
+    .await
+}
+
+async fn dingtalk_post(
+    cfg: &NotifyConfig,
+    t: &RobotTarget,
+    title: &str,
+    text: &str,
+    now_ms: i64,
+) -> Attempt {
     let sep = if t.url.contains('?') { '&' } else { '?' };
     let url = match &t.secret {
         Some(s) => format!(
@@ -320,7 +339,7 @@ pub async fn dingtalk(
     };
     let body = json!({
         "msgtype": "markdown",
-        "markdown": {"title": message::subject(n, lang_of(t)), "text": message::robot_markdown(n, lang_of(t), ack_url)},
+        "markdown": {"title": title, "text": text},
         "at": {"atMobiles": t.at_mobiles, "isAtAll": false},
     });
     post(&url, &body, &cfg.allow_private_networks, true).await
@@ -333,7 +352,10 @@ pub async fn wecom(
     n: &Notification,
     ack_url: Option<&str>,
 ) -> Attempt {
-    let mut content = message::robot_markdown(n, lang_of(t), ack_url);
+    wecom_post(cfg, t, message::robot_markdown(n, lang_of(t), ack_url)).await
+}
+
+async fn wecom_post(cfg: &NotifyConfig, t: &RobotTarget, mut content: String) -> Attempt {
     if content.len() > 4000 {
         let mut cut = 4000;
         while !content.is_char_boundary(cut) {
@@ -353,15 +375,48 @@ pub async fn feishu(
     ack_url: Option<&str>,
     now_ms: i64,
 ) -> Attempt {
-    let ts = now_ms / 1000;
     let mut text = message::text_body(n, lang_of(t), ack_url);
     text.insert_str(0, &format!("{}\n", message::subject(n, lang_of(t))));
+    feishu_post(cfg, t, text, now_ms).await
+}
+
+async fn feishu_post(cfg: &NotifyConfig, t: &RobotTarget, text: String, now_ms: i64) -> Attempt {
+    let ts = now_ms / 1000;
     let mut body = json!({"msg_type": "text", "content": {"text": text}});
     if let Some(s) = &t.secret {
         body["timestamp"] = json!(ts.to_string());
         body["sign"] = json!(feishu_sign(s, ts));
     }
     post(&t.url, &body, &cfg.allow_private_networks, true).await
+}
+
+/// Posts several notifications to one robot (`channel` is `dingtalk`, `wecom` or `feishu`) as
+/// one digest message, each notification with its acknowledge link: what the rate limit lets
+/// through when more are pending ([`super::ratelimit::Limiter::plan`]).
+pub async fn robot_digest(
+    cfg: &NotifyConfig,
+    channel: &str,
+    t: &RobotTarget,
+    items: &[(Notification, Option<String>)],
+    now_ms: i64,
+) -> Attempt {
+    let lang = lang_of(t);
+    match channel {
+        "dingtalk" => {
+            let title = message::digest_title(items.len(), lang);
+            dingtalk_post(
+                cfg,
+                t,
+                &title,
+                &message::digest_markdown(items, lang),
+                now_ms,
+            )
+            .await
+        }
+        "wecom" => wecom_post(cfg, t, message::digest_markdown(items, lang)).await,
+        "feishu" => feishu_post(cfg, t, message::digest_text(items, lang), now_ms).await,
+        other => Attempt::fail(String::new(), None, format!("{other} is not a robot")),
+    }
 }
 
 #[cfg(test)]

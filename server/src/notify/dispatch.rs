@@ -544,27 +544,59 @@ impl Dispatcher {
                 return;
             }
         };
+        // Rate-limited robots: what fits goes one message each, the rest as one digest or later.
+        let mut robots: BTreeMap<String, Vec<QueueRow>> = BTreeMap::new();
         for row in due {
-            let key = format!("{}/{}/{}", row.receiver, row.channel, row.target_index);
-            let at = self.limiter.admit(&row.channel, &key, now);
-            if at > now {
-                // Over the robot's rate limit: wait until it fits.
-                if let Err(e) = self.state.store.notify_lease(row.id, at).await {
-                    tracing::error!(error = %e, "postponing a queued notification failed");
-                }
-                continue;
+            if super::ratelimit::limits(&row.channel).is_empty() {
+                self.start(tx, vec![row], now).await;
+            } else {
+                let key = format!("{}/{}/{}", row.receiver, row.channel, row.target_index);
+                robots.entry(key).or_default().push(row);
             }
-            if let Err(e) = self.state.store.notify_lease(row.id, now + LEASE_MS).await {
-                tracing::error!(error = %e, "leasing a queued notification failed");
-                continue;
-            }
-            let state = self.state.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                deliver_row(&state, row).await;
-                let _ = tx.send(Msg::Delivered);
-            });
         }
+        for (key, rows) in robots {
+            let plan = self.limiter.plan(&rows[0].channel, &key, rows.len(), now);
+            let mut rows = rows.into_iter();
+            for row in rows.by_ref().take(plan.singles) {
+                self.start(tx, vec![row], now).await;
+            }
+            let digest: Vec<QueueRow> = rows.by_ref().take(plan.digest).collect();
+            if !digest.is_empty() {
+                self.start(tx, digest, now).await;
+            }
+            if let Some(at) = plan.postponed_to {
+                for row in rows {
+                    if let Err(e) = self.state.store.notify_lease(row.id, at).await {
+                        tracing::error!(error = %e, "postponing a queued notification failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leases `rows` and delivers them in a task: one row as its own message, several (for one
+    /// robot target) as one digest.
+    async fn start(&self, tx: &mpsc::UnboundedSender<Msg>, rows: Vec<QueueRow>, now: i64) {
+        let mut leased = Vec::new();
+        for row in rows {
+            match self.state.store.notify_lease(row.id, now + LEASE_MS).await {
+                Ok(()) => leased.push(row),
+                Err(e) => tracing::error!(error = %e, "leasing a queued notification failed"),
+            }
+        }
+        if leased.is_empty() {
+            return;
+        }
+        let state = self.state.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if leased.len() == 1 {
+                deliver_row(&state, leased.remove(0)).await;
+            } else {
+                deliver_digest(&state, leased).await;
+            }
+            let _ = tx.send(Msg::Delivered);
+        });
     }
 
     async fn next_due(&self) -> Option<i64> {
@@ -580,27 +612,7 @@ impl Dispatcher {
 async fn deliver_row(state: &AppState, row: QueueRow) {
     let cfg = &state.config.notify;
     let started = now_ms();
-    let Ok(n) = serde_json::from_str::<Notification>(&row.payload) else {
-        tracing::error!(id = row.id, "dropping an unreadable queued notification");
-        let _ = state
-            .store
-            .notify_attempt(
-                &log_row(
-                    &row,
-                    &deliver::Attempt {
-                        ok: false,
-                        code: None,
-                        error: Some("unreadable payload".into()),
-                        target: String::new(),
-                    },
-                    started,
-                    "firing",
-                    1,
-                ),
-                &Outcome::GiveUp,
-                &[],
-            )
-            .await;
+    let Some(n) = readable(state, &row, started).await else {
         return;
     };
     let receiver = cfg.receiver(&row.receiver);
@@ -618,49 +630,126 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
         ("webhook", Some(r)) if i < r.webhook.len() => {
             deliver::webhook(cfg, &r.webhook[i], &n).await
         }
-        ("dingtalk", Some(r)) if i < r.dingtalk.len() => {
-            let link = (!n.firing.is_empty()).then(|| {
-                ack_url(
-                    cfg,
-                    secret,
-                    &n.group_id,
-                    &format!("dingtalk:{}", r.name),
-                    started,
-                )
-            });
-            deliver::dingtalk(cfg, &r.dingtalk[i], &n, link.as_deref(), started).await
+        ("dingtalk" | "wecom" | "feishu", Some(r)) if robot(r, &row.channel, i).is_some() => {
+            let t = robot(r, &row.channel, i).expect("checked");
+            let link = robot_link(state, &n, &row.channel, &r.name, started);
+            match row.channel.as_str() {
+                "dingtalk" => deliver::dingtalk(cfg, t, &n, link.as_deref(), started).await,
+                "wecom" => deliver::wecom(cfg, t, &n, link.as_deref()).await,
+                _ => deliver::feishu(cfg, t, &n, link.as_deref(), started).await,
+            }
         }
-        ("wecom", Some(r)) if i < r.wecom.len() => {
-            let link = (!n.firing.is_empty()).then(|| {
-                ack_url(
-                    cfg,
-                    secret,
-                    &n.group_id,
-                    &format!("wecom:{}", r.name),
-                    started,
-                )
-            });
-            deliver::wecom(cfg, &r.wecom[i], &n, link.as_deref()).await
-        }
-        ("feishu", Some(r)) if i < r.feishu.len() => {
-            let link = (!n.firing.is_empty()).then(|| {
-                ack_url(
-                    cfg,
-                    secret,
-                    &n.group_id,
-                    &format!("feishu:{}", r.name),
-                    started,
-                )
-            });
-            deliver::feishu(cfg, &r.feishu[i], &n, link.as_deref(), started).await
-        }
-        _ => deliver::Attempt {
-            ok: false,
-            code: None,
-            error: Some("the receiver or target no longer exists".into()),
-            target: String::new(),
-        },
+        _ => gone(),
     };
+    record(state, &row, &n, attempt).await;
+}
+
+fn gone() -> deliver::Attempt {
+    deliver::Attempt {
+        ok: false,
+        code: None,
+        error: Some("the receiver or target no longer exists".into()),
+        target: String::new(),
+    }
+}
+
+/// The robot target `i` of a receiver's `channel`.
+fn robot<'a>(
+    r: &'a super::config::Receiver,
+    channel: &str,
+    i: usize,
+) -> Option<&'a super::config::RobotTarget> {
+    match channel {
+        "dingtalk" => r.dingtalk.get(i),
+        "wecom" => r.wecom.get(i),
+        "feishu" => r.feishu.get(i),
+        _ => None,
+    }
+}
+
+/// The acknowledge link a robot message carries (for firing notifications).
+fn robot_link(
+    state: &AppState,
+    n: &Notification,
+    channel: &str,
+    receiver: &str,
+    now: i64,
+) -> Option<String> {
+    (!n.firing.is_empty()).then(|| {
+        ack_url(
+            &state.config.notify,
+            &state.notify.secret,
+            &n.group_id,
+            &format!("{channel}:{receiver}"),
+            now,
+        )
+    })
+}
+
+/// Delivers several queued rows for one robot target as one digest message and records the
+/// attempt for each row.
+async fn deliver_digest(state: &AppState, rows: Vec<QueueRow>) {
+    let cfg = &state.config.notify;
+    let started = now_ms();
+    let mut items = Vec::new();
+    let mut readable_rows = Vec::new();
+    for row in rows {
+        if let Some(n) = readable(state, &row, started).await {
+            readable_rows.push((row, n));
+        }
+    }
+    let Some((first, _)) = readable_rows.first() else {
+        return;
+    };
+    let (channel, i) = (first.channel.clone(), first.target_index as usize);
+    let attempt = match cfg.receiver(&first.receiver) {
+        Some(r) if robot(r, &channel, i).is_some() => {
+            for (_, n) in &readable_rows {
+                items.push((n.clone(), robot_link(state, n, &channel, &r.name, started)));
+            }
+            let t = robot(r, &channel, i).expect("checked");
+            deliver::robot_digest(cfg, &channel, t, &items, started).await
+        }
+        _ => gone(),
+    };
+    for (row, n) in &readable_rows {
+        record(state, row, n, attempt.clone()).await;
+    }
+}
+
+/// The row's notification, or `None` after giving the unreadable row up (logged).
+async fn readable(state: &AppState, row: &QueueRow, started: i64) -> Option<Notification> {
+    let Ok(n) = serde_json::from_str::<Notification>(&row.payload) else {
+        tracing::error!(id = row.id, "dropping an unreadable queued notification");
+        let _ = state
+            .store
+            .notify_attempt(
+                &log_row(
+                    row,
+                    &deliver::Attempt {
+                        ok: false,
+                        code: None,
+                        error: Some("unreadable payload".into()),
+                        target: String::new(),
+                    },
+                    started,
+                    "firing",
+                    1,
+                ),
+                &Outcome::GiveUp,
+                &[],
+            )
+            .await;
+        return None;
+    };
+    Some(n)
+}
+
+/// Records an attempt at delivering `row` (`n`): the log, the outcome (done, retry or give up),
+/// the fallback receiver, metrics and the incident's notified time.
+async fn record(state: &AppState, row: &QueueRow, n: &Notification, attempt: deliver::Attempt) {
+    let cfg = &state.config.notify;
+    let receiver = cfg.receiver(&row.receiver);
     let now = now_ms();
     let attempts = row.attempts + 1;
     let gone = attempt.target.is_empty() && !attempt.ok;
@@ -679,7 +768,7 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
         && attempts >= i64::from(cfg.retry.attempts_before_fallback)
         && let Some(f) = receiver.and_then(|r| r.fallback.as_deref())
     {
-        fallback = queue_rows(cfg, &n, f, now);
+        fallback = queue_rows(cfg, n, f, now);
     }
     state
         .metrics
@@ -713,7 +802,7 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
             Err(e) => tracing::error!(error = %e, "reading the incident failed"),
         }
     }
-    let log = log_row(&row, &attempt, now, &n.status, n.tier as i64);
+    let log = log_row(row, &attempt, now, &n.status, n.tier as i64);
     let log = LogRow {
         attempt: attempts,
         ..log

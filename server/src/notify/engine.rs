@@ -65,6 +65,11 @@ pub struct Group {
     /// The incident the group opened, if its labels map to a level.
     #[serde(default)]
     pub incident: Option<String>,
+    /// Notified alerts that resolved and then fired again before the resolve was notified
+    /// (flapping), by fingerprint: their resolve goes out with the next notification, while
+    /// [`Group::alerts`] holds the new occurrence.
+    #[serde(default)]
+    pub resolved_unsent: BTreeMap<String, AlertEntry>,
 }
 
 /// Why a notification is sent.
@@ -162,15 +167,20 @@ impl Engine {
                         acked_by: None,
                         acked_ms: None,
                         incident: None,
+                        resolved_unsent: BTreeMap::new(),
                     },
                 );
             }
             let g = self.groups.get_mut(&key).expect("inserted above");
             let mut a = alert.clone();
-            if let Some(old) = g.alerts.get(&fp)
-                && !old.is_resolved(now)
-            {
-                a.starts_at_ms = a.starts_at_ms.min(old.starts_at_ms);
+            if let Some(old) = g.alerts.get(&fp) {
+                if !old.is_resolved(now) {
+                    a.starts_at_ms = a.starts_at_ms.min(old.starts_at_ms);
+                } else if !a.is_resolved(now) && g.notified_firing.remove(&fp) {
+                    // A new occurrence of a notified alert whose resolve is not sent yet: keep
+                    // the resolve for the next notification, and notify the new firing as new.
+                    g.resolved_unsent.insert(fp.clone(), old.clone());
+                }
             }
             g.alerts.insert(fp.clone(), a);
             changed.push(key);
@@ -240,10 +250,14 @@ impl Engine {
                 .filter(|(_, a)| !a.is_resolved(now) && !muted_alert(&a.labels))
                 .collect();
             let resolved: Vec<&AlertEntry> = g
-                .alerts
-                .iter()
-                .filter(|(fp, a)| a.is_resolved(now) && g.notified_firing.contains(*fp))
-                .map(|(_, a)| a)
+                .resolved_unsent
+                .values()
+                .chain(
+                    g.alerts
+                        .iter()
+                        .filter(|(fp, a)| a.is_resolved(now) && g.notified_firing.contains(*fp))
+                        .map(|(_, a)| a),
+                )
                 .collect();
             let firing_set: BTreeSet<String> = firing.keys().map(|k| (*k).clone()).collect();
             let changed = !firing_set.is_subset(&g.notified_firing) || !resolved.is_empty();
@@ -270,8 +284,23 @@ impl Engine {
             let g = self.groups.get_mut(key).expect("due groups exist");
             g.next_flush_ms = now + interval;
             if let Some(n) = note {
+                if !n.firing.is_empty()
+                    && g.first_notified_ms.is_some()
+                    && !g
+                        .notified_firing
+                        .iter()
+                        .any(|fp| g.alerts.get(fp).is_some_and(|a| !a.is_resolved(now)))
+                {
+                    // Everything notified before has resolved: a new episode, with its own
+                    // acknowledgement and escalation.
+                    g.first_notified_ms = None;
+                    g.next_tier = 0;
+                    g.acked_ms = None;
+                    g.acked_by = None;
+                }
                 g.notified_firing = firing_set;
                 g.last_notified_ms = Some(now);
+                g.resolved_unsent.clear();
                 if !n.firing.is_empty() {
                     g.first_notified_ms.get_or_insert(now);
                 }
@@ -284,7 +313,7 @@ impl Engine {
                 g.alerts
                     .retain(|fp, a| !a.is_resolved(now) || notified.contains(fp));
             }
-            if g.alerts.is_empty() {
+            if g.alerts.is_empty() && g.resolved_unsent.is_empty() {
                 self.groups.remove(key);
             }
         }
@@ -545,6 +574,155 @@ route:
             .collect();
         r.sort();
         assert_eq!(r, ["dba", "ops"]);
+    }
+
+    fn resolved(mut a: AlertEntry, at: i64) -> AlertEntry {
+        a.resolved = true;
+        a.ends_at_ms = Some(at);
+        a
+    }
+
+    #[test]
+    fn a_flapping_alert_is_notified_again_after_its_resolve() {
+        let c = cfg(CFG);
+        let mut e = Engine::default();
+        e.ingest(&c, &alert("Down", "a", "critical"), 0);
+        assert_eq!(flush(&mut e, &c, 30 * S).len(), 1);
+        // Resolves, then fires again before the group's next flush (30s + 5m).
+        e.ingest(&c, &resolved(alert("Down", "a", "critical"), M), M);
+        let mut again = alert("Down", "a", "critical");
+        again.starts_at_ms = 2 * M;
+        e.ingest(&c, &again, 2 * M);
+        let n = flush(&mut e, &c, 30 * S + 5 * M);
+        assert_eq!(n.len(), 1, "the new firing is notified at the next flush");
+        assert_eq!(n[0].status, "firing");
+        assert_eq!(n[0].firing.len(), 1);
+        assert_eq!(n[0].firing[0].starts_at_ms, 2 * M, "the new occurrence");
+        assert_eq!(n[0].resolved.len(), 1, "and the old occurrence's resolve");
+        assert_eq!(n[0].resolved[0].ends_at_ms, Some(M));
+        // When it resolves again, that is notified too.
+        e.ingest(&c, &resolved(again, 6 * M), 6 * M);
+        let n = flush(&mut e, &c, 30 * S + 10 * M);
+        assert_eq!((n[0].status.as_str(), n[0].resolved.len()), ("resolved", 1));
+        assert!(e.groups.is_empty());
+    }
+
+    /// Fires at 0 (notified at 30s), resolves at 1m, fires again at 2m.
+    fn flap(e: &mut Engine, c: &NotifyConfig, name: &str) {
+        e.ingest(c, &alert(name, "a", "critical"), 0);
+        flush(e, c, 30 * S);
+        e.ingest(c, &resolved(alert(name, "a", "critical"), M), M);
+        let mut again = alert(name, "a", "critical");
+        again.starts_at_ms = 2 * M;
+        e.ingest(c, &again, 2 * M);
+    }
+
+    #[test]
+    fn repeat_interval_counts_from_the_new_occurrence() {
+        let c = cfg(CFG);
+        let mut e = Engine::default();
+        e.ingest(&c, &alert("Down", "b", "critical"), 0);
+        flap(&mut e, &c, "Down");
+        let n = flush(&mut e, &c, 30 * S + 5 * M);
+        assert_eq!(n[0].firing.len(), 2, "not postponed to the repeat interval");
+        assert!(flush(&mut e, &c, 30 * S + 60 * M).is_empty());
+        assert_eq!(flush(&mut e, &c, 30 * S + 65 * M).len(), 1);
+    }
+
+    #[test]
+    fn a_new_occurrence_after_everything_resolved_needs_a_new_acknowledgement() {
+        let c = cfg(CFG);
+        let mut e = Engine::default();
+        e.ingest(&c, &alert("Down", "a", "critical"), 0);
+        flush(&mut e, &c, 30 * S);
+        e.groups.values_mut().next().unwrap().acked_ms = Some(40 * S);
+        e.ingest(&c, &resolved(alert("Down", "a", "critical"), M), M);
+        e.ingest(&c, &alert("Down", "a", "critical"), 2 * M);
+        assert_eq!(flush(&mut e, &c, 30 * S + 5 * M).len(), 1);
+        let g = e.groups.values().next().unwrap();
+        assert_eq!(
+            (g.acked_ms, g.first_notified_ms),
+            (None, Some(30 * S + 5 * M))
+        );
+        let n = e.escalations_due(&c, 30 * S + 15 * M);
+        assert_eq!(
+            n.len(),
+            1,
+            "the new occurrence escalates when nobody acknowledges"
+        );
+
+        // While another notified alert of the group still fires (silenced), the
+        // acknowledgement stands.
+        let mut e = Engine::default();
+        e.ingest(&c, &alert("Down", "a", "critical"), 0);
+        flush(&mut e, &c, 30 * S);
+        e.groups.values_mut().next().unwrap().acked_ms = Some(40 * S);
+        e.ingest(&c, &alert("Down", "b", "critical"), M);
+        let mute = Mute {
+            matchers: vec![Matcher::parse("instance=\"a\"").unwrap()],
+            starts_ms: 0,
+            ends_ms: 60 * M,
+            during: None,
+        };
+        let n = e.flush_due(&c, &[mute], 30 * S + 5 * M).0;
+        assert_eq!(n[0].firing[0].labels["instance"], "b");
+        assert_eq!(e.groups.values().next().unwrap().acked_ms, Some(40 * S));
+    }
+
+    #[test]
+    fn a_resolved_source_no_longer_inhibits() {
+        let c = cfg(&CFG.replace("group_by: [alertname]", "group_by: ['...']"));
+        let mut e = Engine::default();
+        e.ingest(&c, &alert("Down", "a", "critical"), 0);
+        e.ingest(&c, &alert("Slow", "a", "warning"), 0);
+        let n = flush(&mut e, &c, 30 * S);
+        assert_eq!(n.len(), 1, "Slow is inhibited");
+        // The source resolves; its group still holds it until its resolve is sent.
+        e.ingest(&c, &resolved(alert("Down", "a", "critical"), M), M);
+        let mut n = flush(&mut e, &c, 30 * S + 5 * M);
+        n.sort_by_key(|n| n.status.clone());
+        let got: Vec<(&str, &str)> = n
+            .iter()
+            .map(|n| (n.status.as_str(), n.group_labels["alertname"].as_str()))
+            .collect();
+        assert_eq!(got, [("firing", "Slow"), ("resolved", "Down")]);
+        // A flapping source inhibits again once it fires again.
+        let mut e = Engine::default();
+        flap(&mut e, &c, "Down");
+        e.ingest(&c, &alert("Slow", "a", "warning"), 2 * M);
+        let n = flush(&mut e, &c, 30 * S + 5 * M);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].group_labels["alertname"], "Down");
+    }
+
+    #[test]
+    fn a_flap_under_a_silence_is_notified_when_the_silence_expires() {
+        let c = cfg(CFG);
+        let mut e = Engine::default();
+        flap(&mut e, &c, "Down");
+        let mute = Mute {
+            matchers: vec![Matcher::parse("instance=\"a\"").unwrap()],
+            starts_ms: 90 * S,
+            ends_ms: 20 * M,
+            during: None,
+        };
+        let n = e
+            .flush_due(&c, std::slice::from_ref(&mute), 30 * S + 5 * M)
+            .0;
+        assert_eq!(
+            (n[0].status.as_str(), n[0].firing.len(), n[0].resolved.len()),
+            ("resolved", 0, 1),
+            "the resolve is told, the silenced new firing is not"
+        );
+        for t in [10, 15] {
+            assert!(
+                e.flush_due(&c, std::slice::from_ref(&mute), 30 * S + t * M)
+                    .0
+                    .is_empty()
+            );
+        }
+        let n = e.flush_due(&c, &[mute], 30 * S + 20 * M).0;
+        assert_eq!((n[0].status.as_str(), n[0].firing.len()), ("firing", 1));
     }
 
     #[test]

@@ -242,6 +242,44 @@ pub fn robot_markdown(n: &Notification, lang: Lang, ack_url: Option<&str>) -> St
     s
 }
 
+/// The title of a digest of `count` notifications to a rate-limited robot.
+pub fn digest_title(count: usize, lang: Lang) -> String {
+    match lang {
+        Lang::ZhCn => format!("[汇总] {count} 条告警通知（机器人限流，合并发送）"),
+        Lang::En => format!("[DIGEST] {count} notifications (robot rate limit, sent together)"),
+    }
+}
+
+/// Robot markdown for several notifications in one message, each with its own acknowledge link.
+pub fn digest_markdown(items: &[(Notification, Option<String>)], lang: Lang) -> String {
+    let mut s = format!(
+        "### {}
+
+",
+        markdown_text(&digest_title(items.len(), lang))
+    );
+    for (n, link) in items {
+        s.push('#');
+        s.push_str(&robot_markdown(n, lang, link.as_deref()));
+        s.push('\n');
+    }
+    s
+}
+
+/// Plain text for several notifications in one message (Feishu).
+pub fn digest_text(items: &[(Notification, Option<String>)], lang: Lang) -> String {
+    let mut s = digest_title(items.len(), lang);
+    for (n, link) in items {
+        let _ = write!(
+            s,
+            "\n\n———\n{}\n{}",
+            subject(n, lang),
+            text_body(n, lang, link.as_deref())
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +323,30 @@ mod tests {
         e.reason = Reason::Escalation;
         e.tier = 2;
         assert!(subject(&e, Lang::ZhCn).starts_with("[升级 第2级] [告警 1]"));
+    }
+
+    #[test]
+    fn a_digest_carries_every_notification_and_its_link() {
+        let items = vec![
+            (note("web1"), Some("http://h/ack/one".to_string())),
+            (note("web2 **@all**"), None),
+            (note("web3"), Some("http://h/ack/three".to_string())),
+        ];
+        let md = digest_markdown(&items, Lang::ZhCn);
+        assert!(md.starts_with("### \\[汇总\\] 3 条告警通知"), "{md}");
+        for needle in [
+            "instance=web1",
+            "instance=web3",
+            "(http://h/ack/one)",
+            "(http://h/ack/three)",
+        ] {
+            assert!(md.contains(needle), "{needle} in {md}");
+        }
+        assert!(!md.contains("**@all**"), "{md}");
+        let text = digest_text(&items, Lang::En);
+        assert!(text.starts_with("[DIGEST] 3 notifications"), "{text}");
+        assert_eq!(text.matches("[FIRING:1] HostDown").count(), 3, "{text}");
+        assert!(text.contains("http://h/ack/three"), "{text}");
     }
 
     #[test]
