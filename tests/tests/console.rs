@@ -130,6 +130,8 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     // No audit or users page for a reviewer.
     assert!(b.find("#nav-audit").await.unwrap().is_none());
     assert!(b.find("#nav-users").await.unwrap().is_none());
+    // A reviewer has the reports permission.
+    assert!(b.find("#nav-reportsPage").await.unwrap().is_some());
 
     // Hosts, filtered by labels, and the host detail with a rollup chart.
     b.goto(&format!("{base}/#/hosts")).await.unwrap();
@@ -200,6 +202,11 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     let audit = b.wait_text("#audit-table", "lockout").await.unwrap();
     assert!(audit.contains("sun.locked"), "{audit}");
     assert!(b.find("#nav-overview").await.unwrap().is_none());
+    // No reports for an auditor: no menu entry, and the address falls back to the audit log.
+    assert!(b.find("#nav-reportsPage").await.unwrap().is_none());
+    b.goto(&format!("{base}/#/reportsPage")).await.unwrap();
+    b.wait("#audit-table").await.unwrap();
+    assert!(b.find("#reports-verify").await.unwrap().is_none());
     shot("audit-zh").await;
     logout(&b).await;
 
