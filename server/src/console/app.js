@@ -718,7 +718,8 @@ Object.assign(I18N["zh-CN"], {
   originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
   langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
   gFair: "基本合格", gFail: "不合格",
-  verifyNote: "每个报告文件都带有签名。下载后可用 yunwei-server report verify 文件名 校验其完整性与签名；" +
+  verifyNote: "每个报告文件都带有签名。下载后用 yunwei-server report verify --public-key 公钥文件 文件名 " +
+    "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；" +
     "同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
 });
 Object.assign(I18N.en, {
@@ -730,7 +731,8 @@ Object.assign(I18N.en, {
   langZh: "Chinese", langEn: "English", provisionalShort: "provisional", gExcellent: "excellent",
   gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail",
   verifyNote: "Every report file carries its signature. After downloading, check its integrity and " +
-    "signature with yunwei-server report verify FILE. Regenerating a period makes a new version; " +
+    "signature with yunwei-server report verify --public-key KEY_FILE FILE (on the server, " +
+    "--data-dir DATA_DIR instead of the key file). Regenerating a period makes a new version; " +
     "earlier versions stay in the archive unchanged.",
 });
 
@@ -779,7 +781,7 @@ async function renderReports(main) {
       el("td", {}, names[r.contract_id] || r.contract_id), el("td", {}, r.period),
       el("td", { class: "version" }, "v" + r.version), el("td", {}, r.lang === "en" ? t("langEn") : t("langZh")),
       el("td", {}, fmtTime(r.generated_ms)), el("td", {}, originName(r.origin)),
-      el("td", {}, (r.score_milli / 1000).toFixed(3)),
+      el("td", {}, Number((r.score_milli / 1000).toFixed(3))),
       el("td", {}, gradeName(r.grade), " ", r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : null),
       el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)),
       el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]))))));
