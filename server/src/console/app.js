@@ -718,9 +718,8 @@ Object.assign(I18N["zh-CN"], {
   originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
   langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
   gFair: "基本合格", gFail: "不合格",
-  verifyNote: "每个报告文件都带有签名。下载后用 yunwei-server report verify --public-key 公钥文件 文件名 " +
-    "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；" +
-    "同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
+  verifyPre: "每个报告文件都带有签名。下载后用", verifyCmd: "yunwei-server report verify --public-key 公钥文件 文件名",
+  verifyPost: "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
 });
 Object.assign(I18N.en, {
   reportsPage: "Reports", reportsTitle: "Assessment reports", generateReport: "Generate a report",
@@ -730,10 +729,10 @@ Object.assign(I18N.en, {
   originApi: "console/API", originSchedule: "schedule", generated: "Generated: {c} {p} version {v}",
   langZh: "Chinese", langEn: "English", provisionalShort: "provisional", gExcellent: "excellent",
   gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail",
-  verifyNote: "Every report file carries its signature. After downloading, check its integrity and " +
-    "signature with yunwei-server report verify --public-key KEY_FILE FILE (on the server, " +
-    "--data-dir DATA_DIR instead of the key file). Regenerating a period makes a new version; " +
-    "earlier versions stay in the archive unchanged.",
+  verifyPre: "Every report file carries its signature. After downloading, check its integrity and signature with",
+  verifyCmd: "yunwei-server report verify --public-key KEY_FILE FILE",
+  verifyPost: "(on the server, --data-dir DATA_DIR instead of the key file). Regenerating a period makes a new " +
+    "version; earlier versions stay in the archive unchanged.",
 });
 
 PAGES.push({ id: "reportsPage", perm: "reports", render: renderReports });
@@ -749,7 +748,8 @@ function thisMonth() {
 }
 
 async function renderReports(main) {
-  main.append(el("h1", {}, t("reportsTitle")), el("p", { class: "note", id: "reports-verify" }, t("verifyNote")));
+  main.append(el("h1", {}, t("reportsTitle")), el("p", { class: "note", id: "reports-verify" },
+    t("verifyPre"), " ", el("code", {}, t("verifyCmd")), " ", t("verifyPost")));
   const out = el("div", { id: "reports-msg" });
   const [cl, list] = await Promise.all([api("GET", "/api/v1/contracts"), api("GET", "/api/v1/reports")]);
   const names = {};
