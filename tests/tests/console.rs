@@ -130,6 +130,8 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     // No audit or users page for a reviewer.
     assert!(b.find("#nav-audit").await.unwrap().is_none());
     assert!(b.find("#nav-users").await.unwrap().is_none());
+    // A reviewer has the reports permission.
+    assert!(b.find("#nav-reportsPage").await.unwrap().is_some());
 
     // Hosts, filtered by labels, and the host detail with a rollup chart.
     b.goto(&format!("{base}/#/hosts")).await.unwrap();
@@ -200,6 +202,11 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     let audit = b.wait_text("#audit-table", "lockout").await.unwrap();
     assert!(audit.contains("sun.locked"), "{audit}");
     assert!(b.find("#nav-overview").await.unwrap().is_none());
+    // No reports for an auditor: no menu entry, and the address falls back to the audit log.
+    assert!(b.find("#nav-reportsPage").await.unwrap().is_none());
+    b.goto(&format!("{base}/#/reportsPage")).await.unwrap();
+    b.wait("#audit-table").await.unwrap();
+    assert!(b.find("#reports-verify").await.unwrap().is_none());
     shot("audit-zh").await;
     logout(&b).await;
 
@@ -531,11 +538,79 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     assert_eq!(approved["reviewed_by"], "wang.reviewer");
     shot("maintenance-zh").await;
 
+    // Reports: the reviewer generates this month's report twice; both versions stay listed.
+    b.goto(&format!("{base}/#/reportsPage")).await.unwrap();
+    b.wait_text("#reports-verify", "yunwei-server report verify")
+        .await
+        .unwrap();
+    b.wait_text("#main", "尚未生成报告").await.unwrap();
+    let period = b
+        .exec("return document.getElementById('report-period').value")
+        .await
+        .unwrap();
+    let period = period.as_str().unwrap().to_string();
+    assert_eq!(period.len(), 7, "current month YYYY-MM: {period}");
+    let row_version = |v: i64| {
+        format!(
+            "#reports-table tr[data-contract='gov-cloud-om-2026'][data-period='{period}'][data-version='{v}']"
+        )
+    };
+    b.click("#report-generate").await.unwrap();
+    b.wait_text("#reports-msg", "第 1 版").await.unwrap();
+    let v1 = b.wait_text(&row_version(1), "v1").await.unwrap();
+    assert!(v1.contains("控制台/API"), "{v1}");
+    assert!(v1.contains("中文"), "{v1}");
+    b.click("#report-generate").await.unwrap();
+    b.wait_text("#reports-msg", "第 2 版").await.unwrap();
+    b.wait_text(&row_version(2), "v2").await.unwrap();
+    b.wait_text(&row_version(1), "v1").await.unwrap();
+    let rows = b
+        .exec("return document.querySelectorAll('#reports-table tr[data-version]').length")
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    // Only the requested formats are offered, and the JSON link downloads the signed
+    // report with the browser's session.
+    let links = b
+        .exec(&format!(
+            "return Array.from(document.querySelectorAll(\"{} a.dl\")).map(a => a.textContent).join(',')",
+            row_version(2)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(links, "html,json");
+    let got = b
+        .exec(&format!(
+            "const a = document.querySelector(\"{} a.dl-json\"); const x = new XMLHttpRequest(); \
+             x.open('GET', a.href, false); x.send(); return [x.status, x.getResponseHeader('Content-Type'), x.responseText];",
+            row_version(2)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(got[0], 200, "{got}");
+    assert_eq!(got[1], "application/json", "{got}");
+    let doc: serde_json::Value = serde_json::from_str(got[2].as_str().unwrap()).unwrap();
+    let listed = phone
+        .get_json("/api/v1/reports?contract=gov-cloud-om-2026")
+        .await
+        .unwrap();
+    let v2 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == 2)
+        .unwrap()
+        .clone();
+    // The version-2 file, with the digest the archive lists for it (version 1's differs).
+    assert_eq!(doc["integrity"]["sha256"], v2["sha256"], "{doc}");
+    shot("reports-zh").await;
+
     // Every new page in English.
     b.click("#lang").await.unwrap();
     for (page, css, needle) in [
         ("overview", "#card-contracts", "Error budget left"),
         ("contractsPage", "#main", "Inspections"),
+        ("reportsPage", "#reports-table", "console/API"),
         ("incidentsPage", "#incidents-table", "Acknowledged"),
         ("alertsPage", "#silences-table", "expired"),
         (

@@ -709,6 +709,84 @@ async function renderMaintenance(main) {
       }))));
 }
 
+// ---- reports ------------------------------------------------------------------------------
+
+Object.assign(I18N["zh-CN"], {
+  reportsPage: "报告", reportsTitle: "考核报告", generateReport: "生成报告", contract: "合同",
+  periodHint: "考核期，如 2026-10、2026-Q3、2026", formats: "格式", language: "语言", generate: "生成",
+  version: "版本", generatedAt: "生成时间", sha256: "SHA-256", download: "下载", noReports: "尚未生成报告",
+  originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
+  langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
+  gFair: "基本合格", gFail: "不合格",
+  verifyPre: "每个报告文件都带有签名。下载后用", verifyCmd: "yunwei-server report verify --public-key 公钥文件 文件名",
+  verifyPost: "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
+});
+Object.assign(I18N.en, {
+  reportsPage: "Reports", reportsTitle: "Assessment reports", generateReport: "Generate a report",
+  contract: "Contract", periodHint: "Period, e.g. 2026-10, 2026-Q3, 2026", formats: "Formats",
+  language: "Language", generate: "Generate", version: "Version", generatedAt: "Generated at",
+  sha256: "SHA-256", download: "Download", noReports: "No reports generated yet", originCli: "command line",
+  originApi: "console/API", originSchedule: "schedule", generated: "Generated: {c} {p} version {v}",
+  langZh: "Chinese", langEn: "English", provisionalShort: "provisional", gExcellent: "excellent",
+  gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail",
+  verifyPre: "Every report file carries its signature. After downloading, check its integrity and signature with",
+  verifyCmd: "yunwei-server report verify --public-key KEY_FILE FILE",
+  verifyPost: "(on the server, --data-dir DATA_DIR instead of the key file). Regenerating a period makes a new " +
+    "version; earlier versions stay in the archive unchanged.",
+});
+
+PAGES.push({ id: "reportsPage", perm: "reports", render: renderReports });
+
+/** A report's grade key (excellent, good, pass, fair, fail) in the page's language. */
+function gradeName(g) { return t("g" + g.charAt(0).toUpperCase() + g.slice(1)); }
+function originName(o) { return t("origin" + o.charAt(0).toUpperCase() + o.slice(1)); }
+
+/** The current month as YYYY-MM in the browser's time zone. */
+function thisMonth() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`;
+}
+
+async function renderReports(main) {
+  main.append(el("h1", {}, t("reportsTitle")), el("p", { class: "note", id: "reports-verify" },
+    t("verifyPre"), " ", el("code", {}, t("verifyCmd")), " ", t("verifyPost")));
+  const out = el("div", { id: "reports-msg" });
+  const [cl, list] = await Promise.all([api("GET", "/api/v1/contracts"), api("GET", "/api/v1/reports")]);
+  const names = {};
+  for (const c of cl.contracts) names[c.id] = c.name;
+  const contract = el("select", { id: "report-contract" }, cl.contracts.map((c) => el("option", { value: c.id }, `${c.name} (${c.id})`)));
+  const period = el("input", { id: "report-period", placeholder: t("periodHint"), value: thisMonth(), class: "short" });
+  const boxes = ["html", "pdf", "xlsx", "json"].map((f) => el("input", { type: "checkbox", id: "report-fmt-" + f, value: f, ...(f === "html" || f === "json" ? { checked: "" } : {}) }));
+  const rlang = el("select", { id: "report-lang" },
+    el("option", lang === "en" ? { value: "zh-CN" } : { value: "zh-CN", selected: "" }, t("langZh")),
+    el("option", lang === "en" ? { value: "en", selected: "" } : { value: "en" }, t("langEn")));
+  main.append(el("h2", {}, t("generateReport")),
+    el("div", { class: "toolbar" },
+      el("label", {}, t("contract"), " ", contract), el("label", {}, t("period"), " ", period),
+      el("span", {}, t("formats"), " ", boxes.map((b) => el("label", { class: "check" }, b, " " + b.value))),
+      el("label", {}, t("language"), " ", rlang),
+      actButton("report-generate", t("generate"), "reports", async () => {
+        const body = { contract: contract.value, period: period.value.trim(), formats: boxes.filter((b) => b.checked).map((b) => b.value), lang: rlang.value };
+        try {
+          const a = await api("POST", "/api/v1/reports", body);
+          await route();
+          const box = document.getElementById(out.id);
+          if (box) box.replaceChildren(message("ok", t("generated").replace("{c}", names[a.contract_id] || a.contract_id).replace("{p}", a.period).replace("{v}", a.version)));
+        } catch (e) { out.replaceChildren(errorMessage(e)); }
+      })),
+    out);
+  main.append(el("h2", {}, t("reportsPage")), list.length === 0 ? message("ok", t("noReports")) : el("table", { id: "reports-table" },
+    el("tr", {}, ["contract", "period", "version", "language", "generatedAt", "origin", "score", "grade", "sha256", "download"].map((k) => el("th", {}, t(k)))),
+    list.map((r) => el("tr", { id: "report-" + r.id, "data-contract": r.contract_id, "data-period": r.period, "data-version": r.version },
+      el("td", {}, names[r.contract_id] || r.contract_id), el("td", {}, r.period),
+      el("td", { class: "version" }, "v" + r.version), el("td", {}, r.lang === "en" ? t("langEn") : t("langZh")),
+      el("td", {}, fmtTime(r.generated_ms)), el("td", {}, originName(r.origin)),
+      el("td", {}, Number((r.score_milli / 1000).toFixed(3))),
+      el("td", {}, gradeName(r.grade), " ", r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : null),
+      el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)),
+      el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]))))));
+}
+
 window.addEventListener("hashchange", () => { if (me) route(); });
 document.documentElement.lang = lang;
 route();
