@@ -2,7 +2,7 @@
 //! SQLite (simulated history, see `yunwei_server::demo`), timed step by step: store queries
 //! (evidence), assessment, report model + signature, HTML, XLSX, JSON, and PDF separately.
 //!
-//! `cargo run --release -p yunwei-server --example report_bench [-- HOSTS PROBES_PER_HOST]`
+//! `cargo run --release -p yunwei-server --example monthly_report_bench [-- HOSTS PROBES_PER_HOST]`
 
 use std::time::Instant;
 
