@@ -94,6 +94,19 @@ impl ApiError {
     }
 }
 
+/// Parses a JSON request body; a bad one is a 400 naming the field serde complained about
+/// (`body` when it names none).
+pub fn json_body<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .map_or_else(|| "body".to_string(), str::to_string);
+        ApiError::bad_request("invalid_body", msg).field(field)
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

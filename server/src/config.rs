@@ -544,12 +544,8 @@ mod tests {
             .lines()
             .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
             .collect();
-        let c = ServerConfig::parse(
-            &section,
-            "server.example.yaml", // tests run in server/, where calendars/ is
-            &Overrides::default(),
-        )
-        .unwrap();
+        let c =
+            ServerConfig::parse(&section, "server.example.yaml", &Overrides::default()).unwrap();
         assert_eq!(c.notify.receivers.len(), 2);
         assert_eq!(c.notify.oncall_schedules[0].layers.len(), 2);
         assert_eq!(c.notify.incidents.levels.len(), 2);

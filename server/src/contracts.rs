@@ -34,7 +34,7 @@ use yunwei_rules::{
 
 use crate::{
     AppState,
-    api::ApiError,
+    api::{ApiError, json_body},
     ingest::{KIND_HOST, KIND_PROBE},
     notify::matcher::{Matcher, all_match},
     now_ms,
@@ -185,8 +185,9 @@ pub async fn gather(
             });
         }
     }
+    let host_subjects: BTreeSet<String> = ev.subjects.iter().map(|s| s.id.clone()).collect();
     for (subject, span) in store.intervals_between(KIND_HOST, from_ms, to_ms).await? {
-        if ev.subjects.iter().any(|s| s.id == subject) {
+        if host_subjects.contains(&subject) {
             ev.intervals.push(StatusInterval {
                 id: format!("interval:host:{}", span.id.unwrap_or_default()),
                 kind: SubjectKind::Host,
@@ -707,11 +708,7 @@ pub async fn record_event(
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let c = find(&state, &id)?;
-    let e: NewEvent = serde_json::from_slice(&b).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg.split('`').nth(1).unwrap_or("body").to_string();
-        ApiError::bad_request("invalid_body", msg).field(field)
-    })?;
+    let e: NewEvent = json_body(&b)?;
     let allowed = event_categories(&c.contract);
     if !allowed.contains(e.category.as_str()) {
         let list: Vec<&str> = allowed.into_iter().collect();

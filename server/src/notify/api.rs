@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
-    api::ApiError,
+    api::{ApiError, json_body},
     auth::Principal,
     now_ms,
     store::{
@@ -56,18 +56,6 @@ fn acting(by: &mut String, principal: Option<Extension<Principal>>) {
     if let Some(Extension(p)) = principal {
         *by = p.actor;
     }
-}
-
-fn body<T: serde::de::DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .map(str::to_string)
-            .unwrap_or_else(|| "body".into());
-        ApiError::bad_request("invalid_body", msg).field(field)
-    })
 }
 
 fn page(status: StatusCode, zh: &str, en: &str) -> Response {
@@ -172,7 +160,7 @@ async fn group_action(
     if !matches!(action.as_str(), "ack" | "unack" | "resolve") {
         return Err(ApiError::not_found("action"));
     }
-    let mut a: ActionBody = body(&b)?;
+    let mut a: ActionBody = json_body(&b)?;
     acting(&mut a.by, principal);
     if a.by.trim().is_empty() {
         return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
@@ -257,7 +245,7 @@ async fn create_silence(
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut s: SilenceBody = body(&b)?;
+    let mut s: SilenceBody = json_body(&b)?;
     acting(&mut s.by, principal);
     if s.matchers.is_empty() {
         return Err(
@@ -355,7 +343,7 @@ async fn request_exclusion(
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut e: ExclusionBody = body(&b)?;
+    let mut e: ExclusionBody = json_body(&b)?;
     acting(&mut e.by, principal);
     if !matches!(
         e.kind.as_str(),
@@ -432,7 +420,7 @@ async fn review_exclusion(
         "reject" => "rejected",
         _ => return Err(ApiError::not_found("decision")),
     };
-    let mut r: ReviewBody = body(&b)?;
+    let mut r: ReviewBody = json_body(&b)?;
     acting(&mut r.by, principal);
     let existing = state
         .store
@@ -535,7 +523,7 @@ async fn create_incident(
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut n: NewIncident = body(&b)?;
+    let mut n: NewIncident = json_body(&b)?;
     acting(&mut n.by, principal);
     check_level(n.level)?;
     for (name, v) in [("title", &n.title), ("by", &n.by)] {
@@ -603,7 +591,7 @@ async fn incident_action(
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut a: IncidentAction = body(&b)?;
+    let mut a: IncidentAction = json_body(&b)?;
     acting(&mut a.by, principal);
     if a.by.trim().is_empty() {
         return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));

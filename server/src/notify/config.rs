@@ -7,8 +7,9 @@ use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+use yunwei_rules::calendar::Calendar;
+
 use super::{
-    calendar::Calendar,
     matcher::{LabelSet, Matcher, all_match},
     timeinterval::NamedIntervals,
 };
@@ -472,8 +473,8 @@ pub struct RawNotify {
     pub time_intervals: Vec<NamedIntervals>,
     #[serde(default)]
     pub escalation_policies: Vec<EscalationPolicy>,
-    /// Calendar file in the format of `server/calendars/cn-2025-2026.yaml`; the shipped one
-    /// when unset.
+    /// Calendar file in the format of `rules/calendars/cn-statutory.yaml`, laid over the shipped
+    /// calendar (a year it names replaces the shipped one; another year is added).
     pub calendar_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub retry: Retry,
@@ -827,7 +828,7 @@ impl RawNotify {
             }
         }
         let calendar = match &self.calendar_file {
-            None => Calendar::builtin(),
+            None => Calendar::shipped(),
             Some(f) => {
                 let f = if f.is_relative() {
                     base.join(f)
@@ -835,10 +836,17 @@ impl RawNotify {
                     f.clone()
                 };
                 match std::fs::read_to_string(&f) {
-                    Ok(t) => Calendar::parse(&t, &f.display().to_string()).unwrap_or_else(|e| {
-                        errs.push(e);
-                        Calendar::default()
-                    }),
+                    Ok(t) => match Calendar::parse(&t, &f.display().to_string()) {
+                        Ok(extra) => {
+                            let mut c = Calendar::shipped();
+                            c.overlay(extra);
+                            c
+                        }
+                        Err(e) => {
+                            errs.push(e.to_string());
+                            Calendar::default()
+                        }
+                    },
                     Err(e) => {
                         errs.push(format!(
                             "{origin}: notify.calendar_file: {}: {e}",

@@ -2,7 +2,6 @@
 //! pure [`engine`] (configured by [`config`]), then delivered by the dispatcher through email
 //! and webhooks with a persisted queue, retries and a log of every attempt.
 
-pub mod calendar;
 pub mod config;
 pub mod deliver;
 pub mod dispatch;

@@ -6,7 +6,9 @@
 use chrono::DateTime;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use super::{calendar::Calendar, config::Millis, timeinterval::NamedIntervals};
+use yunwei_rules::calendar::Calendar;
+
+use super::{config::Millis, timeinterval::NamedIntervals};
 
 /// An RFC 3339 instant, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +121,7 @@ overrides:
             "- name: office\n  time_intervals: [{times: [{start_time: '09:00', end_time: '18:00'}], calendar: working_days}]\n",
         )
         .unwrap();
-        let cal = Calendar::builtin();
+        let cal = Calendar::shipped();
         let who = |t: &str| s.on_call(at(t), &intervals, &cal);
         assert_eq!(
             who("2026-01-05T08:59:00+08:00"),

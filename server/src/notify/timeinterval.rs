@@ -6,7 +6,7 @@
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use super::calendar::Calendar;
+use yunwei_rules::calendar::Calendar;
 
 /// An inclusive range of integers (`"monday:friday"`, `"1:5"`, `"-1"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +216,8 @@ impl TimeInterval {
             return false;
         }
         match self.calendar {
-            Some(CalendarDays::WorkingDays) => cal.is_working_day(t.date_naive()),
-            Some(CalendarDays::NonWorkingDays) => !cal.is_working_day(t.date_naive()),
+            Some(CalendarDays::WorkingDays) => cal.is_working_day(t.date_naive()).0,
+            Some(CalendarDays::NonWorkingDays) => !cal.is_working_day(t.date_naive()).0,
             None => true,
         }
     }
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn working_hours_on_statutory_working_days() {
-        let cal = Calendar::builtin();
+        let cal = Calendar::shipped();
         let i = ti(
             "times: [{start_time: '09:00', end_time: '17:30'}]\ncalendar: working_days\nlocation: Asia/Shanghai\n",
         );
