@@ -139,6 +139,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{id}", get(host))
+        .route("/api/v1/probes", get(crate::inventory::probes))
+        .route("/api/v1/systems", get(crate::inventory::systems))
         .route("/api/v1/series", get(series))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
@@ -282,7 +284,10 @@ pub struct HostView {
     pub last_seen: Option<i64>,
     pub last_seq: i64,
     pub interval_seconds: f64,
-    /// `up` or `unknown` (no batch within the allowed missed batches, or never reported).
+    /// `up` (batches on time), `down` (silent: no batch within the allowed missed batches, the
+    /// condition of `yunwei_host_up == 0` and the shipped "agent silent" rule) or `unknown`
+    /// (enrolled, never reported). Status intervals and SLA figures count the silence as missing
+    /// data, not downtime (see `timeline`).
     pub status: State,
     pub seconds_since_last_batch: Option<f64>,
 }
@@ -299,7 +304,8 @@ fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
     let missed = i64::from(state.config.ingest.unknown_after_missed_batches);
     let status = match last_seen {
         Some(t) if now - t <= missed * interval => State::Up,
-        _ => State::Unknown,
+        Some(_) => State::Down,
+        None => State::Unknown,
     };
     HostView {
         agent_id: a.agent_id.clone(),

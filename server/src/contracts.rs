@@ -112,7 +112,10 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<LoadedContract>>, String> {
     }
 }
 
-fn selected(sel: Option<&BTreeMap<String, String>>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selected(
+    sel: Option<&BTreeMap<String, String>>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     sel.is_some_and(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
@@ -125,7 +128,7 @@ fn assess_state(s: State) -> assess::State {
 }
 
 /// Labels a host is selected by: its inventory labels plus `hostname`, `instance` and `agent_id`.
-fn host_labels(
+pub(crate) fn host_labels(
     agent_id: &str,
     hostname: &str,
     inventory: &BTreeMap<String, String>,

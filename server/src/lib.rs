@@ -10,6 +10,7 @@ pub mod console;
 pub mod contracts;
 pub mod demo;
 pub mod ingest;
+pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod notify;

@@ -305,6 +305,16 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
+    // One failed probe result, for the systems and probes page.
+    let mut probe = batch(&e, "web-01", 2, now_ms() - 500, 0);
+    probe.samples.push(yunwei_proto::Sample {
+        name: "probe_success".into(),
+        labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        value: 0.0,
+        ts_ms: now_ms() - 500,
+    });
+    let (status, body) = client.push(&e.token, &probe).await.unwrap();
+    assert_eq!(status, 200, "{body}");
     let base = server.url("");
     let reviewer = add_user(&server, "wang.reviewer", "reviewer");
     let operator = add_user(&server, "li.operator", "operator");
@@ -391,6 +401,32 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     }
     b.wait_text("#main", "巡检记录").await.unwrap();
     shot("contracts-zh").await;
+
+    // Systems and probes: every system of the contract with its rule, and the failed probe.
+    b.goto(&format!("{base}/#/systemsPage")).await.unwrap();
+    let table = b.wait_text("#systems-table", "政务服务门户").await.unwrap();
+    assert!(table.contains("任一拨测失败或全部主机故障"), "{table}");
+    let rows = b
+        .exec("return document.querySelectorAll('#systems-table tr[data-state]').length")
+        .await
+        .unwrap();
+    assert_eq!(rows.as_u64().unwrap() as usize, systems.len(), "{table}");
+    let probes = b.wait_text("#probes-table", "web-01").await.unwrap();
+    assert!(probes.contains("home"), "{probes}");
+    let api_probes = phone.get_json("/api/v1/probes").await.unwrap();
+    let state = api_probes["probes"][0]["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cell = b
+        .exec("return document.querySelector('#probes-table tr[data-subject]').dataset.state")
+        .await
+        .unwrap();
+    assert!(
+        cell == state.as_str() || cell == "unknown",
+        "the page shows the API's state (or its later expiry): {cell} vs {state}"
+    );
+    shot("systems-zh").await;
 
     // The reviewer tries to acknowledge the incident and is refused with the 403 shown.
     b.goto(&format!("{base}/#/incidentsPage")).await.unwrap();
@@ -610,6 +646,7 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     for (page, css, needle) in [
         ("overview", "#card-contracts", "Error budget left"),
         ("contractsPage", "#main", "Inspections"),
+        ("systemsPage", "#probes-table", "Availability (24 h)"),
         ("reportsPage", "#reports-table", "console/API"),
         ("incidentsPage", "#incidents-table", "Acknowledged"),
         ("alertsPage", "#silences-table", "expired"),

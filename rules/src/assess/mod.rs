@@ -791,10 +791,6 @@ fn system_states(
         }
     }
     events.sort_by_key(|e| e.0);
-    let n_hosts = deciding
-        .iter()
-        .filter(|s| s.kind == SubjectKind::Host)
-        .count();
     let mut state = vec![State::Unknown; deciding.len()];
     // counts[kind][state]
     let mut counts = [[0usize; 3]; 2];
@@ -827,51 +823,7 @@ fn system_states(
         if next <= t {
             continue;
         }
-        let [h, p] = counts;
-        let host_state = || {
-            if n_hosts == 0 {
-                None
-            } else if h[1] == n_hosts {
-                Some(State::Down)
-            } else if h[0] > 0 {
-                Some(State::Up)
-            } else {
-                Some(State::Unknown)
-            }
-        };
-        let probe_state = || {
-            if p.iter().sum::<usize>() == 0 {
-                None
-            } else if p[1] > 0 {
-                Some(State::Down)
-            } else if p[2] > 0 {
-                Some(State::Unknown)
-            } else {
-                Some(State::Up)
-            }
-        };
-        let parts: Vec<State> = match sys.down_when {
-            DownWhen::AnyProbeOrAllHosts => [host_state(), probe_state()]
-                .into_iter()
-                .flatten()
-                .collect(),
-            DownWhen::AllHosts => host_state().into_iter().collect(),
-            DownWhen::AnyProbe => probe_state().into_iter().collect(),
-            DownWhen::AnySubject => vec![if h[1] + p[1] > 0 {
-                State::Down
-            } else if h[2] + p[2] > 0 {
-                State::Unknown
-            } else {
-                State::Up
-            }],
-        };
-        let st = if parts.contains(&State::Down) {
-            State::Down
-        } else if parts.is_empty() || parts.contains(&State::Unknown) {
-            State::Unknown
-        } else {
-            State::Up
-        };
+        let st = system_state(sys.down_when, counts[0], counts[1]);
         match st {
             State::Down => down.push((t, next)),
             State::Unknown => unknown.push((t, next)),
@@ -879,6 +831,58 @@ fn system_states(
         }
     }
     (normalize(down), normalize(unknown))
+}
+
+/// A system's state from the states of the subjects its `down_when` rule looks at, given as
+/// counts `[up, down, unknown]` of its hosts and of its probes. Shared by the assessment and the
+/// console's live view, so both apply the contract's rule the same way.
+pub fn system_state(down_when: DownWhen, hosts: [usize; 3], probes: [usize; 3]) -> State {
+    let (h, p) = (hosts, probes);
+    let n_hosts: usize = h.iter().sum();
+    let host_state = || {
+        if n_hosts == 0 {
+            None
+        } else if h[1] == n_hosts {
+            Some(State::Down)
+        } else if h[0] > 0 {
+            Some(State::Up)
+        } else {
+            Some(State::Unknown)
+        }
+    };
+    let probe_state = || {
+        if p.iter().sum::<usize>() == 0 {
+            None
+        } else if p[1] > 0 {
+            Some(State::Down)
+        } else if p[2] > 0 {
+            Some(State::Unknown)
+        } else {
+            Some(State::Up)
+        }
+    };
+    let parts: Vec<State> = match down_when {
+        DownWhen::AnyProbeOrAllHosts => [host_state(), probe_state()]
+            .into_iter()
+            .flatten()
+            .collect(),
+        DownWhen::AllHosts => host_state().into_iter().collect(),
+        DownWhen::AnyProbe => probe_state().into_iter().collect(),
+        DownWhen::AnySubject => vec![if h[1] + p[1] > 0 {
+            State::Down
+        } else if h[2] + p[2] > 0 {
+            State::Unknown
+        } else {
+            State::Up
+        }],
+    };
+    if parts.contains(&State::Down) {
+        State::Down
+    } else if parts.is_empty() || parts.contains(&State::Unknown) {
+        State::Unknown
+    } else {
+        State::Up
+    }
 }
 
 /// For each outage run (sorted, disjoint), the ids of the down intervals overlapping it.

@@ -321,7 +321,24 @@ pub const POLICY: &[RoutePolicy] = &[
         Agent,
         "agent: enroll with the enrollment secret",
     ),
-    p("GET", "/api/v1/hosts", READ, "hosts with up/unknown status"),
+    p(
+        "GET",
+        "/api/v1/hosts",
+        READ,
+        "hosts with up / down (silent) / unknown (never reported) status",
+    ),
+    p(
+        "GET",
+        "/api/v1/probes",
+        READ,
+        "every probe: current state, since when, last 24 hours, contract systems",
+    ),
+    p(
+        "GET",
+        "/api/v1/systems",
+        READ,
+        "contract systems with their hosts, probes and current state",
+    ),
     p(
         "GET",
         "/api/v1/hosts/{id}",

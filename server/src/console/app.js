@@ -787,6 +787,72 @@ async function renderReports(main) {
       el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]))))));
 }
 
+// ---- systems and probes ----------------------------------------------------------------------
+
+Object.assign(I18N["zh-CN"], {
+  systemsPage: "业务系统与拨测", systemsTitle: "业务系统", probesTitle: "拨测", noSystems: "已加载的合同中没有定义业务系统",
+  noProbes: "最近 24 小时没有拨测结果", host: "主机", probe: "拨测", since: "状态起始", avail24h: "24 小时可用率",
+  down24h: "24 小时故障", unknown24h: "24 小时无数据", downWhen: "故障判定", window: "服务时段",
+  nowState: "当前状态", mtd: "本月至今可用率", inSystems: "所属业务系统", probeFilter: "按主机、拨测或业务系统筛选",
+  stUp: "正常", stDown: "故障", stUnknown: "无数据", seconds: "秒",
+  dwAny_probe_or_all_hosts: "任一拨测失败或全部主机故障", dwAll_hosts: "全部主机故障", dwAny_probe: "任一拨测失败",
+  dwAny_subject: "任一主机或拨测故障",
+  systemsNote: "状态取自已存储的状态区间，与合同考核同一口径：主机停止上报的时段记为“无数据”，不计为停机。",
+});
+Object.assign(I18N.en, {
+  systemsPage: "Systems & probes", systemsTitle: "Systems", probesTitle: "Probes", noSystems: "The loaded contracts define no systems",
+  noProbes: "No probe results in the last 24 hours", host: "Host", probe: "Probe", since: "Since", avail24h: "Availability (24 h)",
+  down24h: "Down (24 h)", unknown24h: "No data (24 h)", downWhen: "Down when", window: "Service window",
+  nowState: "Now", mtd: "Availability, month to date", inSystems: "Systems", probeFilter: "Filter by host, probe or system",
+  stUp: "up", stDown: "down", stUnknown: "no data", seconds: "s",
+  dwAny_probe_or_all_hosts: "any probe fails or every host is down", dwAll_hosts: "every host is down",
+  dwAny_probe: "any probe fails", dwAny_subject: "any host or probe is down",
+  systemsNote: "States come from the stored status intervals, as in the contract assessment: time when a host sent nothing counts as no data, not as downtime.",
+});
+
+PAGES.splice(PAGES.findIndex((p) => p.id === "hosts") + 1, 0, { id: "systemsPage", perm: "read", render: renderSystems });
+
+function stName(s) { return t("st" + s.charAt(0).toUpperCase() + s.slice(1)); }
+function stCell(s) { return el("td", { class: "state " + s }, stName(s)); }
+function durMin(ms) { return ms > 0 && ms < 60000 ? `${Math.ceil(ms / 1000)} ${t("seconds")}` : mins(ms / 60000); }
+function members(list) { return list.length === 0 ? "—" : list.map((m) => el("div", { class: "member" }, m.link || m.name, " ", el("span", { class: "tag " + m.state }, stName(m.state)))); }
+
+async function renderSystems(main) {
+  main.append(el("h1", {}, t("systemsPage")), el("p", { class: "note" }, t("systemsNote")));
+  const [sys, pr, cs] = await Promise.all([api("GET", "/api/v1/systems"), api("GET", "/api/v1/probes"), contractStatuses()]);
+  const mtd = {};
+  for (const { c, s } of cs) for (const y of s.systems) mtd[c.id + "/" + y.id] = y;
+  const hostLink = (agent, name) => el("a", { href: "#/hosts/" + encodeURIComponent(agent) }, name);
+  main.append(el("h2", {}, t("systemsTitle")), sys.systems.length === 0 ? message("ok", t("noSystems")) : el("table", { id: "systems-table" },
+    el("tr", {}, ["contract", "system", "tier", "window", "downWhen", "nowState", "mtd", "hosts", "probesTitle"].map((k) => el("th", {}, t(k)))),
+    sys.systems.map((y) => {
+      const m = mtd[y.contract_id + "/" + y.id];
+      return el("tr", { id: `system-${y.contract_id}-${y.id}`, "data-state": y.state },
+        el("td", {}, y.contract_name), el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, y.window),
+        el("td", {}, t("dw" + y.down_when.charAt(0).toUpperCase() + y.down_when.slice(1))), stCell(y.state),
+        el("td", { class: m && m.actual_percent !== null ? (m.met ? "up" : "down") : "" }, m ? `${pct(m.actual_percent)} / ${pct(m.target_percent)}` : "—"),
+        el("td", {}, members(y.hosts.map((h) => ({ ...h, link: hostLink(h.id, h.name) })))),
+        el("td", {}, members(y.probes)));
+    })));
+  const input = el("input", { id: "probe-filter", placeholder: t("probeFilter") });
+  const box = el("div", { id: "probes-box" });
+  const draw = () => {
+    const q = input.value.trim().toLowerCase();
+    const rows = pr.probes.filter((p) => !q || [p.hostname, p.probe, ...p.systems].some((x) => x.toLowerCase().includes(q)));
+    box.replaceChildren(rows.length === 0 ? message("ok", t("noProbes")) : el("table", { id: "probes-table" },
+      el("tr", {}, ["host", "probe", "nowState", "since", "avail24h", "down24h", "unknown24h", "inSystems"].map((k) => el("th", {}, t(k)))),
+      rows.map((p) => el("tr", { "data-subject": p.subject, "data-state": p.state },
+        el("td", {}, hostLink(p.agent_id, p.hostname)), el("td", {}, p.probe), stCell(p.state),
+        el("td", {}, p.since ? fmtTime(p.since) : "—"),
+        el("td", {}, p.availability_24h_percent === null ? "—" : pct(p.availability_24h_percent)),
+        el("td", { class: p.down_ms_24h > 0 ? "down" : "" }, durMin(p.down_ms_24h)), el("td", {}, durMin(p.unknown_ms_24h)),
+        el("td", {}, p.systems.map((s) => el("span", { class: "tag" }, s)))))));
+  };
+  input.addEventListener("input", draw);
+  main.append(el("h2", {}, t("probesTitle")), el("div", { class: "toolbar" }, input), box);
+  draw();
+}
+
 window.addEventListener("hashchange", () => { if (me) route(); });
 document.documentElement.lang = lang;
 route();
