@@ -265,7 +265,7 @@ pub async fn gather(
             cause: Cause::Unknown,
         });
     }
-    ev.exclusions = exclusions(store, &ev.subjects, from_ms, to_ms).await?;
+    ev.exclusions = exclusions(store, &ev.subjects, from_ms, to_ms, &c.calendar).await?;
     for e in store.contract_events(&contract.id, from_ms, to_ms).await? {
         ev.events.push(ManualEvent {
             id: format!("event:{}", e.id),
@@ -305,73 +305,106 @@ fn incident_level(contract: &Contract, level: i64) -> String {
 /// label matchers (`instance="db1"`, `job=~"web.*"`); the engine scopes by labels a subject
 /// carries, so each request becomes one entry per subject its matchers select (ids
 /// `exclusion:<row>` or `exclusion:<row>#<n>`), or one unscoped entry when it has no matchers.
-/// Recurring windows mute notifications but are not yet expanded into SLA exclusions.
+/// A recurring window counts as each of its occurrences inside `[from, to)`, in the contract's
+/// calendar (`exclusion:<row>@<start ms>`, split per subject as above).
 async fn exclusions(
     store: &Store,
     subjects: &[Subject],
     from_ms: i64,
     to_ms: i64,
+    cal: &yunwei_rules::calendar::Calendar,
 ) -> anyhow::Result<Vec<Exclusion>> {
     let mut out = Vec::new();
     for row in store.exclusions().await? {
-        if row.recurrence.is_some() || row.to_ms <= from_ms || row.from_ms >= to_ms {
+        if row.to_ms <= from_ms || row.from_ms >= to_ms {
             continue;
         }
-        let kind = match row.kind.as_str() {
-            "force_majeure" => ExclusionKind::ForceMajeure,
-            "buyer_caused" => ExclusionKind::BuyerCaused,
-            _ => ExclusionKind::Maintenance,
-        };
-        let status = match row.status.as_str() {
-            "approved" => ExclusionStatus::Approved,
-            "rejected" => ExclusionStatus::Rejected,
-            _ => ExclusionStatus::Pending,
-        };
-        let entry = |id: String, labels: BTreeMap<String, String>| Exclusion {
-            id,
-            kind,
-            labels,
-            from_ms: row.from_ms,
-            to_ms: row.to_ms,
-            status,
-            requested_at_ms: row.requested_ms,
-            reason: row.reason.clone(),
-        };
-        if row.matchers.is_empty() {
-            out.push(entry(format!("exclusion:{}", row.id), BTreeMap::new()));
-            continue;
-        }
-        let Ok(matchers) = row
-            .matchers
-            .iter()
-            .map(|m| Matcher::parse(m))
-            .collect::<Result<Vec<_>, _>>()
-        else {
-            continue;
-        };
-        let hits: Vec<&Subject> = subjects
-            .iter()
-            .filter(|s| all_match(&matchers, &s.labels))
-            .collect();
-        for (n, s) in hits.iter().enumerate() {
-            let id = if hits.len() == 1 {
-                format!("exclusion:{}", row.id)
-            } else {
-                format!("exclusion:{}#{}", row.id, n + 1)
-            };
-            let agent = s.labels.get("agent_id").cloned().unwrap_or_default();
-            let mut labels = BTreeMap::from([("agent_id".to_string(), agent)]);
-            if let Some(p) = s
-                .labels
-                .get("probe")
-                .filter(|_| s.kind == SubjectKind::Probe)
-            {
-                labels.insert("probe".into(), p.clone());
+        let windows: Vec<(String, i64, i64)> = match &row.recurrence {
+            None => vec![(format!("exclusion:{}", row.id), row.from_ms, row.to_ms)],
+            Some(r) => {
+                let Ok(during) =
+                    serde_json::from_str::<crate::notify::timeinterval::TimeInterval>(r)
+                else {
+                    tracing::warn!(exclusion = %row.id, "unreadable recurrence: not excluded");
+                    continue;
+                };
+                during
+                    .occurrences(row.from_ms.max(from_ms), row.to_ms.min(to_ms), cal)
+                    .into_iter()
+                    .map(|(a, b)| (format!("exclusion:{}@{a}", row.id), a, b))
+                    .collect()
             }
-            out.push(entry(id, labels));
+        };
+        for (base_id, win_from, win_to) in windows {
+            exclusion_entries(&mut out, &row, &base_id, win_from, win_to, subjects);
         }
     }
     Ok(out)
+}
+
+/// One exclusion window of `row` as entries of the engine's evidence: unscoped without
+/// matchers, else one per subject the matchers select.
+fn exclusion_entries(
+    out: &mut Vec<Exclusion>,
+    row: &crate::store::notify::ExclusionRow,
+    base_id: &str,
+    from_ms: i64,
+    to_ms: i64,
+    subjects: &[Subject],
+) {
+    let kind = match row.kind.as_str() {
+        "force_majeure" => ExclusionKind::ForceMajeure,
+        "buyer_caused" => ExclusionKind::BuyerCaused,
+        _ => ExclusionKind::Maintenance,
+    };
+    let status = match row.status.as_str() {
+        "approved" => ExclusionStatus::Approved,
+        "rejected" => ExclusionStatus::Rejected,
+        _ => ExclusionStatus::Pending,
+    };
+    let entry = |id: String, labels: BTreeMap<String, String>| Exclusion {
+        id,
+        kind,
+        labels,
+        from_ms,
+        to_ms,
+        status,
+        requested_at_ms: row.requested_ms,
+        reason: row.reason.clone(),
+    };
+    if row.matchers.is_empty() {
+        out.push(entry(base_id.to_string(), BTreeMap::new()));
+        return;
+    }
+    let Ok(matchers) = row
+        .matchers
+        .iter()
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    let hits: Vec<&Subject> = subjects
+        .iter()
+        .filter(|s| all_match(&matchers, &s.labels))
+        .collect();
+    for (n, s) in hits.iter().enumerate() {
+        let id = if hits.len() == 1 {
+            base_id.to_string()
+        } else {
+            format!("{base_id}#{}", n + 1)
+        };
+        let agent = s.labels.get("agent_id").cloned().unwrap_or_default();
+        let mut labels = BTreeMap::from([("agent_id".to_string(), agent)]);
+        if let Some(p) = s
+            .labels
+            .get("probe")
+            .filter(|_| s.kind == SubjectKind::Probe)
+        {
+            labels.insert("probe".into(), p.clone());
+        }
+        out.push(entry(id, labels));
+    }
 }
 
 /// Hourly figures of a resource metric per host, from the rollups. `cpu_usage_ratio`,

@@ -27,6 +27,7 @@ macro_rules! contract_tests {
 contract_tests!(
     availability_comes_from_stored_intervals_and_cites_them,
     approved_maintenance_and_incidents_reach_the_assessment,
+    a_recurring_maintenance_window_excludes_each_occurrence,
     inspections_run_once_per_slot_and_count_as_done,
 );
 
@@ -363,6 +364,93 @@ async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) 
             .to_string()
             .contains(&format!("event:{event}")),
         "the deduction cites the recorded event: {scored}"
+    );
+    h.stop().await;
+}
+
+/// `times` entries (Alertmanager's fields, +08:00) covering `[a, b)` of one day, split at
+/// midnight when the span crosses it.
+fn shanghai_times(a: i64, b: i64) -> serde_json::Value {
+    let hhmm = |t: i64| {
+        let m = (t + SHANGHAI_MS).rem_euclid(86_400_000) / 60_000;
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    let (sa, sb) = (hhmm(a), hhmm(b));
+    if sa < sb {
+        serde_json::json!([{"start_time": sa, "end_time": sb}])
+    } else {
+        serde_json::json!([{"start_time": sa, "end_time": "24:00"}, {"start_time": "00:00", "end_time": sb}])
+    }
+}
+
+async fn a_recurring_maintenance_window_excludes_each_occurrence(backend: &str) {
+    let Some(h) = start(backend, None).await else {
+        return;
+    };
+    let e = h.client.enroll("portal-01").await.unwrap();
+    // Two outages: results 40..60 (inside the daily window below) and 80..90 (outside it).
+    let start_ms = now_ms() - 30 * 60_000;
+    for i in 0..120u64 {
+        let t = start_ms + i as i64 * 15_000;
+        let up = !(40..60).contains(&i) && !(80..90).contains(&i);
+        push_probe(&h, &e, i + 1, t, up).await;
+    }
+    let in_window = start_ms + 40 * 15_000;
+    // A daily window, whole minutes, from a minute before the first outage to 6 minutes after
+    // it began (the outage lasts 5 minutes), requested a week ago for the whole year.
+    let win_from = (in_window / 60_000 - 1) * 60_000;
+    let win_to = win_from + 7 * 60_000;
+    let subject = format!("{}/home", e.agent_id);
+    let spans = h
+        .state
+        .store
+        .intervals(yunwei_server::ingest::KIND_PROBE, &subject, 0, i64::MAX)
+        .await
+        .unwrap();
+    let down: Vec<_> = spans.iter().filter(|s| s.state == State::Down).collect();
+    assert_eq!(down.len(), 2, "{spans:?}");
+    assert!(
+        down[0].start >= win_from && down[0].end <= win_to,
+        "{spans:?}"
+    );
+    let outside_ms = down[1].end - down[1].start;
+    let row = yunwei_server::store::notify::ExclusionRow {
+        id: "weekly-patch".into(),
+        kind: "maintenance".into(),
+        matchers: vec!["hostname=\"portal-01\"".into()],
+        from_ms: now_ms() - 7 * 86_400_000,
+        to_ms: now_ms() + 300 * 86_400_000,
+        recurrence: Some(
+            serde_json::json!({"times": shanghai_times(win_from, win_to), "location": "+08:00"})
+                .to_string(),
+        ),
+        reason: "每日补丁窗口".into(),
+        requested_by: "vendor-op".into(),
+        requested_ms: now_ms() - 7 * 86_400_000,
+        status: "approved".into(),
+        reviewed_by: Some("office".into()),
+        reviewed_ms: Some(now_ms() - 6 * 86_400_000),
+        review_comment: None,
+    };
+    h.state.store.insert_exclusion(&row).await.unwrap();
+
+    let a = h
+        .client
+        .get_json("/api/v1/contracts/test-contract/assessment")
+        .await
+        .unwrap();
+    let sys = &a["systems"][0];
+    let downtime = sys["downtime_minutes"].as_f64().unwrap();
+    assert!(
+        (downtime - outside_ms as f64 / 60_000.0).abs() < 0.01,
+        "only the outage outside the window counts: {downtime} min vs {outside_ms} ms: {a}"
+    );
+    assert!(sys["excluded_minutes"].as_f64().unwrap() > 4.9, "{a}");
+    // The occurrences in the period are cited with the stored row and their start.
+    let uses = a["exclusions"].to_string();
+    assert!(
+        uses.contains(&format!("exclusion:weekly-patch@{win_from}")),
+        "{uses}"
     );
     h.stop().await;
 }

@@ -223,6 +223,29 @@ impl TimeInterval {
     }
 }
 
+impl TimeInterval {
+    /// The maximal runs `[start, end)` of `[from_ms, to_ms)` that lie in the interval, found
+    /// minute by minute (intervals are made of whole minutes in a whole-minute offset), for
+    /// turning a recurring maintenance window into the concrete windows the SLA excludes.
+    pub fn occurrences(&self, from_ms: i64, to_ms: i64, cal: &Calendar) -> Vec<(i64, i64)> {
+        const MINUTE: i64 = 60_000;
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        let mut t = from_ms.div_euclid(MINUTE) * MINUTE;
+        while t < to_ms {
+            let next = t + MINUTE;
+            if self.contains(t, cal) {
+                let (a, b) = (t.max(from_ms), next.min(to_ms));
+                match out.last_mut() {
+                    Some(last) if last.1 == a => last.1 = b,
+                    _ => out.push((a, b)),
+                }
+            }
+            t = next;
+        }
+        out
+    }
+}
+
 fn in_range(r: &Range, v: i32) -> bool {
     r.start <= v && v <= r.end
 }
@@ -264,6 +287,50 @@ mod tests {
 
     fn at(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn occurrences_are_the_runs_inside_the_range_on_working_days() {
+        let cal = Calendar::shipped();
+        let i = ti(
+            "times: [{start_time: '02:00', end_time: '04:00'}]\ncalendar: working_days\nlocation: Asia/Shanghai\n",
+        );
+        // Wednesday 2025-10-08 is a 国庆 holiday, Saturday 2025-10-11 a make-up working day.
+        let got = i.occurrences(
+            at("2025-10-07T03:00:00+08:00"),
+            at("2025-10-12T00:00:00+08:00"),
+            &cal,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    at("2025-10-09T02:00:00+08:00"),
+                    at("2025-10-09T04:00:00+08:00")
+                ),
+                (
+                    at("2025-10-10T02:00:00+08:00"),
+                    at("2025-10-10T04:00:00+08:00")
+                ),
+                (
+                    at("2025-10-11T02:00:00+08:00"),
+                    at("2025-10-11T04:00:00+08:00")
+                ),
+            ]
+        );
+        // Clipped to the range, also mid-minute.
+        let got = i.occurrences(
+            at("2025-10-09T03:30:30+08:00"),
+            at("2025-10-09T05:00:00+08:00"),
+            &cal,
+        );
+        assert_eq!(
+            got,
+            vec![(
+                at("2025-10-09T03:30:30+08:00"),
+                at("2025-10-09T04:00:00+08:00")
+            )]
+        );
     }
 
     #[test]
