@@ -488,6 +488,19 @@ mod tests {
     }
 
     #[test]
+    fn addresses_contracts_accept_are_mailboxes_to_lettre() {
+        for a in [
+            "a@example.org",
+            "li.si+report@mail.example.gov.cn",
+            "ops@intranet",
+            "x@政务.cn",
+        ] {
+            assert!(yunwei_rules::contract::valid_email(a), "{a}");
+            assert!(a.parse::<Mailbox>().is_ok(), "{a}");
+        }
+    }
+
+    #[test]
     fn subject_and_body_name_the_period_score_and_how_to_verify() {
         let a = archived();
         let m = MailInfo {
