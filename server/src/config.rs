@@ -37,6 +37,10 @@ pub struct ContractsConfig {
     pub files: Vec<PathBuf>,
     /// Whether the server runs the contracts' scheduled inspections (巡检) itself.
     pub run_inspections: bool,
+    /// Whether the server makes the contracts' scheduled reports when a period closes and
+    /// mails them to each contract's `report:` recipients (one server of several replicas is
+    /// enough; the archive and the delivery table keep them from being made or sent twice).
+    pub scheduled_reports: bool,
 }
 
 impl Default for ContractsConfig {
@@ -44,6 +48,7 @@ impl Default for ContractsConfig {
         ContractsConfig {
             files: Vec::new(),
             run_inspections: true,
+            scheduled_reports: true,
         }
     }
 }
@@ -177,6 +182,7 @@ struct RawContracts {
     #[serde(default)]
     files: Vec<PathBuf>,
     run_inspections: Option<bool>,
+    scheduled_reports: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -467,6 +473,10 @@ fn validate(
             .contracts
             .run_inspections
             .unwrap_or(ContractsConfig::default().run_inspections),
+        scheduled_reports: raw
+            .contracts
+            .scheduled_reports
+            .unwrap_or(ContractsConfig::default().scheduled_reports),
     };
     let da = AuthConfig::default();
     let auth = AuthConfig {

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod openapi;
 pub mod quickstart;
 pub mod report_keys;
+pub mod report_mail;
 pub mod reports;
 pub mod rules;
 pub mod selector;
@@ -208,7 +209,11 @@ impl Server {
                 state.notify.sender(),
             ))
         });
-        let scheduled_reports = tokio::spawn(reports::schedule_loop(state.clone()));
+        let scheduled_reports = state
+            .config
+            .contracts
+            .scheduled_reports
+            .then(|| tokio::spawn(reports::schedule_loop(state.clone())));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(
             self.listener,
@@ -220,7 +225,9 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
-        scheduled_reports.abort();
+        if let Some(s) = scheduled_reports {
+            s.abort();
+        }
         if let Some(i) = inspections {
             i.abort();
         }

@@ -12,6 +12,9 @@
 //! byte for byte (re-rendering would depend on the font file installed at the time).
 //!
 //! API: `GET /api/v1/reports`, `POST /api/v1/reports`, `GET /api/v1/reports/{id}/{format}`.
+//!
+//! The schedule ([`run_due_reports`]) makes each closed period's report once and queues its
+//! mail to the contract's `report:` recipients; [`crate::report_mail`] delivers it.
 
 use std::{
     path::{Path, PathBuf},
@@ -150,6 +153,9 @@ pub struct ArchivedReport {
     pub origin: String,
     /// Formats stored for this version.
     pub formats: Vec<String>,
+    /// Its mail to the contract's recipients (scheduled reports of contracts with a `report:`
+    /// block), with every attempt.
+    pub delivery: Option<crate::report_mail::Delivery>,
 }
 
 /// A generated and archived report.
@@ -171,7 +177,7 @@ fn grade_name(g: Grade) -> &'static str {
     }
 }
 
-fn grade_from_name(s: &str) -> Grade {
+pub(crate) fn grade_from_name(s: &str) -> Grade {
     match s {
         "excellent" => Grade::Excellent,
         "good" => Grade::Good,
@@ -397,6 +403,7 @@ async fn insert(
         sha256: signed.integrity.sha256.clone(),
         origin: origin.to_string(),
         formats: files.iter().map(|(f, _)| f.name().to_string()).collect(),
+        delivery: None,
     };
     let mut tx = store.begin().await?;
     let row = sqlx::query(
@@ -454,6 +461,7 @@ fn archived_from_row(r: &sqlx::any::AnyRow) -> ArchivedReport {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
+        delivery: None,
     }
 }
 
@@ -483,11 +491,13 @@ pub async fn list(store: &Store, contract_id: Option<&str>) -> anyhow::Result<Ve
         .bind(contract_id.unwrap_or(""))
         .fetch_all(store.pool())
         .await?;
+    let mut deliveries = crate::report_mail::load(store, None).await?;
     Ok(rows
         .iter()
         .map(|r| {
             let mut a = archived_from_row(r);
             a.formats.sort();
+            a.delivery = deliveries.remove(&a.id);
             a
         })
         .collect())
@@ -500,11 +510,13 @@ pub async fn get(store: &Store, id: i64) -> anyhow::Result<Option<ArchivedReport
         .bind(id)
         .fetch_optional(store.pool())
         .await?;
-    Ok(row.map(|r| {
-        let mut a = archived_from_row(&r);
-        a.formats.sort();
-        a
-    }))
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let mut a = archived_from_row(&r);
+    a.formats.sort();
+    a.delivery = crate::report_mail::load(store, Some(id)).await?.remove(&id);
+    Ok(Some(a))
 }
 
 /// The stored bytes of one format of an archived report.
@@ -788,20 +800,66 @@ pub fn due_periods(c: &yunwei_rules::contract::Contract, now_ms: i64) -> Vec<Per
         .collect()
 }
 
-async fn scheduled_exists(store: &Store, contract_id: &str, period: &str) -> anyhow::Result<bool> {
+/// The first scheduled report of `contract_id`'s `period` in `lang`, if one was made.
+async fn scheduled_report(
+    store: &Store,
+    contract_id: &str,
+    period: &str,
+    lang: Lang,
+) -> anyhow::Result<Option<i64>> {
     let row = sqlx::query(
-        "SELECT COUNT(*) FROM reports WHERE contract_id = $1 AND period = $2 AND origin = 'schedule'",
+        "SELECT MIN(id) FROM reports \
+         WHERE contract_id = $1 AND period = $2 AND origin = 'schedule' AND lang = $3",
     )
     .bind(contract_id)
     .bind(period)
+    .bind(lang.tag())
     .fetch_one(store.pool())
     .await?;
-    Ok(row.get::<i64, _>(0) > 0)
+    Ok(row.try_get::<Option<i64>, _>(0)?)
+}
+
+/// The formats and languages of `c`'s scheduled reports: its `report:` block, else every
+/// format in zh-CN. PDF is left out (with a warning) when the default font is not installed.
+fn scheduled_formats(c: &LoadedContract) -> (Vec<ReportFormat>, Vec<Lang>) {
+    use yunwei_rules::contract::{ReportFileFormat, ReportLanguage};
+    let (mut formats, langs) = match &c.contract.report {
+        None => (ReportFormat::ALL.to_vec(), vec![Lang::ZhCn]),
+        Some(r) => (
+            r.formats
+                .iter()
+                .map(|f| match f {
+                    ReportFileFormat::Html => ReportFormat::Html,
+                    ReportFileFormat::Pdf => ReportFormat::Pdf,
+                    ReportFileFormat::Xlsx => ReportFormat::Xlsx,
+                    ReportFileFormat::Json => ReportFormat::Json,
+                })
+                .collect(),
+            match r.language {
+                ReportLanguage::ZhCn => vec![Lang::ZhCn],
+                ReportLanguage::En => vec![Lang::En],
+                ReportLanguage::Both => vec![Lang::ZhCn, Lang::En],
+            },
+        ),
+    };
+    if formats.contains(&ReportFormat::Pdf) && !Path::new(DEFAULT_FONT).exists() {
+        tracing::warn!(
+            font = DEFAULT_FONT,
+            contract = %c.contract.id,
+            "no CJK font installed: the scheduled report is made without PDF"
+        );
+        formats.retain(|f| *f != ReportFormat::Pdf);
+    }
+    if formats.is_empty() {
+        formats.push(ReportFormat::Json);
+    }
+    (formats, langs)
 }
 
 /// Generates and archives every scheduled report due at `now_ms` that was not generated yet
-/// (restart safe: the archive says what was done). Contracts take part when they set
-/// `report_due_working_day`. PDF is included when the default font is installed.
+/// (restart safe: the archive says what was done), and queues the mail of each (new or made
+/// before) to the contract's `report:` recipients once. Contracts take part when they set
+/// `report_due_working_day`. Returns the reports made by this call.
 pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<ArchivedReport>> {
     let contracts: Vec<Arc<LoadedContract>> = state
         .contracts
@@ -813,64 +871,93 @@ pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Ve
         .collect();
     let mut done = Vec::new();
     for c in contracts {
-        for p in due_periods(&c.contract, now_ms) {
-            if scheduled_exists(&state.store, &c.contract.id, &p.label).await? {
-                continue;
+        let periods = due_periods(&c.contract, now_ms);
+        if periods.is_empty() {
+            continue;
+        }
+        let (formats, langs) = scheduled_formats(&c);
+        for p in periods {
+            for &lang in &langs {
+                let id =
+                    match scheduled_report(&state.store, &c.contract.id, &p.label, lang).await? {
+                        Some(id) => id,
+                        None => {
+                            let req = Request {
+                                period: p.label.clone(),
+                                formats: formats.clone(),
+                                lang,
+                                font: None,
+                                origin: "schedule".into(),
+                                notes: Vec::new(),
+                            };
+                            let g = generate(
+                                &state.store,
+                                &state.config.data_dir,
+                                &c,
+                                &req,
+                                now_ms,
+                                state.config.contracts.run_inspections,
+                            )
+                            .await
+                            .with_context(|| {
+                                format!("scheduled report {} {}", c.contract.id, p.label)
+                            })?;
+                            tracing::info!(
+                                contract = %c.contract.id,
+                                period = %g.archived.period,
+                                version = g.archived.version,
+                                id = g.archived.id,
+                                "scheduled report archived"
+                            );
+                            let id = g.archived.id;
+                            done.push(g.archived);
+                            id
+                        }
+                    };
+                if let Some(r) = &c.contract.report {
+                    let smtp = state.config.notify.smtp.is_some();
+                    let queued = crate::report_mail::enqueue(
+                        &state.store,
+                        id,
+                        &c.contract.id,
+                        &r.to,
+                        &r.cc,
+                        (!smtp).then_some(crate::report_mail::NO_SMTP),
+                        now_ms,
+                    )
+                    .await?;
+                    if queued && !smtp {
+                        tracing::warn!(
+                            contract = %c.contract.id,
+                            period = %p.label,
+                            id,
+                            "scheduled report archived; notify.smtp is not configured, so its \
+                             mail to the contract's recipients waits until it is"
+                        );
+                    }
+                }
             }
-            let mut formats = ReportFormat::ALL.to_vec();
-            if !Path::new(DEFAULT_FONT).exists() {
-                tracing::warn!(
-                    font = DEFAULT_FONT,
-                    contract = %c.contract.id,
-                    "no CJK font installed: the scheduled report is made without PDF"
-                );
-                formats.retain(|f| *f != ReportFormat::Pdf);
-            }
-            let req = Request {
-                period: p.label.clone(),
-                formats,
-                lang: Lang::ZhCn,
-                font: None,
-                origin: "schedule".into(),
-                notes: Vec::new(),
-            };
-            let g = generate(
-                &state.store,
-                &state.config.data_dir,
-                &c,
-                &req,
-                now_ms,
-                state.config.contracts.run_inspections,
-            )
-            .await
-            .with_context(|| format!("scheduled report {} {}", c.contract.id, p.label))?;
-            scheduled_report_ready(state, &c, &g).await;
-            done.push(g.archived);
         }
     }
     Ok(done)
 }
 
-/// Called once per scheduled report after it is archived. Delivery by email to the contract's
-/// recipients belongs here once notifications (lettre) are merged; for now it logs.
-pub async fn scheduled_report_ready(_state: &AppState, c: &LoadedContract, g: &Generated) {
-    tracing::info!(
-        contract = %c.contract.id,
-        period = %g.archived.period,
-        version = g.archived.version,
-        id = g.archived.id,
-        "scheduled report archived"
-    );
-}
-
-/// Checks every five minutes for scheduled reports that are due.
+/// Every five minutes makes the scheduled reports that are due; every 30 seconds mails the
+/// queued ones that are due (first attempts and retries).
 pub async fn schedule_loop(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = run_due_reports(&state, crate::now_ms()).await {
+        if n.is_multiple_of(10)
+            && let Err(e) = run_due_reports(&state, crate::now_ms()).await
+        {
             tracing::error!(error = %format!("{e:#}"), "scheduled reports failed");
+        }
+        n += 1;
+        if let Err(e) = crate::report_mail::deliver_due(&state, crate::now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "mailing scheduled reports failed");
         }
     }
 }

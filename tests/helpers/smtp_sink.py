@@ -3,10 +3,12 @@
 Usage: /usr/bin/python3 smtp_sink.py PORT DIR
 Each accepted message is written to DIR as NNNNNN.eml (the raw message) with the envelope in
 NNNNNN.json ({"mail_from", "rcpt_tos", "received_at", and the decoded "subject", "to", "cc",
-"text", "html"}), decoded here with Python's email package so the tests need no MIME parser. It prints "ready" once listening and runs
-until it is killed.
+"text", "html", "attachments": [{"filename", "content_type", "data_base64"}]}), decoded here with
+Python's email package so the tests need no MIME parser. It prints "ready" once listening and
+runs until it is killed.
 """
 
+import base64
 import email
 import email.policy
 import json
@@ -31,6 +33,14 @@ class Sink:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         text = msg.get_body(preferencelist=("plain",))
         html = msg.get_body(preferencelist=("html",))
+        attachments = [
+            {
+                "filename": part.get_filename(),
+                "content_type": part.get_content_type(),
+                "data_base64": base64.b64encode(part.get_payload(decode=True) or b"").decode(),
+            }
+            for part in msg.iter_attachments()
+        ]
         with open(base + ".json.tmp", "w") as f:
             json.dump(
                 {
@@ -42,6 +52,7 @@ class Sink:
                     "cc": str(msg["cc"] or ""),
                     "text": text.get_content() if text else "",
                     "html": html.get_content() if html else "",
+                    "attachments": attachments,
                 },
                 f,
                 ensure_ascii=False,

@@ -534,3 +534,93 @@ pub fn terminate_child(child: &mut Child) -> std::process::ExitStatus {
     let _ = child.kill();
     child.wait().expect("waiting for the child")
 }
+
+/// A real SMTP server on loopback: Debian's aiosmtpd running `tests/helpers/smtp_sink.py`,
+/// which stores each accepted message as `NNNNNN.eml` plus a decoded `NNNNNN.json` (envelope,
+/// subject, to, cc, text, html and the attachments). Killed by its PID when dropped.
+pub struct SmtpSink {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl SmtpSink {
+    /// Starts the sink on `127.0.0.1:port` writing to `dir`, or `None` (SKIP) when aiosmtpd is
+    /// missing and not on CI.
+    pub fn start(port: u16, dir: &Path) -> Option<SmtpSink> {
+        let ok = Command::new("/usr/bin/python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(!ci(), "python3-aiosmtpd is required on CI");
+            eprintln!("SKIP: /usr/bin/python3 with aiosmtpd is not installed");
+            return None;
+        }
+        let mut s = SmtpSink {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    /// Starts (again) on the same port and folder.
+    pub fn spawn(&mut self) {
+        use std::io::Read;
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(workspace_root().join("tests/helpers/smtp_sink.py"))
+            .arg(self.port.to_string())
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the SMTP sink");
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut buf = [0u8; 6];
+        out.read_exact(&mut buf).expect("the SMTP sink says ready");
+        assert_eq!(&buf, b"ready\n");
+        self.child = Some(child);
+    }
+
+    /// Stops the sink (its PID only).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every message received so far, in order (the decoded JSON of each).
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                serde_json::from_str(&std::fs::read_to_string(p).expect("reading a mail"))
+                    .expect("a mail's JSON")
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

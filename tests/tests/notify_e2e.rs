@@ -8,15 +8,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use yunwei_tests::{
-    AgentClient, Db, ServerProcess, ci, free_addr, spawn_agent, terminate_child, workspace_root,
+    AgentClient, Db, ServerProcess, SmtpSink as Smtp, free_addr, spawn_agent, terminate_child,
     write_agent_config,
 };
 
@@ -44,82 +42,6 @@ fn http_target(healthy: Arc<AtomicBool>) -> String {
         }
     });
     format!("http://{addr}/healthz")
-}
-
-/// The SMTP sink process; killed by its PID when dropped.
-struct Smtp {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Smtp {
-    /// Starts the sink, or `None` (SKIP) when aiosmtpd is missing and not on CI.
-    fn start(port: u16, dir: &Path) -> Option<Smtp> {
-        let ok = Command::new("/usr/bin/python3")
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(!ci(), "python3-aiosmtpd is required on CI");
-            eprintln!("SKIP: /usr/bin/python3 with aiosmtpd is not installed");
-            return None;
-        }
-        let mut s = Smtp {
-            child: None,
-            port,
-            dir: dir.to_path_buf(),
-        };
-        s.spawn();
-        Some(s)
-    }
-
-    fn spawn(&mut self) {
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(workspace_root().join("tests/helpers/smtp_sink.py"))
-            .arg(self.port.to_string())
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the SMTP sink");
-        let mut out = child.stdout.take().unwrap();
-        let mut buf = [0u8; 6];
-        out.read_exact(&mut buf).expect("the SMTP sink says ready");
-        assert_eq!(&buf, b"ready\n");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Every message received so far, in order.
-    fn mails(&self) -> Vec<Value> {
-        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-            .iter()
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 async fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

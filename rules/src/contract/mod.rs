@@ -4,7 +4,8 @@
 //! Top-level keys: `id`, `name`, `parties`, `period`, `time_zone` (IANA, default
 //! `Asia/Shanghai`), `fee`, `calendar`, `service_windows`, `duty_periods` (重保), `systems`,
 //! `objectives` (`availability` per tier, `incidents` levels, `resources` KPIs,
-//! `inspections`, `report_due_working_day`), `scoring`, `grades`, `payment`.
+//! `inspections`, `report_due_working_day`), `scoring`, `grades`, `payment`, `report` (who
+//! receives the scheduled report by email: `to`, `cc`, `formats`, `language`).
 //!
 //! Each section, and each item of a list, is deserialized on its own, then references and
 //! values are checked; every problem is reported at once as `file:line:col: message`.
@@ -67,6 +68,8 @@ pub struct Contract {
     pub grades: Vec<Grade>,
     /// Payment effect.
     pub payment: Payment,
+    /// Email delivery of the scheduled report.
+    pub report: Option<ReportDelivery>,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -150,7 +153,9 @@ const TOP_KEYS: &[&str] = &[
     "scoring",
     "grades",
     "payment",
+    "report",
 ];
+const REPORT_KEYS: &[&str] = &["to", "cc", "formats", "language"];
 const OBJECTIVE_KEYS: &[&str] = &[
     "availability",
     "incidents",
@@ -648,6 +653,15 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     }
     grades.sort_by(|a, b| b.1.min_score.total_cmp(&a.1.min_score));
 
+    let report = get("report").and_then(|n| parse_report(w, n));
+    if let (Some(_), Some((k, _)), None) = (&report, top.get("report"), report_due_working_day) {
+        w.err(
+            k.pos,
+            "report: the mailed report is the scheduled one, which needs \
+             objectives.report_due_working_day",
+        );
+    }
+
     Some(Contract {
         origin: w.origin.to_string(),
         id: id?,
@@ -668,6 +682,85 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
         scoring,
         grades: grades.into_iter().map(|(_, g)| g).collect(),
         payment,
+        report,
+    })
+}
+
+/// The `report:` block: recipients checked one by one (position of each bad address).
+fn parse_report(w: &mut Walker<'_>, node: &Node) -> Option<ReportDelivery> {
+    if !matches!(node.kind, Kind::Map(_)) {
+        w.err(
+            node.pos,
+            format!("report: expected a mapping, found a {}", node.type_name()),
+        );
+        return None;
+    }
+    let m = w.map(node, REPORT_KEYS, "report");
+    let mut ok = true;
+    let mut seen = BTreeSet::new();
+    let mut addresses = |w: &mut Walker<'_>, key: &str| -> Vec<String> {
+        let Some((_, v)) = m.get(key) else {
+            return Vec::new();
+        };
+        let what = format!("report.{key}");
+        let before = w.diags.len();
+        let items: Vec<(Pos, String)> = w.list(v, &what);
+        ok &= w.diags.len() == before;
+        let mut out = Vec::new();
+        for (pos, a) in items {
+            if !valid_email(&a) {
+                w.err(
+                    pos,
+                    format!("{what}: {a:?} is not an email address (like name@example.gov.cn)"),
+                );
+                ok = false;
+            } else if !seen.insert(a.to_ascii_lowercase()) {
+                w.err(pos, format!("{what}: {a:?} is listed twice"));
+                ok = false;
+            }
+            out.push(a);
+        }
+        out
+    };
+    let to = addresses(w, "to");
+    let cc = addresses(w, "cc");
+    if to.is_empty() && ok {
+        w.err(node.pos, "report: `to` needs at least one address");
+        ok = false;
+    }
+    let formats = match m.get("formats") {
+        None => ReportFileFormat::ALL.to_vec(),
+        Some((_, v)) => {
+            let before = w.diags.len();
+            let mut f: Vec<ReportFileFormat> = w
+                .list(v, "report.formats")
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect();
+            let listed = w.diags.len() == before;
+            ok &= listed;
+            if f.is_empty() && listed {
+                w.err(
+                    v.pos,
+                    "report.formats: name at least one of html, pdf, xlsx, json",
+                );
+                ok = false;
+            }
+            f.sort();
+            f.dedup();
+            f
+        }
+    };
+    let language = match m.get("language") {
+        None => Some(ReportLanguage::default()),
+        Some((_, v)) => w.de::<ReportLanguage>(v, "report.language"),
+    };
+    let language = language?;
+    ok.then_some(ReportDelivery {
+        to,
+        cc,
+        formats,
+        language,
     })
 }
 
@@ -760,5 +853,38 @@ mod tests {
             }
         );
         assert_eq!(c.time_zone, chrono_tz::Asia::Shanghai);
+        let r = c.report.as_ref().unwrap();
+        assert_eq!(r.to, ["kaohe@example.org"]);
+        assert_eq!(r.cc, ["xiangmu@example.com"]);
+        assert_eq!(r.formats, ReportFileFormat::ALL);
+        assert_eq!(r.language, ReportLanguage::ZhCn);
+    }
+
+    #[test]
+    fn email_addresses() {
+        for ok in [
+            "a@example.org",
+            "li.si+report@mail.example.gov.cn",
+            "ops@intranet",
+            "x@政务.cn",
+        ] {
+            assert!(valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "@example.org",
+            "a@",
+            "a@b@c",
+            "a b@example.org",
+            ".a@example.org",
+            "a..b@example.org",
+            "a@-x.org",
+            "a@x..org",
+            "Li Si <a@example.org>",
+            "a@example.org\r\nBcc: b@example.org",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
     }
 }

@@ -700,3 +700,74 @@ pub enum Payment {
     /// Fee × score / 100 (at most the fee).
     Proportional,
 }
+
+/// A rendered report format, as named in `report.formats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFileFormat {
+    Html,
+    Pdf,
+    Xlsx,
+    Json,
+}
+
+impl ReportFileFormat {
+    /// Every format, in the order files are attached.
+    pub const ALL: [ReportFileFormat; 4] = [
+        ReportFileFormat::Html,
+        ReportFileFormat::Pdf,
+        ReportFileFormat::Xlsx,
+        ReportFileFormat::Json,
+    ];
+}
+
+/// The language(s) of the scheduled report and its mail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ReportLanguage {
+    /// Simplified Chinese (the mail adds an English summary).
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+    /// One report in each language, each mailed.
+    #[serde(rename = "both")]
+    Both,
+}
+
+/// `report:` — who receives the scheduled report by email, in which formats and language.
+/// The server mails it through its `notify.smtp` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportDelivery {
+    /// `To:` addresses (at least one).
+    pub to: Vec<String>,
+    /// `Cc:` addresses.
+    pub cc: Vec<String>,
+    /// Formats made and attached (default: all; PDF needs the server's CJK font).
+    pub formats: Vec<ReportFileFormat>,
+    pub language: ReportLanguage,
+}
+
+/// Whether `s` is a plain email address (`local@domain`, no display name): an ASCII local
+/// part of RFC 5322 atoms separated by dots, and a domain of letter/digit/hyphen labels.
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let atom = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    local.len() <= 64
+        && domain.len() <= 253
+        && local.split('.').all(atom)
+        && domain.split('.').all(label)
+}

@@ -717,7 +717,7 @@ Object.assign(I18N["zh-CN"], {
   version: "版本", generatedAt: "生成时间", sha256: "SHA-256", download: "下载", noReports: "尚未生成报告",
   originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
   langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
-  gFair: "基本合格", gFail: "不合格",
+  gFair: "基本合格", gFail: "不合格", mail: "邮件", mailSent: "已发送", mailPending: "待发送", mailFailed: "发送失败",
   verifyPre: "每个报告文件都带有签名。下载后用", verifyCmd: "yunwei-server report verify --public-key 公钥文件 文件名",
   verifyPost: "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
 });
@@ -728,7 +728,8 @@ Object.assign(I18N.en, {
   sha256: "SHA-256", download: "Download", noReports: "No reports generated yet", originCli: "command line",
   originApi: "console/API", originSchedule: "schedule", generated: "Generated: {c} {p} version {v}",
   langZh: "Chinese", langEn: "English", provisionalShort: "provisional", gExcellent: "excellent",
-  gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail",
+  gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail", mail: "Mail", mailSent: "sent",
+  mailPending: "pending", mailFailed: "failed",
   verifyPre: "Every report file carries its signature. After downloading, check its integrity and signature with",
   verifyCmd: "yunwei-server report verify --public-key KEY_FILE FILE",
   verifyPost: "(on the server, --data-dir DATA_DIR instead of the key file). Regenerating a period makes a new " +
@@ -740,6 +741,15 @@ PAGES.push({ id: "reportsPage", perm: "reports", render: renderReports });
 /** A report's grade key (excellent, good, pass, fair, fail) in the page's language. */
 function gradeName(g) { return t("g" + g.charAt(0).toUpperCase() + g.slice(1)); }
 function originName(o) { return t("origin" + o.charAt(0).toUpperCase() + o.slice(1)); }
+
+/** A scheduled report's mail: status (sent with its time), recipients and last error as tooltip. */
+function mailCell(d) {
+  if (!d) return el("td", { class: "mail" }, "—");
+  const status = d.status.charAt(0).toUpperCase() + d.status.slice(1);
+  const tip = [d.to.concat(d.cc).join(", "), d.last_error || ""].filter((x) => x).join("\n");
+  return el("td", { class: "mail mail-" + d.status, title: tip }, t("mail" + status),
+    d.sent_ms ? " " + fmtTime(d.sent_ms) : "");
+}
 
 /** The current month as YYYY-MM in the browser's time zone. */
 function thisMonth() {
@@ -776,14 +786,14 @@ async function renderReports(main) {
       })),
     out);
   main.append(el("h2", {}, t("reportsPage")), list.length === 0 ? message("ok", t("noReports")) : el("table", { id: "reports-table" },
-    el("tr", {}, ["contract", "period", "version", "language", "generatedAt", "origin", "score", "grade", "sha256", "download"].map((k) => el("th", {}, t(k)))),
+    el("tr", {}, ["contract", "period", "version", "language", "generatedAt", "origin", "score", "grade", "sha256", "mail", "download"].map((k) => el("th", {}, t(k)))),
     list.map((r) => el("tr", { id: "report-" + r.id, "data-contract": r.contract_id, "data-period": r.period, "data-version": r.version },
       el("td", {}, names[r.contract_id] || r.contract_id), el("td", {}, r.period),
       el("td", { class: "version" }, "v" + r.version), el("td", {}, r.lang === "en" ? t("langEn") : t("langZh")),
       el("td", {}, fmtTime(r.generated_ms)), el("td", {}, originName(r.origin)),
       el("td", {}, Number((r.score_milli / 1000).toFixed(3))),
       el("td", {}, gradeName(r.grade), " ", r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : null),
-      el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)),
+      el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)), mailCell(r.delivery),
       el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]))))));
 }
 

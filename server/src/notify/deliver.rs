@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{
-    config::{Cidr, EmailTarget, Lang, NotifyConfig, RobotTarget, SmtpTls, WebhookTarget},
+    config::{Cidr, EmailTarget, Lang, NotifyConfig, RobotTarget, Smtp, SmtpTls, WebhookTarget},
     engine::{AlertEntry, Notification},
     fingerprint, message,
 };
@@ -34,7 +34,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn fail(target: String, code: Option<i64>, error: impl Into<String>) -> Attempt {
+    pub fn fail(target: String, code: Option<i64>, error: impl Into<String>) -> Attempt {
         Attempt {
             ok: false,
             code,
@@ -82,6 +82,13 @@ pub async fn email(
         Ok(m) => m,
         Err(e) => return Attempt::fail(target, None, e),
     };
+    send_mail(smtp, msg, target).await
+}
+
+/// Sends a built message through `smtp` (none / STARTTLS / implicit TLS, with credentials when
+/// configured); `target` names the recipients in the returned attempt. Also used for report
+/// mail (`crate::report_mail`).
+pub async fn send_mail(smtp: &Smtp, msg: Message, target: String) -> Attempt {
     let builder = match smtp.tls {
         SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
             &smtp.host,

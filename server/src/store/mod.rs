@@ -47,6 +47,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0006_incidents.sql"),
     ),
     (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_report_deliveries.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -67,6 +71,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../migrations/postgres/0007_reports.sql"),
+    ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_report_deliveries.sql"),
     ),
 ];
 

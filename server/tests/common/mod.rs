@@ -72,6 +72,31 @@ impl Harness {
         })
     }
 
+    /// Stops the server and starts a new one on the same store and data directory, with
+    /// `tweak` applied to the running config (what a restarted server finds).
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let mut config = self.state.config.clone();
+        tweak(&mut config);
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+        let server = Server::bind(config).await.unwrap();
+        let state = server.state();
+        let client = AgentClient::for_base(&format!("http://{}", server.local_addr()))
+            .with_token(&admin_token(&state).await);
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Harness {
+            state,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+            dir: self.dir,
+            _pg: self._pg.take(),
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
