@@ -107,20 +107,7 @@ impl Harness {
     }
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-both_stores!(
+yunwei_tests::both_backends!(
     the_user_and_token_commands_manage_access,
     every_route_gives_each_role_exactly_its_access,
     five_wrong_passwords_lock_the_account_until_the_lock_expires,

@@ -11,20 +11,7 @@ use yunwei_proto::Sample;
 use yunwei_server::{contracts, ingest::KIND_PROBE, timeline::State};
 use yunwei_tests::{Enrolled, batch, now_ms};
 
-macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-contract_tests!(
+yunwei_tests::both_backends!(
     availability_comes_from_stored_intervals_and_cites_them,
     approved_maintenance_and_incidents_reach_the_assessment,
     a_recurring_maintenance_window_excludes_each_occurrence,

@@ -12,20 +12,7 @@ use serde_json::Value;
 use yunwei_proto::Sample;
 use yunwei_tests::{Enrolled, batch, now_ms};
 
-macro_rules! inventory_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-inventory_tests!(systems_and_probes_show_current_states_under_each_rule);
+yunwei_tests::both_backends!(systems_and_probes_show_current_states_under_each_rule);
 
 /// Two systems over the test hosts (`system: 政务服务网`, see `yunwei_tests::facts`): one down
 /// when any probe fails, one only when every host is down.

@@ -66,20 +66,7 @@ fn log(q: &QueueRow, attempt: i64, at: i64, ok: bool) -> LogRow {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-both!(
+yunwei_tests::both_backends!(
     groups_and_queue_commit_together_and_survive_reopening,
     retries_fallback_and_the_log_of_every_attempt,
     acks_silences_and_the_secret_round_trip,

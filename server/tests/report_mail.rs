@@ -17,20 +17,7 @@ use yunwei_server::{
 };
 use yunwei_tests::{SmtpSink, free_addr};
 
-macro_rules! mail_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-mail_tests!(
+yunwei_tests::both_backends!(
     scheduled_report_arrives_by_mail_with_its_files_once,
     report_mail_waits_for_smtp_and_is_retried_across_restarts,
 );

@@ -17,20 +17,7 @@ use yunwei_server::{
 };
 use yunwei_tests::{Enrolled, batch, now_ms};
 
-macro_rules! report_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-report_tests!(
+yunwei_tests::both_backends!(
     generate_verify_archive_and_regenerate,
     scheduled_reports_are_made_once_when_a_period_closes,
     demo_history_gives_a_clearly_labelled_month,

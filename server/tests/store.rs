@@ -17,20 +17,7 @@ use yunwei_server::{
 };
 use yunwei_tests::{AgentClient, Enrolled, PgDatabase, SECRET, batch, now_ms};
 
-macro_rules! store_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-store_tests!(
+yunwei_tests::both_backends!(
     redelivery_is_deduplicated,
     backfill_lands_in_its_hour_and_fills_the_unknown_gap,
     rollups_are_exact_and_recomputed_after_late_data,

@@ -624,3 +624,20 @@ impl Drop for SmtpSink {
         self.stop();
     }
 }
+
+/// Declares each named `async fn NAME(backend: &str)` as two tokio tests, `sqlite::NAME` and
+/// `postgres::NAME` (the PostgreSQL one returns early, or fails under `CI=true`, when the
+/// database is not there: see [`PgDatabase::create`]).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
