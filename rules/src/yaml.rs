@@ -82,17 +82,26 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
+/// Frames of the containers being built: position, items, (pending key,) anchor id, and the
+/// number of nodes below so far (aliases counted expanded).
 enum Frame {
-    Seq(Pos, Vec<Node>, usize),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize),
+    Seq(Pos, Vec<Node>, usize, usize),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize, usize),
 }
+
+/// The most nodes a document may expand to. Aliases are expanded by copying, so a few lines of
+/// nested aliases ("billion laughs") could otherwise take all memory.
+const MAX_NODES: usize = 1_000_000;
 
 /// Parses the first document of `text`; `Ok(None)` for an empty stream. A second document is
 /// an error, as rule files hold one.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: std::collections::HashMap<usize, Node> = std::collections::HashMap::new();
+    // Anchor id → (node, its node count).
+    let mut anchors: std::collections::HashMap<usize, (Node, usize)> =
+        std::collections::HashMap::new();
+    let mut total = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0;
     while let Some(ev) = parser.next_event() {
@@ -104,7 +113,10 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             message: e.info().to_string(),
         })?;
         let pos = pos_of(&span);
-        let done: Option<(Node, usize)> = match ev {
+        // The finished node, its anchor id and its node count; `added`: nodes it adds to the
+        // document (an alias adds a copy of its anchor's nodes).
+        let mut added = 1;
+        let done: Option<(Node, usize, usize)> = match ev {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -117,11 +129,19 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 None
             }
             Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| YamlError {
+                let (node, n) = anchors.get(&id).ok_or_else(|| YamlError {
                     pos,
                     message: "unknown anchor".into(),
                 })?;
-                Some((Node { pos, ..node }, 0))
+                added = *n;
+                Some((
+                    Node {
+                        pos,
+                        ..node.clone()
+                    },
+                    0,
+                    *n,
+                ))
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
@@ -135,48 +155,68 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                         },
                     },
                     anchor,
+                    1,
                 ))
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Frame::Seq(pos, Vec::new(), anchor));
+                stack.push(Frame::Seq(pos, Vec::new(), anchor, 0));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(pos, Vec::new(), None, anchor));
+                stack.push(Frame::Map(pos, Vec::new(), None, anchor, 0));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(p, items, anchor)) => Some((
+                Some(Frame::Seq(p, items, anchor, n)) => Some((
                     Node {
                         pos: p,
                         kind: Kind::Seq(items),
                     },
                     anchor,
+                    n + 1,
                 )),
                 _ => return Err(unbalanced(pos)),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(p, items, None, anchor)) => Some((
+                Some(Frame::Map(p, items, None, anchor, n)) => Some((
                     Node {
                         pos: p,
                         kind: Kind::Map(items),
                     },
                     anchor,
+                    n + 1,
                 )),
                 _ => return Err(unbalanced(pos)),
             },
         };
-        let Some((node, anchor)) = done else { continue };
+        let Some((node, anchor, n)) = done else {
+            continue;
+        };
+        total += added;
+        if total > MAX_NODES {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the document expands to more than {MAX_NODES} nodes (aliases are expanded)"
+                ),
+            });
+        }
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), n));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, items, key, _)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => items.push((k, node)),
-            },
+            Some(Frame::Seq(_, items, _, count)) => {
+                *count += n;
+                items.push(node)
+            }
+            Some(Frame::Map(_, items, key, _, count)) => {
+                *count += n;
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => items.push((k, node)),
+                }
+            }
         }
     }
     Ok(root)
@@ -224,6 +264,24 @@ mod tests {
     fn syntax_errors_have_positions() {
         let e = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e}");
+    }
+
+    #[test]
+    fn nested_aliases_cannot_expand_without_bound() {
+        // Nine levels of ten aliases each would be 10^9 nodes.
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = parse(&doc).unwrap_err();
+        assert!(e.message.contains("more than 1000000 nodes"), "{e}");
+        assert_eq!(e.pos.line, 6, "{e}");
+        // A few levels are fine.
+        let small: String = doc.lines().take(3).map(|l| format!("{l}\n")).collect();
+        assert!(parse(&small).is_ok());
     }
 
     #[test]
