@@ -87,6 +87,17 @@ pub struct RulesConfig {
     /// How much recent data is kept in memory for evaluation; range selectors longer than this
     /// (minus the 5 m lookback) see only part of their range.
     pub live_window_secs: u32,
+    /// Evaluate, right after an ingest commit, the groups whose selectors may match the metric
+    /// names the committed batches carry, instead of waiting for their next interval.
+    pub eval_on_ingest: bool,
+    /// Least time between an ingest-triggered evaluation of a group and its previous
+    /// evaluation: a busy ingest stream is coalesced into at most one evaluation per group per
+    /// this many milliseconds.
+    pub eval_on_ingest_min_spacing_ms: u64,
+    /// Ingest-triggered evaluations together use at most this share (per cent of one core,
+    /// measured as evaluation time over wall time) on top of the scheduled evaluations; past it,
+    /// triggered groups wait for the budget to refill or for their next interval.
+    pub eval_on_ingest_cpu_percent: u32,
 }
 
 impl Default for RulesConfig {
@@ -95,6 +106,9 @@ impl Default for RulesConfig {
             files: Vec::new(),
             evaluation_interval_secs: 15,
             live_window_secs: 4_200,
+            eval_on_ingest: true,
+            eval_on_ingest_min_spacing_ms: 200,
+            eval_on_ingest_cpu_percent: 10,
         }
     }
 }
@@ -201,6 +215,9 @@ struct RawRules {
     files: Vec<PathBuf>,
     evaluation_interval_secs: Option<u64>,
     live_window_secs: Option<u32>,
+    eval_on_ingest: Option<bool>,
+    eval_on_ingest_min_spacing_ms: Option<u64>,
+    eval_on_ingest_cpu_percent: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -448,6 +465,15 @@ fn validate(
             .evaluation_interval_secs
             .unwrap_or(dr.evaluation_interval_secs),
         live_window_secs: raw.rules.live_window_secs.unwrap_or(dr.live_window_secs),
+        eval_on_ingest: raw.rules.eval_on_ingest.unwrap_or(dr.eval_on_ingest),
+        eval_on_ingest_min_spacing_ms: raw
+            .rules
+            .eval_on_ingest_min_spacing_ms
+            .unwrap_or(dr.eval_on_ingest_min_spacing_ms),
+        eval_on_ingest_cpu_percent: raw
+            .rules
+            .eval_on_ingest_cpu_percent
+            .unwrap_or(dr.eval_on_ingest_cpu_percent),
     };
     if !(1..=3600).contains(&rules.evaluation_interval_secs) {
         err(
@@ -459,6 +485,18 @@ fn validate(
         err(
             "rules.live_window_secs",
             "must be between 600 and 86400".into(),
+        );
+    }
+    if rules.eval_on_ingest_min_spacing_ms > 60_000 {
+        err(
+            "rules.eval_on_ingest_min_spacing_ms",
+            "must be between 0 and 60000".into(),
+        );
+    }
+    if !(1..=100).contains(&rules.eval_on_ingest_cpu_percent) {
+        err(
+            "rules.eval_on_ingest_cpu_percent",
+            "must be between 1 and 100".into(),
         );
     }
 
@@ -544,6 +582,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.retention.raw_hours, 48);
+        assert_eq!(
+            c.rules,
+            RulesConfig::default(),
+            "the example shows the defaults"
+        );
+    }
+
+    #[test]
+    fn eval_on_ingest_limits_name_their_keys() {
+        let e = parse(
+            "rules:\n  eval_on_ingest_cpu_percent: 0\n  eval_on_ingest_min_spacing_ms: 70000\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("rules.eval_on_ingest_cpu_percent"), "{e}");
+        assert!(e.contains("rules.eval_on_ingest_min_spacing_ms"), "{e}");
+        assert!(
+            !parse("rules:\n  eval_on_ingest: false\n")
+                .unwrap()
+                .rules
+                .eval_on_ingest
+        );
     }
 
     #[test]

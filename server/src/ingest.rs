@@ -600,6 +600,11 @@ impl Writer {
                     let result = result.map(|(ack, stored)| {
                         if let Some(ids) = stored {
                             self.after_commit(&job, &ids);
+                            if state.config.rules.eval_on_ingest {
+                                state
+                                    .rule_trigger
+                                    .touched(job.batch.samples.iter().map(|s| s.name.as_str()));
+                            }
                             m.ingest_batches.with_label_values(&["stored"]).inc();
                             m.ingest_samples.inc_by(ack.samples);
                         } else {

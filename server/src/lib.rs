@@ -77,6 +77,8 @@ pub struct AppState {
     pub inflight: Mutex<HashMap<Arc<str>, usize>>,
     /// Loaded alert and recording rules with their state.
     pub rules: RwLock<rules::RuleSet>,
+    /// Metric names of committed batches, for the rule loop (`rules.eval_on_ingest`).
+    pub rule_trigger: rules::IngestTrigger,
     /// Validated O&M contracts.
     pub contracts: RwLock<Vec<Arc<contracts::LoadedContract>>>,
     /// Hands alerts and acknowledgements to the notification dispatcher.
@@ -162,6 +164,7 @@ impl Server {
             window: RwLock::new(window),
             inflight: Mutex::new(HashMap::new()),
             rules: RwLock::new(rule_set),
+            rule_trigger: rules::IngestTrigger::default(),
             contracts: RwLock::new(loaded_contracts),
             notify: notify_handle,
         });

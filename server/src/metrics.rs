@@ -3,8 +3,8 @@
 //! host identity for the fleet gauges.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -25,7 +25,13 @@ pub struct Metrics {
     pub build_info: Gauge,
     pub notify_attempts: IntCounterVec,
     pub notify_latency: HistogramVec,
+    pub rule_group_evaluations: IntCounterVec,
+    pub rule_group_evaluation_seconds: CounterVec,
 }
+
+/// Why a rule group was evaluated: its interval came round, or an ingest commit touched a
+/// metric it may read.
+pub const RULE_TRIGGERS: &[&str] = &["interval", "ingest"];
 
 /// Every rejection kind, so each counter series exists from the start (at zero).
 pub const REJECT_KINDS: &[&str] = &[
@@ -147,6 +153,20 @@ impl Metrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0]),
                 &["channel"],
             )?,
+            rule_group_evaluations: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_rules_group_evaluations_total",
+                    "Rule group evaluations, by trigger (interval or ingest).",
+                ),
+                &["trigger"],
+            )?,
+            rule_group_evaluation_seconds: CounterVec::new(
+                Opts::new(
+                    "yunwei_rules_group_evaluation_seconds_total",
+                    "Time spent evaluating rule groups, by trigger (interval or ingest).",
+                ),
+                &["trigger"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -166,6 +186,8 @@ impl Metrics {
         r.register(Box::new(m.build_info.clone()))?;
         r.register(Box::new(m.notify_attempts.clone()))?;
         r.register(Box::new(m.notify_latency.clone()))?;
+        r.register(Box::new(m.rule_group_evaluations.clone()))?;
+        r.register(Box::new(m.rule_group_evaluation_seconds.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -173,6 +195,10 @@ impl Metrics {
         m.build_info.set(1.0);
         for k in REJECT_KINDS {
             m.ingest_rejected.with_label_values(&[k]);
+        }
+        for t in RULE_TRIGGERS {
+            m.rule_group_evaluations.with_label_values(&[t]);
+            m.rule_group_evaluation_seconds.with_label_values(&[t]);
         }
         for r in ["stored", "duplicate"] {
             m.ingest_batches.with_label_values(&[r]);

@@ -1,14 +1,23 @@
-//! Alert-latency benchmark: a real `yunwei-server` process (SQLite) with one rule group
-//! evaluated every second (`probe_success == 0`, no `for`), a route with `group_wait: 0s` and
-//! an email receiver, and a real SMTP server on loopback (`tests/helpers/smtp_sink.py`, Debian's
-//! aiosmtpd run with `/usr/bin/python3`).
+//! Alert-latency benchmark, side by side with Alertmanager: a real `yunwei-server` process
+//! (SQLite) with one rule group (`probe_success == 0`, no `for`, evaluated every
+//! `--interval-secs` and on ingest), a route with `group_wait: 0s` and an email receiver; Debian's
+//! `/usr/bin/prometheus-alertmanager` with the same route and an email receiver; and one real
+//! SMTP server on loopback both send to (`tests/helpers/smtp_sink.py`, Debian's aiosmtpd run
+//! with `/usr/bin/python3`).
 //!
-//! Each sample: an enrolled agent pushes `probe_success{probe="pN"} 0` (a new alert group each
-//! time); the clock starts when the server has acknowledged the batch (the failure is observed
-//! by the server) and stops at the `received_at` the SMTP server records when it accepts the mail
-//! whose subject names `probe=pN`. Pushes are spaced 1 s plus a varying offset, so they land at
-//! every phase of the rule loop's 1 s tick. Prints p50 / p99 beside the targets and peer figures.
-//! Everything listens on 127.0.0.1; the SMTP server and the yunwei server are ended by PID.
+//! Each sample, in turn for each system:
+//! - yunwei: an enrolled agent pushes `probe_success{probe="yN"} 0` (a new alert group each
+//!   time), as an agent does at once when a probe changes state. The clock starts when the
+//!   server has acknowledged the batch (the failure is committed: observed by the server); the
+//!   rule evaluation, grouping, queueing and the SMTP exchange are inside it.
+//! - Alertmanager: a ready alert `ProbeDown{probe="aN"}` is POSTed to `/api/v2/alerts`; the
+//!   clock starts when that POST is answered. No rule evaluation is inside it: Alertmanager
+//!   receives an alert some Prometheus has already evaluated.
+//!
+//! Both clocks stop at the `received_at` the SMTP server records when it accepts the mail whose
+//! subject names the probe. A second set of figures starts both clocks when the request is sent.
+//! Samples are spaced 1 s plus a varying offset. Everything listens on 127.0.0.1 (Alertmanager's
+//! clustering is off); the SMTP server, yunwei and Alertmanager are ended by PID.
 
 use std::{
     io::Read,
@@ -28,9 +37,15 @@ use yunwei_tests::{AgentClient, Db, ServerProcess, batch, free_addr, workspace_r
     about = "Alert latency: probe_success 0 ingested → mail accepted by an SMTP server on 127.0.0.1"
 )]
 struct Args {
-    /// Number of samples (alerts).
+    /// Number of samples (alerts) per system.
     #[arg(long, default_value_t = 60)]
     samples: usize,
+    /// The yunwei rule group's evaluation interval, seconds.
+    #[arg(long, default_value_t = 15)]
+    interval_secs: u64,
+    /// The Alertmanager binary (Debian's package by default).
+    #[arg(long, default_value = "/usr/bin/prometheus-alertmanager")]
+    alertmanager: PathBuf,
 }
 
 /// The SMTP sink, killed by its PID when dropped.
@@ -86,6 +101,107 @@ impl Drop for Sink {
     }
 }
 
+/// Alertmanager on 127.0.0.1 with clustering off, killed by its PID when dropped.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Alertmanager {
+    async fn start(bin: &Path, dir: &Path, smtp_port: u16) -> anyhow::Result<Alertmanager> {
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: oncall\n  group_by: [alertname, probe]\n  group_wait: 0s\n  \
+                 group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: oncall\n    \
+                 email_configs:\n      - to: oncall@example.org\n        from: alerts@example.org\n        \
+                 smarthost: 127.0.0.1:{smtp_port}\n        require_tls: false\n        \
+                 headers:\n          Subject: 'probe={{{{ .GroupLabels.probe }}}}'\n"
+            ),
+        )?;
+        let addr = free_addr();
+        let log = dir.join("alertmanager.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut am = Alertmanager {
+            child,
+            url: format!("http://{addr}"),
+            log,
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/-/ready", am.url)).send().await
+                && r.status().is_success()
+            {
+                return Ok(am);
+            }
+            if let Some(status) = am.child.try_wait()? {
+                bail!("alertmanager exited with {status}; log:\n{}", am.log());
+            }
+            if Instant::now() > deadline {
+                bail!("alertmanager not ready after 30 s; log:\n{}", am.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latencies of one system: from the acknowledgement, and from sending the request.
+#[derive(Default)]
+struct Series {
+    from_ack: Vec<f64>,
+    from_send: Vec<f64>,
+}
+
+fn row(name: &str, v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "| {name} | {:.3} s | {:.3} s | {:.3} s | {:.3} s |",
+        v[0],
+        percentile(v, 50.0),
+        percentile(v, 99.0),
+        v[v.len() - 1]
+    )
+}
+
+/// Waits for the mail naming `needle`; its acceptance time (Unix seconds).
+async fn mail(sink: &Sink, needle: &str, log: impl Fn() -> String) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(at) = sink.received(needle) {
+            return Ok(at);
+        }
+        if Instant::now() > deadline {
+            bail!("no mail for {needle} within 10 s; log:\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn unix_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,11 +225,14 @@ async fn main() -> anyhow::Result<()> {
     let rules = work.path().join("bench.rules.yml");
     std::fs::write(
         &rules,
-        "groups:\n  - name: probes\n    interval: 1s\n    rules:\n      - alert: ProbeDown\n        \
-         expr: probe_success == 0\n        labels:\n          severity: critical\n",
+        format!(
+            "groups:\n  - name: probes\n    interval: {}s\n    rules:\n      - alert: ProbeDown\n        \
+             expr: probe_success == 0\n        labels:\n          severity: critical\n",
+            args.interval_secs
+        ),
     )?;
     let config = format!(
-        "rules:\n  files: [{rules}]\n  evaluation_interval_secs: 1\nnotify:\n  \
+        "rules:\n  files: [{rules}]\nnotify:\n  \
          smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, from: 'yunwei <alerts@example.org>', timeout_secs: 5}}\n  \
          receivers:\n    - name: oncall\n      email: [{{to: [oncall@example.org], language: en}}]\n  \
          route:\n    receiver: oncall\n    group_by: [alertname, probe]\n    group_wait: 0s\n    \
@@ -121,13 +240,15 @@ async fn main() -> anyhow::Result<()> {
         rules = rules.display()
     );
     let server = ServerProcess::start(&Db::Sqlite, &config).await?;
+    let am = Alertmanager::start(&args.alertmanager, &work.path().join("am"), smtp_port).await?;
     let client = AgentClient::new(&server);
     let agent = client.enroll("bench-host").await?;
-    let mut lat = Vec::with_capacity(args.samples);
+    let http = reqwest::Client::new();
+    let (mut yunwei, mut alertmanager) = (Series::default(), Series::default());
     for i in 0..args.samples {
-        // 1 s plus an offset that walks through the tick's phases (379 is coprime with 1000).
+        // 1 s plus an offset that walks through a second's phases (379 is coprime with 1000).
         tokio::time::sleep(Duration::from_millis(1_000 + (i as u64 * 379) % 1_000)).await;
-        let probe = format!("p{i:03}");
+        let probe = format!("y{i:03}");
         let ts = yunwei_tests::now_ms();
         let mut b = batch(&agent, "bench-host", i as u64 + 1, ts, 0);
         b.samples = vec![Sample {
@@ -136,49 +257,89 @@ async fn main() -> anyhow::Result<()> {
             value: 0.0,
             ts_ms: ts,
         }];
+        let sent = unix_secs();
         let (status, body) = client.push(&agent.token, &b).await?;
-        let observed = unix_secs();
+        let acked = unix_secs();
         if status != 200 {
             bail!("push answered {status}: {body}");
         }
-        let needle = format!("probe={probe}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let at = loop {
-            if let Some(at) = sink.received(&needle) {
-                break at;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no mail for {probe} within 10 s; server log:\n{}",
-                    server.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        lat.push(at - observed);
+        let at = mail(&sink, &format!("probe={probe}"), || server.log()).await?;
+        yunwei.from_ack.push(at - acked);
+        yunwei.from_send.push(at - sent);
+
+        tokio::time::sleep(Duration::from_millis(1_000 + (i as u64 * 379) % 1_000)).await;
+        let probe = format!("a{i:03}");
+        let alert = serde_json::json!([{
+            "labels": {"alertname": "ProbeDown", "probe": probe, "severity": "critical"},
+            "annotations": {"summary": format!("probe {probe} is down")},
+            "generatorURL": "http://127.0.0.1/notify-bench",
+        }]);
+        let sent = unix_secs();
+        let r = http
+            .post(format!("{}/api/v2/alerts", am.url))
+            .json(&alert)
+            .send()
+            .await?;
+        let acked = unix_secs();
+        if !r.status().is_success() {
+            bail!("alertmanager answered {}: {}", r.status(), r.text().await?);
+        }
+        let at = mail(&sink, &format!("probe={probe}"), || am.log()).await?;
+        alertmanager.from_ack.push(at - acked);
+        alertmanager.from_send.push(at - sent);
     }
-    lat.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
     let build = if cfg!(debug_assertions) {
         "DEBUG build: figures not representative, use --release"
     } else {
         "release build"
     };
-    println!("notify-bench: {} samples, {build}", lat.len());
     println!(
-        "  probe_success 0 ingested → mail accepted: min {:.3} s, p50 {p50:.3} s, p99 {p99:.3} s, max {:.3} s",
-        lat[0],
-        lat[lat.len() - 1]
+        "notify-bench: {} samples per system, {build}, yunwei group interval {} s, load average {}",
+        args.samples,
+        args.interval_secs,
+        load_average()
+    );
+    println!("\nclock from the acknowledgement to the SMTP server accepting the mail:\n");
+    println!("| system | min | p50 | p99 | max |\n|---|---|---|---|---|");
+    println!(
+        "{}",
+        row(
+            "yunwei: batch committed → rule evaluated → mail",
+            &mut yunwei.from_ack
+        )
     );
     println!(
-        "  targets: p50 ≤ 0.5 s ({}), p99 ≤ 1 s ({})",
+        "{}",
+        row(
+            "Alertmanager 0.25: alert accepted by /api/v2/alerts → mail",
+            &mut alertmanager.from_ack
+        )
+    );
+    println!("\nclock from sending the request:\n");
+    println!("| system | min | p50 | p99 | max |\n|---|---|---|---|---|");
+    println!("{}", row("yunwei: push sent", &mut yunwei.from_send));
+    println!(
+        "{}",
+        row("Alertmanager 0.25: POST sent", &mut alertmanager.from_send)
+    );
+    let (p50, p99) = (
+        percentile(&yunwei.from_ack, 50.0),
+        percentile(&yunwei.from_ack, 99.0),
+    );
+    println!(
+        "\nyunwei targets: p50 ≤ 0.5 s ({}), p99 ≤ 1 s ({})",
         if p50 <= 0.5 { "met" } else { "MISSED" },
         if p99 <= 1.0 { "met" } else { "MISSED" }
     );
-    println!(
-        "  peers (design): Alertmanager alone 4.5 ms (its API → mail); Prometheus + Alertmanager at 1 s scrape 1.27 s"
-    );
+    drop(am);
     drop(sink);
     drop(server);
     Ok(())
+}
+
+/// `/proc/loadavg`'s three averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
