@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod incidents;
+pub mod kpi;
 pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -47,6 +48,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0006_incidents.sql"),
     ),
     (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_kpi_hours.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -67,6 +72,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../migrations/postgres/0007_reports.sql"),
+    ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_kpi_hours.sql"),
     ),
 ];
 
