@@ -273,7 +273,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
     for (hour_ms, mut rollups) in per_hour {
         rollups.sort_by_key(|r| r.series_id);
         let kpis = kpi::derive_hour(&by_id, hour_ms, &rollups);
-        kpi::write_hour(&mut *tx, hour_ms, &kpis).await?;
+        kpi::write_hour(&mut tx, hour_ms, &kpis).await?;
     }
     tx.commit().await?;
     Ok(sum)

@@ -1264,7 +1264,7 @@ async fn write_rollups(
         }
         q.execute(&mut *tx).await?;
     }
-    kpi::write_hour(&mut *tx, hour_ms, kpis).await?;
+    kpi::write_hour(&mut tx, hour_ms, kpis).await?;
     tx.commit().await?;
     Ok(true)
 }
