@@ -5,7 +5,8 @@
 //! month's derived KPI rows removed (older data), which must give the same evidence.
 //!
 //! `cargo run --release -p yunwei-server --example monthly_report_bench [-- HOSTS PROBES_PER_HOST]`
-//! (`BENCH_DB=/path/bench.db` keeps the seeded database for the next run)
+//! (`BENCH_DB=/path/bench.db` keeps the seeded database for the next run;
+//! `BENCH_DB=postgres://...` uses PostgreSQL)
 
 use std::time::Instant;
 
@@ -48,9 +49,15 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&path, yaml)?;
     let c = contracts::load_file(&path).map_err(|e| anyhow::anyhow!(e))?;
     let period = Period::parse("2026-10", c.contract.time_zone)?;
-    // BENCH_DB=path keeps the seeded database for later runs (seeding is slow and untimed).
-    let db = std::env::var_os("BENCH_DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
-    let url = format!("sqlite://{}", db.display());
+    // BENCH_DB=path keeps the seeded database for later runs (seeding is slow and untimed);
+    // BENCH_DB=postgres://... runs against PostgreSQL.
+    let db = std::env::var("BENCH_DB")
+        .unwrap_or_else(|_| dir.path().join("bench.db").display().to_string());
+    let url = if db.starts_with("postgres") {
+        db.clone()
+    } else {
+        format!("sqlite://{db}")
+    };
     let store = Store::open(&url, false).await?;
 
     let t = Instant::now();
@@ -64,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let seeded = demo::seed(&store, &spec).await?;
     if seeded.already_seeded {
-        println!("reusing the database seeded earlier at {}", db.display());
+        println!("reusing the database seeded earlier at {db}");
     }
     println!(
         "seeded {} hosts, {} probes, {} intervals, {} hourly rollups in {:.1} s (not timed below)",
@@ -136,11 +143,12 @@ async fn main() -> anyhow::Result<()> {
     // Hours without derived rows (rolled up before `kpi_hours` existed) are derived from the
     // rollups when read: drop the first half of the month's rows and require the same evidence.
     let half = period.start_ms + (period.end_ms - period.start_ms) / 2;
+    // (DDL takes no bind parameters on PostgreSQL; `half` is a number.)
     for sql in [
-        "CREATE TABLE kpi_hours_kept AS SELECT * FROM kpi_hours WHERE hour_ms < $1",
-        "DELETE FROM kpi_hours WHERE hour_ms < $1",
+        format!("CREATE TABLE kpi_hours_kept AS SELECT * FROM kpi_hours WHERE hour_ms < {half}"),
+        format!("DELETE FROM kpi_hours WHERE hour_ms < {half}"),
     ] {
-        sqlx::query(sql).bind(half).execute(store.pool()).await?;
+        sqlx::query(&sql).execute(store.pool()).await?;
     }
     let m0 = Instant::now();
     let mixed = contracts::gather(&store, &c, period.start_ms, period.end_ms, false).await?;
@@ -158,9 +166,10 @@ async fn main() -> anyhow::Result<()> {
     let s = |a: Instant, b: Instant| (b - a).as_secs_f64();
     let total = s(t0, t6);
     println!(
-        "\nmonthly report, {} hosts / {} probes / 31 days, SQLite, evidence rows: {} intervals, {} resource hours\n",
+        "\nmonthly report, {} hosts / {} probes / 31 days, {:?}, evidence rows: {} intervals, {} resource hours\n",
         hosts,
         hosts * probes_per_host,
+        store.backend(),
         ev.intervals.len(),
         ev.resources.len()
     );
