@@ -593,20 +593,22 @@ fn appendix(
     notes: &[String],
 ) -> Vec<Evidence> {
     let mut out: BTreeMap<String, Evidence> = BTreeMap::new();
-    let mut put = |id: &str, kind: &str, summary: String, start_ms: i64, end_ms: i64| {
-        if cited.contains(id) {
-            out.insert(
-                id.to_string(),
-                Evidence {
-                    id: id.to_string(),
-                    kind: kind.to_string(),
-                    summary,
-                    start_ms,
-                    end_ms,
-                },
-            );
-        }
-    };
+    // The summary is only made for cited rows (a month has about a million resource rows).
+    let mut put =
+        |id: &str, kind: &str, summary: &dyn Fn() -> String, start_ms: i64, end_ms: i64| {
+            if cited.contains(id) {
+                out.insert(
+                    id.to_string(),
+                    Evidence {
+                        id: id.to_string(),
+                        kind: kind.to_string(),
+                        summary: summary(),
+                        start_ms,
+                        end_ms,
+                    },
+                );
+            }
+        };
     for r in &rows.intervals {
         let state = match r.state {
             assess::State::Up => lang.pick("正常", "up"),
@@ -620,7 +622,7 @@ fn appendix(
         put(
             &r.id,
             "status_interval",
-            format!("{kind} {}: {state}", r.subject),
+            &|| format!("{kind} {}: {state}", r.subject),
             r.start_ms,
             r.end_ms,
         );
@@ -629,23 +631,25 @@ fn appendix(
         put(
             &r.id,
             "incident",
-            format!(
-                "{} {}",
-                r.level,
-                r.system.clone().unwrap_or_else(|| "-".to_string())
-            ),
+            &|| {
+                format!(
+                    "{} {}",
+                    r.level,
+                    r.system.clone().unwrap_or_else(|| "-".to_string())
+                )
+            },
             r.detected_ms,
             r.restored_ms.unwrap_or(r.detected_ms),
         );
     }
     for r in &rows.exclusions {
-        put(&r.id, "exclusion", r.reason.clone(), r.from_ms, r.to_ms);
+        put(&r.id, "exclusion", &|| r.reason.clone(), r.from_ms, r.to_ms);
     }
     for r in &rows.inspections {
         put(
             &r.id,
             "inspection",
-            r.result.clone(),
+            &|| r.result.clone(),
             r.scheduled_ms,
             r.done_ms.unwrap_or(r.scheduled_ms),
         );
@@ -654,13 +658,19 @@ fn appendix(
         put(
             &r.id,
             "rollup",
-            format!("{} {}: max {}", r.host, r.metric, Fixed::from_f64(r.max)),
+            &|| format!("{} {}: max {}", r.host, r.metric, Fixed::from_f64(r.max)),
             r.hour_ms,
             r.hour_ms + 3_600_000,
         );
     }
     for r in &rows.events {
-        put(&r.id, "manual_event", r.evidence.clone(), r.at_ms, r.at_ms);
+        put(
+            &r.id,
+            "manual_event",
+            &|| r.evidence.clone(),
+            r.at_ms,
+            r.at_ms,
+        );
     }
     // Cited but not among the rows (should not happen): still listed, by id.
     for id in cited {

@@ -7,7 +7,7 @@
 //! `interval:probe:<row>`, `inspection:<row>`, `rollup:<metric>:<host>:<hour_ms>`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -38,7 +38,7 @@ use crate::{
     ingest::{KIND_HOST, KIND_PROBE},
     notify::matcher::{Matcher, all_match},
     now_ms,
-    store::{ContractEventRow, HOUR_MS, InspectionRow, Store},
+    store::{ContractEventRow, HOUR_MS, InspectionRow, Store, kpi},
     timeline::State,
 };
 
@@ -407,9 +407,12 @@ fn exclusion_entries(
     }
 }
 
-/// Hourly figures of a resource metric per host, from the rollups. `cpu_usage_ratio`,
-/// `memory_used_ratio` and `disk_used_ratio` (the fullest filesystem) are derived from the
-/// node_exporter series; any other name is read as stored (the worst series of a host per hour).
+/// Hourly figures of a resource metric per host. `cpu_usage_ratio`, `memory_used_ratio` and
+/// `disk_used_ratio` (the fullest filesystem) are derived from the node_exporter series
+/// (`store::kpi`): read from `kpi_hours`, which the rollup job fills, and derived from the
+/// rollups here for hours without a row (rolled up before that table existed). Any other name
+/// is read from the rollups as stored (the worst series of a host per hour). Evidence ids are
+/// `rollup:<metric>:<host>:<hour_ms>` either way: the host's rollups of that hour.
 async fn resource_hours(
     store: &Store,
     metric: &str,
@@ -419,73 +422,44 @@ async fn resource_hours(
 ) -> anyhow::Result<Vec<ResourceHour>> {
     let from_h = from_ms - from_ms.rem_euclid(HOUR_MS);
     let to_h = to_ms - 1;
-    // (host, hour) → value
-    let mut values: BTreeMap<(String, i64), f64> = BTreeMap::new();
-    match metric {
-        "cpu_usage_ratio" => {
-            let series = store.series_named("node_cpu_seconds_total").await?;
-            let series: Vec<_> = series
-                .into_iter()
-                .filter(|s| hosts.contains_key(&s.agent_id))
-                .collect();
-            let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
-            let by_id: BTreeMap<i64, &crate::store::SeriesRow> =
-                series.iter().map(|s| (s.id, s)).collect();
-            let mut idle: BTreeMap<(String, i64), (f64, f64)> = BTreeMap::new();
-            for r in store.rollups(&ids, from_h, to_h).await? {
-                let Some(s) = by_id.get(&r.series_id) else {
-                    continue;
-                };
-                // A counter's growth within the hour (a reset makes it an underestimate).
-                let delta = (r.max - r.min).max(0.0);
-                let e = idle.entry((s.agent_id.clone(), r.hour_ms)).or_default();
-                if s.labels.get("mode").map(String::as_str) == Some("idle") {
-                    e.0 += delta;
+    // Hosts by index, in id order, so that sorting by index sorts by id.
+    let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+    // (host index, hour, value)
+    let mut values: Vec<(usize, i64, f64)> = Vec::new();
+    if kpi::is_derived(metric) {
+        let stored = store
+            .kpi_hours(metric, from_h, to_h, |hour, host, v| {
+                if let Some(&i) = index.get(host) {
+                    values.push((i, hour, v));
                 }
-                e.1 += delta;
-            }
-            for (k, (i, total)) in idle {
-                if total > 0.0 {
-                    values.insert(k, 1.0 - i / total);
-                }
-            }
-        }
-        "memory_used_ratio" => {
-            let avail = means(store, "node_memory_MemAvailable_bytes", hosts, from_h, to_h).await?;
-            let total = means(store, "node_memory_MemTotal_bytes", hosts, from_h, to_h).await?;
-            for ((host, hour, _), t) in &total {
-                if let Some(a) = avail.get(&(host.clone(), *hour, String::new()))
-                    && *t > 0.0
+            })
+            .await?;
+        let missing = missing_runs(&stored, from_h, to_h);
+        // Ranges may be merged over stored hours: those are skipped below.
+        let stored: HashSet<i64> = stored.into_iter().collect();
+        for (from, to) in missing {
+            for ((host, hour), v) in from_rollups(store, metric, hosts, from, to).await? {
+                if let Some(&i) = index.get(host.as_str())
+                    && !stored.contains(&hour)
                 {
-                    values.insert((host.clone(), *hour), 1.0 - a / t);
+                    values.push((i, hour, v));
                 }
             }
         }
-        "disk_used_ratio" => {
-            let avail = means(store, "node_filesystem_avail_bytes", hosts, from_h, to_h).await?;
-            let size = means(store, "node_filesystem_size_bytes", hosts, from_h, to_h).await?;
-            for ((host, hour, mount), s) in &size {
-                if let Some(a) = avail.get(&(host.clone(), *hour, mount.clone()))
-                    && *s > 0.0
-                {
-                    let used = 1.0 - a / s;
-                    let e = values.entry((host.clone(), *hour)).or_insert(used);
-                    *e = e.max(used);
-                }
-            }
-        }
-        other => {
-            for ((host, hour, _), v) in means(store, other, hosts, from_h, to_h).await? {
-                let e = values.entry((host, hour)).or_insert(v);
-                *e = e.max(v);
+    } else {
+        for ((host, hour), v) in from_rollups(store, metric, hosts, from_h, to_h).await? {
+            if let Some(&i) = index.get(host.as_str()) {
+                values.push((i, hour, v));
             }
         }
     }
+    values.sort_unstable_by_key(|&(i, hour, _)| (i, hour));
     Ok(values
         .into_iter()
-        .map(|((host, hour_ms), v)| ResourceHour {
-            id: format!("rollup:{metric}:{host}:{hour_ms}"),
-            host,
+        .map(|(i, hour_ms, v)| ResourceHour {
+            id: format!("rollup:{metric}:{}:{hour_ms}", names[i]),
+            host: names[i].to_string(),
             metric: metric.to_string(),
             hour_ms,
             min: v,
@@ -497,39 +471,59 @@ async fn resource_hours(
         .collect())
 }
 
-/// Hourly means of a stored metric per (host, hour, mountpoint or "").
-async fn means(
+/// Most rollup reads for the hours without a derived row: hours that never had data have no
+/// row either, so scattered gaps are read as a few wider ranges rather than one query each.
+const MAX_MISSING_RUNS: usize = 8;
+
+/// Hour ranges `[from, to]` (inclusive, UTC hour starts) within `[from_h, to_h]` covering every
+/// hour not in `stored` (ascending), at most [`MAX_MISSING_RUNS`] of them: the closest runs are
+/// merged, so a range may also cover stored hours.
+fn missing_runs(stored: &[i64], from_h: i64, to_h: i64) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    let mut next = from_h;
+    for &h in stored {
+        if h > next {
+            runs.push((next, h - HOUR_MS));
+        }
+        next = next.max(h + HOUR_MS);
+    }
+    if next <= to_h {
+        runs.push((next, to_h));
+    }
+    while runs.len() > MAX_MISSING_RUNS {
+        let Some(i) = (0..runs.len() - 1).min_by_key(|&i| runs[i + 1].0 - runs[i].1) else {
+            break;
+        };
+        runs[i].1 = runs[i + 1].1;
+        runs.remove(i + 1);
+    }
+    runs
+}
+
+/// Hourly values of `metric` per (host, hour) derived from the rollups of hours
+/// `from_h <= hour <= to_h`.
+async fn from_rollups(
     store: &Store,
-    name: &str,
+    metric: &str,
     hosts: &BTreeMap<String, BTreeMap<String, String>>,
     from_h: i64,
     to_h: i64,
-) -> anyhow::Result<BTreeMap<(String, i64, String), f64>> {
-    let series: Vec<_> = store
-        .series_named(name)
-        .await?
-        .into_iter()
-        .filter(|s| hosts.contains_key(&s.agent_id))
-        .collect();
-    let ids: Vec<i64> = series.iter().map(|s| s.id).collect();
-    let by_id: BTreeMap<i64, &crate::store::SeriesRow> = series.iter().map(|s| (s.id, s)).collect();
-    let mut out = BTreeMap::new();
-    for r in store.rollups(&ids, from_h, to_h).await? {
-        let Some(s) = by_id.get(&r.series_id) else {
-            continue;
-        };
-        if r.count > 0 {
-            let key = (
-                s.agent_id.clone(),
-                r.hour_ms,
-                s.labels.get("mountpoint").cloned().unwrap_or_default(),
-            );
-            let v = r.sum / r.count as f64;
-            let e = out.entry(key).or_insert(v);
-            *e = f64::max(*e, v);
-        }
+) -> anyhow::Result<BTreeMap<(String, i64), f64>> {
+    let mut series = HashMap::new();
+    for name in kpi::sources(metric) {
+        series.extend(
+            store
+                .series_named(name)
+                .await?
+                .into_iter()
+                .filter(|s| hosts.contains_key(&s.agent_id))
+                .map(|s| (s.id, s)),
+        );
     }
-    Ok(out)
+    let mut ids: Vec<i64> = series.keys().copied().collect();
+    ids.sort_unstable();
+    let rollups = store.rollups(&ids, from_h, to_h).await?;
+    Ok(kpi::derive(metric, &series, &rollups))
 }
 
 /// Assesses `c` over `period` with what the store holds at `as_of_ms`.
@@ -964,6 +958,31 @@ pub async fn inspection_loop(state: Arc<AppState>) {
         tick.tick().await;
         if let Err(e) = run_due_inspections(&state, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "inspection run failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_runs_cover_every_hour_without_a_row() {
+        let h = |n: i64| n * HOUR_MS;
+        assert_eq!(missing_runs(&[], h(0), h(9)), vec![(h(0), h(9))]);
+        assert_eq!(
+            missing_runs(&[h(0), h(1), h(4), h(9)], h(0), h(9)),
+            vec![(h(2), h(3)), (h(5), h(8))]
+        );
+        assert_eq!(missing_runs(&[h(0), h(1), h(2)], h(0), h(2)), vec![]);
+        // Every other hour missing: merged into at most MAX_MISSING_RUNS ranges that still
+        // cover every missing hour.
+        let stored: Vec<i64> = (0..100).map(|n| h(2 * n)).collect();
+        let runs = missing_runs(&stored, h(0), h(199));
+        assert!(runs.len() <= MAX_MISSING_RUNS, "{runs:?}");
+        for n in 0..100 {
+            let hour = h(2 * n + 1);
+            assert!(runs.iter().any(|(a, b)| *a <= hour && hour <= *b), "{n}");
         }
     }
 }

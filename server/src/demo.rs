@@ -7,14 +7,15 @@
 //! What is seeded, per system label: hosts (agents with no usable token), their probes, status
 //! intervals (up, with one outage per system at a fixed, reproducible time), and hourly rollups
 //! of `node_cpu_seconds_total` (idle/user) and `node_filesystem_{avail,size}_bytes` so that
-//! CPU and disk figures exist. Deterministic: the same spec gives the same rows.
+//! CPU and disk figures exist, with the derived hourly KPIs the rollup job would store
+//! (`store::kpi`). Deterministic: the same spec gives the same rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use sqlx::Row;
 
-use crate::store::{AgentRow, HOUR_MS, Store, labels_to_json};
+use crate::store::{AgentRow, HOUR_MS, Rollup, SeriesRow, Store, kpi, labels_to_json};
 
 /// What to seed.
 #[derive(Debug, Clone)]
@@ -179,6 +180,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
         .collect();
     const DISK: f64 = 500.0e9;
     let mut rows: Vec<(i64, i64, f64, f64, f64, i64, f64)> = Vec::new();
+    let mut by_id: HashMap<i64, SeriesRow> = HashMap::new();
     for (agent, name, labels) in &series {
         let id: i64 = sqlx::query(
             "INSERT INTO series (agent_id, name, labels, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
@@ -190,6 +192,15 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
         .fetch_one(&mut *tx)
         .await?
         .get(0);
+        by_id.insert(
+            id,
+            SeriesRow {
+                id,
+                agent_id: agent.clone(),
+                name: name.to_string(),
+                labels: labels.clone(),
+            },
+        );
         let base = 0.2 + 0.5 * rng.next();
         let mut counter = 1.0e6 * rng.next();
         let mut used = 0.3 + 0.5 * rng.next();
@@ -246,6 +257,24 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
         q.execute(&mut *tx).await?;
     }
     sum.rollups = rows.len();
+    // The derived KPIs, as the rollup job stores them for each hour it rolls up.
+    let mut per_hour: BTreeMap<i64, Vec<Rollup>> = BTreeMap::new();
+    for r in &rows {
+        per_hour.entry(r.1).or_default().push(Rollup {
+            series_id: r.0,
+            hour_ms: r.1,
+            min: r.2,
+            max: r.3,
+            sum: r.4,
+            count: r.5,
+            last: r.6,
+        });
+    }
+    for (hour_ms, mut rollups) in per_hour {
+        rollups.sort_by_key(|r| r.series_id);
+        let kpis = kpi::derive_hour(&by_id, hour_ms, &rollups);
+        kpi::write_hour(&mut tx, hour_ms, &kpis).await?;
+    }
     tx.commit().await?;
     Ok(sum)
 }

@@ -28,7 +28,7 @@ use crate::{
     AppState, HostLive,
     api::ApiError,
     now_ms,
-    store::{AgentRow, HOUR_MS, Rollup, Store, blob, labels_to_json},
+    store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, labels_to_json},
     timeline::{self, Span, State},
 };
 
@@ -50,10 +50,12 @@ pub const KIND_PROBE: &str = "probe";
 pub enum WriterMsg {
     Ingest(Box<IngestJob>),
     /// Replace one hour's rollups, if the hour was not dirtied again since `version` was read.
+    /// The hour's derived resource KPIs (`store::kpi`) are replaced with it.
     Rollup {
         hour_ms: i64,
         version: i64,
         rollups: Vec<Rollup>,
+        kpis: Vec<kpi::KpiHour>,
         reply: oneshot::Sender<bool>,
     },
     /// Delete data past its retention.
@@ -531,9 +533,10 @@ impl Writer {
                 hour_ms,
                 version,
                 rollups,
+                kpis,
                 reply,
             } => {
-                let r = write_rollups(&self.state.store, hour_ms, version, &rollups).await;
+                let r = write_rollups(&self.state.store, hour_ms, version, &rollups, &kpis).await;
                 let done = match r {
                     Ok(done) => done,
                     Err(e) => {
@@ -1120,6 +1123,11 @@ impl Writer {
                 now - i64::from(r.rollup_days) * day,
             ),
             (
+                "kpi_hours",
+                "DELETE FROM kpi_hours WHERE hour_ms < $1",
+                now - i64::from(r.rollup_days) * day,
+            ),
+            (
                 "status_intervals",
                 "DELETE FROM status_intervals WHERE end_ms < $1",
                 now - i64::from(r.interval_days) * day,
@@ -1206,12 +1214,13 @@ async fn insert_series(
     }
 }
 
-/// Replaces one hour's rollups if the hour is still at `version`.
+/// Replaces one hour's rollups and derived KPIs if the hour is still at `version`.
 async fn write_rollups(
     store: &Store,
     hour_ms: i64,
     version: i64,
     rollups: &[Rollup],
+    kpis: &[kpi::KpiHour],
 ) -> anyhow::Result<bool> {
     let mut tx = store.begin().await?;
     let cleared = sqlx::query("DELETE FROM rollup_dirty WHERE hour_ms = $1 AND version = $2")
@@ -1260,6 +1269,7 @@ async fn write_rollups(
         }
         q.execute(&mut *tx).await?;
     }
+    kpi::write_hour(&mut tx, hour_ms, kpis).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -1301,8 +1311,17 @@ pub async fn compute_rollups(store: &Store, hour_ms: i64) -> sqlx::Result<Vec<Ro
 pub async fn maintenance_pass(state: &AppState, now: i64) -> anyhow::Result<()> {
     // An hour is rolled up once it has been closed for two minutes; later backfill dirties it
     // again and it is recomputed.
-    for (hour_ms, version) in state.store.dirty_hours(now - 120_000).await? {
+    let dirty = state.store.dirty_hours(now - 120_000).await?;
+    // Read after the dirty hours: a series created later comes with a batch that dirties its
+    // hour again, so an hour rolled up without it is not written (its version moved on).
+    let series = if dirty.is_empty() {
+        HashMap::new()
+    } else {
+        state.store.kpi_source_series().await?
+    };
+    for (hour_ms, version) in dirty {
         let rollups = compute_rollups(&state.store, hour_ms).await?;
+        let kpis = kpi::derive_hour(&series, hour_ms, &rollups);
         let (reply, rx) = oneshot::channel();
         state
             .writer
@@ -1310,6 +1329,7 @@ pub async fn maintenance_pass(state: &AppState, now: i64) -> anyhow::Result<()> 
                 hour_ms,
                 version,
                 rollups,
+                kpis,
                 reply,
             })
             .await

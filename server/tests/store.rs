@@ -21,6 +21,7 @@ yunwei_tests::both_backends!(
     redelivery_is_deduplicated,
     backfill_lands_in_its_hour_and_fills_the_unknown_gap,
     rollups_are_exact_and_recomputed_after_late_data,
+    derived_resource_kpis_are_stored_with_the_rollups_and_match_them,
     retention_keeps_rollups_and_still_deduplicates_pruned_batches,
     probes_produce_up_and_down_intervals,
     series_limit_rejects_the_whole_batch,
@@ -177,6 +178,160 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     assert_eq!(series["metric"]["department"], "数据局");
     assert_eq!(series["rollups"][0]["count"], 5);
     assert_eq!(series["values"][0][1], "4.3");
+    h.stop().await;
+}
+
+const KPI_CONTRACT: &str = r#"id: kpi
+name: 资源指标
+parties: { buyer: 甲方, vendor: 乙方 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: s, name: 系统, tier: core, hosts: { hostname: kpi-01 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+  resources:
+    - { id: cpu, name: CPU, metric: cpu_usage_ratio, aggregate: max, below: 0.9 }
+    - { id: mem, name: 内存, metric: memory_used_ratio, aggregate: max, below: 0.9 }
+    - { id: disk, name: 磁盘, metric: disk_used_ratio, aggregate: max, below: 0.9 }
+scoring:
+  base: 100
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 0 }
+"#;
+
+/// The rollup job stores each hour's CPU, memory and disk ratios per host (`kpi_hours`); the
+/// evidence read from those rows equals what is derived from the rollups for hours without
+/// them (data rolled up before the table existed).
+async fn derived_resource_kpis_are_stored_with_the_rollups_and_match_them(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let e = h.client.enroll("kpi-01").await.unwrap();
+    let now = now_ms();
+    let first = (now - 6 * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    let sample = |name: &str, labels: &[(&str, &str)], value: f64, ts_ms: i64| Sample {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value,
+        ts_ms,
+    };
+    // Two hours, four batches each: CPU counters growing 30 s idle and 10 s user per minute
+    // (first hour; then 20 / 20), memory 3 of 4 GB available, two filesystems.
+    let mut seq = 0;
+    for (hour, idle_rate) in [(first, 30.0), (first + HOUR_MS, 20.0)] {
+        for i in 0..4 {
+            seq += 1;
+            let t = hour + i * 60_000;
+            let m = i as f64;
+            let mut b = batch(&e, "kpi-01", seq, t, 0);
+            b.samples = vec![
+                sample(
+                    "node_cpu_seconds_total",
+                    &[("cpu", "0"), ("mode", "idle")],
+                    1e4 + idle_rate * m,
+                    t,
+                ),
+                sample(
+                    "node_cpu_seconds_total",
+                    &[("cpu", "0"), ("mode", "user")],
+                    5e3 + (40.0 - idle_rate) * m,
+                    t,
+                ),
+                sample("node_memory_MemAvailable_bytes", &[], 3e9, t),
+                sample("node_memory_MemTotal_bytes", &[], 4e9, t),
+                sample(
+                    "node_filesystem_avail_bytes",
+                    &[("mountpoint", "/")],
+                    60e9 - 1e9 * m,
+                    t,
+                ),
+                sample(
+                    "node_filesystem_size_bytes",
+                    &[("mountpoint", "/")],
+                    100e9,
+                    t,
+                ),
+                sample(
+                    "node_filesystem_avail_bytes",
+                    &[("mountpoint", "/data")],
+                    150e9,
+                    t,
+                ),
+                sample(
+                    "node_filesystem_size_bytes",
+                    &[("mountpoint", "/data")],
+                    200e9,
+                    t,
+                ),
+            ];
+            h.ok(&e, &b).await;
+        }
+    }
+    ingest::maintenance_pass(&h.state, now).await.unwrap();
+
+    let mut stored = Vec::new();
+    let hours = h
+        .state
+        .store
+        .kpi_hours(
+            "cpu_usage_ratio",
+            first,
+            first + HOUR_MS,
+            |hour, host, v| stored.push((hour, host.to_string(), v)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hours, vec![first, first + HOUR_MS]);
+    assert_eq!(
+        stored,
+        vec![
+            (first, e.agent_id.clone(), 0.25),
+            (first + HOUR_MS, e.agent_id.clone(), 0.5)
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kpi.yml");
+    std::fs::write(&path, KPI_CONTRACT).unwrap();
+    let c = yunwei_server::contracts::load_file(&path).unwrap();
+    let (from, to) = (first, first + 2 * HOUR_MS);
+    let gather = || yunwei_server::contracts::gather(&h.state.store, &c, from, to, false);
+    let derived = gather().await.unwrap();
+    let got: Vec<(&str, i64, f64)> = derived
+        .resources
+        .iter()
+        .map(|r| (r.metric.as_str(), r.hour_ms, r.max))
+        .collect();
+    // Disk: the hourly mean of "/" is 58.5 GB available of 100 GB, fuller than "/data".
+    assert_eq!(
+        got,
+        vec![
+            ("cpu_usage_ratio", first, 0.25),
+            ("cpu_usage_ratio", first + HOUR_MS, 0.5),
+            ("disk_used_ratio", first, 1.0 - 58.5e9 / 100e9),
+            ("disk_used_ratio", first + HOUR_MS, 1.0 - 58.5e9 / 100e9),
+            ("memory_used_ratio", first, 0.25),
+            ("memory_used_ratio", first + HOUR_MS, 0.25),
+        ]
+    );
+    assert_eq!(
+        derived.resources[0].id,
+        format!("rollup:cpu_usage_ratio:{}:{first}", e.agent_id)
+    );
+
+    // Older data: one hour, then both, without derived rows give the same evidence.
+    for cutoff in [first + HOUR_MS, to] {
+        sqlx::query("DELETE FROM kpi_hours WHERE hour_ms < $1")
+            .bind(cutoff)
+            .execute(h.state.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(gather().await.unwrap(), derived);
+    }
     h.stop().await;
 }
 

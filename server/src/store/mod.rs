@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod incidents;
+pub mod kpi;
 pub mod notify;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -51,6 +52,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_report_deliveries.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_kpi_hours.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -75,6 +80,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_report_deliveries.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_kpi_hours.sql"),
     ),
 ];
 
