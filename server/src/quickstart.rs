@@ -172,13 +172,16 @@ pub async fn run_with_demo(
         }
     }
     let server = Server::bind(config.clone()).await?;
-    let contract_id = server
+    let (contract_id, month) = server
         .state()
         .contracts
         .read()
         .expect("contracts lock")
         .first()
-        .map(|c| c.contract.id.clone())
+        .map(|c| {
+            let month = crate::contracts::current_month(&c.contract, crate::now_ms());
+            (c.contract.id.clone(), month.label)
+        })
         .unwrap_or_default();
     let addr = server.local_addr();
     let login = first_admin(&server.state().store).await?;
@@ -211,7 +214,10 @@ pub async fn run_with_demo(
          contract: http://{addr}/api/v1/contracts/{contract}/status ({contract_file})\n  \
          metrics:  http://{addr}/metrics\n  \
          health:   http://{addr}/readyz\n\n  \
-         console:  http://{addr}/  {login}\n\n\
+         console:  http://{addr}/  {login}\n\n  \
+         report (this month so far, from another terminal; also on the console's Reports page):\n    \
+         yunwei-server report generate --data-dir {data} --contract-file {contract_file} \\\n      \
+         --contract {contract} --period {month} --format html,pdf,xlsx,json --out reports\n\n\
          Enroll more agents with the secret in {data}/enrollment.secret. Press Ctrl-C to stop.\n",
         data = data_dir.display(),
         rules = data_dir.join("rules").display(),
