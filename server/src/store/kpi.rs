@@ -4,7 +4,7 @@
 //! The rollup job derives them from each hour's rollups and stores them in `kpi_hours`, in the
 //! transaction that replaces that hour's rollups: one row per metric and hour holding every
 //! host's value (layout below), so a monthly report reads about 700 rows per metric instead of
-//! several rollups per host and hour. [`derive`] is the one definition, used by the rollup job,
+//! several rollups per host and hour. [`derive()`] is the one definition, used by the rollup job,
 //! the demo seeder and the read-time fallback for hours without a row (data rolled up before
 //! the table existed), so both give the same numbers bit for bit.
 //!
