@@ -13,7 +13,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::EvalError;
 use super::engine::{Evaluator, Val, unparen};
-use super::value::{Labels, METRIC_NAME, Sample, encoded_entries};
+use super::value::{Labels, METRIC_NAME, Sample, encoded_entries, push_entry};
 
 /// A valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
@@ -93,10 +93,7 @@ fn grouping_key(l: &Labels, grouping: &[String], without: bool, key: &mut Vec<u8
         // `by`: look the few grouping labels up (`grouping` is sorted, like the labels).
         for name in grouping {
             if let Some(v) = l.get(name) {
-                key.extend_from_slice(name.as_bytes());
-                key.push(0xff);
-                key.extend_from_slice(v.as_bytes());
-                key.push(0xff);
+                push_entry(key, name.as_bytes(), v.as_bytes());
             }
         }
         return;

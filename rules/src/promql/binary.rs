@@ -21,8 +21,8 @@ enum Card {
     ManyToMany,
 }
 
-/// A matching key: the label set itself, or its chosen labels as bytes (`name 0xff value
-/// 0xff` per label; no UTF-8 string holds the byte 0xff).
+/// A matching key: the label set itself, or its chosen labels in the encoded form of label
+/// sets (an entry with both lengths, the name and the value, per label).
 #[derive(PartialEq, Eq, Hash)]
 enum Sig {
     Labels(Labels),

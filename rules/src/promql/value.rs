@@ -57,9 +57,10 @@ struct Inner {
     encoded: OnceLock<Encoded>,
 }
 
-/// Every label as `name 0xff value 0xff` (no UTF-8 text holds the byte 0xff), in one buffer, so
-/// that looking a label up or comparing two sets reads one small block of memory instead of a
-/// string per name and value.
+/// Every label as an entry `name length, value length (4 bytes each, little-endian), name,
+/// value` in one buffer, so that looking a label up or comparing two sets reads one small block
+/// of memory instead of a string per name and value. The lengths make the encoding of a label
+/// set unique, so two sets are equal exactly when their bytes are.
 struct Encoded {
     bytes: Box<[u8]>,
     /// Where the metric name's entry is in `bytes` (empty without one).
@@ -70,16 +71,13 @@ impl Encoded {
     fn new(labels: &[Label]) -> Self {
         let n: usize = labels
             .iter()
-            .map(|l| l.name.len() + l.value.len() + 2)
+            .map(|l| l.name.len() + l.value.len() + 8)
             .sum();
         let mut bytes = Vec::with_capacity(n);
         let mut name = (0, 0);
         for l in labels {
             let start = bytes.len();
-            bytes.extend_from_slice(l.name.as_bytes());
-            bytes.push(0xff);
-            bytes.extend_from_slice(l.value.as_bytes());
-            bytes.push(0xff);
+            push_entry(&mut bytes, l.name.as_bytes(), l.value.as_bytes());
             if l.name == METRIC_NAME {
                 name = (start, bytes.len());
             }
@@ -276,7 +274,7 @@ impl Labels {
     pub fn get(&self, name: &str) -> Option<&str> {
         let (a, b) = self.encoded_parts();
         let v = find_encoded(a, name.as_bytes()).or_else(|| find_encoded(b, name.as_bytes()))?;
-        // The bytes between two separators are whole UTF-8 text: one label value.
+        // An entry's value is the whole UTF-8 text of one label value.
         std::str::from_utf8(v).ok()
     }
 
@@ -292,8 +290,8 @@ impl Labels {
         Some(labels[i].value.as_str())
     }
 
-    /// The labels encoded (`name 0xff value 0xff` each, in order), as two runs: the second is
-    /// empty unless the metric name is skipped from the middle.
+    /// The labels encoded ([`Encoded`] entries, in order), as two runs: the second is empty
+    /// unless the metric name is skipped from the middle.
     pub(crate) fn encoded_parts(&self) -> (&[u8], &[u8]) {
         let e = self
             .inner
@@ -387,28 +385,42 @@ impl Labels {
     }
 }
 
-/// The entries of encoded labels: each label's name and its whole entry (`name 0xff value
-/// 0xff`).
+/// Appends the [`Encoded`] entry of one label to `out`.
+pub(crate) fn push_entry(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(name));
+    out.extend_from_slice(&len(value));
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+/// The next entry of encoded labels: name, value and the whole entry, and what follows.
+fn next_entry(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
+    let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let v = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+    let end = 8 + n + v;
+    let entry = bytes.get(..end)?;
+    Some((&entry[8..8 + n], &entry[8 + n..], entry, &bytes[end..]))
+}
+
+/// The entries of encoded labels: each label's name and its whole entry.
 pub(crate) fn encoded_entries(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
-        let n_end = bytes.iter().position(|&b| b == 0xff)?;
-        let v_len = bytes[n_end + 1..].iter().position(|&b| b == 0xff)?;
-        let (entry, rest) = bytes.split_at(n_end + v_len + 2);
+        let (name, _, entry, rest) = next_entry(bytes)?;
         bytes = rest;
-        Some((&entry[..n_end], entry))
+        Some((name, entry))
     })
 }
 
-/// The value of label `name` in encoded labels (`name 0xff value 0xff` each).
+/// The value of label `name` in encoded labels (sorted by name: byte order is the order of
+/// the names as text).
 fn find_encoded<'a>(mut bytes: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    while !bytes.is_empty() {
-        let n_end = bytes.iter().position(|&b| b == 0xff)?;
-        let rest = &bytes[n_end + 1..];
-        let v_end = rest.iter().position(|&b| b == 0xff)?;
-        if &bytes[..n_end] == name {
-            return Some(&rest[..v_end]);
+    while let Some((n, v, _, rest)) = next_entry(bytes) {
+        match n.cmp(name) {
+            std::cmp::Ordering::Equal => return Some(v),
+            std::cmp::Ordering::Greater => return None,
+            std::cmp::Ordering::Less => bytes = rest,
         }
-        bytes = &rest[v_end + 1..];
     }
     None
 }
