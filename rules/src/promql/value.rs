@@ -394,32 +394,47 @@ pub(crate) fn push_entry(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// The next entry of encoded labels: name, value and the whole entry, and what follows.
-fn next_entry(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
+/// One entry of encoded labels.
+struct Entry<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    /// The whole entry.
+    bytes: &'a [u8],
+    /// What follows it.
+    rest: &'a [u8],
+}
+
+/// The first entry of encoded labels.
+fn next_entry(bytes: &[u8]) -> Option<Entry<'_>> {
     let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let v = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
     let end = 8 + n + v;
     let entry = bytes.get(..end)?;
-    Some((&entry[8..8 + n], &entry[8 + n..], entry, &bytes[end..]))
+    Some(Entry {
+        name: &entry[8..8 + n],
+        value: &entry[8 + n..],
+        bytes: entry,
+        rest: &bytes[end..],
+    })
 }
 
 /// The entries of encoded labels: each label's name and its whole entry.
 pub(crate) fn encoded_entries(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
-        let (name, _, entry, rest) = next_entry(bytes)?;
-        bytes = rest;
-        Some((name, entry))
+        let e = next_entry(bytes)?;
+        bytes = e.rest;
+        Some((e.name, e.bytes))
     })
 }
 
 /// The value of label `name` in encoded labels (sorted by name: byte order is the order of
 /// the names as text).
 fn find_encoded<'a>(mut bytes: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    while let Some((n, v, _, rest)) = next_entry(bytes) {
-        match n.cmp(name) {
-            std::cmp::Ordering::Equal => return Some(v),
+    while let Some(e) = next_entry(bytes) {
+        match e.name.cmp(name) {
+            std::cmp::Ordering::Equal => return Some(e.value),
             std::cmp::Ordering::Greater => return None,
-            std::cmp::Ordering::Less => bytes = rest,
+            std::cmp::Ordering::Less => bytes = e.rest,
         }
     }
     None
