@@ -155,11 +155,18 @@ impl GroupState {
     /// the same key (kind, name and labels) in the previous set, so reloading a file does not
     /// reset alerts; rules without one start empty.
     pub fn align(&mut self, group: &RuleGroup) {
-        let keys: Vec<String> = (0..group.rules.len()).map(|i| group.rule_key(i)).collect();
-        if self.rules.len() == keys.len() && self.rules.iter().zip(&keys).all(|(s, k)| &s.key == k)
-        {
-            return;
+        if self.rules.len() == group.rules.len() {
+            let mut key = String::new();
+            let same = self.rules.iter().enumerate().all(|(i, s)| {
+                key.clear();
+                group.write_rule_key(i, &mut key);
+                s.key == key
+            });
+            if same {
+                return;
+            }
         }
+        let keys: Vec<String> = (0..group.rules.len()).map(|i| group.rule_key(i)).collect();
         let mut old: Vec<Option<RuleState>> = std::mem::take(&mut self.rules)
             .into_iter()
             .map(Some)
@@ -237,16 +244,29 @@ impl RuleGroup {
 
     /// A key that identifies rule `i` across reloads: kind, name and labels.
     pub fn rule_key(&self, i: usize) -> String {
+        let mut key = String::new();
+        self.write_rule_key(i, &mut key);
+        key
+    }
+
+    /// [`RuleGroup::rule_key`] into `out`, so that checking the keys of every rule at every
+    /// evaluation can reuse one buffer.
+    fn write_rule_key(&self, i: usize, out: &mut String) {
+        use std::fmt::Write as _;
         match &self.rules[i] {
             Rule::Alerting(a) => {
-                let labels: Vec<String> = a
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={:?}", v.source()))
-                    .collect();
-                format!("alert:{}{{{}}}", a.name, labels.join(","))
+                let _ = write!(out, "alert:{}{{", a.name);
+                for (j, (k, v)) in a.labels.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}={:?}", v.source());
+                }
+                out.push('}');
             }
-            Rule::Recording(r) => format!("record:{}{}", r.name, r.labels),
+            Rule::Recording(r) => {
+                let _ = write!(out, "record:{}{}", r.name, r.labels);
+            }
         }
     }
 
@@ -618,6 +638,7 @@ impl<'a> Overlay<'a> {
                 (lo < hi).then(|| SelectedSeries {
                     labels: std::borrow::Cow::Borrowed(l),
                     samples: std::borrow::Cow::Borrowed(&pts[lo..hi]),
+                    no_stale: false,
                 })
             })
             .collect();

@@ -13,7 +13,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::EvalError;
 use super::engine::{Evaluator, Val, unparen};
-use super::value::{Labels, METRIC_NAME, Sample};
+use super::value::{Labels, METRIC_NAME, Sample, encoded_entries, push_entry};
 
 /// A valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
@@ -93,21 +93,17 @@ fn grouping_key(l: &Labels, grouping: &[String], without: bool, key: &mut Vec<u8
         // `by`: look the few grouping labels up (`grouping` is sorted, like the labels).
         for name in grouping {
             if let Some(v) = l.get(name) {
-                key.extend_from_slice(name.as_bytes());
-                key.push(0xff);
-                key.extend_from_slice(v.as_bytes());
-                key.push(0xff);
+                push_entry(key, name.as_bytes(), v.as_bytes());
             }
         }
         return;
     }
-    // `without`: every label but the listed ones and the metric name.
-    for lbl in l.iter() {
-        if !grouping.contains(&lbl.name) && lbl.name != METRIC_NAME {
-            key.extend_from_slice(lbl.name.as_bytes());
-            key.push(0xff);
-            key.extend_from_slice(lbl.value.as_bytes());
-            key.push(0xff);
+    // `without`: every label but the listed ones and the metric name, copied from the
+    // labels' encoded form, which has the same layout as the key.
+    let (a, b) = l.encoded_parts();
+    for (name, entry) in encoded_entries(a).chain(encoded_entries(b)) {
+        if name != METRIC_NAME.as_bytes() && !grouping.iter().any(|g| g.as_bytes() == name) {
+            key.extend_from_slice(entry);
         }
     }
 }

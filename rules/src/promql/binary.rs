@@ -11,7 +11,7 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::EvalError;
 use super::engine::{Evaluator, Val, check_duplicates};
-use super::value::{Labels, METRIC_NAME, Sample};
+use super::value::{Labels, METRIC_NAME, Sample, encoded_entries};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Card {
@@ -21,8 +21,8 @@ enum Card {
     ManyToMany,
 }
 
-/// A matching key: the label set itself, or its chosen labels as bytes (`name 0xff value
-/// 0xff` per label; no UTF-8 string holds the byte 0xff).
+/// A matching key: the label set itself, or its chosen labels in the encoded form of label
+/// sets (an entry with both lengths, the name and the value, per label).
 #[derive(PartialEq, Eq, Hash)]
 enum Sig {
     Labels(Labels),
@@ -81,18 +81,16 @@ impl Matching {
             return Sig::Labels(l.without_metric_name());
         }
         let mut key = Vec::new();
-        for lbl in l.iter() {
-            let listed = self.labels.contains(&lbl.name);
+        let (a, b) = l.encoded_parts();
+        for (name, entry) in encoded_entries(a).chain(encoded_entries(b)) {
+            let listed = self.labels.iter().any(|n| n.as_bytes() == name);
             let take = if self.on {
                 listed
             } else {
-                !listed && lbl.name != METRIC_NAME
+                !listed && name != METRIC_NAME.as_bytes()
             };
             if take {
-                key.extend_from_slice(lbl.name.as_bytes());
-                key.push(0xff);
-                key.extend_from_slice(lbl.value.as_bytes());
-                key.push(0xff);
+                key.extend_from_slice(entry);
             }
         }
         Sig::Bytes(key)

@@ -55,10 +55,17 @@ impl RangeVal<'_> {
     /// The points of series `s` inside the window of step `i`.
     pub fn window(&self, s: usize, i: usize) -> &[(i64, f64)] {
         let (lo, hi) = self.windows[i];
-        let pts = &self.series[s].samples;
-        let a = pts.partition_point(|(t, _)| *t < lo);
-        let b = pts.partition_point(|(t, _)| *t <= hi);
-        &pts[a..b.max(a)]
+        let pts: &[(i64, f64)] = &self.series[s].samples;
+        match (pts.first(), pts.last()) {
+            // An instant query fetches just the window: no need to search.
+            (Some(f), Some(l)) if f.0 >= lo && l.0 <= hi => pts,
+            (Some(_), Some(_)) => {
+                let a = pts.partition_point(|(t, _)| *t < lo);
+                let b = pts.partition_point(|(t, _)| *t <= hi);
+                &pts[a..b.max(a)]
+            }
+            _ => &[],
+        }
     }
 }
 
@@ -639,7 +646,7 @@ impl<'a> Evaluator<'a> {
             .filter_map(|s| {
                 let pts: &[(i64, f64)] = &s.samples;
                 // Stale markers are left out; the points are copied only when there are some.
-                let samples = if pts.iter().any(|(_, v)| is_stale_nan(*v)) {
+                let samples = if !s.no_stale && pts.iter().any(|(_, v)| is_stale_nan(*v)) {
                     Cow::Owned(
                         pts.iter()
                             .copied()
@@ -652,6 +659,7 @@ impl<'a> Evaluator<'a> {
                 (!samples.is_empty()).then(|| SelectedSeries {
                     labels: s.labels.clone(),
                     samples,
+                    no_stale: true,
                 })
             })
             .collect();
@@ -717,6 +725,7 @@ impl<'a> Evaluator<'a> {
                 Val::Scalar(v) => vec![SelectedSeries {
                     labels: Cow::Owned(Labels::new()),
                     samples: Cow::Owned(inner.iter().copied().zip(v).collect()),
+                    no_stale: false,
                 }],
                 Val::Vector(steps) => vectors_to_series(&inner, steps)
                     .into_iter()

@@ -892,14 +892,15 @@ fn instant_value(w: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     Some(result)
 }
 
+/// One step of Neumaier's compensated sum, as Prometheus's `kahanSumInc`: the larger operand
+/// (by magnitude) is picked without a branch, so the loops that call this stay branch-free.
+#[inline]
 fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
+    let sum_larger = sum.abs() >= inc.abs();
+    let big = if sum_larger { sum } else { inc };
+    let small = if sum_larger { inc } else { sum };
+    (t, c + ((big - t) + small))
 }
 
 /// Least-squares slope and the intercept at `intercept_t`.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 use super::EvalError;
-use super::value::{Labels, Series};
+use super::value::{Labels, Series, is_stale_nan};
 
 /// How a [`Matcher`] compares a label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +124,9 @@ pub struct SelectedSeries<'a> {
     pub labels: Cow<'a, Labels>,
     /// Samples in increasing timestamp order (stale markers included).
     pub samples: Cow<'a, [(i64, f64)]>,
+    /// Whether the store knows `samples` hold no stale marker, so that a range selector need
+    /// not look for them; `false` when it does not know.
+    pub no_stale: bool,
 }
 
 impl SelectedSeries<'_> {
@@ -141,6 +144,7 @@ impl From<Series> for SelectedSeries<'_> {
         SelectedSeries {
             labels: Cow::Owned(s.labels),
             samples: Cow::Owned(s.samples),
+            no_stale: false,
         }
     }
 }
@@ -212,6 +216,7 @@ pub fn merge_selections<'a>(
                 let (Some(mut x), Some(y)) = (b.next(), o.next()) else {
                     break;
                 };
+                x.no_stale &= y.no_stale;
                 let e = x.samples.to_mut();
                 for &(t, v) in y.samples.iter() {
                     match e.binary_search_by(|(s, _)| s.cmp(&t)) {
@@ -307,6 +312,9 @@ struct MemSeries {
     /// The samples are `samples[start..]`; truncation moves `start` and compacts now and then.
     samples: Vec<(i64, f64)>,
     start: usize,
+    /// The latest time a stale marker was added at (`i64::MIN` if none): a window that starts
+    /// after it holds no stale marker.
+    stale_max: i64,
     syms: Syms,
     labels: Labels,
 }
@@ -335,6 +343,9 @@ impl MemSeries {
             }
         }
         self.first_t = self.first_t.min(t_ms);
+        if is_stale_nan(v) {
+            self.stale_max = self.stale_max.max(t_ms);
+        }
         if t_ms >= self.last.0 {
             self.last = (t_ms, v);
         }
@@ -355,8 +366,10 @@ impl MemSeries {
         self.update_span();
     }
 
-    /// The samples in `[start, end]`, or only the latest of them; the samples themselves are
-    /// read only when the window cuts into them.
+    /// The samples in `[start, end]`, or only the latest of them. The first and last times are
+    /// kept in the series, so the samples themselves are read only where the window cuts into
+    /// them; the cut is searched from where evenly spaced samples would put it, so that usually
+    /// only the cache lines at the window's start are touched (the caller reads on from there).
     fn window(&self, start: i64, end: i64, latest: bool) -> &[(i64, f64)] {
         let last_t = self.last.0;
         if latest && last_t <= end {
@@ -367,11 +380,22 @@ impl MemSeries {
             };
         }
         let pts = self.pts();
-        let w = if self.first_t >= start && last_t <= end {
-            pts
+        let (first_t, n) = (self.first_t, pts.len());
+        if n == 0 || first_t > end || last_t < start {
+            return &[];
+        }
+        let hi = if last_t <= end {
+            n
         } else {
-            window(pts, start, end)
+            search_from(pts, spaced_index(first_t, last_t, n, end), |t| t <= end)
         };
+        let pts = &pts[..hi];
+        let lo = if first_t >= start {
+            0
+        } else {
+            search_from(pts, spaced_index(first_t, last_t, n, start), |t| t < start)
+        };
+        let w = &pts[lo.min(hi)..];
         if latest {
             &w[w.len().saturating_sub(1)..]
         } else {
@@ -410,33 +434,63 @@ enum Check<'m> {
 
 /// The samples of `pts` in `[start, end]`. The window is usually at the end of the series (an
 /// instant selector) or the whole series (a long range), so the search starts there.
+#[cfg(test)]
 fn window(pts: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
-    let hi = match pts.last() {
-        Some(&(t, _)) if t <= end => pts.len(),
-        _ => pts.partition_point(|(t, _)| *t <= end),
-    };
+    let last = pts.len().saturating_sub(1);
+    let hi = search_from(pts, last, |t| t <= end);
     let pts = &pts[..hi];
-    let lo = match pts.first() {
-        None => 0,
-        Some(&(t, _)) if t >= start => 0,
-        Some(_) => {
-            // Gallop back from the end: every index at or after `hi` holds a time >= start.
-            let mut hi = pts.len();
-            let mut step = 1;
-            loop {
-                let i = hi.saturating_sub(step);
-                if pts[i].0 < start {
-                    break i + 1 + pts[i + 1..hi].partition_point(|(t, _)| *t < start);
-                }
-                hi = i;
-                if hi == 0 {
-                    break 0;
-                }
-                step *= 2;
-            }
-        }
-    };
+    let lo = search_from(pts, pts.len().saturating_sub(1), |t| t < start);
     &pts[lo..]
+}
+
+/// Where time `t` would be among `n` samples spread evenly from `first_t` to `last_t`.
+fn spaced_index(first_t: i64, last_t: i64, n: usize, t: i64) -> usize {
+    if n < 2 || last_t <= first_t || t <= first_t {
+        return 0;
+    }
+    let span = i128::from(last_t) - i128::from(first_t);
+    let i = (i128::from(t) - i128::from(first_t)) * (n as i128 - 1) / span;
+    usize::try_from(i).unwrap_or(usize::MAX).min(n - 1)
+}
+
+/// The number of leading samples whose time satisfies `before` (true for a prefix of `pts`),
+/// searched by galloping from index `hint` in the direction of the answer.
+fn search_from(pts: &[(i64, f64)], hint: usize, before: impl Fn(i64) -> bool) -> usize {
+    let n = pts.len();
+    if n == 0 {
+        return 0;
+    }
+    let hint = hint.min(n - 1);
+    if before(pts[hint].0) {
+        // The answer is in (hint, n].
+        let mut lo = hint + 1;
+        let mut step = 1;
+        loop {
+            let probe = lo + step - 1;
+            if probe >= n {
+                return lo + pts[lo..].partition_point(|p| before(p.0));
+            }
+            if !before(pts[probe].0) {
+                return lo + pts[lo..probe].partition_point(|p| before(p.0));
+            }
+            lo = probe + 1;
+            step *= 2;
+        }
+    }
+    // The answer is in [0, hint].
+    let mut hi = hint;
+    let mut step = 1;
+    loop {
+        if hi == 0 {
+            return 0;
+        }
+        let probe = hi.saturating_sub(step);
+        if before(pts[probe].0) {
+            return probe + 1 + pts[probe + 1..hi].partition_point(|p| before(p.0));
+        }
+        hi = probe;
+        step *= 2;
+    }
 }
 
 /// Space between the ranks of neighbouring series when ranks are handed out afresh.
@@ -537,6 +591,7 @@ impl MemStorage {
             last: (i64::MIN, f64::NAN),
             samples: Vec::new(),
             start: 0,
+            stale_max: i64::MIN,
             syms: Syms::new(syms),
             labels: labels.clone(),
         });
@@ -610,6 +665,7 @@ impl MemStorage {
                 let new = &mut self.series[i];
                 new.samples = s.samples;
                 new.start = s.start;
+                new.stale_max = s.stale_max;
                 new.update_span();
             }
         }
@@ -735,25 +791,27 @@ impl MemStorage {
         let ids = self.candidates(&mut checks);
         // Short loops of plain reads, so the processor overlaps the cache misses of one series
         // with those of the next: the matching series, then their windows.
-        let mut hits: Vec<(u64, &MemSeries)> = ids
-            .iter()
-            .map(|&i| (self.ranks[i as usize], &self.series[i as usize]))
-            .filter(|(_, s)| s.first_t <= end_ms && s.last.0 >= start_ms)
-            .filter(|(_, s)| checks.is_empty() || self.passes(s, &mut checks))
-            .collect();
+        let mut hits: Vec<(u64, &MemSeries)> = Vec::with_capacity(ids.len());
+        hits.extend(
+            ids.iter()
+                .map(|&i| (self.ranks[i as usize], &self.series[i as usize]))
+                .filter(|(_, s)| s.first_t <= end_ms && s.last.0 >= start_ms)
+                .filter(|(_, s)| checks.is_empty() || self.passes(s, &mut checks)),
+        );
         // Label-set order.
         if !hits.is_sorted_by_key(|(r, _)| *r) {
             hits.sort_unstable_by_key(|(r, _)| *r);
         }
-        hits.into_iter()
-            .filter_map(|(_, s)| {
-                let w = s.window(start_ms, end_ms, latest);
-                (!w.is_empty()).then_some(SelectedSeries {
-                    labels: Cow::Borrowed(&s.labels),
-                    samples: Cow::Borrowed(w),
-                })
+        let mut out = Vec::with_capacity(hits.len());
+        out.extend(hits.into_iter().filter_map(|(_, s)| {
+            let w = s.window(start_ms, end_ms, latest);
+            (!w.is_empty()).then(|| SelectedSeries {
+                labels: Cow::Borrowed(&s.labels),
+                samples: Cow::Borrowed(w),
+                no_stale: w[0].0 > s.stale_max,
             })
-            .collect()
+        }));
+        out
     }
 }
 
@@ -862,6 +920,30 @@ mod tests {
                     .filter(|(t, _)| *t >= start && *t <= end)
                     .collect();
                 assert_eq!(window(&pts, start, end), naive.as_slice(), "{start} {end}");
+            }
+        }
+    }
+
+    #[test]
+    fn searches_from_any_hint_agree_with_partition_point() {
+        let mut st = 5;
+        for _ in 0..100 {
+            let mut t = 0;
+            let pts: Vec<(i64, f64)> = (0..lcg(&mut st) % 60)
+                .map(|_| {
+                    t += 1 + (lcg(&mut st) % 20) as i64;
+                    (t, 0.0)
+                })
+                .collect();
+            for x in -5..t + 5 {
+                let want = pts.partition_point(|p| p.0 < x);
+                for hint in 0..pts.len() + 2 {
+                    assert_eq!(search_from(&pts, hint, |t| t < x), want, "{x} {hint}");
+                }
+                if let (Some(f), Some(l)) = (pts.first(), pts.last()) {
+                    let i = spaced_index(f.0, l.0, pts.len(), x);
+                    assert!(i < pts.len());
+                }
             }
         }
     }

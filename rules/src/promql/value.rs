@@ -34,33 +34,115 @@ pub struct Label {
 /// A label set sorted by name, without empty values; ordered like Prometheus's `labels.Compare`.
 ///
 /// The labels are shared: cloning a label set is cheap, and changing one copies it first.
-/// The set without its metric name, which arithmetic and most functions produce, is computed
-/// once per shared set and kept with it.
+/// The set without its metric name, which arithmetic and most functions produce, is a view of
+/// the same shared labels that skips the name, so it costs no copy and reads the same memory
+/// as the full set (which matters when a selection visits thousands of series).
 #[derive(Clone, Default)]
-pub struct Labels(Arc<Inner>);
+pub struct Labels {
+    inner: Arc<Inner>,
+    /// Whether this is the view without the metric name (only when `inner` has one).
+    no_name: bool,
+}
 
 #[derive(Default)]
 struct Inner {
     labels: Vec<Label>,
-    /// [`Labels::without_metric_name`], once computed (only for a set that has a name).
-    without_name: OnceLock<Labels>,
+    /// Position of the metric name in `labels`, if there is one.
+    name_at: Option<usize>,
     /// A hash of the labels, once computed; what [`Hash`] feeds to a hasher.
     hash: OnceLock<u64>,
+    /// The same for the labels without the metric name.
+    hash_no_name: OnceLock<u64>,
+    /// The labels as one run of bytes, once computed: [`Encoded`].
+    encoded: OnceLock<Encoded>,
+}
+
+/// Every label as an entry `name length, value length (4 bytes each, little-endian), name,
+/// value` in one buffer, so that looking a label up or comparing two sets reads one small block
+/// of memory instead of a string per name and value. The lengths make the encoding of a label
+/// set unique, so two sets are equal exactly when their bytes are.
+struct Encoded {
+    bytes: Box<[u8]>,
+    /// Where the metric name's entry is in `bytes` (empty without one).
+    name: (usize, usize),
+}
+
+impl Encoded {
+    fn new(labels: &[Label]) -> Self {
+        let n: usize = labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 8)
+            .sum();
+        let mut bytes = Vec::with_capacity(n);
+        let mut name = (0, 0);
+        for l in labels {
+            let start = bytes.len();
+            push_entry(&mut bytes, l.name.as_bytes(), l.value.as_bytes());
+            if l.name == METRIC_NAME {
+                name = (start, bytes.len());
+            }
+        }
+        Encoded {
+            bytes: bytes.into_boxed_slice(),
+            name,
+        }
+    }
+}
+
+/// Whether `a0 ++ a1` and `b0 ++ b1` are the same bytes.
+fn chained_eq(a0: &[u8], a1: &[u8], b0: &[u8], b1: &[u8]) -> bool {
+    if a0.len() + a1.len() != b0.len() + b1.len() {
+        return false;
+    }
+    if a0.len() > b0.len() {
+        return chained_eq(b0, b1, a0, a1);
+    }
+    let (b0_head, b0_rest) = b0.split_at(a0.len());
+    let (a1_head, a1_rest) = a1.split_at(b0_rest.len());
+    a0 == b0_head && a1_head == b0_rest && a1_rest == b1
+}
+
+impl Inner {
+    fn new(labels: Vec<Label>) -> Self {
+        let mut i = Inner {
+            labels,
+            ..Inner::default()
+        };
+        i.find_name();
+        i
+    }
+
+    fn find_name(&mut self) {
+        self.name_at = self
+            .labels
+            .binary_search_by(|l| l.name.as_str().cmp(METRIC_NAME))
+            .ok();
+    }
 }
 
 impl Clone for Inner {
     fn clone(&self) -> Self {
         Inner {
             labels: self.labels.clone(),
-            without_name: OnceLock::new(),
+            name_at: self.name_at,
             hash: OnceLock::new(),
+            hash_no_name: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
     }
 }
 
 impl PartialEq for Labels {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.labels == other.0.labels
+        if Arc::ptr_eq(&self.inner, &other.inner) && self.no_name == other.no_name {
+            return true;
+        }
+        if self.len() != other.len() {
+            return false;
+        }
+        let (a0, a1) = self.encoded_parts();
+        let (b0, b1) = other.encoded_parts();
+        chained_eq(a0, a1, b0, b1)
     }
 }
 
@@ -74,20 +156,34 @@ impl PartialOrd for Labels {
 
 impl Ord for Labels {
     fn cmp(&self, other: &Self) -> Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
+        if Arc::ptr_eq(&self.inner, &other.inner) && self.no_name == other.no_name {
             return Ordering::Equal;
         }
-        self.0.labels.cmp(&other.0.labels)
+        let (a1, a2) = self.parts();
+        let (b1, b2) = other.parts();
+        if a2.is_empty() && b2.is_empty() {
+            return a1.cmp(b1);
+        }
+        self.iter().cmp(other.iter())
     }
 }
 
 impl Hash for Labels {
     /// Feeds a 64-bit hash of the labels, computed once per shared set (FxHash, fixed keys), so
-    /// hashing a label set taken from storage again and again costs little.
+    /// hashing a label set taken from storage again and again costs little. The hash is that
+    /// of the label slice, whichever way the set is held.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let h = *self.0.hash.get_or_init(|| {
+        let cell = if self.no_name {
+            &self.inner.hash_no_name
+        } else {
+            &self.inner.hash
+        };
+        let h = *cell.get_or_init(|| {
             let mut h = crate::promql::hash::FxHasher::default();
-            self.0.labels.hash(&mut h);
+            h.write_usize(self.len());
+            for l in self.iter() {
+                l.hash(&mut h);
+            }
             h.finish()
         });
         state.write_u64(h);
@@ -96,7 +192,9 @@ impl Hash for Labels {
 
 impl fmt::Debug for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Labels").field(&self.0.labels).finish()
+        f.debug_tuple("Labels")
+            .field(&self.iter().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -107,19 +205,37 @@ impl Labels {
     }
 
     fn from_vec(labels: Vec<Label>) -> Self {
-        Labels(Arc::new(Inner {
-            labels,
-            without_name: OnceLock::new(),
-            hash: OnceLock::new(),
-        }))
+        Labels {
+            inner: Arc::new(Inner::new(labels)),
+            no_name: false,
+        }
     }
 
-    /// The labels for changing, copied first if shared.
+    /// The labels in order, as two runs (the second is empty unless the metric name is
+    /// skipped from the middle).
+    fn parts(&self) -> (&[Label], &[Label]) {
+        let labels = &self.inner.labels;
+        match (self.no_name, self.inner.name_at) {
+            (true, Some(i)) => (&labels[..i], &labels[i + 1..]),
+            _ => (labels, &[]),
+        }
+    }
+
+    /// The labels for changing, copied first if shared (or if this is a view).
     fn labels_mut(&mut self) -> &mut Vec<Label> {
-        let inner = Arc::make_mut(&mut self.0);
-        inner.without_name = OnceLock::new();
+        if self.no_name {
+            *self = Labels::from_vec(self.iter().cloned().collect());
+        }
+        let inner = Arc::make_mut(&mut self.inner);
         inner.hash = OnceLock::new();
+        inner.hash_no_name = OnceLock::new();
+        inner.encoded = OnceLock::new();
         &mut inner.labels
+    }
+
+    /// After a change through [`Labels::labels_mut`]: where the metric name is now.
+    fn changed(&mut self) {
+        Arc::make_mut(&mut self.inner).find_name();
     }
 
     /// Builds a label set from pairs; a later pair wins over an earlier one with the same name,
@@ -139,26 +255,53 @@ impl Labels {
 
     /// The labels, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
-        self.0.labels.iter()
+        let (a, b) = self.parts();
+        a.iter().chain(b)
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.labels.len()
+        let (a, b) = self.parts();
+        a.len() + b.len()
     }
 
     /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.labels.is_empty()
+        self.len() == 0
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let labels = &self.0.labels;
-        labels
+        let (a, b) = self.encoded_parts();
+        let v = find_encoded(a, name.as_bytes()).or_else(|| find_encoded(b, name.as_bytes()))?;
+        // An entry's value is the whole UTF-8 text of one label value.
+        std::str::from_utf8(v).ok()
+    }
+
+    /// The value of `name`, looked up in the labels themselves.
+    fn get_direct(&self, name: &str) -> Option<&str> {
+        let labels = &self.inner.labels;
+        let i = labels
             .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| labels[i].value.as_str())
+            .ok()?;
+        if self.no_name && self.inner.name_at == Some(i) {
+            return None;
+        }
+        Some(labels[i].value.as_str())
+    }
+
+    /// The labels encoded ([`Encoded`] entries, in order), as two runs: the second is empty
+    /// unless the metric name is skipped from the middle.
+    pub(crate) fn encoded_parts(&self) -> (&[u8], &[u8]) {
+        let e = self
+            .inner
+            .encoded
+            .get_or_init(|| Encoded::new(&self.inner.labels));
+        if self.no_name {
+            (&e.bytes[..e.name.0], &e.bytes[e.name.1..])
+        } else {
+            (&e.bytes, &[])
+        }
     }
 
     /// The value of `name`, or `""` when absent (PromQL treats both alike).
@@ -175,61 +318,50 @@ impl Labels {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         let value = value.into();
-        match self
-            .0
-            .labels
-            .binary_search_by(|l| l.name.as_str().cmp(&name))
-        {
-            Ok(i) if value.is_empty() => {
-                self.labels_mut().remove(i);
-            }
-            Ok(i) if self.0.labels[i].value == value => {}
-            Ok(i) => self.labels_mut()[i].value = value,
-            Err(_) if value.is_empty() => {}
-            Err(i) => self.labels_mut().insert(i, Label { name, value }),
+        match (self.get_direct(&name), value.is_empty()) {
+            (None, true) => return,
+            (Some(v), false) if v == value => return,
+            _ => {}
         }
+        let labels = self.labels_mut();
+        match labels.binary_search_by(|l| l.name.as_str().cmp(&name)) {
+            Ok(i) if value.is_empty() => {
+                labels.remove(i);
+            }
+            Ok(i) => labels[i].value = value,
+            Err(_) if value.is_empty() => {}
+            Err(i) => labels.insert(i, Label { name, value }),
+        }
+        self.changed();
     }
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self
-            .0
-            .labels
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-        {
-            self.labels_mut().remove(i);
+        if self.get_direct(name).is_none() {
+            return;
         }
+        let labels = self.labels_mut();
+        if let Ok(i) = labels.binary_search_by(|l| l.name.as_str().cmp(name)) {
+            labels.remove(i);
+        }
+        self.changed();
     }
 
-    /// A copy without the metric name.
+    /// A copy without the metric name (a view of the same labels: no copy is made).
     pub fn without_metric_name(&self) -> Labels {
-        if let Some(l) = self.0.without_name.get() {
-            return l.clone();
-        }
-        if self.get(METRIC_NAME).is_none() {
+        if self.no_name || self.inner.name_at.is_none() {
             return self.clone();
         }
-        self.0
-            .without_name
-            .get_or_init(|| {
-                Labels::from_vec(
-                    self.0
-                        .labels
-                        .iter()
-                        .filter(|l| l.name != METRIC_NAME)
-                        .cloned()
-                        .collect(),
-                )
-            })
-            .clone()
+        Labels {
+            inner: Arc::clone(&self.inner),
+            no_name: true,
+        }
     }
 
     /// A copy keeping only the listed names.
     pub fn keep(&self, names: &[String]) -> Labels {
         Labels::from_vec(
-            self.0
-                .labels
-                .iter()
+            self.iter()
                 .filter(|l| names.contains(&l.name))
                 .cloned()
                 .collect(),
@@ -238,16 +370,14 @@ impl Labels {
 
     /// A copy without the listed names.
     pub fn drop(&self, names: &[String]) -> Labels {
-        if !self.0.labels.iter().any(|l| names.contains(&l.name)) {
+        if !self.iter().any(|l| names.contains(&l.name)) {
             return self.clone();
         }
         if names.len() == 1 && names[0] == METRIC_NAME {
             return self.without_metric_name();
         }
         Labels::from_vec(
-            self.0
-                .labels
-                .iter()
+            self.iter()
                 .filter(|l| !names.contains(&l.name))
                 .cloned()
                 .collect(),
@@ -255,13 +385,66 @@ impl Labels {
     }
 }
 
+/// Appends the [`Encoded`] entry of one label to `out`.
+pub(crate) fn push_entry(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(name));
+    out.extend_from_slice(&len(value));
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
+}
+
+/// One entry of encoded labels.
+struct Entry<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    /// The whole entry.
+    bytes: &'a [u8],
+    /// What follows it.
+    rest: &'a [u8],
+}
+
+/// The first entry of encoded labels.
+fn next_entry(bytes: &[u8]) -> Option<Entry<'_>> {
+    let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let v = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+    let end = 8 + n + v;
+    let entry = bytes.get(..end)?;
+    Some(Entry {
+        name: &entry[8..8 + n],
+        value: &entry[8 + n..],
+        bytes: entry,
+        rest: &bytes[end..],
+    })
+}
+
+/// The entries of encoded labels: each label's name and its whole entry.
+pub(crate) fn encoded_entries(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let e = next_entry(bytes)?;
+        bytes = e.rest;
+        Some((e.name, e.bytes))
+    })
+}
+
+/// The value of label `name` in encoded labels (sorted by name: byte order is the order of
+/// the names as text).
+fn find_encoded<'a>(mut bytes: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    while let Some(e) = next_entry(bytes) {
+        match e.name.cmp(name) {
+            std::cmp::Ordering::Equal => return Some(e.value),
+            std::cmp::Ordering::Greater => return None,
+            std::cmp::Ordering::Less => bytes = e.rest,
+        }
+    }
+    None
+}
+
 impl Labels {
     /// Prometheus's `labels.Labels.String()`: every label, the name too, inside braces
     /// (`{__name__="up", job="a"}`), as Prometheus prints label sets in error messages.
     pub fn go_string(&self) -> String {
         let items: Vec<String> = self
-            .0
-            .labels
             .iter()
             .map(|l| format!("{}={:?}", l.name, l.value))
             .collect();
@@ -277,7 +460,7 @@ impl fmt::Display for Labels {
         }
         write!(f, "{{")?;
         let mut first = true;
-        for l in self.0.labels.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.iter().filter(|l| l.name != METRIC_NAME) {
             if !first {
                 write!(f, ", ")?;
             }
@@ -405,6 +588,56 @@ mod tests {
         );
         let nameless = Labels::from_pairs([("i", "1")]);
         assert_eq!(nameless.without_metric_name(), nameless);
+    }
+
+    #[test]
+    fn a_view_without_the_name_behaves_like_a_copy_without_it() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        // "A" sorts before "__name__", "a" after it: the name is in the middle.
+        let full = Labels::from_pairs([("A", "1"), ("__name__", "m"), ("a", "x\u{ff}y")]);
+        let view = full.without_metric_name();
+        let copy = Labels::from_pairs([("A", "1"), ("a", "x\u{ff}y")]);
+        assert_eq!(view, copy);
+        assert_eq!(copy, view);
+        assert_ne!(view, full);
+        assert_eq!(view.cmp(&copy), std::cmp::Ordering::Equal);
+        assert_eq!(hasher.hash_one(&view), hasher.hash_one(&copy));
+        assert_eq!(view.len(), 2);
+        assert_eq!(view.get("__name__"), None);
+        assert_eq!(full.get("__name__"), Some("m"));
+        assert_eq!(view.get("a"), Some("x\u{ff}y"));
+        assert_eq!(view.get("b"), None);
+        assert_eq!(view.to_string(), copy.to_string());
+        let names: Vec<_> = view.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["A", "a"]);
+        // Changing a view makes a set of its own.
+        let mut changed = view.clone();
+        changed.set("b", "2");
+        assert_eq!(changed.get("__name__"), None);
+        assert_eq!(changed.len(), 3);
+        assert_eq!(view.len(), 2);
+        let mut named = view.clone();
+        named.set("__name__", "n");
+        assert_eq!(named.metric_name(), Some("n"));
+        assert_eq!(full.metric_name(), Some("m"));
+        // Label boundaries count: equal bytes in other places are other sets.
+        let a = Labels::from_pairs([("a", "bc")]);
+        let b = Labels::from_pairs([("ab", "c")]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn chained_comparison_splits_anywhere() {
+        let whole = b"abcdef";
+        for i in 0..=6 {
+            for j in 0..=6 {
+                let (a0, a1) = whole.split_at(i);
+                let (b0, b1) = whole.split_at(j);
+                assert!(chained_eq(a0, a1, b0, b1));
+                assert!(!chained_eq(a0, a1, &b"abcdeg"[..j], &b"abcdeg"[j..]));
+            }
+        }
     }
 
     #[test]
