@@ -10,20 +10,7 @@ mod common;
 use common::Harness;
 use yunwei_tests::{batch, now_ms};
 
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
-}
-
-backend_tests!(alert_fires_when_the_data_arrives_not_at_the_next_interval);
+yunwei_tests::both_backends!(alert_fires_when_the_data_arrives_not_at_the_next_interval);
 
 const RULES: &str = "groups:
   - name: probes

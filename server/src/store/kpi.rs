@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::{Rollup, SeriesRow, Store};
+use super::{
+    Rollup, SeriesRow, Store,
+    blob::{get_varint, put_varint},
+};
 
 /// KPI metrics derived from node_exporter series.
 pub const DERIVED_METRICS: [&str; 3] = ["cpu_usage_ratio", "memory_used_ratio", "disk_used_ratio"];
@@ -166,27 +169,6 @@ pub fn derive_hour(
                 .collect(),
         })
         .collect()
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *data.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// Encodes one hour's values.
