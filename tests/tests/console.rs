@@ -406,6 +406,12 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     b.goto(&format!("{base}/#/systemsPage")).await.unwrap();
     let table = b.wait_text("#systems-table", "政务服务门户").await.unwrap();
     assert!(table.contains("任一拨测失败或全部主机故障"), "{table}");
+    // The test host is not in the example's systems: each is flagged as selecting nothing.
+    let flagged = b
+        .exec("return document.querySelectorAll('#systems-table .selects-nothing').length")
+        .await
+        .unwrap();
+    assert_eq!(flagged.as_u64().unwrap() as usize, systems.len(), "{table}");
     let rows = b
         .exec("return document.querySelectorAll('#systems-table tr[data-state]').length")
         .await

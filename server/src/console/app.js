@@ -805,6 +805,7 @@ Object.assign(I18N["zh-CN"], {
   down24h: "24 小时故障", unknown24h: "24 小时无数据", downWhen: "故障判定", window: "服务时段",
   nowState: "当前状态", mtd: "本月至今可用率", inSystems: "所属业务系统", probeFilter: "按主机、拨测或业务系统筛选",
   stUp: "正常", stDown: "故障", stUnknown: "无数据", seconds: "秒",
+  selectsNothing: "未选中任何主机或拨测", selectsNothingHint: "请检查合同中的标签选择器：此系统的可用率无从计量",
   dwAny_probe_or_all_hosts: "任一拨测失败或全部主机故障", dwAll_hosts: "全部主机故障", dwAny_probe: "任一拨测失败",
   dwAny_subject: "任一主机或拨测故障",
   systemsNote: "状态取自已存储的状态区间，与合同考核同一口径：主机停止上报的时段记为“无数据”，不计为停机。",
@@ -815,6 +816,7 @@ Object.assign(I18N.en, {
   down24h: "Down (24 h)", unknown24h: "No data (24 h)", downWhen: "Down when", window: "Service window",
   nowState: "Now", mtd: "Availability, month to date", inSystems: "Systems", probeFilter: "Filter by host, probe or system",
   stUp: "up", stDown: "down", stUnknown: "no data", seconds: "s",
+  selectsNothing: "Selects no host or probe", selectsNothingHint: "Check the contract's label selectors: this system's availability cannot be measured",
   dwAny_probe_or_all_hosts: "any probe fails or every host is down", dwAll_hosts: "every host is down",
   dwAny_probe: "any probe fails", dwAny_subject: "any host or probe is down",
   systemsNote: "States come from the stored status intervals, as in the contract assessment: time when a host sent nothing counts as no data, not as downtime.",
@@ -838,7 +840,9 @@ async function renderSystems(main) {
     sys.systems.map((y) => {
       const m = mtd[y.contract_id + "/" + y.id];
       return el("tr", { id: `system-${y.contract_id}-${y.id}`, "data-state": y.state },
-        el("td", {}, y.contract_name), el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, y.window),
+        el("td", {}, y.contract_name),
+        el("td", {}, y.name, y.hosts.length + y.probes.length === 0 ? el("div", { class: "tag late selects-nothing", title: t("selectsNothingHint") }, t("selectsNothing")) : null),
+        el("td", {}, y.tier), el("td", {}, y.window),
         el("td", {}, t("dw" + y.down_when.charAt(0).toUpperCase() + y.down_when.slice(1))), stCell(y.state),
         el("td", { class: m && m.actual_percent !== null ? (m.met ? "up" : "down") : "" }, m ? `${pct(m.actual_percent)} / ${pct(m.target_percent)}` : "—"),
         el("td", {}, members(y.hosts.map((h) => ({ ...h, link: hostLink(h.id, h.name) })))),
