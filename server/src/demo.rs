@@ -179,7 +179,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
         .take_while(|h| h + HOUR_MS <= to)
         .collect();
     const DISK: f64 = 500.0e9;
-    let mut rows: Vec<(i64, i64, f64, f64, f64, i64, f64)> = Vec::new();
+    let mut rows: Vec<Rollup> = Vec::new();
     let mut by_id: HashMap<i64, SeriesRow> = HashMap::new();
     for (agent, name, labels) in &series {
         let id: i64 = sqlx::query(
@@ -220,55 +220,23 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
                     (avail, avail, avail)
                 }
             };
-            rows.push((id, h, min, max, mean * 240.0, 240, max));
+            rows.push(Rollup {
+                series_id: id,
+                hour_ms: h,
+                min,
+                max,
+                sum: mean * 240.0,
+                count: 240,
+                last: max,
+            });
         }
     }
-    for chunk in rows.chunks(1000) {
-        let mut sql = String::from(
-            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.0)
-                .bind(r.1)
-                .bind(r.2)
-                .bind(r.3)
-                .bind(r.4)
-                .bind(r.5)
-                .bind(r.6);
-        }
-        q.execute(&mut *tx).await?;
-    }
+    crate::store::insert_rollups(&mut tx, &rows).await?;
     sum.rollups = rows.len();
     // The derived KPIs, as the rollup job stores them for each hour it rolls up.
     let mut per_hour: BTreeMap<i64, Vec<Rollup>> = BTreeMap::new();
-    for r in &rows {
-        per_hour.entry(r.1).or_default().push(Rollup {
-            series_id: r.0,
-            hour_ms: r.1,
-            min: r.2,
-            max: r.3,
-            sum: r.4,
-            count: r.5,
-            last: r.6,
-        });
+    for r in rows {
+        per_hour.entry(r.hour_ms).or_default().push(r);
     }
     for (hour_ms, mut rollups) in per_hour {
         rollups.sort_by_key(|r| r.series_id);

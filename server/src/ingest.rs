@@ -1236,39 +1236,7 @@ async fn write_rollups(
         .bind(hour_ms)
         .execute(&mut *tx)
         .await?;
-    for chunk in rollups.chunks(1000) {
-        let mut sql = String::from(
-            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.series_id)
-                .bind(r.hour_ms)
-                .bind(r.min)
-                .bind(r.max)
-                .bind(r.sum)
-                .bind(r.count)
-                .bind(r.last);
-        }
-        q.execute(&mut *tx).await?;
-    }
+    crate::store::insert_rollups(&mut tx, rollups).await?;
     kpi::write_hour(&mut tx, hour_ms, kpis).await?;
     tx.commit().await?;
     Ok(true)

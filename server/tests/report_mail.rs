@@ -72,6 +72,22 @@ fn contract_file(report: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// A month of labelled simulated history for the contract's system (February 2026).
+/// Runs the schedule and the mailer at `t` and asserts neither had anything left to do.
+async fn nothing_due(h: &Harness, t: i64) {
+    assert!(
+        reports::run_due_reports(&h.state, t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        report_mail::deliver_due(&h.state, t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn seed_february(h: &Harness) {
     let spec = yunwei_server::demo::DemoSpec {
         systems: vec![("政务服务网".into(), 1, 1)],
@@ -240,32 +256,10 @@ async fn scheduled_report_arrives_by_mail_with_its_files_once(backend: &str) {
 
     // Later ticks send nothing again, nor does a restarted server.
     let later = shanghai(2026, 3, 1, 3, 0);
-    assert!(
-        reports::run_due_reports(&h.state, later)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        report_mail::deliver_due(&h.state, later)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    nothing_due(&h, later).await;
     let h = h.restart(|_| {}).await;
     let later = shanghai(2026, 3, 2, 9, 0);
-    assert!(
-        reports::run_due_reports(&h.state, later)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        report_mail::deliver_due(&h.state, later)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    nothing_due(&h, later).await;
     assert_eq!(sink.mails().len(), 1);
     h.stop().await;
 }
@@ -389,18 +383,7 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
     );
     let h = h.restart(|_| {}).await;
     let again = shanghai(2026, 3, 3, 9, 0);
-    assert!(
-        reports::run_due_reports(&h.state, again)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        report_mail::deliver_due(&h.state, again)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    nothing_due(&h, again).await;
     assert_eq!(sink.mails().len(), 2);
     h.stop().await;
 }

@@ -138,6 +138,44 @@ pub struct Rollup {
     pub last: f64,
 }
 
+/// Inserts rollup rows, 1,000 to a statement.
+pub async fn insert_rollups(conn: &mut sqlx::AnyConnection, rows: &[Rollup]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(1000) {
+        let mut sql = String::from(
+            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.series_id)
+                .bind(r.hour_ms)
+                .bind(r.min)
+                .bind(r.max)
+                .bind(r.sum)
+                .bind(r.count)
+                .bind(r.last);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// A stored agent event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EventRow {
