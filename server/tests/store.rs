@@ -28,7 +28,24 @@ yunwei_tests::both_backends!(
     reopening_the_store_keeps_everything,
     live_window_is_fed_on_ingest_and_refilled_at_start,
     alert_state_survives_a_restart_and_reload_is_validated,
+    a_late_save_of_an_older_rule_evaluation_keeps_the_newer_state,
 );
+
+async fn a_late_save_of_an_older_rule_evaluation_keeps_the_newer_state(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let store = &h.state.store;
+    store.save_rule_state("g", "newer", 2_000).await.unwrap();
+    store.save_rule_state("g", "older", 1_000).await.unwrap();
+    assert_eq!(
+        store.rule_states().await.unwrap(),
+        vec![("g".to_string(), "newer".to_string())]
+    );
+    store.save_rule_state("g", "newest", 3_000).await.unwrap();
+    assert_eq!(store.rule_states().await.unwrap()[0].1, "newest");
+    h.stop().await;
+}
 
 async fn redelivery_is_deduplicated(backend: &str) {
     let Some(h) = Harness::start(backend, |_| {}).await else {
@@ -498,13 +515,40 @@ async fn overload_answers_429_and_503_with_retry_after() {
             .body(body)
             .send()
     };
+    // Waits (at most 30 s) until `cond` holds twice 20 ms apart: the handler takes the agent's
+    // slot and queues the batch with no await in between, so a state seen twice is settled.
+    let settled = async |what: &str, cond: &dyn Fn() -> bool| {
+        for _ in 0..1500 {
+            if cond() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if cond() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("never settled: {what}");
+    };
+    let queue = || h.state.metrics.ingest_queue.get();
+    let inflight = |agent: &str| {
+        h.state
+            .inflight
+            .lock()
+            .unwrap()
+            .get(agent)
+            .copied()
+            .unwrap_or(0)
+    };
     let first = push(&a, "a", 1); // taken by the writer, which then waits for the lock
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled("the writer took a's batch", &|| {
+        inflight(&a.agent_id) == 1 && queue() == 0
+    })
+    .await;
     let r = raw(&a, "a", 2).await.unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     let queued = push(&b, "b", 1); // fills the queue of one
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    settled("b's batch is queued", &|| queue() == 1).await;
     let r = raw(&c, "c", 1).await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");

@@ -593,6 +593,8 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Saves a group's state as of the evaluation at `now_ms`; a save of an older evaluation that
+    /// arrives late (two evaluators finishing out of order) leaves the newer state in place.
     pub async fn save_rule_state(
         &self,
         group_key: &str,
@@ -601,7 +603,8 @@ impl Store {
     ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO rule_state (group_key, state, updated_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (group_key) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+             ON CONFLICT (group_key) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms \
+             WHERE rule_state.updated_ms < excluded.updated_ms",
         )
         .bind(group_key)
         .bind(state)
