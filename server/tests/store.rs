@@ -490,6 +490,20 @@ async fn overload_answers_429_and_503_with_retry_after() {
         h.client.enroll("b").await.unwrap(),
         h.client.enroll("c").await.unwrap(),
     );
+    // The maintenance pass the server runs at start goes through the writer too: let it finish
+    // before the lock is taken, or it, not the batch, is what waits for the lock.
+    let mut started = false;
+    for _ in 0..1500 {
+        if prometheus::core::Collector::collect(&h.state.metrics.retention_deleted)
+            .iter()
+            .any(|f| !f.get_metric().is_empty())
+        {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(started, "the start-up maintenance pass ran");
     let db = h.state.config.data_dir.join("yunwei.db");
     let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
         .await
