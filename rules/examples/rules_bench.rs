@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use yunwei_rules::alerting::{AlertState, EvalOptions, GroupState};
-use yunwei_rules::promql::{Labels, MemStorage, is_stale_nan};
+use yunwei_rules::promql::{Labels, MemStorage, SharedEval, is_stale_nan};
 use yunwei_rules::rulefile::{Rule, RuleGroup, parse_rule_file};
 
 const STEP_MS: i64 = 15_000;
@@ -48,6 +48,7 @@ struct Args {
     warmup: usize,
     write_rules: Option<String>,
     write_openmetrics: Option<String>,
+    no_sharing: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 3,
         write_rules: None,
         write_openmetrics: None,
+        no_sharing: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,10 +77,11 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => a.warmup = num(val()?)?,
             "--write-rules" => a.write_rules = Some(val()?),
             "--write-openmetrics" => a.write_openmetrics = Some(val()?),
+            "--no-sharing" => a.no_sharing = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: rules_bench [--rules N] [--series N] [--cycles N] [--groups N] \
-                     [--warmup N] [--write-rules FILE] [--write-openmetrics FILE]"
+                     [--warmup N] [--no-sharing] [--write-rules FILE] [--write-openmetrics FILE]"
                         .into(),
                 );
             }
@@ -906,8 +909,13 @@ fn main() -> std::process::ExitCode {
         let started = Instant::now();
         let mut written = 0usize;
         let mut results = Vec::with_capacity(groups.len());
+        let mut shared = SharedEval::new(t, &opts.promql);
         for (g, st) in groups.iter().zip(states.iter_mut()) {
-            let r = g.eval(t, &storage, st, &opts);
+            let r = if args.no_sharing {
+                g.eval(t, &storage, st, &opts)
+            } else {
+                g.eval_shared(t, &storage, st, &opts, &mut shared)
+            };
             for s in &r.samples_to_write {
                 storage.add_sample(&s.labels, s.t_ms, s.v);
             }

@@ -26,10 +26,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::promql::{
-    self, Labels, Options, Sample, SelectedSeries, Storage, Value, Vector, stale_nan,
+    self, Labels, Options, Sample, SelectedSeries, SharedEval, Storage, Value, Vector, stale_nan,
 };
 use crate::rulefile::{AlertingRule, RecordingRule, Rule, RuleGroup};
-use crate::template::TemplateData;
+use crate::template::{TemplateData, TemplateEnv};
 
 /// Metric name of the synthetic alert series.
 pub const ALERTS_METRIC: &str = "ALERTS";
@@ -278,6 +278,22 @@ impl RuleGroup {
         state: &mut GroupState,
         opts: &EvalOptions,
     ) -> GroupEvalResult {
+        let mut shared = SharedEval::new(t_ms, &opts.promql);
+        self.eval_shared(t_ms, storage, state, opts, &mut shared)
+    }
+
+    /// [`RuleGroup::eval`] for one of several groups evaluated at the same time over the same
+    /// storage: subexpressions marked by [`promql::share_subexpressions`] are computed once
+    /// for all of them. Every metric this group writes is reported to `shared`; the caller
+    /// reports any other write to `storage` with [`SharedEval::wrote`] before the next group.
+    pub fn eval_shared(
+        &self,
+        t_ms: i64,
+        storage: &dyn Storage,
+        state: &mut GroupState,
+        opts: &EvalOptions,
+        shared: &mut SharedEval,
+    ) -> GroupEvalResult {
         state.align(self);
         state.last_eval_ms = Some(t_ms);
         let interval_ms = self.interval_or(opts.default_interval_ms);
@@ -287,8 +303,8 @@ impl RuleGroup {
             let rs = &mut state.rules[i];
             rs.last_eval_ms = Some(t_ms);
             let out = match rule {
-                Rule::Alerting(a) => eval_alerting(a, t_ms, &overlay, rs, self.limit, opts),
-                Rule::Recording(r) => eval_recording(r, t_ms, &overlay, self.limit, opts),
+                Rule::Alerting(a) => eval_alerting(a, t_ms, &overlay, rs, self.limit, opts, shared),
+                Rule::Recording(r) => eval_recording(r, t_ms, &overlay, self.limit, opts, shared),
             };
             let vector = match out {
                 Ok(v) => v,
@@ -307,7 +323,9 @@ impl RuleGroup {
             rs.last_error = None;
             let mut returned: FastSet<Labels> =
                 FastSet::with_capacity_and_hasher(vector.len(), Default::default());
+            let mut wrote = WrittenNames::default();
             for s in vector {
+                wrote.note(&s.labels, shared);
                 overlay.add(&s.labels, t_ms, s.v);
                 returned.insert(s.labels.clone());
                 result.samples_to_write.push(Sample {
@@ -318,6 +336,7 @@ impl RuleGroup {
             }
             for l in &rs.last_series {
                 if !returned.contains(l) {
+                    wrote.note(l, shared);
                     overlay.add(l, t_ms, stale_nan());
                     result.samples_to_write.push(Sample {
                         labels: l.clone(),
@@ -348,14 +367,45 @@ impl RuleGroup {
     }
 }
 
+/// `sets` sorted by name, of several with the same name the last, as setting them one after
+/// the other would leave them ([`Labels::with_sorted`]).
+fn sorted_last_wins<'a>(mut sets: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    sets.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(sets.len());
+    for s in sets {
+        match out.last_mut() {
+            Some(last) if last.0 == s.0 => *last = s,
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// Reports each metric name a rule writes to a [`SharedEval`], once per run of equal names.
+#[derive(Default)]
+struct WrittenNames {
+    last: Option<String>,
+}
+
+impl WrittenNames {
+    fn note(&mut self, labels: &Labels, shared: &mut SharedEval) {
+        let name = labels.metric_name().unwrap_or("");
+        if self.last.as_deref() != Some(name) {
+            shared.wrote(name);
+            self.last = Some(name.to_string());
+        }
+    }
+}
+
 /// Evaluates `expr` as a rule does: an instant vector, or a scalar as one unlabelled sample.
 fn query(
     expr: &promql::Prepared,
     t_ms: i64,
     storage: &dyn Storage,
     opts: &Options,
+    shared: &mut SharedEval,
 ) -> Result<Vector, String> {
-    match promql::eval_instant(expr, t_ms, storage, opts) {
+    match promql::eval_instant_shared(expr, t_ms, storage, opts, shared) {
         Ok(Value::InstantVector(v)) => Ok(v),
         Ok(Value::Scalar(v)) => Ok(vec![Sample {
             labels: Labels::new(),
@@ -373,13 +423,18 @@ fn eval_recording(
     storage: &dyn Storage,
     limit: usize,
     opts: &EvalOptions,
+    shared: &mut SharedEval,
 ) -> Result<Vector, String> {
-    let mut v = query(&rule.parsed, t_ms, storage, &opts.promql)?;
+    let mut v = query(&rule.parsed, t_ms, storage, &opts.promql, shared)?;
+    let mut sets = vec![(promql::METRIC_NAME, rule.name.as_str())];
+    sets.extend(
+        rule.labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str())),
+    );
+    let sets = sorted_last_wins(sets);
     for s in &mut v {
-        s.labels.set(promql::METRIC_NAME, rule.name.as_str());
-        for l in rule.labels.iter() {
-            s.labels.set(l.name.as_str(), l.value.as_str());
-        }
+        s.labels = s.labels.with_sorted(&sets);
     }
     let mut seen = FastSet::with_capacity_and_hasher(v.len(), Default::default());
     if !v.iter().all(|s| seen.insert(&s.labels)) {
@@ -400,8 +455,9 @@ fn eval_alerting(
     rs: &mut RuleState,
     limit: usize,
     opts: &EvalOptions,
+    shared: &mut SharedEval,
 ) -> Result<Vector, String> {
-    let res = query(&rule.parsed, t_ms, storage, &opts.promql)?;
+    let res = query(&rule.parsed, t_ms, storage, &opts.promql, shared)?;
     // The alerts the result describes now.
     let mut current: FastMap<Labels, Alert> =
         FastMap::with_capacity_and_hasher(res.len(), Default::default());
@@ -412,15 +468,27 @@ fn eval_alerting(
             external_url: &opts.external_url,
             value: s.v,
         };
-        let mut labels = s.labels.without_metric_name();
-        for (k, t) in &rule.labels {
-            labels.set(k.as_str(), t.render_or_error(&data));
-        }
-        labels.set("alertname", rule.name.as_str());
+        let env = TemplateEnv::new(&data);
+        let rendered: Vec<String> = rule
+            .labels
+            .iter()
+            .map(|(_, t)| t.render_or_error_in(&env))
+            .collect();
+        let mut sets: Vec<(&str, &str)> = rule
+            .labels
+            .iter()
+            .zip(&rendered)
+            .map(|((k, _), v)| (k.as_str(), v.as_str()))
+            .collect();
+        sets.push(("alertname", rule.name.as_str()));
+        let labels = s
+            .labels
+            .without_metric_name()
+            .with_sorted(&sorted_last_wins(sets));
         let annotations: BTreeMap<String, String> = rule
             .annotations
             .iter()
-            .map(|(k, t)| (k.clone(), t.render_or_error(&data)))
+            .map(|(k, t)| (k.clone(), t.render_or_error_in(&env)))
             .collect();
         if current.contains_key(&labels) {
             return Err(
@@ -497,18 +565,20 @@ fn eval_alerting(
             a.state = AlertState::Firing;
             a.fired_at_ms = Some(t_ms);
         }
-        let mut alerts_labels = a.labels.clone();
-        alerts_labels.set(promql::METRIC_NAME, ALERTS_METRIC);
-        alerts_labels.set("alertstate", a.state.as_str());
+        // `__name__` sorts before `alertstate`.
+        let alerts_labels = a.labels.with_sorted(&[
+            (promql::METRIC_NAME, ALERTS_METRIC),
+            ("alertstate", a.state.as_str()),
+        ]);
         out.push(Sample {
             labels: alerts_labels,
             t_ms,
             v: 1.0,
         });
-        let mut for_state = a.labels.clone();
-        for_state.set(promql::METRIC_NAME, ALERTS_FOR_STATE_METRIC);
         out.push(Sample {
-            labels: for_state,
+            labels: a
+                .labels
+                .with_sorted(&[(promql::METRIC_NAME, ALERTS_FOR_STATE_METRIC)]),
             t_ms,
             v: a.active_at_ms.div_euclid(1000) as f64,
         });

@@ -659,6 +659,7 @@ pub fn parse_rule_file(text: &str, origin: &str) -> Result<RuleFile, RuleFileErr
         }
     }
     if sink.out.is_empty() {
+        share_subexpressions(&mut groups);
         Ok(RuleFile {
             origin: origin.to_string(),
             groups,
@@ -670,7 +671,20 @@ pub fn parse_rule_file(text: &str, origin: &str) -> Result<RuleFile, RuleFileErr
     }
 }
 
-/// Reads and validates rule files, collecting the problems of all of them.
+/// Marks the subexpressions the rules of `groups` have in common, so that groups evaluated at
+/// the same time with [`RuleGroup::eval_shared`] compute each once
+/// ([`promql::share_subexpressions`]).
+pub fn share_subexpressions<'a>(groups: impl IntoIterator<Item = &'a mut RuleGroup>) {
+    promql::share_subexpressions(groups.into_iter().flat_map(|g| {
+        g.rules.iter_mut().map(|r| match r {
+            Rule::Alerting(a) => &mut a.parsed,
+            Rule::Recording(r) => &mut r.parsed,
+        })
+    }));
+}
+
+/// Reads and validates rule files, collecting the problems of all of them; subexpressions the
+/// files' rules have in common are marked ([`share_subexpressions`]).
 pub fn load_rule_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<RuleFile>, RuleFileErrors> {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
@@ -689,6 +703,7 @@ pub fn load_rule_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<RuleFile>, Rul
         }
     }
     if diagnostics.is_empty() {
+        share_subexpressions(files.iter_mut().flat_map(|f| &mut f.groups));
         Ok(files)
     } else {
         Err(RuleFileErrors { diagnostics })

@@ -28,7 +28,7 @@ use yunwei_rules::{
     alerting::{
         ALERTS_FOR_STATE_METRIC, ALERTS_METRIC, Alert, EvalOptions, GroupState, RuleHealth,
     },
-    promql::{Labels, METRIC_NAME, Options},
+    promql::{Labels, METRIC_NAME, Options, SharedEval},
     rulefile::{Rule, RuleGroup, load_rule_files},
 };
 
@@ -441,6 +441,10 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         record_fleet(state, t);
     }
     let mut saves = Vec::new();
+    // Subexpressions the due groups share are computed once for the round. Ingest may add
+    // samples between two groups; a shared result then gives the later group the data as the
+    // earlier one saw it, as if both had run at once, which they nominally do.
+    let mut shared = SharedEval::new(t, &opts.promql);
     for &(i, early) in &due {
         let (group, mut gstate) = {
             let rules = state.rules.read().expect("rules lock");
@@ -452,7 +456,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         let started = Instant::now();
         let result = {
             let w = state.window.read().expect("window lock");
-            group.eval(t, &w.storage, &mut gstate, &opts)
+            group.eval_shared(t, &w.storage, &mut gstate, &opts, &mut shared)
         };
         let took = started.elapsed();
         let trigger = if early { "ingest" } else { "interval" };
@@ -482,6 +486,8 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             let Some(g) = rules.groups.get_mut(i).filter(|g| {
                 Arc::ptr_eq(&g.group, &group) && g.state.last_eval_ms.is_none_or(|l| l < t)
             }) else {
+                // Its output is not written back, so results computed over it must go.
+                shared = SharedEval::new(t, &opts.promql);
                 continue;
             };
             g.state = gstate;

@@ -4,6 +4,8 @@
 
 use crate::promql::hash::{FastMap, FastSet};
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
@@ -11,6 +13,7 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
+use super::shared::{SharedEval, SharedNode, SharedVal, for_each_child, subtree_len};
 use super::storage::{MatchOp, Matcher, SelectedSeries, Storage};
 use super::value::{Labels, METRIC_NAME, Matrix, Sample, Series, Value, is_stale_nan};
 use super::{EvalError, Options, aggregation, binary, functions};
@@ -81,6 +84,17 @@ pub(crate) struct Evaluator<'a> {
     fetched: FastMap<usize, Vec<SelectedSeries<'a>>>,
     /// Matchers compiled beforehand, one entry per selector in [`selectors`] order.
     prepared: Option<&'a [SelectorMatchers]>,
+    /// The evaluation time shared subexpression results are for, when there are any.
+    share_t: Option<i64>,
+    /// Shared subexpressions (by node address) whose result another rule already computed.
+    hits: FastMap<usize, Arc<SharedVal>>,
+    /// Shared subexpressions (by node address) this evaluation computes and keeps.
+    keep: FastMap<usize, Arc<SharedNode>>,
+    kept: RefCell<Vec<(Arc<SharedNode>, SharedVal)>>,
+}
+
+fn node_key(e: &Expr) -> usize {
+    e as *const Expr as usize
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -148,6 +162,7 @@ pub(crate) fn instant<'a>(
     t: i64,
     storage: &'a dyn Storage,
     opts: &'a Options,
+    mut shared: Option<&mut SharedEval>,
 ) -> Result<Value, EvalError> {
     match prepared {
         Some(p) => p.supported.clone()?,
@@ -155,8 +170,21 @@ pub(crate) fn instant<'a>(
     }
     let mut ev = Evaluator::new(storage, opts, t, t);
     ev.prepared = prepared.map(|p| p.matchers.as_slice());
+    if let (Some(p), Some(cache)) = (prepared, shared.as_deref_mut())
+        && !p.shared.is_empty()
+        && cache.applies(t, opts)
+    {
+        ev.share_t = Some(t);
+        ev.find_shared(expr, &mut 0, &p.shared, &mut 0, cache);
+    }
     ev.prepare(expr, t, t)?;
-    Ok(match ev.eval(expr, &[t])? {
+    let result = ev.eval(expr, &[t]);
+    if let Some(cache) = shared {
+        for (node, v) in ev.kept.take() {
+            cache.insert(&node, v);
+        }
+    }
+    Ok(match result? {
         Val::Scalar(v) => Value::Scalar(v[0]),
         Val::Vector(mut v) => Value::InstantVector(v.pop().unwrap_or_default()),
         Val::Range(r) => {
@@ -303,6 +331,9 @@ pub struct Prepared {
     expr: Expr,
     supported: Result<(), EvalError>,
     matchers: Vec<SelectorMatchers>,
+    /// Subexpressions other rules share, by pre-order node number (ascending); see
+    /// [`super::share_subexpressions`].
+    shared: Vec<(u32, Arc<SharedNode>)>,
 }
 
 impl Prepared {
@@ -315,7 +346,18 @@ impl Prepared {
             supported: check_supported(&expr),
             expr,
             matchers,
+            shared: Vec::new(),
         }
+    }
+
+    pub(crate) fn set_shared(&mut self, marks: Vec<(u32, Arc<SharedNode>)>) {
+        debug_assert!(marks.is_sorted_by_key(|(i, _)| *i));
+        self.shared = marks;
+    }
+
+    /// How many subexpressions of this expression are marked as shared with other rules.
+    pub fn shared_count(&self) -> usize {
+        self.shared.len()
     }
 
     /// The expression.
@@ -368,7 +410,48 @@ impl<'a> Evaluator<'a> {
             single_time: FastMap::default(),
             fetched: FastMap::default(),
             prepared: None,
+            share_t: None,
+            hits: FastMap::default(),
+            keep: FastMap::default(),
+            kept: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Walks `e` in pre-order (node numbers from `next`) beside the marked shared nodes
+    /// `marks` (from `marks[*j]` on): a marked node whose result `cache` has is a hit and its
+    /// subtree is neither fetched nor evaluated; one it lacks is computed and kept.
+    fn find_shared(
+        &mut self,
+        e: &Expr,
+        next: &mut u32,
+        marks: &[(u32, Arc<SharedNode>)],
+        j: &mut usize,
+        cache: &mut SharedEval,
+    ) {
+        let index = *next;
+        *next += 1;
+        if *j >= marks.len() {
+            return;
+        }
+        if marks[*j].0 == index {
+            let node = &marks[*j].1;
+            *j += 1;
+            if let Some(v) = cache.get(node) {
+                self.hits.insert(node_key(e), v);
+                *next += subtree_len(e) - 1;
+                while *j < marks.len() && marks[*j].0 < *next {
+                    *j += 1;
+                }
+                return;
+            }
+            self.keep.insert(node_key(e), node.clone());
+        }
+        if matches!(e, Expr::Subquery(_)) {
+            // Nothing inside a subquery is marked.
+            *next += subtree_len(e) - 1;
+            return;
+        }
+        for_each_child(e, |c| self.find_shared(c, next, marks, j, cache));
     }
 
     fn at_ms(&self, at: &AtModifier) -> i64 {
@@ -423,6 +506,10 @@ impl<'a> Evaluator<'a> {
     }
 
     fn plan(&mut self, expr: &Expr, lo: i64, hi: i64) {
+        if !self.hits.is_empty() && self.hits.contains_key(&node_key(expr)) {
+            // Computed by another rule: nothing to fetch.
+            return;
+        }
         match expr {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.effective_span(&vs.at, &vs.offset, lo, hi);
@@ -522,6 +609,32 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` at each of the step timestamps `ts`.
     pub(crate) fn eval(&self, expr: &Expr, ts: &[i64]) -> Result<Val<'_>, EvalError> {
+        if self.hits.is_empty() && self.keep.is_empty() {
+            return self.eval_node(expr, ts);
+        }
+        let at_share_t = ts.len() == 1 && Some(ts[0]) == self.share_t;
+        let k = node_key(expr);
+        if at_share_t && let Some(v) = self.hits.get(&k) {
+            return Ok(match &**v {
+                SharedVal::Scalar(x) => Val::Scalar(vec![*x]),
+                SharedVal::Vector(v) => Val::Vector(vec![v.clone()]),
+            });
+        }
+        let v = self.eval_node(expr, ts)?;
+        if at_share_t && let Some(node) = self.keep.get(&k) {
+            let kept = match &v {
+                Val::Scalar(x) => Some(SharedVal::Scalar(x[0])),
+                Val::Vector(steps) => Some(SharedVal::Vector(steps[0].clone())),
+                Val::Range(_) | Val::Str(_) => None,
+            };
+            if let Some(kept) = kept {
+                self.kept.borrow_mut().push((node.clone(), kept));
+            }
+        }
+        Ok(v)
+    }
+
+    fn eval_node(&self, expr: &Expr, ts: &[i64]) -> Result<Val<'_>, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ts.len()])),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),

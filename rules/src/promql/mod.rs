@@ -29,6 +29,7 @@ mod engine;
 mod functions;
 pub(crate) mod hash;
 pub mod promqltest;
+mod shared;
 mod storage;
 mod value;
 
@@ -36,6 +37,7 @@ use promql_parser::parser::Expr;
 
 pub use engine::{Prepared, check_supported};
 pub(crate) use functions::parse_go_float;
+pub use shared::{SharedEval, share_subexpressions};
 pub use storage::{
     MatchOp, Matcher, MemStorage, SelectedSeries, Storage, anchored_regex, keep_last,
     merge_selections,
@@ -155,8 +157,29 @@ pub fn eval_instant<'a>(
     opts: &Options,
 ) -> Result<Value, EvalError> {
     with_expr(query.into(), |e, p| {
-        engine::instant(e, p, t_ms, storage, opts)
+        engine::instant(e, p, t_ms, storage, opts, None)
     })
+}
+
+/// [`eval_instant`] of a prepared expression, reusing the results of shared subexpressions
+/// that `shared` holds and keeping those this evaluation computes (see [`SharedEval`]). The
+/// result is the same as without `shared`, provided every write to `storage` since `shared`
+/// was made has been reported with [`SharedEval::wrote`].
+pub fn eval_instant_shared(
+    prepared: &Prepared,
+    t_ms: i64,
+    storage: &dyn Storage,
+    opts: &Options,
+    shared: &mut SharedEval,
+) -> Result<Value, EvalError> {
+    engine::instant(
+        prepared.expr(),
+        Some(prepared),
+        t_ms,
+        storage,
+        opts,
+        Some(shared),
+    )
 }
 
 /// Evaluates `query` at every step from `start_ms` to `end_ms` (both included); the result's
