@@ -52,6 +52,23 @@ pub struct TemplateData<'a> {
     pub value: f64,
 }
 
+/// The data of [`TemplateData`] in the form templates read it, made once when the first
+/// template that reads anything is rendered and then shared by the others.
+pub struct TemplateEnv<'a> {
+    data: &'a TemplateData<'a>,
+    root: std::cell::OnceCell<Rc<Root>>,
+}
+
+impl<'a> TemplateEnv<'a> {
+    /// An environment for rendering with `data`.
+    pub fn new(data: &'a TemplateData<'a>) -> Self {
+        TemplateEnv {
+            data,
+            root: std::cell::OnceCell::new(),
+        }
+    }
+}
+
 /// A compiled template.
 #[derive(Clone, Debug)]
 pub struct Template {
@@ -97,6 +114,12 @@ impl Template {
 
     /// Renders the template.
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
+        self.render_in(&TemplateEnv::new(data))
+    }
+
+    /// Renders the template in `env`, which several templates rendered with the same data
+    /// (an alert's labels and annotations) share.
+    pub fn render_in(&self, env: &TemplateEnv<'_>) -> Result<String, TemplateError> {
         if self.literal {
             return Ok(self.nodes.iter().fold(String::new(), |mut s, n| {
                 if let Node::Text(t) = n {
@@ -105,12 +128,18 @@ impl Template {
                 s
             }));
         }
-        let root = Rc::new(Root {
-            labels: Rc::new(labels_map(data.labels)),
-            external_labels: Rc::new(labels_map(data.external_labels)),
-            external_url: data.external_url.to_string(),
-            value: data.value,
-        });
+        let data = env.data;
+        let root = env
+            .root
+            .get_or_init(|| {
+                Rc::new(Root {
+                    labels: Rc::new(labels_map(data.labels)),
+                    external_labels: Rc::new(labels_map(data.external_labels)),
+                    external_url: data.external_url.to_string(),
+                    value: data.value,
+                })
+            })
+            .clone();
         let mut ex = Exec {
             src: &self.source,
             vars: vec![
@@ -131,7 +160,12 @@ impl Template {
 
     /// Renders, or gives Prometheus's `<error expanding template: ...>` text on failure.
     pub fn render_or_error(&self, data: &TemplateData<'_>) -> String {
-        self.render(data)
+        self.render_or_error_in(&TemplateEnv::new(data))
+    }
+
+    /// [`Template::render_or_error`] in a shared [`TemplateEnv`].
+    pub fn render_or_error_in(&self, env: &TemplateEnv<'_>) -> String {
+        self.render_in(env)
             .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
     }
 

@@ -358,6 +358,35 @@ impl Labels {
         }
     }
 
+    /// A copy with every `(name, value)` of `sets` set, as [`Labels::set`] one after the other
+    /// would give, built in one pass. `sets` is sorted by name without repeats; an empty value
+    /// removes the label. When nothing changes, the copy shares these labels.
+    pub fn with_sorted(&self, sets: &[(&str, &str)]) -> Labels {
+        debug_assert!(sets.windows(2).all(|w| w[0].0 < w[1].0));
+        if sets
+            .iter()
+            .all(|(n, v)| self.get_direct(n).unwrap_or("") == *v)
+        {
+            return self.clone();
+        }
+        let mut out = Vec::with_capacity(self.len() + sets.len());
+        let mut own = self.iter().peekable();
+        for &(name, value) in sets {
+            while let Some(l) = own.next_if(|l| l.name.as_str() < name) {
+                out.push(l.clone());
+            }
+            own.next_if(|l| l.name == name);
+            if !value.is_empty() {
+                out.push(Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                });
+            }
+        }
+        out.extend(own.cloned());
+        Labels::from_vec(out)
+    }
+
     /// A copy keeping only the listed names.
     pub fn keep(&self, names: &[String]) -> Labels {
         Labels::from_vec(
@@ -554,6 +583,31 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(l.value("b"), "3");
         assert_eq!(l.value("c"), "");
+    }
+
+    #[test]
+    fn with_sorted_equals_setting_one_by_one() {
+        let full = Labels::from_pairs([("__name__", "m"), ("a", "1"), ("job", "x"), ("z", "9")]);
+        let sets: &[&[(&str, &str)]] = &[
+            &[],
+            &[("__name__", "rec")],
+            &[("__name__", "rec"), ("b", "2"), ("job", ""), ("zz", "last")],
+            &[("a", "1"), ("job", "x")],
+            &[("0", "first"), ("a", ""), ("z", "")],
+            &[("job", "")],
+        ];
+        for base in [full.clone(), full.without_metric_name(), Labels::new()] {
+            for set in sets {
+                let mut one_by_one = base.clone();
+                for (n, v) in *set {
+                    one_by_one.set(*n, *v);
+                }
+                let batch = base.with_sorted(set);
+                assert_eq!(batch, one_by_one, "{base} with {set:?}");
+                assert_eq!(batch.to_string(), one_by_one.to_string());
+                assert_eq!(batch.metric_name(), one_by_one.metric_name());
+            }
+        }
     }
 
     #[test]
