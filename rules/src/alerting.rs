@@ -22,6 +22,7 @@
 
 use crate::promql::hash::{FastMap, FastSet};
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +138,92 @@ pub struct RuleState {
     /// When the rule was last evaluated (ms).
     #[serde(default)]
     pub last_eval_ms: Option<i64>,
+    /// Output label sets remembered from the last evaluation.
+    #[serde(skip)]
+    memo: LabelMemo,
+}
+
+/// The label sets a rule built at its last evaluation, to reuse at the next: the output labels
+/// of each result's labels (a recorded series, an alert), and the `ALERTS` and
+/// `ALERTS_FOR_STATE` labels of each alert. Reusing them saves building the same sets again
+/// each cycle, and their shared copies compare and hash at once downstream. Only what the
+/// last evaluation used is kept. A cache: not saved, and ignored when states are compared.
+#[derive(Clone, Default)]
+struct LabelMemo {
+    output: FastMap<Labels, Labels>,
+    series: FastMap<Labels, (AlertState, Labels, Labels)>,
+}
+
+impl PartialEq for LabelMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for LabelMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LabelMemo({} outputs)", self.output.len())
+    }
+}
+
+/// The output labels of one evaluation, taken over from the previous one where they match.
+struct MemoRound {
+    prev: FastMap<Labels, Labels>,
+    next: FastMap<Labels, Labels>,
+}
+
+impl MemoRound {
+    /// The output labels for result labels `input`: remembered, or built with `build`.
+    fn output(&mut self, input: &Labels, build: impl FnOnce(&Labels) -> Labels) -> Labels {
+        let out = match self.prev.remove_entry(input) {
+            Some((k, out)) => {
+                self.next.insert(k, out.clone());
+                return out;
+            }
+            None => build(input),
+        };
+        self.next.insert(input.clone(), out.clone());
+        out
+    }
+}
+
+impl LabelMemo {
+    fn start(&mut self, capacity: usize) -> MemoRound {
+        MemoRound {
+            prev: std::mem::take(&mut self.output),
+            next: FastMap::with_capacity_and_hasher(capacity, Default::default()),
+        }
+    }
+
+    fn finish(&mut self, round: MemoRound) {
+        self.output = round.next;
+    }
+
+    /// The `ALERTS` and `ALERTS_FOR_STATE` labels of the alert with `labels` in `state`.
+    fn alert_series(&mut self, labels: &Labels, state: AlertState) -> (Labels, Labels) {
+        if let Some((s, alerts, for_state)) = self.series.get(labels)
+            && *s == state
+        {
+            return (alerts.clone(), for_state.clone());
+        }
+        // `__name__` sorts before `alertstate`.
+        let alerts = labels.with_sorted(&[
+            (promql::METRIC_NAME, ALERTS_METRIC),
+            ("alertstate", state.as_str()),
+        ]);
+        let for_state = labels.with_sorted(&[(promql::METRIC_NAME, ALERTS_FOR_STATE_METRIC)]);
+        self.series
+            .insert(labels.clone(), (state, alerts.clone(), for_state.clone()));
+        (alerts, for_state)
+    }
+
+    /// Forgets the `ALERTS` labels of alerts that are gone.
+    fn keep_series_of(&mut self, alerts: &[Alert]) {
+        if self.series.len() > alerts.len() {
+            let live: FastSet<&Labels> = alerts.iter().map(|a| &a.labels).collect();
+            self.series.retain(|l, _| live.contains(l));
+        }
+    }
 }
 
 /// The state of a rule group, one [`RuleState`] per rule.
@@ -304,7 +391,9 @@ impl RuleGroup {
             rs.last_eval_ms = Some(t_ms);
             let out = match rule {
                 Rule::Alerting(a) => eval_alerting(a, t_ms, &overlay, rs, self.limit, opts, shared),
-                Rule::Recording(r) => eval_recording(r, t_ms, &overlay, self.limit, opts, shared),
+                Rule::Recording(r) => {
+                    eval_recording(r, t_ms, &overlay, rs, self.limit, opts, shared)
+                }
             };
             let vector = match out {
                 Ok(v) => v,
@@ -334,6 +423,7 @@ impl RuleGroup {
                     v: s.v,
                 });
             }
+            let stale_from = result.samples_to_write.len();
             for l in &rs.last_series {
                 if !returned.contains(l) {
                     wrote.note(l, shared);
@@ -345,9 +435,15 @@ impl RuleGroup {
                     });
                 }
             }
-            let mut now: Vec<Labels> = returned.into_iter().collect();
-            now.sort_unstable();
-            rs.last_series = now;
+            // The same series as last time (the usual case): the sorted list stands.
+            if stale_from == result.samples_to_write.len() && returned.len() == rs.last_series.len()
+            {
+                // Every earlier series was returned again, and there are as many.
+            } else {
+                let mut now: Vec<Labels> = returned.into_iter().collect();
+                now.sort_unstable();
+                rs.last_series = now;
+            }
             if matches!(rule, Rule::Alerting(_)) {
                 for a in &mut rs.alerts {
                     if a.needs_sending(t_ms, opts.resend_delay_ms) {
@@ -421,6 +517,7 @@ fn eval_recording(
     rule: &RecordingRule,
     t_ms: i64,
     storage: &dyn Storage,
+    rs: &mut RuleState,
     limit: usize,
     opts: &EvalOptions,
     shared: &mut SharedEval,
@@ -433,9 +530,11 @@ fn eval_recording(
             .map(|l| (l.name.as_str(), l.value.as_str())),
     );
     let sets = sorted_last_wins(sets);
+    let mut memo = rs.memo.start(v.len());
     for s in &mut v {
-        s.labels = s.labels.with_sorted(&sets);
+        s.labels = memo.output(&s.labels, |l| l.with_sorted(&sets));
     }
+    rs.memo.finish(memo);
     let mut seen = FastSet::with_capacity_and_hasher(v.len(), Default::default());
     if !v.iter().all(|s| seen.insert(&s.labels)) {
         return Err(
@@ -458,6 +557,13 @@ fn eval_alerting(
     shared: &mut SharedEval,
 ) -> Result<Vector, String> {
     let res = query(&rule.parsed, t_ms, storage, &opts.promql, shared)?;
+    // An alert's labels depend on the result's labels alone unless a label template reads
+    // more (the value, the external labels or URL): then they are remembered between
+    // evaluations.
+    let labels_from_labels = rule.labels.iter().all(|(_, t)| t.reads_labels_only());
+    let mut memo = rs
+        .memo
+        .start(if labels_from_labels { res.len() } else { 0 });
     // The alerts the result describes now.
     let mut current: FastMap<Labels, Alert> =
         FastMap::with_capacity_and_hasher(res.len(), Default::default());
@@ -469,22 +575,26 @@ fn eval_alerting(
             value: s.v,
         };
         let env = TemplateEnv::new(&data);
-        let rendered: Vec<String> = rule
-            .labels
-            .iter()
-            .map(|(_, t)| t.render_or_error_in(&env))
-            .collect();
-        let mut sets: Vec<(&str, &str)> = rule
-            .labels
-            .iter()
-            .zip(&rendered)
-            .map(|((k, _), v)| (k.as_str(), v.as_str()))
-            .collect();
-        sets.push(("alertname", rule.name.as_str()));
-        let labels = s
-            .labels
-            .without_metric_name()
-            .with_sorted(&sorted_last_wins(sets));
+        let alert_labels = |l: &Labels| {
+            let rendered: Vec<String> = rule
+                .labels
+                .iter()
+                .map(|(_, t)| t.render_or_error_in(&env))
+                .collect();
+            let mut sets: Vec<(&str, &str)> = rule
+                .labels
+                .iter()
+                .zip(&rendered)
+                .map(|((k, _), v)| (k.as_str(), v.as_str()))
+                .collect();
+            sets.push(("alertname", rule.name.as_str()));
+            l.without_metric_name().with_sorted(&sorted_last_wins(sets))
+        };
+        let labels = if labels_from_labels {
+            memo.output(&s.labels, alert_labels)
+        } else {
+            alert_labels(&s.labels)
+        };
         let annotations: BTreeMap<String, String> = rule
             .annotations
             .iter()
@@ -512,6 +622,7 @@ fn eval_alerting(
         );
     }
 
+    rs.memo.finish(memo);
     let mut active: FastMap<Labels, Alert> = std::mem::take(&mut rs.alerts)
         .into_iter()
         .map(|a| (a.labels.clone(), a))
@@ -565,20 +676,14 @@ fn eval_alerting(
             a.state = AlertState::Firing;
             a.fired_at_ms = Some(t_ms);
         }
-        // `__name__` sorts before `alertstate`.
-        let alerts_labels = a.labels.with_sorted(&[
-            (promql::METRIC_NAME, ALERTS_METRIC),
-            ("alertstate", a.state.as_str()),
-        ]);
+        let (alerts_labels, for_state) = rs.memo.alert_series(&a.labels, a.state);
         out.push(Sample {
             labels: alerts_labels,
             t_ms,
             v: 1.0,
         });
         out.push(Sample {
-            labels: a
-                .labels
-                .with_sorted(&[(promql::METRIC_NAME, ALERTS_FOR_STATE_METRIC)]),
+            labels: for_state,
             t_ms,
             v: a.active_at_ms.div_euclid(1000) as f64,
         });
@@ -591,6 +696,7 @@ fn eval_alerting(
     }
     let mut alerts: Vec<Alert> = active.into_values().collect();
     alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+    rs.memo.keep_series_of(&alerts);
     rs.alerts = alerts;
     Ok(out)
 }
@@ -956,6 +1062,58 @@ groups:
         );
         assert!(w.state.rules[0].alerts.is_empty());
         assert_eq!(w.state.rules[0].health, RuleHealth::Err);
+    }
+
+    #[test]
+    fn labels_from_the_value_follow_it_and_alerts_series_follow_the_state() {
+        let mut w = World::new(
+            r#"
+groups:
+  - name: g
+    rules:
+      - alert: Hot
+        expr: up > 0
+        for: 1m
+        labels:
+          level: '{{ if gt $value 5.0 }}high{{ else }}low{{ end }}'
+          team: '{{ $labels.instance }}-team'
+"#,
+        );
+        let alerts_series = |r: &GroupEvalResult| -> Vec<String> {
+            let mut v: Vec<String> = r
+                .samples_to_write
+                .iter()
+                .filter(|s| s.labels.metric_name() == Some(ALERTS_METRIC) && !is_stale_nan(s.v))
+                .map(|s| s.labels.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        w.up(0, 1.0);
+        let r = w.eval(0);
+        assert_eq!(
+            alerts_series(&r),
+            [
+                r#"ALERTS{alertname="Hot", alertstate="pending", instance="a", level="low", team="a-team"}"#
+            ]
+        );
+        w.up(1, 9.0);
+        let r = w.eval(1);
+        // The value moved the label: a new alert, pending; the old one is gone.
+        assert_eq!(
+            alerts_series(&r),
+            [
+                r#"ALERTS{alertname="Hot", alertstate="pending", instance="a", level="high", team="a-team"}"#
+            ]
+        );
+        w.up(2, 9.0);
+        let r = w.eval(2);
+        assert_eq!(
+            alerts_series(&r),
+            [
+                r#"ALERTS{alertname="Hot", alertstate="firing", instance="a", level="high", team="a-team"}"#
+            ]
+        );
     }
 
     #[test]

@@ -112,6 +112,13 @@ impl Template {
         &self.source
     }
 
+    /// Whether rendering reads nothing but the labels: the text names neither the value
+    /// (`$value`, `.Value`) nor the external labels or URL, the only other data there is.
+    /// Conservative: a mention in a string or a comment counts.
+    pub fn reads_labels_only(&self) -> bool {
+        self.literal || !(self.source.contains("alue") || self.source.contains("xternal"))
+    }
+
     /// Renders the template.
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
         self.render_in(&TemplateEnv::new(data))
