@@ -712,12 +712,13 @@ fn range_function<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val
             params,
         };
         let mut vec = Vec::new();
+        let mut xs = RegressionX::default();
         for s in 0..r.series.len() {
             let w = r.window(s, i);
             if w.is_empty() {
                 continue;
             }
-            if let Some(v) = apply_range(name, w, &ctx)? {
+            if let Some(v) = apply_range(name, w, &ctx, &mut xs)? {
                 produced[s] = true;
                 vec.push(Sample {
                     labels: labels[s].clone(),
@@ -741,7 +742,12 @@ fn range_function<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val
     Ok(Val::Vector(out))
 }
 
-fn apply_range(name: &str, w: &[(i64, f64)], ctx: &RangeCtx) -> Result<Option<f64>, EvalError> {
+fn apply_range(
+    name: &str,
+    w: &[(i64, f64)],
+    ctx: &RangeCtx,
+    xs: &mut RegressionX,
+) -> Result<Option<f64>, EvalError> {
     let values = || w.iter().map(|p| p.1);
     Ok(match name {
         "rate" => extrapolated_rate(w, ctx, true, true),
@@ -749,9 +755,9 @@ fn apply_range(name: &str, w: &[(i64, f64)], ctx: &RangeCtx) -> Result<Option<f6
         "delta" => extrapolated_rate(w, ctx, false, false),
         "irate" => instant_value(w, true),
         "idelta" => instant_value(w, false),
-        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
+        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0, xs).0),
         "predict_linear" => (w.len() >= 2).then(|| {
-            let (slope, intercept) = linear_regression(w, ctx.t);
+            let (slope, intercept) = linear_regression(w, ctx.t, xs);
             slope * ctx.params[0] + intercept
         }),
         "holt_winters" => holt_winters(w, ctx.params[0], ctx.params[1])?,
@@ -903,22 +909,57 @@ fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c + ((big - t) + small))
 }
 
-/// Least-squares slope and the intercept at `intercept_t`.
-fn linear_regression(w: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
-    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+/// The part of a regression that depends on the sample times only: each `x` (seconds from
+/// the intercept time) and the compensated sums of `x` and `x²`. Series scraped together have
+/// the same times in a window, so the next series usually reuses it.
+#[derive(Default)]
+struct RegressionX {
+    times: Vec<i64>,
+    intercept_t: i64,
+    x: Vec<f64>,
+    /// `(sum_x, c_x, sum_x2, c_x2)`
+    sums: (f64, f64, f64, f64),
+}
+
+impl RegressionX {
+    /// Makes `self` describe the times of `w` with `intercept_t`.
+    fn update(&mut self, w: &[(i64, f64)], intercept_t: i64) {
+        if self.intercept_t == intercept_t
+            && self.times.len() == w.len()
+            && self.times.iter().zip(w).all(|(a, (b, _))| a == b)
+        {
+            return;
+        }
+        self.intercept_t = intercept_t;
+        self.times.clear();
+        self.x.clear();
+        let (mut sum_x, mut c_x, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+        for &(t, _) in w {
+            let x = (t - intercept_t) as f64 / 1e3;
+            (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
+            (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
+            self.times.push(t);
+            self.x.push(x);
+        }
+        self.sums = (sum_x, c_x, sum_x2, c_x2);
+    }
+}
+
+/// Least-squares slope and the intercept at `intercept_t`, as Prometheus computes them (the
+/// same operations in the same order); `xs` carries the time-only part from series to series.
+fn linear_regression(w: &[(i64, f64)], intercept_t: i64, xs: &mut RegressionX) -> (f64, f64) {
+    xs.update(w, intercept_t);
+    let (mut n, mut sum_y, mut c_y) = (0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy) = (0.0, 0.0);
     let init_y = w[0].1;
     let mut const_y = true;
-    for (i, &(t, v)) in w.iter().enumerate() {
+    for (i, (&(_, v), &x)) in w.iter().zip(&xs.x).enumerate() {
         if const_y && i > 0 && v != init_y {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_t) as f64 / 1e3;
-        (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_sum_inc(v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_sum_inc(x * v, sum_xy, c_xy);
-        (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
     }
     if const_y {
         if init_y.is_infinite() {
@@ -926,6 +967,7 @@ fn linear_regression(w: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
         }
         return (0.0, init_y);
     }
+    let (sum_x, c_x, sum_x2, c_x2) = xs.sums;
     let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
     let cov_xy = sum_xy - sum_x * sum_y / n;
     let var_x = sum_x2 - sum_x * sum_x / n;
