@@ -894,6 +894,7 @@ fn main() -> std::process::ExitCode {
     let mut cpu_ms: Vec<f64> = Vec::with_capacity(args.cycles);
     let mut digest = Fnv(0xcbf2_9ce4_8422_2325);
     let mut last_written = 0usize;
+    let mut last_shared = (0, 0);
     let mut errors = 0usize;
     let mut pending = 0usize;
     let mut firing = 0usize;
@@ -923,6 +924,7 @@ fn main() -> std::process::ExitCode {
             results.push(r);
         }
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        last_shared = shared.hits_and_misses();
         let cpu = match (cpu_before, thread_cpu_ns()) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
             _ => None,
@@ -1005,6 +1007,24 @@ fn main() -> std::process::ExitCode {
     );
     println!(
         "last cycle: {last_written} samples written, {pending} alerts pending, {firing} firing, {errors} rule errors"
+    );
+    let marked: usize = groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .map(|r| match r {
+            Rule::Alerting(a) => a.parsed.shared_count(),
+            Rule::Recording(r) => r.parsed.shared_count(),
+        })
+        .sum();
+    println!(
+        "shared subexpressions: {marked} marked in the rules; last cycle {} reused, {} computed{}",
+        last_shared.0,
+        last_shared.1,
+        if args.no_sharing {
+            " (--no-sharing)"
+        } else {
+            ""
+        }
     );
     println!("results digest: {:016x}", digest.0);
     println!();
