@@ -858,7 +858,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let groups: Vec<RuleGroup> = file.groups;
+    let mut groups: Vec<RuleGroup> = file.groups;
+    if args.no_sharing {
+        for r in groups.iter_mut().flat_map(|g| &mut g.rules) {
+            match r {
+                Rule::Alerting(a) => a.parsed.unshare(),
+                Rule::Recording(r) => r.parsed.unshare(),
+            }
+        }
+    }
     let n_rules: usize = groups.iter().map(|g| g.rules.len()).sum();
     let n_record: usize = groups
         .iter()

@@ -350,6 +350,12 @@ impl Prepared {
         }
     }
 
+    /// Forgets the marks of [`super::share_subexpressions`]: the expression is evaluated whole
+    /// even beside a [`SharedEval`].
+    pub fn unshare(&mut self) {
+        self.shared.clear();
+    }
+
     pub(crate) fn set_shared(&mut self, marks: Vec<(u32, Arc<SharedNode>)>) {
         debug_assert!(marks.is_sorted_by_key(|(i, _)| *i));
         self.shared = marks;

@@ -22,7 +22,7 @@ use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Expr, VectorSelector};
 
 use super::Options;
-use super::engine::Prepared;
+use super::engine::{Prepared, unparen};
 use super::hash::FastMap;
 use super::value::{METRIC_NAME, Sample};
 
@@ -210,7 +210,16 @@ fn shareable(e: &Expr, reads: &mut Vec<Box<str>>) -> bool {
         && !reads.is_empty()
 }
 
-fn candidates(e: &Expr, parent: Option<usize>, next: &mut u32, out: &mut Vec<Candidate>) {
+/// Collects the nodes of `e` in pre-order. `read_directly` is a node the engine reads without
+/// evaluating it (the selector `timestamp` takes its samples' times from), which must not be
+/// replaced by a kept result.
+fn candidates(
+    e: &Expr,
+    parent: Option<usize>,
+    next: &mut u32,
+    read_directly: Option<*const Expr>,
+    out: &mut Vec<Candidate>,
+) {
     let index = *next;
     *next += 1;
     if matches!(e, Expr::Subquery(_)) {
@@ -219,7 +228,8 @@ fn candidates(e: &Expr, parent: Option<usize>, next: &mut u32, out: &mut Vec<Can
         return;
     }
     let mut reads = Vec::new();
-    let key = shareable(e, &mut reads).then(|| Arc::from(format!("{e:?}")));
+    let key = (read_directly != Some(e as *const Expr) && shareable(e, &mut reads))
+        .then(|| Arc::from(format!("{e:?}")));
     let me = out.len();
     let is_candidate = key.is_some();
     out.push(Candidate {
@@ -229,7 +239,16 @@ fn candidates(e: &Expr, parent: Option<usize>, next: &mut u32, out: &mut Vec<Can
         parent,
     });
     let parent = if is_candidate { Some(me) } else { parent };
-    for_each_child(e, |c| candidates(c, parent, next, out));
+    let read_directly = match e {
+        Expr::Call(c) if c.func.name == "timestamp" => c
+            .args
+            .args
+            .first()
+            .map(|a| unparen(a) as *const Expr)
+            .or(read_directly),
+        _ => read_directly,
+    };
+    for_each_child(e, |c| candidates(c, parent, next, read_directly, out));
 }
 
 /// Marks, in every expression of a rule set, the subexpressions that occur more than once in
@@ -241,7 +260,7 @@ pub fn share_subexpressions<'a>(exprs: impl IntoIterator<Item = &'a mut Prepared
         .into_iter()
         .map(|p| {
             let mut out = Vec::new();
-            candidates(p.expr(), None, &mut 0, &mut out);
+            candidates(p.expr(), None, &mut 0, None, &mut out);
             (p, out)
         })
         .collect();
@@ -298,7 +317,18 @@ mod tests {
     /// Evaluates every group at each time in order, as the server does a round, with or
     /// without sharing; returns every sample written, as text, in order.
     fn run(yaml: &str, sharing: bool, times: &[i64]) -> (Vec<String>, (u64, u64)) {
-        let gs = groups(yaml);
+        let mut gs = groups(yaml);
+        if !sharing {
+            // No marks: each rule evaluates everything itself.
+            for g in &mut gs {
+                for r in &mut g.rules {
+                    match r {
+                        Rule::Alerting(a) => a.parsed.unshare(),
+                        Rule::Recording(r) => r.parsed.unshare(),
+                    }
+                }
+            }
+        }
         let mut storage = MemStorage::new();
         for i in 0..=40 {
             let t = i * 15_000;
@@ -359,6 +389,8 @@ groups:
         expr: sum by (role) (rate(reqs_total[1m])) > 1
       - alert: Latest
         expr: max(reqs_total) > 5
+      - alert: Stamped
+        expr: timestamp(reqs_total) > 0
       - record: role:reqs:max
         expr: max(reqs_total)
 "#;
@@ -367,9 +399,10 @@ groups:
     fn repeated_subexpressions_are_marked_outermost_first() {
         let gs = groups(RULES);
         // `sum by (role) (rate(reqs_total[1m]))` in three rules, `max(reqs_total)` in two,
-        // `reqs_total{role="web"}` once.
+        // `reqs_total{role="web"}` once; the selector `timestamp` reads is not shared, so
+        // `reqs_total` inside `max` occurs as often as `max` does.
         assert_eq!(marks(&gs[0]), [1, 0, 1]);
-        assert_eq!(marks(&gs[1]), [1, 1, 1]);
+        assert_eq!(marks(&gs[1]), [1, 1, 0, 1]);
         // A selector without a metric name and anything inside a subquery are never shared.
         let gs = groups(
             r#"
@@ -401,5 +434,7 @@ groups:
         assert_eq!((hits, misses), (2 * 4, 3 * 4));
         // The recorded series changes the sum the second alert sees.
         assert!(plain.iter().any(|l| l.contains("BusyAfterRecording")));
+        // `timestamp` reads its selector's samples itself: that selector is not shared.
+        assert!(plain.iter().any(|l| l.contains("Stamped")));
     }
 }
