@@ -64,8 +64,9 @@ pub struct Assessment {
     pub provisional: bool,
     /// Why they may change.
     pub provisional_reasons: Vec<String>,
-    /// Things a reader should know: the period outside the contract period, incidents with a
-    /// level the contract does not define, incidents matching no system.
+    /// Things a reader should know: the period outside the contract period, systems whose
+    /// selectors match no host or probe (their availability rests on no evidence), incidents
+    /// with a level the contract does not define, incidents matching no system.
     pub notes: Vec<String>,
     /// Availability per system, in contract order.
     pub systems: Vec<SystemAvailability>,
@@ -676,6 +677,24 @@ pub fn assess(
             "the period {} ({}..{}) is not inside the contract period {}..{}",
             period.label, period.start, period.end, contract.period.start, contract.period.end
         ));
+    }
+    for (sys, out) in contract.systems.iter().zip(&systems_out) {
+        if out.subjects.is_empty() {
+            let policy = contract
+                .availability
+                .get(&sys.tier)
+                .map_or(MissingData::Excluded, |o| o.missing_data);
+            let effect = match policy {
+                MissingData::AsUp => "missing data counts as up, so it shows as fully available",
+                MissingData::AsDown => "missing data counts as down",
+                MissingData::Excluded => "nothing is measured",
+            };
+            notes.push(format!(
+                "system {} ({}): its selectors match no host or probe, so its availability rests \
+                 on no evidence; {effect}",
+                out.system, out.name
+            ));
+        }
     }
     for i in &incident_out {
         if !i.level_known {
