@@ -27,6 +27,8 @@ pub struct Metrics {
     pub notify_latency: HistogramVec,
     pub rule_group_evaluations: IntCounterVec,
     pub rule_group_evaluation_seconds: CounterVec,
+    pub report_mail_attempts: IntCounterVec,
+    pub report_mail_given_up: IntCounter,
 }
 
 /// Why a rule group was evaluated: its interval came round, or an ingest commit touched a
@@ -167,6 +169,17 @@ impl Metrics {
                 ),
                 &["trigger"],
             )?,
+            report_mail_attempts: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_report_mail_attempts_total",
+                    "Attempts to mail a scheduled report, by result (ok or error).",
+                ),
+                &["result"],
+            )?,
+            report_mail_given_up: IntCounter::new(
+                "yunwei_report_mail_given_up_total",
+                "Scheduled report mails given up after retrying for 7 days (the report stays archived).",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -188,6 +201,8 @@ impl Metrics {
         r.register(Box::new(m.notify_latency.clone()))?;
         r.register(Box::new(m.rule_group_evaluations.clone()))?;
         r.register(Box::new(m.rule_group_evaluation_seconds.clone()))?;
+        r.register(Box::new(m.report_mail_attempts.clone()))?;
+        r.register(Box::new(m.report_mail_given_up.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -202,6 +217,9 @@ impl Metrics {
         }
         for r in ["stored", "duplicate"] {
             m.ingest_batches.with_label_values(&[r]);
+        }
+        for r in ["ok", "error"] {
+            m.report_mail_attempts.with_label_values(&[r]);
         }
         Ok(m)
     }

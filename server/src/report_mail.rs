@@ -205,6 +205,14 @@ pub async fn deliver_due(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<Se
                 now_ms + state.config.notify.retry.backoff_ms(n as u32),
             )
         };
+        state
+            .metrics
+            .report_mail_attempts
+            .with_label_values(&[if attempt.ok { "ok" } else { "error" }])
+            .inc();
+        if status == "failed" {
+            state.metrics.report_mail_given_up.inc();
+        }
         if attempt.ok {
             tracing::info!(report = report_id, to = %attempt.target, attempt = n, "report mailed");
         } else {

@@ -307,6 +307,15 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
     let failed = report_mail::deliver_due(&h.state, now).await.unwrap();
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|s| !s.attempt.ok), "{failed:?}");
+    let attempts = |result: &str| {
+        h.state
+            .metrics
+            .report_mail_attempts
+            .with_label_values(&[result])
+            .get()
+    };
+    assert_eq!((attempts("ok"), attempts("error")), (0, 2));
+    assert_eq!(h.state.metrics.report_mail_given_up.get(), 0);
     // Backing off: not again at once.
     assert!(
         report_mail::deliver_due(&h.state, now)
@@ -336,6 +345,13 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
     let sent = report_mail::deliver_due(&h.state, later).await.unwrap();
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|s| s.attempt.ok), "{sent:?}");
+    // A restarted server counts from zero; /metrics shows the two accepted mails.
+    let metrics = h.client.get_text("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("yunwei_report_mail_attempts_total{result=\"ok\"} 2")
+            && metrics.contains("yunwei_report_mail_attempts_total{result=\"error\"} 0"),
+        "{metrics}"
+    );
     let mails = sink.mails();
     assert_eq!(mails.len(), 2);
     let mut subjects: Vec<&str> = mails
