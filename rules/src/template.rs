@@ -112,11 +112,13 @@ impl Template {
         &self.source
     }
 
-    /// Whether rendering reads nothing but the labels: the text names neither the value
-    /// (`$value`, `.Value`) nor the external labels or URL, the only other data there is.
-    /// Conservative: a mention in a string or a comment counts.
+    /// Whether rendering reads nothing but the labels, so that the same labels always render
+    /// the same text. Decided from the parsed template, conservatively: every data access must
+    /// be `$labels…` or `.Labels…` / `$.Labels…`; a bare `.` or `$` (which print everything,
+    /// value included), the value, the external labels or URL make it `false`. Variables the
+    /// template declares hold what their (checked) pipelines gave.
     pub fn reads_labels_only(&self) -> bool {
-        self.literal || !(self.source.contains("alue") || self.source.contains("xternal"))
+        self.literal || nodes_read_labels_only(&self.nodes)
     }
 
     /// Renders the template.
@@ -950,6 +952,53 @@ impl TreeParser<'_> {
             n,
         ))
     }
+}
+
+fn nodes_read_labels_only(nodes: &[Node]) -> bool {
+    nodes.iter().all(|n| match n {
+        Node::Text(_) => true,
+        Node::Action(p) => pipe_reads_labels_only(p),
+        Node::If {
+            branches,
+            otherwise,
+        } => {
+            branches
+                .iter()
+                .all(|(p, body)| pipe_reads_labels_only(p) && nodes_read_labels_only(body))
+                && nodes_read_labels_only(otherwise)
+        }
+        Node::With {
+            pipe,
+            body,
+            otherwise,
+        }
+        | Node::Range {
+            pipe,
+            body,
+            otherwise,
+        } => {
+            pipe_reads_labels_only(pipe)
+                && nodes_read_labels_only(body)
+                && nodes_read_labels_only(otherwise)
+        }
+    })
+}
+
+fn pipe_reads_labels_only(p: &Pipeline) -> bool {
+    p.cmds.iter().flat_map(|c| &c.args).all(|a| match &a.term {
+        // The dot: the whole data at the top level.
+        Term::Dot => false,
+        Term::Field(chain) => chain.first().is_some_and(|f| f == "Labels"),
+        Term::Var(v) => match v.as_str() {
+            "$labels" => true,
+            "$" => a.chain.first().is_some_and(|f| f == "Labels"),
+            "$value" | "$externalLabels" | "$externalURL" => false,
+            // Declared by the template from a pipeline checked here.
+            _ => true,
+        },
+        Term::Pipe(inner) => pipe_reads_labels_only(inner),
+        Term::Func(_) | Term::Str(_) | Term::Num(_) | Term::Bool(_) | Term::Nil => true,
+    })
 }
 
 fn check_nodes(nodes: &[Node], scope: &mut Vec<String>, src: &str) -> Result<(), TemplateError> {
@@ -2089,6 +2138,40 @@ mod tests {
     fn check(text: &str, value: f64, expected: &str) {
         let got = render(text, &[("instance", "db1:9100"), ("job", "node")], value);
         assert_eq!(got, expected, "template {text:?}");
+    }
+
+    #[test]
+    fn reading_only_the_labels_is_decided_from_the_parse() {
+        let only = |t: &str| compile(t).unwrap().reads_labels_only();
+        for t in [
+            "critical",
+            "{{ $labels.instance }}-oncall",
+            "{{ .Labels.job }}",
+            "{{ $.Labels.job | toUpper }}",
+            "{{ if eq $labels.job \"node\" }}a{{ else }}b{{ end }}",
+            "{{ $j := $labels.job }}{{ $j }}",
+            "{{ range $k, $v := $labels }}{{ $k }}={{ $v }}{{ end }}",
+            // Only a mention in text, not a read.
+            "value of external",
+        ] {
+            assert!(only(t), "{t}");
+        }
+        for t in [
+            "{{ $value }}",
+            "{{ .Value }}",
+            "{{ . }}",
+            "{{ $ }}",
+            "{{ print . }}",
+            "{{ $x := $ }}{{ $x }}",
+            "{{ $x := . }}{{ $x.Labels.job }}",
+            "{{ $externalLabels.cluster }}",
+            "{{ .ExternalURL }}",
+            "{{ if gt $value 1.0 }}hot{{ end }}",
+            "{{ with $labels.job }}{{ . }}{{ end }}",
+            "{{ (printf \"%v\" $value) }}",
+        ] {
+            assert!(!only(t), "{t}");
+        }
     }
 
     #[test]

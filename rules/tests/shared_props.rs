@@ -1,7 +1,8 @@
-//! Property: evaluating rule groups with shared subexpressions gives exactly what evaluating
-//! every rule on its own gives, whatever the rules are built from (selectors, `offset`,
-//! `timestamp`, subqueries, aggregations, `absent`, recording rules that write what later rules
-//! read, `ALERTS`).
+//! Property: evaluating rule groups with shared subexpressions and remembered output labels
+//! gives exactly what evaluating every rule on its own, from its saved state, gives, whatever
+//! the rules are built from (selectors, `offset`, `timestamp`, subqueries, aggregations,
+//! `absent`, recording rules that write what later rules read, `ALERTS`, label templates that
+//! read the labels, the value or everything).
 
 use proptest::prelude::*;
 use yunwei_rules::alerting::{EvalOptions, GroupState};
@@ -33,12 +34,19 @@ const PARTS: &[&str] = &[
 
 const METRICS: &[&str] = &["a_total", "b_total", "rec_a", "rec_b"];
 const CMPS: &[&str] = &["> 0", "> 5", "< 100000", ">= 2", "!= 0"];
+/// Alert label templates: the labels only (remembered), the value, the whole data.
+const LABEL_TEMPLATES: &[&str] = &[
+    "{{ $labels.job }}",
+    "{{ if gt $value 100.0 }}high{{ else }}low{{ end }}",
+    "{{ . }}",
+];
 
 #[derive(Clone, Debug)]
 struct RuleSpec {
     part: usize,
     metric: usize,
     cmp: usize,
+    label: usize,
     /// Record into `rec_a`/`rec_b` (by parity) instead of alerting.
     record: Option<usize>,
 }
@@ -48,12 +56,14 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
         0..PARTS.len(),
         0..METRICS.len(),
         0..CMPS.len(),
+        0..LABEL_TEMPLATES.len(),
         prop::option::weighted(0.3, 0..2usize),
     )
-        .prop_map(|(part, metric, cmp, record)| RuleSpec {
+        .prop_map(|(part, metric, cmp, label, record)| RuleSpec {
             part,
             metric,
             cmp,
+            label,
             record,
         })
 }
@@ -71,8 +81,9 @@ fn yaml(groups: &[Vec<RuleSpec>]) -> String {
                     if k == 0 { "rec_a" } else { "rec_b" }
                 )),
                 None => y.push_str(&format!(
-                    "      - alert: A{g}x{i}\n        expr: '{part} {}'\n        labels: {{team: '{{{{ $labels.job }}}}'}}\n        annotations: {{v: '{{{{ $value }}}}'}}\n",
-                    CMPS[r.cmp]
+                    "      - alert: A{g}x{i}\n        expr: '{part} {}'\n        labels: {{team: '{}'}}\n        annotations: {{v: '{{{{ $value }}}}'}}\n",
+                    CMPS[r.cmp],
+                    LABEL_TEMPLATES[r.label]
                 )),
             }
         }
@@ -112,6 +123,10 @@ fn run(groups: &mut [RuleGroup], sharing: bool) -> Vec<String> {
     for t in [300_000, 315_000, 330_000] {
         let mut shared = SharedEval::new(t, &opts.promql);
         for (g, st) in groups.iter().zip(&mut states) {
+            if !sharing {
+                // From the saved state: nothing remembered between evaluations.
+                *st = serde_json::from_str(&serde_json::to_string(st).unwrap()).unwrap();
+            }
             let r = g.eval_shared(t, &storage, st, &opts, &mut shared);
             for e in &r.errors {
                 out.push(format!("error {} {}", e.rule_name, e.message));
