@@ -28,7 +28,7 @@ use yunwei_rules::{
     alerting::{
         ALERTS_FOR_STATE_METRIC, ALERTS_METRIC, Alert, EvalOptions, GroupState, RuleHealth,
     },
-    promql::{Labels, METRIC_NAME, Options, SharedEval},
+    promql::{Labels, METRIC_NAME, MemStorage, Options, SharedEval},
     rulefile::{Rule, RuleGroup, load_rule_files},
 };
 
@@ -441,10 +441,11 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         record_fleet(state, t);
     }
     let mut saves = Vec::new();
-    // Subexpressions the due groups share are computed once for the round. Ingest may add
-    // samples between two groups; a shared result then gives the later group the data as the
-    // earlier one saw it, as if both had run at once, which they nominally do.
-    let mut shared = SharedEval::new(t, &opts.promql);
+    // Subexpressions the due groups share are computed once for the round, as long as the
+    // window holds what they were computed over: each group reads the window under one read
+    // lock, and a write by anyone else between two groups (an ingest commit, a trim, another
+    // evaluator) drops the kept results, so that no rule mixes two states of the window.
+    let mut shared = RoundShare::new(t, &opts.promql);
     for &(i, early) in &due {
         let (group, mut gstate) = {
             let rules = state.rules.read().expect("rules lock");
@@ -454,9 +455,13 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             (g.group.clone(), g.state.clone())
         };
         let started = Instant::now();
-        let result = {
+        let (result, eval_gen) = {
             let w = state.window.read().expect("window lock");
-            group.eval_shared(t, &w.storage, &mut gstate, &opts, &mut shared)
+            let (results, g) = shared.for_eval(&w.storage);
+            (
+                group.eval_shared(t, &w.storage, &mut gstate, &opts, results),
+                g,
+            )
         };
         let took = started.elapsed();
         let trigger = if early { "ingest" } else { "interval" };
@@ -487,7 +492,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
                 Arc::ptr_eq(&g.group, &group) && g.state.last_eval_ms.is_none_or(|l| l < t)
             }) else {
                 // Its output is not written back, so results computed over it must go.
-                shared = SharedEval::new(t, &opts.promql);
+                shared.forget();
                 continue;
             };
             g.state = gstate;
@@ -501,9 +506,11 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         }
         {
             let mut w = state.window.write().expect("window lock");
+            let before = w.storage.generation();
             for s in &result.samples_to_write {
                 w.storage.add_sample(&s.labels, s.t_ms, s.v);
             }
+            shared.written_back(eval_gen, before, &w.storage);
         }
         for a in &result.to_notify {
             tracing::debug!(alert = %a.labels, state = a.state.as_str(), "alert to notify");
@@ -522,6 +529,49 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         }
     }
     due.len()
+}
+
+/// The shared subexpression results of one evaluation round, kept only while the window holds
+/// what they were computed over.
+struct RoundShare {
+    t: i64,
+    opts: Options,
+    shared: SharedEval,
+    /// The window generation the kept results match, if any.
+    generation: Option<u64>,
+}
+
+impl RoundShare {
+    fn new(t: i64, opts: &Options) -> Self {
+        RoundShare {
+            t,
+            opts: opts.clone(),
+            shared: SharedEval::new(t, opts),
+            generation: None,
+        }
+    }
+
+    /// The results to evaluate the next group with over `window` (dropped first if the window
+    /// changed since they were kept), and the window's generation now.
+    fn for_eval(&mut self, window: &MemStorage) -> (&mut SharedEval, u64) {
+        let g = window.generation();
+        if self.generation != Some(g) {
+            self.shared = SharedEval::new(self.t, &self.opts);
+        }
+        (&mut self.shared, g)
+    }
+
+    /// After a group's output was written back: the window was at `before` just before, and
+    /// the group was evaluated at `evaluated`. Unchanged in between, the window now holds
+    /// exactly what the kept results (which saw the group's output) were computed over.
+    fn written_back(&mut self, evaluated: u64, before: u64, window: &MemStorage) {
+        self.generation = (before == evaluated).then(|| window.generation());
+    }
+
+    /// Drops the kept results before the next group.
+    fn forget(&mut self) {
+        self.generation = None;
+    }
 }
 
 /// Evaluates due groups once a second, and groups marked by ingest commits as soon as they may
@@ -678,6 +728,60 @@ mod tests {
         let mut n: Vec<&str> = r.names.iter().map(String::as_str).collect();
         n.sort();
         n
+    }
+
+    /// The round loop of `eval_due` with its window lock steps, where `between` may write to the
+    /// window after each group (as an ingest commit may); returns the alert names that fired.
+    fn round(text: &str, between: impl Fn(usize, &mut MemStorage)) -> Vec<String> {
+        let gs = groups(text);
+        let mut window = MemStorage::new();
+        let m = |i: &str| Labels::from_pairs([("__name__", "m"), ("instance", i)]);
+        window.add_sample(&m("a"), 0, 1.0);
+        let opts = EvalOptions::default();
+        let t = 60_000;
+        let mut shared = RoundShare::new(t, &opts.promql);
+        let mut fired = Vec::new();
+        for (i, g) in gs.iter().enumerate() {
+            let mut st = GroupState::default();
+            let (results, evaluated) = shared.for_eval(&window);
+            let r = g.eval_shared(t, &window, &mut st, &opts, results);
+            fired.extend(
+                r.alerts
+                    .iter()
+                    .map(|a| a.labels.value("alertname").to_string()),
+            );
+            let before = window.generation();
+            for s in &r.samples_to_write {
+                window.add_sample(&s.labels, s.t_ms, s.v);
+            }
+            shared.written_back(evaluated, before, &window);
+            between(i, &mut window);
+        }
+        fired
+    }
+
+    #[test]
+    fn a_write_between_groups_drops_the_shared_results() {
+        // B is never true over one state of the window; it fires only if its first `sum(m)`
+        // came from before a write and its second from after it.
+        let text = r#"groups:
+  - name: g1
+    rules:
+      - alert: A
+        expr: sum(m) > 0
+  - name: g2
+    rules:
+      - alert: B
+        expr: sum(m) - sum(m{instance=~".+"}) != 0
+"#;
+        let late = |i: usize, w: &mut MemStorage| {
+            if i == 0 {
+                let l = Labels::from_pairs([("__name__", "m"), ("instance", "b")]);
+                w.add_sample(&l, 55_000, 4.0);
+            }
+        };
+        assert_eq!(round(text, late), ["A"]);
+        assert_eq!(round(text, |_, _| {}), ["A"]);
     }
 
     #[test]

@@ -513,6 +513,8 @@ pub struct MemStorage {
     order: BTreeMap<Labels, u32>,
     /// Per series id: its rank; ranks follow the label-set order, with gaps.
     ranks: Vec<u64>,
+    /// Counts changes: see [`MemStorage::generation`].
+    generation: u64,
 }
 
 /// Intersects ascending id lists: `a` (the shorter) with `b`, galloping through `b`.
@@ -561,7 +563,15 @@ impl MemStorage {
 
     /// Removes everything.
     pub fn clear(&mut self) {
+        let generation = self.generation;
         *self = Self::default();
+        self.generation = generation + 1;
+    }
+
+    /// A number that changes whenever the stored samples do (adding, truncating, clearing), so
+    /// a caller holding results computed over them can tell whether anyone wrote since.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn series_index(&mut self, labels: &Labels) -> usize {
@@ -606,6 +616,7 @@ impl MemStorage {
 
     /// Adds several samples to one series.
     pub fn add_samples(&mut self, labels: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
+        self.generation += 1;
         let i = self.series_index(labels);
         let series = &mut self.series[i];
         for (t_ms, v) in samples {
@@ -649,6 +660,7 @@ impl MemStorage {
 
     /// Drops samples older than `t_ms`, and series left without samples.
     pub fn truncate_before(&mut self, t_ms: i64) {
+        self.generation += 1;
         for s in &mut self.series {
             s.truncate_before(t_ms);
         }
