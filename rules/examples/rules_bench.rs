@@ -861,10 +861,7 @@ fn main() -> std::process::ExitCode {
     let mut groups: Vec<RuleGroup> = file.groups;
     if args.no_sharing {
         for r in groups.iter_mut().flat_map(|g| &mut g.rules) {
-            match r {
-                Rule::Alerting(a) => a.parsed.unshare(),
-                Rule::Recording(r) => r.parsed.unshare(),
-            }
+            r.parsed_mut().unshare();
         }
     }
     let n_rules: usize = groups.iter().map(|g| g.rules.len()).sum();
@@ -1019,10 +1016,7 @@ fn main() -> std::process::ExitCode {
     let marked: usize = groups
         .iter()
         .flat_map(|g| &g.rules)
-        .map(|r| match r {
-            Rule::Alerting(a) => a.parsed.shared_count(),
-            Rule::Recording(r) => r.parsed.shared_count(),
-        })
+        .map(|r| r.parsed().shared_count())
         .sum();
     println!(
         "shared subexpressions: {marked} marked in the rules; last cycle {} reused, {} computed{}",

@@ -372,7 +372,8 @@ impl RuleGroup {
     /// [`RuleGroup::eval`] for one of several groups evaluated at the same time over the same
     /// storage: subexpressions marked by [`promql::share_subexpressions`] are computed once
     /// for all of them. Every metric this group writes is reported to `shared`; the caller
-    /// reports any other write to `storage` with [`SharedEval::wrote`] before the next group.
+    /// reports any other write to `storage` with [`SharedEval::wrote`] (or drops everything
+    /// with [`SharedEval::clear`]) before the next group.
     pub fn eval_shared(
         &self,
         t_ms: i64,
@@ -435,11 +436,11 @@ impl RuleGroup {
                     });
                 }
             }
-            // The same series as last time (the usual case): the sorted list stands.
-            if stale_from == result.samples_to_write.len() && returned.len() == rs.last_series.len()
-            {
-                // Every earlier series was returned again, and there are as many.
-            } else {
+            // Every earlier series returned again and no other (the usual case): the sorted
+            // list stands.
+            let unchanged = stale_from == result.samples_to_write.len()
+                && returned.len() == rs.last_series.len();
+            if !unchanged {
                 let mut now: Vec<Labels> = returned.into_iter().collect();
                 now.sort_unstable();
                 rs.last_series = now;

@@ -124,6 +124,22 @@ impl Rule {
             Rule::Recording(r) => &r.expr,
         }
     }
+
+    /// The parsed expression.
+    pub fn parsed(&self) -> &promql::Prepared {
+        match self {
+            Rule::Alerting(a) => &a.parsed,
+            Rule::Recording(r) => &r.parsed,
+        }
+    }
+
+    /// The parsed expression, to change its marks ([`share_subexpressions`]).
+    pub fn parsed_mut(&mut self) -> &mut promql::Prepared {
+        match self {
+            Rule::Alerting(a) => &mut a.parsed,
+            Rule::Recording(r) => &mut r.parsed,
+        }
+    }
 }
 
 /// A validated alerting rule.
@@ -675,12 +691,11 @@ pub fn parse_rule_file(text: &str, origin: &str) -> Result<RuleFile, RuleFileErr
 /// the same time with [`RuleGroup::eval_shared`] compute each once
 /// ([`promql::share_subexpressions`]).
 pub fn share_subexpressions<'a>(groups: impl IntoIterator<Item = &'a mut RuleGroup>) {
-    promql::share_subexpressions(groups.into_iter().flat_map(|g| {
-        g.rules.iter_mut().map(|r| match r {
-            Rule::Alerting(a) => &mut a.parsed,
-            Rule::Recording(r) => &mut r.parsed,
-        })
-    }));
+    promql::share_subexpressions(
+        groups
+            .into_iter()
+            .flat_map(|g| g.rules.iter_mut().map(Rule::parsed_mut)),
+    );
 }
 
 /// Reads and validates rule files, collecting the problems of all of them; subexpressions the

@@ -76,6 +76,8 @@ pub struct Template {
     nodes: Vec<Node>,
     /// Whether the text has no actions at all (rendering is then a copy).
     literal: bool,
+    /// See [`Template::reads_labels_only`].
+    labels_only: bool,
 }
 
 impl PartialEq for Template {
@@ -99,6 +101,7 @@ pub fn compile(text: &str) -> Result<Template, TemplateError> {
     }
     let t = Template {
         source: text.to_string(),
+        labels_only: literal || nodes_read_labels_only(&nodes),
         nodes,
         literal,
     };
@@ -118,7 +121,7 @@ impl Template {
     /// value included), the value, the external labels or URL make it `false`. Variables the
     /// template declares hold what their (checked) pipelines gave.
     pub fn reads_labels_only(&self) -> bool {
-        self.literal || nodes_read_labels_only(&self.nodes)
+        self.labels_only
     }
 
     /// Renders the template.

@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use yunwei_rules::alerting::{EvalOptions, GroupState};
 use yunwei_rules::promql::{Labels, MemStorage, SharedEval, is_stale_nan};
-use yunwei_rules::rulefile::{Rule, RuleGroup, parse_rule_file};
+use yunwei_rules::rulefile::{RuleGroup, parse_rule_file};
 
 /// Subexpressions rules are built from; `{M}` is a metric name.
 const PARTS: &[&str] = &[
@@ -110,10 +110,7 @@ fn storage() -> MemStorage {
 fn run(groups: &mut [RuleGroup], sharing: bool) -> Vec<String> {
     if !sharing {
         for r in groups.iter_mut().flat_map(|g| &mut g.rules) {
-            match r {
-                Rule::Alerting(a) => a.parsed.unshare(),
-                Rule::Recording(r) => r.parsed.unshare(),
-            }
+            r.parsed_mut().unshare();
         }
     }
     let mut storage = storage();

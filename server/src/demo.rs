@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Context;
 use sqlx::Row;
 
-use crate::store::{AgentRow, HOUR_MS, Rollup, SeriesRow, Store, kpi, labels_to_json};
+use crate::store::{
+    AgentRow, HOUR_MS, Rollup, SeriesRow, Store, insert_rollups, kpi, labels_to_json,
+    multi_row_insert,
+};
 
 /// What to seed.
 #[derive(Debug, Clone)]
@@ -150,23 +153,11 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
     }
     let mut tx = store.begin().await?;
     for chunk in intervals.chunks(500) {
-        let mut sql = String::from(
+        let sql = multi_row_insert(
             "INSERT INTO status_intervals (kind, subject, state, start_ms, end_ms) VALUES ",
+            chunk.len(),
+            5,
         );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for (kind, subject, state, s, e) in chunk {
             q = q.bind(*kind).bind(subject).bind(*state).bind(*s).bind(*e);
@@ -231,7 +222,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
             });
         }
     }
-    crate::store::insert_rollups(&mut tx, &rows).await?;
+    insert_rollups(&mut tx, &rows).await?;
     sum.rollups = rows.len();
     // The derived KPIs, as the rollup job stores them for each hour it rolls up.
     let mut per_hour: BTreeMap<i64, Vec<Rollup>> = BTreeMap::new();

@@ -76,11 +76,7 @@ impl Reads {
     pub fn of(group: &RuleGroup) -> Reads {
         let mut r = Reads::default();
         for rule in &group.rules {
-            let expr = match rule {
-                Rule::Alerting(a) => a.parsed.expr(),
-                Rule::Recording(rr) => rr.parsed.expr(),
-            };
-            r.walk(expr);
+            r.walk(rule.parsed().expr());
         }
         r
     }
@@ -534,8 +530,6 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
 /// The shared subexpression results of one evaluation round, kept only while the window holds
 /// what they were computed over.
 struct RoundShare {
-    t: i64,
-    opts: Options,
     shared: SharedEval,
     /// The window generation the kept results match, if any.
     generation: Option<u64>,
@@ -544,8 +538,6 @@ struct RoundShare {
 impl RoundShare {
     fn new(t: i64, opts: &Options) -> Self {
         RoundShare {
-            t,
-            opts: opts.clone(),
             shared: SharedEval::new(t, opts),
             generation: None,
         }
@@ -556,7 +548,7 @@ impl RoundShare {
     fn for_eval(&mut self, window: &MemStorage) -> (&mut SharedEval, u64) {
         let g = window.generation();
         if self.generation != Some(g) {
-            self.shared = SharedEval::new(self.t, &self.opts);
+            self.shared.clear();
         }
         (&mut self.shared, g)
     }

@@ -68,14 +68,15 @@ impl SharedEval {
         }
     }
 
-    /// The evaluation time the results are for.
-    pub fn t_ms(&self) -> i64 {
-        self.t_ms
-    }
-
     /// Whether an evaluation at `t_ms` with `opts` may use these results.
     pub(crate) fn applies(&self, t_ms: i64, opts: &Options) -> bool {
         self.t_ms == t_ms && self.opts == *opts
+    }
+
+    /// Drops every result, as after a write the caller cannot name.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.readers.clear();
     }
 
     /// Drops every result that reads metric `name`, because samples of it were written.
@@ -296,7 +297,7 @@ pub fn share_subexpressions<'a>(exprs: impl IntoIterator<Item = &'a mut Prepared
 mod tests {
     use crate::alerting::{EvalOptions, GroupState};
     use crate::promql::{Labels, MemStorage, SharedEval, is_stale_nan};
-    use crate::rulefile::{Rule, RuleGroup, parse_rule_file};
+    use crate::rulefile::{RuleGroup, parse_rule_file};
 
     fn groups(yaml: &str) -> Vec<RuleGroup> {
         parse_rule_file(yaml, "t.yml")
@@ -305,13 +306,7 @@ mod tests {
     }
 
     fn marks(g: &RuleGroup) -> Vec<usize> {
-        g.rules
-            .iter()
-            .map(|r| match r {
-                Rule::Alerting(a) => a.parsed.shared_count(),
-                Rule::Recording(r) => r.parsed.shared_count(),
-            })
-            .collect()
+        g.rules.iter().map(|r| r.parsed().shared_count()).collect()
     }
 
     /// Evaluates every group at each time in order, as the server does a round, with or
@@ -320,13 +315,8 @@ mod tests {
         let mut gs = groups(yaml);
         if !sharing {
             // No marks: each rule evaluates everything itself.
-            for g in &mut gs {
-                for r in &mut g.rules {
-                    match r {
-                        Rule::Alerting(a) => a.parsed.unshare(),
-                        Rule::Recording(r) => r.parsed.unshare(),
-                    }
-                }
+            for r in gs.iter_mut().flat_map(|g| &mut g.rules) {
+                r.parsed_mut().unshare();
             }
         }
         let mut storage = MemStorage::new();

@@ -138,28 +138,31 @@ pub struct Rollup {
     pub last: f64,
 }
 
+/// `insert` (an `INSERT INTO t (…) VALUES ` prefix) followed by the numbered placeholders of
+/// `rows` rows of `cols` values each: `($1, $2), ($3, $4)`.
+pub fn multi_row_insert(insert: &str, rows: usize, cols: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(insert.len() + rows * cols * 5);
+    sql.push_str(insert);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * cols + c + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Inserts rollup rows, 1,000 to a statement.
 pub async fn insert_rollups(conn: &mut sqlx::AnyConnection, rows: &[Rollup]) -> sqlx::Result<()> {
     for chunk in rows.chunks(1000) {
-        let mut sql = String::from(
+        let sql = multi_row_insert(
             "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
+            chunk.len(),
+            7,
         );
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
@@ -696,5 +699,17 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod multi_row_tests {
+    #[test]
+    fn placeholders_are_numbered_row_by_row() {
+        assert_eq!(
+            super::multi_row_insert("INSERT INTO t (a, b) VALUES ", 3, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(super::multi_row_insert("V ", 1, 1), "V ($1)");
     }
 }
