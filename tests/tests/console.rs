@@ -284,11 +284,13 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     )
     .unwrap();
     // Alerts are grouped for a webhook receiver nobody listens on (deliveries fail; the
-    // group is there to acknowledge).
+    // group is there to acknowledge). The report schedule is off: on its first start after a
+    // period closed it would archive that period's report, and this test generates its own
+    // (the schedule is tested with its own clock in server/tests/reports.rs).
     let server = ServerProcess::start(
         &Db::Sqlite,
         &format!(
-            "contracts:\n  files: [{}]\n  run_inspections: false\nrules:\n  evaluation_interval_secs: 1\n  files: [{}]\n\
+            "contracts:\n  files: [{}]\n  run_inspections: false\n  scheduled_reports: false\nrules:\n  evaluation_interval_secs: 1\n  files: [{}]\n\
              notify:\n  receivers: [{{name: hook, webhook: [{{url: 'http://127.0.0.1:9/x'}}]}}]\n  \
              route: {{receiver: hook, group_by: [alertname], group_wait: 0s}}\n  \
              allow_private_networks: [127.0.0.1/32]\n",
