@@ -571,6 +571,7 @@ fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
 
 /// `GET /api/v1/contracts`
 pub async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
+    let now = now_ms();
     let contracts: Vec<Value> = state
         .contracts
         .read()
@@ -584,6 +585,7 @@ pub async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
                 "parties": k.parties,
                 "period": { "start": k.period.start, "end": k.period.end },
                 "time_zone": k.time_zone.name(),
+                "current_period": current_month(k, now).label,
                 "systems": k.systems.iter().map(|s| json!({"id": s.id, "name": s.name, "tier": s.tier})).collect::<Vec<_>>(),
             })
         })

@@ -99,6 +99,17 @@ async fn availability_comes_from_stored_intervals_and_cites_them(backend: &str) 
     assert_eq!(down.len(), 1, "{spans:?}");
     let down_ms = down[0].end - down[0].start;
 
+    // The contract list names the month the server is in, in the contract's time zone (the
+    // console's default report period).
+    let list = h.client.get_json("/api/v1/contracts").await.unwrap();
+    let c = h.state.contracts.read().unwrap()[0].clone();
+    let before = contracts::current_month(&c.contract, now_ms()).label;
+    assert_eq!(
+        list["contracts"][0]["current_period"],
+        before.as_str(),
+        "{list}"
+    );
+
     // The whole month so far, through the API.
     let status = h
         .client

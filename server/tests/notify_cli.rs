@@ -139,6 +139,13 @@ async fn ack_unack_and_silences_from_the_command_line() {
         .await
         .unwrap();
     assert!(ok);
+    // The list states each silence's state at the server's clock.
+    let b = base.clone();
+    let t = tokens[0].clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || cli(&b, &t, &["silences", "list"]))
+        .await
+        .unwrap();
+    assert!(ok && out.contains("  expired  "), "{out}");
     // Without a token the server refuses.
     let b = base.clone();
     let (ok, out) = tokio::task::spawn_blocking(move || cli(&b, "", &["alerts", "list"]))

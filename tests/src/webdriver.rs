@@ -55,8 +55,12 @@ impl Browser {
 
     async fn launch(driver: &Path, chromium: &Path) -> anyhow::Result<Browser> {
         let addr = free_addr();
+        // Chromium crashes under libfaketime (`.ci/date-sweep` preloads it into every test
+        // process), so the browser keeps the real clock; the console takes the server's clock
+        // from the responses' `Date` header, not the browser's.
         let child = Command::new(driver)
             .arg(format!("--port={}", addr.port()))
+            .env_remove("LD_PRELOAD")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -88,6 +88,15 @@ class ApiError extends Error {
   }
 }
 
+/**
+ * The server's clock minus the browser's, from the last response's `Date` header (1 s
+ * resolution). Times the console proposes (silence ends, maintenance windows, chart ranges)
+ * and states it derives (a silence active or expired) follow the server, whose clock the
+ * evidence uses, not a laptop's.
+ */
+let clockSkewMs = 0;
+function serverNow() { return Date.now() + clockSkewMs; }
+
 async function api(method, path, body) {
   const headers = { "Accept": "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -96,6 +105,13 @@ async function api(method, path, body) {
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  const date = Date.parse(r.headers.get("Date") || "");
+  if (!Number.isNaN(date)) {
+    // The header is truncated to the second: add half a second, its expected loss.
+    const skew = date + 500 - Date.now();
+    // Ignore the header's truncation to the second; take real differences.
+    clockSkewMs = Math.abs(skew) > 2000 ? skew : 0;
+  }
   let data = null;
   try { data = await r.json(); } catch (_) { data = null; }
   if (!r.ok) {
@@ -331,7 +347,7 @@ async function renderHost(main, id) {
     el("option", { value: "86400" }, t("hour24")), el("option", { value: "604800" }, t("days7")));
   const box = el("div", { class: "chart", id: "host-chart" });
   const draw = async () => {
-    const to = Date.now() / 1000, from = to - Number(range.value);
+    const to = serverNow() / 1000, from = to - Number(range.value);
     const sel = `${metric.value}{instance="${h.hostname}"}`;
     const r = await api("GET", `/api/v1/series?match=${encodeURIComponent(sel)}&from=${from}&to=${to}&source=rollup`);
     const series = r.data.result[0];
@@ -439,7 +455,7 @@ Object.assign(I18N["zh-CN"], {
   alertGroups: "告警组", receiver: "接收人", groupLabels: "分组标签", alerts: "告警数", firstNotified: "首次通知",
   ackedBy: "确认人", noGroups: "当前没有告警组", silences: "静默规则", matchers: "匹配条件",
   starts: "开始", ends: "结束", createdBy: "创建人", comment: "说明", expire: "使其失效", expired: "已失效",
-  activeState: "生效中", newSilence: "新建静默", hours: "时长（小时）", noSilences: "没有静默规则",
+  activeState: "生效中", silencePending: "未开始", newSilence: "新建静默", hours: "时长（小时）", noSilences: "没有静默规则",
   matchersHint: "匹配条件，逗号分隔，如 alertname=\"TestMetricHigh\",instance=\"web-01\"",
   exclusions: "维护与剔除申请", newExclusion: "提交维护申请", from: "开始时间", to: "结束时间",
   requestedBy: "申请人", requested: "提交时间", reviewedBy: "审核人", approve: "批准", reject: "驳回",
@@ -468,7 +484,7 @@ Object.assign(I18N.en, {
   alertGroups: "Alert groups", receiver: "Receiver", groupLabels: "Group labels", alerts: "Alerts",
   firstNotified: "First notified", ackedBy: "Acknowledged by", noGroups: "No alert groups",
   silences: "Silences", matchers: "Matchers", starts: "Starts", ends: "Ends", createdBy: "Created by",
-  comment: "Comment", expire: "Expire", expired: "expired", activeState: "active", newSilence: "New silence",
+  comment: "Comment", expire: "Expire", expired: "expired", activeState: "active", silencePending: "not started", newSilence: "New silence",
   hours: "Duration (hours)", noSilences: "No silences",
   matchersHint: "Matchers, comma separated, e.g. alertname=\"TestMetricHigh\",instance=\"web-01\"",
   exclusions: "Maintenance and exclusion requests", newExclusion: "Request a maintenance window",
@@ -641,20 +657,19 @@ async function renderAlertGroups(main) {
       el("td", {}, x.ackedBy ? `${x.ackedBy} (${fmtTime(x.ackedMs)})` : "—"),
       el("td", {}, ["ack", "unack", "resolve"].map((a) => actButton(`group-${a}-${n}`, t(a), "operate",
         () => doAct(out, "POST", `/api/v1/notify/groups/${encodeURIComponent(x.id)}/${a}`, {}), "secondary")))))));
-  const now = Date.now();
   main.append(el("h2", {}, t("silences")), s.data.length === 0 ? message("ok", t("noSilences")) : el("table", { id: "silences-table" },
     el("tr", {}, ["matchers", "starts", "ends", "createdBy", "comment", "status", ""].map((k) => el("th", {}, k ? t(k) : ""))),
     s.data.map((x) => el("tr", {}, el("td", { class: "mono" }, x.matchers.join(", ")), el("td", {}, fmtTime(x.starts_ms)),
       el("td", {}, fmtTime(x.ends_ms)), el("td", {}, x.created_by), el("td", {}, x.comment),
-      el("td", { class: x.ends_ms > now ? "warning" : "" }, x.ends_ms > now ? t("activeState") : t("expired")),
-      el("td", {}, x.ends_ms > now ? actButton("silence-expire-" + x.id, t("expire"), "operate",
+      el("td", { class: x.state === "expired" ? "" : "warning" }, t(x.state === "active" ? "activeState" : x.state === "pending" ? "silencePending" : "expired")),
+      el("td", {}, x.state !== "expired" ? actButton("silence-expire-" + x.id, t("expire"), "operate",
         () => doAct(out, "POST", `/api/v1/silences/${encodeURIComponent(x.id)}/expire`, {}), "secondary") : null)))));
   const matchers = el("input", { id: "silence-matchers", placeholder: t("matchersHint") });
   const hours = el("input", { id: "silence-hours", type: "number", min: "0.1", step: "0.5", value: "2", class: "short" });
   const comment = el("input", { id: "silence-comment", placeholder: t("comment") });
   main.append(el("h2", {}, t("newSilence")), el("div", { class: "toolbar" }, matchers, el("label", {}, t("hours"), " ", hours), comment,
     actButton("silence-create", t("create"), "operate", () => doAct(out, "POST", "/api/v1/silences", {
-      matchers: splitMatchers(matchers.value), ends_ms: Date.now() + Number(hours.value) * 3600000, comment: comment.value,
+      matchers: splitMatchers(matchers.value), ends_ms: serverNow() + Number(hours.value) * 3600000, comment: comment.value,
     }))));
 }
 
@@ -698,8 +713,8 @@ async function renderMaintenance(main) {
         actButton("exclusion-reject-" + x.id, t("reject"), "approve", () => doAct(out, "POST", `/api/v1/exclusions/${encodeURIComponent(x.id)}/reject`, {}), "secondary")])))));
   const kind = el("select", { id: "excl-kind" }, ["maintenance", "force_majeure", "buyer_caused"].map((k) => el("option", { value: k }, kindName(k))));
   const matchers = el("input", { id: "excl-matchers", placeholder: t("matchersHint") });
-  const from = el("input", { id: "excl-from", type: "datetime-local", value: toLocalInput(Date.now() + 3600000), class: "dt" });
-  const to = el("input", { id: "excl-to", type: "datetime-local", value: toLocalInput(Date.now() + 3 * 3600000), class: "dt" });
+  const from = el("input", { id: "excl-from", type: "datetime-local", value: toLocalInput(serverNow() + 3600000), class: "dt" });
+  const to = el("input", { id: "excl-to", type: "datetime-local", value: toLocalInput(serverNow() + 3 * 3600000), class: "dt" });
   const reason = el("input", { id: "excl-reason", placeholder: t("reason") });
   main.append(el("h2", {}, t("newExclusion")), el("div", { class: "toolbar" }, kind, matchers),
     el("div", { class: "toolbar" }, el("label", {}, t("from"), " ", from), el("label", {}, t("to"), " ", to), reason,
@@ -751,12 +766,6 @@ function mailCell(d) {
     d.sent_ms ? " " + fmtTime(d.sent_ms) : "");
 }
 
-/** The current month as YYYY-MM in the browser's time zone. */
-function thisMonth() {
-  const d = new Date();
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`;
-}
-
 async function renderReports(main) {
   main.append(el("h1", {}, t("reportsTitle")), el("p", { class: "note", id: "reports-verify" },
     t("verifyPre"), " ", el("code", {}, t("verifyCmd")), " ", t("verifyPost")));
@@ -765,7 +774,12 @@ async function renderReports(main) {
   const names = {};
   for (const c of cl.contracts) names[c.id] = c.name;
   const contract = el("select", { id: "report-contract" }, cl.contracts.map((c) => el("option", { value: c.id }, `${c.name} (${c.id})`)));
-  const period = el("input", { id: "report-period", placeholder: t("periodHint"), value: thisMonth(), class: "short" });
+  // The default period is the chosen contract's current month in its own time zone, as the
+  // server reckons it (a browser elsewhere, or with a wrong clock, would pick another month).
+  const current = {};
+  for (const c of cl.contracts) current[c.id] = c.current_period || "";
+  const period = el("input", { id: "report-period", placeholder: t("periodHint"), value: current[contract.value] || "", class: "short" });
+  contract.addEventListener("change", () => { period.value = current[contract.value] || ""; });
   const boxes = ["html", "pdf", "xlsx", "json"].map((f) => el("input", { type: "checkbox", id: "report-fmt-" + f, value: f, ...(f === "html" || f === "json" ? { checked: "" } : {}) }));
   const rlang = el("select", { id: "report-lang" },
     el("option", lang === "en" ? { value: "zh-CN" } : { value: "zh-CN", selected: "" }, t("langZh")),

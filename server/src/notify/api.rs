@@ -223,8 +223,26 @@ async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
 
+/// Each silence with its `state` at the server's clock (`pending`, `active` or `expired`, as
+/// in Alertmanager), so clients need not compare times against a clock of their own.
 async fn silences(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
     let rows = state.store.silences().await.map_err(ApiError::internal)?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let st = if r.starts_ms > now {
+                "pending"
+            } else if r.ends_ms > now {
+                "active"
+            } else {
+                "expired"
+            };
+            let mut v = json!(r);
+            v["state"] = json!(st);
+            v
+        })
+        .collect();
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
 

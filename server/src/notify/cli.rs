@@ -182,8 +182,9 @@ pub async fn silences(
             .await?;
             for s in v["data"].as_array().into_iter().flatten() {
                 println!(
-                    "{}  {} .. {}  by {}  {}  {}",
+                    "{}  {}  {} .. {}  by {}  {}  {}",
                     s["id"].as_str().unwrap_or(""),
+                    s["state"].as_str().unwrap_or(""),
                     super::message::local_time(s["starts_ms"].as_i64().unwrap_or(0)),
                     super::message::local_time(s["ends_ms"].as_i64().unwrap_or(0)),
                     s["created_by"].as_str().unwrap_or(""),
