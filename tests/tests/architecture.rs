@@ -15,6 +15,7 @@ fn normal_deps(package: &str) -> String {
             package,
         ])
         .current_dir(yunwei_tests::workspace_root())
+        .env_remove("LD_PRELOAD") // cargo on the real clock under `.ci/date-sweep`
         .output()
         .expect("cargo tree");
     assert!(

@@ -44,14 +44,15 @@ impl Attempt {
     }
 }
 
-/// Sends an email; `ack_url` is put in the body.
+/// Sends an email to whoever `t` names at `now` (on-call schedules resolve at that instant);
+/// `ack_url` is put in the body.
 pub async fn email(
     cfg: &NotifyConfig,
     t: &EmailTarget,
     n: &Notification,
     ack_url: Option<&str>,
+    now: i64,
 ) -> Attempt {
-    let now = chrono::Utc::now().timestamp_millis();
     let to = cfg.resolve_recipients(&t.to, now);
     let cc = cfg.resolve_recipients(&t.cc, now);
     let target = to.iter().chain(&cc).cloned().collect::<Vec<_>>().join(",");

@@ -625,7 +625,7 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
                 let to = cfg.resolve_recipients(&t.to, started).join(",");
                 ack_url(cfg, secret, &n.group_id, &to, started)
             });
-            deliver::email(cfg, t, &n, link.as_deref()).await
+            deliver::email(cfg, t, &n, link.as_deref(), started).await
         }
         ("webhook", Some(r)) if i < r.webhook.len() => {
             deliver::webhook(cfg, &r.webhook[i], &n).await
