@@ -606,6 +606,48 @@ fn inspections_due_and_missed() {
     assert_eq!(a.deductions[0].points, 10.0);
 }
 
+/// A slot late on the last day whose grace runs into the next month belongs to the month it
+/// was scheduled in: assessed after its deadline (the scheduled report runs at 02:00 on the
+/// 1st) it is done or missed there, not dropped from both months.
+#[test]
+fn an_inspection_whose_grace_crosses_month_end_counts_in_its_month() {
+    let c = contract_with(
+        "  inspections: { daily: [\"23:30\"], daily_on: every_day, grace: 1h }\n",
+        "    - { id: inspection, name: 漏巡检, kind: inspection_missed, points: 5 }\n",
+        "",
+    );
+    let cal = Calendar::shipped();
+    let p = feb();
+    let record = |date: &str, id: usize| InspectionRecord {
+        id: format!("insp:{id}"),
+        kind: InspectionKind::Daily,
+        scheduled_ms: at(&format!("{date} 23:30")),
+        done_ms: Some(at(&format!("{date} 23:45"))),
+        result: "ok".into(),
+    };
+    let mut ev = Evidence::default();
+    for (i, date) in p.dates().enumerate() {
+        ev.inspections.push(record(&date.to_string(), i));
+    }
+    let after = at("2026-03-01 02:00");
+    let a = assess(&c, &cal, &p, after, &ev);
+    assert_eq!((a.inspections.due, a.inspections.done), (28, 28));
+    // At midnight the last slot is still within its grace: not yet due.
+    let a = assess(&c, &cal, &p, p.end_ms, &ev);
+    assert_eq!((a.inspections.due, a.inspections.done), (27, 27));
+    // Without its record, the last day's slot is missed in February.
+    ev.inspections.pop();
+    let a = assess(&c, &cal, &p, after, &ev);
+    assert_eq!((a.inspections.due, a.inspections.done), (28, 27));
+    let missed: Vec<i64> = a
+        .inspections
+        .missed
+        .iter()
+        .map(|m| m.scheduled_ms)
+        .collect();
+    assert_eq!(missed, vec![at("2026-02-28 23:30")]);
+}
+
 #[test]
 fn resource_kpis_from_hourly_rollups() {
     let c = contract_with(

@@ -550,7 +550,9 @@ pub fn assess(
     }
 
     let resources = resource_kpis(contract, ev, start, until);
-    let inspections = inspection_summary(contract, calendar, ev, period, until);
+    // A slot counts in the period it is scheduled in, once its deadline has passed at
+    // `as_of_ms` — even when the grace runs past the period's end.
+    let inspections = inspection_summary(contract, calendar, ev, period, as_of_ms.max(start));
     if inspections.not_recorded > 0 {
         reasons.push(format!(
             "{} inspections were due before yunwei began recording inspections and are not assessed",
@@ -1175,11 +1177,11 @@ fn inspection_summary(
     calendar: &Calendar,
     ev: &Evidence,
     period: &Period,
-    until: i64,
+    as_of_ms: i64,
 ) -> InspectionSummary {
     let mut summary = InspectionSummary::default();
     for mut due in inspection_schedule(contract, calendar, period) {
-        if due.deadline_ms > until {
+        if due.deadline_ms > as_of_ms {
             continue;
         }
         if ev
