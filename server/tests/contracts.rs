@@ -66,6 +66,25 @@ async fn start(backend: &str, inspect_at: Option<&str>) -> Option<Harness> {
     h
 }
 
+/// The assessment of the local (+08:00) days from `from_ms` to now: the period that holds a
+/// scenario of the last half hour whole, also when it began before midnight on the 1st (the
+/// current month would cut it).
+async fn assess_scenario(h: &Harness, from_ms: i64) -> serde_json::Value {
+    let day = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t + SHANGHAI_MS)
+            .unwrap()
+            .date_naive()
+    };
+    h.client
+        .get_json(&format!(
+            "/api/v1/contracts/test-contract/assessment?period={}..{}",
+            day(from_ms),
+            day(now_ms())
+        ))
+        .await
+        .unwrap()
+}
+
 async fn push_probe(h: &Harness, e: &Enrolled, seq: u64, t: i64, up: bool) {
     let mut b = batch(e, "portal-01", seq, t, 0);
     b.samples.push(Sample {
@@ -110,7 +129,8 @@ async fn availability_comes_from_stored_intervals_and_cites_them(backend: &str) 
         "{list}"
     );
 
-    // The whole month so far, through the API.
+    // The month so far, through the status API: the stored down span's part in this month
+    // (all of it, unless the scenario began before midnight on the 1st).
     let status = h
         .client
         .get_json("/api/v1/contracts/test-contract/status")
@@ -118,26 +138,29 @@ async fn availability_comes_from_stored_intervals_and_cites_them(backend: &str) 
         .unwrap();
     let portal = &status["systems"][0];
     assert_eq!(portal["id"], "portal");
+    let month_start = status["period"]["start_ms"].as_i64().unwrap();
+    let in_month = (down[0].end - down[0].start.max(month_start)).max(0);
+    let downtime = portal["downtime_minutes"].as_f64().unwrap();
+    assert!(
+        (downtime - in_month as f64 / 60_000.0).abs() < 0.01,
+        "downtime {downtime} min, stored down span {down_ms} ms ({in_month} ms this month): {status}"
+    );
+
+    // The days that hold the whole scenario, assessed.
+    let a = assess_scenario(&h, start_ms).await;
+    let portal = &a["systems"][0];
     let downtime = portal["downtime_minutes"].as_f64().unwrap();
     assert!(
         (downtime - down_ms as f64 / 60_000.0).abs() < 0.01,
-        "downtime {downtime} min, stored down span {down_ms} ms: {status}"
+        "downtime {downtime} min, stored down span {down_ms} ms: {a}"
     );
     // Before the first batch there was no data: missing, not downtime.
-    assert!(
-        portal["missing_minutes"].as_f64().unwrap() > 0.0,
-        "{status}"
-    );
+    assert!(portal["missing_minutes"].as_f64().unwrap() > 0.0, "{a}");
     // 5 minutes down in about 30 measured minutes is far below 99.9 %: the deduction is capped.
-    assert_eq!(portal["met"], false, "{status}");
-    assert_eq!(status["score"], 80.0, "{status}");
+    assert_eq!(portal["met"], false, "{a}");
+    assert_eq!(a["score"], 80.0, "{a}");
 
-    // The full assessment names the stored interval behind the outage.
-    let a = h
-        .client
-        .get_json("/api/v1/contracts/test-contract/assessment")
-        .await
-        .unwrap();
+    // The assessment names the stored interval behind the outage.
     let outages = a["systems"][0]["outages"].as_array().unwrap();
     assert_eq!(outages.len(), 1, "{a}");
     let cited = outages[0]["evidence"].to_string();
@@ -271,11 +294,7 @@ async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) 
     )
     .await;
     assert_eq!(code, 200, "{v}");
-    let before = h
-        .client
-        .get_json("/api/v1/contracts/test-contract/assessment")
-        .await
-        .unwrap();
+    let before = assess_scenario(&h, start_ms).await;
     let down_before = before["systems"][0]["downtime_minutes"].as_f64().unwrap();
     assert!(down_before > 4.0, "{before}");
     let (code, v) = post(
@@ -303,11 +322,7 @@ async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) 
     .await;
     assert_eq!(code, 200, "{v}");
 
-    let after = h
-        .client
-        .get_json("/api/v1/contracts/test-contract/assessment")
-        .await
-        .unwrap();
+    let after = assess_scenario(&h, start_ms).await;
     let sys = &after["systems"][0];
     assert_eq!(sys["downtime_minutes"].as_f64().unwrap(), 0.0, "{after}");
     assert!(
@@ -351,11 +366,7 @@ async fn approved_maintenance_and_incidents_reach_the_assessment(backend: &str) 
     let (code, v) = post(&rev, "/api/v1/contracts/test-contract/events", notice).await;
     assert_eq!(code, 200, "{v}");
     let event = v["data"]["id"].as_i64().unwrap();
-    let scored = h
-        .client
-        .get_json("/api/v1/contracts/test-contract/assessment")
-        .await
-        .unwrap();
+    let scored = assess_scenario(&h, start_ms).await;
     assert_eq!(scored["score"], 95.0, "{scored}");
     assert!(
         scored["deductions"]
@@ -432,11 +443,7 @@ async fn a_recurring_maintenance_window_excludes_each_occurrence(backend: &str) 
     };
     h.state.store.insert_exclusion(&row).await.unwrap();
 
-    let a = h
-        .client
-        .get_json("/api/v1/contracts/test-contract/assessment")
-        .await
-        .unwrap();
+    let a = assess_scenario(&h, start_ms).await;
     let sys = &a["systems"][0];
     let downtime = sys["downtime_minutes"].as_f64().unwrap();
     assert!(
