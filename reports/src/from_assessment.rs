@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Offset, TimeZone};
-use yunwei_rules::assess::{
+use yunwei_sla::assess::{
     self, Assessment, ClockStatus, Evidence as Rows, ExclusionStatus as RowStatus, InspectionKind,
 };
-use yunwei_rules::calendar::Calendar;
-use yunwei_rules::contract::{Contract, MissingData, Payment as PaymentRule};
+use yunwei_sla::calendar::Calendar;
+use yunwei_sla::contract::{Contract, MissingData, Payment as PaymentRule};
 
 use crate::model::*;
 
@@ -704,11 +704,11 @@ fn appendix(
 mod tests {
     use std::collections::BTreeMap;
 
-    use yunwei_rules::assess::{
+    use yunwei_sla::assess::{
         Evidence as Rows, Exclusion as ExRow, ExclusionKind, Incident as IncRow, ManualEvent,
         Period as APeriod, State, StatusInterval, Subject, SubjectKind,
     };
-    use yunwei_rules::contract::{Cause, parse_contract};
+    use yunwei_sla::contract::{Cause, parse_contract};
 
     use super::*;
     use crate::integrity::canonical_json;

@@ -32,29 +32,9 @@ use promql_parser::parser::Expr;
 
 use crate::promql::{self, EvalError, Labels, METRIC_NAME, promqltest::parse_duration_ms};
 use crate::template::{self, Template};
-use crate::yaml::{self, Kind, Node};
+use yunwei_conf::yaml::{self, Kind, Node};
 
-pub use crate::yaml::Pos;
-
-/// One problem in a rule file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// The file (or other origin) the text came from.
-    pub origin: String,
-    /// Where in the text, when known.
-    pub pos: Option<Pos>,
-    /// What is wrong, with the group and rule it concerns.
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.pos {
-            Some(p) => write!(f, "{}:{}:{}: {}", self.origin, p.line, p.col, self.message),
-            None => write!(f, "{}: {}", self.origin, self.message),
-        }
-    }
-}
+pub use yunwei_conf::{Diagnostic, Pos};
 
 /// Every problem found in one or more rule files, in file order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use yunwei_reports::{Lang, from_assessment, integrity};
-use yunwei_rules::assess::{self, Period};
 use yunwei_server::{contracts, demo, reports, store::Store};
+use yunwei_sla::assess::{self, Period};
 
 const TARGET_S: f64 = 3.0;
 const PEER_ROLLUP_QUERIES_S: f64 = 4.5;

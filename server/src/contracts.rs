@@ -1,5 +1,5 @@
 //! O&M contracts in the server: loading and validating contract files, gathering the evidence
-//! the assessment engine (`yunwei_rules::assess`, pure) needs from the store, the contract API
+//! the assessment engine (`yunwei_sla::assess`, pure) needs from the store, the contract API
 //! (list, live status, full assessment of a period), and the inspection runner (巡检) that runs
 //! each contract's checklist at its scheduled times and stores the result as evidence.
 //!
@@ -21,7 +21,8 @@ use axum::{
 use chrono::Datelike;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use yunwei_rules::{
+use yunwei_rules::promql::{self, Options, Value as PromValue};
+use yunwei_sla::{
     assess::{
         self, Assessment, Evidence, Exclusion, ExclusionKind, ExclusionStatus, Incident,
         InspectionKind, InspectionRecord, ManualEvent, Period, ResourceHour, StatusInterval,
@@ -29,7 +30,6 @@ use yunwei_rules::{
     },
     calendar::Calendar,
     contract::{Cause, Contract, parse_contract},
-    promql::{self, Options, Value as PromValue},
 };
 
 use crate::{
@@ -312,7 +312,7 @@ async fn exclusions(
     subjects: &[Subject],
     from_ms: i64,
     to_ms: i64,
-    cal: &yunwei_rules::calendar::Calendar,
+    cal: &yunwei_sla::calendar::Calendar,
 ) -> anyhow::Result<Vec<Exclusion>> {
     let mut out = Vec::new();
     for row in store.exclusions().await? {

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{Json, extract::State as AxState};
 use serde::Serialize;
-use yunwei_rules::assess;
+use yunwei_sla::assess;
 
 use crate::{
     AppState,
@@ -194,7 +194,7 @@ struct SystemView {
     name: String,
     tier: String,
     window: String,
-    down_when: yunwei_rules::contract::DownWhen,
+    down_when: yunwei_sla::contract::DownWhen,
     host_selector: Option<BTreeMap<String, String>>,
     probe_selector: Option<BTreeMap<String, String>>,
     /// Now, under the contract's `down_when` rule over the hosts and probes below.

@@ -64,7 +64,7 @@ fn install_shipped_rules(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn install_example_contract(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let dir = data_dir.join("contracts");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (name, text) = yunwei_rules::EXAMPLE_CONTRACT;
+    let (name, text) = yunwei_sla::EXAMPLE_CONTRACT;
     let path = dir.join(name);
     if !path.exists() {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -503,7 +503,7 @@ mod tests {
             "ops@intranet",
             "x@政务.cn",
         ] {
-            assert!(yunwei_rules::contract::valid_email(a), "{a}");
+            assert!(yunwei_sla::contract::valid_email(a), "{a}");
             assert!(a.parse::<Mailbox>().is_ok(), "{a}");
         }
     }

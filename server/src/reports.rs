@@ -37,7 +37,7 @@ use yunwei_reports::{
     model::{Grade, TrendPoint},
     pdf::PdfFont,
 };
-use yunwei_rules::assess::{self, Period};
+use yunwei_sla::assess::{self, Period};
 
 use crate::{AppState, api::ApiError, contracts::LoadedContract, store::Store};
 
@@ -771,7 +771,7 @@ pub async fn run_cli(
 /// 1st at 02:00 contract-local, the previous quarter and year likewise; each for seven days
 /// after it closes (a server down longer than that does not backfill old periods), and only
 /// while the contract runs.
-pub fn due_periods(c: &yunwei_rules::contract::Contract, now_ms: i64) -> Vec<Period> {
+pub fn due_periods(c: &yunwei_sla::contract::Contract, now_ms: i64) -> Vec<Period> {
     use chrono::Datelike;
     const DUE_AFTER_MS: i64 = 2 * 3_600_000;
     const CATCH_UP_MS: i64 = 7 * 86_400_000;
@@ -822,7 +822,7 @@ async fn scheduled_report(
 /// The formats and languages of `c`'s scheduled reports: its `report:` block, else every
 /// format in zh-CN. PDF is left out (with a warning) when the default font is not installed.
 fn scheduled_formats(c: &LoadedContract) -> (Vec<ReportFormat>, Vec<Lang>) {
-    use yunwei_rules::contract::{ReportFileFormat, ReportLanguage};
+    use yunwei_sla::contract::{ReportFileFormat, ReportLanguage};
     let (mut formats, langs) = match &c.contract.report {
         None => (ReportFormat::ALL.to_vec(), vec![Lang::ZhCn]),
         Some(r) => (

@@ -18,13 +18,13 @@ fn check(files: &[&Path]) -> (bool, String, String) {
     )
 }
 
-fn rules_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"))
+fn sla_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../sla"))
 }
 
 #[test]
 fn example_contract_passes() {
-    let (ok, out, err) = check(&[&rules_dir().join("examples/contract.example.yml")]);
+    let (ok, out, err) = check(&[&sla_dir().join("examples/contract.example.yml")]);
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("ok (contract gov-cloud-om-2026, 3 systems)"),
@@ -34,8 +34,8 @@ fn example_contract_passes() {
 
 #[test]
 fn three_mistakes_are_all_reported() {
-    let bad = rules_dir().join("tests/contracts/bad/three_mistakes.yml");
-    let good = rules_dir().join("examples/contract.example.yml");
+    let bad = sla_dir().join("tests/contracts/bad/three_mistakes.yml");
+    let good = sla_dir().join("examples/contract.example.yml");
     let (ok, out, err) = check(&[&bad, &good]);
     assert!(!ok);
     let lines: Vec<&str> = err.lines().collect();
@@ -53,8 +53,7 @@ fn three_mistakes_are_all_reported() {
 #[test]
 fn calendar_files_are_loaded_and_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(rules_dir().join("examples/contract.example.yml")).unwrap();
+    let example = std::fs::read_to_string(sla_dir().join("examples/contract.example.yml")).unwrap();
     let contract = dir.path().join("c.yml");
     std::fs::write(
         &contract,

@@ -47,7 +47,13 @@ fn the_agent_links_none_of_the_server_dependencies() {
 
 #[test]
 fn the_pure_crates_do_no_io_through_dependencies() {
-    for pure in ["yunwei-rules", "yunwei-reports", "yunwei-proto"] {
+    for pure in [
+        "yunwei-conf",
+        "yunwei-rules",
+        "yunwei-sla",
+        "yunwei-reports",
+        "yunwei-proto",
+    ] {
         let deps = normal_deps(pure);
         for forbidden in ["tokio", "sqlx", "reqwest", "ureq", "axum"] {
             assert!(
@@ -55,6 +61,23 @@ fn the_pure_crates_do_no_io_through_dependencies() {
                     .lines()
                     .any(|l| l.starts_with(&format!("{forbidden} "))),
                 "{pure} depends on {forbidden}:\n{deps}"
+            );
+        }
+    }
+}
+
+/// Contracts, assessment and reports stand apart from the Prometheus rule stack: a report is
+/// built and checked without the PromQL engine.
+#[test]
+fn reports_and_the_sla_link_no_promql_engine() {
+    for package in ["yunwei-reports", "yunwei-sla"] {
+        let deps = normal_deps(package);
+        for forbidden in ["yunwei-rules", "promql-parser"] {
+            assert!(
+                !deps
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{forbidden} "))),
+                "{package} depends on {forbidden}:\n{deps}"
             );
         }
     }

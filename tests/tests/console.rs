@@ -275,7 +275,7 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     let Some(b) = Browser::start().await else {
         return;
     };
-    let contract = workspace_root().join("rules/examples/contract.example.yml");
+    let contract = workspace_root().join("sla/examples/contract.example.yml");
     let rules_dir = tempfile::tempdir().unwrap();
     let rules = rules_dir.path().join("console.yml");
     std::fs::write(

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use yunwei_rules::calendar::Calendar;
+use yunwei_sla::calendar::Calendar;
 
 use super::{
     matcher::{LabelSet, Matcher, all_match},
@@ -473,7 +473,7 @@ pub struct RawNotify {
     pub time_intervals: Vec<NamedIntervals>,
     #[serde(default)]
     pub escalation_policies: Vec<EscalationPolicy>,
-    /// Calendar file in the format of `rules/calendars/cn-statutory.yaml`, laid over the shipped
+    /// Calendar file in the format of `sla/calendars/cn-statutory.yaml`, laid over the shipped
     /// calendar (a year it names replaces the shipped one; another year is added).
     pub calendar_file: Option<std::path::PathBuf>,
     #[serde(default)]

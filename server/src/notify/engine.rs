@@ -110,7 +110,7 @@ pub struct Mute {
 }
 
 impl Mute {
-    pub fn mutes(&self, l: &LabelSet, now: i64, cal: &yunwei_rules::calendar::Calendar) -> bool {
+    pub fn mutes(&self, l: &LabelSet, now: i64, cal: &yunwei_sla::calendar::Calendar) -> bool {
         self.starts_ms <= now
             && now < self.ends_ms
             && self.during.as_ref().is_none_or(|d| d.contains(now, cal))

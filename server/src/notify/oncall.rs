@@ -6,7 +6,7 @@
 use chrono::DateTime;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use yunwei_rules::calendar::Calendar;
+use yunwei_sla::calendar::Calendar;
 
 use super::{config::Millis, timeinterval::NamedIntervals};
 

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Timelike};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use yunwei_rules::calendar::Calendar;
+use yunwei_sla::calendar::Calendar;
 
 /// An inclusive range of integers (`"monday:friday"`, `"1:5"`, `"-1"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The statutory working-day calendar (法定节假日 and 调休上班 make-up working days).
 //!
 //! The product ships the State Council's published arrangement for 2025–2026 in
-//! `rules/calendars/cn-statutory.yaml` ([`Calendar::shipped`]). Operators extend it with more
+//! `sla/calendars/cn-statutory.yaml` ([`Calendar::shipped`]). Operators extend it with more
 //! years, or correct a year, in files of the same format ([`Calendar::parse`] then
 //! [`Calendar::overlay`]): a year in a later file replaces that year entirely.
 //!
@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::rulefile::Diagnostic;
-use crate::yaml::{self, Kind};
-use crate::yaml_de::from_node;
+use yunwei_conf::Diagnostic;
+use yunwei_conf::yaml::{self, Kind};
+use yunwei_conf::yaml_de::from_node;
 
 /// The shipped calendar file.
 pub const SHIPPED_CALENDAR: &str = include_str!("../calendars/cn-statutory.yaml");

@@ -1,5 +1,5 @@
 //! O&M contract files (运维合同), one YAML file per contract, parsed strictly into a validated
-//! [`Contract`]. See `rules/examples/contract.example.yml` for every field, commented.
+//! [`Contract`]. See `sla/examples/contract.example.yml` for every field, commented.
 //!
 //! Top-level keys: `id`, `name`, `parties`, `period`, `time_zone` (IANA, default
 //! `Asia/Shanghai`), `fee`, `calendar`, `service_windows`, `duty_periods` (重保), `systems`,
@@ -22,9 +22,9 @@ use serde::de::DeserializeOwned;
 
 pub use types::*;
 
-use crate::rulefile::Diagnostic;
-use crate::yaml::{self, Kind, Node, Pos};
-use crate::yaml_de::from_node;
+use yunwei_conf::Diagnostic;
+use yunwei_conf::yaml::{self, Kind, Node, Pos};
+use yunwei_conf::yaml_de::from_node;
 
 /// A validated contract.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
-use yunwei_rules::assess::*;
-use yunwei_rules::calendar::Calendar;
-use yunwei_rules::contract::{Cause, Contract, parse_contract};
+use yunwei_sla::assess::*;
+use yunwei_sla::calendar::Calendar;
+use yunwei_sla::contract::{Cause, Contract, parse_contract};
 
 const CONTRACT: &str = r#"
 id: golden
@@ -777,7 +777,7 @@ fn missing_data_as_down_and_the_late_exclusion() {
 fn the_example_contract_assesses_the_quickstart_host() {
     // The quickstart agent reports labels {system: quickstart, environment: demo}; the example's
     // `portal` system selects it. A 2027 calendar file makes 2027-01 final, not provisional.
-    let c = parse_contract(yunwei_rules::contract::EXAMPLE_CONTRACT, "example.yml").unwrap();
+    let c = parse_contract(yunwei_sla::contract::EXAMPLE_CONTRACT, "example.yml").unwrap();
     let cal = c
         .build_calendar(&[(
             "cal-2027.yml",

@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{NaiveDate, Weekday};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::promql::promqltest::parse_duration_ms;
+use yunwei_conf::parse_duration_ms;
 
 /// A duration written like Prometheus's (`15m`, `1h30m`, `3d`), kept in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -17,7 +17,7 @@ use crate::yaml::{Kind, Node, Pos};
 
 /// A deserialization error and, once known, where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct DeError {
+pub struct DeError {
     pub pos: Option<Pos>,
     pub message: String,
 }
@@ -49,12 +49,12 @@ impl de::Error for DeError {
 }
 
 /// Deserializes `node` into `T`; the error carries the position of the innermost node at fault.
-pub(crate) fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
+pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
     T::deserialize(NodeDe(node)).map_err(|e| e.at(node.pos))
 }
 
 /// Deserializer for one node.
-pub(crate) struct NodeDe<'a>(pub &'a Node);
+pub struct NodeDe<'a>(pub &'a Node);
 
 fn plain_number(v: &str) -> Option<Result<i64, f64>> {
     if let Ok(i) = v.parse::<i64>() {

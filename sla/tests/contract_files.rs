@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use yunwei_rules::contract::{EXAMPLE_CONTRACT, parse_contract};
+use yunwei_sla::contract::{EXAMPLE_CONTRACT, parse_contract};
 
 fn fixtures(dir: &str) -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,8 +75,8 @@ fn documents_that_are_not_a_mapping() {
 
 mod never_panics {
     use proptest::prelude::*;
-    use yunwei_rules::calendar::{Calendar, SHIPPED_CALENDAR};
-    use yunwei_rules::contract::{EXAMPLE_CONTRACT, parse_contract};
+    use yunwei_sla::calendar::{Calendar, SHIPPED_CALENDAR};
+    use yunwei_sla::contract::{EXAMPLE_CONTRACT, parse_contract};
 
     fn mutate(text: &str, at: usize, cut: usize, insert: &str) -> String {
         let chars: Vec<char> = text.chars().collect();

@@ -1,7 +1,7 @@
 //! Benchmark of the assessment engine: a 30-day month for 1,000 hosts and 5,000 probes in 100
 //! systems, from status intervals and hourly rollups as the server stores them.
 //!
-//! `cargo run --release -p yunwei-rules --example assess_bench [-- --hosts N --probes N --runs N]`
+//! `cargo run --release -p yunwei-sla --example assess_bench [-- --hosts N --probes N --runs N]`
 //!
 //! Prints the time to build the evidence (not measured) and the best and median time of
 //! `assess` over the runs. Deterministic inputs (a fixed linear congruential sequence).
@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use yunwei_rules::assess::*;
-use yunwei_rules::calendar::Calendar;
-use yunwei_rules::contract::{Cause, parse_contract};
+use yunwei_sla::assess::*;
+use yunwei_sla::calendar::Calendar;
+use yunwei_sla::contract::{Cause, parse_contract};
 
 struct Lcg(u64);
 

@@ -32,7 +32,7 @@ fn pos_of(span: &Span) -> Pos {
 
 /// What a node holds.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// A scalar; `plain` is false for quoted and block scalars, which are always strings.
     Scalar { value: String, plain: bool },
     /// A sequence.
@@ -43,7 +43,7 @@ pub(crate) enum Kind {
 
 /// A YAML node and where it starts.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
     pub pos: Pos,
     pub kind: Kind,
 }
@@ -77,7 +77,7 @@ impl Node {
 /// A document that is not valid YAML.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{pos}: {message}")]
-pub(crate) struct YamlError {
+pub struct YamlError {
     pub pos: Pos,
     pub message: String,
 }
@@ -95,7 +95,7 @@ const MAX_NODES: usize = 1_000_000;
 
 /// Parses the first document of `text`; `Ok(None)` for an empty stream. A second document is
 /// an error, as rule files hold one.
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     // Anchor id → (node, its node count).

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use yunwei_rules::assess::*;
-use yunwei_rules::calendar::Calendar;
-use yunwei_rules::contract::{Cause, Contract, parse_contract};
+use yunwei_sla::assess::*;
+use yunwei_sla::calendar::Calendar;
+use yunwei_sla::contract::{Cause, Contract, parse_contract};
 
 const CONTRACT: &str = r#"
 id: props
