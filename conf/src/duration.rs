@@ -37,3 +37,23 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     }
     Some(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn prometheus_durations() {
+        assert_eq!(parse_duration_ms("0"), Some(0));
+        assert_eq!(parse_duration_ms("0m"), Some(0));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("1d12h"), Some(36 * 3_600_000));
+        assert_eq!(parse_duration_ms("1ms"), Some(1));
+        assert_eq!(parse_duration_ms("2w"), Some(14 * 86_400_000));
+        // Units in descending order only, integers only, a unit on every number.
+        for bad in ["", "x", "5", "m", "5x", "1.5h", "30m1h", "-1s", " 1s"] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration_ms("99999999999999999y"), None);
+    }
+}

@@ -469,29 +469,17 @@ fn parse_time_opt(s: Option<&str>, field: &str) -> Result<Option<i64>, ApiError>
     s.map(|s| parse_time(s, field)).transpose()
 }
 
-/// Parses a duration: seconds, or a Prometheus duration such as `30s`, `5m`, `1h`, `1d`.
+/// Parses a duration as Prometheus's HTTP API does: float seconds (`60`, `0.5`), or a
+/// Prometheus duration (`30s`, `1h30m`, `1d`); it must be positive.
 pub fn parse_duration_ms(s: &str, field: &str) -> Result<i64, ApiError> {
     let bad =
         || ApiError::bad_request("invalid_value", format!("{s:?} is not a duration")).field(field);
-    if let Ok(secs) = s.parse::<f64>() {
-        return if secs > 0.0 && secs.is_finite() {
-            Ok((secs * 1000.0) as i64)
-        } else {
-            Err(bad())
-        };
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: i64 = s[..split].parse().map_err(|_| bad())?;
-    let unit = match &s[split..] {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => HOUR_MS,
-        "d" => 24 * HOUR_MS,
-        "w" => 7 * 24 * HOUR_MS,
-        _ => return Err(bad()),
+    let ms = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => (secs * 1000.0) as i64,
+        Ok(_) => return Err(bad()),
+        Err(_) => yunwei_conf::parse_duration_ms(s).ok_or_else(bad)?,
     };
-    if n <= 0 { Err(bad()) } else { Ok(n * unit) }
+    if ms > 0 { Ok(ms) } else { Err(bad()) }
 }
 
 fn presented(s: &SeriesRow, host: Option<&AgentRow>) -> BTreeMap<String, String> {
@@ -723,6 +711,9 @@ mod tests {
         assert_eq!(parse_duration_ms("15s", "step").unwrap(), 15_000);
         assert_eq!(parse_duration_ms("1h", "step").unwrap(), HOUR_MS);
         assert_eq!(parse_duration_ms("60", "step").unwrap(), 60_000);
+        // Prometheus accepts compound durations; so does every yunwei duration.
+        assert_eq!(parse_duration_ms("1h30m", "step").unwrap(), 90 * 60_000);
+        assert!(parse_duration_ms("0s", "step").is_err());
         assert_eq!(
             parse_duration_ms("-1", "step")
                 .unwrap_err()

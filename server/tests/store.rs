@@ -195,6 +195,24 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     assert_eq!(series["metric"]["department"], "数据局");
     assert_eq!(series["rollups"][0]["count"], 5);
     assert_eq!(series["values"][0][1], "4.3");
+    // `step` takes Prometheus's duration grammar, compound durations included.
+    let v = h
+        .client
+        .get_json(&format!(
+            "/api/v1/series?match=node_load1&from={}&to={}&source=rollup&step=1h30m",
+            hour / 1000,
+            (hour + HOUR_MS) / 1000
+        ))
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["result"][0]["values"][0][1], "4.3", "{v}");
+    let bad = h
+        .client
+        .get_json("/api/v1/series?match=node_load1&step=30m1h")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("400") && bad.contains("step"), "{bad}");
     h.stop().await;
 }
 

@@ -726,14 +726,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("0m"), Some(0));
-        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration_ms("1ms"), Some(1));
-        assert_eq!(parse_duration_ms("x"), None);
-    }
-
-    #[test]
     fn script_runs_and_counts() {
         let src = "load 5m\n  m{a=\"1\"} 0+1x10\n\neval instant at 50m m\n  m{a=\"1\"} 10\n\n\
                    eval instant at 50m m\n  m{a=\"1\"} 11\n\neval_fail instant at 0m m + on(a) group_left m\n\n\

@@ -18,47 +18,12 @@ use super::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Millis(pub i64);
 
-/// Parses a Prometheus-style duration into milliseconds.
+/// Parses a Prometheus duration (`30s`, `1h30m`, `0`) into milliseconds: the one grammar
+/// every yunwei file and API uses ([`yunwei_conf::parse_duration_ms`]).
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("{s:?} is not a duration like 30s, 5m or 4h"));
-        }
-        let n: i64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{s:?} is too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            _ => return Err(format!("{s:?} is not a duration like 30s, 5m or 4h")),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{s:?} is too large"))?;
-    }
-    Ok(total)
+    yunwei_conf::parse_duration_ms(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 30s, 5m, 4h or 1h30m"))
 }
 
 impl<'de> Deserialize<'de> for Millis {
