@@ -191,9 +191,6 @@ enum RulesCommand {
     },
 }
 
-/// Where Debian's fonts-noto-cjk puts the CJK collection the PDF renderer uses.
-const DEFAULT_CJK_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
-
 #[derive(Subcommand)]
 enum ContractCommand {
     /// Validate contract files (and the calendar files they name); exit 1 with every problem
@@ -363,19 +360,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = yunwei_server::report_keys::load_public(&key_path)?;
             let bytes = std::fs::read(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            // The same loader as `report generate`: a collection's simplified-Chinese face,
+            // or the only face of a single font.
             let font_path = font.or_else(|| {
-                let p = PathBuf::from(DEFAULT_CJK_FONT);
+                let p = PathBuf::from(yunwei_server::reports::DEFAULT_FONT);
                 p.exists().then_some(p)
             });
             let font = match (&font_path, bytes.starts_with(b"%PDF-")) {
-                (Some(path), true) => {
-                    let data = std::fs::read(path)
-                        .map_err(|e| anyhow::anyhow!("reading font {}: {e}", path.display()))?;
-                    Some(yunwei_reports::pdf::PdfFont::new(
-                        std::sync::Arc::new(data),
-                        yunwei_reports::pdf::PdfFont::NOTO_CJK_SC_INDEX,
-                    )?)
-                }
+                (Some(path), true) => Some(yunwei_server::reports::load_font(Some(path))?),
                 _ => None,
             };
             return Ok(

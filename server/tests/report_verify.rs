@@ -70,6 +70,33 @@ fn verify_accepts_untouched_files_and_rejects_changed_ones() {
     if let Some(pdf) = files.get(3) {
         let out = verify(pdf, &data);
         assert!(String::from_utf8_lossy(&out.stdout).contains("the figures shown match"));
+        // `--font` takes a single-face font as `report generate` does: here the collection's
+        // simplified-Chinese face written out on its own.
+        let ttc = std::fs::read(font).unwrap();
+        let single = dir.path().join("NotoSansCJKsc-Regular.otf");
+        std::fs::write(
+            &single,
+            one_face(
+                &ttc,
+                yunwei_reports::pdf::PdfFont::NOTO_CJK_SC_INDEX as usize,
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_yunwei-server"))
+            .args(["report", "verify"])
+            .arg(pdf)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--font")
+            .arg(&single)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("the figures shown match"),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // A changed figure in the HTML.
@@ -87,4 +114,28 @@ fn verify_accepts_untouched_files_and_rejects_changed_ones() {
     let out = verify(&files[1], &other);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signed by key"));
+}
+
+/// Face `index` of a font collection (TTC) as a font file of its own: its offset table and
+/// its tables copied, each at a new 4-byte aligned offset.
+fn one_face(ttc: &[u8], index: usize) -> Vec<u8> {
+    let u16_at = |o: usize| u16::from_be_bytes([ttc[o], ttc[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_be_bytes(ttc[o..o + 4].try_into().unwrap()) as usize;
+    assert_eq!(&ttc[..4], b"ttcf", "a font collection");
+    let face = u32_at(12 + 4 * index);
+    let tables = u16_at(face + 4);
+    let mut out = ttc[face..face + 12].to_vec();
+    let mut data = Vec::new();
+    let data_start = 12 + 16 * tables;
+    for t in 0..tables {
+        let rec = face + 12 + 16 * t;
+        let (offset, len) = (u32_at(rec + 8), u32_at(rec + 12));
+        out.extend_from_slice(&ttc[rec..rec + 8]); // tag, checksum
+        out.extend_from_slice(&((data_start + data.len()) as u32).to_be_bytes());
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        data.extend_from_slice(&ttc[offset..offset + len]);
+        data.resize(data.len().next_multiple_of(4), 0);
+    }
+    out.extend_from_slice(&data);
+    out
 }
