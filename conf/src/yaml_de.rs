@@ -1,4 +1,4 @@
-//! A serde [`Deserializer`] over the position-keeping YAML tree of [`crate::yaml`], so that
+//! A serde [`Deserializer`](serde::Deserializer) over the position-keeping YAML tree of [`crate::yaml`], so that
 //! contract and calendar types can use `#[derive(Deserialize)]` (with `deny_unknown_fields`)
 //! and still report every error at the `line:col` of the key or value it is about.
 //!
