@@ -35,6 +35,7 @@ use crate::template::{self, Template};
 use yunwei_conf::yaml::{self, Kind, Node};
 
 pub use yunwei_conf::{Diagnostic, Pos};
+use yunwei_proto::{valid_label_name, valid_metric_name};
 
 /// Every problem found in one or more rule files, in file order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -383,20 +384,6 @@ impl Sink<'_> {
     }
 }
 
-/// Whether `s` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
-
-/// Whether `s` is a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
-pub fn is_valid_metric_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_' || f == ':')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
-}
-
 fn duration(field: &str, d: &Option<Sp<String>>, errs: &mut Vec<(Pos, String)>) -> i64 {
     let Some(d) = d else { return 0 };
     match parse_duration_ms(&d.v) {
@@ -480,12 +467,12 @@ fn validate_rule(r: &RawRule) -> Result<Rule, Vec<(Pos, String)>> {
     let for_ms = duration("for", &r.for_, &mut errs);
     let keep_ms = duration("keep_firing_for", &r.keep_firing_for, &mut errs);
     for (k, _) in &r.labels {
-        if !is_valid_label_name(&k.v) || k.v == METRIC_NAME {
+        if !valid_label_name(&k.v) || k.v == METRIC_NAME {
             errs.push((k.pos, format!("invalid label name: {}", k.v)));
         }
     }
     for (k, _) in &r.annotations {
-        if !is_valid_label_name(&k.v) {
+        if !valid_label_name(&k.v) {
             errs.push((k.pos, format!("invalid annotation name: {}", k.v)));
         }
     }
@@ -514,7 +501,7 @@ fn validate_rule(r: &RawRule) -> Result<Rule, Vec<(Pos, String)>> {
                 "invalid field 'keep_firing_for' in recording rule".into(),
             ));
         }
-        if !is_valid_metric_name(&rec.v) {
+        if !valid_metric_name(&rec.v) {
             errs.push((rec.pos, format!("invalid recording rule name: {}", rec.v)));
         }
         parsed.map(|parsed| {
@@ -851,10 +838,10 @@ groups:
 
     #[test]
     fn names() {
-        assert!(is_valid_label_name("_a1"));
-        assert!(!is_valid_label_name("a:b"));
-        assert!(!is_valid_label_name(""));
-        assert!(is_valid_metric_name("job:up:sum"));
-        assert!(!is_valid_metric_name("1abc"));
+        assert!(valid_label_name("_a1"));
+        assert!(!valid_label_name("a:b"));
+        assert!(!valid_label_name(""));
+        assert!(valid_metric_name("job:up:sum"));
+        assert!(!valid_metric_name("1abc"));
     }
 }

@@ -15,12 +15,7 @@ use super::EvalError;
 use super::engine::{Evaluator, Val, unparen};
 use super::value::{Labels, METRIC_NAME, Sample, encoded_entries, push_entry};
 
-/// A valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub(crate) fn is_valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub(crate) use yunwei_proto::valid_label_name as is_valid_label_name;
 
 enum Param {
     None,

@@ -53,16 +53,10 @@ impl fmt::Display for Matcher {
     }
 }
 
-fn valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic())
-        && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
-}
-
 impl Matcher {
     /// A matcher from its parts; fails on a bad label name or regex.
     pub fn new(name: &str, op: Op, value: &str) -> Result<Matcher, String> {
-        if !valid_label_name(name) {
+        if !yunwei_proto::valid_label_name(name) {
             return Err(format!("{name:?} is not a valid label name"));
         }
         let re = match op {
