@@ -34,7 +34,7 @@ use yunwei_sla::{
 
 use crate::{
     AppState,
-    api::{ApiError, json_body},
+    http::{ApiError, json_body},
     ingest::{KIND_HOST, KIND_PROBE},
     notify::matcher::{Matcher, all_match},
     now_ms,

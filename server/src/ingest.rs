@@ -26,7 +26,7 @@ use yunwei_proto::{Ack, Batch, EnrollRequest, EnrollResponse, Event, HostFacts};
 
 use crate::{
     AppState, HostLive,
-    api::ApiError,
+    http::ApiError,
     now_ms,
     store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, labels_to_json},
     timeline::{self, Span, State},

@@ -14,7 +14,7 @@ use yunwei_sla::assess;
 
 use crate::{
     AppState,
-    api::ApiError,
+    http::ApiError,
     contracts::{host_labels, selected},
     ingest::{KIND_HOST, KIND_PROBE},
     now_ms,

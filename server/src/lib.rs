@@ -2,7 +2,7 @@
 //! [`Server::run`] serves until the shutdown future completes. `main.rs` only parses the command
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
-pub mod api;
+pub mod http;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -14,7 +14,6 @@ pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod notify;
-pub mod openapi;
 pub mod quickstart;
 pub mod report_keys;
 pub mod report_mail;
@@ -220,7 +219,7 @@ impl Server {
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         axum::serve(
             self.listener,
-            api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await

@@ -39,7 +39,7 @@ use yunwei_reports::{
 };
 use yunwei_sla::assess::{self, Period};
 
-use crate::{AppState, api::ApiError, contracts::LoadedContract, store::Store};
+use crate::{AppState, http::ApiError, contracts::LoadedContract, store::Store};
 
 /// The PDF font used when none is configured (Debian `fonts-noto-cjk`).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";

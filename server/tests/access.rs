@@ -627,7 +627,7 @@ fn every_router_route_has_a_policy_entry_and_openapi_operation() {
         routes.contains(&("POST".into(), "/api/v1/rules/reload".into())),
         "the scanner finds routes: {routes:?}"
     );
-    let doc = yunwei_server::openapi::document();
+    let doc = yunwei_server::http::openapi::document();
     for (method, path) in &routes {
         assert!(
             POLICY.iter().any(|r| r.method == method && r.path == path),

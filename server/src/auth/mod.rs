@@ -8,7 +8,6 @@
 //! - `reviewer` (the e-government office): read, approvals, report download;
 //! - `auditor`: the audit log only.
 
-pub mod api;
 pub mod users;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -21,7 +20,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{AppState, api::ApiError, audit, now_ms};
+use crate::{AppState, audit, http::ApiError, now_ms};
 
 /// A console role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -12,7 +12,6 @@ pub mod timeinterval;
 pub mod token;
 
 pub use engine::fingerprint;
-pub mod api;
 pub mod cli;
 pub mod oncall;
 pub mod ratelimit;

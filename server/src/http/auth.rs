@@ -12,8 +12,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{COOKIE, Principal, Role, users};
-use crate::{AppState, api::ApiError, audit, now_ms};
+use crate::auth::{COOKIE, Principal, Role, users};
+use crate::{AppState, audit, http::ApiError, now_ms};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +183,7 @@ pub async fn me(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let csrf = match &p.session {
         Some(_) => {
-            let id = super::cookie_value(&headers, COOKIE).unwrap_or_default();
+            let id = crate::auth::cookie_value(&headers, COOKIE).unwrap_or_default();
             users::session(&state.store, id)
                 .await
                 .map_err(ApiError::internal)?

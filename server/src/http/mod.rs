@@ -15,8 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use yunwei_proto::{ErrorBody, ErrorDetail};
 
+pub mod auth;
+pub mod notify;
+pub mod openapi;
+
 use crate::{
-    AppState, auth, ingest,
+    AppState, ingest,
     ingest::{KIND_HOST, KIND_PROBE},
     now_ms,
     store::{AgentRow, HOUR_MS, SeriesRow},
@@ -174,25 +178,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         // Notifications, acknowledgements and silences.
-        .merge(crate::notify::api::routes())
-        .route("/api/v1/auth/login", post(auth::api::login))
-        .route("/api/v1/auth/logout", post(auth::api::logout))
-        .route("/api/v1/auth/me", get(auth::api::me))
+        .merge(notify::routes())
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/me", get(auth::me))
         .route(
             "/api/v1/users",
-            get(auth::api::list_users).post(auth::api::add_user),
+            get(auth::list_users).post(auth::add_user),
         )
         .route(
             "/api/v1/users/{name}/password",
-            post(auth::api::set_password),
+            post(auth::set_password),
         )
-        .route("/api/v1/users/{name}/disable", post(auth::api::disable))
-        .route("/api/v1/users/{name}/enable", post(auth::api::enable))
-        .route("/api/v1/users/{name}/unlock", post(auth::api::unlock))
-        .route("/api/v1/audit", get(auth::api::audit_log))
+        .route("/api/v1/users/{name}/disable", post(auth::disable))
+        .route("/api/v1/users/{name}/enable", post(auth::enable))
+        .route("/api/v1/users/{name}/unlock", post(auth::unlock))
+        .route("/api/v1/audit", get(auth::audit_log))
         .route(
             "/api/v1/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
+            get(|| async { Json(openapi::document()) }),
         )
         .route("/", get(crate::console::index))
         .route("/assets/{file}", get(crate::console::asset))
@@ -200,7 +204,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Inner layer: runs after routing, so it sees the matched route.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::authorize,
+            crate::auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -17,10 +17,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{matcher::Matcher, message::html_escape, token};
+use crate::notify::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
-    api::{ApiError, json_body},
+    http::{ApiError, json_body},
     auth::Principal,
     now_ms,
     store::{
@@ -389,7 +389,7 @@ async fn request_exclusion(
     let recurrence = match e.recurrence {
         None => None,
         Some(v) => {
-            serde_json::from_value::<super::timeinterval::TimeInterval>(v.clone()).map_err(
+            serde_json::from_value::<crate::notify::timeinterval::TimeInterval>(v.clone()).map_err(
                 |err| ApiError::bad_request("invalid_value", err.to_string()).field("recurrence"),
             )?;
             Some(v.to_string())
