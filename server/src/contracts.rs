@@ -736,7 +736,7 @@ struct NewEvent {
 pub async fn record_event(
     AxState(state): AxState<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-    principal: Option<Extension<crate::auth::Principal>>,
+    principal: Option<Extension<crate::http::authz::Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let c = find(&state, &id)?;

@@ -7,8 +7,9 @@ use std::{collections::BTreeSet, sync::Arc};
 use reqwest::{Method, StatusCode};
 use yunwei_server::{
     AppState, Server,
-    auth::{Access, POLICY, Role, users},
+    auth::{Role, users},
     config::{Overrides, ServerConfig},
+    http::policy::{Access, POLICY},
 };
 use yunwei_tests::{PgDatabase, SECRET, bin, now_ms};
 
@@ -631,7 +632,7 @@ fn every_router_route_has_a_policy_entry_and_openapi_operation() {
     for (method, path) in &routes {
         assert!(
             POLICY.iter().any(|r| r.method == method && r.path == path),
-            "{method} {path} is routed but has no entry in auth::POLICY"
+            "{method} {path} is routed but has no entry in http::policy::POLICY"
         );
         assert!(
             doc["paths"][path][method.to_lowercase()].is_object(),
@@ -641,7 +642,7 @@ fn every_router_route_has_a_policy_entry_and_openapi_operation() {
     for r in POLICY {
         assert!(
             routes.contains(&(r.method.to_string(), r.path.to_string())),
-            "auth::POLICY lists {} {} which is not routed",
+            "http::policy::POLICY lists {} {} which is not routed",
             r.method,
             r.path
         );

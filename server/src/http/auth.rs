@@ -12,7 +12,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{COOKIE, Principal, Role, users};
+use super::authz::{COOKIE, Principal, cookie_value};
+use crate::auth::{Role, users};
 use crate::{AppState, audit, http::ApiError, now_ms};
 
 #[derive(Deserialize)]
@@ -183,7 +184,7 @@ pub async fn me(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let csrf = match &p.session {
         Some(_) => {
-            let id = crate::auth::cookie_value(&headers, COOKIE).unwrap_or_default();
+            let id = cookie_value(&headers, COOKIE).unwrap_or_default();
             users::session(&state.store, id)
                 .await
                 .map_err(ApiError::internal)?

@@ -1,133 +1,30 @@
-//! The HTTP API: routes, the one error type (mapped once to status codes and a JSON body that
-//! names the field), and the read endpoints for hosts and series.
+//! The HTTP layer, the only part of the server that knows axum: the router (every route with
+//! its full path), the one error type, the middleware, and one file of handlers per area.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State as AxState},
-    http::{HeaderValue, StatusCode, header},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State as AxState},
     middleware::{self, Next},
-    response::{IntoResponse, Json, Response},
+    response::{Json, Response},
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use yunwei_proto::{ErrorBody, ErrorDetail};
 
 pub mod auth;
+pub mod authz;
+mod error;
+mod hosts;
 pub mod notify;
 pub mod openapi;
+mod ops;
+pub mod policy;
+mod rules;
 
-use crate::{
-    AppState, ingest,
-    ingest::{KIND_HOST, KIND_PROBE},
-    now_ms,
-    store::{AgentRow, HOUR_MS, SeriesRow},
-    timeline::{Span, State, fill_unknown},
-};
+pub use error::{ApiError, json_body};
+pub use hosts::HostView;
 
-/// Every API failure. 4xx are the caller's problem and are not logged as errors; 5xx hide the
-/// cause from the client and are logged.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
-    pub field: Option<String>,
-    pub message: String,
-    pub retry_after_secs: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            field: None,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    pub fn bad_request(kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, kind, message)
-    }
-
-    pub fn field(mut self, field: impl Into<String>) -> ApiError {
-        self.field = Some(field.into());
-        self
-    }
-
-    pub fn overloaded(message: &str, retry_after_secs: u64) -> ApiError {
-        ApiError {
-            retry_after_secs: Some(retry_after_secs),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-        }
-    }
-
-    pub fn too_many(message: &str, retry_after_secs: u64) -> ApiError {
-        ApiError {
-            retry_after_secs: Some(retry_after_secs),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
-        }
-    }
-
-    pub fn unavailable(message: &str) -> ApiError {
-        ApiError {
-            retry_after_secs: Some(5),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-        }
-    }
-
-    pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
-    }
-
-    /// A server-side failure: logged here, reported to the client without details.
-    pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %e, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-    }
-}
-
-/// Parses a JSON request body; a bad one is a 400 naming the field serde complained about
-/// (`body` when it names none).
-pub fn json_body<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .map_or_else(|| "body".to_string(), str::to_string);
-        ApiError::bad_request("invalid_body", msg).field(field)
-    })
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                kind: self.kind.to_string(),
-                field: self.field,
-                message: self.message,
-            },
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after_secs {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        resp
-    }
-}
+use crate::{AppState, ingest};
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -141,14 +38,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/enroll",
             post(ingest::enroll).layer(DefaultBodyLimit::max(64 << 10)),
         )
-        .route("/api/v1/hosts", get(hosts))
-        .route("/api/v1/hosts/{id}", get(host))
+        .route("/api/v1/hosts", get(hosts::hosts))
+        .route("/api/v1/hosts/{id}", get(hosts::host))
         .route("/api/v1/probes", get(crate::inventory::probes))
         .route("/api/v1/systems", get(crate::inventory::systems))
-        .route("/api/v1/series", get(series))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/rules/reload", post(reload_rules))
+        .route("/api/v1/series", get(hosts::series))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/rules/reload", post(rules::reload_rules))
         .route("/api/v1/contracts", get(crate::contracts::list))
         .route(
             "/api/v1/contracts/{id}/status",
@@ -174,11 +71,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/reports/{id}/{format}",
             get(crate::reports::api_download),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(ops::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(ops::readyz))
         // Notifications, acknowledgements and silences.
-        .merge(notify::routes())
+        .route("/ack/{token}", get(notify::ack_confirm).post(notify::ack_link))
+        .route("/api/v1/notify/groups", get(notify::groups))
+        .route("/api/v1/notify/groups/{id}/{action}", post(notify::group_action))
+        .route("/api/v1/notify/groups/{id}/acks", get(notify::group_acks))
+        .route("/api/v1/notify/log", get(notify::log))
+        .route("/api/v1/notify/queue", get(notify::queue))
+        .route("/api/v1/silences", get(notify::silences).post(notify::create_silence))
+        .route("/api/v1/silences/{id}/expire", post(notify::expire_silence))
+        .route(
+            "/api/v1/exclusions",
+            get(notify::exclusions).post(notify::request_exclusion),
+        )
+        .route("/api/v1/exclusions/{id}/{decision}", post(notify::review_exclusion))
+        .route("/api/v1/incidents", get(notify::incidents).post(notify::create_incident))
+        .route("/api/v1/incidents/{id}", get(notify::incident))
+        .route("/api/v1/incidents/{id}/{action}", post(notify::incident_action))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
@@ -204,7 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Inner layer: runs after routing, so it sees the matched route.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::authorize,
+            authz::authorize,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -229,525 +141,4 @@ async fn count_requests(
         .with_label_values(&[&route, resp.status().as_str()])
         .inc();
     resp
-}
-
-async fn readyz(AxState(state): AxState<Arc<AppState>>) -> Result<&'static str, ApiError> {
-    if state.writer.is_closed() {
-        return Err(ApiError::unavailable("writer stopped"));
-    }
-    if !state.store.ping().await {
-        return Err(ApiError::unavailable("database unreachable"));
-    }
-    Ok("ready\n")
-}
-
-async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Response, ApiError> {
-    let now = now_ms();
-    let m = &state.metrics;
-    m.host_up.reset();
-    m.host_last_batch_age.reset();
-    let mut up = 0i64;
-    for (id, h) in state.live.read().expect("live lock").iter() {
-        let is_up = h.is_up(now, state.config.ingest.unknown_after_missed_batches);
-        up += i64::from(is_up);
-        m.host_up
-            .with_label_values(&[id.as_ref(), h.hostname.as_str()])
-            .set(if is_up { 1.0 } else { 0.0 });
-        m.host_last_batch_age
-            .with_label_values(&[id.as_ref(), h.hostname.as_str()])
-            .set((now - h.last_seen_ms).max(0) as f64 / 1000.0);
-    }
-    let enrolled = state.tokens.read().expect("tokens lock").len() as i64;
-    m.hosts.with_label_values(&["up"]).set(up);
-    m.hosts.with_label_values(&["unknown"]).set(enrolled - up);
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&m.registry.gather())
-        .map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
-}
-
-/// A host as the API shows it.
-#[derive(Serialize)]
-pub struct HostView {
-    pub agent_id: String,
-    pub hostname: String,
-    pub os: String,
-    pub kernel: String,
-    pub arch: String,
-    pub agent_version: String,
-    pub labels: BTreeMap<String, String>,
-    pub enrolled_at: i64,
-    pub first_seen: Option<i64>,
-    pub last_seen: Option<i64>,
-    pub last_seq: i64,
-    pub interval_seconds: f64,
-    /// `up` (batches on time), `down` (silent: no batch within the allowed missed batches, the
-    /// condition of `yunwei_host_up == 0` and the shipped "agent silent" rule) or `unknown`
-    /// (enrolled, never reported). Status intervals and SLA figures count the silence as missing
-    /// data, not downtime (see `timeline`).
-    pub status: State,
-    pub seconds_since_last_batch: Option<f64>,
-}
-
-fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
-    let live = state
-        .live
-        .read()
-        .expect("live lock")
-        .get(a.agent_id.as_str())
-        .cloned();
-    let last_seen = live.as_ref().map(|l| l.last_seen_ms).or(a.last_seen_ms);
-    let interval = live.as_ref().map_or(a.interval_ms, |l| l.interval_ms);
-    let missed = i64::from(state.config.ingest.unknown_after_missed_batches);
-    let status = match last_seen {
-        Some(t) if now - t <= missed * interval => State::Up,
-        Some(_) => State::Down,
-        None => State::Unknown,
-    };
-    HostView {
-        agent_id: a.agent_id.clone(),
-        hostname: a.hostname.clone(),
-        os: a.os.clone(),
-        kernel: a.kernel.clone(),
-        arch: a.arch.clone(),
-        agent_version: a.agent_version.clone(),
-        labels: a.labels.clone(),
-        enrolled_at: a.enrolled_ms,
-        first_seen: a.first_seen_ms,
-        last_seen,
-        last_seq: live
-            .as_ref()
-            .map_or(a.last_seq, |l| l.last_seq.max(a.last_seq)),
-        interval_seconds: interval as f64 / 1000.0,
-        status,
-        seconds_since_last_batch: last_seen.map(|t| (now - t).max(0) as f64 / 1000.0),
-    }
-}
-
-async fn hosts(
-    AxState(state): AxState<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let agents = state.store.agents().await.map_err(ApiError::internal)?;
-    let list: Vec<HostView> = agents.iter().map(|a| host_view(a, &state, now)).collect();
-    Ok(Json(json!({ "hosts": list })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangeParams {
-    from: Option<String>,
-    to: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Timeline {
-    /// Spans covering `[from, to)` exactly; gaps are `unknown`.
-    intervals: Vec<Span>,
-    /// Milliseconds per state within the range.
-    totals_ms: BTreeMap<&'static str, i64>,
-}
-
-fn timeline(spans: &[Span], from: i64, to: i64) -> Timeline {
-    let intervals = if to > from {
-        fill_unknown(spans, from, to)
-    } else {
-        Vec::new()
-    };
-    let mut totals_ms = BTreeMap::from([("up", 0), ("down", 0), ("unknown", 0)]);
-    for s in &intervals {
-        *totals_ms
-            .get_mut(s.state.as_str())
-            .expect("all states present") += s.end - s.start;
-    }
-    Timeline {
-        intervals,
-        totals_ms,
-    }
-}
-
-async fn host(
-    AxState(state): AxState<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<RangeParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let a = state
-        .store
-        .agent(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("host"))?;
-    let to = parse_time_opt(q.to.as_deref(), "to")?
-        .unwrap_or(now)
-        .min(now);
-    let from = parse_time_opt(q.from.as_deref(), "from")?.unwrap_or(to - 24 * HOUR_MS);
-    if from > to {
-        return Err(ApiError::bad_request("invalid_value", "from is after to").field("from"));
-    }
-    // Before the first batch the host was not monitored; that is not "unknown" time.
-    let from_seen = a.first_seen_ms.map_or(to, |f| from.max(f));
-    let spans = state
-        .store
-        .intervals(KIND_HOST, &id, from_seen, to)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut probes = Vec::new();
-    let prefix = format!("{id}/");
-    for subject in state
-        .store
-        .interval_subjects(KIND_PROBE, &prefix)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        let spans = state
-            .store
-            .intervals(KIND_PROBE, &subject, from_seen, to)
-            .await
-            .map_err(ApiError::internal)?;
-        probes.push(json!({
-            "probe": subject[prefix.len()..],
-            "timeline": timeline(&spans, from_seen, to),
-        }));
-    }
-    let series = state
-        .store
-        .series_count(&id)
-        .await
-        .map_err(ApiError::internal)?;
-    let events = state
-        .store
-        .events(&id, from, to)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "host": host_view(&a, &state, now),
-        "from": from,
-        "to": to,
-        "timeline": timeline(&spans, from_seen, to),
-        "probes": probes,
-        "series_count": series,
-        "events": events,
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeriesParams {
-    #[serde(rename = "match")]
-    selector: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    step: Option<String>,
-    /// `auto` (default), `raw` or `rollup`.
-    source: Option<String>,
-}
-
-/// Parses a time: Unix seconds (fractions allowed) or RFC 3339.
-pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
-    if let Ok(secs) = s.parse::<f64>()
-        && secs.is_finite()
-        && secs.abs() < 1e13
-    {
-        return Ok((secs * 1000.0).round() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_value",
-                format!("{s:?} is neither Unix seconds nor RFC 3339"),
-            )
-            .field(field)
-        })
-}
-
-fn parse_time_opt(s: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
-    s.map(|s| parse_time(s, field)).transpose()
-}
-
-/// Parses a duration as Prometheus's HTTP API does: float seconds (`60`, `0.5`), or a
-/// Prometheus duration (`30s`, `1h30m`, `1d`); it must be positive.
-pub fn parse_duration_ms(s: &str, field: &str) -> Result<i64, ApiError> {
-    let bad =
-        || ApiError::bad_request("invalid_value", format!("{s:?} is not a duration")).field(field);
-    let ms = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() => (secs * 1000.0) as i64,
-        Ok(_) => return Err(bad()),
-        Err(_) => yunwei_conf::parse_duration_ms(s).ok_or_else(bad)?,
-    };
-    if ms > 0 { Ok(ms) } else { Err(bad()) }
-}
-
-fn presented(s: &SeriesRow, host: Option<&AgentRow>) -> BTreeMap<String, String> {
-    match host {
-        Some(h) => crate::live::presented_labels(&s.name, &s.labels, &h.hostname, &h.labels),
-        None => crate::live::presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
-    }
-}
-
-async fn series(
-    AxState(state): AxState<Arc<AppState>>,
-    Query(q): Query<SeriesParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let selector = q
-        .selector
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("missing", "required").field("match"))?;
-    let (name, matchers) = crate::selector::parse(selector)
-        .map_err(|e| ApiError::bad_request("invalid_value", e).field("match"))?;
-    let to = parse_time_opt(q.to.as_deref(), "to")?.unwrap_or(now);
-    let from = parse_time_opt(q.from.as_deref(), "from")?.unwrap_or(to - HOUR_MS);
-    if from > to {
-        return Err(ApiError::bad_request("invalid_value", "from is after to").field("from"));
-    }
-    let step = q
-        .step
-        .as_deref()
-        .map(|s| parse_duration_ms(s, "step"))
-        .transpose()?;
-    if let Some(step) = step
-        && (to - from) / step > 11_000
-    {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            "more than 11000 points per series; raise step",
-        )
-        .field("step"));
-    }
-    let raw_from = now - i64::from(state.config.retention.raw_hours) * HOUR_MS;
-    let source = match q.source.as_deref().unwrap_or("auto") {
-        "auto" => {
-            if from >= raw_from {
-                "raw"
-            } else {
-                "rollup"
-            }
-        }
-        s @ ("raw" | "rollup") => s,
-        other => {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                format!("{other:?} is not auto, raw or rollup"),
-            )
-            .field("source"));
-        }
-    };
-
-    let candidates = match &name {
-        Some(n) => state.store.series_named(n).await,
-        None => state.store.all_series().await,
-    }
-    .map_err(ApiError::internal)?;
-    let agents: BTreeMap<String, AgentRow> = state
-        .store
-        .agents()
-        .await
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .map(|a| (a.agent_id.clone(), a))
-        .collect();
-    let mut selected: Vec<(SeriesRow, BTreeMap<String, String>)> = candidates
-        .into_iter()
-        .filter_map(|s| {
-            let labels = presented(&s, agents.get(&s.agent_id));
-            matchers
-                .iter()
-                .all(|m| m.matches(labels.get(&m.name).map_or("", String::as_str)))
-                .then_some((s, labels))
-        })
-        .collect();
-    const MAX_SERIES: usize = 10_000;
-    if selected.len() > MAX_SERIES {
-        return Err(ApiError::bad_request(
-            "too_many_series",
-            format!("the selector matches more than {MAX_SERIES} series"),
-        )
-        .field("match"));
-    }
-    selected.sort_by(|a, b| a.1.cmp(&b.1));
-
-    let mut result = Vec::with_capacity(selected.len());
-    if source == "raw" {
-        let mut by_agent: BTreeMap<&str, BTreeMap<i64, Points>> = BTreeMap::new();
-        for (s, _) in &selected {
-            by_agent
-                .entry(&s.agent_id)
-                .or_default()
-                .insert(s.id, Vec::new());
-        }
-        for (agent, series) in by_agent.iter_mut() {
-            state
-                .store
-                .raw_samples(agent, from, to, |r| {
-                    if let Some(v) = series.get_mut(&r.series_id) {
-                        v.push((r.ts_ms, r.value));
-                    }
-                })
-                .await
-                .map_err(ApiError::internal)?;
-        }
-        for (s, labels) in &selected {
-            let mut points = by_agent[s.agent_id.as_str()][&s.id].clone();
-            points.sort_by_key(|p| p.0);
-            points.dedup_by_key(|p| p.0);
-            let points = match step {
-                Some(step) => downsample(&points, from, to, step),
-                None => points,
-            };
-            let values: Vec<_> = points
-                .iter()
-                .map(|&(t, v)| json!([t as f64 / 1000.0, v.to_string()]))
-                .collect();
-            result.push(json!({ "metric": labels, "values": values }));
-        }
-    } else {
-        let ids: Vec<i64> = selected.iter().map(|(s, _)| s.id).collect();
-        let hour_from = from.div_euclid(HOUR_MS) * HOUR_MS;
-        let rollups = state
-            .store
-            .rollups(&ids, hour_from, to)
-            .await
-            .map_err(ApiError::internal)?;
-        let bucket = step.unwrap_or(HOUR_MS).max(HOUR_MS);
-        for (s, labels) in &selected {
-            let mut points: Vec<(i64, crate::store::Rollup)> = Vec::new();
-            for r in rollups.iter().filter(|r| r.series_id == s.id) {
-                let b = r.hour_ms.div_euclid(bucket) * bucket;
-                match points.last_mut() {
-                    Some((t, acc)) if *t == b => {
-                        acc.min = acc.min.min(r.min);
-                        acc.max = acc.max.max(r.max);
-                        acc.sum += r.sum;
-                        acc.count += r.count;
-                        acc.last = r.last;
-                    }
-                    _ => points.push((b, *r)),
-                }
-            }
-            let values: Vec<_> = points
-                .iter()
-                .map(|(t, r)| json!([*t as f64 / 1000.0, (r.sum / r.count as f64).to_string()]))
-                .collect();
-            let rollups: Vec<_> = points
-                .iter()
-                .map(|(t, r)| json!({ "t": *t as f64 / 1000.0, "min": r.min, "max": r.max, "sum": r.sum, "count": r.count, "last": r.last }))
-                .collect();
-            result.push(json!({ "metric": labels, "values": values, "rollups": rollups }));
-        }
-    }
-    Ok(Json(json!({
-        "status": "success",
-        "data": {
-            "resultType": "matrix",
-            "source": source,
-            "resolution_seconds": if source == "raw" { step.map(|s| s as f64 / 1000.0) } else { Some(step.unwrap_or(HOUR_MS).max(HOUR_MS) as f64 / 1000.0) },
-            "result": result,
-        }
-    })))
-}
-
-/// Timestamped values of one series.
-type Points = Vec<(i64, f64)>;
-
-/// The last sample in `(t - step, t]` for each `t = from, from + step, ..., <= to`.
-fn downsample(points: &[(i64, f64)], from: i64, to: i64, step: i64) -> Vec<(i64, f64)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut t = from;
-    while t <= to {
-        let mut last = None;
-        while i < points.len() && points[i].0 <= t {
-            if points[i].0 > t - step {
-                last = Some(points[i].1);
-            }
-            i += 1;
-        }
-        if let Some(v) = last {
-            out.push((t, v));
-        }
-        t += step;
-    }
-    out
-}
-
-async fn rules(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
-    let default = state.config.rules.evaluation_interval_secs as i64 * 1000;
-    Json(crate::rules::rules_json(
-        &state.rules.read().expect("rules lock"),
-        default,
-    ))
-}
-
-async fn alerts(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(crate::rules::alerts_json(
-        &state.rules.read().expect("rules lock"),
-    ))
-}
-
-/// `POST /api/v1/rules/reload`: re-reads the rule files; an invalid set is refused with every
-/// diagnostic and the running set is kept.
-async fn reload_rules(
-    AxState(state): AxState<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match crate::rules::reload(&state) {
-        Ok(n) => Ok(Json(
-            json!({ "status": "success", "data": { "groups": n } }),
-        )),
-        Err(e) => Err(ApiError::bad_request("invalid_rules", e).field("rule_files")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_times_parse_like_prometheus() {
-        assert_eq!(parse_duration_ms("15s", "step").unwrap(), 15_000);
-        assert_eq!(parse_duration_ms("1h", "step").unwrap(), HOUR_MS);
-        assert_eq!(parse_duration_ms("60", "step").unwrap(), 60_000);
-        // Prometheus accepts compound durations; so does every yunwei duration.
-        assert_eq!(parse_duration_ms("1h30m", "step").unwrap(), 90 * 60_000);
-        assert!(parse_duration_ms("0s", "step").is_err());
-        assert_eq!(
-            parse_duration_ms("-1", "step")
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("step")
-        );
-        assert_eq!(
-            parse_time("1700000000.5", "from").unwrap(),
-            1_700_000_000_500
-        );
-        assert_eq!(
-            parse_time("2026-01-01T00:00:00+08:00", "from").unwrap(),
-            1_767_196_800_000
-        );
-        assert_eq!(
-            parse_time("yesterday", "from")
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("from")
-        );
-    }
-
-    #[test]
-    fn downsample_takes_the_last_sample_in_each_step() {
-        let p = [(1, 1.0), (9, 2.0), (11, 3.0), (35, 4.0)];
-        assert_eq!(
-            downsample(&p, 10, 40, 10),
-            vec![(10, 2.0), (20, 3.0), (40, 4.0)]
-        );
-    }
 }

@@ -2,17 +2,16 @@
 //! small bilingual confirmation page whose form posts to `POST /ack/{token}`, which
 //! acknowledges, so that mail scanners prefetching links acknowledge nothing), alert groups with acknowledge / unacknowledge / resolve, the notification
 //! log and queue, silences and exclusion requests. The acting user is the logged-in caller
-//! (`auth::Principal`); a `by` field in a request body is ignored for authenticated callers.
+//! (`http::authz::Principal`); a `by` field in a request body is ignored for authenticated callers.
 
 use std::sync::Arc;
 
 use axum::{
-    Extension, Router,
+    Extension,
     body::Bytes,
     extract::{Path, Query, State as AxState},
     http::StatusCode,
     response::{Html, IntoResponse, Json, Response},
-    routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,7 +20,7 @@ use crate::notify::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
     http::{ApiError, json_body},
-    auth::Principal,
+    http::authz::Principal,
     now_ms,
     store::{
         incidents::{Clock, IncidentRow},
@@ -29,26 +28,6 @@ use crate::{
     },
 };
 
-/// The routes, merged into the API router.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/ack/{token}", get(ack_confirm).post(ack_link))
-        .route("/api/v1/notify/groups", get(groups))
-        .route("/api/v1/notify/groups/{id}/{action}", post(group_action))
-        .route("/api/v1/notify/groups/{id}/acks", get(group_acks))
-        .route("/api/v1/notify/log", get(log))
-        .route("/api/v1/notify/queue", get(queue))
-        .route("/api/v1/silences", get(silences).post(create_silence))
-        .route("/api/v1/silences/{id}/expire", post(expire_silence))
-        .route(
-            "/api/v1/exclusions",
-            get(exclusions).post(request_exclusion),
-        )
-        .route("/api/v1/exclusions/{id}/{decision}", post(review_exclusion))
-        .route("/api/v1/incidents", get(incidents).post(create_incident))
-        .route("/api/v1/incidents/{id}", get(incident))
-        .route("/api/v1/incidents/{id}/{action}", post(incident_action))
-}
 
 /// The acting user: the logged-in caller when there is one (the request body cannot speak for
 /// someone else), otherwise the body's `by` (callers the policy lets in unauthenticated).
@@ -89,7 +68,7 @@ fn invalid_link(why: &str) -> Response {
 
 /// `GET /ack/{token}`: changes nothing (mail scanners fetch links); asks to confirm by a form
 /// that posts to the same address.
-async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+pub(super) async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
         Err(why) => return invalid_link(why),
@@ -103,7 +82,7 @@ async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t): Path<Strin
 }
 
 /// `POST /ack/{token}`: acknowledges for the link's recipient.
-async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+pub(super) async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
         Err(why) => return invalid_link(why),
@@ -126,7 +105,7 @@ async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>)
     }
 }
 
-async fn groups(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
+pub(super) async fn groups(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
     let groups = state.notify.groups().await;
     Json(
         json!({ "status": "success", "data": groups.iter().map(|g| json!({
@@ -151,7 +130,7 @@ struct ActionBody {
     by: String,
 }
 
-async fn group_action(
+pub(super) async fn group_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
@@ -173,7 +152,7 @@ async fn group_action(
     Ok(Json(json!({ "status": "success" })))
 }
 
-async fn group_acks(
+pub(super) async fn group_acks(
     AxState(state): AxState<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -186,12 +165,12 @@ async fn group_acks(
 }
 
 #[derive(Deserialize)]
-struct LogQuery {
+pub(super) struct LogQuery {
     group: Option<String>,
     limit: Option<i64>,
 }
 
-async fn log(
+pub(super) async fn log(
     AxState(state): AxState<Arc<AppState>>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -207,7 +186,7 @@ async fn log(
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
 
-async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let rows = state
         .store
         .notify_queue()
@@ -225,7 +204,7 @@ async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, Ap
 
 /// Each silence with its `state` at the server's clock (`pending`, `active` or `expired`, as
 /// in Alertmanager), so clients need not compare times against a clock of their own.
-async fn silences(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn silences(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     let rows = state.store.silences().await.map_err(ApiError::internal)?;
     let rows: Vec<Value> = rows
@@ -258,7 +237,7 @@ struct SilenceBody {
     comment: String,
 }
 
-async fn create_silence(
+pub(super) async fn create_silence(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
     b: Bytes,
@@ -308,7 +287,7 @@ async fn create_silence(
     Ok(Json(json!({ "status": "success", "data": { "id": id } })))
 }
 
-async fn expire_silence(
+pub(super) async fn expire_silence(
     AxState(state): AxState<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -334,7 +313,7 @@ async fn expire_silence(
     Ok(Json(json!({ "status": "success" })))
 }
 
-async fn exclusions(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn exclusions(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let rows = state.store.exclusions().await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
@@ -356,7 +335,7 @@ struct ExclusionBody {
     by: String,
 }
 
-async fn request_exclusion(
+pub(super) async fn request_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
     b: Bytes,
@@ -427,7 +406,7 @@ struct ReviewBody {
     comment: Option<String>,
 }
 
-async fn review_exclusion(
+pub(super) async fn review_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, decision)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
@@ -477,11 +456,11 @@ async fn review_exclusion(
 }
 
 #[derive(Deserialize)]
-struct IncidentQuery {
+pub(super) struct IncidentQuery {
     open: Option<bool>,
 }
 
-async fn incidents(
+pub(super) async fn incidents(
     AxState(state): AxState<Arc<AppState>>,
     Query(q): Query<IncidentQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -493,7 +472,7 @@ async fn incidents(
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
 
-async fn incident(
+pub(super) async fn incident(
     AxState(state): AxState<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -536,7 +515,7 @@ struct NewIncident {
     note: Option<String>,
 }
 
-async fn create_incident(
+pub(super) async fn create_incident(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
     b: Bytes,
@@ -603,7 +582,7 @@ struct IncidentAction {
     reason: Option<String>,
 }
 
-async fn incident_action(
+pub(super) async fn incident_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,

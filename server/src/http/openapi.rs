@@ -1,9 +1,9 @@
 //! The OpenAPI 3 document served at `/api/v1/openapi.json`, built from the access
-//! [`crate::auth::POLICY`] table so every route (and who may call it) is in it.
+//! [`super::policy::POLICY`] table so every route (and who may call it) is in it.
 
 use serde_json::{Map, Value, json};
 
-use crate::auth::{Access, POLICY};
+use super::policy::{Access, POLICY};
 
 /// The whole document.
 pub fn document() -> Value {
@@ -65,7 +65,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "sessionCookie": { "type": "apiKey", "in": "cookie", "name": crate::auth::COOKIE },
+                "sessionCookie": { "type": "apiKey", "in": "cookie", "name": super::authz::COOKIE },
                 "apiToken": { "type": "http", "scheme": "bearer" },
                 "agentToken": { "type": "http", "scheme": "bearer", "description": "the agent token from /api/v1/enroll" },
             },
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn every_policy_route_is_documented_with_its_method() {
         let doc = super::document();
-        for r in crate::auth::POLICY {
+        for r in crate::http::policy::POLICY {
             assert!(
                 doc["paths"][r.path][r.method.to_lowercase()].is_object(),
                 "{} {} missing",

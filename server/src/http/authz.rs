@@ -1,0 +1,248 @@
+//! Who is calling: the session cookie (with its CSRF token) or an API token, checked against
+//! [`super::policy::POLICY`] for every matched route; state-changing calls are audited.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State as AxState},
+    http::{HeaderMap, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    ApiError,
+    policy::{Access, policy_for},
+};
+use crate::{
+    AppState, audit,
+    auth::{Perm, Role, users},
+    now_ms,
+};
+
+/// Who is making a request, put in the request's extensions by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// User name, or `token:<name>`.
+    pub actor: String,
+    pub role: Role,
+    pub perms: Vec<Perm>,
+    /// The session's id hash, for logout.
+    pub session: Option<String>,
+    pub source: String,
+}
+
+/// The session cookie's name.
+pub const COOKIE: &str = "yunwei_session";
+/// The header a cookie-authenticated state-changing request must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name`.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The client's address, as the listener saw it.
+pub fn source_of(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
+
+/// Finds the caller from a bearer token or the session cookie; `Ok(None)` when there is
+/// neither.
+async fn principal(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    source: String,
+) -> Result<Option<Principal>, ApiError> {
+    let now = now_ms();
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let secret = auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("malformed Authorization header"))?;
+        let t = users::token_by_secret(&state.store, secret.trim())
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unauthenticated("unknown API token"))?;
+        if t.revoked {
+            return Err(unauthenticated("the API token was revoked"));
+        }
+        if t.expires_ms.is_some_and(|e| e <= now) {
+            return Err(unauthenticated("the API token has expired"));
+        }
+        let perms = t
+            .role
+            .perms()
+            .iter()
+            .copied()
+            .filter(|p| t.scopes.is_empty() || t.scopes.contains(p))
+            .collect();
+        return Ok(Some(Principal {
+            actor: format!("token:{}", t.name),
+            role: t.role,
+            perms,
+            session: None,
+            source,
+        }));
+    }
+    let Some(id) = cookie_value(headers, COOKIE) else {
+        return Ok(None);
+    };
+    let s = users::session(&state.store, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| unauthenticated("not logged in or the session has ended"))?;
+    let idle_ms = state.config.auth.session_idle_secs as i64 * 1000;
+    if s.disabled || now - s.last_seen_ms > idle_ms || now >= s.expires_ms {
+        users::end_session(&state.store, &s.id_hash)
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(unauthenticated("the session has ended; log in again"));
+    }
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, s.csrf_token.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong CSRF token",
+            )
+            .field(CSRF_HEADER));
+        }
+    }
+    users::touch_session(&state.store, &s.id_hash, now)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Some(Principal {
+        actor: s.user,
+        role: s.role,
+        perms: s.role.perms().to_vec(),
+        session: Some(s.id_hash),
+        source,
+    }))
+}
+
+/// The middleware: applies [`POLICY`] to every matched route and records every
+/// state-changing call (allowed or refused) in the audit log.
+pub async fn authorize(
+    AxState(state): AxState<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+    else {
+        // Unmatched: the fallback answers 404.
+        return next.run(req).await;
+    };
+    let Some(policy) = policy_for(req.method(), &route) else {
+        tracing::error!(route, method = %req.method(), "route has no access policy");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route has no access policy",
+        )
+        .into_response();
+    };
+    let required = match policy.access {
+        Access::Public | Access::Agent => return next.run(req).await,
+        Access::Authenticated => None,
+        Access::Perm(p) => Some(p),
+    };
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let action = format!("{} {route}", policy.method);
+    let target = req.uri().path().to_string();
+    let source = source_of(&req);
+    let outcome = match principal(&state, req.method(), req.headers(), source.clone()).await {
+        Ok(Some(p)) => match required {
+            Some(perm) if !p.perms.contains(&perm) => Err((
+                Some(p.actor.clone()),
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "{} {} may not do this (needs the {} permission)",
+                        if p.session.is_some() { "user" } else { "token" },
+                        p.actor,
+                        perm.as_str()
+                    ),
+                ),
+            )),
+            _ => Ok(p),
+        },
+        Ok(None) => Err((None, unauthenticated("log in or send an API token"))),
+        Err(e) => Err((None, e)),
+    };
+    match outcome {
+        Ok(p) => {
+            let actor = p.actor.clone();
+            req.extensions_mut().insert(p);
+            let resp = next.run(req).await;
+            if mutating {
+                let status = resp.status();
+                let result = if status.is_success() {
+                    "success".to_string()
+                } else {
+                    format!("failure: {}", status.as_u16())
+                };
+                audit::record(
+                    &state.store,
+                    now_ms(),
+                    audit::Entry {
+                        actor,
+                        action,
+                        target,
+                        result,
+                        source,
+                        detail: serde_json::json!({}),
+                    },
+                )
+                .await;
+            }
+            resp
+        }
+        Err((actor, e)) => {
+            if mutating {
+                audit::record(
+                    &state.store,
+                    now_ms(),
+                    audit::Entry {
+                        actor: actor.unwrap_or_else(|| "anonymous".into()),
+                        action,
+                        target,
+                        result: format!("denied: {}", e.status.as_u16()),
+                        source,
+                        detail: serde_json::json!({ "reason": e.message }),
+                    },
+                )
+                .await;
+            }
+            e.into_response()
+        }
+    }
+}
+
