@@ -167,9 +167,51 @@ pub fn build(inp: &Inputs<'_>) -> Report {
     let c = inp.contract;
     let lang = inp.lang;
     let tz = c.time_zone;
-    let until = a.as_of_ms.clamp(a.period.start_ms, a.period.end_ms);
+    let completeness = completeness(inp);
+    let period = Period {
+        kind: period_kind(&a.period.label),
+        label: a.period.label.clone(),
+        start_ms: a.period.start_ms,
+        end_ms: a.period.end_ms,
+    };
+    let mut report = Report {
+        schema: SCHEMA.to_string(),
+        cover: Cover {
+            contract_id: c.id.clone(),
+            contract_name: c.name.clone(),
+            party_a: c.parties.buyer.clone(),
+            party_b: c.parties.vendor.clone(),
+            period,
+            time_zone: tz.name().to_string(),
+            utc_offset_minutes: utc_offset_minutes(c, a.period.start_ms),
+            generated_at_ms: inp.generated_at_ms,
+            data_completeness_pct: completeness.overall_pct,
+            provisional: a.provisional,
+            lang,
+            version: inp.version,
+        },
+        summary: summary(inp),
+        availability: availability(inp),
+        incidents: incidents(inp),
+        adjustments: adjustments(inp),
+        inspections: inspections(inp),
+        resources: resources(inp),
+        alerts: inp.alerts.clone(),
+        exclusions: exclusions(inp),
+        completeness,
+        evidence: Vec::new(),
+    };
+    // Appendix: every cited evidence id, described from its row.
+    report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);
+    report
+}
 
-    // Availability.
+/// The availability of each assessed system, with its daily figures for the chart.
+fn availability(inp: &Inputs<'_>) -> Vec<SystemAvailability> {
+    let a = inp.assessment;
+    let c = inp.contract;
+    let tz = c.time_zone;
+    let until = a.as_of_ms.clamp(a.period.start_ms, a.period.end_ms);
     let mut availability = Vec::new();
     for s in &a.systems {
         let sys = c.systems.iter().find(|x| x.id == s.system);
@@ -230,10 +272,14 @@ pub fn build(inp: &Inputs<'_>) -> Report {
             evidence: evidence.into_iter().collect(),
         });
     }
+    availability
+}
 
-    // Incidents.
-    let incidents = a
-        .incidents
+/// The incidents and their clocks.
+fn incidents(inp: &Inputs<'_>) -> Vec<Incident> {
+    let a = inp.assessment;
+    let c = inp.contract;
+    a.incidents
         .iter()
         .map(|i| {
             let row = inp.evidence.incidents.iter().find(|r| r.id == i.incident);
@@ -261,9 +307,13 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                 evidence: vec![i.incident.clone()],
             }
         })
-        .collect();
+        .collect()
+}
 
-    // Deductions, bonuses, vetoes.
+/// Deductions, bonuses and vetoes.
+fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
+    let a = inp.assessment;
+    let lang = inp.lang;
     let mut adjustments = Vec::new();
     for d in &a.deductions {
         let mut arithmetic: Vec<String> = d
@@ -314,8 +364,14 @@ pub fn build(inp: &Inputs<'_>) -> Report {
             evidence: v.evidence.clone(),
         });
     }
+    adjustments
+}
 
-    // Inspections: the records in the period (done or late), then the missed ones.
+/// Inspections: the records in the period (done or late), then the missed ones.
+fn inspections(inp: &Inputs<'_>) -> Vec<Inspection> {
+    let a = inp.assessment;
+    let c = inp.contract;
+    let lang = inp.lang;
     let grace = c.inspections.as_ref().map_or(0, |i| i.grace.0);
     let kind_name = |k: InspectionKind| match k {
         InspectionKind::Daily => lang.pick("日常巡检", "daily inspection"),
@@ -352,8 +408,12 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         });
     }
     inspections.sort_by(|x, y| (x.due_ms, &x.name).cmp(&(y.due_ms, &y.name)));
+    inspections
+}
 
-    // Resources: p95 of the hourly means per host and metric.
+/// Resources: p95 of the hourly means per host and metric.
+fn resources(inp: &Inputs<'_>) -> Resources {
+    let c = inp.contract;
     let mut series: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for r in &inp.evidence.resources {
         if r.count > 0 {
@@ -400,10 +460,17 @@ pub fn build(inp: &Inputs<'_>) -> Report {
             e.disk_p95_pct = v;
         }
     }
+    Resources {
+        hosts: hosts.into_values().collect(),
+        disks_filling: Vec::new(),
+    }
+}
 
-    // Exclusions.
-    let exclusions = a
-        .exclusions
+/// The exclusions the assessment considered, with the report's status for each.
+fn exclusions(inp: &Inputs<'_>) -> Vec<Exclusion> {
+    let a = inp.assessment;
+    let lang = inp.lang;
+    a.exclusions
         .iter()
         .filter_map(|u| {
             let row = inp
@@ -438,9 +505,14 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                 status,
             })
         })
-        .collect();
+        .collect()
+}
 
-    // Completeness.
+/// Data completeness overall and per system, and who bears missing data.
+fn completeness(inp: &Inputs<'_>) -> Completeness {
+    let a = inp.assessment;
+    let c = inp.contract;
+    let lang = inp.lang;
     let (mut owed, mut missing) = (0.0, 0.0);
     let mut systems = Vec::new();
     let mut borne = BTreeSet::new();
@@ -475,13 +547,18 @@ pub fn build(inp: &Inputs<'_>) -> Report {
     } else {
         100.0
     };
-    let completeness = Completeness {
+    Completeness {
         overall_pct: f(overall),
         systems,
         borne_by: borne.into_iter().collect::<Vec<_>>().join("; "),
-    };
+    }
+}
 
-    // Summary.
+/// The summary: score, grade, payment effect and the trend with this period appended.
+fn summary(inp: &Inputs<'_>) -> Summary {
+    let a = inp.assessment;
+    let c = inp.contract;
+    let lang = inp.lang;
     let grade = grade_of(c, a);
     let score = f(a.score);
     let mut trend = inp.trend.clone();
@@ -516,7 +593,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
                 .to_string(),
         },
     };
-    let summary = Summary {
+    Summary {
         base_score: f(c.scoring.base),
         deductions_total: f(a.deducted),
         bonuses_total: f(a.bonus),
@@ -524,65 +601,28 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         grade,
         payment,
         trend,
-    };
+    }
+}
 
-    // Appendix: every cited evidence id, described from its row.
+/// Every evidence id the report's sections cite, for the appendix.
+fn cited(r: &Report) -> BTreeSet<String> {
     let mut cited: BTreeSet<String> = BTreeSet::new();
-    for s in &availability {
+    for s in &r.availability {
         cited.extend(s.evidence.iter().cloned());
     }
-    for i in &incidents {
-        let i: &Incident = i;
+    for i in &r.incidents {
         cited.extend(i.evidence.iter().cloned());
     }
-    for x in &adjustments {
+    for x in &r.adjustments {
         cited.extend(x.evidence.iter().cloned());
     }
-    for x in &inspections {
+    for x in &r.inspections {
         cited.extend(x.evidence.iter().cloned());
     }
-    for x in &exclusions {
-        let x: &Exclusion = x;
+    for x in &r.exclusions {
         cited.insert(x.id.clone());
     }
-    let evidence = appendix(&cited, inp.evidence, a, lang, &inp.notes);
-
-    let period = Period {
-        kind: period_kind(&a.period.label),
-        label: a.period.label.clone(),
-        start_ms: a.period.start_ms,
-        end_ms: a.period.end_ms,
-    };
-    Report {
-        schema: SCHEMA.to_string(),
-        cover: Cover {
-            contract_id: c.id.clone(),
-            contract_name: c.name.clone(),
-            party_a: c.parties.buyer.clone(),
-            party_b: c.parties.vendor.clone(),
-            period,
-            time_zone: tz.name().to_string(),
-            utc_offset_minutes: utc_offset_minutes(c, a.period.start_ms),
-            generated_at_ms: inp.generated_at_ms,
-            data_completeness_pct: completeness.overall_pct,
-            provisional: a.provisional,
-            lang,
-            version: inp.version,
-        },
-        summary,
-        availability,
-        incidents,
-        adjustments,
-        inspections,
-        resources: Resources {
-            hosts: hosts.into_values().collect(),
-            disks_filling: Vec::new(),
-        },
-        alerts: inp.alerts.clone(),
-        exclusions,
-        completeness,
-        evidence,
-    }
+    cited
 }
 
 fn appendix(

@@ -38,8 +38,8 @@ pub use window::{local_date, window_spans};
 
 use crate::calendar::Calendar;
 use crate::contract::{
-    AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen, FeePer, InspectionDays,
-    KpiAggregate, MissingData, Payment, ServiceWindow, System,
+    AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen, FeePer, Grade,
+    InspectionDays, KpiAggregate, MissingData, Payment, ServiceWindow, System,
 };
 use spans::{Spans, intersect, normalize, subtract, total};
 
@@ -373,6 +373,27 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// What one assessment looks at: the contract with its calendar, the evidence, the period,
+/// and the bounds that `as_of_ms` puts on it.
+struct Scope<'a> {
+    contract: &'a Contract,
+    calendar: &'a Calendar,
+    period: &'a Period,
+    ev: &'a Evidence,
+    /// When the evidence is known.
+    as_of_ms: i64,
+    /// The period's start.
+    start: i64,
+    /// Where the assessment stops: `as_of_ms` within the period.
+    until: i64,
+}
+
+/// Status intervals per subject (kind and id), in time order.
+type BySubject<'e> = BTreeMap<(SubjectKind, &'e str), Vec<&'e StatusInterval>>;
+
+/// Approved exclusion spans per system id.
+type ApprovedSpans = BTreeMap<String, Vec<(i64, i64)>>;
+
 /// Assesses `contract` over `period` with the evidence known at `as_of_ms`.
 pub fn assess(
     contract: &Contract,
@@ -382,21 +403,129 @@ pub fn assess(
     ev: &Evidence,
 ) -> Assessment {
     let start = period.start_ms;
-    let until = as_of_ms.clamp(start, period.end_ms);
+    let sc = Scope {
+        contract,
+        calendar,
+        period,
+        ev,
+        as_of_ms,
+        start,
+        until: as_of_ms.clamp(start, period.end_ms),
+    };
+    let mut reasons = provisional_reasons(&sc);
+    let by_subject = intervals_by_subject(ev);
+    let (exclusions, approved_by_system) = exclusion_uses(&sc);
+
+    let mut guessed_any = false;
+    let mut systems_out = Vec::new();
+    for sys in &contract.systems {
+        let (out, guessed) = system_availability(&sc, sys, &by_subject, &approved_by_system);
+        guessed_any |= guessed;
+        systems_out.push(out);
+    }
+    let (incident_out, guessed) = incident_results(&sc);
+    guessed_any |= guessed;
+
+    let resources = resource_kpis(contract, ev, start, sc.until);
+    // A slot counts in the period it is scheduled in, once its deadline has passed at
+    // `as_of_ms` — even when the grace runs past the period's end.
+    let inspections = inspection_summary(contract, calendar, ev, period, as_of_ms.max(start));
+    if inspections.not_recorded > 0 {
+        reasons.push(format!(
+            "{} inspections were due before yunwei began recording inspections and are not assessed",
+            inspections.not_recorded
+        ));
+    }
+
+    if guessed_any && !reasons.iter().any(|r| r.contains("calendar")) {
+        reasons.insert(
+            0,
+            "a service window needed a year the calendar lacks".to_string(),
+        );
+    }
+
+    let events = period_events(&sc);
+    let deductions = deductions(
+        contract,
+        &systems_out,
+        &incident_out,
+        &resources,
+        &inspections,
+        &events,
+    );
+    // `fold` from +0.0: an empty `sum` of f64 is −0.0, which would serialize as `-0.0`.
+    let deducted: f64 = deductions.iter().fold(0.0, |a, d| a + d.points);
+    let bonuses = bonuses(contract, &events);
+    let bonus = bonuses
+        .iter()
+        .fold(0.0, |a, b| a + b.points)
+        .min(contract.scoring.bonus_cap);
+    let vetoes = vetoes(contract, &events);
+    let scoring = &contract.scoring;
+    let score = round2(
+        (scoring.base - deducted + bonus).clamp(scoring.floor, scoring.base + scoring.bonus_cap),
+    );
+    let vetoed = !vetoes.is_empty();
+    let grade = if vetoed {
+        contract.grades.last()
+    } else {
+        contract.grade_for(score)
+    };
+    let payment = payment_effect(contract, period, grade, score);
+    let report_due = contract
+        .report_due_working_day
+        .map(|n| nth_working_day_after(calendar, period.end, n));
+    let notes = notes(&sc, &systems_out, &incident_out);
+
+    Assessment {
+        contract_id: contract.id.clone(),
+        period: period.clone(),
+        as_of_ms,
+        assessed_until_ms: sc.until,
+        provisional: !reasons.is_empty(),
+        provisional_reasons: reasons,
+        notes,
+        systems: systems_out,
+        incidents: incident_out,
+        resources,
+        inspections,
+        exclusions,
+        deductions,
+        bonuses,
+        vetoes,
+        deducted,
+        bonus,
+        score,
+        grade: grade.map(|g| GradeResult {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            name_en: g.name_en.clone(),
+            vetoed,
+        }),
+        payment,
+        report_due,
+    }
+}
+
+/// Why the result is provisional so far: years the calendar lacks, a period not yet over.
+fn provisional_reasons(sc: &Scope<'_>) -> Vec<String> {
     let mut reasons = Vec::new();
-    for y in period.years() {
-        if !calendar.has_year(y) {
+    for y in sc.period.years() {
+        if !sc.calendar.has_year(y) {
             reasons.push(format!(
                 "the calendar has no data for {y}: Monday to Friday were taken as working days"
             ));
         }
     }
-    if as_of_ms < period.end_ms {
+    if sc.as_of_ms < sc.period.end_ms {
         reasons.push("the period is not over".to_string());
     }
+    reasons
+}
 
-    // Index subjects' intervals.
-    let mut by_subject: BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>> = BTreeMap::new();
+/// Index subjects' intervals.
+fn intervals_by_subject(ev: &Evidence) -> BySubject<'_> {
+    let mut by_subject: BySubject<'_> = BTreeMap::new();
     for iv in &ev.intervals {
         by_subject
             .entry((iv.kind, iv.subject.as_str()))
@@ -406,14 +535,18 @@ pub fn assess(
     for v in by_subject.values_mut() {
         v.sort_by(|a, b| (a.start_ms, a.end_ms, &a.id).cmp(&(b.start_ms, b.end_ms, &b.id)));
     }
+    by_subject
+}
 
-    // Exclusions: which systems each applies to.
+/// Exclusions: which systems each applies to; and the approved spans per system.
+fn exclusion_uses(sc: &Scope<'_>) -> (Vec<ExclusionUse>, ApprovedSpans) {
+    let (contract, ev) = (sc.contract, sc.ev);
     let mut exclusions = Vec::new();
-    let mut approved_by_system: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut approved_by_system = ApprovedSpans::new();
     let mut sorted_ex: Vec<&Exclusion> = ev
         .exclusions
         .iter()
-        .filter(|x| x.from_ms < period.end_ms && x.to_ms > start)
+        .filter(|x| x.from_ms < sc.period.end_ms && x.to_ms > sc.start)
         .collect();
     sorted_ex.sort_by(|a, b| (a.from_ms, &a.id).cmp(&(b.from_ms, &b.id)));
     for x in sorted_ex {
@@ -446,145 +579,138 @@ pub fn assess(
             systems,
         });
     }
+    (exclusions, approved_by_system)
+}
 
-    let mut guessed_any = false;
-    let mut systems_out = Vec::new();
-    for sys in &contract.systems {
-        // A validated contract names only windows and tiers it defines; a hand-built one that
-        // does not is assessed 7x24 against a 100 % target rather than panicking.
-        let window = contract
-            .service_windows
-            .get(&sys.window)
-            .unwrap_or(&ServiceWindow::Always {});
-        let fallback = AvailabilityObjective {
-            target_percent: 100.0,
-            min_outage: Default::default(),
-            missing_data: MissingData::Excluded,
-        };
-        let obj = contract.availability.get(&sys.tier).unwrap_or(&fallback);
-        let (win, g1) = window_spans(contract, calendar, window, Some(&sys.id), start, until);
-        let (full_win, g2) = window_spans(
-            contract,
-            calendar,
-            window,
-            Some(&sys.id),
-            start,
-            period.end_ms,
-        );
-        guessed_any |= g1 || g2;
-        let subjects: Vec<&Subject> = {
-            let mut v: Vec<&Subject> = ev.subjects.iter().filter(|s| selects(sys, s)).collect();
-            v.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-            v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
-            v
-        };
-        let (down, unknown) = system_states(sys, &subjects, &by_subject, start, until);
-        // Outages as they happened; drop the short ones.
-        let min = obj.min_outage.0;
-        let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
-        let excl: Spans = normalize(approved_by_system.get(&sys.id).cloned().unwrap_or_default());
-        let down_in_win = intersect(&counted_down, &win);
-        let down_counted = subtract(&down_in_win, &excl);
-        let excluded_ms = total(&down_in_win) - total(&down_counted);
-        let missing = intersect(&unknown, &win);
-        let missing_ms = total(&missing);
-        let win_ms = total(&win);
-        let (measured_ms, down_ms) = match obj.missing_data {
-            MissingData::Excluded => (win_ms - missing_ms, total(&down_counted)),
-            MissingData::AsUp => (win_ms, total(&down_counted)),
-            MissingData::AsDown => (
-                win_ms,
-                total(&down_counted) + total(&subtract(&missing, &excl)),
-            ),
-        };
-        let actual =
-            (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
-        let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
-        let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
-        let evidence = outage_evidence(&subjects, &by_subject, &counted_down);
-        let outages = counted_down
+/// The availability of one system, and whether its service window needed a year the calendar
+/// lacks.
+fn system_availability(
+    sc: &Scope<'_>,
+    sys: &System,
+    by_subject: &BySubject<'_>,
+    approved_by_system: &ApprovedSpans,
+) -> (SystemAvailability, bool) {
+    let (contract, calendar, period) = (sc.contract, sc.calendar, sc.period);
+    let (start, until) = (sc.start, sc.until);
+    // A validated contract names only windows and tiers it defines; a hand-built one that
+    // does not is assessed 7x24 against a 100 % target rather than panicking.
+    let window = contract
+        .service_windows
+        .get(&sys.window)
+        .unwrap_or(&ServiceWindow::Always {});
+    let fallback = AvailabilityObjective {
+        target_percent: 100.0,
+        min_outage: Default::default(),
+        missing_data: MissingData::Excluded,
+    };
+    let obj = contract.availability.get(&sys.tier).unwrap_or(&fallback);
+    let (win, g1) = window_spans(contract, calendar, window, Some(&sys.id), start, until);
+    let (full_win, g2) = window_spans(
+        contract,
+        calendar,
+        window,
+        Some(&sys.id),
+        start,
+        period.end_ms,
+    );
+    let subjects: Vec<&Subject> = {
+        let mut v: Vec<&Subject> = sc.ev.subjects.iter().filter(|s| selects(sys, s)).collect();
+        v.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
+        v
+    };
+    let (down, unknown) = system_states(sys, &subjects, by_subject, start, until);
+    // Outages as they happened; drop the short ones.
+    let min = obj.min_outage.0;
+    let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
+    let excl: Spans = normalize(approved_by_system.get(&sys.id).cloned().unwrap_or_default());
+    let down_in_win = intersect(&counted_down, &win);
+    let down_counted = subtract(&down_in_win, &excl);
+    let excluded_ms = total(&down_in_win) - total(&down_counted);
+    let missing = intersect(&unknown, &win);
+    let missing_ms = total(&missing);
+    let win_ms = total(&win);
+    let (measured_ms, down_ms) = match obj.missing_data {
+        MissingData::Excluded => (win_ms - missing_ms, total(&down_counted)),
+        MissingData::AsUp => (win_ms, total(&down_counted)),
+        MissingData::AsDown => (
+            win_ms,
+            total(&down_counted) + total(&subtract(&missing, &excl)),
+        ),
+    };
+    let actual =
+        (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
+    let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
+    let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
+    let evidence = outage_evidence(&subjects, by_subject, &counted_down);
+    let outages = counted_down
+        .iter()
+        .zip(evidence)
+        .map(|(&(s, e), evidence)| Outage {
+            start_ms: s,
+            end_ms: e,
+            counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
+            evidence,
+        })
+        .collect();
+    let out = SystemAvailability {
+        system: sys.id.clone(),
+        name: sys.name.clone(),
+        tier: sys.tier.clone(),
+        target_percent: obj.target_percent,
+        period_minutes: minutes(period.end_ms - start),
+        window_minutes: minutes(win_ms),
+        measured_minutes: minutes(measured_ms),
+        downtime_minutes: minutes(down_ms),
+        excluded_minutes: minutes(excluded_ms),
+        missing_minutes: minutes(missing_ms),
+        ignored_short_minutes: minutes(total(&intersect(&short, &win))),
+        actual_percent: actual,
+        met,
+        error_budget_left_minutes: ((budget - minutes(down_ms)) * 1e6).round() / 1e6,
+        outages,
+        subjects: subjects
             .iter()
-            .zip(evidence)
-            .map(|(&(s, e), evidence)| Outage {
-                start_ms: s,
-                end_ms: e,
-                counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
-                evidence,
-            })
-            .collect();
-        systems_out.push(SystemAvailability {
-            system: sys.id.clone(),
-            name: sys.name.clone(),
-            tier: sys.tier.clone(),
-            target_percent: obj.target_percent,
-            period_minutes: minutes(period.end_ms - start),
-            window_minutes: minutes(win_ms),
-            measured_minutes: minutes(measured_ms),
-            downtime_minutes: minutes(down_ms),
-            excluded_minutes: minutes(excluded_ms),
-            missing_minutes: minutes(missing_ms),
-            ignored_short_minutes: minutes(total(&intersect(&short, &win))),
-            actual_percent: actual,
-            met,
-            error_budget_left_minutes: ((budget - minutes(down_ms)) * 1e6).round() / 1e6,
-            outages,
-            subjects: subjects
-                .iter()
-                .map(|s| subject_key(s.kind, &s.id))
-                .collect(),
-        });
-    }
+            .map(|s| subject_key(s.kind, &s.id))
+            .collect(),
+    };
+    (out, g1 || g2)
+}
 
-    // Incident clocks.
-    let mut incidents: Vec<&Incident> = ev
+/// Incident clocks of the incidents detected in the period, and whether any needed a year the
+/// calendar lacks.
+fn incident_results(sc: &Scope<'_>) -> (Vec<IncidentClocks>, bool) {
+    let mut incidents: Vec<&Incident> = sc
+        .ev
         .incidents
         .iter()
-        .filter(|i| i.detected_ms >= start && i.detected_ms < period.end_ms)
+        .filter(|i| i.detected_ms >= sc.start && i.detected_ms < sc.period.end_ms)
         .collect();
     incidents.sort_by(|a, b| (a.detected_ms, &a.id).cmp(&(b.detected_ms, &b.id)));
+    let mut guessed_any = false;
     let mut incident_out = Vec::new();
     for inc in incidents {
-        let (r, g) = incident_clocks(contract, calendar, inc, as_of_ms);
+        let (r, g) = incident_clocks(sc.contract, sc.calendar, inc, sc.as_of_ms);
         guessed_any |= g;
         incident_out.push(r);
     }
+    (incident_out, guessed_any)
+}
 
-    let resources = resource_kpis(contract, ev, start, until);
-    // A slot counts in the period it is scheduled in, once its deadline has passed at
-    // `as_of_ms` — even when the grace runs past the period's end.
-    let inspections = inspection_summary(contract, calendar, ev, period, as_of_ms.max(start));
-    if inspections.not_recorded > 0 {
-        reasons.push(format!(
-            "{} inspections were due before yunwei began recording inspections and are not assessed",
-            inspections.not_recorded
-        ));
-    }
-
-    if guessed_any && !reasons.iter().any(|r| r.contains("calendar")) {
-        reasons.insert(
-            0,
-            "a service window needed a year the calendar lacks".to_string(),
-        );
-    }
-
-    // Manual events in the period.
-    let mut events: Vec<&ManualEvent> = ev
+/// Manual events in the period.
+fn period_events<'e>(sc: &Scope<'e>) -> Vec<&'e ManualEvent> {
+    let mut events: Vec<&ManualEvent> = sc
+        .ev
         .events
         .iter()
-        .filter(|e| e.at_ms >= start && e.at_ms < until)
+        .filter(|e| e.at_ms >= sc.start && e.at_ms < sc.until)
         .collect();
     events.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+    events
+}
 
-    let deductions = deductions(
-        contract,
-        &systems_out,
-        &incident_out,
-        &resources,
-        &inspections,
-        &events,
-    );
-    // `fold` from +0.0: an empty `sum` of f64 is −0.0, which would serialize as `-0.0`.
-    let deducted: f64 = deductions.iter().fold(0.0, |a, d| a + d.points);
+/// The bonus items the events hit, each within its cap.
+fn bonuses(contract: &Contract, events: &[&ManualEvent]) -> Vec<Bonus> {
     let mut bonuses = Vec::new();
     for b in &contract.scoring.bonuses {
         let hits: Vec<String> = events
@@ -606,11 +732,12 @@ pub fn assess(
             evidence: hits,
         });
     }
-    let bonus = bonuses
-        .iter()
-        .fold(0.0, |a, b| a + b.points)
-        .min(contract.scoring.bonus_cap);
-    let vetoes: Vec<VetoHit> = contract
+    bonuses
+}
+
+/// The veto items the events hit.
+fn vetoes(contract: &Contract, events: &[&ManualEvent]) -> Vec<VetoHit> {
+    contract
         .scoring
         .vetoes
         .iter()
@@ -626,16 +753,17 @@ pub fn assess(
                 evidence: hits,
             })
         })
-        .collect();
-    let sc = &contract.scoring;
-    let score = round2((sc.base - deducted + bonus).clamp(sc.floor, sc.base + sc.bonus_cap));
-    let vetoed = !vetoes.is_empty();
-    let grade = if vetoed {
-        contract.grades.last()
-    } else {
-        contract.grade_for(score)
-    };
-    let payment = contract.fee.as_ref().map(|fee| {
+        .collect()
+}
+
+/// The effect on payment, when the contract states a fee.
+fn payment_effect(
+    contract: &Contract,
+    period: &Period,
+    grade: Option<&Grade>,
+    score: f64,
+) -> Option<PaymentEffect> {
+    contract.fee.as_ref().map(|fee| {
         let days_in_year = if NaiveDate::from_ymd_opt(period.start.year(), 2, 29).is_some() {
             366.0
         } else {
@@ -668,11 +796,17 @@ pub fn assess(
             withheld: round2(period_fee - payable),
             currency: fee.currency.clone(),
         }
-    });
-    let report_due = contract
-        .report_due_working_day
-        .map(|n| nth_working_day_after(calendar, period.end, n));
+    })
+}
 
+/// Notes on the result: a period outside the contract, systems without evidence, incidents
+/// with an unknown level or no system.
+fn notes(
+    sc: &Scope<'_>,
+    systems_out: &[SystemAvailability],
+    incident_out: &[IncidentClocks],
+) -> Vec<String> {
+    let (contract, period) = (sc.contract, sc.period);
     let mut notes = Vec::new();
     if period.start < contract.period.start || period.end > contract.period.end {
         notes.push(format!(
@@ -680,7 +814,7 @@ pub fn assess(
             period.label, period.start, period.end, contract.period.start, contract.period.end
         ));
     }
-    for (sys, out) in contract.systems.iter().zip(&systems_out) {
+    for (sys, out) in contract.systems.iter().zip(systems_out) {
         if out.subjects.is_empty() {
             let policy = contract
                 .availability
@@ -698,7 +832,7 @@ pub fn assess(
             ));
         }
     }
-    for i in &incident_out {
+    for i in incident_out {
         if !i.level_known {
             notes.push(format!(
                 "incident {}: level {:?} is not defined by the contract; no clocks",
@@ -712,35 +846,7 @@ pub fn assess(
             ));
         }
     }
-
-    Assessment {
-        contract_id: contract.id.clone(),
-        period: period.clone(),
-        as_of_ms,
-        assessed_until_ms: until,
-        provisional: !reasons.is_empty(),
-        provisional_reasons: reasons,
-        notes,
-        systems: systems_out,
-        incidents: incident_out,
-        resources,
-        inspections,
-        exclusions,
-        deductions,
-        bonuses,
-        vetoes,
-        deducted,
-        bonus,
-        score,
-        grade: grade.map(|g| GradeResult {
-            id: g.id.clone(),
-            name: g.name.clone(),
-            name_en: g.name_en.clone(),
-            vetoed,
-        }),
-        payment,
-        report_due,
-    }
+    notes
 }
 
 /// The `n`th working day after `date` (of the following days).
