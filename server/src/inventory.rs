@@ -6,18 +6,15 @@
 //! a subject is up or down when a stored span covers now, and unknown otherwise, so a system's
 //! state here is the state its contract assessment will record for this moment.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use axum::{Json, extract::State as AxState};
 use serde::Serialize;
 use yunwei_sla::assess;
 
 use crate::{
     AppState,
-    http::ApiError,
     contracts::{host_labels, selected},
     ingest::{KIND_HOST, KIND_PROBE},
-    now_ms,
     timeline::{Span, State},
 };
 
@@ -85,13 +82,12 @@ async fn spans_by_subject(
     state: &AppState,
     kind: &str,
     now: i64,
-) -> Result<BTreeMap<String, Vec<Span>>, ApiError> {
+) -> sqlx::Result<BTreeMap<String, Vec<Span>>> {
     let mut out: BTreeMap<String, Vec<Span>> = BTreeMap::new();
     for (subject, span) in state
         .store
         .intervals_between(kind, now - 7 * DAY_MS, now + 1)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     {
         out.entry(subject).or_default().push(span);
     }
@@ -105,8 +101,8 @@ struct Inventory {
     probes: Vec<ProbeView>,
 }
 
-async fn inventory(state: &AppState, now: i64) -> Result<Inventory, ApiError> {
-    let agents = state.store.agents().await.map_err(ApiError::internal)?;
+async fn inventory(state: &AppState, now: i64) -> sqlx::Result<Inventory> {
+    let agents = state.store.agents().await?;
     let hosts: BTreeMap<String, (String, BTreeMap<String, String>)> = agents
         .iter()
         .map(|a| {
@@ -168,26 +164,21 @@ async fn inventory(state: &AppState, now: i64) -> Result<Inventory, ApiError> {
     })
 }
 
-/// `GET /api/v1/probes`: every probe seen in the last 24 hours.
-pub async fn probes(
-    AxState(state): AxState<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let inv = inventory(&state, now).await?;
-    Ok(Json(
-        serde_json::json!({ "now": now, "probes": inv.probes }),
-    ))
+/// Every probe seen in the last 24 hours before `now`.
+pub async fn probes(state: &AppState, now: i64) -> sqlx::Result<Vec<ProbeView>> {
+    Ok(inventory(state, now).await?.probes)
 }
 
 #[derive(Serialize)]
-struct Member {
+pub struct Member {
     id: String,
     name: String,
     state: State,
 }
 
+/// A contract's system as the inventory sees it now.
 #[derive(Serialize)]
-struct SystemView {
+pub struct SystemView {
     contract_id: String,
     contract_name: String,
     id: String,
@@ -215,12 +206,9 @@ fn count(members: &[Member]) -> [usize; 3] {
     c
 }
 
-/// `GET /api/v1/systems`: the systems of every loaded contract, with their hosts and probes.
-pub async fn systems(
-    AxState(state): AxState<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let now = now_ms();
-    let inv = inventory(&state, now).await?;
+/// The systems of every loaded contract, with their hosts and probes, at `now`.
+pub async fn systems(state: &AppState, now: i64) -> sqlx::Result<Vec<SystemView>> {
+    let inv = inventory(state, now).await?;
     let contracts = state.contracts.read().expect("contracts lock").clone();
     let mut out = Vec::new();
     for c in &contracts {
@@ -273,7 +261,7 @@ pub async fn systems(
             });
         }
     }
-    Ok(Json(serde_json::json!({ "now": now, "systems": out })))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,13 +2,12 @@
 //! [`Server::run`] serves until the shutdown future completes. `main.rs` only parses the command
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
-pub mod http;
 pub mod audit;
 pub mod auth;
 pub mod config;
-pub mod console;
 pub mod contracts;
 pub mod demo;
+pub mod http;
 pub mod ingest;
 pub mod inventory;
 pub mod live;
@@ -217,13 +216,9 @@ impl Server {
             .scheduled_reports
             .then(|| tokio::spawn(reports::schedule_loop(state.clone())));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
-        axum::serve(
-            self.listener,
-            http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        http::serve(self.listener, state.clone(), shutdown)
+            .await
+            .context("serving HTTP")?;
         maintenance.abort();
         evaluator.abort();
         hangup.abort();

@@ -22,12 +22,6 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use axum::{
-    Json,
-    extract::{Path as UrlPath, Query, State as AxState},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use yunwei_reports::{
@@ -39,7 +33,7 @@ use yunwei_reports::{
 };
 use yunwei_sla::assess::{self, Period};
 
-use crate::{AppState, http::ApiError, contracts::LoadedContract, store::Store};
+use crate::{AppState, contracts::LoadedContract, store::Store};
 
 /// The PDF font used when none is configured (Debian `fonts-noto-cjk`).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
@@ -559,138 +553,6 @@ pub fn file_name(a: &ArchivedReport, format: ReportFormat) -> String {
         a.version,
         format.name()
     )
-}
-
-fn find_contract(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
-    state
-        .contracts
-        .read()
-        .expect("contracts lock")
-        .iter()
-        .find(|c| c.contract.id == id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("contract").field("contract"))
-}
-
-/// Query of `GET /api/v1/reports`.
-#[derive(Deserialize)]
-pub struct ListQuery {
-    contract: Option<String>,
-}
-
-/// `GET /api/v1/reports?contract=ID`: archived report versions, newest period first.
-pub async fn api_list(
-    AxState(state): AxState<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<ArchivedReport>>, ApiError> {
-    list(&state.store, q.contract.as_deref())
-        .await
-        .map(Json)
-        .map_err(ApiError::internal)
-}
-
-/// Body of `POST /api/v1/reports`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenerateBody {
-    contract: String,
-    period: String,
-    #[serde(default)]
-    formats: Option<Vec<String>>,
-    #[serde(default)]
-    lang: Option<String>,
-}
-
-/// `POST /api/v1/reports` `{contract, period, formats, lang}`: generates and archives the next
-/// version; answers 201 with the archived version.
-pub async fn api_generate(
-    AxState(state): AxState<Arc<AppState>>,
-    Json(body): Json<GenerateBody>,
-) -> Result<(StatusCode, Json<ArchivedReport>), ApiError> {
-    let c = find_contract(&state, &body.contract)?;
-    let font_installed = Path::new(DEFAULT_FONT).exists();
-    let formats = match &body.formats {
-        // Every format the server can make.
-        None => ReportFormat::ALL
-            .into_iter()
-            .filter(|f| *f != ReportFormat::Pdf || font_installed)
-            .collect(),
-        Some(list) => ReportFormat::parse_list(&list.join(","))
-            .map_err(|e| ApiError::bad_request("invalid_value", e).field("formats"))?,
-    };
-    if formats.contains(&ReportFormat::Pdf) && !font_installed {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unavailable",
-            format!("pdf needs the CJK font {DEFAULT_FONT} (Debian package fonts-noto-cjk) on the server"),
-        )
-        .field("formats"));
-    }
-    let lang = match body.lang.as_deref() {
-        None => Lang::ZhCn,
-        Some(l) => {
-            parse_lang(l).map_err(|e| ApiError::bad_request("invalid_value", e).field("lang"))?
-        }
-    };
-    Period::parse(&body.period, c.contract.time_zone)
-        .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?;
-    let req = Request {
-        period: body.period.clone(),
-        formats,
-        lang,
-        font: None,
-        origin: "api".into(),
-        notes: Vec::new(),
-    };
-    let g = generate(
-        &state.store,
-        &state.config.data_dir,
-        &c,
-        &req,
-        crate::now_ms(),
-        state.config.contracts.run_inspections,
-    )
-    .await
-    .map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("has not started") {
-            ApiError::bad_request("invalid_value", msg).field("period")
-        } else {
-            ApiError::internal(e)
-        }
-    })?;
-    Ok((StatusCode::CREATED, Json(g.archived)))
-}
-
-/// `GET /api/v1/reports/{id}/{format}`: the archived file, with its content type and a
-/// download file name.
-pub async fn api_download(
-    AxState(state): AxState<Arc<AppState>>,
-    UrlPath((id, format)): UrlPath<(i64, String)>,
-) -> Result<Response, ApiError> {
-    let a = get(&state.store, id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("report"))?;
-    let f = ReportFormat::parse(&format).ok_or_else(|| {
-        ApiError::bad_request("invalid_value", "format must be html, pdf, xlsx or json")
-            .field("format")
-    })?;
-    let bytes = file(&state.store, id, f)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("report format"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, f.content_type().to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", file_name(&a, f)),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
 }
 
 /// `yunwei-server report generate`: what the command line gives.

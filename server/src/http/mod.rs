@@ -1,7 +1,7 @@
 //! The HTTP layer, the only part of the server that knows axum: the router (every route with
 //! its full path), the one error type, the middleware, and one file of handlers per area.
 
-use std::sync::Arc;
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -13,18 +13,39 @@ use axum::{
 
 pub mod auth;
 pub mod authz;
+mod console;
+mod contracts;
 mod error;
 mod hosts;
+mod ingest;
+mod inventory;
 pub mod notify;
 pub mod openapi;
 mod ops;
 pub mod policy;
+mod reports;
 mod rules;
 
 pub use error::{ApiError, json_body};
 pub use hosts::HostView;
 
-use crate::{AppState, ingest};
+use tokio::net::TcpListener;
+
+use crate::AppState;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -40,68 +61,74 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/hosts", get(hosts::hosts))
         .route("/api/v1/hosts/{id}", get(hosts::host))
-        .route("/api/v1/probes", get(crate::inventory::probes))
-        .route("/api/v1/systems", get(crate::inventory::systems))
+        .route("/api/v1/probes", get(inventory::probes))
+        .route("/api/v1/systems", get(inventory::systems))
         .route("/api/v1/series", get(hosts::series))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/rules/reload", post(rules::reload_rules))
-        .route("/api/v1/contracts", get(crate::contracts::list))
-        .route(
-            "/api/v1/contracts/{id}/status",
-            get(crate::contracts::status),
-        )
+        .route("/api/v1/contracts", get(contracts::list))
+        .route("/api/v1/contracts/{id}/status", get(contracts::status))
         .route(
             "/api/v1/contracts/{id}/assessment",
-            get(crate::contracts::assessment),
+            get(contracts::assessment),
         )
         .route(
             "/api/v1/contracts/{id}/inspections",
-            get(crate::contracts::inspections),
+            get(contracts::inspections),
         )
         .route(
             "/api/v1/contracts/{id}/events",
-            get(crate::contracts::events).post(crate::contracts::record_event),
+            get(contracts::events).post(contracts::record_event),
         )
         .route(
             "/api/v1/reports",
-            get(crate::reports::api_list).post(crate::reports::api_generate),
+            get(reports::list).post(reports::generate),
         )
-        .route(
-            "/api/v1/reports/{id}/{format}",
-            get(crate::reports::api_download),
-        )
+        .route("/api/v1/reports/{id}/{format}", get(reports::download))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::readyz))
         // Notifications, acknowledgements and silences.
-        .route("/ack/{token}", get(notify::ack_confirm).post(notify::ack_link))
+        .route(
+            "/ack/{token}",
+            get(notify::ack_confirm).post(notify::ack_link),
+        )
         .route("/api/v1/notify/groups", get(notify::groups))
-        .route("/api/v1/notify/groups/{id}/{action}", post(notify::group_action))
+        .route(
+            "/api/v1/notify/groups/{id}/{action}",
+            post(notify::group_action),
+        )
         .route("/api/v1/notify/groups/{id}/acks", get(notify::group_acks))
         .route("/api/v1/notify/log", get(notify::log))
         .route("/api/v1/notify/queue", get(notify::queue))
-        .route("/api/v1/silences", get(notify::silences).post(notify::create_silence))
+        .route(
+            "/api/v1/silences",
+            get(notify::silences).post(notify::create_silence),
+        )
         .route("/api/v1/silences/{id}/expire", post(notify::expire_silence))
         .route(
             "/api/v1/exclusions",
             get(notify::exclusions).post(notify::request_exclusion),
         )
-        .route("/api/v1/exclusions/{id}/{decision}", post(notify::review_exclusion))
-        .route("/api/v1/incidents", get(notify::incidents).post(notify::create_incident))
+        .route(
+            "/api/v1/exclusions/{id}/{decision}",
+            post(notify::review_exclusion),
+        )
+        .route(
+            "/api/v1/incidents",
+            get(notify::incidents).post(notify::create_incident),
+        )
         .route("/api/v1/incidents/{id}", get(notify::incident))
-        .route("/api/v1/incidents/{id}/{action}", post(notify::incident_action))
+        .route(
+            "/api/v1/incidents/{id}/{action}",
+            post(notify::incident_action),
+        )
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))
-        .route(
-            "/api/v1/users",
-            get(auth::list_users).post(auth::add_user),
-        )
-        .route(
-            "/api/v1/users/{name}/password",
-            post(auth::set_password),
-        )
+        .route("/api/v1/users", get(auth::list_users).post(auth::add_user))
+        .route("/api/v1/users/{name}/password", post(auth::set_password))
         .route("/api/v1/users/{name}/disable", post(auth::disable))
         .route("/api/v1/users/{name}/enable", post(auth::enable))
         .route("/api/v1/users/{name}/unlock", post(auth::unlock))
@@ -110,8 +137,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/openapi.json",
             get(|| async { Json(openapi::document()) }),
         )
-        .route("/", get(crate::console::index))
-        .route("/assets/{file}", get(crate::console::asset))
+        .route("/", get(console::index))
+        .route("/assets/{file}", get(console::asset))
         .fallback(|| async { ApiError::not_found("route") })
         // Inner layer: runs after routing, so it sees the matched route.
         .layer(middleware::from_fn_with_state(

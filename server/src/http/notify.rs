@@ -19,15 +19,14 @@ use serde_json::{Value, json};
 use crate::notify::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
-    http::{ApiError, json_body},
     http::authz::Principal,
+    http::{ApiError, json_body},
     now_ms,
     store::{
         incidents::{Clock, IncidentRow},
         notify::{ExclusionRow, SilenceRow},
     },
 };
-
 
 /// The acting user: the logged-in caller when there is one (the request body cannot speak for
 /// someone else), otherwise the body's `by` (callers the policy lets in unauthenticated).
@@ -68,7 +67,10 @@ fn invalid_link(why: &str) -> Response {
 
 /// `GET /ack/{token}`: changes nothing (mail scanners fetch links); asks to confirm by a form
 /// that posts to the same address.
-pub(super) async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+pub(super) async fn ack_confirm(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(t): Path<String>,
+) -> Response {
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
         Err(why) => return invalid_link(why),
@@ -82,7 +84,10 @@ pub(super) async fn ack_confirm(AxState(state): AxState<Arc<AppState>>, Path(t):
 }
 
 /// `POST /ack/{token}`: acknowledges for the link's recipient.
-pub(super) async fn ack_link(AxState(state): AxState<Arc<AppState>>, Path(t): Path<String>) -> Response {
+pub(super) async fn ack_link(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(t): Path<String>,
+) -> Response {
     let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
         Ok(c) => c,
         Err(why) => return invalid_link(why),
@@ -204,7 +209,9 @@ pub(super) async fn queue(AxState(state): AxState<Arc<AppState>>) -> Result<Json
 
 /// Each silence with its `state` at the server's clock (`pending`, `active` or `expired`, as
 /// in Alertmanager), so clients need not compare times against a clock of their own.
-pub(super) async fn silences(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn silences(
+    AxState(state): AxState<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     let rows = state.store.silences().await.map_err(ApiError::internal)?;
     let rows: Vec<Value> = rows
@@ -313,7 +320,9 @@ pub(super) async fn expire_silence(
     Ok(Json(json!({ "status": "success" })))
 }
 
-pub(super) async fn exclusions(AxState(state): AxState<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn exclusions(
+    AxState(state): AxState<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
     let rows = state.store.exclusions().await.map_err(ApiError::internal)?;
     Ok(Json(json!({ "status": "success", "data": rows })))
 }
@@ -368,9 +377,10 @@ pub(super) async fn request_exclusion(
     let recurrence = match e.recurrence {
         None => None,
         Some(v) => {
-            serde_json::from_value::<crate::notify::timeinterval::TimeInterval>(v.clone()).map_err(
-                |err| ApiError::bad_request("invalid_value", err.to_string()).field("recurrence"),
-            )?;
+            serde_json::from_value::<crate::notify::timeinterval::TimeInterval>(v.clone())
+                .map_err(|err| {
+                    ApiError::bad_request("invalid_value", err.to_string()).field("recurrence")
+                })?;
             Some(v.to_string())
         }
     };

@@ -11,7 +11,9 @@ use axum::{
 use super::ApiError;
 use crate::{AppState, now_ms};
 
-pub(super) async fn readyz(AxState(state): AxState<Arc<AppState>>) -> Result<&'static str, ApiError> {
+pub(super) async fn readyz(
+    AxState(state): AxState<Arc<AppState>>,
+) -> Result<&'static str, ApiError> {
     if state.writer.is_closed() {
         return Err(ApiError::unavailable("writer stopped"));
     }

@@ -348,7 +348,6 @@ pub fn policy_for(method: &Method, path: &str) -> Option<&'static RoutePolicy> {
     POLICY.iter().find(|r| r.method == m && r.path == path)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,4 +383,3 @@ mod tests {
         }
     }
 }
-

@@ -7,11 +7,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::http::ApiError;
+use super::ApiError;
 
-const INDEX: &str = include_str!("index.html");
-const APP_JS: &str = include_str!("app.js");
-const APP_CSS: &str = include_str!("app.css");
+const INDEX: &str = include_str!("../console/index.html");
+const APP_JS: &str = include_str!("../console/app.js");
+const APP_CSS: &str = include_str!("../console/app.css");
 
 const SECURITY_HEADERS: [(header::HeaderName, &str); 3] = [
     (

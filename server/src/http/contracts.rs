@@ -1,0 +1,259 @@
+//! Contracts: the list, month-to-date status, assessments, inspection records and the
+//! office's manual events.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use axum::{
+    Extension,
+    body::Bytes,
+    extract::{Path as UrlPath, Query, State as AxState},
+    response::Json,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use yunwei_sla::{
+    assess::{Assessment, Period},
+    contract::Contract,
+};
+
+use super::{ApiError, authz::Principal, json_body};
+use crate::{
+    AppState,
+    contracts::{LoadedContract, assess_period, current_month},
+    now_ms,
+    store::{ContractEventRow, HOUR_MS},
+};
+
+fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
+    state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .find(|c| c.contract.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("contract"))
+}
+
+/// `GET /api/v1/contracts`
+pub(super) async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
+    let now = now_ms();
+    let contracts: Vec<Value> = state
+        .contracts
+        .read()
+        .expect("contracts lock")
+        .iter()
+        .map(|c| {
+            let k = &c.contract;
+            json!({
+                "id": k.id,
+                "name": k.name,
+                "parties": k.parties,
+                "period": { "start": k.period.start, "end": k.period.end },
+                "time_zone": k.time_zone.name(),
+                "current_period": current_month(k, now).label,
+                "systems": k.systems.iter().map(|s| json!({"id": s.id, "name": s.name, "tier": s.tier})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "contracts": contracts }))
+}
+
+/// `GET /api/v1/contracts/{id}/status`: the current month to date.
+pub(super) async fn status(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let now = now_ms();
+    let period = current_month(&c.contract, now);
+    let a = assess_period(
+        &state.store,
+        &c,
+        &period,
+        now,
+        state.config.contracts.run_inspections,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let systems: Vec<Value> = a
+        .systems
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.system,
+                "name": s.name,
+                "tier": s.tier,
+                "target_percent": s.target_percent,
+                "actual_percent": s.actual_percent,
+                "met": s.met,
+                "downtime_minutes": s.downtime_minutes,
+                "missing_minutes": s.missing_minutes,
+                "excluded_minutes": s.excluded_minutes,
+                "error_budget_left_minutes": s.error_budget_left_minutes,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "contract": c.contract.id,
+        "period": a.period,
+        "as_of_ms": a.as_of_ms,
+        "provisional": a.provisional,
+        "provisional_reasons": a.provisional_reasons,
+        "systems": systems,
+        "open_breaches": a.deductions,
+        "score": a.score,
+        "grade": a.grade,
+        "payment": a.payment,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct AssessmentQuery {
+    period: Option<String>,
+}
+
+/// `GET /api/v1/contracts/{id}/assessment?period=2026-10|2026-Q3|2026|2026-10-01..2026-10-15`
+pub(super) async fn assessment(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<AssessmentQuery>,
+) -> Result<Json<Assessment>, ApiError> {
+    let c = find(&state, &id)?;
+    let now = now_ms();
+    let period = match q.period.as_deref() {
+        None => current_month(&c.contract, now),
+        Some(p) => Period::parse(p, c.contract.time_zone)
+            .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?,
+    };
+    let a = assess_period(
+        &state.store,
+        &c,
+        &period,
+        now,
+        state.config.contracts.run_inspections,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(a))
+}
+
+#[derive(Deserialize)]
+pub struct RangeQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// `GET /api/v1/contracts/{id}/inspections?from=&to=` (UTC ms; default the last 31 days)
+pub(super) async fn inspections(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let to = q.to.unwrap_or_else(now_ms);
+    let from = q.from.unwrap_or(to - 31 * 24 * HOUR_MS);
+    let rows = state
+        .store
+        .inspections(&c.contract.id, from, to)
+        .await
+        .map_err(ApiError::internal)?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "kind": r.kind,
+                "scheduled_ms": r.scheduled_ms,
+                "done_ms": r.done_ms,
+                "ok": r.ok,
+                "result": serde_json::from_str::<Value>(&r.result).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "contract": c.contract.id, "inspections": list }),
+    ))
+}
+
+/// The event categories a contract scores: manual deductions, bonuses and veto items.
+fn event_categories(c: &Contract) -> BTreeSet<&str> {
+    let s = &c.scoring;
+    s.deductions
+        .iter()
+        .filter_map(|d| d.category.as_deref())
+        .chain(s.bonuses.iter().map(|b| b.category.as_str()))
+        .chain(s.vetoes.iter().map(|v| v.category.as_str()))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEvent {
+    category: String,
+    /// When it happened (default: now).
+    at_ms: Option<i64>,
+    /// Document number or description; required.
+    evidence: String,
+}
+
+/// `POST /api/v1/contracts/{id}/events`: the office records an event that a manual deduction,
+/// bonus or veto item scores (通报, a late report, help outside the contract, ...).
+pub(super) async fn record_event(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    principal: Option<Extension<Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let e: NewEvent = json_body(&b)?;
+    let allowed = event_categories(&c.contract);
+    if !allowed.contains(e.category.as_str()) {
+        let list: Vec<&str> = allowed.into_iter().collect();
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!(
+                "the contract scores no event {:?}; its categories: {}",
+                e.category,
+                list.join(", ")
+            ),
+        )
+        .field("category"));
+    }
+    if e.evidence.trim().is_empty() {
+        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("evidence"));
+    }
+    let now = now_ms();
+    let row = ContractEventRow {
+        id: 0,
+        contract_id: c.contract.id.clone(),
+        category: e.category,
+        at_ms: e.at_ms.unwrap_or(now),
+        evidence: e.evidence.trim().to_string(),
+        recorded_by: principal.map_or_else(|| "unknown".to_string(), |Extension(p)| p.actor),
+        recorded_ms: now,
+    };
+    let id = state
+        .store
+        .insert_contract_event(&row)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": { "id": id } })))
+}
+
+/// `GET /api/v1/contracts/{id}/events?from=&to=` (UTC ms; default the last 400 days)
+pub(super) async fn events(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let to = q.to.unwrap_or_else(now_ms) + 1;
+    let from = q.from.unwrap_or(to - 400 * 24 * HOUR_MS);
+    let rows = state
+        .store
+        .contract_events(&c.contract.id, from, to)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "contract": c.contract.id, "events": rows })))
+}

@@ -1,0 +1,353 @@
+//! `POST /api/v1/ingest` and `POST /api/v1/enroll`: authenticate, decode and validate a batch
+//! before handing it to the writer (full queue: 503, too many batches in flight for one agent:
+//! 429, both with `Retry-After`); enrollment with the shared secret.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State as AxState,
+    http::{HeaderMap, StatusCode, header},
+    response::Json,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use yunwei_proto::{Ack, Batch, EnrollRequest, EnrollResponse, Event};
+
+use super::ApiError;
+use crate::{
+    AppState,
+    ingest::{IngestJob, MAX_BATCH_SPAN_MS, WriterMsg, token_hash},
+    now_ms,
+    store::AgentRow,
+};
+
+fn reject(state: &AppState, e: ApiError) -> ApiError {
+    state
+        .metrics
+        .ingest_rejected
+        .with_label_values(&[e.kind])
+        .inc();
+    e
+}
+
+/// `POST /api/v1/ingest`.
+pub async fn ingest(
+    AxState(state): AxState<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Result<Json<Ack>, ApiError> {
+    let received_ms = now_ms();
+    // Everything that can be decided from the headers is decided before a byte of the body is
+    // read, so an unauthenticated or oversized request costs the server nothing.
+    let headers = req.headers();
+    let agent_id = authenticate(&state, headers).map_err(|e| reject(&state, e))?;
+    check_headers(headers).map_err(|e| reject(&state, e))?;
+    let limit = state.config.ingest.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+        .field("body")
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(reject(&state, too_large()));
+    }
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            reject(
+                &state,
+                if too_big {
+                    too_large()
+                } else {
+                    ApiError::bad_request("body_unreadable", "the request body could not be read")
+                        .field("body")
+                },
+            )
+        })?;
+    let max = state.config.ingest.max_decompressed_bytes;
+    let batch = yunwei_proto::decode_batch(&body, max).map_err(|e| {
+        let err = match &e {
+            yunwei_proto::DecodeError::Compression(_) => {
+                ApiError::bad_request("compression", e.to_string()).field("body")
+            }
+            yunwei_proto::DecodeError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "decompressed_too_large",
+                e.to_string(),
+            )
+            .field("body"),
+            yunwei_proto::DecodeError::Json { field, message } => {
+                let kind = if message.contains("unknown field") {
+                    "unknown_field"
+                } else {
+                    "schema"
+                };
+                ApiError::bad_request(kind, message.clone()).field(field)
+            }
+        };
+        reject(&state, err)
+    })?;
+    yunwei_proto::validate_batch(&batch, &state.config.limits, received_ms)
+        .and_then(|()| check_span(&batch))
+        .map_err(|e| {
+            let kind = if e.field == "version" {
+                "version"
+            } else {
+                "invalid_value"
+            };
+            reject(
+                &state,
+                ApiError::bad_request(kind, e.message).field(e.field),
+            )
+        })?;
+    if *batch.agent_id != *agent_id {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "agent_mismatch",
+                "the token belongs to another agent",
+            )
+            .field("agent_id"),
+        ));
+    }
+    let _slot = InflightSlot::take(&state, &agent_id).map_err(|e| reject(&state, e))?;
+    let (reply, rx) = oneshot::channel();
+    let job = IngestJob {
+        agent_id,
+        batch,
+        received_ms,
+        reply,
+    };
+    state
+        .writer
+        .try_send(WriterMsg::Ingest(Box::new(job)))
+        .map_err(|e| {
+            reject(
+                &state,
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        ApiError::overloaded("ingest queue is full", 5)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        ApiError::unavailable("server is shutting down")
+                    }
+                },
+            )
+        })?;
+    state.metrics.ingest_queue.inc();
+    let ack = rx
+        .await
+        .map_err(|_| ApiError::unavailable("writer stopped"))??;
+    Ok(Json(ack))
+}
+
+/// Counts batches per agent between the handler and the writer's reply.
+struct InflightSlot {
+    state: Arc<AppState>,
+    agent: Arc<str>,
+}
+
+impl InflightSlot {
+    fn take(state: &Arc<AppState>, agent: &Arc<str>) -> Result<InflightSlot, ApiError> {
+        let mut map = state.inflight.lock().expect("inflight lock");
+        let n = map.entry(agent.clone()).or_insert(0);
+        if *n >= state.config.ingest.max_inflight_per_agent {
+            return Err(ApiError::too_many(
+                "too many batches in flight for this agent",
+                1,
+            ));
+        }
+        *n += 1;
+        Ok(InflightSlot {
+            state: state.clone(),
+            agent: agent.clone(),
+        })
+    }
+}
+
+impl Drop for InflightSlot {
+    fn drop(&mut self) {
+        let mut map = self.state.inflight.lock().expect("inflight lock");
+        if let Some(n) = map.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.agent);
+            }
+        }
+    }
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+    let unauthorized = |m: &str| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m.to_string())
+            .field("authorization")
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("missing bearer token"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| unauthorized("expected a bearer token"))?;
+    state
+        .tokens
+        .read()
+        .expect("tokens lock")
+        .get(&token_hash(token.trim()))
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown token"))
+}
+
+fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = ct.split(';').map(str::trim);
+    if parts.next() != Some("application/vnd.yunwei.batch+json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            format!("expected {}", yunwei_proto::CONTENT_TYPE),
+        )
+        .field("content-type"));
+    }
+    let version = parts.find_map(|p| p.strip_prefix("version=")).unwrap_or("");
+    if version != yunwei_proto::PROTOCOL_VERSION.to_string() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "version",
+            format!(
+                "unsupported protocol version {version:?} (this server speaks {})",
+                yunwei_proto::PROTOCOL_VERSION
+            ),
+        )
+        .field("content-type"));
+    }
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !enc.eq_ignore_ascii_case(yunwei_proto::CONTENT_ENCODING) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_encoding",
+            "expected Content-Encoding: gzip",
+        )
+        .field("content-encoding"));
+    }
+    Ok(())
+}
+
+fn check_span(b: &Batch) -> Result<(), yunwei_proto::FieldError> {
+    let far = |ts: i64| (ts - b.collected_at_ms).abs() > MAX_BATCH_SPAN_MS;
+    let err = |field: String| yunwei_proto::FieldError {
+        field,
+        message: "more than 1 h away from collected_at_ms".into(),
+    };
+    if let Some(i) = b.samples.iter().position(|s| far(s.ts_ms)) {
+        return Err(err(format!("samples[{i}].ts_ms")));
+    }
+    if let Some(i) = b
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::ProbeState { ts_ms, .. } if far(*ts_ms)))
+    {
+        return Err(err(format!("events[{i}].ts_ms")));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/enroll`: a new agent presenting the enrollment secret gets an id and a token.
+pub async fn enroll(
+    AxState(state): AxState<Arc<AppState>>,
+    body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        reject(
+            &state,
+            ApiError::bad_request("schema", e.body_text()).field("body"),
+        )
+    })?;
+    let Some(secret) = &state.config.enrollment_secret else {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "enrollment_disabled",
+                "enrollment is disabled on this server",
+            ),
+        ));
+    };
+    if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
+        return Err(reject(
+            &state,
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong enrollment secret",
+            )
+            .field("secret"),
+        ));
+    }
+    if req.host.hostname.is_empty() || req.host.hostname.len() > 255 {
+        return Err(reject(
+            &state,
+            ApiError::bad_request("invalid_value", "must be 1 to 255 bytes").field("host.hostname"),
+        ));
+    }
+    let agent_id = format!("a{}", random_hex(8));
+    let token = random_hex(32);
+    let row = AgentRow {
+        agent_id: agent_id.clone(),
+        token_hash: token_hash(&token),
+        enrolled_ms: now_ms(),
+        hostname: req.host.hostname.clone(),
+        os: req.host.os.clone(),
+        kernel: req.host.kernel.clone(),
+        arch: req.host.arch.clone(),
+        agent_version: req.host.agent_version.clone(),
+        labels: req.host.labels.clone(),
+        first_seen_ms: None,
+        last_seen_ms: None,
+        last_seq: 0,
+        interval_ms: 15_000,
+        pruned_seq: 0,
+    };
+    state
+        .store
+        .insert_agent(&row)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .tokens
+        .write()
+        .expect("tokens lock")
+        .insert(row.token_hash.clone(), agent_id.as_str().into());
+    tracing::info!(agent = %agent_id, hostname = %row.hostname, "agent enrolled");
+    Ok(Json(EnrollResponse { agent_id, token }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
