@@ -20,6 +20,10 @@ use crate::yaml::{Kind, Node, Pos};
 pub struct DeError {
     pub pos: Option<Pos>,
     pub message: String,
+    /// The keys and indexes from the deserialized node down to the value at fault, as in
+    /// `probes[2].interval_secs`; empty when it is the node itself. An unknown or missing field
+    /// is about its mapping, so the path ends at the mapping.
+    pub path: String,
 }
 
 impl DeError {
@@ -28,6 +32,26 @@ impl DeError {
             self.pos = Some(pos);
         }
         self
+    }
+
+    /// Puts `step` (`name` or `[3]`) in front of the path.
+    fn under(mut self, step: &str) -> Self {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') || step.is_empty() {
+            ""
+        } else {
+            "."
+        };
+        self.path = format!("{step}{sep}{}", self.path);
+        self
+    }
+
+    /// The message after its path, as in `probes[2].interval_secs: invalid type: ...`.
+    pub fn message_with_path(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -44,6 +68,7 @@ impl de::Error for DeError {
         DeError {
             pos: None,
             message: msg.to_string(),
+            path: String::new(),
         }
     }
 }
@@ -88,7 +113,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             },
             Kind::Scalar { value, .. } => visitor.visit_str(value),
             Kind::Seq(items) => visitor.visit_seq(Seq {
-                items: items.iter(),
+                items: items.iter().enumerate(),
             }),
             Kind::Map(entries) => {
                 let mut seen = std::collections::HashSet::new();
@@ -99,6 +124,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                         return Err(DeError {
                             pos: Some(k.pos),
                             message: format!("duplicate key `{key}`"),
+                            path: String::new(),
                         });
                     }
                 }
@@ -173,7 +199,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 }
 
 struct Seq<'a> {
-    items: std::slice::Iter<'a, Node>,
+    items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
 }
 
 impl<'de> SeqAccess<'de> for Seq<'_> {
@@ -184,17 +210,18 @@ impl<'de> SeqAccess<'de> for Seq<'_> {
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some(n) => seed
+            Some((i, n)) => seed
                 .deserialize(NodeDe(n))
                 .map(Some)
-                .map_err(|e| e.at(n.pos)),
+                .map_err(|e| e.at(n.pos).under(&format!("[{i}]"))),
         }
     }
 }
 
 struct Map<'a> {
     entries: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    /// The pending value and its key.
+    value: Option<(&'a Node, &'a Node)>,
 }
 
 impl<'de> MapAccess<'de> for Map<'_> {
@@ -206,7 +233,7 @@ impl<'de> MapAccess<'de> for Map<'_> {
         match self.entries.next() {
             None => Ok(None),
             Some((k, v)) => {
-                self.value = Some(v);
+                self.value = Some((k, v));
                 seed.deserialize(NodeDe(k))
                     .map(Some)
                     .map_err(|e| e.at(k.pos))
@@ -214,11 +241,12 @@ impl<'de> MapAccess<'de> for Map<'_> {
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let v = self
+        let (k, v) = self
             .value
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value without a key"))?;
-        seed.deserialize(NodeDe(v)).map_err(|e| e.at(v.pos))
+        seed.deserialize(NodeDe(v))
+            .map_err(|e| e.at(v.pos).under(k.scalar().unwrap_or("?")))
     }
 }
 
@@ -250,6 +278,7 @@ impl<'de> VariantAccess<'de> for NodeDe<'_> {
             Err(DeError {
                 pos: Some(self.0.pos),
                 message: "this variant takes no value".into(),
+                path: String::new(),
             })
         }
     }
@@ -306,6 +335,16 @@ mod tests {
         let e = parse::<T>("a: 3\nc: []\nd: {}\nzz: 1\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 4, col: 1 }), "{e}");
         assert!(e.message.contains("unknown field `zz`"), "{e}");
+        let e = parse::<T>("a: 3\nc: []\nd: {x: [y]}\n").unwrap_err();
+        let col = "d: {x: [y]}".find('[').unwrap() + 1;
+        assert_eq!(e.pos, Some(Pos { line: 3, col }), "{e}");
+        assert_eq!(e.path, "d.x");
+        assert!(
+            e.message_with_path().starts_with("d.x: invalid type"),
+            "{e}"
+        );
+        let e = parse::<T>("a: 3\nc: [1, x]\nd: {}\n").unwrap_err();
+        assert_eq!(e.message_with_path(), format!("c[1]: {}", e.message));
         let e = parse::<T>("a: 3\nc: []\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 1, col: 1 }), "{e}");
         assert!(e.message.contains("missing field `d`"), "{e}");
