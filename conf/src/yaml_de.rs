@@ -78,6 +78,25 @@ pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
     T::deserialize(NodeDe(node)).map_err(|e| e.at(node.pos))
 }
 
+/// Parses `text` and deserializes its document into `T`, for callers that need no node
+/// positions beyond the error's; an empty document is YAML's null.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, DeError> {
+    let node = crate::yaml::parse(text)
+        .map_err(|e| DeError {
+            pos: Some(e.pos),
+            message: e.message,
+            path: String::new(),
+        })?
+        .unwrap_or(Node {
+            pos: Pos { line: 1, col: 1 },
+            kind: Kind::Scalar {
+                value: String::new(),
+                plain: true,
+            },
+        });
+    from_node(&node)
+}
+
 /// Deserializer for one node.
 pub struct NodeDe<'a>(pub &'a Node);
 
@@ -317,7 +336,7 @@ mod tests {
     }
 
     fn parse<X: DeserializeOwned>(s: &str) -> Result<X, DeError> {
-        from_node(&crate::yaml::parse(s).unwrap().unwrap())
+        from_str(s)
     }
 
     #[test]
@@ -345,6 +364,9 @@ mod tests {
         );
         let e = parse::<T>("a: 3\nc: [1, x]\nd: {}\n").unwrap_err();
         assert_eq!(e.message_with_path(), format!("c[1]: {}", e.message));
+        let e = parse::<T>("a: [3\n").unwrap_err();
+        assert!(e.pos.is_some(), "{e}");
+        assert_eq!(parse::<Option<T>>("").unwrap(), None);
         let e = parse::<T>("a: 3\nc: []\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 1, col: 1 }), "{e}");
         assert!(e.message.contains("missing field `d`"), "{e}");
