@@ -104,6 +104,15 @@ fn plain_number(v: &str) -> Option<Result<i64, f64>> {
     if let Ok(i) = v.parse::<i64>() {
         return Some(Ok(i));
     }
+    // The core schema's hexadecimal and octal integers.
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(digits) = v.strip_prefix(prefix)
+            && let Ok(i) = i64::from_str_radix(digits, radix)
+            && !digits.starts_with(['+', '-'])
+        {
+            return Some(Ok(i));
+        }
+    }
     let looks_numeric = v
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
@@ -122,8 +131,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let r = match &node.kind {
             _ if node.is_null() => visitor.visit_unit(),
             Kind::Scalar { value, plain: true } => match value.as_str() {
-                "true" => visitor.visit_bool(true),
-                "false" => visitor.visit_bool(false),
+                "true" | "True" | "TRUE" => visitor.visit_bool(true),
+                "false" | "False" | "FALSE" => visitor.visit_bool(false),
                 v => match plain_number(v) {
                     Some(Ok(i)) => visitor.visit_i64(i),
                     Some(Err(f)) => visitor.visit_f64(f),
@@ -345,6 +354,21 @@ mod tests {
         assert_eq!(t.a, 3);
         assert_eq!(t.b.as_deref(), Some("7"));
         assert_eq!(t.c, vec![1.0, 2.5]);
+    }
+
+    #[test]
+    fn plain_scalars_follow_the_core_schema() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct S {
+            b: Vec<bool>,
+            i: Vec<i64>,
+        }
+        let s: S =
+            parse("b: [true, True, TRUE, false, False, FALSE]\ni: [10, 0x1F, 0o17, -3]\n").unwrap();
+        assert_eq!(s.b, [true, true, true, false, false, false]);
+        assert_eq!(s.i, [10, 31, 15, -3]);
+        assert!(parse::<S>("b: [yes]\ni: []\n").is_err());
+        assert!(parse::<S>("b: []\ni: ['0x1F']\n").is_err());
     }
 
     #[test]
