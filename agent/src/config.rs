@@ -1,6 +1,7 @@
-//! The agent's YAML configuration: parsed into a raw serde struct with defaults, then validated
-//! into [`AgentConfig`]. Every problem is reported as `file:line:col: message`, and validation
-//! collects all problems instead of stopping at the first.
+//! The agent's YAML configuration: read into yunwei-conf's position-keeping YAML tree,
+//! deserialized through its serde bridge into a raw struct with defaults, then validated into
+//! [`AgentConfig`]. Every problem is a [`Diagnostic`] (`file:line:col: message`) at the YAML node
+//! it is about, and validation collects all problems instead of stopping at the first.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use yunwei_conf::Diagnostic;
+use yunwei_conf::yaml::{self, Kind, Lookup, Node, Pos};
+use yunwei_conf::yaml_de::from_node;
 use yunwei_proto::{Limits, valid_label_name};
 
 use crate::collect::{CollectOptions, DEFAULT_EXCLUDE_FSTYPES, DEFAULT_EXCLUDE_MOUNT_POINTS};
@@ -167,29 +171,19 @@ fn default_request_timeout_secs() -> u64 {
     10
 }
 
-/// One configuration problem at a position in the file (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-/// All problems found in one configuration file.
+/// All problems found in one configuration file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file name used in messages.
-    pub origin: String,
-    pub problems: Vec<Problem>,
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
+        for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            write!(f, "{}:{}:{}: {}", self.origin, p.line, p.column, p.message)?;
+            write!(f, "{d}")?;
         }
         Ok(())
     }
@@ -210,58 +204,67 @@ pub fn load_config(path: &Path) -> anyhow::Result<AgentConfig> {
 /// Parses and validates configuration text. `origin` names the file in messages; relative paths
 /// are resolved against `base_dir`.
 pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentConfig, ConfigError> {
-    let fail = |problems| ConfigError {
-        origin: origin.to_string(),
-        problems,
+    let fail = |problems: Vec<(Pos, String)>| ConfigError {
+        diagnostics: problems
+            .into_iter()
+            .map(|(pos, message)| Diagnostic {
+                origin: origin.to_string(),
+                pos: Some(pos),
+                message,
+            })
+            .collect(),
     };
-    let raw: RawConfig = match serde_yaml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => return Err(fail(vec![yaml_problem(&e)])),
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        // An empty file is an empty mapping, whose missing fields are reported.
+        Ok(None) => Node {
+            pos: Pos { line: 1, col: 1 },
+            kind: Kind::Map(Vec::new()),
+        },
+        Err(e) => return Err(fail(vec![(e.pos, e.message)])),
     };
-    let mut problems = Vec::new();
-    let mut problem_at = |at: Option<(usize, usize)>, message: String| {
-        let (line, column) = at.unwrap_or((1, 1));
-        problems.push(Problem {
-            line,
-            column,
-            message,
-        });
+    let raw: RawConfig = from_node(&root)
+        .map_err(|e| fail(vec![(e.pos.unwrap_or(root.pos), e.message_with_path())]))?;
+    let doc = Some(&root);
+    let mut problems: Vec<(Pos, String)> = Vec::new();
+    // A problem at `node`, or at the document when the node is not written.
+    let mut problem = |node: Option<&Node>, message: String| {
+        problems.push((node.map_or(root.pos, |n| n.pos), message))
     };
-    let mut problem = |path: &[&str], message: String| problem_at(locate(text, path), message);
 
     let server_url = match raw.server_url {
         None => {
-            problem(&[], "missing required field `server_url`".into());
+            problem(None, "missing required field `server_url`".into());
             String::new()
         }
         Some(url) => match check_url(&url) {
             Ok(url) => url,
             Err(msg) => {
-                problem(&["server_url"], format!("server_url {url:?}: {msg}"));
+                problem(doc.get("server_url"), format!("server_url {url:?}: {msg}"));
                 String::new()
             }
         },
     };
     let state_dir = match raw.state_dir {
         None => {
-            problem(&[], "missing required field `state_dir`".into());
+            problem(None, "missing required field `state_dir`".into());
             PathBuf::new()
         }
         Some(dir) if dir.as_os_str().is_empty() => {
-            problem(&["state_dir"], "state_dir must not be empty".into());
+            problem(doc.get("state_dir"), "state_dir must not be empty".into());
             PathBuf::new()
         }
         Some(dir) => base_dir.join(dir),
     };
     if !(1..=3600).contains(&raw.interval_secs) {
         problem(
-            &["interval_secs"],
+            doc.get("interval_secs"),
             format!("interval_secs {} is outside 1..=3600", raw.interval_secs),
         );
     }
     if raw.spool_max_bytes < MIN_SPOOL_BYTES {
         problem(
-            &["spool_max_bytes"],
+            doc.get("spool_max_bytes"),
             format!(
                 "spool_max_bytes {} is below the minimum of {MIN_SPOOL_BYTES}",
                 raw.spool_max_bytes
@@ -272,7 +275,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     let max_age_secs = (Limits::default().max_age_ms / 1000) as u64;
     if !(60..=max_age_secs).contains(&raw.spool_max_age_secs) {
         problem(
-            &["spool_max_age_secs"],
+            doc.get("spool_max_age_secs"),
             format!(
                 "spool_max_age_secs {} is outside 60..={max_age_secs} (the server refuses older data)",
                 raw.spool_max_age_secs
@@ -281,7 +284,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     }
     if !(1..=600).contains(&raw.request_timeout_secs) {
         problem(
-            &["request_timeout_secs"],
+            doc.get("request_timeout_secs"),
             format!(
                 "request_timeout_secs {} is outside 1..=600",
                 raw.request_timeout_secs
@@ -295,7 +298,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
             Ok(a) => Some(a),
             Err(_) => {
                 problem(
-                    &["metrics_listen"],
+                    doc.get("metrics_listen"),
                     format!("metrics_listen {addr:?} is not an IP:port address or \"off\""),
                 );
                 None
@@ -304,7 +307,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     };
     if raw.process_scan_interval_secs > 3600 {
         problem(
-            &["process_scan_interval_secs"],
+            doc.get("process_scan_interval_secs"),
             format!(
                 "process_scan_interval_secs {} is outside 0..=3600 (0 turns the scan off)",
                 raw.process_scan_interval_secs
@@ -312,22 +315,23 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         );
     }
     let mut seen = std::collections::BTreeSet::new();
-    for name in &raw.processes {
+    for (i, name) in raw.processes.iter().enumerate() {
+        let item = doc.get("processes").item(i);
         if name.is_empty() || name.len() > 255 || name.contains(['/', '\0']) {
             problem(
-                &["processes"],
+                item,
                 format!("process name {name:?} must be 1 to 255 bytes without '/'"),
             );
         } else if !seen.insert(name) {
-            problem(&["processes"], format!("process {name:?} is listed twice"));
+            problem(item, format!("process {name:?} is listed twice"));
         }
     }
     if raw.processes.len() > 100 {
-        problem(&["processes"], "more than 100 named processes".into());
+        problem(doc.get("processes"), "more than 100 named processes".into());
     }
     if raw.process_scan_interval_secs == 0 && !raw.processes.is_empty() {
         problem(
-            &["processes"],
+            doc.get("processes"),
             "named processes need the process scan (process_scan_interval_secs > 0)".into(),
         );
     }
@@ -338,11 +342,11 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     };
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
         problem(
-            &[if tls.client_cert_file.is_some() {
+            doc.key(if tls.client_cert_file.is_some() {
                 "client_cert_file"
             } else {
                 "client_key_file"
-            }],
+            }),
             "client_cert_file and client_key_file go together".into(),
         );
     }
@@ -350,7 +354,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     let limits = Limits::default();
     if raw.labels.len() > limits.max_labels {
         problem(
-            &["labels"],
+            doc.get("labels"),
             format!(
                 "{} labels exceed the limit of {}",
                 raw.labels.len(),
@@ -361,7 +365,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     for (name, value) in &raw.labels {
         if !valid_label_name(name) || name.starts_with("__") {
             problem(
-                &["labels", name],
+                doc.get("labels").key(name),
                 format!(
                     "invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* \
                      and not start with __"
@@ -369,7 +373,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
             );
         } else if name.len() > limits.max_label_name_len {
             problem(
-                &["labels", name],
+                doc.get("labels").key(name),
                 format!(
                     "label name {name:?} is longer than {} bytes",
                     limits.max_label_name_len
@@ -378,7 +382,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         }
         if value.len() > limits.max_label_value_len {
             problem(
-                &["labels", name],
+                doc.get("labels").get(name),
                 format!(
                     "value of label {name:?} is longer than {} bytes",
                     limits.max_label_value_len
@@ -389,23 +393,24 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
 
     if raw.probes.len() > 100 {
         problem(
-            &["probes"],
+            doc.get("probes"),
             format!("{} probes; at most 100", raw.probes.len()),
         );
     }
     let mut probes = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for (i, p) in raw.probes.into_iter().enumerate() {
-        let at = |key: &str| locate_item(text, "probes", i, key);
-        let mut bad = |key: &str, message: String| problem_at(at(key), message);
+        // The probe's mapping; a problem about a key not written there is put at the probe.
+        let item = doc.get("probes").item(i);
+        let mut bad = |node: Option<&Node>, message: String| problem(node.or(item), message);
         let name = p.name.clone();
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             bad(
-                "name",
+                item.get("name"),
                 format!("probe name {name:?} must be 1 to 128 printable bytes"),
             );
         } else if !names.insert(name.clone()) {
-            bad("name", format!("probe {name:?} is defined twice"));
+            bad(item.get("name"), format!("probe {name:?} is defined twice"));
         }
         let kinds = [&p.http, &p.tcp, &p.dns, &p.process]
             .iter()
@@ -413,13 +418,13 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
             .count();
         if kinds != 1 {
             bad(
-                "name",
+                item,
                 format!("probe {name:?} needs exactly one of http, tcp, dns, process"),
             );
         }
         if !(1..=3600).contains(&p.interval_secs) {
             bad(
-                "interval_secs",
+                item.get("interval_secs"),
                 format!(
                     "probe {name:?}: interval_secs {} is outside 1..=3600",
                     p.interval_secs
@@ -428,7 +433,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         }
         if !(1..=60).contains(&p.timeout_secs) || p.timeout_secs > p.interval_secs.max(1) {
             bad(
-                "timeout_secs",
+                item.get("timeout_secs"),
                 format!(
                     "probe {name:?}: timeout_secs {} must be within 1..=60 and at most interval_secs",
                     p.timeout_secs
@@ -438,7 +443,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         for label in p.labels.keys() {
             if !valid_label_name(label) || label.starts_with("__") || label == "probe" {
                 bad(
-                    "labels",
+                    item.get("labels").key(label),
                     format!(
                         "probe {name:?}: invalid label name {label:?} (\"probe\" is set by the agent)"
                     ),
@@ -450,22 +455,25 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         };
         let kind = if let Some(url) = &p.http {
             if let Err(e) = parse_url(url) {
-                bad("http", format!("probe {name:?}: url {url:?}: {e}"));
+                bad(
+                    item.get("http"),
+                    format!("probe {name:?}: url {url:?}: {e}"),
+                );
             }
-            for code in p.expect_status.iter().flatten() {
+            for (j, code) in p.expect_status.iter().flatten().enumerate() {
                 if !(100..=599).contains(code) {
                     bad(
-                        "expect_status",
+                        item.get("expect_status").item(j),
                         format!("probe {name:?}: {code} is not an HTTP status"),
                     );
                 }
             }
             if let Some(m) = only("expect_banner", p.expect_banner.is_some(), "tcp") {
-                bad("expect_banner", m);
+                bad(item.key("expect_banner"), m);
             }
             if p.max_redirects.is_some_and(|m| m > 20) {
                 bad(
-                    "max_redirects",
+                    item.get("max_redirects"),
                     format!("probe {name:?}: max_redirects is at most 20"),
                 );
             }
@@ -482,7 +490,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
                 ("max_redirects", p.max_redirects.is_some()),
             ] {
                 if let Some(m) = only(key, set, "http") {
-                    bad(key, m);
+                    bad(item.key(key), m);
                 }
             }
             if let Some(address) = &p.tcp {
@@ -491,7 +499,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
                 });
                 if !port_ok {
                     bad(
-                        "tcp",
+                        item.get("tcp"),
                         format!("probe {name:?}: tcp {address:?} is not host:port"),
                     );
                 }
@@ -501,12 +509,12 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
                 })
             } else {
                 if let Some(m) = only("expect_banner", p.expect_banner.is_some(), "tcp") {
-                    bad("expect_banner", m);
+                    bad(item.key("expect_banner"), m);
                 }
                 if let Some(dns) = &p.dns {
                     if dns.is_empty() || dns.contains(char::is_whitespace) {
                         bad(
-                            "dns",
+                            item.get("dns"),
                             format!("probe {name:?}: dns {dns:?} is not a host name"),
                         );
                     }
@@ -514,7 +522,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
                 } else if let Some(process) = &p.process {
                     if process.is_empty() || process.contains('/') {
                         bad(
-                            "process",
+                            item.get("process"),
                             format!("probe {name:?}: process {process:?} is not a command name"),
                         );
                     }
@@ -538,7 +546,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     }
 
     if !problems.is_empty() {
-        problems.sort_by_key(|p| (p.line, p.column));
+        problems.sort_by_key(|(pos, _)| *pos);
         return Err(fail(problems));
     }
     Ok(AgentConfig {
@@ -573,28 +581,6 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     })
 }
 
-/// A serde_yaml error as a problem; its message ends in " at line L column C", which the
-/// `file:line:col` prefix replaces.
-fn yaml_problem(e: &serde_yaml::Error) -> Problem {
-    let message = e.to_string();
-    match e.location() {
-        Some(loc) => Problem {
-            line: loc.line(),
-            column: loc.column(),
-            message: message.replacen(
-                &format!(" at line {} column {}", loc.line(), loc.column()),
-                "",
-                1,
-            ),
-        },
-        None => Problem {
-            line: 1,
-            column: 1,
-            message,
-        },
-    }
-}
-
 /// Checks that `url` is an absolute http(s) URL with a host; returns it without a trailing slash.
 fn check_url(url: &str) -> Result<String, &'static str> {
     let rest = url
@@ -611,99 +597,6 @@ fn check_url(url: &str) -> Result<String, &'static str> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
-/// Finds the 1-based `(line, column)` of the key at `path` in block-style YAML, or of the first
-/// key for an empty path. serde_yaml reports positions only for its own errors, so validation
-/// errors are placed by this scan; flow-style mappings fall back to the nearest found parent.
-fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut found = None;
-    let mut start = 0;
-    let mut parent_indent: Option<usize> = None;
-    // An empty path means the document's first key.
-    let keys: &[&str] = if path.is_empty() { &[""] } else { path };
-    for key in keys {
-        let mut level_indent = None;
-        let mut hit = None;
-        for (i, line) in lines.iter().enumerate().skip(start) {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("---") {
-                continue;
-            }
-            let indent = line.len() - trimmed.len();
-            if parent_indent.is_some_and(|p| indent <= p) {
-                break;
-            }
-            let level = *level_indent.get_or_insert(indent);
-            if indent == level && (key.is_empty() || key_of(trimmed) == Some(key)) {
-                hit = Some((i, indent));
-                break;
-            }
-        }
-        let Some((i, indent)) = hit else { return found };
-        found = Some((i + 1, indent + 1));
-        start = i + 1;
-        parent_indent = Some(indent);
-    }
-    found
-}
-
-/// Finds the 1-based position of `key` in item `index` of the top-level block sequence `list`
-/// (`- name: x` items), or of the item itself when the key is not written there.
-fn locate_item(text: &str, list: &str, index: usize, key: &str) -> Option<(usize, usize)> {
-    let (list_line, list_col) = locate(text, &[list])?;
-    let lines: Vec<&str> = text.lines().collect();
-    let mut item = None;
-    let mut item_indent = None;
-    let mut count = 0;
-    for (i, line) in lines.iter().enumerate().skip(list_line) {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        if indent < list_col - 1 || (indent == list_col - 1 && !trimmed.starts_with('-')) {
-            break;
-        }
-        if trimmed.starts_with("- ") || trimmed == "-" {
-            if item_indent.is_none() {
-                item_indent = Some(indent);
-            }
-            if Some(indent) == item_indent {
-                if item.is_some() {
-                    break;
-                }
-                if count == index {
-                    item = Some((i, indent));
-                    let first = trimmed[1..].trim_start();
-                    if key_of(first) == Some(key) {
-                        return Some((i + 1, line.len() - first.len() + 1));
-                    }
-                }
-                count += 1;
-                continue;
-            }
-        }
-        if item.is_some() && key_of(trimmed) == Some(key) {
-            return Some((i + 1, indent + 1));
-        }
-    }
-    item.map(|(i, indent)| (i + 1, indent + 1))
-        .or(Some((list_line, list_col)))
-}
-
-/// The key of a block mapping line such as `name: value`, `"name": value` or `name:`.
-fn key_of(line: &str) -> Option<&str> {
-    for quote in ['"', '\''] {
-        if let Some(rest) = line.strip_prefix(quote) {
-            return rest.find(quote).map(|end| &rest[..end]);
-        }
-    }
-    let end = line
-        .find(": ")
-        .or_else(|| line.strip_suffix(':').map(str::len))?;
-    Some(line[..end].trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,14 +607,32 @@ mod tests {
         parse_config(text, "agent.yaml", Path::new("/etc/yunwei"))
     }
 
+    /// The 1-based line and column of occurrence `n` (from 0) of `needle` in `text`.
+    fn at(text: &str, needle: &str, n: usize) -> (usize, usize) {
+        let (offset, _) = text.match_indices(needle).nth(n).expect("needle in text");
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (
+            before.matches('\n').count() + 1,
+            before[line_start..].chars().count() + 1,
+        )
+    }
+
     /// Asserts that `text` fails with exactly the `expected` messages (`line:col: substring`).
     fn check_bad(text: &str, expected: &[(usize, usize, &str)]) {
         let err = parse(text).unwrap_err();
         let shown = err.to_string();
-        assert_eq!(err.problems.len(), expected.len(), "{shown}");
-        for (p, (line, column, needle)) in err.problems.iter().zip(expected) {
-            assert_eq!((p.line, p.column), (*line, *column), "{shown}");
-            assert!(p.message.contains(needle), "{shown}");
+        assert_eq!(err.diagnostics.len(), expected.len(), "{shown}");
+        for (d, (line, column, needle)) in err.diagnostics.iter().zip(expected) {
+            assert_eq!(
+                d.pos,
+                Some(Pos {
+                    line: *line,
+                    col: *column
+                }),
+                "{shown}"
+            );
+            assert!(d.message.contains(needle), "{shown}");
             assert!(
                 shown.contains(&format!("agent.yaml:{line}:{column}: ")),
                 "{shown}"
@@ -792,14 +703,25 @@ mod tests {
 
     #[test]
     fn probe_problems_point_into_the_list() {
-        check_bad(
-            "server_url: http://h:1\nstate_dir: s\nprobes:\n  - name: a\n    tcp: h:1\n  - name: a\n    \
+        let text = "server_url: http://h:1\nstate_dir: s\nprobes:\n  - name: a\n    tcp: h:1\n  - name: a\n    \
              dns: x\n    timeout_secs: 9\n    interval_secs: 5\n  -   name: c\n      http: http://h/\n      \
-             expect_banner: x\n",
+             expect_banner: x\n";
+        // The second `a` (the name written twice), the 9, and the key that does not apply.
+        let (twice, nine, banner) = (
+            at(text, "a\n", 1),
+            at(text, "9", 0),
+            at(text, "expect_banner", 0),
+        );
+        check_bad(
+            text,
             &[
-                (6, 5, "probe \"a\" is defined twice"),
-                (8, 5, "timeout_secs 9 must be within"),
-                (12, 7, "expect_banner applies to tcp probes only"),
+                (twice.0, twice.1, "probe \"a\" is defined twice"),
+                (nine.0, nine.1, "timeout_secs 9 must be within"),
+                (
+                    banner.0,
+                    banner.1,
+                    "expect_banner applies to tcp probes only",
+                ),
             ],
         );
         check_bad(
@@ -851,11 +773,10 @@ mod tests {
             "server_url: http://h:1\nstate_dir: s\nlabels:\n  \"__reserved\": x\n",
             &[(4, 3, "invalid label name \"__reserved\"")],
         );
-        // Flow style has no per-key positions here; the error points at the mapping's key.
-        check_bad(
-            "server_url: http://h:1\nstate_dir: s\nlabels: {ok: y, bad-name: x}\n",
-            &[(3, 1, "invalid label name \"bad-name\"")],
-        );
+        // Flow style too: the error points at the label's key.
+        let text = "server_url: http://h:1\nstate_dir: s\nlabels: {ok: y, bad-name: x}\n";
+        let (line, col) = at(text, "bad-name", 0);
+        check_bad(text, &[(line, col, "invalid label name \"bad-name\"")]);
     }
 
     #[test]
@@ -868,24 +789,51 @@ mod tests {
 
     #[test]
     fn all_problems_are_collected_in_file_order() {
+        // Bad values are reported at the value, bad label names at the key.
+        let text = "server_url: ftp://h\nstate_dir: s\ninterval_secs: 0\nlabels:\n  1st: x\n  ok: y\n  a.b: z\nspool_max_bytes: 0\n";
+        let url = at(text, "ftp://h", 0);
+        let interval = at(text, "0\n", 0);
+        let spool = at(text, "0\n", 1);
         check_bad(
-            "server_url: ftp://h\nstate_dir: s\ninterval_secs: 0\nlabels:\n  1st: x\n  ok: y\n  a.b: z\nspool_max_bytes: 0\n",
+            text,
             &[
-                (1, 1, "must start with http:// or https://"),
-                (3, 1, "interval_secs 0 is outside 1..=3600"),
+                (url.0, url.1, "must start with http:// or https://"),
+                (
+                    interval.0,
+                    interval.1,
+                    "interval_secs 0 is outside 1..=3600",
+                ),
                 (5, 3, "invalid label name \"1st\""),
                 (7, 3, "invalid label name \"a.b\""),
-                (8, 1, "spool_max_bytes 0 is below the minimum"),
+                (spool.0, spool.1, "spool_max_bytes 0 is below the minimum"),
             ],
         );
     }
 
     #[test]
+    fn a_bad_value_deep_in_the_file_names_its_line_and_column() {
+        let text = "server_url: http://h:1\nstate_dir: s\nprobes:\n  - name: web\n    http: http://w/\n    \
+                    expect_status: [200, 301]\n  - name: db\n    tcp: db:5432\n    labels:\n      tier: db\n    \
+                    interval_secs: [30]\n";
+        let (line, col) = at(text, "[30]", 0);
+        check_bad(
+            text,
+            &[(line, col, "probes[1].interval_secs: invalid type: sequence")],
+        );
+        // A validation error in a flow sequence points at the item.
+        let text = text
+            .replace("[200, 301]", "[200, 999]")
+            .replace("[30]", "30");
+        let (line, col) = at(&text, "999", 0);
+        check_bad(&text, &[(line, col, "999 is not an HTTP status")]);
+    }
+
+    #[test]
     fn yaml_syntax_error_has_a_position() {
         let err = parse("server_url: http://h:1\n  state_dir: [\n").unwrap_err();
-        assert_eq!(err.problems.len(), 1);
-        assert_eq!(err.problems[0].line, 2, "{err}");
-        assert!(!err.to_string().contains(" at line 2"), "{err}");
+        assert_eq!(err.diagnostics.len(), 1);
+        assert_eq!(err.diagnostics[0].pos.map(|p| p.line), Some(2), "{err}");
+        assert!(err.to_string().starts_with("agent.yaml:2:"), "{err}");
     }
 
     #[test]

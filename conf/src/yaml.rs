@@ -1,5 +1,5 @@
-//! A YAML document as a tree that remembers where every node starts, so that rule-file
-//! diagnostics can name the line and column of the key or value they are about.
+//! A YAML document as a tree that remembers where every node starts, so that diagnostics about
+//! any yunwei file (rules, contracts, configs) can name the line and column of a key or value.
 //!
 //! Built from `saphyr-parser`'s event stream (YAML 1.2). Aliases are expanded; tags are kept
 //! only to tell an explicitly tagged string (`!!str 1`) from a plain scalar.
@@ -74,6 +74,59 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The value of `key` in a mapping (the first, should the key be written twice).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// The key node of `key` in a mapping, for messages about the key itself.
+    pub fn key(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(k, _)| k)
+    }
+
+    /// Item `index` of a sequence.
+    pub fn item(&self, index: usize) -> Option<&Node> {
+        match &self.kind {
+            Kind::Seq(items) => items.get(index),
+            _ => None,
+        }
+    }
+
+    fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        match &self.kind {
+            Kind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar() == Some(key))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+}
+
+/// Lookups that chain through absent nodes: `root.get("probes").item(2).get("name")` is the
+/// node of the third probe's name, or `None` when any step is not written.
+pub trait Lookup<'a> {
+    /// The value of `key`, when this is a mapping that has it.
+    fn get(self, key: &str) -> Option<&'a Node>;
+    /// The key node of `key`, when this is a mapping that has it.
+    fn key(self, key: &str) -> Option<&'a Node>;
+    /// Item `index`, when this is a sequence that long.
+    fn item(self, index: usize) -> Option<&'a Node>;
+}
+
+impl<'a> Lookup<'a> for Option<&'a Node> {
+    fn get(self, key: &str) -> Option<&'a Node> {
+        self.and_then(|n| n.get(key))
+    }
+    fn key(self, key: &str) -> Option<&'a Node> {
+        self.and_then(|n| n.key(key))
+    }
+    fn item(self, index: usize) -> Option<&'a Node> {
+        self.and_then(|n| n.item(index))
+    }
+}
+
 /// A document that is not valid YAML.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{pos}: {message}")]
@@ -123,7 +176,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 if documents > 1 {
                     return Err(YamlError {
                         pos,
-                        message: "a rule file holds one YAML document".into(),
+                        message: "the file holds one YAML document; a second one starts here"
+                            .into(),
                     });
                 }
                 None
@@ -282,6 +336,22 @@ mod tests {
         // A few levels are fine.
         let small: String = doc.lines().take(3).map(|l| format!("{l}\n")).collect();
         assert!(parse(&small).is_ok());
+    }
+
+    #[test]
+    fn lookups_chain_through_absent_nodes() {
+        let doc = parse("a:\n  - {b: 1}\n  - c: 2\n").unwrap().unwrap();
+        let root = Some(&doc);
+        assert_eq!(
+            root.get("a").item(1).get("c").unwrap().pos,
+            Pos { line: 3, col: 8 }
+        );
+        assert_eq!(
+            root.get("a").item(0).key("b").unwrap().pos,
+            Pos { line: 2, col: 6 }
+        );
+        assert!(root.get("a").item(2).get("c").is_none());
+        assert!(root.get("x").item(0).is_none());
     }
 
     #[test]

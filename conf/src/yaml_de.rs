@@ -20,6 +20,10 @@ use crate::yaml::{Kind, Node, Pos};
 pub struct DeError {
     pub pos: Option<Pos>,
     pub message: String,
+    /// The keys and indexes from the deserialized node down to the value at fault, as in
+    /// `probes[2].interval_secs`; empty when it is the node itself. An unknown or missing field
+    /// is about its mapping, so the path ends at the mapping.
+    pub path: String,
 }
 
 impl DeError {
@@ -28,6 +32,26 @@ impl DeError {
             self.pos = Some(pos);
         }
         self
+    }
+
+    /// Puts `step` (`name` or `[3]`) in front of the path.
+    fn under(mut self, step: &str) -> Self {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') || step.is_empty() {
+            ""
+        } else {
+            "."
+        };
+        self.path = format!("{step}{sep}{}", self.path);
+        self
+    }
+
+    /// The message after its path, as in `probes[2].interval_secs: invalid type: ...`.
+    pub fn message_with_path(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -44,6 +68,7 @@ impl de::Error for DeError {
         DeError {
             pos: None,
             message: msg.to_string(),
+            path: String::new(),
         }
     }
 }
@@ -53,12 +78,40 @@ pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
     T::deserialize(NodeDe(node)).map_err(|e| e.at(node.pos))
 }
 
+/// Parses `text` and deserializes its document into `T`, for callers that need no node
+/// positions beyond the error's; an empty document is YAML's null.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, DeError> {
+    let node = crate::yaml::parse(text)
+        .map_err(|e| DeError {
+            pos: Some(e.pos),
+            message: e.message,
+            path: String::new(),
+        })?
+        .unwrap_or(Node {
+            pos: Pos { line: 1, col: 1 },
+            kind: Kind::Scalar {
+                value: String::new(),
+                plain: true,
+            },
+        });
+    from_node(&node)
+}
+
 /// Deserializer for one node.
 pub struct NodeDe<'a>(pub &'a Node);
 
 fn plain_number(v: &str) -> Option<Result<i64, f64>> {
     if let Ok(i) = v.parse::<i64>() {
         return Some(Ok(i));
+    }
+    // The core schema's hexadecimal and octal integers.
+    for (prefix, radix) in [("0x", 16), ("0o", 8)] {
+        if let Some(digits) = v.strip_prefix(prefix)
+            && let Ok(i) = i64::from_str_radix(digits, radix)
+            && !digits.starts_with(['+', '-'])
+        {
+            return Some(Ok(i));
+        }
     }
     let looks_numeric = v
         .chars()
@@ -78,8 +131,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let r = match &node.kind {
             _ if node.is_null() => visitor.visit_unit(),
             Kind::Scalar { value, plain: true } => match value.as_str() {
-                "true" => visitor.visit_bool(true),
-                "false" => visitor.visit_bool(false),
+                "true" | "True" | "TRUE" => visitor.visit_bool(true),
+                "false" | "False" | "FALSE" => visitor.visit_bool(false),
                 v => match plain_number(v) {
                     Some(Ok(i)) => visitor.visit_i64(i),
                     Some(Err(f)) => visitor.visit_f64(f),
@@ -88,7 +141,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             },
             Kind::Scalar { value, .. } => visitor.visit_str(value),
             Kind::Seq(items) => visitor.visit_seq(Seq {
-                items: items.iter(),
+                items: items.iter().enumerate(),
             }),
             Kind::Map(entries) => {
                 let mut seen = std::collections::HashSet::new();
@@ -99,6 +152,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                         return Err(DeError {
                             pos: Some(k.pos),
                             message: format!("duplicate key `{key}`"),
+                            path: String::new(),
                         });
                     }
                 }
@@ -173,7 +227,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 }
 
 struct Seq<'a> {
-    items: std::slice::Iter<'a, Node>,
+    items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
 }
 
 impl<'de> SeqAccess<'de> for Seq<'_> {
@@ -184,17 +238,18 @@ impl<'de> SeqAccess<'de> for Seq<'_> {
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some(n) => seed
+            Some((i, n)) => seed
                 .deserialize(NodeDe(n))
                 .map(Some)
-                .map_err(|e| e.at(n.pos)),
+                .map_err(|e| e.at(n.pos).under(&format!("[{i}]"))),
         }
     }
 }
 
 struct Map<'a> {
     entries: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    /// The pending value and its key.
+    value: Option<(&'a Node, &'a Node)>,
 }
 
 impl<'de> MapAccess<'de> for Map<'_> {
@@ -206,7 +261,7 @@ impl<'de> MapAccess<'de> for Map<'_> {
         match self.entries.next() {
             None => Ok(None),
             Some((k, v)) => {
-                self.value = Some(v);
+                self.value = Some((k, v));
                 seed.deserialize(NodeDe(k))
                     .map(Some)
                     .map_err(|e| e.at(k.pos))
@@ -214,11 +269,12 @@ impl<'de> MapAccess<'de> for Map<'_> {
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let v = self
+        let (k, v) = self
             .value
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value without a key"))?;
-        seed.deserialize(NodeDe(v)).map_err(|e| e.at(v.pos))
+        seed.deserialize(NodeDe(v))
+            .map_err(|e| e.at(v.pos).under(k.scalar().unwrap_or("?")))
     }
 }
 
@@ -250,6 +306,7 @@ impl<'de> VariantAccess<'de> for NodeDe<'_> {
             Err(DeError {
                 pos: Some(self.0.pos),
                 message: "this variant takes no value".into(),
+                path: String::new(),
             })
         }
     }
@@ -288,7 +345,7 @@ mod tests {
     }
 
     fn parse<X: DeserializeOwned>(s: &str) -> Result<X, DeError> {
-        from_node(&crate::yaml::parse(s).unwrap().unwrap())
+        from_str(s)
     }
 
     #[test]
@@ -300,12 +357,40 @@ mod tests {
     }
 
     #[test]
+    fn plain_scalars_follow_the_core_schema() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct S {
+            b: Vec<bool>,
+            i: Vec<i64>,
+        }
+        let s: S =
+            parse("b: [true, True, TRUE, false, False, FALSE]\ni: [10, 0x1F, 0o17, -3]\n").unwrap();
+        assert_eq!(s.b, [true, true, true, false, false, false]);
+        assert_eq!(s.i, [10, 31, 15, -3]);
+        assert!(parse::<S>("b: [yes]\ni: []\n").is_err());
+        assert!(parse::<S>("b: []\ni: ['0x1F']\n").is_err());
+    }
+
+    #[test]
     fn errors_point_at_the_offending_node() {
         let e = parse::<T>("a: 3\nc: [1, x]\nd: {}\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 2, col: 8 }), "{e}");
         let e = parse::<T>("a: 3\nc: []\nd: {}\nzz: 1\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 4, col: 1 }), "{e}");
         assert!(e.message.contains("unknown field `zz`"), "{e}");
+        let e = parse::<T>("a: 3\nc: []\nd: {x: [y]}\n").unwrap_err();
+        let col = "d: {x: [y]}".find('[').unwrap() + 1;
+        assert_eq!(e.pos, Some(Pos { line: 3, col }), "{e}");
+        assert_eq!(e.path, "d.x");
+        assert!(
+            e.message_with_path().starts_with("d.x: invalid type"),
+            "{e}"
+        );
+        let e = parse::<T>("a: 3\nc: [1, x]\nd: {}\n").unwrap_err();
+        assert_eq!(e.message_with_path(), format!("c[1]: {}", e.message));
+        let e = parse::<T>("a: [3\n").unwrap_err();
+        assert!(e.pos.is_some(), "{e}");
+        assert_eq!(parse::<Option<T>>("").unwrap(), None);
         let e = parse::<T>("a: 3\nc: []\n").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 1, col: 1 }), "{e}");
         assert!(e.message.contains("missing field `d`"), "{e}");

@@ -1,12 +1,18 @@
-//! Server configuration: a YAML file parsed strictly (unknown keys are errors that name
-//! `file:line:col`), then validated into [`ServerConfig`]. Command-line flags override the file.
+//! Server configuration: a YAML file read into yunwei-conf's position-keeping tree and
+//! deserialized strictly through its serde bridge, then validated into [`ServerConfig`]. Every
+//! problem (syntax, type, unknown key, bad value) is a [`Diagnostic`] at the node it is about,
+//! `file:line:col: message`. Command-line flags override the file.
 
 use std::{
+    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use serde::Deserialize;
+use yunwei_conf::Diagnostic;
+use yunwei_conf::yaml::{self, Lookup, Node};
+use yunwei_conf::yaml_de::from_node;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -260,37 +266,58 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
-/// Every problem found in a config file, one per line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct ConfigError(pub Vec<String>);
+/// Every problem found in a config file, one per line, in file order.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ServerConfig {
     /// The configuration with no file: defaults plus overrides.
     pub fn from_overrides(o: &Overrides) -> Result<ServerConfig, ConfigError> {
-        validate(RawConfig::default(), "", "<defaults>", Path::new("."), o)
+        validate(RawConfig::default(), None, "<defaults>", Path::new("."), o)
     }
 
     /// Parses and validates `text`, read from `origin` (used in messages).
     pub fn parse(text: &str, origin: &str, o: &Overrides) -> Result<ServerConfig, ConfigError> {
         let base = Path::new(origin).parent().unwrap_or(Path::new("."));
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                let at = e
-                    .location()
-                    .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
-                    .unwrap_or_else(|| origin.to_string());
-                ConfigError(vec![format!("{at}: {}", strip_location(&e.to_string()))])
-            })?
+        let fail = |pos, message| {
+            ConfigError(vec![Diagnostic {
+                origin: origin.to_string(),
+                pos,
+                message,
+            }])
         };
-        validate(raw, text, origin, base, o)
+        let root = yaml::parse(text).map_err(|e| fail(Some(e.pos), e.message))?;
+        // An empty file (or one of comments only) is all defaults.
+        let root = root.filter(|r| !r.is_null());
+        let raw: RawConfig = match &root {
+            None => RawConfig::default(),
+            Some(r) => from_node(r).map_err(|e| fail(e.pos, e.message_with_path()))?,
+        };
+        validate(raw, root.as_ref(), origin, base, o)
     }
 
     pub fn load(path: &Path, o: &Overrides) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![Diagnostic {
+                origin: path.display().to_string(),
+                pos: None,
+                message: e.to_string(),
+            }])
+        })?;
         Self::parse(&text, &path.display().to_string(), o)
     }
 
@@ -301,28 +328,44 @@ impl ServerConfig {
     }
 }
 
-fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+/// The node at `path` below `doc`, or the deepest one written on the way there (a section
+/// whose key is missing), for problems with values that may come from the defaults.
+fn nearest<'a>(doc: Option<&'a Node>, path: &str) -> Option<&'a Node> {
+    let mut at = doc;
+    for key in path.split('.') {
+        match at.get(key) {
+            Some(n) => at = Some(n),
+            None => break,
+        }
     }
+    at.filter(|n| doc.is_none_or(|d| !std::ptr::eq(*n, d)))
 }
 
+/// Checks the values of `raw`, read from the document `doc` (`None`: no file), whose nodes
+/// give the positions of the problems.
 fn validate(
     mut raw: RawConfig,
-    text: &str,
+    doc: Option<&Node>,
     origin: &str,
     base: &Path,
     o: &Overrides,
 ) -> Result<ServerConfig, ConfigError> {
     let mut errs = Vec::new();
     let notify = std::mem::take(&mut raw.notify)
-        .check(text, origin, base)
+        .check(doc.get("notify"), origin, base)
         .unwrap_or_else(|e| {
             errs.extend(e);
             Default::default()
         });
-    let mut err = |field: &str, msg: String| errs.push(format!("{origin}: {field}: {msg}"));
+    // A problem with the value of `field` (a dotted path), at its node, or at the section
+    // when the value is a default.
+    let mut err = |field: &str, msg: String| {
+        errs.push(Diagnostic {
+            origin: origin.to_string(),
+            pos: nearest(doc, field).map(|n| n.pos),
+            message: format!("{field}: {msg}"),
+        })
+    };
 
     let listen = match (&o.listen, &raw.listen) {
         (Some(a), _) => *a,
@@ -349,8 +392,13 @@ fn validate(
         || database_url.starts_with("postgres://")
         || database_url.starts_with("postgresql://"))
     {
+        let field = if o.database_url.is_some() {
+            "--database-url"
+        } else {
+            "database_url"
+        };
         err(
-            "database_url",
+            field,
             "must start with sqlite:, postgres:// or postgresql://".into(),
         );
     }
@@ -445,11 +493,11 @@ fn validate(
             .map_or(dl.max_age_ms, |h| h * 3_600_000),
         ..dl
     };
-    if limits.max_age_ms <= 0 || limits.max_future_ms < 0 {
-        err(
-            "limits",
-            "max_backfill_hours must be positive and max_future_secs not negative".into(),
-        );
+    if limits.max_age_ms <= 0 {
+        err("limits.max_backfill_hours", "must be positive".into());
+    }
+    if limits.max_future_ms < 0 {
+        err("limits.max_future_secs", "must not be negative".into());
     }
 
     let dr = RulesConfig::default();
@@ -545,6 +593,8 @@ fn validate(
         );
     }
 
+    // File order; the notify calendar file's problems after this file's.
+    errs.sort_by_key(|d| (d.origin != origin, d.pos));
     if errs.is_empty() {
         Ok(ServerConfig {
             listen,
@@ -570,6 +620,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         ServerConfig::parse(text, "server.yaml", &Overrides::default())
+    }
+
+    /// `server.yaml:line:col: ` of occurrence `n` (from 0) of `needle` in `text`.
+    fn at(text: &str, needle: &str, n: usize) -> String {
+        let (offset, _) = text.match_indices(needle).nth(n).expect("needle in text");
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        format!(
+            "server.yaml:{}:{}: ",
+            before.matches('\n').count() + 1,
+            before[line_start..].chars().count() + 1
+        )
     }
 
     #[test]
@@ -642,11 +704,54 @@ mod tests {
     }
 
     #[test]
-    fn all_value_errors_are_collected() {
-        let e = parse("listen: nowhere\nretention:\n  rollup_days: 30\n").unwrap_err();
+    fn all_value_errors_are_collected_at_their_values() {
+        let text = "listen: nowhere\nretention:\n  rollup_days: 30\n";
+        let e = parse(text).unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
-        assert!(e.0[0].contains("listen"), "{e}");
-        assert!(e.0[1].contains("retention.rollup_days"), "{e}");
+        let [a, b] = [e.0[0].to_string(), e.0[1].to_string()];
+        assert!(
+            a.starts_with(&format!("{}listen: ", at(text, "nowhere", 0))),
+            "{e}"
+        );
+        assert!(
+            b.starts_with(&format!("{}retention.rollup_days: ", at(text, "30", 0))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_deep_in_the_file_names_its_line_and_column() {
+        let text = "listen: 127.0.0.1:9470\ningest:\n  queue_batches: 64\nrules:\n  files: [a.yaml, b.yaml]\n  \
+                    evaluation_interval_secs: 30\n  eval_on_ingest_cpu_percent: lots\nauth:\n  lockout_secs: 60\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}rules.eval_on_ingest_cpu_percent: invalid type: string \"lots\"",
+                at(text, "lots", 0)
+            )),
+            "{e}"
+        );
+        let text = text.replace("lots", "101");
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}rules.eval_on_ingest_cpu_percent: must be between 1 and 100",
+                at(&text, "101", 0)
+            )
+        );
+        // A check that fails on a default is reported at the section that sets the other value.
+        let text = text
+            .replace("101", "10")
+            .replace("lockout_secs: 60", "session_idle_secs: 86400");
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}auth.session_lifetime_secs: must not be shorter than auth.session_idle_secs",
+                at(&text, "session_idle_secs", 0)
+            )
+        );
     }
 
     #[test]
@@ -663,8 +768,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
-        assert!(e.0[0].contains("auth.lockout_failures"), "{e}");
-        assert!(e.0[1].contains("auth.session_lifetime_secs"), "{e}");
+        assert!(e.0[0].message.starts_with("auth.lockout_failures"), "{e}");
+        assert!(
+            e.0[1].message.starts_with("auth.session_lifetime_secs"),
+            "{e}"
+        );
     }
 
     #[test]

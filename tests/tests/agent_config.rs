@@ -42,6 +42,17 @@ fn refused(text: &str, expected: &[(usize, usize, &str)]) {
     }
 }
 
+/// The 1-based line and column of occurrence `n` (from 0) of `needle` in `text`.
+fn at(text: &str, needle: &str, n: usize) -> (usize, usize) {
+    let (offset, _) = text.match_indices(needle).nth(n).expect("needle in text");
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
 const GOOD: &str = "server_url: https://yunwei.example.gov.cn\nstate_dir: /var/lib/yunwei-agent\n";
 
 #[test]
@@ -50,32 +61,45 @@ fn bad_configs_are_refused_with_file_line_and_column() {
         &format!("{GOOD}intervall_secs: 15\n"),
         &[(3, 1, "unknown field `intervall_secs`")],
     );
-    refused(
-        "server_url: htp://yunwei.example\nstate_dir: /var/lib/yunwei-agent\n",
-        &[(1, 1, "must start with http:// or https://")],
+    // A bad value is reported at the value.
+    let text = "server_url: htp://yunwei.example\nstate_dir: /var/lib/yunwei-agent\n";
+    let (l, c) = at(text, "htp://", 0);
+    refused(text, &[(l, c, "must start with http:// or https://")]);
+    let text = format!("{GOOD}interval_secs: 0\n");
+    let (l, c) = at(&text, "0\n", 0);
+    refused(&text, &[(l, c, "interval_secs 0 is outside 1..=3600")]);
+    let text = format!("{GOOD}metrics_listen: localhost\n");
+    let (l, c) = at(&text, "localhost", 0);
+    refused(&text, &[(l, c, "not an IP:port address")]);
+    // Several problems at once, in a probe list: every one is reported, at the value, the key
+    // that does not apply, or the probe.
+    let text = format!(
+        "{GOOD}probes:\n  - name: portal\n    http: ftp://x\n  - name: db\n    tcp: db.example\n    \
+         interval_secs: 0\n  - name: both\n    dns: a.example\n    process: nginx\n  - name: web\n    \
+         http: http://w.example/\n    expect_banner: x\n    labels:\n      probe: x\n"
     );
+    let p = |needle: &str, n: usize| at(&text, needle, n);
+    let [url, tcp, interval, both, banner, label] = [
+        p("ftp://x", 0),
+        p("db.example", 0),
+        p("0\n", 0),
+        p("name: both", 0),
+        p("expect_banner", 0),
+        p("probe: x", 0),
+    ];
     refused(
-        &format!("{GOOD}interval_secs: 0\n"),
-        &[(3, 1, "interval_secs 0 is outside 1..=3600")],
-    );
-    refused(
-        &format!("{GOOD}metrics_listen: localhost\n"),
-        &[(3, 1, "not an IP:port address")],
-    );
-    // Several problems at once, in a probe list: every one is reported.
-    refused(
-        &format!(
-            "{GOOD}probes:\n  - name: portal\n    http: ftp://x\n  - name: db\n    tcp: db.example\n    \
-             interval_secs: 0\n  - name: both\n    dns: a.example\n    process: nginx\n  - name: web\n    \
-             http: http://w.example/\n    expect_banner: x\n    labels:\n      probe: x\n"
-        ),
+        &text,
         &[
-            (5, 5, "url \"ftp://x\""),
-            (7, 5, "is not host:port"),
-            (8, 5, "interval_secs 0 is outside"),
-            (9, 5, "exactly one of http, tcp, dns, process"),
-            (14, 5, "expect_banner applies to tcp probes only"),
-            (15, 5, "invalid label name \"probe\""),
+            (url.0, url.1, "url \"ftp://x\""),
+            (tcp.0, tcp.1, "is not host:port"),
+            (interval.0, interval.1, "interval_secs 0 is outside"),
+            (both.0, both.1, "exactly one of http, tcp, dns, process"),
+            (
+                banner.0,
+                banner.1,
+                "expect_banner applies to tcp probes only",
+            ),
+            (label.0, label.1, "invalid label name \"probe\""),
         ],
     );
     refused(

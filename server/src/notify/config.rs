@@ -1,12 +1,15 @@
 //! The `notify:` section of the server config: SMTP, the route tree, receivers, inhibit rules,
-//! time intervals, escalation policies and retry settings. Parsed strictly by serde (unknown keys
-//! and bad values fail with `file:line:col`), then [`RawNotify::check`] resolves references
-//! (receivers, time intervals, policies) and reports every dangling one with its position.
+//! time intervals, escalation policies and retry settings. Deserialized strictly with the rest of
+//! the config (yunwei-conf's YAML tree and serde bridge: unknown keys and bad values fail with
+//! `file:line:col`), then [`RawNotify::check`] resolves references (receivers, time intervals,
+//! policies) and reports every dangling one at the node that names it.
 
 use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+use yunwei_conf::Diagnostic;
+use yunwei_conf::yaml::{Lookup, Node};
 use yunwei_sla::calendar::Calendar;
 
 use super::{
@@ -514,204 +517,263 @@ pub struct NotifyConfig {
     pub allow_private_networks: Vec<Cidr>,
 }
 
-/// `origin:line:col` of the first line (from the `notify:` key on) that holds `key: value`
-/// (or `- value` in a list under `key`), for messages about references.
-fn locate(text: &str, origin: &str, key: &str, value: &str) -> String {
-    let start = text
-        .lines()
-        .position(|l| l.starts_with("notify:"))
-        .unwrap_or(0);
-    let mut in_key = false;
-    for (i, line) in text.lines().enumerate().skip(start) {
-        let t = line.trim_start().trim_start_matches("- ");
-        let unq = |s: &str| s.trim().trim_matches(['"', '\'']).to_string();
-        if let Some(rest) = t.strip_prefix(&format!("{key}:")) {
-            let rest = rest.trim();
-            if unq(rest) == value
-                || rest.starts_with('[')
-                    && rest
-                        .trim_matches(['[', ']'])
-                        .split(',')
-                        .any(|v| unq(v) == value)
-            {
-                let col = line.find(value).unwrap_or(0) + 1;
-                return format!("{origin}:{}:{col}", i + 1);
+/// The names defined in `notify:` that other parts refer to.
+struct Defined<'a> {
+    receivers: BTreeSet<&'a str>,
+    intervals: BTreeSet<&'a str>,
+    policies: BTreeSet<&'a str>,
+}
+
+/// Checks the references and intervals of `route` (written at `node`) and its children; only
+/// what a route writes itself is checked, so an inherited mistake is reported once, where it is
+/// written.
+fn check_route(
+    route: &RawRoute,
+    node: Option<&Node>,
+    defined: &Defined<'_>,
+    at: &dyn Fn(Option<&Node>, String) -> Diagnostic,
+    errs: &mut Vec<Diagnostic>,
+) {
+    if let Some(r) = &route.receiver
+        && !defined.receivers.contains(r.as_str())
+    {
+        errs.push(at(
+            node.get("receiver"),
+            format!("notify.route: receiver {r:?} is not defined"),
+        ));
+    }
+    for key in ["mute_time_intervals", "active_time_intervals"] {
+        let list = if key == "mute_time_intervals" {
+            &route.mute_time_intervals
+        } else {
+            &route.active_time_intervals
+        };
+        for (i, name) in list.iter().enumerate() {
+            if !defined.intervals.contains(name.as_str()) {
+                errs.push(at(
+                    node.get(key).item(i),
+                    format!("notify.route: time interval {name:?} is not defined"),
+                ));
             }
-            in_key = rest.is_empty();
-            continue;
-        }
-        if in_key && line.trim_start().starts_with("- ") && unq(t) == value {
-            let col = line.find(value).unwrap_or(0) + 1;
-            return format!("{origin}:{}:{col}", i + 1);
-        }
-        if !line.trim_start().starts_with("- ") && line.contains(':') {
-            in_key = false;
         }
     }
-    // Flow style (`email: [{to: [x]}]`): the first line that mentions the value.
-    for (i, line) in text.lines().enumerate().skip(start) {
-        if let Some(c) = line.find(value) {
-            return format!("{origin}:{}:{}", i + 1, c + 1);
+    if let Some(p) = &route.escalation
+        && !defined.policies.contains(p.as_str())
+    {
+        errs.push(at(
+            node.get("escalation"),
+            format!("notify.route: escalation policy {p:?} is not defined"),
+        ));
+    }
+    for (key, value) in [
+        ("group_interval", route.group_interval),
+        ("repeat_interval", route.repeat_interval),
+    ] {
+        if value.is_some_and(|m| m.0 <= 0) {
+            errs.push(at(
+                node.get(key),
+                "notify.route: group_interval and repeat_interval must be positive".into(),
+            ));
         }
     }
-    origin.to_string()
+    for (i, child) in route.routes.iter().enumerate() {
+        check_route(child, node.get("routes").item(i), defined, at, errs);
+    }
 }
 
 impl RawNotify {
-    /// Resolves and checks references; `text` is the whole config file (for positions) and
-    /// `base` the folder relative paths are resolved against.
-    pub fn check(self, text: &str, origin: &str, base: &Path) -> Result<NotifyConfig, Vec<String>> {
+    /// Resolves and checks references; `node` is the `notify:` section as written, whose nodes
+    /// give the positions of the problems, and `base` the folder relative paths are resolved
+    /// against.
+    pub fn check(
+        self,
+        node: Option<&Node>,
+        origin: &str,
+        base: &Path,
+    ) -> Result<NotifyConfig, Vec<Diagnostic>> {
+        // A problem at `at`, or at the section when `at` is not written.
+        let at = |at: Option<&Node>, message: String| Diagnostic {
+            origin: origin.to_string(),
+            pos: at.or(node).map(|n| n.pos),
+            message,
+        };
         let mut errs = Vec::new();
         let mut names = BTreeSet::new();
-        for r in &self.receivers {
+        for (i, r) in self.receivers.iter().enumerate() {
+            let rn = node.get("receivers").item(i);
             if !names.insert(r.name.as_str()) {
-                errs.push(format!(
-                    "{}: notify.receivers: duplicate receiver {:?}",
-                    locate(text, origin, "name", &r.name),
-                    r.name
+                errs.push(at(
+                    rn.get("name"),
+                    format!("notify.receivers: duplicate receiver {:?}", r.name),
                 ));
             }
             let n = r.email.len() + r.webhook.len() + r.dingtalk.len() + r.wecom.len();
             if n + r.feishu.len() == 0 {
-                errs.push(format!(
-                    "{}: notify.receivers: receiver {:?} has no destination",
-                    locate(text, origin, "name", &r.name),
-                    r.name
+                errs.push(at(
+                    rn,
+                    format!("notify.receivers: receiver {:?} has no destination", r.name),
                 ));
             }
             if !r.email.is_empty() && self.smtp.is_none() {
-                errs.push(format!(
-                    "{}: notify.receivers: receiver {:?} sends email but notify.smtp is not set",
-                    locate(text, origin, "name", &r.name),
-                    r.name
+                errs.push(at(
+                    rn.get("email"),
+                    format!(
+                        "notify.receivers: receiver {:?} sends email but notify.smtp is not set",
+                        r.name
+                    ),
                 ));
             }
-            for e in &r.email {
-                for a in e.to.iter().chain(&e.cc) {
-                    if let Some(name) = a.strip_prefix("oncall:") {
-                        if !self.oncall_schedules.iter().any(|o| o.name == name) {
-                            errs.push(format!(
-                                "{}: notify.receivers: on-call schedule {name:?} is not defined",
-                                locate(text, origin, "to", a)
+            for (j, e) in r.email.iter().enumerate() {
+                let en = rn.get("email").item(j);
+                for (key, list) in [("to", &e.to), ("cc", &e.cc)] {
+                    for (k, a) in list.iter().enumerate() {
+                        let an = en.get(key).item(k);
+                        if let Some(name) = a.strip_prefix("oncall:") {
+                            if !self.oncall_schedules.iter().any(|o| o.name == name) {
+                                errs.push(at(
+                                    an,
+                                    format!(
+                                        "notify.receivers: on-call schedule {name:?} is not defined"
+                                    ),
+                                ));
+                            }
+                            continue;
+                        }
+                        if a.parse::<lettre::Address>().is_err() || a.contains(['\r', '\n']) {
+                            errs.push(at(
+                                an,
+                                format!("notify.receivers: {a:?} is not an email address"),
                             ));
                         }
-                        continue;
-                    }
-                    if a.parse::<lettre::Address>().is_err() || a.contains(['\r', '\n']) {
-                        errs.push(format!(
-                            "{}: notify.receivers: {a:?} is not an email address",
-                            locate(text, origin, "to", a)
-                        ));
                     }
                 }
                 if e.to.is_empty() {
-                    errs.push(format!(
-                        "{}: notify.receivers: receiver {:?}: email needs at least one `to`",
-                        locate(text, origin, "name", &r.name),
-                        r.name
+                    errs.push(at(
+                        en.get("to").or(en),
+                        format!(
+                            "notify.receivers: receiver {:?}: email needs at least one `to`",
+                            r.name
+                        ),
                     ));
                 }
             }
-            let urls = r.webhook.iter().map(|w| &w.url).chain(
-                r.dingtalk
-                    .iter()
-                    .chain(&r.wecom)
-                    .chain(&r.feishu)
-                    .map(|w| &w.url),
-            );
-            for u in urls {
+            let robots = [
+                ("dingtalk", &r.dingtalk),
+                ("wecom", &r.wecom),
+                ("feishu", &r.feishu),
+            ];
+            let urls = r
+                .webhook
+                .iter()
+                .map(|w| &w.url)
+                .enumerate()
+                .map(|u| ("webhook", u));
+            let robot_urls = robots.iter().flat_map(|(kind, list)| {
+                list.iter().map(|t| &t.url).enumerate().map(|u| (*kind, u))
+            });
+            for (kind, (j, u)) in urls.chain(robot_urls) {
                 if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    errs.push(format!(
-                        "{}: notify.receivers: {u:?} is not an http(s) URL",
-                        locate(text, origin, "url", u)
+                    errs.push(at(
+                        rn.get(kind).item(j).get("url"),
+                        format!("notify.receivers: {u:?} is not an http(s) URL"),
                     ));
                 }
             }
             for (kind, list) in [("dingtalk", &r.dingtalk), ("feishu", &r.feishu)] {
-                if list.iter().any(|t| t.secret.is_none()) {
-                    errs.push(format!(
-                        "{}: notify.receivers: receiver {:?}: {kind} needs a signing secret",
-                        locate(text, origin, "name", &r.name),
-                        r.name
+                if let Some(j) = list.iter().position(|t| t.secret.is_none()) {
+                    errs.push(at(
+                        rn.get(kind).item(j),
+                        format!(
+                            "notify.receivers: receiver {:?}: {kind} needs a signing secret",
+                            r.name
+                        ),
                     ));
                 }
             }
         }
-        for r in &self.receivers {
+        for (i, r) in self.receivers.iter().enumerate() {
             if let Some(f) = &r.fallback
                 && !names.contains(f.as_str())
             {
-                errs.push(format!(
-                    "{}: notify.receivers: fallback {f:?} is not a receiver",
-                    locate(text, origin, "fallback", f)
+                errs.push(at(
+                    node.get("receivers").item(i).get("fallback"),
+                    format!("notify.receivers: fallback {f:?} is not a receiver"),
                 ));
             }
         }
         if let Some(s) = &self.smtp {
+            let sn = node.get("smtp");
             if s.from.parse::<lettre::message::Mailbox>().is_err() {
-                errs.push(format!(
-                    "{}: notify.smtp.from: {:?} is not a mailbox",
-                    locate(text, origin, "from", &s.from),
-                    s.from
+                errs.push(at(
+                    sn.get("from"),
+                    format!("notify.smtp.from: {:?} is not a mailbox", s.from),
                 ));
             }
             if s.username.is_some() != s.password.is_some() {
-                errs.push(format!(
-                    "{origin}: notify.smtp: username and password go together"
+                errs.push(at(
+                    sn.key("username").or(sn.key("password")),
+                    "notify.smtp: username and password go together".into(),
                 ));
             }
         }
         let mut intervals = BTreeSet::new();
-        for t in &self.time_intervals {
+        for (i, t) in self.time_intervals.iter().enumerate() {
             if !intervals.insert(t.name.as_str()) {
-                errs.push(format!(
-                    "{}: notify.time_intervals: duplicate {:?}",
-                    locate(text, origin, "name", &t.name),
-                    t.name
+                errs.push(at(
+                    node.get("time_intervals").item(i).get("name"),
+                    format!("notify.time_intervals: duplicate {:?}", t.name),
                 ));
             }
         }
-        for o in &self.oncall_schedules {
-            for l in &o.layers {
+        for (i, o) in self.oncall_schedules.iter().enumerate() {
+            let on = node.get("oncall_schedules").item(i);
+            for (j, l) in o.layers.iter().enumerate() {
+                let ln = on.get("layers").item(j);
                 if l.members.is_empty() || l.shift.0 <= 0 {
-                    errs.push(format!(
-                        "{}: notify.oncall_schedules: {:?}: a layer needs members and a positive shift",
-                        locate(text, origin, "name", &o.name),
-                        o.name
+                    errs.push(at(
+                        ln,
+                        format!(
+                            "notify.oncall_schedules: {:?}: a layer needs members and a positive shift",
+                            o.name
+                        ),
                     ));
                 }
-                if let Some(i) = &l.only_during
-                    && !intervals.contains(i.as_str())
+                if let Some(name) = &l.only_during
+                    && !intervals.contains(name.as_str())
                 {
-                    errs.push(format!(
-                        "{}: notify.oncall_schedules: time interval {i:?} is not defined",
-                        locate(text, origin, "only_during", i)
+                    errs.push(at(
+                        ln.get("only_during"),
+                        format!("notify.oncall_schedules: time interval {name:?} is not defined"),
                     ));
                 }
             }
         }
         let mut policies = BTreeSet::new();
-        for p in &self.escalation_policies {
+        for (i, p) in self.escalation_policies.iter().enumerate() {
+            let pn = node.get("escalation_policies").item(i);
             if !policies.insert(p.name.as_str()) {
-                errs.push(format!(
-                    "{}: notify.escalation_policies: duplicate {:?}",
-                    locate(text, origin, "name", &p.name),
-                    p.name
+                errs.push(at(
+                    pn.get("name"),
+                    format!("notify.escalation_policies: duplicate {:?}", p.name),
                 ));
             }
             if p.tiers.is_empty() || p.tiers.windows(2).any(|w| w[0].after >= w[1].after) {
-                errs.push(format!(
-                    "{}: notify.escalation_policies: {:?} needs tiers with increasing `after`",
-                    locate(text, origin, "name", &p.name),
-                    p.name
+                errs.push(at(
+                    pn.get("tiers").or(pn),
+                    format!(
+                        "notify.escalation_policies: {:?} needs tiers with increasing `after`",
+                        p.name
+                    ),
                 ));
             }
-            for t in &p.tiers {
+            for (k, t) in p.tiers.iter().enumerate() {
                 if !names.contains(t.receiver.as_str()) {
-                    errs.push(format!(
-                        "{}: notify.escalation_policies: receiver {:?} is not defined",
-                        locate(text, origin, "receiver", &t.receiver),
-                        t.receiver
+                    errs.push(at(
+                        pn.get("tiers").item(k).get("receiver"),
+                        format!(
+                            "notify.escalation_policies: receiver {:?} is not defined",
+                            t.receiver
+                        ),
                     ));
                 }
             }
@@ -720,75 +782,67 @@ impl RawNotify {
             .route
             .as_ref()
             .map(|r| Route::resolve(r, None, "0".into()));
-        if let Some(root) = &route {
-            if self.route.as_ref().is_some_and(|r| r.receiver.is_none()) {
-                errs.push(format!(
-                    "{origin}: notify.route: the root route needs a receiver"
+        if let Some(raw) = &self.route {
+            let rn = node.get("route");
+            if raw.receiver.is_none() {
+                errs.push(at(
+                    rn,
+                    "notify.route: the root route needs a receiver".into(),
                 ));
             }
-            if !root.matchers.is_empty() {
-                errs.push(format!(
-                    "{origin}: notify.route: the root route cannot have matchers"
+            if !raw.matchers.is_empty() {
+                errs.push(at(
+                    rn.get("matchers"),
+                    "notify.route: the root route cannot have matchers".into(),
                 ));
             }
-            for r in root.walk() {
-                if !r.receiver.is_empty() && !names.contains(r.receiver.as_str()) {
-                    errs.push(format!(
-                        "{}: notify.route: receiver {:?} is not defined",
-                        locate(text, origin, "receiver", &r.receiver),
-                        r.receiver
-                    ));
-                }
-                for i in r.mute_time_intervals.iter().chain(&r.active_time_intervals) {
-                    if !intervals.contains(i.as_str()) {
-                        let mut at = locate(text, origin, "mute_time_intervals", i);
-                        if at == origin {
-                            at = locate(text, origin, "active_time_intervals", i);
-                        }
-                        errs.push(format!(
-                            "{at}: notify.route: time interval {i:?} is not defined"
-                        ));
-                    }
-                }
-                if let Some(p) = &r.escalation
-                    && !policies.contains(p.as_str())
-                {
-                    errs.push(format!(
-                        "{}: notify.route: escalation policy {p:?} is not defined",
-                        locate(text, origin, "escalation", p)
-                    ));
-                }
-                if r.group_interval_ms <= 0 || r.repeat_interval_ms <= 0 {
-                    errs.push(format!(
-                        "{origin}: notify.route: group_interval and repeat_interval must be positive"
-                    ));
-                }
-            }
+            let defined = Defined {
+                receivers: names,
+                intervals,
+                policies,
+            };
+            check_route(raw, rn, &defined, &at, &mut errs);
         } else if !self.receivers.is_empty() {
-            errs.push(format!(
-                "{origin}: notify: receivers are defined but there is no route"
+            errs.push(at(
+                node.key("receivers"),
+                "notify: receivers are defined but there is no route".into(),
             ));
         }
-        for l in self.incidents.levels.iter().map(|r| r.level).chain(
-            self.incidents
-                .escalate_if_not_restored
-                .iter()
-                .map(|e| e.level),
-        ) {
-            if !(1..=4).contains(&l) {
-                errs.push(format!(
-                    "{}: notify.incidents: level {l} is not 1..4 (一级..四级)",
-                    locate(text, origin, "level", &l.to_string())
-                ));
+        let incidents = node.get("incidents");
+        for (key, levels) in [
+            (
+                "levels",
+                self.incidents
+                    .levels
+                    .iter()
+                    .map(|r| r.level)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "escalate_if_not_restored",
+                self.incidents
+                    .escalate_if_not_restored
+                    .iter()
+                    .map(|e| e.level)
+                    .collect(),
+            ),
+        ] {
+            for (i, l) in levels.into_iter().enumerate() {
+                if !(1..=4).contains(&l) {
+                    errs.push(at(
+                        incidents.get(key).item(i).get("level"),
+                        format!("notify.incidents: level {l} is not 1..4 (一级..四级)"),
+                    ));
+                }
             }
         }
         let mut allow = Vec::new();
-        for c in &self.allow_private_networks {
+        for (i, c) in self.allow_private_networks.iter().enumerate() {
             match Cidr::parse(c) {
                 Ok(c) => allow.push(c),
-                Err(e) => errs.push(format!(
-                    "{}: notify.allow_private_networks: {e}",
-                    locate(text, origin, "allow_private_networks", c)
+                Err(e) => errs.push(at(
+                    node.get("allow_private_networks").item(i),
+                    format!("notify.allow_private_networks: {e}"),
                 )),
             }
         }
@@ -808,14 +862,14 @@ impl RawNotify {
                             c
                         }
                         Err(e) => {
-                            errs.push(e.to_string());
+                            errs.extend(e.diagnostics);
                             Calendar::default()
                         }
                     },
                     Err(e) => {
-                        errs.push(format!(
-                            "{origin}: notify.calendar_file: {}: {e}",
-                            f.display()
+                        errs.push(at(
+                            node.get("calendar_file"),
+                            format!("notify.calendar_file: {}: {e}", f.display()),
                         ));
                         Calendar::default()
                     }
@@ -829,11 +883,14 @@ impl RawNotify {
             .trim_end_matches('/')
             .to_string();
         if !(external_url.starts_with("http://") || external_url.starts_with("https://")) {
-            errs.push(format!(
-                "{origin}: notify.external_url: must be an http(s) URL"
+            errs.push(at(
+                node.get("external_url"),
+                "notify.external_url: must be an http(s) URL".into(),
             ));
         }
         if !errs.is_empty() {
+            // File order; the calendar file's problems after this file's.
+            errs.sort_by_key(|d| (d.origin != origin, d.pos));
             return Err(errs);
         }
         Ok(NotifyConfig {
@@ -851,6 +908,35 @@ impl RawNotify {
             allow_private_networks: allow,
         })
     }
+}
+
+/// Parses `text` as the server does: the whole document is the section when `key` is `None`,
+/// else its value of `key`.
+#[cfg(test)]
+pub(crate) fn from_yaml(
+    text: &str,
+    origin: &str,
+    key: Option<&str>,
+) -> Result<NotifyConfig, Vec<Diagnostic>> {
+    let fail = |pos, message| {
+        vec![Diagnostic {
+            origin: origin.to_string(),
+            pos,
+            message,
+        }]
+    };
+    let root = yunwei_conf::yaml::parse(text).map_err(|e| fail(Some(e.pos), e.message))?;
+    let node = match key {
+        None => root.as_ref(),
+        Some(k) => root.as_ref().get(k),
+    };
+    let raw: RawNotify = match node {
+        None => RawNotify::default(),
+        Some(n) => {
+            yunwei_conf::yaml_de::from_node(n).map_err(|e| fail(e.pos, e.message_with_path()))?
+        }
+    };
+    raw.check(node, origin, Path::new("."))
 }
 
 impl NotifyConfig {
@@ -898,14 +984,25 @@ impl NotifyConfig {
 mod tests {
     use super::*;
 
+    /// Checks `yaml` as the `notify:` section of a config file: its lines start at line 2,
+    /// indented by two.
     fn check(yaml: &str) -> Result<NotifyConfig, Vec<String>> {
         let text = format!("notify:\n{}", indent(yaml));
-        #[derive(Deserialize)]
-        struct W {
-            notify: RawNotify,
-        }
-        let w: W = serde_yaml::from_str(&text).map_err(|e| vec![e.to_string()])?;
-        w.notify.check(&text, "s.yaml", Path::new("."))
+        from_yaml(&text, "s.yaml", Some("notify"))
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    /// `s.yaml:line:col: ` of occurrence `n` (from 0) of `needle` in `yaml` as [`check`] sees it.
+    fn at(yaml: &str, needle: &str, n: usize) -> String {
+        let text = format!("notify:\n{}", indent(yaml));
+        let (offset, _) = text.match_indices(needle).nth(n).expect("needle in text");
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        format!(
+            "s.yaml:{}:{}: ",
+            before.matches('\n').count() + 1,
+            before[line_start..].chars().count() + 1
+        )
     }
 
     fn indent(s: &str) -> String {
@@ -991,39 +1088,86 @@ route:
     }
 
     #[test]
-    fn every_dangling_reference_is_reported_with_its_line() {
-        let e = check(
-            "receivers:\n  - name: ops\n    webhook: [{url: 'http://x'}]\n    fallback: nobody\nroute:\n  receiver: ghost\n  mute_time_intervals: [nights]\n",
-        )
-        .unwrap_err();
+    fn every_dangling_reference_is_reported_at_the_name() {
+        let yaml = "receivers:\n  - name: ops\n    webhook: [{url: 'http://x'}]\n    fallback: nobody\nroute:\n  receiver: ghost\n  mute_time_intervals: [nights]\n";
+        let e = check(yaml).unwrap_err();
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(
-            e[0].starts_with("s.yaml:5:") && e[0].contains("\"nobody\""),
+            e[0].starts_with(&at(yaml, "nobody", 0)) && e[0].contains("\"nobody\""),
             "{e:?}"
         );
         assert!(
-            e[1].starts_with("s.yaml:7:") && e[1].contains("\"ghost\""),
+            e[1].starts_with(&at(yaml, "ghost", 0)) && e[1].contains("\"ghost\""),
             "{e:?}"
         );
         assert!(
-            e[2].starts_with("s.yaml:8:") && e[2].contains("\"nights\""),
+            e[2].starts_with(&at(yaml, "nights", 0)) && e[2].contains("\"nights\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn problems_deep_in_the_section_name_line_and_column() {
+        // A receiver defined twice, and a route three levels down naming one never defined.
+        let yaml = "\
+receivers:
+  - name: ops
+    webhook: [{url: 'http://x'}]
+  - name: dba
+    webhook: [{url: 'http://y'}]
+  - name: ops
+    webhook: [{url: 'http://z'}]
+route:
+  receiver: ops
+  routes:
+    - matchers: ['team=\"db\"']
+      routes:
+        - matchers: ['env=\"prod\"']
+          receiver: dbas
+";
+        let e = check(yaml).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                format!(
+                    "{}notify.receivers: duplicate receiver \"ops\"",
+                    at(yaml, "ops", 1)
+                ),
+                format!(
+                    "{}notify.route: receiver \"dbas\" is not defined",
+                    at(yaml, "dbas", 0)
+                ),
+            ]
+        );
+        // An inherited receiver is reported once, where it is written.
+        let e = check(&yaml.replace("receiver: ops\n  routes", "receiver: nobody\n  routes"))
+            .unwrap_err();
+        assert_eq!(
+            e.iter().filter(|m| m.contains("\"nobody\"")).count(),
+            1,
             "{e:?}"
         );
     }
 
     #[test]
     fn bad_values_name_line_and_column() {
-        // serde_yaml places errors of custom values at the enclosing mapping; the message
-        // quotes the value.
-        let e = check("route:\n  receiver: ops\n  group_wait: soon\n").unwrap_err();
+        // Deserialization errors are at the value, with its path.
+        let yaml = "route:\n  receiver: ops\n  group_wait: soon\n";
+        let e = check(yaml).unwrap_err();
         assert!(
-            e[0].contains("\"soon\"") && e[0].contains("line 3"),
+            e[0].starts_with(&format!(
+                "{}route.group_wait: \"soon\"",
+                at(yaml, "soon", 0)
+            )),
             "{e:?}"
         );
-        let e = check("route:\n  receiver: ops\n  routes:\n    - matchers: ['a=~\"(\"']\n")
-            .unwrap_err();
+        let yaml = "route:\n  receiver: ops\n  routes:\n    - matchers: ['a=~\"(\"']\n";
+        let e = check(yaml).unwrap_err();
         assert!(
-            e[0].contains("invalid regex") && e[0].contains("line 5"),
+            e[0].starts_with(&format!(
+                "{}route.routes[0].matchers[0]: invalid regex",
+                at(yaml, "'a=~", 0)
+            )),
             "{e:?}"
         );
     }
@@ -1045,9 +1189,10 @@ route:
             ["boss@example.org"],
             "nobody before the start"
         );
-        let e = check(&yaml.replace("'oncall:dba'", "'oncall:web'")).unwrap_err();
+        let yaml = yaml.replace("'oncall:dba'", "'oncall:web'");
+        let e = check(&yaml).unwrap_err();
         assert!(
-            e[0].contains("s.yaml:5:") && e[0].contains("\"web\""),
+            e[0].starts_with(&at(&yaml, "'oncall:web'", 0)) && e[0].contains("\"web\""),
             "{e:?}"
         );
     }

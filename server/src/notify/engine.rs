@@ -388,11 +388,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::config::RawNotify;
 
     fn cfg(yaml: &str) -> NotifyConfig {
-        let raw: RawNotify = serde_yaml::from_str(yaml).unwrap();
-        raw.check(yaml, "t", std::path::Path::new(".")).unwrap()
+        crate::notify::config::from_yaml(yaml, "t", None).unwrap()
     }
 
     const CFG: &str = "

@@ -116,8 +116,8 @@ overrides:
 
     #[test]
     fn rotations_hand_off_layers_and_overrides() {
-        let s: Schedule = serde_yaml::from_str(SCHEDULE).unwrap();
-        let intervals: Vec<NamedIntervals> = serde_yaml::from_str(
+        let s: Schedule = yunwei_conf::yaml_de::from_str(SCHEDULE).unwrap();
+        let intervals: Vec<NamedIntervals> = yunwei_conf::yaml_de::from_str(
             "- name: office\n  time_intervals: [{times: [{start_time: '09:00', end_time: '18:00'}], calendar: working_days}]\n",
         )
         .unwrap();
@@ -172,7 +172,7 @@ overrides:
     #[test]
     fn bad_times_are_refused() {
         assert!(
-            serde_yaml::from_str::<Schedule>(
+            yunwei_conf::yaml_de::from_str::<Schedule>(
                 &SCHEDULE.replace("2026-01-05T09:00:00+08:00", "next monday")
             )
             .is_err()

@@ -282,7 +282,7 @@ mod tests {
     use super::*;
 
     fn ti(yaml: &str) -> TimeInterval {
-        serde_yaml::from_str(yaml).unwrap()
+        yunwei_conf::yaml_de::from_str(yaml).unwrap()
     }
 
     fn at(s: &str) -> i64 {
@@ -376,7 +376,10 @@ mod tests {
             "calendar: holidays",
             "weekday: [monday]",
         ] {
-            assert!(serde_yaml::from_str::<TimeInterval>(y).is_err(), "{y}");
+            assert!(
+                yunwei_conf::yaml_de::from_str::<TimeInterval>(y).is_err(),
+                "{y}"
+            );
         }
     }
 }
