@@ -11,11 +11,9 @@
 
 use std::sync::LazyLock;
 
+use crate::store::{self, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-
-use crate::store::Store;
 
 /// `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,41 +78,26 @@ pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64>
     let mut last_err = None;
     for _ in 0..20 {
         let mut tx = store.begin().await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (seq, prev) = match head {
-            Some(r) => (r.get::<i64, _>(0) + 1, r.get::<String, _>(1)),
+        let (seq, prev) = match store::audit::newest(&mut tx).await? {
+            Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS.to_string()),
         };
         let hash = row_hash(&prev, seq, ts_ms, e);
-        let inserted = sqlx::query(
-            "INSERT INTO audit_log (seq, ts_ms, actor, action, target, result, source, detail, \
-             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(seq)
-        .bind(ts_ms)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.target)
-        .bind(&e.result)
-        .bind(&e.source)
-        .bind(serde_json::to_string(&e.detail)?)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await;
+        let row = store::audit::AuditLogRow {
+            seq,
+            ts_ms,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            result: e.result.clone(),
+            source: e.source.clone(),
+            detail: serde_json::to_string(&e.detail)?,
+            prev_hash: prev,
+            hash,
+        };
+        let inserted = store::audit::insert(&mut tx, &row).await;
         let head = match inserted {
-            Ok(_) => {
-                sqlx::query(
-                    "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                )
-                .bind(seq)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await
-            }
+            Ok(()) => store::audit::set_head(&mut tx, seq, &row.hash).await,
             Err(e) => Err(e),
         };
         match head {
@@ -143,35 +126,29 @@ pub async fn record(store: &Store, ts_ms: i64, e: Entry) {
     }
 }
 
-fn row_from(r: &sqlx::any::AnyRow) -> AuditRow {
+fn row_from(r: store::audit::AuditLogRow) -> AuditRow {
     AuditRow {
-        seq: r.get(0),
-        ts_ms: r.get(1),
+        seq: r.seq,
+        ts_ms: r.ts_ms,
         entry: Entry {
-            actor: r.get(2),
-            action: r.get(3),
-            target: r.get(4),
-            result: r.get(5),
-            source: r.get(6),
-            detail: serde_json::from_str(&r.get::<String, _>(7)).unwrap_or_default(),
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            result: r.result,
+            source: r.source,
+            detail: serde_json::from_str(&r.detail).unwrap_or_default(),
         },
-        prev_hash: r.get(8),
-        hash: r.get(9),
+        prev_hash: r.prev_hash,
+        hash: r.hash,
     }
 }
 
-const COLUMNS: &str = "seq, ts_ms, actor, action, target, result, source, detail, prev_hash, hash";
-
 /// The newest rows with `seq < before` (all when `None`), newest first.
 pub async fn list(store: &Store, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<AuditRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
-    ))
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.iter().map(row_from).collect())
+    let rows = store
+        .audit_rows_before(before.unwrap_or(i64::MAX), limit)
+        .await?;
+    Ok(rows.into_iter().map(row_from).collect())
 }
 
 /// Where the chain breaks.
@@ -259,20 +236,12 @@ pub async fn verify(store: &Store) -> anyhow::Result<Result<ChainHead, ChainErro
     let mut all = Vec::new();
     let mut after = 0i64;
     loop {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 5000"
-        ))
-        .bind(after)
-        .fetch_all(store.pool())
-        .await?;
+        let rows = store.audit_rows_after(after).await?;
         let Some(last) = rows.last() else { break };
-        after = last.get(0);
-        all.extend(rows.iter().map(row_from));
+        after = last.seq;
+        all.extend(rows.into_iter().map(row_from));
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_optional(store.pool())
-        .await?
-        .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)));
+    let head = store.audit_head().await?;
     Ok(check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain)))
 }
 

@@ -5,6 +5,7 @@
 //! What is kept: the agent inventory, series, the raw window (one row per batch, see [`blob`]),
 //! hourly rollups, status intervals and agent events.
 
+pub mod audit;
 pub mod blob;
 pub mod incidents;
 pub mod kpi;

@@ -1,0 +1,118 @@
+//! Store access for the audit trail: the hash-chained `audit_log` rows and `audit_head` (the
+//! newest row's number and hash). The chaining itself is computed by the audit service; the
+//! store only reads and writes rows.
+
+use sqlx::{AnyConnection, Row, any::AnyRow};
+
+use super::Store;
+
+/// One `audit_log` row as stored (`detail` is JSON text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLogRow {
+    pub seq: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub source: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "seq, ts_ms, actor, action, target, result, source, detail, prev_hash, hash";
+
+fn row_from(r: &AnyRow) -> AuditLogRow {
+    AuditLogRow {
+        seq: r.get(0),
+        ts_ms: r.get(1),
+        actor: r.get(2),
+        action: r.get(3),
+        target: r.get(4),
+        result: r.get(5),
+        source: r.get(6),
+        detail: r.get(7),
+        prev_hash: r.get(8),
+        hash: r.get(9),
+    }
+}
+
+/// The newest row's `(seq, hash)`, inside the appending transaction.
+pub async fn newest(conn: &mut AnyConnection) -> sqlx::Result<Option<(i64, String)>> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(head.map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1))))
+}
+
+/// Inserts one row; fails (primary key) when another writer took its `seq`.
+pub async fn insert(conn: &mut AnyConnection, row: &AuditLogRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (seq, ts_ms, actor, action, target, result, source, detail, \
+         prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(row.seq)
+    .bind(row.ts_ms)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.target)
+    .bind(&row.result)
+    .bind(&row.source)
+    .bind(&row.detail)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records `(seq, hash)` as the head of the chain.
+pub async fn set_head(conn: &mut AnyConnection, seq: i64, hash: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(seq)
+    .bind(hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The newest rows with `seq < before`, newest first, at most `limit`.
+    pub async fn audit_rows_before(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<AuditLogRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row_from).collect())
+    }
+
+    /// Up to 5,000 rows with `seq > after`, oldest first.
+    pub async fn audit_rows_after(&self, after: i64) -> sqlx::Result<Vec<AuditLogRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 5000"
+        ))
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row_from).collect())
+    }
+
+    /// The recorded head `(seq, hash)`, if a row was ever appended.
+    pub async fn audit_head(&self) -> sqlx::Result<Option<(i64, String)>> {
+        Ok(sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1))))
+    }
+}
