@@ -1,13 +1,14 @@
 //! Users, sessions and API tokens in the store: argon2 password hashes, the password policy,
 //! random secrets that are stored only as SHA-256 hashes.
 
+use super::{Perm, Role};
+use crate::store::{
+    Store,
+    users::{TokenRow, UserRow},
+};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-
-use super::{Perm, Role};
-use crate::store::Store;
 
 /// Why a password is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,35 +146,25 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-const USER_COLUMNS: &str = "name, role, password_hash, failed_count, locked_until_ms, disabled, \
-                            created_ms, password_set_ms";
-
-fn user_from(r: &sqlx::any::AnyRow) -> User {
+fn user_from(r: UserRow) -> User {
     User {
-        name: r.get(0),
-        role: Role::parse(&r.get::<String, _>(1)).unwrap_or(Role::Auditor),
-        password_hash: r.get(2),
-        failed_count: r.get(3),
-        locked_until_ms: r.get(4),
-        disabled: r.get::<i64, _>(5) != 0,
-        created_ms: r.get(6),
-        password_set_ms: r.get(7),
+        name: r.name,
+        role: Role::parse(&r.role).unwrap_or(Role::Auditor),
+        password_hash: r.password_hash,
+        failed_count: r.failed_count,
+        locked_until_ms: r.locked_until_ms,
+        disabled: r.disabled,
+        created_ms: r.created_ms,
+        password_set_ms: r.password_set_ms,
     }
 }
 
 pub async fn user(store: &Store, name: &str) -> sqlx::Result<Option<User>> {
-    let r = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(store.pool())
-        .await?;
-    Ok(r.as_ref().map(user_from))
+    Ok(store.user(name).await?.map(user_from))
 }
 
 pub async fn users(store: &Store) -> sqlx::Result<Vec<User>> {
-    let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
-        .fetch_all(store.pool())
-        .await?;
-    Ok(rows.iter().map(user_from).collect())
+    Ok(store.users().await?.into_iter().map(user_from).collect())
 }
 
 /// Adds a user after checking the name and the password policy.
@@ -195,20 +186,13 @@ pub async fn add_user(
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(anyhow::Error::from)??;
-    sqlx::query(
-        "INSERT INTO users (name, role, password_hash, failed_count, disabled, created_ms, \
-         password_set_ms) VALUES ($1, $2, $3, 0, 0, $4, $4)",
-    )
-    .bind(name)
-    .bind(role.as_str())
-    .bind(hash)
-    .bind(now_ms)
-    .execute(store.pool())
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(_) => UserError::Exists(name.into()),
-        e => UserError::Store(e),
-    })?;
+    store
+        .insert_user(name, role.as_str(), &hash, now_ms)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(_) => UserError::Exists(name.into()),
+            e => UserError::Store(e),
+        })?;
     Ok(())
 }
 
@@ -224,16 +208,7 @@ pub async fn set_password(
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(anyhow::Error::from)??;
-    let n = sqlx::query(
-        "UPDATE users SET password_hash = $1, password_set_ms = $2, failed_count = 0, \
-         locked_until_ms = NULL WHERE name = $3",
-    )
-    .bind(hash)
-    .bind(now_ms)
-    .bind(name)
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+    let n = store.set_password_hash(name, &hash, now_ms).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -243,12 +218,7 @@ pub async fn set_password(
 
 /// Disables (ending every session) or re-enables a user.
 pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(), UserError> {
-    let n = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
-        .bind(i64::from(disabled))
-        .bind(name)
-        .execute(store.pool())
-        .await?
-        .rows_affected();
+    let n = store.set_user_disabled(name, disabled).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -260,12 +230,7 @@ pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(
 
 /// Clears a lockout.
 pub async fn unlock(store: &Store, name: &str) -> Result<(), UserError> {
-    let n =
-        sqlx::query("UPDATE users SET failed_count = 0, locked_until_ms = NULL WHERE name = $1")
-            .bind(name)
-            .execute(store.pool())
-            .await?
-            .rows_affected();
+    let n = store.clear_user_lock(name).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -274,23 +239,12 @@ pub async fn unlock(store: &Store, name: &str) -> Result<(), UserError> {
 
 /// Counts a failed login; returns the failures in a row so far.
 pub async fn count_failure(store: &Store, name: &str) -> sqlx::Result<i64> {
-    let r = sqlx::query(
-        "UPDATE users SET failed_count = failed_count + 1 WHERE name = $1 RETURNING failed_count",
-    )
-    .bind(name)
-    .fetch_one(store.pool())
-    .await?;
-    Ok(r.get(0))
+    store.count_user_failure(name).await
 }
 
 /// Locks `name` until `until_ms` and restarts the failure count.
 pub async fn lock(store: &Store, name: &str, until_ms: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE users SET locked_until_ms = $1, failed_count = 0 WHERE name = $2")
-        .bind(until_ms)
-        .bind(name)
-        .execute(store.pool())
-        .await?;
-    Ok(())
+    store.lock_user(name, until_ms).await
 }
 
 /// A logged-in session, as looked up by its id.
@@ -315,80 +269,42 @@ pub async fn create_session(
 ) -> sqlx::Result<(String, String)> {
     let id = random_secret();
     let csrf = random_secret();
-    sqlx::query(
-        "INSERT INTO sessions (id_hash, user_name, csrf_token, created_ms, last_seen_ms, \
-         expires_ms) VALUES ($1, $2, $3, $4, $4, $5)",
-    )
-    .bind(secret_hash(&id))
-    .bind(user)
-    .bind(&csrf)
-    .bind(now_ms)
-    .bind(now_ms + lifetime_ms)
-    .execute(store.pool())
-    .await?;
-    sqlx::query("UPDATE users SET failed_count = 0, locked_until_ms = NULL WHERE name = $1")
-        .bind(user)
-        .execute(store.pool())
+    store
+        .insert_session(&secret_hash(&id), user, &csrf, now_ms, now_ms + lifetime_ms)
         .await?;
+    store.clear_user_lock(user).await?;
     Ok((id, csrf))
 }
 
 pub async fn session(store: &Store, id: &str) -> sqlx::Result<Option<Session>> {
-    let r = sqlx::query(
-        "SELECT s.id_hash, s.user_name, u.role, u.disabled, s.csrf_token, s.created_ms, \
-         s.last_seen_ms, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name \
-         WHERE s.id_hash = $1",
-    )
-    .bind(secret_hash(id))
-    .fetch_optional(store.pool())
-    .await?;
+    let r = store.session(&secret_hash(id)).await?;
     Ok(r.map(|r| Session {
-        id_hash: r.get(0),
-        user: r.get(1),
-        role: Role::parse(&r.get::<String, _>(2)).unwrap_or(Role::Auditor),
-        disabled: r.get::<i64, _>(3) != 0,
-        csrf_token: r.get(4),
-        created_ms: r.get(5),
-        last_seen_ms: r.get(6),
-        expires_ms: r.get(7),
+        id_hash: r.id_hash,
+        user: r.user,
+        role: Role::parse(&r.role).unwrap_or(Role::Auditor),
+        disabled: r.disabled,
+        csrf_token: r.csrf_token,
+        created_ms: r.created_ms,
+        last_seen_ms: r.last_seen_ms,
+        expires_ms: r.expires_ms,
     }))
 }
 
 pub async fn touch_session(store: &Store, id_hash: &str, now_ms: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET last_seen_ms = $1 WHERE id_hash = $2")
-        .bind(now_ms)
-        .bind(id_hash)
-        .execute(store.pool())
-        .await?;
-    Ok(())
+    store.touch_session(id_hash, now_ms).await
 }
 
 pub async fn end_session(store: &Store, id_hash: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-        .bind(id_hash)
-        .execute(store.pool())
-        .await?;
-    Ok(())
+    store.delete_session(id_hash).await
 }
 
 /// Deletes sessions that have expired or sat idle longer than `idle_ms`.
 pub async fn purge_sessions(store: &Store, now_ms: i64, idle_ms: i64) -> sqlx::Result<u64> {
-    Ok(
-        sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1 OR last_seen_ms < $2")
-            .bind(now_ms)
-            .bind(now_ms - idle_ms)
-            .execute(store.pool())
-            .await?
-            .rows_affected(),
-    )
+    store.purge_sessions(now_ms, now_ms - idle_ms).await
 }
 
 pub async fn end_sessions(store: &Store, user: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE user_name = $1")
-        .bind(user)
-        .execute(store.pool())
-        .await?;
-    Ok(())
+    store.delete_user_sessions(user).await
 }
 
 /// An API token for automation.
@@ -417,68 +333,54 @@ pub async fn create_token(
     }
     let secret = format!("ywt_{}", random_secret());
     let scopes: Vec<&str> = scopes.iter().map(|p| p.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO api_tokens (token_hash, name, role, scopes, created_ms, expires_ms, revoked) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0)",
-    )
-    .bind(secret_hash(&secret))
-    .bind(name)
-    .bind(role.as_str())
-    .bind(serde_json::to_string(&scopes).map_err(anyhow::Error::from)?)
-    .bind(now_ms)
-    .bind(expires_ms)
-    .execute(store.pool())
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(_) => UserError::Exists(name.into()),
-        e => UserError::Store(e),
-    })?;
+    let row = TokenRow {
+        name: name.to_string(),
+        role: role.as_str().to_string(),
+        scopes: serde_json::to_string(&scopes).map_err(anyhow::Error::from)?,
+        created_ms: now_ms,
+        expires_ms,
+        revoked: false,
+    };
+    store
+        .insert_token(&secret_hash(&secret), &row)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(_) => UserError::Exists(name.into()),
+            e => UserError::Store(e),
+        })?;
     Ok(secret)
 }
 
 pub async fn revoke_token(store: &Store, name: &str) -> Result<(), UserError> {
-    let n = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE name = $1")
-        .bind(name)
-        .execute(store.pool())
-        .await?
-        .rows_affected();
+    let n = store.revoke_token(name).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
     Ok(())
 }
 
-fn token_from(r: &sqlx::any::AnyRow) -> Token {
-    let scopes: Vec<String> = serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default();
+fn token_from(r: TokenRow) -> Token {
+    let scopes: Vec<String> = serde_json::from_str(&r.scopes).unwrap_or_default();
     Token {
-        name: r.get(0),
-        role: Role::parse(&r.get::<String, _>(1)).unwrap_or(Role::Auditor),
+        name: r.name,
+        role: Role::parse(&r.role).unwrap_or(Role::Auditor),
         scopes: scopes.iter().filter_map(|s| Perm::parse(s)).collect(),
-        created_ms: r.get(3),
-        expires_ms: r.get(4),
-        revoked: r.get::<i64, _>(5) != 0,
+        created_ms: r.created_ms,
+        expires_ms: r.expires_ms,
+        revoked: r.revoked,
     }
 }
 
 /// The token whose secret is `secret`, if any (revoked and expired ones included).
 pub async fn token_by_secret(store: &Store, secret: &str) -> sqlx::Result<Option<Token>> {
-    let r = sqlx::query(
-        "SELECT name, role, scopes, created_ms, expires_ms, revoked FROM api_tokens \
-         WHERE token_hash = $1",
-    )
-    .bind(secret_hash(secret))
-    .fetch_optional(store.pool())
-    .await?;
-    Ok(r.as_ref().map(token_from))
+    Ok(store
+        .token_by_hash(&secret_hash(secret))
+        .await?
+        .map(token_from))
 }
 
 pub async fn tokens(store: &Store) -> sqlx::Result<Vec<Token>> {
-    let rows = sqlx::query(
-        "SELECT name, role, scopes, created_ms, expires_ms, revoked FROM api_tokens ORDER BY name",
-    )
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.iter().map(token_from).collect())
+    Ok(store.tokens().await?.into_iter().map(token_from).collect())
 }
 
 #[cfg(test)]
