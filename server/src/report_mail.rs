@@ -19,14 +19,13 @@ use lettre::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use yunwei_reports::{Fixed, Lang, i18n};
 
 use crate::{
     AppState,
     notify::{deliver, message::one_line},
     reports::{self, ArchivedReport, ReportFormat},
-    store::Store,
+    store::{Store, report_mail::DeliveryAttemptRow},
 };
 
 /// How long a send in progress holds its row; a crash mid-send retries it after this.
@@ -75,21 +74,16 @@ pub async fn enqueue(
     note: Option<&str>,
     now_ms: i64,
 ) -> anyhow::Result<bool> {
-    let r = sqlx::query(
-        "INSERT INTO report_deliveries (report_id, contract_id, to_addrs, cc_addrs, created_ms, \
-         due_ms, attempts, status, last_error) VALUES ($1, $2, $3, $4, $5, $6, 0, 'pending', $7) \
-         ON CONFLICT (report_id) DO NOTHING",
-    )
-    .bind(report_id)
-    .bind(contract_id)
-    .bind(serde_json::to_string(to)?)
-    .bind(serde_json::to_string(cc)?)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(note)
-    .execute(store.pool())
-    .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(store
+        .enqueue_report_delivery(
+            report_id,
+            contract_id,
+            &serde_json::to_string(to)?,
+            &serde_json::to_string(cc)?,
+            note,
+            now_ms,
+        )
+        .await?)
 }
 
 fn addrs(json: &str) -> Vec<String> {
@@ -98,47 +92,35 @@ fn addrs(json: &str) -> Vec<String> {
 
 /// Deliveries with their attempts, by report id; `only` restricts to one report.
 pub async fn load(store: &Store, only: Option<i64>) -> anyhow::Result<BTreeMap<i64, Delivery>> {
-    let rows = sqlx::query(
-        "SELECT report_id, to_addrs, cc_addrs, created_ms, status, due_ms, sent_ms, last_error \
-         FROM report_deliveries WHERE ($1 < 0 OR report_id = $1)",
-    )
-    .bind(only.unwrap_or(-1))
-    .fetch_all(store.pool())
-    .await?;
+    let rows = store.report_deliveries(only).await?;
     let mut out: BTreeMap<i64, Delivery> = rows
-        .iter()
+        .into_iter()
         .map(|r| {
             (
-                r.get::<i64, _>(0),
+                r.report_id,
                 Delivery {
-                    to: addrs(&r.get::<String, _>(1)),
-                    cc: addrs(&r.get::<String, _>(2)),
-                    created_ms: r.get(3),
-                    status: r.get(4),
-                    due_ms: r.get(5),
-                    sent_ms: r.get(6),
-                    last_error: r.get(7),
+                    to: addrs(&r.to_addrs),
+                    cc: addrs(&r.cc_addrs),
+                    created_ms: r.created_ms,
+                    status: r.status,
+                    due_ms: r.due_ms,
+                    sent_ms: r.sent_ms,
+                    last_error: r.last_error,
                     attempts: Vec::new(),
                 },
             )
         })
         .collect();
-    let attempts = sqlx::query(
-        "SELECT report_id, attempt, attempted_ms, ok, code, error, target \
-         FROM report_delivery_attempts WHERE ($1 < 0 OR report_id = $1) ORDER BY id",
-    )
-    .bind(only.unwrap_or(-1))
-    .fetch_all(store.pool())
-    .await?;
-    for r in &attempts {
-        if let Some(d) = out.get_mut(&r.get::<i64, _>(0)) {
+    let attempts = store.report_delivery_attempts(only).await?;
+    for r in attempts {
+        if let Some(d) = out.get_mut(&r.report_id) {
             d.attempts.push(AttemptRow {
-                attempt: r.get(1),
-                attempted_ms: r.get(2),
-                ok: r.get::<i64, _>(3) != 0,
-                code: r.get(4),
-                error: r.get(5),
-                target: r.get(6),
+                attempt: r.attempt,
+                attempted_ms: r.attempted_ms,
+                ok: r.ok,
+                code: r.code,
+                error: r.error,
+                target: r.target,
             });
         }
     }
@@ -148,16 +130,9 @@ pub async fn load(store: &Store, only: Option<i64>) -> anyhow::Result<BTreeMap<i
 /// Holds pending row `report_id` (due at `due_ms`) for a send; `false` when another sender
 /// took it first.
 async fn lease(store: &Store, report_id: i64, due_ms: i64, now_ms: i64) -> anyhow::Result<bool> {
-    let r = sqlx::query(
-        "UPDATE report_deliveries SET due_ms = $1 \
-         WHERE report_id = $2 AND status = 'pending' AND due_ms = $3",
-    )
-    .bind(now_ms + LEASE_MS)
-    .bind(report_id)
-    .bind(due_ms)
-    .execute(store.pool())
-    .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(store
+        .lease_report_delivery(report_id, due_ms, now_ms + LEASE_MS)
+        .await?)
 }
 
 /// What one call of [`deliver_due`] did with one report.
@@ -173,22 +148,15 @@ pub async fn deliver_due(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<Se
     let Some(smtp) = &state.config.notify.smtp else {
         return Ok(Vec::new());
     };
-    let due = sqlx::query(
-        "SELECT report_id, to_addrs, cc_addrs, created_ms, due_ms, attempts \
-         FROM report_deliveries WHERE status = 'pending' AND due_ms <= $1 \
-         ORDER BY due_ms, report_id LIMIT 32",
-    )
-    .bind(now_ms)
-    .fetch_all(state.store.pool())
-    .await?;
+    let due = state.store.due_report_deliveries(now_ms).await?;
     let mut done = Vec::new();
     for r in &due {
-        let (report_id, created_ms, due_ms, attempts): (i64, i64, i64, i64) =
-            (r.get(0), r.get(3), r.get(4), r.get(5));
+        let (report_id, created_ms, due_ms, attempts) =
+            (r.report_id, r.created_ms, r.due_ms, r.attempts);
         if !lease(&state.store, report_id, due_ms, now_ms).await? {
             continue;
         }
-        let (to, cc) = (addrs(&r.get::<String, _>(1)), addrs(&r.get::<String, _>(2)));
+        let (to, cc) = (addrs(&r.to_addrs), addrs(&r.cc_addrs));
         let target = to.iter().chain(&cc).cloned().collect::<Vec<_>>().join(",");
         let attempt = match build(state, smtp, report_id, &to, &cc).await {
             Ok(msg) => deliver::send_mail(smtp, msg, target).await,
@@ -249,33 +217,18 @@ async fn record(
     status: &str,
     due_ms: i64,
 ) -> anyhow::Result<()> {
-    let mut tx = store.begin().await?;
-    sqlx::query(
-        "INSERT INTO report_delivery_attempts (report_id, attempt, attempted_ms, ok, code, error, \
-         target) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(report_id)
-    .bind(attempt)
-    .bind(now_ms)
-    .bind(i64::from(a.ok))
-    .bind(a.code)
-    .bind(&a.error)
-    .bind(&a.target)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE report_deliveries SET attempts = $1, status = $2, due_ms = $3, sent_ms = $4, \
-         last_error = $5 WHERE report_id = $6",
-    )
-    .bind(attempt)
-    .bind(status)
-    .bind(due_ms)
-    .bind(a.ok.then_some(now_ms))
-    .bind(&a.error)
-    .bind(report_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let row = DeliveryAttemptRow {
+        report_id,
+        attempt,
+        attempted_ms: now_ms,
+        ok: a.ok,
+        code: a.code,
+        error: a.error.clone(),
+        target: a.target.clone(),
+    };
+    store
+        .record_report_delivery_attempt(&row, status, due_ms)
+        .await?;
     Ok(())
 }
 

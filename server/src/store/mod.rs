@@ -10,6 +10,7 @@ pub mod blob;
 pub mod incidents;
 pub mod kpi;
 pub mod notify;
+pub mod report_mail;
 pub mod users;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
