@@ -23,7 +23,6 @@ use std::{
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use yunwei_reports::{
     Lang, Report, SignedReport,
     from_assessment::{self, Inputs},
@@ -33,7 +32,11 @@ use yunwei_reports::{
 };
 use yunwei_sla::assess::{self, Period};
 
-use crate::{AppState, contracts::LoadedContract, store::Store};
+use crate::{
+    AppState,
+    contracts::LoadedContract,
+    store::{Store, reports::ReportRow},
+};
 
 /// The PDF font used when none is configured (Debian `fonts-noto-cjk`).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
@@ -214,23 +217,16 @@ pub async fn trend(
     max: usize,
 ) -> anyhow::Result<Vec<TrendPoint>> {
     let kind = from_assessment::period_kind(label);
-    let rows = sqlx::query(
-        "SELECT period, score_milli, grade, version, end_ms FROM reports \
-         WHERE contract_id = $1 AND end_ms <= $2 ORDER BY end_ms, period, version",
-    )
-    .bind(contract_id)
-    .bind(before_ms)
-    .fetch_all(store.pool())
-    .await?;
+    let rows = store.report_scores(contract_id, before_ms).await?;
     let mut out: Vec<TrendPoint> = Vec::new();
-    for r in &rows {
-        if from_assessment::period_kind(&r.get::<String, _>(0)) != kind {
+    for r in rows {
+        if from_assessment::period_kind(&r.period) != kind {
             continue;
         }
         let p = TrendPoint {
-            period: r.get(0),
-            score: yunwei_reports::Fixed(r.get(1)),
-            grade: grade_from_name(&r.get::<String, _>(2)),
+            period: r.period,
+            score: yunwei_reports::Fixed(r.score_milli),
+            grade: grade_from_name(&r.grade),
         };
         // Rows are ordered by version within a period: the last one wins.
         match out.last_mut() {
@@ -243,14 +239,7 @@ pub async fn trend(
 }
 
 async fn next_version(store: &Store, contract_id: &str, period: &str) -> anyhow::Result<i64> {
-    let row = sqlx::query(
-        "SELECT COALESCE(MAX(version), 0) FROM reports WHERE contract_id = $1 AND period = $2",
-    )
-    .bind(contract_id)
-    .bind(period)
-    .fetch_one(store.pool())
-    .await?;
-    Ok(row.get::<i64, _>(0) + 1)
+    Ok(store.report_max_version(contract_id, period).await? + 1)
 }
 
 /// Builds the report of `c` over `req.period` as the store holds it at `now_ms` (reads
@@ -382,7 +371,7 @@ async fn insert(
     files: &[(ReportFormat, Vec<u8>)],
 ) -> anyhow::Result<ArchivedReport> {
     let r = &signed.report;
-    let archived = ArchivedReport {
+    let row = ReportRow {
         id: 0,
         contract_id: r.cover.contract_id.clone(),
         period: r.cover.period.label.clone(),
@@ -397,97 +386,43 @@ async fn insert(
         sha256: signed.integrity.sha256.clone(),
         origin: origin.to_string(),
         formats: files.iter().map(|(f, _)| f.name().to_string()).collect(),
-        delivery: None,
     };
-    let mut tx = store.begin().await?;
-    let row = sqlx::query(
-        "INSERT INTO reports (contract_id, period, start_ms, end_ms, version, lang, generated_ms, \
-         score_milli, grade, provisional, sha256, origin, envelope) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-    )
-    .bind(&archived.contract_id)
-    .bind(&archived.period)
-    .bind(archived.start_ms)
-    .bind(archived.end_ms)
-    .bind(archived.version)
-    .bind(&archived.lang)
-    .bind(archived.generated_ms)
-    .bind(archived.score_milli)
-    .bind(&archived.grade)
-    .bind(i64::from(archived.provisional))
-    .bind(&archived.sha256)
-    .bind(&archived.origin)
-    .bind(signed.envelope_json())
-    .fetch_one(&mut *tx)
-    .await?;
-    let id: i64 = row.get(0);
-    for (f, bytes) in files {
-        sqlx::query("INSERT INTO report_files (report_id, format, bytes) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(f.name())
-            .bind(bytes.as_slice())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(ArchivedReport { id, ..archived })
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(f, bytes)| (f.name(), bytes.as_slice()))
+        .collect();
+    let id = store
+        .insert_report(&row, signed.envelope_json(), &files)
+        .await?;
+    Ok(archived_from_row(ReportRow { id, ..row }))
 }
 
-fn archived_from_row(r: &sqlx::any::AnyRow) -> ArchivedReport {
-    let formats: Option<String> = r.get(13);
+fn archived_from_row(r: ReportRow) -> ArchivedReport {
     ArchivedReport {
-        id: r.get(0),
-        contract_id: r.get(1),
-        period: r.get(2),
-        start_ms: r.get(3),
-        end_ms: r.get(4),
-        version: r.get(5),
-        lang: r.get(6),
-        generated_ms: r.get(7),
-        score_milli: r.get(8),
-        grade: r.get(9),
-        provisional: r.get::<i64, _>(10) != 0,
-        sha256: r.get(11),
-        origin: r.get(12),
-        formats: formats
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        id: r.id,
+        contract_id: r.contract_id,
+        period: r.period,
+        start_ms: r.start_ms,
+        end_ms: r.end_ms,
+        version: r.version,
+        lang: r.lang,
+        generated_ms: r.generated_ms,
+        score_milli: r.score_milli,
+        grade: r.grade,
+        provisional: r.provisional,
+        sha256: r.sha256,
+        origin: r.origin,
+        formats: r.formats,
         delivery: None,
-    }
-}
-
-const LIST_SQL: &str = "SELECT r.id, r.contract_id, r.period, r.start_ms, r.end_ms, r.version, \
-    r.lang, r.generated_ms, r.score_milli, r.grade, r.provisional, r.sha256, r.origin, \
-    (SELECT STRING_AGG(f.format, ',') FROM (SELECT format FROM report_files \
-      WHERE report_id = r.id ORDER BY format) f) \
-    FROM reports r";
-
-fn list_sql(store: &Store) -> String {
-    match store.backend() {
-        crate::store::Backend::Postgres => LIST_SQL.to_string(),
-        // SQLite's GROUP_CONCAT keeps the subquery's order in practice; formats are sorted
-        // again below anyway.
-        crate::store::Backend::Sqlite => LIST_SQL.replace("STRING_AGG", "GROUP_CONCAT"),
     }
 }
 
 /// Archived reports, optionally of one contract, newest first.
 pub async fn list(store: &Store, contract_id: Option<&str>) -> anyhow::Result<Vec<ArchivedReport>> {
-    let sql = format!(
-        "{} WHERE ($1 = '' OR r.contract_id = $1) ORDER BY r.end_ms DESC, r.contract_id, \
-         r.period, r.version DESC",
-        list_sql(store)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(contract_id.unwrap_or(""))
-        .fetch_all(store.pool())
-        .await?;
+    let rows = store.reports(contract_id).await?;
     let mut deliveries = crate::report_mail::load(store, None).await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| {
             let mut a = archived_from_row(r);
             a.formats.sort();
@@ -499,15 +434,10 @@ pub async fn list(store: &Store, contract_id: Option<&str>) -> anyhow::Result<Ve
 
 /// One archived report version.
 pub async fn get(store: &Store, id: i64) -> anyhow::Result<Option<ArchivedReport>> {
-    let sql = format!("{} WHERE r.id = $1", list_sql(store));
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?;
-    let Some(r) = row else {
+    let Some(r) = store.report(id).await? else {
         return Ok(None);
     };
-    let mut a = archived_from_row(&r);
+    let mut a = archived_from_row(r);
     a.formats.sort();
     a.delivery = crate::report_mail::load(store, Some(id)).await?.remove(&id);
     Ok(Some(a))
@@ -515,21 +445,12 @@ pub async fn get(store: &Store, id: i64) -> anyhow::Result<Option<ArchivedReport
 
 /// The stored bytes of one format of an archived report.
 pub async fn file(store: &Store, id: i64, format: ReportFormat) -> anyhow::Result<Option<Vec<u8>>> {
-    let row = sqlx::query("SELECT bytes FROM report_files WHERE report_id = $1 AND format = $2")
-        .bind(id)
-        .bind(format.name())
-        .fetch_optional(store.pool())
-        .await?;
-    Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    Ok(store.report_file(id, format.name()).await?)
 }
 
 /// The signed canonical JSON envelope of an archived report.
 pub async fn envelope(store: &Store, id: i64) -> anyhow::Result<Option<Vec<u8>>> {
-    let row = sqlx::query("SELECT envelope FROM reports WHERE id = $1")
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?;
-    Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    Ok(store.report_envelope(id).await?)
 }
 
 /// File name for a download: `CONTRACT-PERIOD-vN.EXT` with anything but `[A-Za-z0-9._-]`
@@ -669,16 +590,9 @@ async fn scheduled_report(
     period: &str,
     lang: Lang,
 ) -> anyhow::Result<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT MIN(id) FROM reports \
-         WHERE contract_id = $1 AND period = $2 AND origin = 'schedule' AND lang = $3",
-    )
-    .bind(contract_id)
-    .bind(period)
-    .bind(lang.tag())
-    .fetch_one(store.pool())
-    .await?;
-    Ok(row.try_get::<Option<i64>, _>(0)?)
+    Ok(store
+        .first_scheduled_report(contract_id, period, lang.tag())
+        .await?)
 }
 
 /// The formats and languages of `c`'s scheduled reports: its `report:` block, else every

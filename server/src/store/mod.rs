@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod kpi;
 pub mod notify;
 pub mod report_mail;
+pub mod reports;
 pub mod users;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
