@@ -13,11 +13,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
-use sqlx::Row;
 
 use crate::store::{
-    AgentRow, HOUR_MS, Rollup, SeriesRow, Store, insert_rollups, kpi, labels_to_json,
-    multi_row_insert,
+    AgentRow, HOUR_MS, Rollup, SeriesRow, Store,
+    demo::{self, SeedInterval},
+    insert_rollups, kpi,
 };
 
 /// What to seed.
@@ -68,10 +68,7 @@ pub fn outage(k: usize, from_ms: i64, to_ms: i64) -> Option<(i64, i64)> {
 
 /// Seeds simulated history (once: a store that has simulated hosts is left alone).
 pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary> {
-    let existing = sqlx::query("SELECT COUNT(*) FROM agents WHERE hostname LIKE 'sim-%'")
-        .fetch_one(store.pool())
-        .await?
-        .get::<i64, _>(0);
+    let existing = store.simulated_agent_count().await?;
     if existing > 0 {
         return Ok(DemoSummary {
             already_seeded: true,
@@ -152,19 +149,18 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
         }
     }
     let mut tx = store.begin().await?;
-    for chunk in intervals.chunks(500) {
-        let sql = multi_row_insert(
-            "INSERT INTO status_intervals (kind, subject, state, start_ms, end_ms) VALUES ",
-            chunk.len(),
-            5,
-        );
-        let mut q = sqlx::query(&sql);
-        for (kind, subject, state, s, e) in chunk {
-            q = q.bind(*kind).bind(subject).bind(*state).bind(*s).bind(*e);
-        }
-        q.execute(&mut *tx).await?;
-    }
     sum.intervals = intervals.len();
+    let intervals: Vec<SeedInterval> = intervals
+        .into_iter()
+        .map(|(kind, subject, state, start_ms, end_ms)| SeedInterval {
+            kind,
+            subject,
+            state,
+            start_ms,
+            end_ms,
+        })
+        .collect();
+    demo::insert_intervals(&mut tx, &intervals).await?;
     let hours: Vec<i64> = (0..)
         .map(|i| from + i * HOUR_MS)
         .take_while(|h| h + HOUR_MS <= to)
@@ -173,16 +169,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
     let mut rows: Vec<Rollup> = Vec::new();
     let mut by_id: HashMap<i64, SeriesRow> = HashMap::new();
     for (agent, name, labels) in &series {
-        let id: i64 = sqlx::query(
-            "INSERT INTO series (agent_id, name, labels, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(agent)
-        .bind(*name)
-        .bind(labels_to_json(labels))
-        .bind(from)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
+        let id = demo::insert_series(&mut tx, agent, name, labels, from).await?;
         by_id.insert(
             id,
             SeriesRow {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod blob;
+pub mod demo;
 pub mod incidents;
 pub mod kpi;
 pub mod notify;
