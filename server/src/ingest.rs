@@ -14,7 +14,7 @@ use std::{
 
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, Event, HostFacts};
 
@@ -22,7 +22,7 @@ use crate::{
     AppState, HostLive,
     http::ApiError,
     now_ms,
-    store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, labels_to_json},
+    store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, writes},
     timeline::{self, Span, State},
 };
 
@@ -200,7 +200,11 @@ impl Writer {
                 kpis,
                 reply,
             } => {
-                let r = write_rollups(&self.state.store, hour_ms, version, &rollups, &kpis).await;
+                let r = self
+                    .state
+                    .store
+                    .replace_rollup_hour(hour_ms, version, &rollups, &kpis)
+                    .await;
                 let done = match r {
                     Ok(done) => done,
                     Err(e) => {
@@ -241,13 +245,7 @@ impl Writer {
                 if open {
                     newly_open.push(*hour);
                 }
-                sqlx::query(
-                    "INSERT INTO rollup_dirty (hour_ms, version) VALUES ($1, 1) \
-                     ON CONFLICT (hour_ms) DO UPDATE SET version = rollup_dirty.version + 1",
-                )
-                .bind(*hour)
-                .execute(&mut *tx)
-                .await?;
+                writes::mark_dirty(&mut tx, *hour).await?;
             }
             tx.commit().await?;
             Ok::<_, anyhow::Error>(())
@@ -378,7 +376,8 @@ impl Writer {
             let id = match existing {
                 Some(id) => id,
                 None => {
-                    let id = insert_series(tx, agent, &s.name, &s.labels, job.received_ms).await?;
+                    let id = writes::insert_series(tx, agent, &s.name, &s.labels, job.received_ms)
+                        .await?;
                     self.series
                         .entry(h)
                         .or_default()
@@ -406,21 +405,20 @@ impl Writer {
             .fold((b.collected_at_ms, b.collected_at_ms), |(lo, hi), s| {
                 (lo.min(s.ts_ms), hi.max(s.ts_ms))
             });
-        let inserted = sqlx::query(
-            "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_id, seq) DO NOTHING",
+        let inserted = writes::insert_batch(
+            tx,
+            &writes::NewBatch {
+                agent_id: agent,
+                seq,
+                received_ms: job.received_ms,
+                min_ts,
+                max_ts,
+                samples: raw.len() as i64,
+                data: blob::encode(&raw),
+            },
         )
-        .bind(&**agent)
-        .bind(seq)
-        .bind(job.received_ms)
-        .bind(min_ts)
-        .bind(max_ts)
-        .bind(raw.len() as i64)
-        .bind(blob::encode(&raw))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+        .await?;
+        if !inserted {
             return Ok(dup);
         }
         for s in &raw {
@@ -440,32 +438,10 @@ impl Writer {
             mem.persisted_interval_ms = b.interval_ms as i64;
         }
         if persist {
-            sqlx::query(
-            "UPDATE agents SET last_seen_ms = CASE WHEN last_seen_ms IS NULL OR last_seen_ms < $1 THEN $1 ELSE last_seen_ms END, \
-             first_seen_ms = COALESCE(first_seen_ms, $1), \
-             last_seq = CASE WHEN last_seq < $2 THEN $2 ELSE last_seq END, interval_ms = $3 WHERE agent_id = $4",
-        )
-        .bind(job.received_ms)
-        .bind(seq)
-        .bind(b.interval_ms as i64)
-        .bind(&**agent)
-        .execute(&mut **tx)
-        .await?;
+            writes::touch_agent(tx, agent, job.received_ms, seq, b.interval_ms as i64).await?;
         }
         if facts_changed {
-            sqlx::query(
-                "UPDATE agents SET hostname = $1, os = $2, kernel = $3, arch = $4, agent_version = $5, labels = $6 \
-                 WHERE agent_id = $7",
-            )
-            .bind(&b.host.hostname)
-            .bind(&b.host.os)
-            .bind(&b.host.kernel)
-            .bind(&b.host.arch)
-            .bind(&b.host.agent_version)
-            .bind(labels_to_json(&b.host.labels))
-            .bind(&**agent)
-            .execute(&mut **tx)
-            .await?;
+            writes::set_agent_facts(tx, agent, &b.host).await?;
         }
 
         // Status intervals. The heartbeat is placed with the server's clock and the agent's
@@ -551,16 +527,17 @@ impl Writer {
                     )
                 }
             };
-            sqlx::query(
-                "INSERT INTO events (agent_id, kind, subject, ts_ms, received_ms, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            writes::insert_event(
+                tx,
+                &writes::NewEvent {
+                    agent_id: agent,
+                    kind,
+                    subject: &subject,
+                    ts_ms: ts,
+                    received_ms: job.received_ms,
+                    detail,
+                },
             )
-            .bind(&**agent)
-            .bind(kind)
-            .bind(subject)
-            .bind(ts)
-            .bind(job.received_ms)
-            .bind(detail)
-            .execute(&mut **tx)
             .await?;
         }
         Ok(Ok((
@@ -644,19 +621,10 @@ impl Writer {
         missed: i64,
     ) -> anyhow::Result<()> {
         let key = (kind, subject);
-        if !self.last_span.contains_key(&key) {
-            let row = sqlx::query(
-                "SELECT id, state, start_ms, end_ms FROM status_intervals WHERE kind = $1 AND subject = $2 \
-                 ORDER BY start_ms DESC LIMIT 1",
-            )
-            .bind(kind)
-            .bind(&key.1)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(r) = row {
-                self.last_span
-                    .insert(key.clone(), crate::store::span_from_row(&r));
-            }
+        if !self.last_span.contains_key(&key)
+            && let Some(span) = writes::latest_span(tx, kind, &key.1).await?
+        {
+            self.last_span.insert(key.clone(), span);
         }
         let last = self.last_span.get(&key).copied();
         let before: Vec<Span> = match last {
@@ -664,19 +632,7 @@ impl Writer {
             Some(l) if t >= l.start => vec![l],
             Some(_) => {
                 let reach = timeline::reach(validity, missed);
-                sqlx::query(
-                    "SELECT id, state, start_ms, end_ms FROM status_intervals WHERE kind = $1 AND subject = $2 \
-                     AND end_ms >= $3 AND start_ms <= $4 ORDER BY start_ms",
-                )
-                .bind(kind)
-                .bind(&key.1)
-                .bind(t - reach)
-                .bind(t + reach)
-                .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(crate::store::span_from_row)
-                .collect()
+                writes::spans_touching(tx, kind, &key.1, t - reach, t + reach).await?
             }
         };
         let mut window = before.clone();
@@ -687,38 +643,18 @@ impl Writer {
         undo.spans.push(key.clone());
         for old in &before {
             if !window.iter().any(|w| w.id == old.id) {
-                sqlx::query("DELETE FROM status_intervals WHERE id = $1")
-                    .bind(old.id)
-                    .execute(&mut **tx)
-                    .await?;
+                writes::delete_span(tx, old.id).await?;
             }
         }
         for w in &mut window {
             match w.id {
                 Some(id) => {
                     if before.iter().find(|o| o.id == Some(id)) != Some(w) {
-                        sqlx::query("UPDATE status_intervals SET state = $1, start_ms = $2, end_ms = $3 WHERE id = $4")
-                            .bind(w.state.as_str())
-                            .bind(w.start)
-                            .bind(w.end)
-                            .bind(id)
-                            .execute(&mut **tx)
-                            .await?;
+                        writes::update_span(tx, id, w).await?;
                     }
                 }
                 None => {
-                    let id: i64 = sqlx::query(
-                        "INSERT INTO status_intervals (kind, subject, state, start_ms, end_ms) \
-                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    )
-                    .bind(kind)
-                    .bind(&key.1)
-                    .bind(w.state.as_str())
-                    .bind(w.start)
-                    .bind(w.end)
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .get(0);
+                    let id = writes::insert_span(tx, kind, &key.1, w).await?;
                     w.id = Some(id);
                 }
             }
@@ -751,64 +687,17 @@ impl Writer {
         let r = &self.state.config.retention;
         let raw_cutoff = now - i64::from(r.raw_hours) * HOUR_MS;
         let day = 24 * HOUR_MS;
+        let cutoffs = writes::RetentionCutoffs {
+            raw_ms: raw_cutoff,
+            rollups_ms: now - i64::from(r.rollup_days) * day,
+            intervals_ms: now - i64::from(r.interval_days) * day,
+            events_ms: now - i64::from(r.event_days) * day,
+        };
         let mut tx = self.state.store.begin().await?;
-        let prunable = "max_ts < $1 AND NOT EXISTS (SELECT 1 FROM rollup_dirty d \
-                        WHERE d.hour_ms >= batches.min_ts - 3600000 AND d.hour_ms <= batches.max_ts)";
-        let marks = sqlx::query(&format!(
-            "SELECT agent_id, MAX(seq) FROM batches WHERE {prunable} GROUP BY agent_id"
-        ))
-        .bind(raw_cutoff)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut mark_updates = Vec::new();
-        for m in &marks {
-            let agent: String = m.get(0);
-            let seq: i64 = m.get(1);
-            sqlx::query(
-                "UPDATE agents SET pruned_seq = $1 WHERE agent_id = $2 AND pruned_seq < $1",
-            )
-            .bind(seq)
-            .bind(&agent)
-            .execute(&mut *tx)
-            .await?;
-            mark_updates.push((agent, seq));
-        }
-        let mut deleted = Vec::new();
-        let raw = sqlx::query(&format!("DELETE FROM batches WHERE {prunable}"))
-            .bind(raw_cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        deleted.push(("raw_batches", raw));
-        for (what, sql, cutoff) in [
-            (
-                "rollups",
-                "DELETE FROM rollups WHERE hour_ms < $1",
-                now - i64::from(r.rollup_days) * day,
-            ),
-            (
-                "kpi_hours",
-                "DELETE FROM kpi_hours WHERE hour_ms < $1",
-                now - i64::from(r.rollup_days) * day,
-            ),
-            (
-                "status_intervals",
-                "DELETE FROM status_intervals WHERE end_ms < $1",
-                now - i64::from(r.interval_days) * day,
-            ),
-            (
-                "events",
-                "DELETE FROM events WHERE ts_ms < $1",
-                now - i64::from(r.event_days) * day,
-            ),
-        ] {
-            let n = sqlx::query(sql)
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            deleted.push((what, n));
-        }
+        let writes::Pruned {
+            marks: mark_updates,
+            deleted,
+        } = writes::prune(&mut tx, &cutoffs).await?;
         tx.commit().await?;
         for (agent, seq) in mark_updates {
             if let Some(mem) = self.agents.get_mut(agent.as_str()) {
@@ -844,66 +733,6 @@ fn agent_mem(a: &AgentRow) -> AgentMem {
         },
         first_seen_ms: a.first_seen_ms,
     }
-}
-
-async fn insert_series(
-    conn: &mut AnyConnection,
-    agent: &str,
-    name: &str,
-    labels: &BTreeMap<String, String>,
-    now: i64,
-) -> sqlx::Result<i64> {
-    let json = labels_to_json(labels);
-    let row = sqlx::query(
-        "INSERT INTO series (agent_id, name, labels, created_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (agent_id, name, labels) DO NOTHING RETURNING id",
-    )
-    .bind(agent)
-    .bind(name)
-    .bind(&json)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(r) => Ok(r.get(0)),
-        None => {
-            sqlx::query("SELECT id FROM series WHERE agent_id = $1 AND name = $2 AND labels = $3")
-                .bind(agent)
-                .bind(name)
-                .bind(&json)
-                .fetch_one(&mut *conn)
-                .await
-                .map(|r| r.get(0))
-        }
-    }
-}
-
-/// Replaces one hour's rollups and derived KPIs if the hour is still at `version`.
-async fn write_rollups(
-    store: &Store,
-    hour_ms: i64,
-    version: i64,
-    rollups: &[Rollup],
-    kpis: &[kpi::KpiHour],
-) -> anyhow::Result<bool> {
-    let mut tx = store.begin().await?;
-    let cleared = sqlx::query("DELETE FROM rollup_dirty WHERE hour_ms = $1 AND version = $2")
-        .bind(hour_ms)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if cleared == 0 {
-        return Ok(false);
-    }
-    sqlx::query("DELETE FROM rollups WHERE hour_ms = $1")
-        .bind(hour_ms)
-        .execute(&mut *tx)
-        .await?;
-    crate::store::insert_rollups(&mut tx, rollups).await?;
-    kpi::write_hour(&mut tx, hour_ms, kpis).await?;
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// Computes the rollups of one hour from the raw window. Duplicate (series, timestamp) pairs

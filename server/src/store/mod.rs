@@ -14,6 +14,7 @@ pub mod notify;
 pub mod report_mail;
 pub mod reports;
 pub mod users;
+pub mod writes;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
