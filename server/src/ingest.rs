@@ -12,16 +12,13 @@ use std::{
     time::Instant,
 };
 
-use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, Event, HostFacts};
 
 use crate::{
-    AppState, HostLive,
-    http::ApiError,
-    now_ms,
+    AppState, HostLive, now_ms,
     store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, labels_to_json},
     timeline::{self, Span, State},
 };
@@ -59,12 +56,37 @@ pub enum WriterMsg {
     },
 }
 
+/// Why the writer refused a batch. Nothing of a refused batch is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The agent was removed after its token was checked.
+    #[error("unknown agent")]
+    UnknownAgent,
+    /// Storing the batch would create more series than the agent may have.
+    #[error("the agent would exceed its limit of {limit} series")]
+    SeriesLimit { limit: usize, sample: usize },
+    /// The transaction failed; the batch may be retried.
+    #[error("storage is unavailable, retry later")]
+    StoreUnavailable,
+}
+
+impl Rejected {
+    /// The `reason` label of `yunwei_ingest_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::UnknownAgent => "unauthenticated",
+            Rejected::SeriesLimit { .. } => "series_limit",
+            Rejected::StoreUnavailable => "store_error",
+        }
+    }
+}
+
 /// One validated batch for the writer, with where to send the outcome.
 pub struct IngestJob {
     pub agent_id: Arc<str>,
     pub batch: Batch,
     pub received_ms: i64,
-    pub reply: oneshot::Sender<Result<Ack, ApiError>>,
+    pub reply: oneshot::Sender<Result<Ack, Rejected>>,
 }
 
 /// SHA-256 of a bearer token, hex; only this is stored.
@@ -115,7 +137,7 @@ fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u6
 
 /// One batch's outcome inside a group: the ack and, when it was stored (not a duplicate), the
 /// series id of each sample; or this batch's own rejection.
-type Applied = Result<(Ack, Option<Vec<i64>>), ApiError>;
+type Applied = Result<(Ack, Option<Vec<i64>>), Rejected>;
 
 /// Undo log for the caches, applied when a transaction fails.
 #[derive(Default)]
@@ -280,7 +302,7 @@ impl Writer {
                         ack
                     });
                     if let Err(e) = &result {
-                        m.ingest_rejected.with_label_values(&[e.kind]).inc();
+                        m.ingest_rejected.with_label_values(&[e.reason()]).inc();
                     }
                     let _ = job.reply.send(result);
                 }
@@ -301,9 +323,7 @@ impl Writer {
                     tracing::error!(error = %format!("{e:#}"), "reloading writer caches failed");
                 }
                 for job in group {
-                    let _ = job.reply.send(Err(ApiError::unavailable(
-                        "storage is unavailable, retry later",
-                    )));
+                    let _ = job.reply.send(Err(Rejected::StoreUnavailable));
                 }
             }
         }
@@ -334,12 +354,7 @@ impl Writer {
                     self.agents.insert(agent.clone(), agent_mem(&a));
                 }
                 None => {
-                    return Ok(Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "unknown agent",
-                    )
-                    .field("agent_id")));
+                    return Ok(Err(Rejected::UnknownAgent));
                 }
             }
         }
@@ -366,11 +381,7 @@ impl Writer {
         let limit = self.state.config.ingest.max_series_per_agent;
         if have + distinct_missing.len() > limit {
             let (i, _) = missing[limit.saturating_sub(have).min(missing.len() - 1)];
-            return Ok(Err(ApiError::bad_request(
-                "series_limit",
-                format!("the agent would exceed its limit of {limit} series"),
-            )
-            .field(format!("samples[{i}]"))));
+            return Ok(Err(Rejected::SeriesLimit { limit, sample: i }));
         }
         for (i, h) in missing {
             let s = &b.samples[i];
