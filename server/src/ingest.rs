@@ -23,9 +23,7 @@ use crate::{
     timeline::{self, Span, State},
 };
 
-/// Samples and events of one batch must lie within this distance of its `collected_at_ms`;
-/// it bounds the range scanned when the raw window is read by time.
-pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
+pub use crate::store::MAX_BATCH_SPAN_MS;
 
 /// How stale the stored `last_seen_ms` of an agent may get; the exact value is kept in memory.
 const LAST_SEEN_PERSIST_MS: i64 = 30_000;

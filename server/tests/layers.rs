@@ -74,22 +74,10 @@ const SERVICES: &[&str] = &[
 const KNOWN: &[(&str, &str)] = &[
     ("audit.rs", SQL),
     ("auth/users.rs", SQL),
-    ("console/mod.rs", AXUM),
-    ("console/mod.rs", HTTP_IMPORT),
-    ("contracts.rs", AXUM),
-    ("contracts.rs", HTTP_IMPORT),
     ("demo.rs", SQL),
-    ("ingest.rs", AXUM),
-    ("ingest.rs", HTTP_IMPORT),
     ("ingest.rs", SQL),
-    ("inventory.rs", AXUM),
-    ("inventory.rs", HTTP_IMPORT),
-    ("lib.rs", AXUM),
     ("report_mail.rs", SQL),
-    ("reports.rs", AXUM),
-    ("reports.rs", HTTP_IMPORT),
     ("reports.rs", SQL),
-    ("store/mod.rs", STORE_SERVICE),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
