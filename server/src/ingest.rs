@@ -12,7 +12,6 @@ use std::{
     time::Instant,
 };
 
-use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, Event, HostFacts};
@@ -85,11 +84,6 @@ pub struct IngestJob {
     pub batch: Batch,
     pub received_ms: i64,
     pub reply: oneshot::Sender<Result<Ack, Rejected>>,
-}
-
-/// SHA-256 of a bearer token, hex; only this is stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 // ---- the writer -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ use crate::{
     AppState, audit,
     auth::{Perm, Role, users},
     now_ms,
+    secret::constant_time_eq,
 };
 
 /// Who is making a request, put in the request's extensions by [`authorize`].
@@ -47,10 +48,6 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The client's address, as the listener saw it.

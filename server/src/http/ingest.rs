@@ -9,15 +9,15 @@ use axum::{
     http::{HeaderMap, header},
     response::Json,
 };
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, EnrollRequest, EnrollResponse, Event};
 
 use super::{ApiError, ErrorKind};
 use crate::{
     AppState,
-    ingest::{IngestJob, MAX_BATCH_SPAN_MS, WriterMsg, token_hash},
+    ingest::{IngestJob, MAX_BATCH_SPAN_MS, WriterMsg},
     now_ms,
+    secret::{constant_time_eq, random_hex, secret_hash},
     store::AgentRow,
 };
 
@@ -195,7 +195,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiEr
         .tokens
         .read()
         .expect("tokens lock")
-        .get(&token_hash(token.trim()))
+        .get(&secret_hash(token.trim()))
         .cloned()
         .ok_or_else(|| unauthorized("unknown token"))
 }
@@ -293,7 +293,7 @@ pub async fn enroll(
     let token = random_hex(32);
     let row = AgentRow {
         agent_id: agent_id.clone(),
-        token_hash: token_hash(&token),
+        token_hash: secret_hash(&token),
         enrolled_ms: now_ms(),
         hostname: req.host.hostname.clone(),
         os: req.host.os.clone(),
@@ -319,19 +319,4 @@ pub async fn enroll(
         .insert(row.token_hash.clone(), agent_id.as_str().into());
     tracing::info!(agent = %agent_id, hostname = %row.hostname, "agent enrolled");
     Ok(Json(EnrollResponse { agent_id, token }))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
-    ha.iter()
-        .zip(hb.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
 }
