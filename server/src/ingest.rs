@@ -12,23 +12,17 @@ use std::{
     time::Instant,
 };
 
-use axum::http::StatusCode;
-use sha2::{Digest, Sha256};
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, Event, HostFacts};
 
 use crate::{
-    AppState, HostLive,
-    http::ApiError,
-    now_ms,
+    AppState, HostLive, now_ms,
     store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, writes},
     timeline::{self, Span, State},
 };
 
-/// Samples and events of one batch must lie within this distance of its `collected_at_ms`;
-/// it bounds the range scanned when the raw window is read by time.
-pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
+pub use crate::store::MAX_BATCH_SPAN_MS;
 
 /// How stale the stored `last_seen_ms` of an agent may get; the exact value is kept in memory.
 const LAST_SEEN_PERSIST_MS: i64 = 30_000;
@@ -59,17 +53,37 @@ pub enum WriterMsg {
     },
 }
 
+/// Why the writer refused a batch. Nothing of a refused batch is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The agent was removed after its token was checked.
+    #[error("unknown agent")]
+    UnknownAgent,
+    /// Storing the batch would create more series than the agent may have.
+    #[error("the agent would exceed its limit of {limit} series")]
+    SeriesLimit { limit: usize, sample: usize },
+    /// The transaction failed; the batch may be retried.
+    #[error("storage is unavailable, retry later")]
+    StoreUnavailable,
+}
+
+impl Rejected {
+    /// The `reason` label of `yunwei_ingest_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::UnknownAgent => "unauthenticated",
+            Rejected::SeriesLimit { .. } => "series_limit",
+            Rejected::StoreUnavailable => "store_error",
+        }
+    }
+}
+
 /// One validated batch for the writer, with where to send the outcome.
 pub struct IngestJob {
     pub agent_id: Arc<str>,
     pub batch: Batch,
     pub received_ms: i64,
-    pub reply: oneshot::Sender<Result<Ack, ApiError>>,
-}
-
-/// SHA-256 of a bearer token, hex; only this is stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    pub reply: oneshot::Sender<Result<Ack, Rejected>>,
 }
 
 // ---- the writer -----------------------------------------------------------------------------
@@ -115,7 +129,7 @@ fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u6
 
 /// One batch's outcome inside a group: the ack and, when it was stored (not a duplicate), the
 /// series id of each sample; or this batch's own rejection.
-type Applied = Result<(Ack, Option<Vec<i64>>), ApiError>;
+type Applied = Result<(Ack, Option<Vec<i64>>), Rejected>;
 
 /// Undo log for the caches, applied when a transaction fails.
 #[derive(Default)]
@@ -278,7 +292,7 @@ impl Writer {
                         ack
                     });
                     if let Err(e) = &result {
-                        m.ingest_rejected.with_label_values(&[e.kind]).inc();
+                        m.ingest_rejected.with_label_values(&[e.reason()]).inc();
                     }
                     let _ = job.reply.send(result);
                 }
@@ -299,9 +313,7 @@ impl Writer {
                     tracing::error!(error = %format!("{e:#}"), "reloading writer caches failed");
                 }
                 for job in group {
-                    let _ = job.reply.send(Err(ApiError::unavailable(
-                        "storage is unavailable, retry later",
-                    )));
+                    let _ = job.reply.send(Err(Rejected::StoreUnavailable));
                 }
             }
         }
@@ -332,12 +344,7 @@ impl Writer {
                     self.agents.insert(agent.clone(), agent_mem(&a));
                 }
                 None => {
-                    return Ok(Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "unknown agent",
-                    )
-                    .field("agent_id")));
+                    return Ok(Err(Rejected::UnknownAgent));
                 }
             }
         }
@@ -364,11 +371,7 @@ impl Writer {
         let limit = self.state.config.ingest.max_series_per_agent;
         if have + distinct_missing.len() > limit {
             let (i, _) = missing[limit.saturating_sub(have).min(missing.len() - 1)];
-            return Ok(Err(ApiError::bad_request(
-                "series_limit",
-                format!("the agent would exceed its limit of {limit} series"),
-            )
-            .field(format!("samples[{i}]"))));
+            return Ok(Err(Rejected::SeriesLimit { limit, sample: i }));
         }
         for (i, h) in missing {
             let s = &b.samples[i];

@@ -18,6 +18,7 @@ pub mod report_keys;
 pub mod report_mail;
 pub mod reports;
 pub mod rules;
+pub mod secret;
 pub mod selector;
 pub mod store;
 pub mod timeline;

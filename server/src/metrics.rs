@@ -37,7 +37,7 @@ pub const RULE_TRIGGERS: &[&str] = &["interval", "ingest"];
 
 /// Every rejection kind, so each counter series exists from the start (at zero).
 pub const REJECT_KINDS: &[&str] = &[
-    "unauthorized",
+    "unauthenticated",
     "agent_mismatch",
     "content_type",
     "content_encoding",

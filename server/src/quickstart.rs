@@ -29,10 +29,7 @@ fn enrollment_secret(data_dir: &Path) -> anyhow::Result<String> {
             return Ok(s);
         }
     }
-    use rand::RngCore;
-    let mut buf = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    let secret = hex::encode(buf);
+    let secret = crate::secret::random_hex(24);
     std::fs::write(&path, format!("{secret}\n"))
         .with_context(|| format!("writing {}", path.display()))?;
     #[cfg(unix)]

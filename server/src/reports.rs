@@ -242,6 +242,23 @@ async fn next_version(store: &Store, contract_id: &str, period: &str) -> anyhow:
     Ok(store.report_max_version(contract_id, period).await? + 1)
 }
 
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The period is malformed or has not started: the caller's mistake.
+    #[error("{0}")]
+    Period(String),
+    /// Anything else (the store, rendering, the archive).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ReportError {
+    fn from(e: sqlx::Error) -> ReportError {
+        ReportError::Other(e.into())
+    }
+}
+
 /// Builds the report of `c` over `req.period` as the store holds it at `now_ms` (reads
 /// only). The same store, request, `version` and `now_ms` give the same report.
 pub async fn prepare(
@@ -251,11 +268,15 @@ pub async fn prepare(
     version: u32,
     now_ms: i64,
     inspections_recorded: bool,
-) -> anyhow::Result<Report> {
+) -> Result<Report, ReportError> {
     let contract = &c.contract;
-    let period = Period::parse(&req.period, contract.time_zone).map_err(|e| anyhow::anyhow!(e))?;
+    let period = Period::parse(&req.period, contract.time_zone)
+        .map_err(|e| ReportError::Period(e.to_string()))?;
     if period.start_ms >= now_ms {
-        bail!("period {} has not started yet", period.label);
+        return Err(ReportError::Period(format!(
+            "period {} has not started yet",
+            period.label
+        )));
     }
     let until = now_ms.clamp(period.start_ms, period.end_ms);
     let ev =
@@ -325,7 +346,7 @@ pub async fn generate(
     req: &Request,
     now_ms: i64,
     inspections_recorded: bool,
-) -> anyhow::Result<Generated> {
+) -> Result<Generated, ReportError> {
     let font = if req.formats.contains(&ReportFormat::Pdf) {
         Some(load_font(req.font.as_deref())?)
     } else {
@@ -361,7 +382,9 @@ pub async fn generate(
             Err(e) => last_err = Some(e),
         }
     }
-    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("archiving the report failed")))
+    Err(last_err
+        .unwrap_or_else(|| anyhow::anyhow!("archiving the report failed"))
+        .into())
 }
 
 async fn insert(

@@ -313,7 +313,7 @@ async fn bad_inputs_get_a_4xx_naming_the_field_are_counted_and_change_nothing() 
                     encoded.clone(),
                     415,
                     "content-type",
-                    "version",
+                    "content_type",
                 )
             },
             Case {
@@ -323,7 +323,7 @@ async fn bad_inputs_get_a_4xx_naming_the_field_are_counted_and_change_nothing() 
                     encoded.clone(),
                     401,
                     "authorization",
-                    "unauthorized",
+                    "unauthenticated",
                 )
             },
         ];
@@ -343,6 +343,7 @@ async fn bad_inputs_get_a_4xx_naming_the_field_are_counted_and_change_nothing() 
             let body: Value = r.json().await.unwrap_or(Value::Null);
             assert_eq!(status, c.status, "{}: {body} ({db:?})", c.name);
             assert_eq!(body["error"]["field"], c.field, "{}: {body}", c.name);
+            assert_eq!(body["error"]["kind"], c.reason, "{}: {body}", c.name);
             let metrics_after = client.get_text("/metrics").await.unwrap();
             assert_eq!(
                 rejected(&metrics_after, c.reason),

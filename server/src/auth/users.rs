@@ -8,7 +8,6 @@ use crate::store::{
 };
 use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Why a password is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,17 +66,7 @@ pub fn generate_password() -> String {
     out
 }
 
-/// Hex of 32 random bytes.
-pub fn random_secret() -> String {
-    let mut buf = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
-/// SHA-256 hex of a secret (session id, API token).
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+pub use crate::secret::{random_secret, secret_hash};
 
 /// Argon2id hash in PHC string format. CPU-heavy: call from `spawn_blocking` in handlers.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {

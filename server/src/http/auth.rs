@@ -5,14 +5,19 @@ use std::sync::Arc;
 
 use axum::{
     Extension,
-    extract::{ConnectInfo, Path, Query, State as AxState},
+    extract::{ConnectInfo, State as AxState},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Json, Response},
+    response::{IntoResponse, Response},
 };
+
+use super::extract::{Json, Path, Query};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::authz::{COOKIE, Principal, cookie_value};
+use super::{
+    ErrorKind,
+    authz::{COOKIE, Principal, cookie_value},
+};
 use crate::auth::{Role, users};
 use crate::{AppState, audit, http::ApiError, now_ms};
 
@@ -55,13 +60,7 @@ pub async fn login(
         source: src.clone(),
         detail: json!({}),
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong user name or password",
-        )
-    };
+    let bad = || ApiError::new(ErrorKind::InvalidCredentials, "wrong user name or password");
     let user = users::user(&state.store, &req.user)
         .await
         .map_err(ApiError::internal)?;
@@ -96,8 +95,7 @@ pub async fn login(
         return Err(ApiError {
             retry_after_secs: Some(secs),
             ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "locked",
+                ErrorKind::Locked,
                 format!(
                     "the account is locked after too many failed logins; try again in {secs} s"
                 ),
@@ -135,8 +133,7 @@ pub async fn login(
             return Err(ApiError {
                 retry_after_secs: Some(secs),
                 ..ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "locked",
+                    ErrorKind::Locked,
                     format!("too many failed logins: the account is locked for {secs} s"),
                 )
             });
@@ -203,10 +200,10 @@ pub async fn me(
 fn user_error(e: users::UserError) -> ApiError {
     use users::UserError as E;
     match e {
-        E::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()).field("name"),
+        E::Exists(_) => ApiError::new(ErrorKind::Exists, e.to_string()).field("name"),
         E::NotFound(_) => ApiError::not_found("user"),
-        E::BadName => ApiError::bad_request("invalid_value", e.to_string()).field("name"),
-        E::Password(_) => ApiError::bad_request("weak_password", e.to_string()).field("password"),
+        E::BadName => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("name"),
+        E::Password(_) => ApiError::new(ErrorKind::WeakPassword, e.to_string()).field("password"),
         E::Store(e) => ApiError::internal(e),
         E::Other(e) => ApiError::internal(format!("{e:#}")),
     }
@@ -252,8 +249,8 @@ pub async fn add_user(
     Json(u): Json<NewUser>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let role = Role::parse(&u.role).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_value",
+        ApiError::new(
+            ErrorKind::InvalidValue,
             format!("{:?} is not admin, operator, reviewer or auditor", u.role),
         )
         .field("role")
@@ -333,7 +330,7 @@ pub async fn audit_log(
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(
-            ApiError::bad_request("invalid_value", "must be between 1 and 1000").field("limit"),
+            ApiError::new(ErrorKind::InvalidValue, "must be between 1 and 1000").field("limit"),
         );
     }
     let rows = audit::list(&state.store, q.before, limit)

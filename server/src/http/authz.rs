@@ -5,19 +5,20 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State as AxState},
-    http::{HeaderMap, Method, StatusCode, header},
+    http::{HeaderMap, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
 use super::{
-    ApiError,
-    policy::{Access, policy_for},
+    ApiError, ErrorKind,
+    policy::{Access, POLICY, policy_for},
 };
 use crate::{
     AppState, audit,
     auth::{Perm, Role, users},
     now_ms,
+    secret::constant_time_eq,
 };
 
 /// Who is making a request, put in the request's extensions by [`authorize`].
@@ -49,10 +50,6 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The client's address, as the listener saw it.
 pub fn source_of(req: &Request) -> String {
     req.extensions()
@@ -61,7 +58,7 @@ pub fn source_of(req: &Request) -> String {
 }
 
 fn unauthenticated(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    ApiError::new(ErrorKind::Unauthenticated, message)
 }
 
 /// Finds the caller from a bearer token or the session cookie; `Ok(None)` when there is
@@ -124,12 +121,9 @@ async fn principal(
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         if !constant_time_eq(sent, s.csrf_token.as_bytes()) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "missing or wrong CSRF token",
-            )
-            .field(CSRF_HEADER));
+            return Err(
+                ApiError::new(ErrorKind::Csrf, "missing or wrong CSRF token").field(CSRF_HEADER),
+            );
         }
     }
     users::touch_session(&state.store, &s.id_hash, now)
@@ -160,13 +154,26 @@ pub async fn authorize(
         return next.run(req).await;
     };
     let Some(policy) = policy_for(req.method(), &route) else {
+        let allowed: Vec<&str> = POLICY
+            .iter()
+            .filter(|p| p.path == route)
+            .map(|p| p.method)
+            .collect();
+        if !allowed.is_empty() {
+            // The route exists with other methods: what axum would answer, in the API's shape.
+            let mut resp = ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{route} accepts {}", allowed.join(", ")),
+            )
+            .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&allowed.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return resp;
+        }
         tracing::error!(route, method = %req.method(), "route has no access policy");
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this route has no access policy",
-        )
-        .into_response();
+        return ApiError::new(ErrorKind::Forbidden, "this route has no access policy")
+            .into_response();
     };
     let required = match policy.access {
         Access::Public | Access::Agent => return next.run(req).await,
@@ -182,8 +189,7 @@ pub async fn authorize(
             Some(perm) if !p.perms.contains(&perm) => Err((
                 Some(p.actor.clone()),
                 ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorKind::Forbidden,
                     format!(
                         "{} {} may not do this (needs the {} permission)",
                         if p.session.is_some() { "user" } else { "token" },
@@ -234,7 +240,7 @@ pub async fn authorize(
                         actor: actor.unwrap_or_else(|| "anonymous".into()),
                         action,
                         target,
-                        result: format!("denied: {}", e.status.as_u16()),
+                        result: format!("denied: {}", e.status().as_u16()),
                         source,
                         detail: serde_json::json!({ "reason": e.message }),
                     },

@@ -2,10 +2,11 @@
 //! a single page in vanilla JS that talks to the JSON API with the session cookie.
 
 use axum::{
-    extract::Path,
     http::header,
     response::{IntoResponse, Response},
 };
+
+use super::extract::Path;
 
 use super::ApiError;
 

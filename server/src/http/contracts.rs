@@ -3,12 +3,9 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use axum::{
-    Extension,
-    body::Bytes,
-    extract::{Path as UrlPath, Query, State as AxState},
-    response::Json,
-};
+use axum::{Extension, body::Bytes, extract::State as AxState, response::Json};
+
+use super::extract::{Path as UrlPath, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use yunwei_sla::{
@@ -16,7 +13,7 @@ use yunwei_sla::{
     contract::Contract,
 };
 
-use super::{ApiError, authz::Principal, json_body};
+use super::{ApiError, ErrorKind, authz::Principal, json_body};
 use crate::{
     AppState,
     contracts::{LoadedContract, assess_period, current_month},
@@ -124,7 +121,7 @@ pub(super) async fn assessment(
     let period = match q.period.as_deref() {
         None => current_month(&c.contract, now),
         Some(p) => Period::parse(p, c.contract.time_zone)
-            .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?,
+            .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?,
     };
     let a = assess_period(
         &state.store,
@@ -210,8 +207,8 @@ pub(super) async fn record_event(
     let allowed = event_categories(&c.contract);
     if !allowed.contains(e.category.as_str()) {
         let list: Vec<&str> = allowed.into_iter().collect();
-        return Err(ApiError::bad_request(
-            "invalid_value",
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
             format!(
                 "the contract scores no event {:?}; its categories: {}",
                 e.category,
@@ -221,7 +218,7 @@ pub(super) async fn record_event(
         .field("category"));
     }
     if e.evidence.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("evidence"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("evidence"));
     }
     let now = now_ms();
     let row = ContractEventRow {

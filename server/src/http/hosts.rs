@@ -3,12 +3,14 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use axum::extract::{Path, Query, State as AxState};
-use axum::response::Json;
+use axum::{extract::State as AxState, response::Json};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::ApiError;
+use super::{
+    ApiError, ErrorKind,
+    extract::{Path, Query},
+};
 use crate::{
     AppState,
     ingest::{KIND_HOST, KIND_PROBE},
@@ -134,7 +136,7 @@ pub(super) async fn host(
         .min(now);
     let from = parse_time_opt(q.from.as_deref(), "from")?.unwrap_or(to - 24 * HOUR_MS);
     if from > to {
-        return Err(ApiError::bad_request("invalid_value", "from is after to").field("from"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "from is after to").field("from"));
     }
     // Before the first batch the host was not monitored; that is not "unknown" time.
     let from_seen = a.first_seen_ms.map_or(to, |f| from.max(f));
@@ -205,8 +207,8 @@ pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_value",
+            ApiError::new(
+                ErrorKind::InvalidValue,
                 format!("{s:?} is neither Unix seconds nor RFC 3339"),
             )
             .field(field)
@@ -221,7 +223,7 @@ fn parse_time_opt(s: Option<&str>, field: &str) -> Result<Option<i64>, ApiError>
 /// Prometheus duration (`30s`, `1h30m`, `1d`); it must be positive.
 pub fn parse_duration_ms(s: &str, field: &str) -> Result<i64, ApiError> {
     let bad =
-        || ApiError::bad_request("invalid_value", format!("{s:?} is not a duration")).field(field);
+        || ApiError::new(ErrorKind::InvalidValue, format!("{s:?} is not a duration")).field(field);
     let ms = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() => (secs * 1000.0) as i64,
         Ok(_) => return Err(bad()),
@@ -245,13 +247,13 @@ pub(super) async fn series(
     let selector = q
         .selector
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request("missing", "required").field("match"))?;
+        .ok_or_else(|| ApiError::new(ErrorKind::Missing, "required").field("match"))?;
     let (name, matchers) = crate::selector::parse(selector)
-        .map_err(|e| ApiError::bad_request("invalid_value", e).field("match"))?;
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e).field("match"))?;
     let to = parse_time_opt(q.to.as_deref(), "to")?.unwrap_or(now);
     let from = parse_time_opt(q.from.as_deref(), "from")?.unwrap_or(to - HOUR_MS);
     if from > to {
-        return Err(ApiError::bad_request("invalid_value", "from is after to").field("from"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "from is after to").field("from"));
     }
     let step = q
         .step
@@ -261,8 +263,8 @@ pub(super) async fn series(
     if let Some(step) = step
         && (to - from) / step > 11_000
     {
-        return Err(ApiError::bad_request(
-            "invalid_value",
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
             "more than 11000 points per series; raise step",
         )
         .field("step"));
@@ -278,8 +280,8 @@ pub(super) async fn series(
         }
         s @ ("raw" | "rollup") => s,
         other => {
-            return Err(ApiError::bad_request(
-                "invalid_value",
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
                 format!("{other:?} is not auto, raw or rollup"),
             )
             .field("source"));
@@ -311,8 +313,8 @@ pub(super) async fn series(
         .collect();
     const MAX_SERIES: usize = 10_000;
     if selected.len() > MAX_SERIES {
-        return Err(ApiError::bad_request(
-            "too_many_series",
+        return Err(ApiError::new(
+            ErrorKind::TooManySeries,
             format!("the selector matches more than {MAX_SERIES} series"),
         )
         .field("match"));

@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use axum::{
     extract::State as AxState,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::Json,
 };
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, EnrollRequest, EnrollResponse, Event};
 
-use super::ApiError;
+use super::{ApiError, ErrorKind};
 use crate::{
     AppState,
-    ingest::{IngestJob, MAX_BATCH_SPAN_MS, WriterMsg, token_hash},
+    ingest::{IngestJob, MAX_BATCH_SPAN_MS, WriterMsg},
     now_ms,
+    secret::{constant_time_eq, random_hex, secret_hash},
     store::AgentRow,
 };
 
@@ -25,7 +25,7 @@ fn reject(state: &AppState, e: ApiError) -> ApiError {
     state
         .metrics
         .ingest_rejected
-        .with_label_values(&[e.kind])
+        .with_label_values(&[e.kind.as_str()])
         .inc();
     e
 }
@@ -44,8 +44,7 @@ pub async fn ingest(
     let limit = state.config.ingest.max_body_bytes;
     let too_large = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorKind::BodyTooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         )
         .field("body")
@@ -67,8 +66,11 @@ pub async fn ingest(
                 if too_big {
                     too_large()
                 } else {
-                    ApiError::bad_request("body_unreadable", "the request body could not be read")
-                        .field("body")
+                    ApiError::new(
+                        ErrorKind::BodyUnreadable,
+                        "the request body could not be read",
+                    )
+                    .field("body")
                 },
             )
         })?;
@@ -76,21 +78,18 @@ pub async fn ingest(
     let batch = yunwei_proto::decode_batch(&body, max).map_err(|e| {
         let err = match &e {
             yunwei_proto::DecodeError::Compression(_) => {
-                ApiError::bad_request("compression", e.to_string()).field("body")
+                ApiError::new(ErrorKind::Compression, e.to_string()).field("body")
             }
-            yunwei_proto::DecodeError::TooLarge { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "decompressed_too_large",
-                e.to_string(),
-            )
-            .field("body"),
+            yunwei_proto::DecodeError::TooLarge { .. } => {
+                ApiError::new(ErrorKind::DecompressedTooLarge, e.to_string()).field("body")
+            }
             yunwei_proto::DecodeError::Json { field, message } => {
                 let kind = if message.contains("unknown field") {
-                    "unknown_field"
+                    ErrorKind::UnknownField
                 } else {
-                    "schema"
+                    ErrorKind::Schema
                 };
-                ApiError::bad_request(kind, message.clone()).field(field)
+                ApiError::new(kind, message.clone()).field(field)
             }
         };
         reject(&state, err)
@@ -99,21 +98,17 @@ pub async fn ingest(
         .and_then(|()| check_span(&batch))
         .map_err(|e| {
             let kind = if e.field == "version" {
-                "version"
+                ErrorKind::Version
             } else {
-                "invalid_value"
+                ErrorKind::InvalidValue
             };
-            reject(
-                &state,
-                ApiError::bad_request(kind, e.message).field(e.field),
-            )
+            reject(&state, ApiError::new(kind, e.message).field(e.field))
         })?;
     if *batch.agent_id != *agent_id {
         return Err(reject(
             &state,
             ApiError::new(
-                StatusCode::FORBIDDEN,
-                "agent_mismatch",
+                ErrorKind::AgentMismatch,
                 "the token belongs to another agent",
             )
             .field("agent_id"),
@@ -187,10 +182,8 @@ impl Drop for InflightSlot {
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
-    let unauthorized = |m: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m.to_string())
-            .field("authorization")
-    };
+    let unauthorized =
+        |m: &str| ApiError::new(ErrorKind::Unauthenticated, m.to_string()).field("authorization");
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -202,7 +195,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiEr
         .tokens
         .read()
         .expect("tokens lock")
-        .get(&token_hash(token.trim()))
+        .get(&secret_hash(token.trim()))
         .cloned()
         .ok_or_else(|| unauthorized("unknown token"))
 }
@@ -215,8 +208,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     let mut parts = ct.split(';').map(str::trim);
     if parts.next() != Some("application/vnd.yunwei.batch+json") {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content_type",
+            ErrorKind::ContentType,
             format!("expected {}", yunwei_proto::CONTENT_TYPE),
         )
         .field("content-type"));
@@ -224,8 +216,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     let version = parts.find_map(|p| p.strip_prefix("version=")).unwrap_or("");
     if version != yunwei_proto::PROTOCOL_VERSION.to_string() {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "version",
+            ErrorKind::ContentType,
             format!(
                 "unsupported protocol version {version:?} (this server speaks {})",
                 yunwei_proto::PROTOCOL_VERSION
@@ -239,8 +230,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("");
     if !enc.eq_ignore_ascii_case(yunwei_proto::CONTENT_ENCODING) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content_encoding",
+            ErrorKind::ContentEncoding,
             "expected Content-Encoding: gzip",
         )
         .field("content-encoding"));
@@ -275,15 +265,14 @@ pub async fn enroll(
     let Json(req) = body.map_err(|e| {
         reject(
             &state,
-            ApiError::bad_request("schema", e.body_text()).field("body"),
+            ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
         )
     })?;
     let Some(secret) = &state.config.enrollment_secret else {
         return Err(reject(
             &state,
             ApiError::new(
-                StatusCode::FORBIDDEN,
-                "enrollment_disabled",
+                ErrorKind::EnrollmentDisabled,
                 "enrollment is disabled on this server",
             ),
         ));
@@ -291,25 +280,20 @@ pub async fn enroll(
     if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
         return Err(reject(
             &state,
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "wrong enrollment secret",
-            )
-            .field("secret"),
+            ApiError::new(ErrorKind::Unauthenticated, "wrong enrollment secret").field("secret"),
         ));
     }
     if req.host.hostname.is_empty() || req.host.hostname.len() > 255 {
         return Err(reject(
             &state,
-            ApiError::bad_request("invalid_value", "must be 1 to 255 bytes").field("host.hostname"),
+            ApiError::new(ErrorKind::InvalidValue, "must be 1 to 255 bytes").field("host.hostname"),
         ));
     }
     let agent_id = format!("a{}", random_hex(8));
     let token = random_hex(32);
     let row = AgentRow {
         agent_id: agent_id.clone(),
-        token_hash: token_hash(&token),
+        token_hash: secret_hash(&token),
         enrolled_ms: now_ms(),
         hostname: req.host.hostname.clone(),
         os: req.host.os.clone(),
@@ -335,19 +319,4 @@ pub async fn enroll(
         .insert(row.token_hash.clone(), agent_id.as_str().into());
     tracing::info!(agent = %agent_id, hostname = %row.hostname, "agent enrolled");
     Ok(Json(EnrollResponse { agent_id, token }))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
-    ha.iter()
-        .zip(hb.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
 }

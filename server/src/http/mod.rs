@@ -6,8 +6,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State as AxState},
+    http::header,
     middleware::{self, Next},
-    response::{Json, Response},
+    response::{IntoResponse, Json, Response},
     routing::{get, post},
 };
 
@@ -16,6 +17,7 @@ pub mod authz;
 mod console;
 mod contracts;
 mod error;
+mod extract;
 mod hosts;
 mod ingest;
 mod inventory;
@@ -26,7 +28,7 @@ pub mod policy;
 mod reports;
 mod rules;
 
-pub use error::{ApiError, json_body};
+pub use error::{ApiError, ErrorKind, json_body};
 pub use hosts::HostView;
 
 use tokio::net::TcpListener;
@@ -145,11 +147,70 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             authz::authorize,
         ))
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Gives an error that axum or a layer answered in plain text (a body over the limit, a
+/// malformed request) the API's JSON shape, with the kind its status stands for. HTML pages
+/// (the acknowledgement link's) and JSON errors pass unchanged.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type.is_empty() || content_type.starts_with("text/plain")) {
+        return resp;
+    }
+    let kind = ErrorKind::ALL
+        .into_iter()
+        .find(|k| {
+            k.status() == status
+                && matches!(
+                    k,
+                    ErrorKind::InvalidBody
+                        | ErrorKind::Unauthenticated
+                        | ErrorKind::Forbidden
+                        | ErrorKind::NotFound
+                        | ErrorKind::MethodNotAllowed
+                        | ErrorKind::Conflict
+                        | ErrorKind::BodyTooLarge
+                        | ErrorKind::ContentType
+                        | ErrorKind::TooManyRequests
+                        | ErrorKind::Internal
+                        | ErrorKind::Unavailable
+                )
+        })
+        .unwrap_or(if status.is_server_error() {
+            ErrorKind::Internal
+        } else {
+            ErrorKind::InvalidBody
+        });
+    let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+    let bytes = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(kind, message).into_response();
+    *out.status_mut() = status;
+    if let Some(v) = retry_after {
+        out.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    out
 }
 
 async fn count_requests(

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use axum::{
     Extension,
     body::Bytes,
-    extract::{Path, Query, State as AxState},
+    extract::State as AxState,
     http::StatusCode,
     response::{Html, IntoResponse, Json, Response},
 };
+
+use super::extract::{Path, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,7 +22,7 @@ use crate::notify::{matcher::Matcher, message::html_escape, token};
 use crate::{
     AppState,
     http::authz::Principal,
-    http::{ApiError, json_body},
+    http::{ApiError, ErrorKind, json_body},
     now_ms,
     store::{
         incidents::{Clock, IncidentRow},
@@ -147,13 +149,13 @@ pub(super) async fn group_action(
     let mut a: ActionBody = json_body(&b)?;
     acting(&mut a.by, principal);
     if a.by.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
     }
     state
         .notify
         .ack(&id, &action, a.by.trim(), "api")
         .await
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e).field("id"))?;
+        .map_err(|e| ApiError::new(ErrorKind::NotFound, e).field("id"))?;
     Ok(Json(json!({ "status": "success" })))
 }
 
@@ -181,7 +183,7 @@ pub(super) async fn log(
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(500);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_value", "must be 1..10000").field("limit"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must be 1..10000").field("limit"));
     }
     let rows = state
         .store
@@ -253,26 +255,26 @@ pub(super) async fn create_silence(
     acting(&mut s.by, principal);
     if s.matchers.is_empty() {
         return Err(
-            ApiError::bad_request("invalid_value", "at least one matcher").field("matchers"),
+            ApiError::new(ErrorKind::InvalidValue, "at least one matcher").field("matchers"),
         );
     }
     for (i, m) in s.matchers.iter().enumerate() {
         Matcher::parse(m).map_err(|e| {
-            ApiError::bad_request("invalid_value", e).field(format!("matchers[{i}]"))
+            ApiError::new(ErrorKind::InvalidValue, e).field(format!("matchers[{i}]"))
         })?;
     }
     let now = now_ms();
     let starts = s.starts_ms.unwrap_or(now);
     if s.ends_ms <= starts {
         return Err(
-            ApiError::bad_request("invalid_value", "must be after starts_ms").field("ends_ms"),
+            ApiError::new(ErrorKind::InvalidValue, "must be after starts_ms").field("ends_ms"),
         );
     }
     if s.by.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
     }
     if s.comment.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("comment"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("comment"));
     }
     let id = hex::encode(rand::random::<[u8; 8]>());
     let row = SilenceRow {
@@ -355,23 +357,23 @@ pub(super) async fn request_exclusion(
         e.kind.as_str(),
         "maintenance" | "force_majeure" | "buyer_caused"
     ) {
-        return Err(ApiError::bad_request(
-            "invalid_value",
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
             "must be maintenance, force_majeure or buyer_caused",
         )
         .field("kind"));
     }
     for (i, m) in e.matchers.iter().enumerate() {
         Matcher::parse(m).map_err(|err| {
-            ApiError::bad_request("invalid_value", err).field(format!("matchers[{i}]"))
+            ApiError::new(ErrorKind::InvalidValue, err).field(format!("matchers[{i}]"))
         })?;
     }
     if e.to_ms <= e.from_ms {
-        return Err(ApiError::bad_request("invalid_value", "must be after from_ms").field("to_ms"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must be after from_ms").field("to_ms"));
     }
     for (name, v) in [("reason", &e.reason), ("by", &e.by)] {
         if v.trim().is_empty() {
-            return Err(ApiError::bad_request("invalid_value", "must not be empty").field(name));
+            return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field(name));
         }
     }
     let recurrence = match e.recurrence {
@@ -379,7 +381,7 @@ pub(super) async fn request_exclusion(
         Some(v) => {
             serde_json::from_value::<crate::notify::timeinterval::TimeInterval>(v.clone())
                 .map_err(|err| {
-                    ApiError::bad_request("invalid_value", err.to_string()).field("recurrence")
+                    ApiError::new(ErrorKind::InvalidValue, err.to_string()).field("recurrence")
                 })?;
             Some(v.to_string())
         }
@@ -438,12 +440,11 @@ pub(super) async fn review_exclusion(
         .find(|e| e.id == id)
         .ok_or_else(|| ApiError::not_found("exclusion").field("id"))?;
     if r.by.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
     }
     if r.by.trim() == existing.requested_by {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorKind::Forbidden,
             "the requester cannot review their own request",
         )
         .field("by"));
@@ -454,12 +455,9 @@ pub(super) async fn review_exclusion(
         .await
         .map_err(ApiError::internal)?;
     if !done {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("already {}", existing.status),
-        )
-        .field("id"));
+        return Err(
+            ApiError::new(ErrorKind::Conflict, format!("already {}", existing.status)).field("id"),
+        );
     }
     state.notify.reload();
     Ok(Json(json!({ "status": "success" })))
@@ -506,7 +504,7 @@ fn check_level(level: i64) -> Result<(), ApiError> {
     if (1..=4).contains(&level) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_value", "must be 1..4 (一级..四级)").field("level"))
+        Err(ApiError::new(ErrorKind::InvalidValue, "must be 1..4 (一级..四级)").field("level"))
     }
 }
 
@@ -535,14 +533,14 @@ pub(super) async fn create_incident(
     check_level(n.level)?;
     for (name, v) in [("title", &n.title), ("by", &n.by)] {
         if v.trim().is_empty() {
-            return Err(ApiError::bad_request("invalid_value", "must not be empty").field(name));
+            return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field(name));
         }
     }
     let now = now_ms();
     let detected = n.detected_ms.unwrap_or(now);
     if detected > now + 60_000 {
         return Err(
-            ApiError::bad_request("invalid_value", "must not be in the future")
+            ApiError::new(ErrorKind::InvalidValue, "must not be in the future")
                 .field("detected_ms"),
         );
     }
@@ -601,7 +599,7 @@ pub(super) async fn incident_action(
     let mut a: IncidentAction = json_body(&b)?;
     acting(&mut a.by, principal);
     if a.by.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "must not be empty").field("by"));
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
     }
     let by = a.by.trim();
     let now = now_ms();
@@ -613,8 +611,8 @@ pub(super) async fn incident_action(
         .ok_or_else(|| ApiError::not_found("incident").field("id"))?;
     let at = a.at_ms.unwrap_or(now);
     if at > now + 60_000 || at < row.detected_ms {
-        return Err(ApiError::bad_request(
-            "invalid_value",
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
             "must lie between the detection and now",
         )
         .field("at_ms"));
@@ -632,9 +630,7 @@ pub(super) async fn incident_action(
             .await
             .map_err(ApiError::internal)?;
         if !stamped {
-            return Err(
-                ApiError::new(StatusCode::CONFLICT, "conflict", "already recorded").field("action"),
-            );
+            return Err(ApiError::new(ErrorKind::Conflict, "already recorded").field("action"));
         }
         return Ok(Json(json!({ "status": "success" })));
     }
@@ -643,7 +639,7 @@ pub(super) async fn incident_action(
             let text = a
                 .text
                 .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| ApiError::bad_request("invalid_value", "required").field("text"))?;
+                .ok_or_else(|| ApiError::new(ErrorKind::InvalidValue, "required").field("text"))?;
             state
                 .store
                 .incident_text(&id, &action, by, &text, now)
@@ -653,10 +649,10 @@ pub(super) async fn incident_action(
         "level" => {
             let level = a
                 .level
-                .ok_or_else(|| ApiError::bad_request("invalid_value", "required").field("level"))?;
+                .ok_or_else(|| ApiError::new(ErrorKind::InvalidValue, "required").field("level"))?;
             check_level(level)?;
             let reason = a.reason.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                ApiError::bad_request("invalid_value", "required").field("reason")
+                ApiError::new(ErrorKind::InvalidValue, "required").field("reason")
             })?;
             state
                 .store

@@ -3,7 +3,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::policy::{Access, POLICY};
+use super::{
+    ErrorKind,
+    policy::{Access, POLICY},
+};
 
 /// The whole document.
 pub fn document() -> Value {
@@ -76,7 +79,7 @@ pub fn document() -> Value {
                         "error": {
                             "type": "object",
                             "properties": {
-                                "kind": { "type": "string" },
+                                "kind": { "type": "string", "enum": ErrorKind::ALL.map(ErrorKind::as_str).to_vec() },
                                 "field": { "type": "string", "nullable": true },
                                 "message": { "type": "string" },
                             },
@@ -103,5 +106,20 @@ mod tests {
                 r.path
             );
         }
+    }
+
+    #[test]
+    fn the_error_schema_lists_every_kind() {
+        let doc = super::document();
+        let kinds = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["kind"]
+            ["enum"];
+        let listed: Vec<&str> = kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k.as_str())
+            .collect();
+        let all: Vec<&str> = super::ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(listed, all);
     }
 }

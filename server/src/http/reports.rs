@@ -3,19 +3,21 @@
 use std::{path::Path, sync::Arc};
 
 use axum::{
-    extract::{Path as UrlPath, Query, State as AxState},
+    extract::State as AxState,
     http::{StatusCode, header},
-    response::{IntoResponse, Json, Response},
+    response::{IntoResponse, Response},
 };
+
+use super::extract::{Json, Path as UrlPath, Query};
 use serde::Deserialize;
 use yunwei_reports::Lang;
 use yunwei_sla::assess::Period;
 
-use super::ApiError;
+use super::{ApiError, ErrorKind};
 use crate::{
     AppState,
     contracts::LoadedContract,
-    reports::{self, ArchivedReport, DEFAULT_FONT, ReportFormat, Request, parse_lang},
+    reports::{self, ArchivedReport, DEFAULT_FONT, ReportError, ReportFormat, Request, parse_lang},
 };
 
 fn find_contract(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
@@ -73,12 +75,10 @@ pub(super) async fn generate(
             .filter(|f| *f != ReportFormat::Pdf || font_installed)
             .collect(),
         Some(list) => ReportFormat::parse_list(&list.join(","))
-            .map_err(|e| ApiError::bad_request("invalid_value", e).field("formats"))?,
+            .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e).field("formats"))?,
     };
     if formats.contains(&ReportFormat::Pdf) && !font_installed {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unavailable",
+        return Err(ApiError::new(ErrorKind::FormatUnavailable,
             format!("pdf needs the CJK font {DEFAULT_FONT} (Debian package fonts-noto-cjk) on the server"),
         )
         .field("formats"));
@@ -86,11 +86,11 @@ pub(super) async fn generate(
     let lang = match body.lang.as_deref() {
         None => Lang::ZhCn,
         Some(l) => {
-            parse_lang(l).map_err(|e| ApiError::bad_request("invalid_value", e).field("lang"))?
+            parse_lang(l).map_err(|e| ApiError::new(ErrorKind::InvalidValue, e).field("lang"))?
         }
     };
     Period::parse(&body.period, c.contract.time_zone)
-        .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()).field("period"))?;
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?;
     let req = Request {
         period: body.period.clone(),
         formats,
@@ -108,13 +108,9 @@ pub(super) async fn generate(
         state.config.contracts.run_inspections,
     )
     .await
-    .map_err(|e| {
-        let msg = format!("{e:#}");
-        if msg.contains("has not started") {
-            ApiError::bad_request("invalid_value", msg).field("period")
-        } else {
-            ApiError::internal(e)
-        }
+    .map_err(|e| match e {
+        ReportError::Period(m) => ApiError::invalid("period", m),
+        ReportError::Other(e) => ApiError::internal(format!("{e:#}")),
     })?;
     Ok((StatusCode::CREATED, Json(g.archived)))
 }
@@ -130,8 +126,11 @@ pub(super) async fn download(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("report"))?;
     let f = ReportFormat::parse(&format).ok_or_else(|| {
-        ApiError::bad_request("invalid_value", "format must be html, pdf, xlsx or json")
-            .field("format")
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            "format must be html, pdf, xlsx or json",
+        )
+        .field("format")
     })?;
     let bytes = reports::file(&state.store, id, f)
         .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State as AxState;
 use axum::response::Json;
 
-use super::ApiError;
+use super::{ApiError, ErrorKind};
 use serde_json::json;
 
 use crate::AppState;
@@ -33,6 +33,6 @@ pub(super) async fn reload_rules(
         Ok(n) => Ok(Json(
             json!({ "status": "success", "data": { "groups": n } }),
         )),
-        Err(e) => Err(ApiError::bad_request("invalid_rules", e).field("rule_files")),
+        Err(e) => Err(ApiError::new(ErrorKind::InvalidRules, e).field("rule_files")),
     }
 }

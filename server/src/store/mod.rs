@@ -96,6 +96,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
 /// Milliseconds in an hour; rollups are per series per UTC hour.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// Samples and events of one batch must lie within this distance of its `collected_at_ms`;
+/// it bounds the range scanned when the raw window is read by time.
+pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -431,7 +435,7 @@ impl Store {
             "SELECT data FROM batches WHERE agent_id = $1 AND min_ts >= $2 AND min_ts <= $3 AND max_ts >= $4",
         )
         .bind(agent_id)
-        .bind(from - crate::ingest::MAX_BATCH_SPAN_MS)
+        .bind(from - MAX_BATCH_SPAN_MS)
         .bind(to)
         .bind(from)
         .fetch_all(&self.pool)
@@ -468,7 +472,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT data FROM batches WHERE min_ts >= $1 AND min_ts < $2 AND max_ts >= $3",
         )
-        .bind(hour_ms - crate::ingest::MAX_BATCH_SPAN_MS)
+        .bind(hour_ms - MAX_BATCH_SPAN_MS)
         .bind(hour_ms + HOUR_MS)
         .bind(hour_ms)
         .fetch_all(&self.pool)
