@@ -213,6 +213,11 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
         .await
         .unwrap();
     assert_eq!(acks["data"][0]["via"], "link", "{acks}");
+    // A link works once.
+    let again = reqwest::Client::new().post(&link).send().await.unwrap();
+    assert_eq!(again.status(), 410);
+    let body = again.text().await.unwrap();
+    assert!(body.contains("已使用"), "{body}");
     // A tampered link is refused.
     let bad = reqwest::get(server.url(&format!("/ack/{}x", token)))
         .await
@@ -271,6 +276,67 @@ async fn down_mail_ack_link_escalation_across_a_kill_and_resolved_mail_after_smt
             .iter()
             .all(|r| r["ok"] == false && r["error"].is_string())
     );
+
+    // Down again: a new episode with a new link. The first episode's link, unused, says it is
+    // over and acknowledges nothing; the new one acknowledges.
+    let first_link = server.url(&format!("/ack/{token}"));
+    healthy.store(false, Ordering::SeqCst);
+    let second = wait_for(30, "the second episode's mail", || {
+        smtp.mails()
+            .into_iter()
+            .filter(|m| subject(m).starts_with("[告警"))
+            .nth(1)
+    })
+    .await;
+    let text = second["text"].as_str().unwrap();
+    let at = text.find("/ack/").expect("an acknowledge link");
+    let token2: String = text[at + 5..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert_ne!(token2, token);
+    // The used link of episode 1 stays used.
+    let old = reqwest::Client::new()
+        .post(&first_link)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 410);
+    // The tier-2 mail's link (episode 1, never used) acknowledges nothing in episode 2.
+    let boss_text = tier2["text"].as_str().unwrap();
+    let at = boss_text.find("/ack/").expect("the tier-2 mail has a link");
+    let boss_token: String = boss_text[at + 5..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let refused = reqwest::Client::new()
+        .post(server.url(&format!("/ack/{boss_token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 410);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("earlier episode"), "{body}");
+    let groups = client.get_json("/api/v1/notify/groups").await.unwrap();
+    assert!(
+        groups["data"][0]["ackedBy"].is_null(),
+        "an old link acknowledged the new episode: {groups}"
+    );
+    let done = reqwest::Client::new()
+        .post(server.url(&format!("/ack/{token2}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200, "{}", done.text().await.unwrap());
+    let groups = client.get_json("/api/v1/notify/groups").await.unwrap();
+    assert_eq!(
+        groups["data"][0]["ackedBy"], "oncall@example.org",
+        "{groups}"
+    );
+    let audit = client.get_json("/api/v1/audit?limit=50").await.unwrap();
+    let uses = audit.to_string().matches("POST /ack/{token}").count();
+    assert!(uses >= 3, "every use of a link is audited: {audit}");
+
     let status = terminate_child(&mut agent);
     assert!(status.success(), "{status}");
 }

@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::{
     Extension,
     body::Bytes,
-    extract::State as AxState,
+    extract::{ConnectInfo, State as AxState},
     http::StatusCode,
     response::{Html, IntoResponse, Json, Response},
 };
@@ -24,6 +26,7 @@ use crate::{
     http::authz::Principal,
     http::{ApiError, ErrorKind, json_body},
     now_ms,
+    secret::secret_hash,
     store::{
         incidents::{Clock, IncidentRow},
         notify::{ExclusionRow, SilenceRow},
@@ -85,30 +88,90 @@ pub(super) async fn ack_confirm(
     )
 }
 
-/// `POST /ack/{token}`: acknowledges for the link's recipient.
+/// `POST /ack/{token}`: acknowledges for the link's recipient, once, and only the alert
+/// episode the link was sent for. Every use, refused or not, is in the audit log.
 pub(super) async fn ack_link(
     AxState(state): AxState<Arc<AppState>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(t): Path<String>,
 ) -> Response {
-    let claim = match token::verify(&state.notify.secret, &t, now_ms()) {
-        Ok(c) => c,
-        Err(why) => return invalid_link(why),
+    let now = now_ms();
+    let audit = |actor: &str, target: &str, result: String| crate::audit::Entry {
+        actor: actor.to_string(),
+        action: "POST /ack/{token}".into(),
+        target: target.to_string(),
+        result,
+        source: connect
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string()),
+        detail: json!({ "via": "link" }),
     };
+    let claim = match token::verify(&state.notify.secret, &t, now) {
+        Ok(c) => c,
+        Err(why) => {
+            let e = audit("anonymous", "link", format!("denied: {why}"));
+            crate::audit::record(&state.store, now, e).await;
+            return invalid_link(why);
+        }
+    };
+    let target = format!("group {}", claim.group_id);
+    let hash = secret_hash(&t);
     match state
-        .notify
-        .ack(&claim.group_id, "ack", &claim.recipient, "link")
+        .store
+        .claim_ack_link(&hash, &claim.group_id, &claim.recipient, now)
         .await
     {
+        Ok(true) => {}
+        Ok(false) => {
+            let e = audit(&claim.recipient, &target, "denied: used before".into());
+            crate::audit::record(&state.store, now, e).await;
+            return page(
+                StatusCode::GONE,
+                "此确认链接已使用过，不能再次使用。",
+                "This acknowledge link has been used already; it works once.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording the use of an acknowledge link failed");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "暂时无法确认，请稍后重试。",
+                "The acknowledgement could not be recorded; try again later.",
+            );
+        }
+    }
+    let result = state
+        .notify
+        .ack(
+            &claim.group_id,
+            "ack",
+            &claim.recipient,
+            "link",
+            Some(claim.episode_ms),
+        )
+        .await;
+    let outcome = match &result {
+        Ok(()) => "success".to_string(),
+        Err(e) => format!("denied: {e}"),
+    };
+    crate::audit::record(&state.store, now, audit(&claim.recipient, &target, outcome)).await;
+    match result {
         Ok(()) => page(
             StatusCode::OK,
             &format!("已确认告警，确认人：{}。", claim.recipient),
             &format!("Alert acknowledged by {}.", claim.recipient),
         ),
-        Err(e) => page(
-            StatusCode::NOT_FOUND,
-            "该告警已恢复或不存在。",
-            &format!("Nothing to acknowledge: {e}."),
-        ),
+        Err(e) => {
+            // Nothing was acknowledged: the link is not used up.
+            if let Err(err) = state.store.release_ack_link(&hash).await {
+                tracing::error!(error = %err, "releasing an acknowledge link failed");
+            }
+            page(
+                StatusCode::GONE,
+                "该告警已恢复、已进入新一轮告警或不存在，未确认任何告警。",
+                &format!("Nothing was acknowledged: {e}."),
+            )
+        }
     }
 }
 
@@ -153,7 +216,7 @@ pub(super) async fn group_action(
     }
     state
         .notify
-        .ack(&id, &action, a.by.trim(), "api")
+        .ack(&id, &action, a.by.trim(), "api", None)
         .await
         .map_err(|e| ApiError::new(ErrorKind::NotFound, e).field("id"))?;
     Ok(Json(json!({ "status": "success" })))

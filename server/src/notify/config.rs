@@ -455,7 +455,16 @@ pub struct RawNotify {
     /// allowed anyway (CIDR, e.g. `127.0.0.1/32`).
     #[serde(default)]
     pub allow_private_networks: Vec<String>,
+    /// How long an acknowledge link stays valid (default 12h). A link also stops working once
+    /// used, and when its alert episode is over.
+    pub ack_link_ttl: Option<Millis>,
 }
+
+/// Validity of an acknowledge link unless `ack_link_ttl` says otherwise.
+const DEFAULT_ACK_LINK_TTL_MS: i64 = 12 * 3_600_000;
+
+/// The longest an acknowledge link may be valid.
+const MAX_ACK_LINK_TTL_MS: i64 = 7 * 86_400_000;
 
 /// A CIDR block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,6 +524,8 @@ pub struct NotifyConfig {
     pub incidents: Incidents,
     pub oncall_schedules: Vec<super::oncall::Schedule>,
     pub allow_private_networks: Vec<Cidr>,
+    /// Validity of an acknowledge link, in ms.
+    pub ack_link_ttl_ms: i64,
 }
 
 /// The names defined in `notify:` that other parts refer to.
@@ -888,6 +899,13 @@ impl RawNotify {
                 "notify.external_url: must be an http(s) URL".into(),
             ));
         }
+        let ack_link_ttl_ms = self.ack_link_ttl.map_or(DEFAULT_ACK_LINK_TTL_MS, |m| m.0);
+        if !(60_000..=MAX_ACK_LINK_TTL_MS).contains(&ack_link_ttl_ms) {
+            errs.push(at(
+                node.get("ack_link_ttl"),
+                "notify.ack_link_ttl: must be between 1m and 7d".into(),
+            ));
+        }
         if !errs.is_empty() {
             // File order; the calendar file's problems after this file's.
             errs.sort_by_key(|d| (d.origin != origin, d.pos));
@@ -906,6 +924,7 @@ impl RawNotify {
             incidents: self.incidents,
             oncall_schedules: self.oncall_schedules,
             allow_private_networks: allow,
+            ack_link_ttl_ms,
         })
     }
 }

@@ -28,8 +28,6 @@ use crate::{
 
 /// How long a delivery in progress holds its queue row.
 const LEASE_MS: i64 = 120_000;
-/// How long an acknowledge link stays valid.
-pub const ACK_LINK_TTL_MS: i64 = 30 * 86_400_000;
 
 /// Messages to the dispatcher.
 pub enum Msg {
@@ -40,6 +38,8 @@ pub enum Msg {
         action: String,
         actor: String,
         via: String,
+        /// For a link: the episode it was sent for; nothing is done in another episode.
+        episode_ms: Option<i64>,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Silences or exclusions changed in the store.
@@ -86,13 +86,15 @@ impl Handle {
         let _ = self.tx.send(Msg::Reload);
     }
 
-    /// Acknowledges (or unacknowledges, resolves) a group; recorded with who and how.
+    /// Acknowledges (or unacknowledges, resolves) a group; recorded with who and how. With
+    /// `episode_ms` (an acknowledge link) only while the group is in that episode.
     pub async fn ack(
         &self,
         group_id: &str,
         action: &str,
         actor: &str,
         via: &str,
+        episode_ms: Option<i64>,
     ) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -101,6 +103,7 @@ impl Handle {
                 action: action.into(),
                 actor: actor.into(),
                 via: via.into(),
+                episode_ms,
                 reply,
             })
             .map_err(|_| "the dispatcher is not running".to_string())?;
@@ -153,20 +156,21 @@ pub async fn load_engine(store: &Store) -> anyhow::Result<Engine> {
     Ok(e)
 }
 
-/// The acknowledge link for a group and recipient.
+/// The acknowledge link for the episode of the group that `n` notifies, for `recipient`.
 pub fn ack_url(
     cfg: &NotifyConfig,
     secret: &[u8],
-    group_id: &str,
+    n: &Notification,
     recipient: &str,
     now: i64,
 ) -> String {
     let t = token::sign(
         secret,
         &token::AckClaim {
-            group_id: group_id.into(),
+            group_id: n.group_id.clone(),
             recipient: recipient.into(),
-            expires_ms: now + ACK_LINK_TTL_MS,
+            expires_ms: now + cfg.ack_link_ttl_ms,
+            episode_ms: n.episode_ms,
         },
     );
     format!("{}/ack/{t}", cfg.external_url)
@@ -340,9 +344,12 @@ impl Dispatcher {
                 action,
                 actor,
                 via,
+                episode_ms,
                 reply,
             } => {
-                let r = self.ack(&group_id, &action, &actor, &via, now).await;
+                let r = self
+                    .ack(&group_id, &action, &actor, &via, episode_ms, now)
+                    .await;
                 let _ = reply.send(r);
             }
             Msg::Reload => self.mutes = load_mutes(&self.state.store).await,
@@ -450,11 +457,20 @@ impl Dispatcher {
         action: &str,
         actor: &str,
         via: &str,
+        episode_ms: Option<i64>,
         now: i64,
     ) -> Result<(), String> {
         let Some(g) = self.engine.by_id(group_id) else {
             return Err(format!("no active alert group {group_id:?}"));
         };
+        if let Some(ep) = episode_ms
+            && g.first_notified_ms != Some(ep)
+        {
+            return Err(
+                "the link was sent for an earlier episode of this alert group, which is over"
+                    .to_string(),
+            );
+        }
         match action {
             "ack" => {
                 if g.acked_ms.is_none() {
@@ -623,7 +639,7 @@ async fn deliver_row(state: &AppState, row: QueueRow) {
             let t = &r.email[i];
             let link = (!n.firing.is_empty()).then(|| {
                 let to = cfg.resolve_recipients(&t.to, started).join(",");
-                ack_url(cfg, secret, &n.group_id, &to, started)
+                ack_url(cfg, secret, &n, &to, started)
             });
             deliver::email(cfg, t, &n, link.as_deref(), started).await
         }
@@ -679,7 +695,7 @@ fn robot_link(
         ack_url(
             &state.config.notify,
             &state.notify.secret,
-            &n.group_id,
+            n,
             &format!("{channel}:{receiver}"),
             now,
         )

@@ -97,6 +97,11 @@ pub struct Notification {
     pub firing: Vec<AlertEntry>,
     pub resolved: Vec<AlertEntry>,
     pub created_ms: i64,
+    /// When the group's current episode was first notified: what an acknowledge link in this
+    /// message is bound to (a link of an earlier episode acknowledges nothing). 0 in rows queued
+    /// before episodes were recorded.
+    #[serde(default)]
+    pub episode_ms: i64,
 }
 
 /// An active silence or an approved maintenance window, by its matchers and time range.
@@ -280,6 +285,7 @@ impl Engine {
                 firing: firing.values().map(|a| (*a).clone()).collect(),
                 resolved: resolved.into_iter().cloned().collect(),
                 created_ms: now,
+                episode_ms: 0,
             });
             let g = self.groups.get_mut(key).expect("due groups exist");
             g.next_flush_ms = now + interval;
@@ -304,6 +310,8 @@ impl Engine {
                 if !n.firing.is_empty() {
                     g.first_notified_ms.get_or_insert(now);
                 }
+                let mut n = n;
+                n.episode_ms = g.first_notified_ms.unwrap_or(now);
                 out.push(n);
                 // Resolved alerts are forgotten once they have been notified.
                 g.alerts.retain(|_, a| !a.is_resolved(now));
@@ -356,6 +364,7 @@ impl Engine {
                     firing,
                     resolved: Vec::new(),
                     created_ms: now,
+                    episode_ms: first,
                 });
             }
         }

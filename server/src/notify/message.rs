@@ -308,6 +308,7 @@ mod tests {
             }],
             resolved: vec![],
             created_ms: 0,
+            episode_ms: 0,
         }
     }
 

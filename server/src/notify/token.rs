@@ -1,5 +1,8 @@
-//! Signed acknowledge links: `base64url(group_id "\n" recipient "\n" expiry_ms) "." base64url(
-//! HMAC-SHA256(secret, payload))`. The recipient is who the acknowledgement is recorded for.
+//! Signed acknowledge links: `base64url(group_id "\n" recipient "\n" expiry_ms "\n" episode_ms)
+//! "." base64url(HMAC-SHA256(secret, payload))`. The recipient is who the acknowledgement is
+//! recorded for; the episode (when the group's current run of alerts was first notified) is what
+//! the link may acknowledge, so a link of an earlier episode acknowledges nothing. Links are
+//! single use: the server records each used link's hash.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hmac::{Hmac, Mac};
@@ -11,6 +14,7 @@ pub struct AckClaim {
     pub group_id: String,
     pub recipient: String,
     pub expires_ms: i64,
+    pub episode_ms: i64,
 }
 
 fn mac(secret: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -21,7 +25,10 @@ fn mac(secret: &[u8], payload: &[u8]) -> Vec<u8> {
 
 /// A token for `claim`.
 pub fn sign(secret: &[u8], c: &AckClaim) -> String {
-    let payload = format!("{}\n{}\n{}", c.group_id, c.recipient, c.expires_ms);
+    let payload = format!(
+        "{}\n{}\n{}\n{}",
+        c.group_id, c.recipient, c.expires_ms, c.episode_ms
+    );
     format!(
         "{}.{}",
         B64.encode(payload.as_bytes()),
@@ -38,11 +45,14 @@ pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<AckClaim, &'sta
     m.update(&payload);
     m.verify_slice(&sig).map_err(|_| "bad signature")?;
     let text = String::from_utf8(payload).map_err(|_| "malformed")?;
-    let mut parts = text.splitn(3, '\n');
-    let (Some(g), Some(r), Some(e)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = text.splitn(4, '\n');
+    let (Some(g), Some(r), Some(e), Some(ep)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("malformed");
     };
     let expires_ms: i64 = e.parse().map_err(|_| "malformed")?;
+    let episode_ms: i64 = ep.parse().map_err(|_| "malformed")?;
     if expires_ms < now_ms {
         return Err("expired");
     }
@@ -50,6 +60,7 @@ pub fn verify(secret: &[u8], token: &str, now_ms: i64) -> Result<AckClaim, &'sta
         group_id: g.into(),
         recipient: r.into(),
         expires_ms,
+        episode_ms,
     })
 }
 
@@ -63,6 +74,7 @@ mod tests {
             group_id: "abc".into(),
             recipient: "ops@example.org".into(),
             expires_ms: 1000,
+            episode_ms: 500,
         };
         let t = sign(b"secret", &c);
         assert_eq!(verify(b"secret", &t, 999), Ok(c.clone()));

@@ -62,6 +62,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_kpi_hours.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_ack_links.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -90,6 +94,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../migrations/postgres/0009_kpi_hours.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_ack_links.sql"),
     ),
 ];
 

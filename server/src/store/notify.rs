@@ -317,6 +317,36 @@ impl Store {
         Ok(())
     }
 
+    /// Marks an acknowledge link (by its hash) as used; `false` when it was used before.
+    pub async fn claim_ack_link(
+        &self,
+        token_hash: &str,
+        group_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO ack_links_used (token_hash, group_id, actor, used_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(token_hash)
+        .bind(group_id)
+        .bind(actor)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives a claimed link back (its acknowledgement could not be carried out).
+    pub async fn release_ack_link(&self, token_hash: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM ack_links_used WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Acknowledgements of a group, oldest first.
     pub async fn notify_acks(&self, group_id: &str) -> sqlx::Result<Vec<AckRow>> {
         Ok(sqlx::query(
