@@ -1192,6 +1192,24 @@ route:
     }
 
     #[test]
+    fn acknowledge_links_last_hours_not_weeks() {
+        let yaml =
+            "route: {receiver: ops}\nreceivers: [{name: ops, webhook: [{url: 'http://h'}]}]\n";
+        assert_eq!(check(yaml).unwrap().ack_link_ttl_ms, 12 * 3_600_000);
+        let yaml = "route: {receiver: ops}\nreceivers: [{name: ops, webhook: [{url: 'http://h'}]}]\nack_link_ttl: 2h30m\n";
+        assert_eq!(check(yaml).unwrap().ack_link_ttl_ms, 150 * 60_000);
+        let yaml = "route: {receiver: ops}\nreceivers: [{name: ops, webhook: [{url: 'http://h'}]}]\nack_link_ttl: 30d\n";
+        let e = check(yaml).unwrap_err();
+        assert!(
+            e[0].starts_with(&format!(
+                "{}notify.ack_link_ttl: must be between 1m and 7d",
+                at(yaml, "30d", 0)
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn oncall_recipients_resolve_and_unknown_schedules_are_reported() {
         let yaml = "smtp: {host: h, from: 'a@example.org'}\nreceivers:\n  - name: ops\n    email: [{to: ['oncall:dba', boss@example.org]}]\nroute: {receiver: ops}\noncall_schedules:\n  - name: dba\n    layers: [{members: [a@example.org, b@example.org], start: '2026-01-05T09:00:00+08:00', shift: 1d}]\n";
         let c = check(yaml).unwrap();
