@@ -133,6 +133,9 @@ pub struct IngestConfig {
     pub max_inflight_per_agent: usize,
     /// A host (or probe) is unknown after this many missed batches.
     pub unknown_after_missed_batches: u32,
+    /// The longest an observation vouches for, whatever push interval the agent declares: an
+    /// agent's `interval_ms` can shorten how long its heartbeat counts, never stretch it.
+    pub max_observation_validity_ms: i64,
     /// `FULL` makes every acknowledged batch survive power loss; `NORMAL` survives a process
     /// crash only. SQLite only.
     pub sqlite_synchronous_full: bool,
@@ -156,6 +159,7 @@ impl Default for IngestConfig {
             queue_batches: 2_048,
             max_inflight_per_agent: 8,
             unknown_after_missed_batches: 3,
+            max_observation_validity_ms: 60_000,
             sqlite_synchronous_full: true,
         }
     }
@@ -235,6 +239,7 @@ struct RawIngest {
     queue_batches: Option<usize>,
     max_inflight_per_agent: Option<usize>,
     unknown_after_missed_batches: Option<u32>,
+    max_observation_validity_secs: Option<u32>,
     sqlite_synchronous: Option<String>,
 }
 
@@ -430,6 +435,9 @@ fn validate(
         unknown_after_missed_batches: i
             .unknown_after_missed_batches
             .unwrap_or(d.unknown_after_missed_batches),
+        max_observation_validity_ms: i
+            .max_observation_validity_secs
+            .map_or(d.max_observation_validity_ms, |s| i64::from(s) * 1000),
         sqlite_synchronous_full: synchronous_full,
     };
     for (name, v) in [
@@ -447,6 +455,10 @@ fn validate(
         (
             "ingest.unknown_after_missed_batches",
             ingest.unknown_after_missed_batches as usize,
+        ),
+        (
+            "ingest.max_observation_validity_secs",
+            ingest.max_observation_validity_ms as usize,
         ),
     ] {
         if v == 0 {

@@ -99,6 +99,9 @@ struct AgentMem {
     persisted_interval_ms: i64,
     facts: HostFacts,
     first_seen_ms: Option<i64>,
+    /// The highest sequence number applied since the writer started, with its observation time
+    /// (server receipt minus the agent's `age_ms`): a later batch may not be placed before it.
+    observed: Option<(i64, i64)>,
 }
 
 type SeriesKey = (Arc<str>, String, BTreeMap<String, String>);
@@ -112,6 +115,10 @@ pub struct Writer {
     series_per_agent: HashMap<Arc<str>, usize>,
     /// Latest span per (kind, subject).
     last_span: HashMap<(&'static str, String), Span>,
+    /// Time of the latest observation applied per (kind, subject): an older observation may
+    /// fill unknown time but never change a stored state. Estimated from the latest span after
+    /// a restart or a failed transaction.
+    latest_obs: HashMap<(&'static str, String), i64>,
     /// Presented labels per series id, with the host facts generation they were built from.
     labels: HashMap<i64, (u64, yunwei_rules::promql::Labels)>,
     /// Hours this writer has marked dirty that are still open: the rollup job leaves an hour
@@ -146,6 +153,7 @@ impl Writer {
             series: HashMap::new(),
             series_per_agent: HashMap::new(),
             last_span: HashMap::new(),
+            latest_obs: HashMap::new(),
             labels: HashMap::new(),
             open_dirty: BTreeSet::new(),
         };
@@ -172,6 +180,7 @@ impl Writer {
                 .push(((agent, s.name, s.labels), s.id));
         }
         self.last_span.clear();
+        self.latest_obs.clear();
         Ok(())
     }
 
@@ -309,6 +318,7 @@ impl Writer {
                 for key in undo.spans {
                     self.last_span.remove(&key);
                 }
+                self.latest_obs.clear();
                 if let Err(e) = self.reload().await {
                     tracing::error!(error = %format!("{e:#}"), "reloading writer caches failed");
                 }
@@ -450,22 +460,41 @@ impl Writer {
         // Status intervals. The heartbeat is placed with the server's clock and the agent's
         // monotonic age, so a wrong agent wall clock cannot move it; probe results are shifted
         // by the same offset.
-        let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
-        let validity = b.interval_ms as i64;
+        //
+        // Server time is the authority: the observation time may not go backwards across
+        // sequence numbers (a later batch claiming a large age cannot place itself before an
+        // earlier one), and how long an observation vouches for is bounded by the server's
+        // `max_observation_validity`, whatever interval the agent declares.
+        let cfg = &self.state.config.ingest;
+        let missed = i64::from(cfg.unknown_after_missed_batches);
+        let validity = (b.interval_ms as i64).min(cfg.max_observation_validity_ms);
         let age = b.age_ms.min(self.state.config.limits.max_age_ms as u64) as i64;
-        let observed = job.received_ms - age;
+        let mut observed = job.received_ms - age;
+        if let Some(mem) = self.agents.get_mut(agent) {
+            match mem.observed {
+                Some((s, o)) if seq > s => observed = observed.max(o),
+                Some((s, o)) if seq < s => observed = observed.min(o),
+                _ => {}
+            }
+            if mem.observed.is_none_or(|(s, _)| seq > s) {
+                mem.observed = Some((seq, observed));
+            }
+        }
         let offset = observed - b.collected_at_ms;
-        self.observe(
-            tx,
-            undo,
-            KIND_HOST,
-            agent.to_string(),
-            observed,
-            State::Up,
-            validity,
-            missed,
-        )
-        .await?;
+        let mut refused = Vec::new();
+        let r = self
+            .observe(
+                tx,
+                undo,
+                KIND_HOST,
+                agent.to_string(),
+                observed,
+                State::Up,
+                validity,
+                missed,
+            )
+            .await?;
+        refused.extend(contradiction(r, KIND_HOST, agent, observed, State::Up));
         for s in &b.samples {
             if s.name == "probe_success"
                 && let Some(probe) = s.labels.get("probe")
@@ -475,17 +504,20 @@ impl Writer {
                 } else {
                     State::Down
                 };
-                self.observe(
-                    tx,
-                    undo,
-                    KIND_PROBE,
-                    format!("{agent}/{probe}"),
-                    s.ts_ms + offset,
-                    st,
-                    validity,
-                    missed,
-                )
-                .await?;
+                let subject = format!("{agent}/{probe}");
+                let r = self
+                    .observe(
+                        tx,
+                        undo,
+                        KIND_PROBE,
+                        subject.clone(),
+                        s.ts_ms + offset,
+                        st,
+                        validity,
+                        missed,
+                    )
+                    .await?;
+                refused.extend(contradiction(r, KIND_PROBE, &subject, s.ts_ms + offset, st));
             }
         }
         for e in &b.events {
@@ -494,17 +526,20 @@ impl Writer {
                     probe, up, ts_ms, ..
                 } => {
                     let st = if *up { State::Up } else { State::Down };
-                    self.observe(
-                        tx,
-                        undo,
-                        KIND_PROBE,
-                        format!("{agent}/{probe}"),
-                        ts_ms + offset,
-                        st,
-                        validity,
-                        missed,
-                    )
-                    .await?;
+                    let subject = format!("{agent}/{probe}");
+                    let r = self
+                        .observe(
+                            tx,
+                            undo,
+                            KIND_PROBE,
+                            subject.clone(),
+                            ts_ms + offset,
+                            st,
+                            validity,
+                            missed,
+                        )
+                        .await?;
+                    refused.extend(contradiction(r, KIND_PROBE, &subject, ts_ms + offset, st));
                     (
                         "probe_state",
                         probe.clone(),
@@ -539,6 +574,22 @@ impl Writer {
                     ts_ms: ts,
                     received_ms: job.received_ms,
                     detail,
+                },
+            )
+            .await?;
+        }
+        // Kept as late evidence: what the agent claimed, and the stored span it contradicts.
+        for (kind, subject, detail, ts) in refused {
+            self.state.metrics.observations_refused.inc();
+            writes::insert_event(
+                tx,
+                &writes::NewEvent {
+                    agent_id: agent,
+                    kind: "observation_refused",
+                    subject: &subject,
+                    ts_ms: ts,
+                    received_ms: job.received_ms,
+                    detail: serde_json::json!({ "status_kind": kind, "claimed": detail.0, "stored": detail.1 }).to_string(),
                 },
             )
             .await?;
@@ -622,7 +673,7 @@ impl Writer {
         state: State,
         validity: i64,
         missed: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<timeline::Observed> {
         let key = (kind, subject);
         if !self.last_span.contains_key(&key)
             && let Some(span) = writes::latest_span(tx, kind, &key.1).await?
@@ -630,6 +681,12 @@ impl Writer {
             self.last_span.insert(key.clone(), span);
         }
         let last = self.last_span.get(&key).copied();
+        let latest = self
+            .latest_obs
+            .get(&key)
+            .copied()
+            .or(last.map(|l| l.end - validity))
+            .unwrap_or(i64::MIN);
         let before: Vec<Span> = match last {
             None => Vec::new(),
             Some(l) if t >= l.start => vec![l],
@@ -639,9 +696,12 @@ impl Writer {
             }
         };
         let mut window = before.clone();
-        timeline::observe(&mut window, t, state, validity, missed);
+        let observed = timeline::observe(&mut window, t, state, validity, missed, latest);
+        if observed == timeline::Observed::Applied {
+            self.latest_obs.insert(key.clone(), latest.max(t));
+        }
         if window == before {
-            return Ok(());
+            return Ok(observed);
         }
         undo.spans.push(key.clone());
         for old in &before {
@@ -681,7 +741,7 @@ impl Writer {
             }
             (None, None) => {}
         }
-        Ok(())
+        Ok(observed)
     }
 
     /// Deletes data past retention. Raw batches are deleted only once their hours are rolled
@@ -709,6 +769,7 @@ impl Writer {
         }
         // Spans may have been deleted under the cache.
         self.last_span.clear();
+        self.latest_obs.clear();
         for (what, n) in deleted {
             self.state
                 .metrics
@@ -717,6 +778,30 @@ impl Writer {
                 .inc_by(n);
         }
         Ok(())
+    }
+}
+
+/// A refused observation as (status kind, subject, (claimed, stored), time), for the event log.
+type Refused = (&'static str, String, (String, String), i64);
+
+fn contradiction(
+    r: timeline::Observed,
+    kind: &'static str,
+    subject: &str,
+    t: i64,
+    claimed: State,
+) -> Option<Refused> {
+    match r {
+        timeline::Observed::Applied => None,
+        timeline::Observed::Contradicts { state, start, end } => Some((
+            kind,
+            subject.to_string(),
+            (
+                claimed.as_str().to_string(),
+                format!("{} {start}..{end}", state.as_str()),
+            ),
+            t,
+        )),
     }
 }
 
@@ -735,6 +820,7 @@ fn agent_mem(a: &AgentRow) -> AgentMem {
             labels: a.labels.clone(),
         },
         first_seen_ms: a.first_seen_ms,
+        observed: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub ingest_group_batches: Histogram,
     pub ingest_queue: IntGauge,
     pub spool_gap_batches: IntCounter,
+    pub observations_refused: IntCounter,
     pub http_requests: IntCounterVec,
     pub rollup_hours: IntCounter,
     pub retention_deleted: IntCounterVec,
@@ -99,6 +100,10 @@ impl Metrics {
             spool_gap_batches: IntCounter::new(
                 "yunwei_ingest_spool_gap_batches_total",
                 "Batches agents reported as dropped from their spool.",
+            )?,
+            observations_refused: IntCounter::new(
+                "yunwei_ingest_observations_refused_total",
+                "Observations that contradicted stored status history and were kept as events only.",
             )?,
             http_requests: IntCounterVec::new(
                 Opts::new(
@@ -190,6 +195,7 @@ impl Metrics {
         r.register(Box::new(m.ingest_group_batches.clone()))?;
         r.register(Box::new(m.ingest_queue.clone()))?;
         r.register(Box::new(m.spool_gap_batches.clone()))?;
+        r.register(Box::new(m.observations_refused.clone()))?;
         r.register(Box::new(m.http_requests.clone()))?;
         r.register(Box::new(m.rollup_hours.clone()))?;
         r.register(Box::new(m.retention_deleted.clone()))?;

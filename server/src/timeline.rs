@@ -6,6 +6,10 @@
 //! join into one span when they are at most `missed * validity` apart: an agent pushing every
 //! 15 s with `missed = 3` is unknown after three batches in a row went missing. A state change
 //! closes the previous span at the time of the change.
+//!
+//! Stored evidence is not rewritten: an observation older than the subject's latest one that
+//! contradicts a stored span changes nothing and is reported as [`Observed::Contradicts`]; a
+//! late observation only fills time no span covers. State changes move forward in time only.
 
 use serde::Serialize;
 
@@ -52,9 +56,27 @@ pub fn reach(validity: i64, missed: i64) -> i64 {
     validity * (missed + 1)
 }
 
+/// What an observation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Applied (possibly changing nothing, when the time was already covered in its state).
+    Applied,
+    /// Refused: it is older than the subject's latest observation and contradicts a stored
+    /// span. The window is unchanged.
+    Contradicts { state: State, start: i64, end: i64 },
+}
+
 /// Applies one observation to `window`, a sorted, non-overlapping list holding at least every
-/// span within [`reach`] of `t`.
-pub fn observe(window: &mut Vec<Span>, t: i64, state: State, validity: i64, missed: i64) {
+/// span within [`reach`] of `t`. `latest` is the time of the subject's latest observation so
+/// far (`i64::MIN` for none): only an observation at or after it may change a stored state.
+pub fn observe(
+    window: &mut Vec<Span>,
+    t: i64,
+    state: State,
+    validity: i64,
+    missed: i64,
+    latest: i64,
+) -> Observed {
     debug_assert!(state != State::Unknown && validity > 0 && missed >= 1);
     let bridge = validity * missed;
     if let Some(i) = window
@@ -62,6 +84,14 @@ pub fn observe(window: &mut Vec<Span>, t: i64, state: State, validity: i64, miss
         .position(|s| s.start <= t && t < s.end && s.state != state)
     {
         let s = window[i];
+        if t < latest {
+            // Something was observed after `t`: this is history, not a change.
+            return Observed::Contradicts {
+                state: s.state,
+                start: s.start,
+                end: s.end,
+            };
+        }
         // A contradicting observation inside a span: the new state holds for its validity.
         let new_end = (t + validity).min(s.end);
         window[i].end = t;
@@ -81,7 +111,7 @@ pub fn observe(window: &mut Vec<Span>, t: i64, state: State, validity: i64, miss
         }
         window.splice(i + 1..i + 1, tail);
         normalize(window);
-        return;
+        return Observed::Applied;
     }
     let i = window.partition_point(|s| s.start <= t);
     let next_start = window.get(i).map_or(i64::MAX, |n| n.start);
@@ -121,6 +151,7 @@ pub fn observe(window: &mut Vec<Span>, t: i64, state: State, validity: i64, miss
     let hi = if remove_next { i + 1 } else { i };
     window.splice(lo..hi, [new]);
     normalize(window);
+    Observed::Applied
 }
 
 /// Drops empty spans and joins touching spans of the same state.
@@ -185,8 +216,10 @@ mod tests {
 
     fn run(obs: &[(i64, State)]) -> Vec<(State, i64, i64)> {
         let mut w = Vec::new();
+        let mut latest = i64::MIN;
         for &(t, s) in obs {
-            observe(&mut w, t, s, V, N);
+            observe(&mut w, t, s, V, N, latest);
+            latest = latest.max(t);
         }
         w.iter().map(|s| (s.state, s.start, s.end)).collect()
     }
@@ -222,11 +255,32 @@ mod tests {
     }
 
     #[test]
-    fn contradicting_observation_splits_a_span() {
+    fn a_change_within_the_last_validity_closes_the_span() {
+        // Up observed until 45 (vouching to 60); down seen at 50: the change is at 50.
         assert_eq!(
-            run(&[(0, Up), (15, Up), (30, Up), (45, Up), (20, Down)]),
-            vec![(Up, 0, 20), (Down, 20, 35), (Up, 35, 60)]
+            run(&[(0, Up), (15, Up), (30, Up), (45, Up), (50, Down)]),
+            vec![(Up, 0, 50), (Down, 50, 60)]
         );
+    }
+
+    #[test]
+    fn an_observation_contradicting_history_changes_nothing() {
+        // Down observed from 0 to 45; a late "up" at 20 contradicts observations after it.
+        let mut w = Vec::new();
+        for t in [0, 15, 30, 45] {
+            assert_eq!(observe(&mut w, t, Down, V, N, t - 15), Observed::Applied);
+        }
+        let before = w.clone();
+        // Even with a validity of an hour, as an agent may declare.
+        assert_eq!(
+            observe(&mut w, 20, Up, 3_600, N, 45),
+            Observed::Contradicts {
+                state: Down,
+                start: 0,
+                end: 60
+            }
+        );
+        assert_eq!(w, before);
     }
 
     #[test]
@@ -269,9 +323,37 @@ mod tests {
         #[test]
         fn spans_stay_sorted_and_disjoint(obs in prop::collection::vec((0i64..2000, any::<bool>()), 0..60)) {
             let mut w = Vec::new();
+            let mut latest = i64::MIN;
             for (t, up) in obs {
-                observe(&mut w, t, if up { Up } else { Down }, V, N);
+                observe(&mut w, t, if up { Up } else { Down }, V, N, latest);
+                latest = latest.max(t);
                 prop_assert!(well_formed(&w), "{w:?}");
+            }
+        }
+
+        /// Whatever arrives, in any order and with any validity, a stored state before the
+        /// subject's latest observation never changes: late data only fills unknown time.
+        #[test]
+        fn stored_history_is_never_rewritten(
+            obs in prop::collection::vec((0i64..2000, any::<bool>(), 1i64..200), 0..60),
+        ) {
+            let mut w: Vec<Span> = Vec::new();
+            let mut latest = i64::MIN;
+            for (t, up, validity) in obs {
+                let stored: Vec<(i64, i64, State)> = w
+                    .iter()
+                    .map(|s| (s.start, s.end.min(latest.max(s.start)), s.state))
+                    .collect();
+                observe(&mut w, t, if up { Up } else { Down }, validity, N, latest);
+                latest = latest.max(t);
+                for (a, b, st) in stored {
+                    for x in a..b {
+                        prop_assert!(
+                            w.iter().any(|s| s.start <= x && x < s.end && s.state == st),
+                            "{x} lost its state {st:?}: {w:?}"
+                        );
+                    }
+                }
             }
         }
 
@@ -298,7 +380,7 @@ mod tests {
             ts in prop::collection::vec(0i64..3000, 1..80),
         ) {
             let mut w = Vec::new();
-            for &t in &ts { observe(&mut w, t, Up, V, N); }
+            for &t in &ts { observe(&mut w, t, Up, V, N, i64::MIN); }
             for &t in &ts {
                 prop_assert!(w.iter().any(|s| s.start <= t && t < s.end && s.state == Up));
             }

@@ -74,7 +74,9 @@ async fn backfill_lands_in_its_hour_and_fills_the_unknown_gap(backend: &str) {
     // Live batches before and after an outage of 10 minutes...
     let before = now - 11 * 60_000;
     h.ok(&e, &batch(&e, "web-02", 1, before, 3)).await;
-    h.ok(&e, &batch(&e, "web-02", 42, now, 3)).await;
+    // (Sequence numbers follow collection order, as an agent's do: the live batch after the
+    // outage is numbered after everything the spool holds.)
+    h.ok(&e, &batch(&e, "web-02", 1000, now, 3)).await;
     let spans = h
         .state
         .store
