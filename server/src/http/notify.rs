@@ -1,7 +1,8 @@
 //! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}` shows a
 //! small bilingual confirmation page whose form posts to `POST /ack/{token}`, which
 //! acknowledges, so that mail scanners prefetching links acknowledge nothing), alert groups with acknowledge / unacknowledge / resolve, the notification
-//! log and queue, silences and exclusion requests. The acting user is the logged-in caller
+//! log and queue, silences, exclusion requests, incidents and their backdating / downgrade
+//! requests. The acting user is the logged-in caller
 //! (`http::authz::Principal`); a `by` field in a request body is ignored for authenticated callers.
 
 use std::sync::Arc;

@@ -34,7 +34,8 @@ pub struct IncidentRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentEvent {
     pub incident_id: String,
-    /// `opened`, `notified`, `ack`, `onsite`, `restored`, `level`, `note`, `rca`.
+    /// `opened`, `notified`, `ack`, `onsite`, `restored`, `level`, `note`, `rca`,
+    /// `level_request` (a downgrade filed), `review` (a request approved or rejected).
     pub kind: String,
     pub actor: String,
     pub at_ms: i64,
