@@ -126,6 +126,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/incidents/{id}/{action}",
             post(notify::incident_action),
         )
+        .route("/api/v1/incident-requests", get(notify::incident_requests))
+        .route(
+            "/api/v1/incident-requests/{id}/{decision}",
+            post(notify::review_incident_request),
+        )
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/me", get(auth::me))

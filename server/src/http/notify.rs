@@ -1,7 +1,8 @@
 //! HTTP endpoints of notifications: the signed acknowledge link (`GET /ack/{token}` shows a
 //! small bilingual confirmation page whose form posts to `POST /ack/{token}`, which
 //! acknowledges, so that mail scanners prefetching links acknowledge nothing), alert groups with acknowledge / unacknowledge / resolve, the notification
-//! log and queue, silences and exclusion requests. The acting user is the logged-in caller
+//! log and queue, silences, exclusion requests, incidents and their backdating / downgrade
+//! requests. The acting user is the logged-in caller
 //! (`http::authz::Principal`); a `by` field in a request body is ignored for authenticated callers.
 
 use std::sync::Arc;
@@ -20,7 +21,12 @@ use super::extract::{Path, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::notify::{matcher::Matcher, message::html_escape, token};
+use crate::notify::{
+    incidents::{self as incident_rules, LevelChanged, ReviewRefused, Stamped},
+    matcher::Matcher,
+    message::html_escape,
+    token,
+};
 use crate::{
     AppState,
     http::authz::Principal,
@@ -558,9 +564,78 @@ pub(super) async fn incident(
         .incident_events(&id)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        json!({ "status": "success", "data": { "incident": row, "events": events } }),
-    ))
+    let stamps = state
+        .store
+        .incident_stamps(Some(&id))
+        .await
+        .map_err(ApiError::internal)?;
+    let requests = state
+        .store
+        .incident_requests(Some(&id), None)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": {
+        "incident": row, "stamps": stamps, "requests": requests, "events": events,
+    } })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct IncidentRequestQuery {
+    status: Option<String>,
+}
+
+/// Requests to backdate a clock or lower a level, newest first (`?status=pending`).
+pub(super) async fn incident_requests(
+    AxState(state): AxState<Arc<AppState>>,
+    Query(q): Query<IncidentRequestQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = state
+        .store
+        .incident_requests(None, q.status.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "status": "success", "data": rows })))
+}
+
+/// Approves (applies) or rejects a request; the reviewer is not its requester.
+pub(super) async fn review_incident_request(
+    AxState(state): AxState<Arc<AppState>>,
+    Path((id, decision)): Path<(String, String)>,
+    principal: Option<Extension<Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err(ApiError::not_found("decision")),
+    };
+    let mut r: ReviewBody = json_body(&b)?;
+    acting(&mut r.by, principal);
+    if r.by.trim().is_empty() {
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
+    }
+    let outcome = incident_rules::review(
+        &state.store,
+        &id,
+        approve,
+        r.by.trim(),
+        r.comment.as_deref(),
+        now_ms(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    match outcome {
+        Ok(()) => Ok(Json(json!({ "status": "success" }))),
+        Err(ReviewRefused::NotFound) => Err(ApiError::not_found("request").field("id")),
+        Err(ReviewRefused::OwnRequest) => Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "the requester cannot review their own request",
+        )
+        .field("by")),
+        Err(ReviewRefused::Decided(status)) => {
+            Err(ApiError::new(ErrorKind::Conflict, format!("already {status}")).field("id"))
+        }
+    }
 }
 
 fn check_level(level: i64) -> Result<(), ApiError> {
@@ -645,12 +720,20 @@ struct IncidentAction {
     /// Ignored when the caller is logged in: the acting user is the caller.
     #[serde(default)]
     by: String,
-    /// When it happened (default: now), for ack / onsite / restore.
+    /// When it happened (default: now), for ack / onsite / restore. More than
+    /// `notify::incidents::BACKDATE_TOLERANCE_MS` before now, the clock is stamped now and the
+    /// earlier time becomes a request a reviewer approves.
     at_ms: Option<i64>,
     /// Note or RCA text.
     text: Option<String>,
     level: Option<i64>,
+    /// Why (required for a level change; kept with a backdating request).
     reason: Option<String>,
+}
+
+/// The answer to a stamp or level change that became a request.
+fn pending(request: &str) -> Json<Value> {
+    Json(json!({ "status": "success", "data": { "request": request, "pending": true } }))
 }
 
 pub(super) async fn incident_action(
@@ -687,15 +770,17 @@ pub(super) async fn incident_action(
         _ => None,
     };
     if let Some(c) = clock {
-        let stamped = state
-            .store
-            .stamp_incident(&id, c, at, by, now)
+        let reason = a.reason.as_deref().unwrap_or("").trim();
+        let stamped = incident_rules::stamp(&state.store, &id, c, at, by, reason, now)
             .await
             .map_err(ApiError::internal)?;
-        if !stamped {
-            return Err(ApiError::new(ErrorKind::Conflict, "already recorded").field("action"));
-        }
-        return Ok(Json(json!({ "status": "success" })));
+        return match stamped {
+            Stamped::Now => Ok(Json(json!({ "status": "success" }))),
+            Stamped::Requested(req) => Ok(pending(&req)),
+            Stamped::AlreadyRecorded => {
+                Err(ApiError::new(ErrorKind::Conflict, "already recorded").field("action"))
+            }
+        };
     }
     match action.as_str() {
         "note" | "rca" => {
@@ -717,11 +802,16 @@ pub(super) async fn incident_action(
             let reason = a.reason.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                 ApiError::new(ErrorKind::InvalidValue, "required").field("reason")
             })?;
-            state
-                .store
-                .set_incident_level(&id, level, by, &reason, now)
+            let changed = incident_rules::change_level(&state.store, &id, level, by, &reason, now)
                 .await
                 .map_err(ApiError::internal)?;
+            match changed {
+                LevelChanged::Now => {}
+                LevelChanged::Requested(req) => return Ok(pending(&req)),
+                LevelChanged::NotFound => {
+                    return Err(ApiError::not_found("incident").field("id"));
+                }
+            }
         }
         _ => return Err(ApiError::not_found("action")),
     }

@@ -133,13 +133,26 @@ pub const POLICY: &[RoutePolicy] = &[
         "GET",
         "/api/v1/incidents/{id}",
         READ,
-        "one incident with notes and level changes",
+        "one incident: its stamps (recorded when, by whom), requests, notes and level changes",
     ),
     p(
         "POST",
         "/api/v1/incidents/{id}/{action}",
         OPERATE,
-        "acknowledge, on site, restore, note, RCA or level change",
+        "acknowledge, on site, restore, note, RCA or level change (an earlier time than now, \
+         beyond a few minutes, or a lower level is a request for review)",
+    ),
+    p(
+        "GET",
+        "/api/v1/incident-requests",
+        READ,
+        "requests to backdate an incident clock or lower its level (?status=pending)",
+    ),
+    p(
+        "POST",
+        "/api/v1/incident-requests/{id}/{decision}",
+        APPROVE,
+        "approve or reject a backdating or downgrade request (not the requester's own)",
     ),
     // Notifications, acknowledgements, silences, exclusions.
     p(

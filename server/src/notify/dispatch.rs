@@ -502,6 +502,18 @@ impl Dispatcher {
         {
             tracing::error!(error = %e, "recording the incident acknowledgement failed");
         }
+        // Resolving by hand restores the incident now, recorded as the user who resolved it (a
+        // group that resolves by itself is restored as `system` at the next flush).
+        if action == "resolve"
+            && let Some(inc) = g.incident.clone()
+            && let Err(e) = self
+                .state
+                .store
+                .stamp_incident(&inc, Clock::Restored, now, actor, now)
+                .await
+        {
+            tracing::error!(error = %e, "recording the incident restoration failed");
+        }
         self.save(&[key], &[], now).await;
         self.state
             .store

@@ -6,6 +6,7 @@ pub mod config;
 pub mod deliver;
 pub mod dispatch;
 pub mod engine;
+pub mod incidents;
 pub mod matcher;
 pub mod message;
 pub mod timeinterval;
