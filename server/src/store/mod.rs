@@ -66,6 +66,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_ack_links.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_audit_checkpoints.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -98,6 +102,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../migrations/postgres/0010_ack_links.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_audit_checkpoints.sql"),
     ),
 ];
 
