@@ -284,11 +284,7 @@ async fn rows_after(store: &Store, mut after: i64, upto: i64) -> anyhow::Result<
         let rows = store.audit_rows_after(after).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
-        all.extend(
-            rows.into_iter()
-                .filter(|r| r.seq <= upto)
-                .map(row_from),
-        );
+        all.extend(rows.into_iter().filter(|r| r.seq <= upto).map(row_from));
         if after >= upto {
             break;
         }
@@ -443,7 +439,11 @@ pub async fn checkpoint_now(state: &AppState, now_ms: i64) {
     let result = async {
         let key = crate::report_keys::load_or_create(data_dir)?;
         if let Some(c) = checkpoint(&state.store, &key, now_ms).await? {
-            if load_anchor(data_dir).ok().flatten().is_none_or(|a| a.seq < c.seq) {
+            if load_anchor(data_dir)
+                .ok()
+                .flatten()
+                .is_none_or(|a| a.seq < c.seq)
+            {
                 save_anchor(data_dir, &c)?;
             }
             tracing::debug!(seq = c.seq, "audit chain checkpointed");
@@ -510,8 +510,7 @@ pub async fn verify(
     let all = rows_after(store, 0, i64::MAX).await?;
     let hashes: Vec<String> = all.iter().map(|r| r.hash.clone()).collect();
     let head = store.audit_head().await?;
-    let chain = match check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain))
-    {
+    let chain = match check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain)) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };

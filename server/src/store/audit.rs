@@ -130,7 +130,10 @@ impl Store {
     }
 
     /// The newest checkpoint signed by `key_id`.
-    pub async fn newest_audit_checkpoint(&self, key_id: &str) -> sqlx::Result<Option<CheckpointRow>> {
+    pub async fn newest_audit_checkpoint(
+        &self,
+        key_id: &str,
+    ) -> sqlx::Result<Option<CheckpointRow>> {
         Ok(sqlx::query(
             "SELECT seq, hash, ts_ms, key_id, signature FROM audit_checkpoints \
              WHERE key_id = $1 ORDER BY seq DESC LIMIT 1",
