@@ -640,4 +640,52 @@ mod tests {
             Err(ChainError::Unlinked { seq: 3, prev: 2 })
         );
     }
+
+    #[test]
+    fn checkpoints_are_checked_against_the_chain_and_the_key() {
+        let rows = chain(5);
+        let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = key.verifying_key();
+        let c3 = sign_checkpoint(&key, 3, &hashes[2], 10_000);
+        let c5 = sign_checkpoint(&key, 5, &hashes[4], 20_000);
+        let cps = vec![c3.clone(), c5.clone()];
+        assert_eq!(check_checkpoints(&hashes, &cps, &public, Some(&c5)), Ok(()));
+        // A rewritten (rehashed) chain no longer has the signed head at row 3.
+        let mut forged = hashes.clone();
+        forged[2] = "ab".repeat(32);
+        assert_eq!(
+            check_checkpoints(&forged, &cps, &public, None),
+            Err(ChainError::CheckpointMismatch { seq: 3 })
+        );
+        // A checkpoint moved to the forged head fails its signature.
+        let moved = Checkpoint {
+            hash: forged[2].clone(),
+            ..c3.clone()
+        };
+        assert_eq!(
+            check_checkpoints(&forged, std::slice::from_ref(&moved), &public, None),
+            Err(ChainError::BadSignature { seq: 3 })
+        );
+        // One signed by another key is not accepted.
+        let other = sign_checkpoint(&SigningKey::from_bytes(&[9; 32]), 3, &hashes[2], 1);
+        assert!(matches!(
+            check_checkpoints(&hashes, &[other], &public, None),
+            Err(ChainError::ForeignKey { seq: 3, .. })
+        ));
+        // The copy kept outside the database must still be in it.
+        assert_eq!(
+            check_checkpoints(&hashes, &cps[..1], &public, Some(&c5)),
+            Err(ChainError::CheckpointMissing { seq: 5 })
+        );
+        // Beyond the chain's end: rows were deleted.
+        assert_eq!(
+            check_checkpoints(&hashes[..4], &cps, &public, None),
+            Err(ChainError::CheckpointMismatch { seq: 5 })
+        );
+        assert_eq!(
+            checkpoint_message(3, "h", 10),
+            "yunwei-audit-checkpoint\n3\nh\n10"
+        );
+    }
 }

@@ -302,7 +302,7 @@ async fn enroll_checked(
 ) -> Result<EnrollResponse, ApiError> {
     let Some(secret) = &state.config.enrollment_secret else {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(
                 ErrorKind::EnrollmentDisabled,
                 "enrollment is disabled on this server",
@@ -311,13 +311,13 @@ async fn enroll_checked(
     };
     if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(ErrorKind::Unauthenticated, "wrong enrollment secret").field("secret"),
         ));
     }
     if req.host.hostname.is_empty() || req.host.hostname.len() > 255 {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(ErrorKind::InvalidValue, "must be 1 to 255 bytes").field("host.hostname"),
         ));
     }
