@@ -138,6 +138,7 @@ pub fn evidence_kind(lang: Lang, k: &str) -> String {
         "exclusion" => lang.pick("排除审批", "exclusion").into(),
         "inspection" => lang.pick("巡检记录", "inspection").into(),
         "bonus" => lang.pick("加分依据", "bonus record").into(),
+        "audit_head" => lang.pick("审计日志链头", "audit log head").into(),
         other => other.into(),
     }
 }

@@ -5,14 +5,30 @@
 //! (the law asks for at least 180 days; yunwei keeps them all).
 //!
 //! `audit_head` keeps the newest row's number and hash, written in the same transaction, so
-//! deleting rows from the end is detected as well. Someone who can rewrite both tables can
-//! still forge a shorter history; [`verify`] prints the head hash so it can be compared with
-//! an earlier copy kept elsewhere.
+//! deleting rows from the end is detected as well.
+//!
+//! The chain alone is unkeyed: someone who can write the database could rewrite rows,
+//! recompute every hash and the head. So the chain is anchored: [`checkpoint`] (every
+//! [`CHECKPOINT_EVERY`], at start and at shutdown) signs the head with the server's report key
+//! (Ed25519 over [`checkpoint_message`]) into `audit_checkpoints`, and keeps the newest
+//! checkpoint in `DATA_DIR/audit-checkpoint` too. [`verify`] checks each checkpoint's signature
+//! with the public key and that the chain still has that head at that row, so a rewrite breaks
+//! a signature the database does not hold; deleting the checkpoints is caught by the copy in
+//! the data directory. Signed reports carry the head at generation as a further anchor.
 
-use std::sync::LazyLock;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
-use crate::store::{self, Store};
-use serde::Serialize;
+use crate::{
+    AppState,
+    store::{self, Store},
+};
+use anyhow::Context;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// `prev_hash` of the first row.
@@ -164,6 +180,23 @@ pub enum ChainError {
     Truncated { seq: i64, last: i64 },
     #[error("audit row {seq} was changed: it does not match the recorded head of the chain")]
     HeadMismatch { seq: i64 },
+    #[error(
+        "checkpoint at seq {seq} does not match the chain (rewritten?): the signed head of row \
+         {seq} differs from the stored rows"
+    )]
+    CheckpointMismatch { seq: i64 },
+    #[error("checkpoint at seq {seq} has a bad signature (forged or altered)")]
+    BadSignature { seq: i64 },
+    #[error(
+        "checkpoint at seq {seq} is signed by key {key_id}, not by this server's report key \
+         (forged?)"
+    )]
+    ForeignKey { seq: i64, key_id: String },
+    #[error(
+        "checkpoint at seq {seq} kept in the data directory is missing from the database \
+         (checkpoints deleted?)"
+    )]
+    CheckpointMissing { seq: i64 },
 }
 
 impl ChainError {
@@ -174,7 +207,11 @@ impl ChainError {
             | ChainError::Changed { seq }
             | ChainError::Unlinked { seq, .. }
             | ChainError::Truncated { seq, .. }
-            | ChainError::HeadMismatch { seq } => *seq,
+            | ChainError::HeadMismatch { seq }
+            | ChainError::CheckpointMismatch { seq }
+            | ChainError::BadSignature { seq }
+            | ChainError::ForeignKey { seq, .. }
+            | ChainError::CheckpointMissing { seq } => *seq,
         }
     }
 }
@@ -188,8 +225,18 @@ pub struct ChainHead {
 
 /// Checks rows given in `seq` order. Pure, so it is tested without a database.
 pub fn check_chain(rows: impl IntoIterator<Item = AuditRow>) -> Result<ChainHead, ChainError> {
-    let mut expected = 1;
-    let mut prev = GENESIS.to_string();
+    check_chain_from(0, GENESIS, rows)
+}
+
+/// Checks rows given in `seq` order that continue a chain whose row `after` has hash
+/// `after_hash` (`0` and [`GENESIS`]: the whole chain).
+fn check_chain_from(
+    after: i64,
+    after_hash: &str,
+    rows: impl IntoIterator<Item = AuditRow>,
+) -> Result<ChainHead, ChainError> {
+    let mut expected = after + 1;
+    let mut prev = after_hash.to_string();
     for r in rows {
         if r.seq != expected {
             return Err(ChainError::Missing {
@@ -231,18 +278,269 @@ pub fn check_head(chain: &ChainHead, head: Option<(i64, String)>) -> Result<(), 
     Ok(())
 }
 
-/// Walks the whole stored chain, in pages, and checks it against the recorded head.
-pub async fn verify(store: &Store) -> anyhow::Result<Result<ChainHead, ChainError>> {
+async fn rows_after(store: &Store, mut after: i64, upto: i64) -> anyhow::Result<Vec<AuditRow>> {
     let mut all = Vec::new();
-    let mut after = 0i64;
     loop {
         let rows = store.audit_rows_after(after).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
-        all.extend(rows.into_iter().map(row_from));
+        all.extend(rows.into_iter().filter(|r| r.seq <= upto).map(row_from));
+        if after >= upto {
+            break;
+        }
     }
+    Ok(all)
+}
+
+/// How often the running server checkpoints the chain (when its head moved).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(600);
+
+/// File under the data directory keeping the newest checkpoint this server signed.
+pub const ANCHOR_FILE: &str = "audit-checkpoint";
+
+/// A signed head of the chain: at row `seq` the chain's hash was `hash`; `signature` (hex) is
+/// Ed25519 over [`checkpoint_message`] by the key `key_id` (the public key in hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub ts_ms: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+/// The bytes a checkpoint signs.
+pub fn checkpoint_message(seq: i64, hash: &str, ts_ms: i64) -> String {
+    format!("yunwei-audit-checkpoint\n{seq}\n{hash}\n{ts_ms}")
+}
+
+/// A key's id in checkpoints: its 32 public bytes in hex.
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(key.as_bytes())
+}
+
+/// Signs the head `(seq, hash)` at `ts_ms`.
+pub fn sign_checkpoint(key: &SigningKey, seq: i64, hash: &str, ts_ms: i64) -> Checkpoint {
+    let sig = key.sign(checkpoint_message(seq, hash, ts_ms).as_bytes());
+    Checkpoint {
+        seq,
+        hash: hash.to_string(),
+        ts_ms,
+        key_id: key_id(&key.verifying_key()),
+        signature: hex::encode(sig.to_bytes()),
+    }
+}
+
+/// Checks `c`'s signature against `key`.
+pub fn check_signature(c: &Checkpoint, key: &VerifyingKey) -> Result<(), ChainError> {
+    if c.key_id != key_id(key) {
+        return Err(ChainError::ForeignKey {
+            seq: c.seq,
+            key_id: c.key_id.clone(),
+        });
+    }
+    let sig = hex::decode(&c.signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b));
+    match sig {
+        Some(sig)
+            if key
+                .verify(checkpoint_message(c.seq, &c.hash, c.ts_ms).as_bytes(), &sig)
+                .is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(ChainError::BadSignature { seq: c.seq }),
+    }
+}
+
+fn checkpoint_from(r: store::audit::CheckpointRow) -> Checkpoint {
+    Checkpoint {
+        seq: r.seq,
+        hash: r.hash,
+        ts_ms: r.ts_ms,
+        key_id: r.key_id,
+        signature: r.signature,
+    }
+}
+
+/// Signs the recorded head of the chain at `now_ms` and stores the checkpoint, after checking
+/// that the rows since this key's newest checkpoint (all rows the first time) link to it and
+/// end at that head — a broken chain is not signed. `Ok(None)`: the head has not moved (or
+/// another process checkpointed it first).
+pub async fn checkpoint(
+    store: &Store,
+    key: &SigningKey,
+    now_ms: i64,
+) -> anyhow::Result<Option<Checkpoint>> {
+    let public = key.verifying_key();
+    let Some((head_seq, head_hash)) = store.audit_head().await? else {
+        return Ok(None);
+    };
+    let from = store
+        .newest_audit_checkpoint(&key_id(&public))
+        .await?
+        .map(checkpoint_from)
+        .filter(|c| check_signature(c, &public).is_ok());
+    let (after, after_hash) = from.map_or((0, GENESIS.to_string()), |c| (c.seq, c.hash));
+    if after >= head_seq {
+        return Ok(None);
+    }
+    let rows = rows_after(store, after, head_seq).await?;
+    let chain = check_chain_from(after, &after_hash, rows)
+        .and_then(|c| check_head(&c, Some((head_seq, head_hash))).map(|()| c))
+        .map_err(|e| anyhow::anyhow!("not signing a broken audit chain: {e}"))?;
+    let c = sign_checkpoint(key, chain.rows, &chain.hash, now_ms);
+    let stored = store
+        .insert_audit_checkpoint(&store::audit::CheckpointRow {
+            seq: c.seq,
+            hash: c.hash.clone(),
+            ts_ms: c.ts_ms,
+            key_id: c.key_id.clone(),
+            signature: c.signature.clone(),
+        })
+        .await?;
+    Ok(stored.then_some(c))
+}
+
+/// The anchor file under `data_dir`.
+pub fn anchor_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(ANCHOR_FILE)
+}
+
+/// Keeps `c` as the newest checkpoint in the data directory (written whole, then renamed).
+pub fn save_anchor(data_dir: &Path, c: &Checkpoint) -> anyhow::Result<()> {
+    let path = anchor_path(data_dir);
+    let tmp = data_dir.join(format!("{ANCHOR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{}\n", serde_json::to_string(c)?))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads the anchor file, if there is one.
+pub fn load_anchor(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    let path = anchor_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(text.trim())
+                .with_context(|| format!("{}: not a checkpoint", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Checkpoints with the report key under the data directory and keeps the anchor file;
+/// failures are logged.
+pub async fn checkpoint_now(state: &AppState, now_ms: i64) {
+    let data_dir = &state.config.data_dir;
+    let result = async {
+        let key = crate::report_keys::load_or_create(data_dir)?;
+        if let Some(c) = checkpoint(&state.store, &key, now_ms).await? {
+            if load_anchor(data_dir)
+                .ok()
+                .flatten()
+                .is_none_or(|a| a.seq < c.seq)
+            {
+                save_anchor(data_dir, &c)?;
+            }
+            tracing::debug!(seq = c.seq, "audit chain checkpointed");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "audit checkpoint failed");
+    }
+}
+
+/// Checkpoints at start and every [`CHECKPOINT_EVERY`].
+pub async fn checkpoint_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        checkpoint_now(&state, crate::now_ms()).await;
+    }
+}
+
+/// What [`verify`] found intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub chain: ChainHead,
+    /// Checkpoints whose signature and head were checked.
+    pub checkpoints: usize,
+    /// The newest of them.
+    pub newest: Option<Checkpoint>,
+}
+
+/// Checks checkpoints against an intact chain (`hashes[i]` is row `i + 1`'s hash) and `key`;
+/// `anchor` (the copy kept outside the database) must be among them. Pure.
+pub fn check_checkpoints(
+    hashes: &[String],
+    checkpoints: &[Checkpoint],
+    key: &VerifyingKey,
+    anchor: Option<&Checkpoint>,
+) -> Result<(), ChainError> {
+    for c in checkpoints.iter().chain(anchor) {
+        check_signature(c, key)?;
+        let at = usize::try_from(c.seq - 1).ok().and_then(|i| hashes.get(i));
+        if at != Some(&c.hash) {
+            return Err(ChainError::CheckpointMismatch { seq: c.seq });
+        }
+    }
+    if let Some(a) = anchor
+        && !checkpoints.contains(a)
+    {
+        return Err(ChainError::CheckpointMissing { seq: a.seq });
+    }
+    Ok(())
+}
+
+/// Walks the whole stored chain, in pages, checks it against the recorded head, then checks
+/// every checkpoint with `key` (the report key's public half) and the `anchor` kept in the
+/// data directory. Checkpoints without a key to check them are an error, not a pass.
+pub async fn verify(
+    store: &Store,
+    key: Option<&VerifyingKey>,
+    anchor: Option<&Checkpoint>,
+) -> anyhow::Result<Result<Verified, ChainError>> {
+    let all = rows_after(store, 0, i64::MAX).await?;
+    let hashes: Vec<String> = all.iter().map(|r| r.hash.clone()).collect();
     let head = store.audit_head().await?;
-    Ok(check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain)))
+    let chain = match check_chain(all).and_then(|chain| check_head(&chain, head).map(|()| chain)) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let checkpoints: Vec<Checkpoint> = store
+        .audit_checkpoints()
+        .await?
+        .into_iter()
+        .map(checkpoint_from)
+        .collect();
+    let Some(key) = key else {
+        if checkpoints.is_empty() && anchor.is_none() {
+            return Ok(Ok(Verified {
+                chain,
+                checkpoints: 0,
+                newest: None,
+            }));
+        }
+        anyhow::bail!(
+            "{} audit checkpoints cannot be checked without the report key's public half",
+            checkpoints.len()
+        );
+    };
+    if let Err(e) = check_checkpoints(&hashes, &checkpoints, key, anchor) {
+        return Ok(Err(e));
+    }
+    Ok(Ok(Verified {
+        chain,
+        checkpoints: checkpoints.len(),
+        newest: checkpoints.last().cloned(),
+    }))
 }
 
 #[cfg(test)]
@@ -340,6 +638,54 @@ mod tests {
         assert_eq!(
             check_chain(rows),
             Err(ChainError::Unlinked { seq: 3, prev: 2 })
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_checked_against_the_chain_and_the_key() {
+        let rows = chain(5);
+        let hashes: Vec<String> = rows.iter().map(|r| r.hash.clone()).collect();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = key.verifying_key();
+        let c3 = sign_checkpoint(&key, 3, &hashes[2], 10_000);
+        let c5 = sign_checkpoint(&key, 5, &hashes[4], 20_000);
+        let cps = vec![c3.clone(), c5.clone()];
+        assert_eq!(check_checkpoints(&hashes, &cps, &public, Some(&c5)), Ok(()));
+        // A rewritten (rehashed) chain no longer has the signed head at row 3.
+        let mut forged = hashes.clone();
+        forged[2] = "ab".repeat(32);
+        assert_eq!(
+            check_checkpoints(&forged, &cps, &public, None),
+            Err(ChainError::CheckpointMismatch { seq: 3 })
+        );
+        // A checkpoint moved to the forged head fails its signature.
+        let moved = Checkpoint {
+            hash: forged[2].clone(),
+            ..c3.clone()
+        };
+        assert_eq!(
+            check_checkpoints(&forged, std::slice::from_ref(&moved), &public, None),
+            Err(ChainError::BadSignature { seq: 3 })
+        );
+        // One signed by another key is not accepted.
+        let other = sign_checkpoint(&SigningKey::from_bytes(&[9; 32]), 3, &hashes[2], 1);
+        assert!(matches!(
+            check_checkpoints(&hashes, &[other], &public, None),
+            Err(ChainError::ForeignKey { seq: 3, .. })
+        ));
+        // The copy kept outside the database must still be in it.
+        assert_eq!(
+            check_checkpoints(&hashes, &cps[..1], &public, Some(&c5)),
+            Err(ChainError::CheckpointMissing { seq: 5 })
+        );
+        // Beyond the chain's end: rows were deleted.
+        assert_eq!(
+            check_checkpoints(&hashes[..4], &cps, &public, None),
+            Err(ChainError::CheckpointMismatch { seq: 5 })
+        );
+        assert_eq!(
+            checkpoint_message(3, "h", 10),
+            "yunwei-audit-checkpoint\n3\nh\n10"
         );
     }
 }

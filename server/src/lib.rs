@@ -198,6 +198,7 @@ impl Server {
         let maintenance = tokio::spawn(maintenance_loop(state.clone()));
         let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
         let hangup = tokio::spawn(reload_on_sighup(state.clone()));
+        let checkpoints = tokio::spawn(audit::checkpoint_loop(state.clone()));
         let inspections = state
             .config
             .contracts
@@ -223,6 +224,7 @@ impl Server {
         maintenance.abort();
         evaluator.abort();
         hangup.abort();
+        checkpoints.abort();
         if let Some(s) = scheduled_reports {
             s.abort();
         }
@@ -232,6 +234,7 @@ impl Server {
         if let Some(d) = dispatcher {
             d.abort();
         }
+        audit::checkpoint_now(&state, now_ms()).await;
         state.store.close().await;
         Ok(())
     }

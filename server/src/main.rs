@@ -173,7 +173,9 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit 1 naming the first changed or deleted row.
+    /// Walk the hash chain and check its signed checkpoints with the report key's public half
+    /// (DATA_DIR/report-signing.pub) and DATA_DIR/audit-checkpoint; exit 1 naming the first
+    /// changed or deleted row, or the checkpoint a rewrite broke.
     Verify,
 }
 
@@ -712,16 +714,55 @@ mod admin {
     }
 
     pub async fn audit(a: StoreArgs, c: AuditCommand) -> anyhow::Result<ExitCode> {
+        let o = Overrides {
+            listen: None,
+            data_dir: a.data_dir.clone(),
+            database_url: a.database_url.clone(),
+        };
+        let data_dir = match &a.config {
+            Some(path) => ServerConfig::load(path, &o),
+            None => ServerConfig::from_overrides(&o),
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .data_dir;
         let store = open(a).await?;
         let AuditCommand::Verify = c;
-        let result = audit::verify(&store).await?;
+        let key_path = yunwei_server::report_keys::public_key_path(&data_dir);
+        let key = if key_path.exists() {
+            Some(yunwei_server::report_keys::load_public(&key_path)?)
+        } else {
+            None
+        };
+        let anchor = audit::load_anchor(&data_dir)?;
+        let result = audit::verify(&store, key.as_ref(), anchor.as_ref())
+            .await
+            .with_context(|| format!("public key {}", key_path.display()));
         store.close().await;
-        match result {
-            Ok(head) => {
+        match result? {
+            Ok(v) => {
                 println!(
                     "audit log intact: {} rows, head hash {}",
-                    head.rows, head.hash
+                    v.chain.rows, v.chain.hash
                 );
+                match &v.newest {
+                    Some(c) => {
+                        println!(
+                            "{} signed checkpoints verified with {}; newest at row {} ({} ms)",
+                            v.checkpoints,
+                            key_path.display(),
+                            c.seq,
+                            c.ts_ms
+                        );
+                        if c.seq < v.chain.rows {
+                            println!(
+                                "rows {} to {} are after the newest checkpoint (not yet anchored)",
+                                c.seq + 1,
+                                v.chain.rows
+                            );
+                        }
+                    }
+                    None => println!("no signed checkpoints yet: the chain is not anchored"),
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

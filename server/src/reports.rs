@@ -311,6 +311,24 @@ pub async fn prepare(
         version,
         notes,
     });
+    // The audit chain's head at generation, so the signed report anchors the audit log too:
+    // rewriting audit rows up to it no longer matches this (signed) hash.
+    let (head_seq, head_hash) = store
+        .audit_head()
+        .await?
+        .unwrap_or((0, crate::audit::GENESIS.to_string()));
+    report.evidence.push(yunwei_reports::model::Evidence {
+        id: format!("audit:head:{head_seq}"),
+        kind: "audit_head".into(),
+        summary: match req.lang {
+            Lang::ZhCn => format!("生成时审计日志链头：第 {head_seq} 条，SHA-256 {head_hash}"),
+            Lang::En => {
+                format!("Audit log head at generation: row {head_seq}, SHA-256 {head_hash}")
+            }
+        },
+        start_ms: now_ms,
+        end_ms: now_ms,
+    });
     if simulated {
         report.cover.contract_name.push_str(
             req.lang

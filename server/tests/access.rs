@@ -1,6 +1,7 @@
 //! Access control, login security and the audit trail, against a real server on loopback and
 //! both stores: every route × every role, lockout, CSRF, idle timeout, secure cookies, and
-//! `yunwei-server audit verify` catching a changed or deleted audit row.
+//! `yunwei-server audit verify` catching a changed or deleted audit row, and a rewritten and
+//! rehashed chain by its signed checkpoints; enrollments in the audit log.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -94,6 +95,8 @@ impl Harness {
     fn audit_verify(&self) -> (bool, String) {
         let out = std::process::Command::new(bin("yunwei-server"))
             .args(["audit", "verify", "--database-url", &self.database_url])
+            .arg("--data-dir")
+            .arg(self._dir.path())
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -114,6 +117,8 @@ yunwei_tests::both_backends!(
     five_wrong_passwords_lock_the_account_until_the_lock_expires,
     sessions_need_csrf_for_changes_and_end_when_idle,
     editing_or_deleting_an_audit_row_fails_verify_naming_the_row,
+    a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint,
+    enrollments_are_in_the_audit_log,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -562,6 +567,172 @@ async fn editing_or_deleting_an_audit_row_fails_verify_naming_the_row(backend: &
     let (ok, out) = h.audit_verify();
     assert!(!ok, "rows deleted from the end must fail: {out}");
     assert!(out.contains("audit row 3 is missing"), "{out}");
+    h.stop().await;
+}
+
+/// What an attacker with write access to the database (but not to the data directory's key)
+/// can do: change row `seq`'s result, recompute every hash from there on and the head.
+async fn rewrite_and_rehash(pool: &sqlx::AnyPool, seq: i64, result: &str) {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT seq, ts_ms, actor, action, target, result, source, detail, prev_hash \
+         FROM audit_log ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut prev = yunwei_server::audit::GENESIS.to_string();
+    for r in rows {
+        let row_seq: i64 = r.get(0);
+        let ts_ms: i64 = r.get(1);
+        let entry = yunwei_server::audit::Entry {
+            actor: r.get(2),
+            action: r.get(3),
+            target: r.get(4),
+            result: if row_seq == seq {
+                result.to_string()
+            } else {
+                r.get(5)
+            },
+            source: r.get(6),
+            detail: serde_json::from_str(&r.get::<String, _>(7)).unwrap(),
+        };
+        let hash = yunwei_server::audit::row_hash(&prev, row_seq, ts_ms, &entry);
+        sqlx::query("UPDATE audit_log SET result = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&entry.result)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(row_seq)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(row_seq)
+            .bind(&hash)
+            .execute(pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+}
+
+async fn a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint(backend: &str) {
+    use yunwei_server::{audit, report_keys};
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    h.add_user("qian.audit", Role::Auditor, "Auditor-Pass-1")
+        .await;
+    for _ in 0..2 {
+        h.login("qian.audit", "bad-Password-1").await;
+    }
+    h.login("qian.audit", "Auditor-Pass-1").await;
+    let store = &h.state.store;
+    let key = report_keys::load_or_create(h._dir.path()).unwrap();
+    // The periodic task's work, at a time of the test's choosing; once per head.
+    let now = now_ms();
+    let c = audit::checkpoint(store, &key, now).await.unwrap().unwrap();
+    assert_eq!(c.seq, 3);
+    assert_eq!(c.ts_ms, now);
+    assert_eq!(audit::checkpoint(store, &key, now + 1).await.unwrap(), None);
+    audit::save_anchor(h._dir.path(), &c).unwrap();
+    let (ok, out) = h.audit_verify();
+    assert!(ok, "{out}");
+    assert!(out.contains("3 rows"), "{out}");
+    assert!(out.contains("1 signed checkpoints verified"), "{out}");
+
+    // A later row, checkpointed by the server's own routine (which also keeps the anchor file).
+    h.login("qian.audit", "bad-Password-1").await;
+    audit::checkpoint_now(&h.state, now + 600_000).await;
+    let (ok, out) = h.audit_verify();
+    assert!(ok, "{out}");
+    assert!(out.contains("2 signed checkpoints verified"), "{out}");
+    assert!(out.contains("newest at row 4"), "{out}");
+
+    // The attacker turns the first failed login into a success and recomputes the whole chain
+    // and the head: the chain alone looks intact, the signed checkpoints do not match it.
+    let pool = store.pool();
+    rewrite_and_rehash(pool, 1, "failure: hidden").await;
+    let (ok, out) = h.audit_verify();
+    assert!(!ok, "a rewritten, rehashed chain must fail: {out}");
+    assert!(
+        out.contains("checkpoint at seq 3 does not match the chain (rewritten?)"),
+        "{out}"
+    );
+    // Re-pointing the checkpoints at the forged hashes breaks their signatures.
+    for seq in [3i64, 4] {
+        let (hash,): (String,) = sqlx::query_as("SELECT hash FROM audit_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_checkpoints SET hash = $1 WHERE seq = $2")
+            .bind(hash)
+            .bind(seq)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let (ok, out) = h.audit_verify();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("checkpoint at seq 3 has a bad signature"),
+        "{out}"
+    );
+    // Deleting the checkpoints is caught by the copy in the data directory.
+    sqlx::query("DELETE FROM audit_checkpoints")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (ok, out) = h.audit_verify();
+    assert!(!ok, "{out}");
+    assert!(out.contains("checkpoint at seq 4"), "{out}");
+    h.stop().await;
+}
+
+async fn enrollments_are_in_the_audit_log(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let host = serde_json::json!({
+        "hostname": "db-07",
+        "os": "linux",
+        "kernel": "6.1",
+        "arch": "x86_64",
+        "agent_version": "1.0.0",
+    });
+    let wrong = h
+        .req(Method::POST, "/api/v1/enroll")
+        .json(&serde_json::json!({ "secret": "not-the-secret", "host": host }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let r = h
+        .req(Method::POST, "/api/v1/enroll")
+        .json(&serde_json::json!({ "secret": SECRET, "host": host }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let agent_id = body["agent_id"].as_str().unwrap();
+    let rows = yunwei_server::audit::list(&h.state.store, None, 100)
+        .await
+        .unwrap();
+    let enrolls: Vec<_> = rows
+        .iter()
+        .rev()
+        .filter(|r| r.entry.action == "agent.enroll")
+        .collect();
+    assert_eq!(enrolls.len(), 2, "{rows:#?}");
+    assert_eq!(enrolls[0].entry.result, "failure: wrong enrollment secret");
+    assert_eq!(enrolls[0].entry.source, "127.0.0.1");
+    assert_eq!(enrolls[0].entry.detail["hostname"], "db-07");
+    assert_eq!(enrolls[1].entry.result, "success");
+    assert_eq!(enrolls[1].entry.target, agent_id);
+    assert_eq!(enrolls[1].entry.detail["hostname"], "db-07");
+    assert!(h.audit_verify().0);
     h.stop().await;
 }
 

@@ -276,11 +276,27 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
         .await
         .unwrap();
     assert_eq!(canonical_json(&a), canonical_json(&b));
-    // ... and the archived version 1 has the same figures.
+    // The report carries the audit chain's head at generation.
+    let (seq, hash) = h.state.store.audit_head().await.unwrap().unwrap();
+    let head = a.evidence.iter().find(|e| e.kind == "audit_head").unwrap();
+    assert_eq!(head.id, format!("audit:head:{seq}"));
+    assert!(head.summary.contains(&hash), "{head:?}");
+    // ... and the archived version 1 has the same figures; only the audit head moved (the API
+    // calls since then were audited).
     let mut a1 = a.clone();
     a1.cover.version = 1;
     let signed_v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!(canonical_json(&a1), canonical_json(&signed_v1["report"]),);
+    let without_head = |mut v: serde_json::Value| {
+        let list = v["evidence"].as_array_mut().unwrap();
+        let before = list.len();
+        list.retain(|e| e["kind"] != "audit_head");
+        assert_eq!(list.len(), before - 1, "one audit head");
+        v
+    };
+    assert_eq!(
+        canonical_json(&without_head(serde_json::to_value(&a1).unwrap())),
+        canonical_json(&without_head(signed_v1["report"].clone())),
+    );
     h.stop().await;
 }
 

@@ -1,11 +1,13 @@
 //! `POST /api/v1/ingest` and `POST /api/v1/enroll`: authenticate, decode and validate a batch
 //! before handing it to the writer (full queue: 503, too many batches in flight for one agent:
-//! 429, both with `Retry-After`); enrollment with the shared secret.
+//! 429, both with `Retry-After`); enrollment with the shared secret, each attempt past the
+//! body's decoding in the audit log (the route is public, so the middleware does not audit it).
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::State as AxState,
+    Extension,
+    extract::{ConnectInfo, State as AxState},
     http::{HeaderMap, header},
     response::Json,
 };
@@ -260,17 +262,47 @@ fn check_span(b: &Batch) -> Result<(), yunwei_proto::FieldError> {
 /// `POST /api/v1/enroll`: a new agent presenting the enrollment secret gets an id and a token.
 pub async fn enroll(
     AxState(state): AxState<Arc<AppState>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
+    let now = now_ms();
     let Json(req) = body.map_err(|e| {
         reject(
             &state,
             ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
         )
     })?;
+    let source = connect.map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string());
+    let hostname = req.host.hostname.clone();
+    let result = enroll_checked(&state, req, now).await;
+    let (target, outcome) = match &result {
+        Ok(r) => (r.agent_id.clone(), "success".to_string()),
+        Err(e) => (String::new(), format!("failure: {}", e.message)),
+    };
+    crate::audit::record(
+        &state.store,
+        now,
+        crate::audit::Entry {
+            actor: "agent".into(),
+            action: "agent.enroll".into(),
+            target,
+            result: outcome,
+            source,
+            detail: serde_json::json!({ "hostname": hostname }),
+        },
+    )
+    .await;
+    result.map(Json)
+}
+
+async fn enroll_checked(
+    state: &AppState,
+    req: EnrollRequest,
+    now: i64,
+) -> Result<EnrollResponse, ApiError> {
     let Some(secret) = &state.config.enrollment_secret else {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(
                 ErrorKind::EnrollmentDisabled,
                 "enrollment is disabled on this server",
@@ -279,13 +311,13 @@ pub async fn enroll(
     };
     if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(ErrorKind::Unauthenticated, "wrong enrollment secret").field("secret"),
         ));
     }
     if req.host.hostname.is_empty() || req.host.hostname.len() > 255 {
         return Err(reject(
-            &state,
+            state,
             ApiError::new(ErrorKind::InvalidValue, "must be 1 to 255 bytes").field("host.hostname"),
         ));
     }
@@ -294,7 +326,7 @@ pub async fn enroll(
     let row = AgentRow {
         agent_id: agent_id.clone(),
         token_hash: secret_hash(&token),
-        enrolled_ms: now_ms(),
+        enrolled_ms: now,
         hostname: req.host.hostname.clone(),
         os: req.host.os.clone(),
         kernel: req.host.kernel.clone(),
@@ -318,5 +350,5 @@ pub async fn enroll(
         .expect("tokens lock")
         .insert(row.token_hash.clone(), agent_id.as_str().into());
     tracing::info!(agent = %agent_id, hostname = %row.hostname, "agent enrolled");
-    Ok(Json(EnrollResponse { agent_id, token }))
+    Ok(EnrollResponse { agent_id, token })
 }

@@ -1,6 +1,6 @@
-//! Store access for the audit trail: the hash-chained `audit_log` rows and `audit_head` (the
-//! newest row's number and hash). The chaining itself is computed by the audit service; the
-//! store only reads and writes rows.
+//! Store access for the audit trail: the hash-chained `audit_log` rows, `audit_head` (the
+//! newest row's number and hash) and `audit_checkpoints` (signed heads). The chaining and the
+//! signatures are computed by the audit service; the store only reads and writes rows.
 
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
@@ -80,7 +80,71 @@ pub async fn set_head(conn: &mut AnyConnection, seq: i64, hash: &str) -> sqlx::R
     Ok(())
 }
 
+/// One `audit_checkpoints` row: the chain's head `hash` at `seq`, signed (hex) at `ts_ms` by
+/// the key `key_id` (the public key in hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: String,
+    pub ts_ms: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+fn checkpoint_from(r: &AnyRow) -> CheckpointRow {
+    CheckpointRow {
+        seq: r.get(0),
+        hash: r.get(1),
+        ts_ms: r.get(2),
+        key_id: r.get(3),
+        signature: r.get(4),
+    }
+}
+
 impl Store {
+    /// Stores a checkpoint; `false` when one at the same `seq` exists already (another
+    /// process checkpointed the same head).
+    pub async fn insert_audit_checkpoint(&self, c: &CheckpointRow) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, ts_ms, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.ts_ms)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every checkpoint, oldest first.
+    pub async fn audit_checkpoints(&self) -> sqlx::Result<Vec<CheckpointRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, ts_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(checkpoint_from).collect())
+    }
+
+    /// The newest checkpoint signed by `key_id`.
+    pub async fn newest_audit_checkpoint(
+        &self,
+        key_id: &str,
+    ) -> sqlx::Result<Option<CheckpointRow>> {
+        Ok(sqlx::query(
+            "SELECT seq, hash, ts_ms, key_id, signature FROM audit_checkpoints \
+             WHERE key_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(checkpoint_from))
+    }
+
     /// The newest rows with `seq < before`, newest first, at most `limit`.
     pub async fn audit_rows_before(
         &self,

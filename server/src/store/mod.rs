@@ -70,6 +70,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_incident_stamps.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_audit_checkpoints.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -106,6 +110,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../migrations/postgres/0011_incident_stamps.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_audit_checkpoints.sql"),
     ),
 ];
 
