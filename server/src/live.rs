@@ -29,9 +29,45 @@ impl LiveWindow {
     }
 }
 
+/// Label names the server attaches to an agent's series itself, whatever the host's inventory:
+/// `instance` (presented on every series), and `agent_id` and `hostname` (the labels hosts are
+/// selected by, and the fleet series carry). With the host's inventory label names they form
+/// the reserved set a sample may not set (see [`rename_reserved`]).
+pub const RESERVED_LABELS: &[&str] = &["instance", "agent_id", "hostname"];
+
+/// Whether `name` is reserved for the server on the series of a host with `host_labels`.
+pub fn is_reserved(name: &str, host_labels: &BTreeMap<String, String>) -> bool {
+    RESERVED_LABELS.contains(&name) || host_labels.contains_key(name)
+}
+
+/// Renames every reserved label of a sample's own `labels` to `exported_<name>` (prefixed again
+/// while that name is taken too), as Prometheus does with `honor_labels: false`, so a sample can
+/// never present another host's identity. Returns how many labels were renamed.
+pub fn rename_reserved(
+    labels: &mut BTreeMap<String, String>,
+    host_labels: &BTreeMap<String, String>,
+) -> usize {
+    let reserved: Vec<String> = labels
+        .keys()
+        .filter(|k| is_reserved(k, host_labels))
+        .cloned()
+        .collect();
+    for name in &reserved {
+        let value = labels.remove(name).expect("listed above");
+        let mut to = format!("exported_{name}");
+        while labels.contains_key(&to) || is_reserved(&to, host_labels) {
+            to.insert_str(0, "exported_");
+        }
+        labels.insert(to, value);
+    }
+    reserved.len()
+}
+
 /// The label set a series is presented with, to rules and to the read API alike: its own
-/// labels, then the host's `instance` (hostname) and inventory labels where the series does not
-/// set them, and `__name__`.
+/// labels with any reserved name renamed to `exported_<name>` (ingest already stores them so;
+/// this covers series stored earlier and inventory labels added since), then the host's
+/// `instance` (hostname) and inventory labels, and `__name__`. The host's values are the only
+/// ones under the reserved names.
 pub fn presented_labels(
     name: &str,
     labels: &BTreeMap<String, String>,
@@ -39,9 +75,9 @@ pub fn presented_labels(
     host_labels: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut l = labels.clone();
+    rename_reserved(&mut l, host_labels);
     if !hostname.is_empty() {
-        l.entry("instance".into())
-            .or_insert_with(|| hostname.to_string());
+        l.insert("instance".into(), hostname.to_string());
     }
     for (k, v) in host_labels {
         l.entry(k.clone()).or_insert_with(|| v.clone());
@@ -88,4 +124,63 @@ pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow
         });
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn rename_reserved_moves_identity_and_inventory_labels_aside() {
+        let host = map(&[("system", "政务服务网"), ("environment", "prod")]);
+        let mut l = map(&[
+            ("instance", "db-01"),
+            ("agent_id", "a1"),
+            ("hostname", "db-01"),
+            ("system", "other"),
+            ("exported_system", "taken"),
+            ("device", "sda"),
+            ("probe", "home"),
+        ]);
+        assert_eq!(rename_reserved(&mut l, &host), 4);
+        assert_eq!(
+            l,
+            map(&[
+                ("exported_instance", "db-01"),
+                ("exported_agent_id", "a1"),
+                ("exported_hostname", "db-01"),
+                ("exported_exported_system", "other"),
+                ("exported_system", "taken"),
+                ("device", "sda"),
+                ("probe", "home"),
+            ])
+        );
+        // Idempotent: stored labels are renamed again when presented, to no effect.
+        assert_eq!(rename_reserved(&mut l, &host), 0);
+    }
+
+    #[test]
+    fn presented_labels_carry_only_the_hosts_identity() {
+        let host = map(&[("system", "政务服务网")]);
+        let own = map(&[("instance", "db-01"), ("system", "x"), ("cpu", "0")]);
+        let l = presented_labels("node_load1", &own, "web-01", &host);
+        assert_eq!(
+            l,
+            map(&[
+                ("__name__", "node_load1"),
+                ("cpu", "0"),
+                ("exported_instance", "db-01"),
+                ("exported_system", "x"),
+                ("instance", "web-01"),
+                ("system", "政务服务网"),
+            ])
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub ingest_batches: IntCounterVec,
     pub ingest_samples: IntCounter,
+    pub ingest_labels_renamed: IntCounter,
     pub ingest_rejected: IntCounterVec,
     pub ingest_commit_seconds: Histogram,
     pub ingest_group_batches: Histogram,
@@ -70,6 +71,11 @@ impl Metrics {
                 &["result"],
             )?,
             ingest_samples: IntCounter::new("yunwei_ingest_samples_total", "Samples stored.")?,
+            ingest_labels_renamed: IntCounter::new(
+                "yunwei_ingest_labels_renamed_total",
+                "Sample labels with a reserved name (instance, agent_id, hostname, the host's \
+                 inventory labels) stored as exported_<name>.",
+            )?,
             ingest_rejected: IntCounterVec::new(
                 Opts::new(
                     "yunwei_ingest_rejected_total",
@@ -190,6 +196,7 @@ impl Metrics {
         let r = &m.registry;
         r.register(Box::new(m.ingest_batches.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;
+        r.register(Box::new(m.ingest_labels_renamed.clone()))?;
         r.register(Box::new(m.ingest_rejected.clone()))?;
         r.register(Box::new(m.ingest_commit_seconds.clone()))?;
         r.register(Box::new(m.ingest_group_batches.clone()))?;

@@ -116,6 +116,16 @@ pub async fn ingest(
             .field("agent_id"),
         ));
     }
+    // Reserved label names (the host's identity and inventory) are the server's to attach:
+    // a sample's own are stored as `exported_<name>`, so no host can present as another.
+    let mut batch = batch;
+    let mut renamed = 0;
+    for s in &mut batch.samples {
+        renamed += crate::live::rename_reserved(&mut s.labels, &batch.host.labels);
+    }
+    if renamed > 0 {
+        state.metrics.ingest_labels_renamed.inc_by(renamed as u64);
+    }
     let _slot = InflightSlot::take(&state, &agent_id).map_err(|e| reject(&state, e))?;
     let (reply, rx) = oneshot::channel();
     let job = IngestJob {
