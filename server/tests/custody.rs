@@ -72,7 +72,10 @@ async fn agent_time_cannot_rewrite_status_history(backend: &str) {
     // (Placed at server receipt minus the batch's age: a few ms after `t`.)
     let last_down = t0 + 45_000;
     let before = probe_spans(&h, t0 - 60_000, now + 60_000).await;
-    assert!(covered(&before, State::Down, t0 + 1_000, last_down), "{before:?}");
+    assert!(
+        covered(&before, State::Down, t0 + 1_000, last_down),
+        "{before:?}"
+    );
 
     // A later batch claiming to be 110 s old, with an "up" that would vouch for an hour.
     let forged = probe_batch(&e, 5, now - 110_000, now - 110_000, true, 3_600_000);
