@@ -139,14 +139,17 @@ async fn probe_state_changes_are_pushed_at_once_and_sighup_reloads_the_probes() 
         "{probe}"
     );
 
-    // Every probe sample carries probe="NAME" and the probe's labels.
+    // Every probe sample carries probe="NAME" and the probe's labels; a probe label named like
+    // one of the host's inventory labels (`system`) is kept as `exported_system`, and `system`
+    // is the host's, which the agent cannot set.
     let v = client
         .get_json("/api/v1/series?match=probe_success{probe=\"portal\"}")
         .await
         .unwrap();
     let series = &v["data"]["result"][0];
     assert_eq!(series["metric"]["tier"], "web", "{v}");
-    assert_eq!(series["metric"]["system"], "政务服务网", "{v}");
+    assert_eq!(series["metric"]["exported_system"], "政务服务网", "{v}");
+    assert_eq!(series["metric"]["system"], "e2e", "{v}");
     let phases = client
         .get_json("/api/v1/series?match=probe_http_duration_seconds{probe=\"portal\"}")
         .await
