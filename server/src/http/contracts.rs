@@ -21,7 +21,8 @@ use crate::{
     store::{ContractEventRow, HOUR_MS},
 };
 
-fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
+/// The loaded contract `id`, or a 404.
+pub(super) fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
     state
         .contracts
         .read()

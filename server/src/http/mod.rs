@@ -6,7 +6,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State as AxState},
-    http::header,
+    http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Json, Response},
     routing::{get, post},
@@ -176,30 +176,19 @@ async fn json_errors(resp: Response) -> Response {
     if !(content_type.is_empty() || content_type.starts_with("text/plain")) {
         return resp;
     }
-    let kind = ErrorKind::ALL
-        .into_iter()
-        .find(|k| {
-            k.status() == status
-                && matches!(
-                    k,
-                    ErrorKind::InvalidBody
-                        | ErrorKind::Unauthenticated
-                        | ErrorKind::Forbidden
-                        | ErrorKind::NotFound
-                        | ErrorKind::MethodNotAllowed
-                        | ErrorKind::Conflict
-                        | ErrorKind::BodyTooLarge
-                        | ErrorKind::ContentType
-                        | ErrorKind::TooManyRequests
-                        | ErrorKind::Internal
-                        | ErrorKind::Unavailable
-                )
-        })
-        .unwrap_or(if status.is_server_error() {
-            ErrorKind::Internal
-        } else {
-            ErrorKind::InvalidBody
-        });
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthenticated,
+        StatusCode::FORBIDDEN => ErrorKind::Forbidden,
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotAllowed,
+        StatusCode::CONFLICT => ErrorKind::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::BodyTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::ContentType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
+        s if s.is_server_error() => ErrorKind::Internal,
+        _ => ErrorKind::InvalidBody,
+    };
     let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
     let bytes = axum::body::to_bytes(resp.into_body(), 4096)
         .await

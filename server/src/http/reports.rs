@@ -16,20 +16,8 @@ use yunwei_sla::assess::Period;
 use super::{ApiError, ErrorKind};
 use crate::{
     AppState,
-    contracts::LoadedContract,
     reports::{self, ArchivedReport, DEFAULT_FONT, ReportError, ReportFormat, Request, parse_lang},
 };
-
-fn find_contract(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
-    state
-        .contracts
-        .read()
-        .expect("contracts lock")
-        .iter()
-        .find(|c| c.contract.id == id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("contract").field("contract"))
-}
 
 /// Query of `GET /api/v1/reports`.
 #[derive(Deserialize)]
@@ -66,7 +54,7 @@ pub(super) async fn generate(
     AxState(state): AxState<Arc<AppState>>,
     Json(body): Json<GenerateBody>,
 ) -> Result<(StatusCode, Json<ArchivedReport>), ApiError> {
-    let c = find_contract(&state, &body.contract)?;
+    let c = super::contracts::find(&state, &body.contract).map_err(|e| e.field("contract"))?;
     let font_installed = Path::new(DEFAULT_FONT).exists();
     let formats = match &body.formats {
         // Every format the server can make.
