@@ -487,19 +487,33 @@ struct ReviewBody {
     comment: Option<String>,
 }
 
+/// A review's decision (`approve` or `reject`) and body, with the acting reviewer filled in.
+fn review_body(
+    decision: &str,
+    principal: Option<Extension<Principal>>,
+    b: &[u8],
+) -> Result<(bool, ReviewBody), ApiError> {
+    let approve = match decision {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err(ApiError::not_found("decision")),
+    };
+    let mut r: ReviewBody = json_body(b)?;
+    acting(&mut r.by, principal);
+    if r.by.trim().is_empty() {
+        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
+    }
+    Ok((approve, r))
+}
+
 pub(super) async fn review_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, decision)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let status = match decision.as_str() {
-        "approve" => "approved",
-        "reject" => "rejected",
-        _ => return Err(ApiError::not_found("decision")),
-    };
-    let mut r: ReviewBody = json_body(&b)?;
-    acting(&mut r.by, principal);
+    let (approve, r) = review_body(&decision, principal, &b)?;
+    let status = if approve { "approved" } else { "rejected" };
     let existing = state
         .store
         .exclusions()
@@ -508,9 +522,6 @@ pub(super) async fn review_exclusion(
         .into_iter()
         .find(|e| e.id == id)
         .ok_or_else(|| ApiError::not_found("exclusion").field("id"))?;
-    if r.by.trim().is_empty() {
-        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
-    }
     if r.by.trim() == existing.requested_by {
         return Err(ApiError::new(
             ErrorKind::Forbidden,
@@ -604,16 +615,7 @@ pub(super) async fn review_incident_request(
     principal: Option<Extension<Principal>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        _ => return Err(ApiError::not_found("decision")),
-    };
-    let mut r: ReviewBody = json_body(&b)?;
-    acting(&mut r.by, principal);
-    if r.by.trim().is_empty() {
-        return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
-    }
+    let (approve, r) = review_body(&decision, principal, &b)?;
     let outcome = incident_rules::review(
         &state.store,
         &id,
