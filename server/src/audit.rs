@@ -18,14 +18,11 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, LazyLock},
+    sync::LazyLock,
     time::Duration,
 };
 
-use crate::{
-    AppState,
-    store::{self, Store},
-};
+use crate::store::{self, Store};
 use anyhow::Context;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -434,11 +431,10 @@ pub fn load_anchor(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
 
 /// Checkpoints with the report key under the data directory and keeps the anchor file;
 /// failures are logged.
-pub async fn checkpoint_now(state: &AppState, now_ms: i64) {
-    let data_dir = &state.config.data_dir;
+pub async fn checkpoint_now(store: &Store, data_dir: &Path, now_ms: i64) {
     let result = async {
         let key = crate::report_keys::load_or_create(data_dir)?;
-        if let Some(c) = checkpoint(&state.store, &key, now_ms).await? {
+        if let Some(c) = checkpoint(store, &key, now_ms).await? {
             if load_anchor(data_dir)
                 .ok()
                 .flatten()
@@ -457,12 +453,12 @@ pub async fn checkpoint_now(state: &AppState, now_ms: i64) {
 }
 
 /// Checkpoints at start and every [`CHECKPOINT_EVERY`].
-pub async fn checkpoint_loop(state: Arc<AppState>) {
+pub async fn checkpoint_loop(store: Store, data_dir: PathBuf) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        checkpoint_now(&state, crate::now_ms()).await;
+        checkpoint_now(&store, &data_dir, crate::now_ms()).await;
     }
 }
 

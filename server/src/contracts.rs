@@ -9,7 +9,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
@@ -27,13 +27,68 @@ use yunwei_sla::{
 };
 
 use crate::{
-    AppState,
+    config::ServerConfig,
     ingest::{KIND_HOST, KIND_PROBE},
+    live::Live,
     notify::matcher::{Matcher, all_match},
     now_ms,
     store::{HOUR_MS, InspectionRow, Store, kpi},
     timeline::State,
 };
+
+/// Why contracts did not load, or an assessment or inspection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// Contract or calendar files that do not load: every problem, each with `file:line:col`.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// The evidence could not be read from (or an inspection written to) the store.
+    #[error("reading the evidence: {0}")]
+    Store(#[from] sqlx::Error),
+    /// A period that cannot be formed.
+    #[error(transparent)]
+    Period(#[from] assess::PeriodError),
+}
+
+/// The contracts service: the validated contracts, and the inspections run against them over
+/// the live window.
+pub struct Contracts {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub live: Arc<Live>,
+    loaded: RwLock<Vec<Arc<LoadedContract>>>,
+}
+
+impl Contracts {
+    pub fn new(
+        config: Arc<ServerConfig>,
+        store: Store,
+        live: Arc<Live>,
+        loaded: Vec<Arc<LoadedContract>>,
+    ) -> Contracts {
+        Contracts {
+            config,
+            store,
+            live,
+            loaded: RwLock::new(loaded),
+        }
+    }
+
+    /// The loaded contracts, in file order.
+    pub fn list(&self) -> Vec<Arc<LoadedContract>> {
+        self.loaded.read().expect("contracts lock").clone()
+    }
+
+    /// The loaded contract `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<LoadedContract>> {
+        self.loaded
+            .read()
+            .expect("contracts lock")
+            .iter()
+            .find(|c| c.contract.id == id)
+            .cloned()
+    }
+}
 
 /// A validated contract with the calendar it is evaluated with.
 #[derive(Debug)]
@@ -45,10 +100,11 @@ pub struct LoadedContract {
 
 /// Reads and validates one contract file and the calendar files it names (relative to the
 /// contract's folder). Every problem is reported, each with `file:line:col`.
-pub fn load_file(path: &Path) -> Result<LoadedContract, String> {
+pub fn load_file(path: &Path) -> Result<LoadedContract, ContractError> {
+    let invalid = |m: String| ContractError::Invalid(vec![m]);
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: {e}"))?;
-    let contract = parse_contract(&text, &origin).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("{origin}: {e}")))?;
+    let contract = parse_contract(&text, &origin).map_err(|e| invalid(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut texts = Vec::new();
     let mut errors = Vec::new();
@@ -63,13 +119,15 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, String> {
         }
     }
     if !errors.is_empty() {
-        return Err(errors.join("\n"));
+        return Err(ContractError::Invalid(errors));
     }
     let files: Vec<(&str, &str)> = texts
         .iter()
         .map(|(o, t)| (o.as_str(), t.as_str()))
         .collect();
-    let calendar = contract.build_calendar(&files).map_err(|e| e.to_string())?;
+    let calendar = contract
+        .build_calendar(&files)
+        .map_err(|e| invalid(e.to_string()))?;
     Ok(LoadedContract {
         path: path.to_path_buf(),
         contract,
@@ -78,7 +136,7 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, String> {
 }
 
 /// Loads every contract file; ids must be unique.
-pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<LoadedContract>>, String> {
+pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<LoadedContract>>, ContractError> {
     let mut out: Vec<Arc<LoadedContract>> = Vec::new();
     let mut errors = Vec::new();
     for f in files {
@@ -95,13 +153,14 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<LoadedContract>>, String> {
                     out.push(Arc::new(c));
                 }
             }
-            Err(e) => errors.push(e),
+            Err(ContractError::Invalid(e)) => errors.extend(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(errors.join("\n"))
+        Err(ContractError::Invalid(errors))
     }
 }
 
@@ -145,7 +204,7 @@ pub async fn gather(
     from_ms: i64,
     to_ms: i64,
     inspections_recorded: bool,
-) -> anyhow::Result<Evidence> {
+) -> Result<Evidence, ContractError> {
     let contract = &c.contract;
     let mut ev = Evidence::default();
     if inspections_recorded {
@@ -306,7 +365,7 @@ async fn exclusions(
     from_ms: i64,
     to_ms: i64,
     cal: &yunwei_sla::calendar::Calendar,
-) -> anyhow::Result<Vec<Exclusion>> {
+) -> Result<Vec<Exclusion>, ContractError> {
     let mut out = Vec::new();
     for row in store.exclusions().await? {
         if row.to_ms <= from_ms || row.from_ms >= to_ms {
@@ -412,7 +471,7 @@ async fn resource_hours(
     hosts: &BTreeMap<String, BTreeMap<String, String>>,
     from_ms: i64,
     to_ms: i64,
-) -> anyhow::Result<Vec<ResourceHour>> {
+) -> Result<Vec<ResourceHour>, ContractError> {
     let from_h = from_ms - from_ms.rem_euclid(HOUR_MS);
     let to_h = to_ms - 1;
     // Hosts by index, in id order, so that sorting by index sorts by id.
@@ -501,7 +560,7 @@ async fn from_rollups(
     hosts: &BTreeMap<String, BTreeMap<String, String>>,
     from_h: i64,
     to_h: i64,
-) -> anyhow::Result<BTreeMap<(String, i64), f64>> {
+) -> Result<BTreeMap<(String, i64), f64>, ContractError> {
     let mut series = HashMap::new();
     for name in kpi::sources(metric) {
         series.extend(
@@ -526,7 +585,7 @@ pub async fn assess_period(
     period: &Period,
     as_of_ms: i64,
     inspections_recorded: bool,
-) -> anyhow::Result<Assessment> {
+) -> Result<Assessment, ContractError> {
     let until = as_of_ms.min(period.end_ms);
     let ev = gather(
         store,
@@ -595,7 +654,7 @@ const CHECKLIST: &[CheckItem] = &[
 
 /// Runs the checklist for `c` at `t_ms`: hosts in scope reporting, then each item over the live
 /// window, limited to the contract's hosts. Returns (all ok, result JSON).
-pub fn run_checklist(state: &AppState, c: &LoadedContract, t_ms: i64) -> (bool, Value) {
+pub fn run_checklist(state: &Contracts, c: &LoadedContract, t_ms: i64) -> (bool, Value) {
     let contract = &c.contract;
     let missed = state.config.ingest.unknown_after_missed_batches;
     let in_scope = |labels: &BTreeMap<String, String>| {
@@ -607,7 +666,7 @@ pub fn run_checklist(state: &AppState, c: &LoadedContract, t_ms: i64) -> (bool, 
     let mut items = Vec::new();
     let mut all_ok = true;
     {
-        let live = state.live.read().expect("live lock");
+        let live = state.live.hosts.read().expect("live lock");
         let mut silent = Vec::new();
         let mut total = 0;
         for (id, h) in live.iter() {
@@ -625,7 +684,7 @@ pub fn run_checklist(state: &AppState, c: &LoadedContract, t_ms: i64) -> (bool, 
             "ok": ok, "hosts": total, "findings": silent,
         }));
     }
-    let window = state.window.read().expect("window lock");
+    let window = state.live.window.read().expect("window lock");
     for item in CHECKLIST {
         let result = promql::eval_instant(item.expr, t_ms, &window.storage, &Options::default());
         let (ok, findings) = match result {
@@ -671,8 +730,8 @@ fn kind_name(k: InspectionKind) -> &'static str {
 }
 
 /// Runs every inspection that is due at `now` and not yet stored. Returns how many ran.
-pub async fn run_due_inspections(state: &AppState, now: i64) -> anyhow::Result<usize> {
-    let contracts = state.contracts.read().expect("contracts lock").clone();
+pub async fn run_due_inspections(state: &Contracts, now: i64) -> Result<usize, ContractError> {
+    let contracts = state.list();
     let mut ran = 0;
     for c in contracts {
         let k = &c.contract;
@@ -712,7 +771,7 @@ pub async fn run_due_inspections(state: &AppState, now: i64) -> anyhow::Result<u
 }
 
 /// Runs due inspections every 30 seconds.
-pub async fn inspection_loop(state: Arc<AppState>) {
+pub async fn inspection_loop(state: Arc<Contracts>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

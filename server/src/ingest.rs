@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
-    sync::Arc,
+    sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
 
@@ -17,7 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use yunwei_proto::{Ack, Batch, Event, HostFacts};
 
 use crate::{
-    AppState, HostLive, now_ms,
+    config::ServerConfig,
+    live::{HostLive, Live},
+    metrics::Metrics,
+    now_ms, rules,
     store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, writes},
     timeline::{self, Span, State},
 };
@@ -86,6 +89,56 @@ pub struct IngestJob {
     pub reply: oneshot::Sender<Result<Ack, Rejected>>,
 }
 
+// ---- the service ----------------------------------------------------------------------------
+
+/// The ingest service as the API sees it: the enrolled agents' tokens, the batches in flight
+/// per agent, and the writer's queue.
+#[derive(Debug)]
+pub struct Ingest {
+    /// token hash → agent id.
+    pub tokens: RwLock<HashMap<String, Arc<str>>>,
+    /// Batches between a handler and the writer's reply, per agent.
+    pub inflight: Mutex<HashMap<Arc<str>, usize>>,
+    pub writer: mpsc::Sender<WriterMsg>,
+}
+
+impl Ingest {
+    /// The service for the agents enrolled in `store`, and the receiving end of its writer's
+    /// queue (of `queue_batches` batches).
+    pub async fn load(
+        store: &Store,
+        queue_batches: usize,
+    ) -> anyhow::Result<(Ingest, mpsc::Receiver<WriterMsg>)> {
+        let tokens = store
+            .agents()
+            .await?
+            .into_iter()
+            .map(|a| (a.token_hash, Arc::from(a.agent_id.as_str())))
+            .collect();
+        let (tx, rx) = mpsc::channel(queue_batches);
+        Ok((
+            Ingest {
+                tokens: RwLock::new(tokens),
+                inflight: Mutex::new(HashMap::new()),
+                writer: tx,
+            },
+            rx,
+        ))
+    }
+}
+
+/// What the writer shares with the rest of the server.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Hosts and the live window, updated after each commit.
+    pub live: Arc<Live>,
+    /// Wakes the rule engine with the metric names of committed batches.
+    pub rule_trigger: Arc<rules::IngestTrigger>,
+}
+
 // ---- the writer -----------------------------------------------------------------------------
 
 /// What the writer remembers of an agent between batches.
@@ -108,7 +161,7 @@ type SeriesKey = (Arc<str>, String, BTreeMap<String, String>);
 
 /// The writer task's state. Caches are reloaded from the store after a failed transaction.
 pub struct Writer {
-    state: Arc<AppState>,
+    state: Shared,
     agents: HashMap<Arc<str>, AgentMem>,
     /// hash of (agent, name, labels) → candidates; collisions are resolved by comparison.
     series: HashMap<u64, Vec<(SeriesKey, i64)>>,
@@ -146,7 +199,7 @@ struct Undo {
 }
 
 impl Writer {
-    pub async fn load(state: Arc<AppState>) -> anyhow::Result<Writer> {
+    pub async fn load(state: Shared) -> anyhow::Result<Writer> {
         let mut w = Writer {
             state,
             agents: HashMap::new(),
@@ -627,7 +680,7 @@ impl Writer {
             None => 0,
         };
         {
-            let mut window = self.state.window.write().expect("window lock");
+            let mut window = self.state.live.window.write().expect("window lock");
             for (s, id) in b.samples.iter().zip(ids) {
                 let labels = match self.labels.get(id) {
                     Some((g, l)) if *g == generation => l.clone(),
@@ -645,7 +698,7 @@ impl Writer {
                 window.storage.add_sample(&labels, s.ts_ms, s.value);
             }
         }
-        let mut live = self.state.live.write().expect("live lock");
+        let mut live = self.state.live.hosts.write().expect("live lock");
         let entry = live
             .entry(job.agent_id.clone())
             .or_insert_with(|| HostLive {
@@ -858,23 +911,26 @@ pub async fn compute_rollups(store: &Store, hour_ms: i64) -> sqlx::Result<Vec<Ro
 }
 
 /// One maintenance pass: roll up every closed dirty hour, then apply retention.
-pub async fn maintenance_pass(state: &AppState, now: i64) -> anyhow::Result<()> {
+pub async fn maintenance_pass(
+    store: &Store,
+    writer: &mpsc::Sender<WriterMsg>,
+    now: i64,
+) -> anyhow::Result<()> {
     // An hour is rolled up once it has been closed for two minutes; later backfill dirties it
     // again and it is recomputed.
-    let dirty = state.store.dirty_hours(now - 120_000).await?;
+    let dirty = store.dirty_hours(now - 120_000).await?;
     // Read after the dirty hours: a series created later comes with a batch that dirties its
     // hour again, so an hour rolled up without it is not written (its version moved on).
     let series = if dirty.is_empty() {
         HashMap::new()
     } else {
-        state.store.kpi_source_series().await?
+        store.kpi_source_series().await?
     };
     for (hour_ms, version) in dirty {
-        let rollups = compute_rollups(&state.store, hour_ms).await?;
+        let rollups = compute_rollups(store, hour_ms).await?;
         let kpis = kpi::derive_hour(&series, hour_ms, &rollups);
         let (reply, rx) = oneshot::channel();
-        state
-            .writer
+        writer
             .send(WriterMsg::Rollup {
                 hour_ms,
                 version,
@@ -887,8 +943,7 @@ pub async fn maintenance_pass(state: &AppState, now: i64) -> anyhow::Result<()> 
         rx.await?;
     }
     let (reply, rx) = oneshot::channel();
-    state
-        .writer
+    writer
         .send(WriterMsg::Retention { now_ms: now, reply })
         .await
         .map_err(|_| anyhow::anyhow!("writer stopped"))?;

@@ -12,8 +12,7 @@ use serde::Serialize;
 use yunwei_sla::assess;
 
 use crate::{
-    AppState,
-    contracts::{host_labels, selected},
+    contracts::{Contracts, host_labels, selected},
     ingest::{KIND_HOST, KIND_PROBE},
     timeline::{Span, State},
 };
@@ -79,7 +78,7 @@ fn totals(spans: &[Span], from: i64, to: i64) -> (i64, i64, i64) {
 /// Spans of `kind` by subject, from a week before `now` (so a state that began earlier still
 /// shows when it began) up to `now`.
 async fn spans_by_subject(
-    state: &AppState,
+    state: &Contracts,
     kind: &str,
     now: i64,
 ) -> sqlx::Result<BTreeMap<String, Vec<Span>>> {
@@ -101,7 +100,7 @@ struct Inventory {
     probes: Vec<ProbeView>,
 }
 
-async fn inventory(state: &AppState, now: i64) -> sqlx::Result<Inventory> {
+async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
     let agents = state.store.agents().await?;
     let hosts: BTreeMap<String, (String, BTreeMap<String, String>)> = agents
         .iter()
@@ -115,7 +114,7 @@ async fn inventory(state: &AppState, now: i64) -> sqlx::Result<Inventory> {
             )
         })
         .collect();
-    let contracts = state.contracts.read().expect("contracts lock").clone();
+    let contracts = state.list();
     let mut probes = Vec::new();
     for (subject, spans) in spans_by_subject(state, KIND_PROBE, now).await? {
         let Some((agent, probe)) = subject.split_once('/') else {
@@ -165,7 +164,7 @@ async fn inventory(state: &AppState, now: i64) -> sqlx::Result<Inventory> {
 }
 
 /// Every probe seen in the last 24 hours before `now`.
-pub async fn probes(state: &AppState, now: i64) -> sqlx::Result<Vec<ProbeView>> {
+pub async fn probes(state: &Contracts, now: i64) -> sqlx::Result<Vec<ProbeView>> {
     Ok(inventory(state, now).await?.probes)
 }
 
@@ -207,9 +206,9 @@ fn count(members: &[Member]) -> [usize; 3] {
 }
 
 /// The systems of every loaded contract, with their hosts and probes, at `now`.
-pub async fn systems(state: &AppState, now: i64) -> sqlx::Result<Vec<SystemView>> {
+pub async fn systems(state: &Contracts, now: i64) -> sqlx::Result<Vec<SystemView>> {
     let inv = inventory(state, now).await?;
-    let contracts = state.contracts.read().expect("contracts lock").clone();
+    let contracts = state.list();
     let mut out = Vec::new();
     for c in &contracts {
         for s in &c.contract.systems {

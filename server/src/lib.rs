@@ -23,18 +23,12 @@ pub mod selector;
 pub mod store;
 pub mod timeline;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::mpsc};
 
-use crate::{config::ServerConfig, ingest::WriterMsg, metrics::Metrics, store::Store};
+use crate::{config::ServerConfig, live::Live, metrics::Metrics, store::Store};
 
 /// Milliseconds since the Unix epoch, from the server's clock.
 pub fn now_ms() -> i64 {
@@ -43,43 +37,23 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What the server knows about a host between requests.
-#[derive(Debug, Clone)]
-pub struct HostLive {
-    pub hostname: String,
-    pub last_seen_ms: i64,
-    pub interval_ms: i64,
-    /// Inventory labels (department, system, environment, ...).
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Highest batch sequence number stored.
-    pub last_seq: i64,
-}
-
-impl HostLive {
-    /// Up while no more than `missed` batches in a row are missing.
-    pub fn is_up(&self, now_ms: i64, missed: u32) -> bool {
-        now_ms - self.last_seen_ms <= i64::from(missed) * self.interval_ms
-    }
-}
-
-/// State shared by the handlers.
+/// The assembled server: its services, each holding what it shares with the others. Only the
+/// assembly ([`Server::bind`]) and `http/` see this struct; every service and background loop
+/// gets its own service alone (`server/tests/layers.rs` keeps it so).
 pub struct AppState {
-    pub config: ServerConfig,
+    pub config: Arc<ServerConfig>,
     pub store: Store,
-    pub metrics: Metrics,
-    /// token hash → agent id.
-    pub tokens: RwLock<HashMap<String, Arc<str>>>,
-    pub live: RwLock<HashMap<Arc<str>, HostLive>>,
-    pub writer: mpsc::Sender<WriterMsg>,
-    /// Recent samples in memory, for rule evaluation.
-    pub window: RwLock<live::LiveWindow>,
-    pub inflight: Mutex<HashMap<Arc<str>, usize>>,
-    /// Loaded alert and recording rules with their state.
-    pub rules: RwLock<rules::RuleSet>,
-    /// Metric names of committed batches, for the rule loop (`rules.eval_on_ingest`).
-    pub rule_trigger: rules::IngestTrigger,
-    /// Validated O&M contracts.
-    pub contracts: RwLock<Vec<Arc<contracts::LoadedContract>>>,
+    pub metrics: Arc<Metrics>,
+    /// Hosts and the live window.
+    pub live: Arc<Live>,
+    /// Agent tokens, batches in flight, the writer's queue.
+    pub ingest: Arc<ingest::Ingest>,
+    /// The rule set and its evaluation.
+    pub rules: Arc<rules::Engine>,
+    /// Loaded contracts and inspections.
+    pub contracts: Arc<contracts::Contracts>,
+    /// Scheduled reports and their mail.
+    pub reports: Arc<reports::Reports>,
     /// Hands alerts and acknowledgements to the notification dispatcher.
     pub notify: notify::dispatch::Handle,
 }
@@ -104,34 +78,19 @@ impl Server {
         let store = Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
             .await
             .context("opening the store")?;
-        let metrics = Metrics::new().context("registering metrics")?;
-        let agents = store.agents().await.context("loading agents")?;
-        let tokens = agents
-            .iter()
-            .map(|a| (a.token_hash.clone(), Arc::from(a.agent_id.as_str())))
-            .collect();
-        let live = agents
-            .iter()
-            .filter_map(|a| {
-                a.last_seen_ms.map(|t| {
-                    (
-                        Arc::from(a.agent_id.as_str()),
-                        HostLive {
-                            hostname: a.hostname.clone(),
-                            last_seen_ms: t,
-                            interval_ms: a.interval_ms,
-                            labels: a.labels.clone(),
-                            last_seq: a.last_seq,
-                        },
-                    )
-                })
-            })
-            .collect();
-        let mut window = live::LiveWindow::new(i64::from(config.rules.live_window_secs) * 1000);
-        let warmed = live::warm(&store, &mut window, now_ms())
+        let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+        let live = Arc::new(
+            Live::load(
+                &store,
+                i64::from(config.rules.live_window_secs) * 1000,
+                now_ms(),
+            )
             .await
-            .context("filling the live window")?;
-        tracing::debug!(samples = warmed, "live window filled from the raw window");
+            .context("filling the live window")?,
+        );
+        let (ingest, rx) = ingest::Ingest::load(&store, config.ingest.queue_batches)
+            .await
+            .context("loading agents")?;
         let groups = rules::load(&config.rules.files)
             .map_err(|e| anyhow::anyhow!("invalid rule files:\n{e}"))?;
         let saved = rules::saved_states(&store)
@@ -140,7 +99,6 @@ impl Server {
         let rule_set = rules::RuleSet::new(config.rules.files.clone(), groups, saved);
         let loaded_contracts = contracts::load(&config.contracts.files)
             .map_err(|e| anyhow::anyhow!("invalid contract files:\n{e}"))?;
-        let (tx, rx) = mpsc::channel(config.ingest.queue_batches);
         let fresh: [u8; 32] = rand::random();
         let secret = store
             .notify_secret("ack_link", &hex::encode(fresh), now_ms())
@@ -153,23 +111,47 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
+        let config = Arc::new(config);
+        let rule_trigger = Arc::new(rules::IngestTrigger::default());
+        let contracts = Arc::new(contracts::Contracts::new(
+            config.clone(),
+            store.clone(),
+            live.clone(),
+            loaded_contracts,
+        ));
         let state = Arc::new(AppState {
+            ingest: Arc::new(ingest),
+            rules: Arc::new(rules::Engine {
+                config: config.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                live: live.clone(),
+                notify: notify_handle.clone(),
+                set: std::sync::RwLock::new(rule_set),
+                rule_trigger: rule_trigger.clone(),
+            }),
+            reports: Arc::new(reports::Reports {
+                config: config.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                contracts: contracts.clone(),
+            }),
+            contracts,
+            notify: notify_handle,
+            live: live.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            store: store.clone(),
+        });
+        let writer = ingest::Writer::load(ingest::Shared {
             config,
             store,
             metrics,
-            tokens: RwLock::new(tokens),
-            live: RwLock::new(live),
-            writer: tx,
-            window: RwLock::new(window),
-            inflight: Mutex::new(HashMap::new()),
-            rules: RwLock::new(rule_set),
-            rule_trigger: rules::IngestTrigger::default(),
-            contracts: RwLock::new(loaded_contracts),
-            notify: notify_handle,
-        });
-        let writer = ingest::Writer::load(state.clone())
-            .await
-            .context("loading writer caches")?;
+            live,
+            rule_trigger,
+        })
+        .await
+        .context("loading writer caches")?;
         tokio::spawn(writer.run(rx));
         Ok(Server {
             listener,
@@ -195,18 +177,32 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let maintenance = tokio::spawn(maintenance_loop(state.clone()));
-        let evaluator = tokio::spawn(rules::eval_loop(state.clone()));
-        let hangup = tokio::spawn(reload_on_sighup(state.clone()));
-        let checkpoints = tokio::spawn(audit::checkpoint_loop(state.clone()));
+        let maintenance = tokio::spawn(maintenance_loop(
+            state.config.clone(),
+            state.store.clone(),
+            state.live.clone(),
+            state.ingest.clone(),
+        ));
+        let evaluator = tokio::spawn(rules::eval_loop(state.rules.clone()));
+        let hangup = tokio::spawn(reload_on_sighup(state.rules.clone()));
+        let checkpoints = tokio::spawn(audit::checkpoint_loop(
+            state.store.clone(),
+            state.config.data_dir.clone(),
+        ));
         let inspections = state
             .config
             .contracts
             .run_inspections
-            .then(|| tokio::spawn(contracts::inspection_loop(state.clone())));
+            .then(|| tokio::spawn(contracts::inspection_loop(state.contracts.clone())));
         let dispatcher = self.notify.take().map(|(engine, rx)| {
+            let shared = notify::dispatch::Shared {
+                config: state.config.clone(),
+                store: state.store.clone(),
+                metrics: state.metrics.clone(),
+                notify: state.notify.clone(),
+            };
             tokio::spawn(notify::dispatch::run(
-                state.clone(),
+                Arc::new(shared),
                 engine,
                 rx,
                 state.notify.sender(),
@@ -216,7 +212,7 @@ impl Server {
             .config
             .contracts
             .scheduled_reports
-            .then(|| tokio::spawn(reports::schedule_loop(state.clone())));
+            .then(|| tokio::spawn(reports::schedule_loop(state.reports.clone())));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         http::serve(self.listener, state.clone(), shutdown)
             .await
@@ -234,24 +230,31 @@ impl Server {
         if let Some(d) = dispatcher {
             d.abort();
         }
-        audit::checkpoint_now(&state, now_ms()).await;
+        audit::checkpoint_now(&state.store, &state.config.data_dir, now_ms()).await;
         state.store.close().await;
         Ok(())
     }
 }
 
-async fn maintenance_loop(state: Arc<AppState>) {
-    let every = Duration::from_secs(state.config.retention.run_every_secs.max(1));
+/// Trims the live window, rolls up closed hours, applies retention and purges ended sessions,
+/// every `retention.run_every_secs`.
+async fn maintenance_loop(
+    config: Arc<ServerConfig>,
+    store: Store,
+    live: Arc<Live>,
+    ingest: Arc<ingest::Ingest>,
+) {
+    let every = Duration::from_secs(config.retention.run_every_secs.max(1));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        state.window.write().expect("window lock").trim(now_ms());
-        if let Err(e) = ingest::maintenance_pass(&state, now_ms()).await {
+        live.window.write().expect("window lock").trim(now_ms());
+        if let Err(e) = ingest::maintenance_pass(&store, &ingest.writer, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
         }
-        let idle_ms = state.config.auth.session_idle_secs as i64 * 1000;
-        if let Err(e) = auth::users::purge_sessions(&state.store, now_ms(), idle_ms).await {
+        let idle_ms = config.auth.session_idle_secs as i64 * 1000;
+        if let Err(e) = auth::users::purge_sessions(&store, now_ms(), idle_ms).await {
             tracing::error!(error = %e, "purging ended sessions failed");
         }
     }
@@ -281,7 +284,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Reloads the rule files on SIGHUP; an invalid set is refused and the running one kept.
-async fn reload_on_sighup(state: Arc<AppState>) {
+async fn reload_on_sighup(state: Arc<rules::Engine>) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -1,12 +1,82 @@
 //! The live window: the most recent samples of every series, in memory, in the PromQL engine's
 //! storage, so rules evaluate without touching the database. The writer appends each batch after
 //! its commit; start-up refills the window from the raw window on disk; maintenance trims it.
+//! [`Live`] holds the window with what the server knows about each host between requests.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+};
 
 use yunwei_rules::promql::{Labels, MemStorage};
 
 use crate::store::{AgentRow, Store, blob};
+
+/// What the server knows about a host between requests.
+#[derive(Debug, Clone)]
+pub struct HostLive {
+    pub hostname: String,
+    pub last_seen_ms: i64,
+    pub interval_ms: i64,
+    /// Inventory labels (department, system, environment, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Highest batch sequence number stored.
+    pub last_seq: i64,
+}
+
+impl HostLive {
+    /// Up while no more than `missed` batches in a row are missing.
+    pub fn is_up(&self, now_ms: i64, missed: u32) -> bool {
+        now_ms - self.last_seen_ms <= i64::from(missed) * self.interval_ms
+    }
+}
+
+/// The in-memory view of the fleet: written by the ingest writer (and the rule engine's recorded
+/// series), read by rules, inspections, inventory and the API.
+#[derive(Debug)]
+pub struct Live {
+    /// agent id → what its latest stored batch said.
+    pub hosts: RwLock<HashMap<Arc<str>, HostLive>>,
+    /// Recent samples, for rule evaluation and live queries.
+    pub window: RwLock<LiveWindow>,
+}
+
+impl Live {
+    /// The hosts as the store last saw them, and a window of `window_ms` filled from the raw
+    /// batches kept on disk.
+    pub async fn load(store: &Store, window_ms: i64, now_ms: i64) -> anyhow::Result<Live> {
+        let hosts = store
+            .agents()
+            .await?
+            .into_iter()
+            .filter_map(|a| {
+                let last_seen_ms = a.last_seen_ms?;
+                Some((
+                    Arc::from(a.agent_id.as_str()),
+                    HostLive {
+                        hostname: a.hostname,
+                        last_seen_ms,
+                        interval_ms: a.interval_ms,
+                        labels: a.labels,
+                        last_seq: a.last_seq,
+                    },
+                ))
+            })
+            .collect();
+        let mut window = LiveWindow::new(window_ms);
+        let warmed = warm(store, &mut window, now_ms).await?;
+        tracing::debug!(samples = warmed, "live window filled from the raw window");
+        Ok(Live {
+            hosts: RwLock::new(hosts),
+            window: RwLock::new(window),
+        })
+    }
+
+    /// A copy of every host's state (the lock is not held by the caller).
+    pub fn hosts(&self) -> HashMap<Arc<str>, HostLive> {
+        self.hosts.read().expect("live lock").clone()
+    }
+}
 
 /// Recent samples, with the time span they cover.
 #[derive(Debug)]
@@ -99,7 +169,7 @@ pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow
         .into_iter()
         .map(|a| (a.agent_id.clone(), a))
         .collect();
-    let labels: std::collections::HashMap<i64, Labels> = store
+    let labels: HashMap<i64, Labels> = store
         .all_series()
         .await?
         .into_iter()

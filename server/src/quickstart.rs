@@ -172,8 +172,7 @@ pub async fn run_with_demo(
     let (contract_id, month) = server
         .state()
         .contracts
-        .read()
-        .expect("contracts lock")
+        .list()
         .first()
         .map(|c| {
             let month = crate::contracts::current_month(&c.contract, crate::now_ms());

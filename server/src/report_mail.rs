@@ -22,9 +22,8 @@ use sha2::{Digest, Sha256};
 use yunwei_reports::{Fixed, Lang, i18n};
 
 use crate::{
-    AppState,
     notify::{deliver, message::one_line},
-    reports::{self, ArchivedReport, ReportFormat},
+    reports::{self, ArchivedReport, ReportFormat, Reports},
     store::{Store, report_mail::DeliveryAttemptRow},
 };
 
@@ -144,7 +143,7 @@ pub struct Sent {
 
 /// Mails every queued report due at `now_ms` (nothing while `notify.smtp` is missing) and
 /// records each attempt.
-pub async fn deliver_due(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<Sent>> {
+pub async fn deliver_due(state: &Reports, now_ms: i64) -> anyhow::Result<Vec<Sent>> {
     let Some(smtp) = &state.config.notify.smtp else {
         return Ok(Vec::new());
     };
@@ -234,7 +233,7 @@ async fn record(
 
 /// The archived report's mail: text body and every archived file attached.
 async fn build(
-    state: &AppState,
+    state: &Reports,
     smtp: &crate::notify::config::Smtp,
     report_id: i64,
     to: &[String],

@@ -33,10 +33,20 @@ use yunwei_reports::{
 use yunwei_sla::assess::{self, Period};
 
 use crate::{
-    AppState,
-    contracts::LoadedContract,
+    config::ServerConfig,
+    contracts::{Contracts, LoadedContract},
+    metrics::Metrics,
     store::{Store, reports::ReportRow},
 };
+
+/// The scheduled-reports service: generation when a period's report falls due, and the mail of
+/// archived reports to their contract's recipients.
+pub struct Reports {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub contracts: Arc<Contracts>,
+}
 
 /// The PDF font used when none is configured (Debian `fonts-noto-cjk`).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
@@ -251,6 +261,15 @@ pub enum ReportError {
     /// Anything else (the store, rendering, the archive).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<crate::contracts::ContractError> for ReportError {
+    fn from(e: crate::contracts::ContractError) -> ReportError {
+        match e {
+            crate::contracts::ContractError::Period(e) => ReportError::Period(e.to_string()),
+            other => ReportError::Other(other.into()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ReportError {
@@ -677,11 +696,10 @@ fn scheduled_formats(c: &LoadedContract) -> (Vec<ReportFormat>, Vec<Lang>) {
 /// (restart safe: the archive says what was done), and queues the mail of each (new or made
 /// before) to the contract's `report:` recipients once. Contracts take part when they set
 /// `report_due_working_day`. Returns the reports made by this call.
-pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Vec<ArchivedReport>> {
+pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec<ArchivedReport>> {
     let contracts: Vec<Arc<LoadedContract>> = state
         .contracts
-        .read()
-        .expect("contracts lock")
+        .list()
         .iter()
         .filter(|c| c.contract.report_due_working_day.is_some())
         .cloned()
@@ -761,7 +779,7 @@ pub async fn run_due_reports(state: &AppState, now_ms: i64) -> anyhow::Result<Ve
 
 /// Every five minutes makes the scheduled reports that are due; every 30 seconds mails the
 /// queued ones that are due (first attempts and retries).
-pub async fn schedule_loop(state: Arc<AppState>) {
+pub async fn schedule_loop(state: Arc<Reports>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;

@@ -15,7 +15,7 @@
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -32,7 +32,27 @@ use yunwei_rules::{
     rulefile::{Rule, RuleGroup, load_rule_files},
 };
 
-use crate::{AppState, live, now_ms};
+use crate::{
+    config::ServerConfig,
+    live::{self, Live},
+    metrics::Metrics,
+    notify, now_ms,
+    store::Store,
+};
+
+/// The rule engine: the running rule set and what its evaluation reads (the live window, the
+/// commit trigger) and writes (recorded series, alert state in the store, alerts to notify).
+pub struct Engine {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub live: Arc<Live>,
+    pub notify: notify::dispatch::Handle,
+    /// Loaded alert and recording rules with their state.
+    pub set: RwLock<RuleSet>,
+    /// Metric names of committed batches, for the rule loop (`rules.eval_on_ingest`).
+    pub rule_trigger: Arc<IngestTrigger>,
+}
 
 /// One group with its state and the outcome of its last evaluation.
 pub struct GroupRuntime {
@@ -344,16 +364,16 @@ pub async fn saved_states(
 }
 
 /// Re-reads the configured rule files; on any error the running set is kept.
-pub fn reload(state: &AppState) -> Result<usize, String> {
-    let files = state.rules.read().expect("rules lock").files.clone();
+pub fn reload(state: &Engine) -> Result<usize, String> {
+    let files = state.set.read().expect("rules lock").files.clone();
     let groups = load(&files)?;
     let n = groups.len();
-    state.rules.write().expect("rules lock").replace(groups);
+    state.set.write().expect("rules lock").replace(groups);
     tracing::info!(groups = n, "rules reloaded");
     Ok(n)
 }
 
-fn eval_options(state: &AppState) -> EvalOptions {
+fn eval_options(state: &Engine) -> EvalOptions {
     EvalOptions {
         promql: Options::default(),
         default_interval_ms: state.config.rules.evaluation_interval_secs as i64 * 1000,
@@ -363,16 +383,17 @@ fn eval_options(state: &AppState) -> EvalOptions {
 
 /// Writes the fleet series rules can use (`yunwei_host_up`, `yunwei_host_last_batch_age_seconds`)
 /// into the live window at `t`.
-fn record_fleet(state: &AppState, t: i64) {
+fn record_fleet(state: &Engine, t: i64) {
     let missed = state.config.ingest.unknown_after_missed_batches;
-    let hosts: Vec<(String, crate::HostLive)> = state
+    let hosts: Vec<(String, live::HostLive)> = state
         .live
+        .hosts
         .read()
         .expect("live lock")
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let mut w = state.window.write().expect("window lock");
+    let mut w = state.live.window.write().expect("window lock");
     for (id, h) in hosts {
         let mut base = h.labels.clone();
         base.insert("agent_id".into(), id.clone());
@@ -400,12 +421,12 @@ fn record_fleet(state: &AppState, t: i64) {
 /// Evaluates every group that is due at `t`: its interval came round, or an ingest commit
 /// marked it ([`RuleSet::trigger`]) and the early-evaluation budget allows; returns how many
 /// were evaluated.
-pub async fn eval_due(state: &AppState, t: i64) -> usize {
+pub async fn eval_due(state: &Engine, t: i64) -> usize {
     let opts = eval_options(state);
     let share = f64::from(state.config.rules.eval_on_ingest_cpu_percent) / 100.0;
     // (index, evaluated early: only because an ingest commit marked it)
     let due: Vec<(usize, bool)> = {
-        let mut guard = state.rules.write().expect("rules lock");
+        let mut guard = state.set.write().expect("rules lock");
         let rules = &mut *guard;
         let mut budget_wait = None;
         let mut due = Vec::new();
@@ -444,7 +465,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
     let mut shared = RoundShare::new(t, &opts.promql);
     for &(i, early) in &due {
         let (group, mut gstate) = {
-            let rules = state.rules.read().expect("rules lock");
+            let rules = state.set.read().expect("rules lock");
             let Some(g) = rules.groups.get(i) else {
                 continue;
             };
@@ -452,7 +473,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         };
         let started = Instant::now();
         let (result, eval_gen) = {
-            let w = state.window.read().expect("window lock");
+            let w = state.live.window.read().expect("window lock");
             let (results, g) = shared.for_eval(&w.storage);
             (
                 group.eval_shared(t, &w.storage, &mut gstate, &opts, results),
@@ -477,7 +498,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
         let interval = group.interval_or(opts.default_interval_ms);
         let json = serde_json::to_string(&gstate).unwrap_or_default();
         {
-            let mut guard = state.rules.write().expect("rules lock");
+            let mut guard = state.set.write().expect("rules lock");
             let rules = &mut *guard;
             if early {
                 rules.early.spend(took.as_secs_f64() * 1000.0);
@@ -501,7 +522,7 @@ pub async fn eval_due(state: &AppState, t: i64) -> usize {
             saves.push((g.key.clone(), json));
         }
         {
-            let mut w = state.window.write().expect("window lock");
+            let mut w = state.live.window.write().expect("window lock");
             let before = w.storage.generation();
             for s in &result.samples_to_write {
                 w.storage.add_sample(&s.labels, s.t_ms, s.v);
@@ -568,13 +589,13 @@ impl RoundShare {
 
 /// Evaluates due groups once a second, and groups marked by ingest commits as soon as they may
 /// run, until the task is aborted.
-pub async fn eval_loop(state: Arc<AppState>) {
+pub async fn eval_loop(state: Arc<Engine>) {
     let cfg = &state.config.rules;
     let spacing = cfg.eval_on_ingest_min_spacing_ms as i64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let marked = state.rules.read().expect("rules lock").next_triggered_ms();
+        let marked = state.set.read().expect("rules lock").next_triggered_ms();
         let until_marked =
             marked.map(|m| Duration::from_millis((m - now_ms()).clamp(0, 1_000) as u64));
         tokio::select! {
@@ -587,7 +608,7 @@ pub async fn eval_loop(state: Arc<AppState>) {
             let names = state.rule_trigger.take();
             if !names.is_empty() {
                 state
-                    .rules
+                    .set
                     .write()
                     .expect("rules lock")
                     .trigger(&names, now, spacing);

@@ -643,7 +643,7 @@ async fn a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint(ba
 
     // A later row, checkpointed by the server's own routine (which also keeps the anchor file).
     h.login("qian.audit", "bad-Password-1").await;
-    audit::checkpoint_now(&h.state, now + 600_000).await;
+    audit::checkpoint_now(&h.state.store, &h.state.config.data_dir, now + 600_000).await;
     let (ok, out) = h.audit_verify();
     assert!(ok, "{out}");
     assert!(out.contains("2 signed checkpoints verified"), "{out}");

@@ -121,7 +121,7 @@ async fn availability_comes_from_stored_intervals_and_cites_them(backend: &str) 
     // The contract list names the month the server is in, in the contract's time zone (the
     // console's default report period).
     let list = h.client.get_json("/api/v1/contracts").await.unwrap();
-    let c = h.state.contracts.read().unwrap()[0].clone();
+    let c = h.state.contracts.list()[0].clone();
     let before = contracts::current_month(&c.contract, now_ms()).label;
     assert_eq!(
         list["contracts"][0]["current_period"],
@@ -202,12 +202,14 @@ async fn inspections_run_once_per_slot_and_count_as_done(backend: &str) {
 
     let now = now_ms();
     assert_eq!(
-        contracts::run_due_inspections(&h.state, now).await.unwrap(),
+        contracts::run_due_inspections(&h.state.contracts, now)
+            .await
+            .unwrap(),
         1
     );
     // The same slot is not inspected twice.
     assert_eq!(
-        contracts::run_due_inspections(&h.state, now + 1000)
+        contracts::run_due_inspections(&h.state.contracts, now + 1000)
             .await
             .unwrap(),
         0
@@ -232,7 +234,7 @@ async fn inspections_run_once_per_slot_and_count_as_done(backend: &str) {
     assert_eq!(rows[0]["ok"], true, "{list}");
 
     // The assessment counts it as done: nothing missed since record-keeping began.
-    let c = h.state.contracts.read().unwrap()[0].clone();
+    let c = h.state.contracts.list()[0].clone();
     let period = contracts::current_month(&c.contract, now);
     let a = contracts::assess_period(&h.state.store, &c, &period, now + 2 * 3_600_000, true)
         .await

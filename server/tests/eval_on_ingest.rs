@@ -32,7 +32,7 @@ fn rfc3339_ms(v: &serde_json::Value) -> i64 {
 
 /// (last evaluation, next scheduled evaluation) of the only group.
 fn schedule(h: &Harness) -> (Option<i64>, i64) {
-    let rules = h.state.rules.read().unwrap();
+    let rules = h.state.rules.set.read().unwrap();
     let g = &rules.groups[0];
     (g.state.last_eval_ms, g.next_eval_ms)
 }

@@ -82,7 +82,7 @@ async fn a_sample_cannot_present_as_another_host(backend: &str) {
 
     // The live window the rules read: the same.
     let rows = {
-        let w = h.state.window.read().unwrap();
+        let w = h.state.live.window.read().unwrap();
         match eval_instant(
             r#"node_load1{instance="db-01"}"#,
             t + 1,

@@ -28,6 +28,9 @@
 //!   item inside a `use crate::{ … }` group (multi-line and nested groups are parsed). `lib.rs`
 //!   is exempt: it declares `pub mod http` and must call `http::serve`. `axum::http::…` is not
 //!   this rule (it is `axum-outside-http`).
+//! * `app-state-outside-http` — a file other than `lib.rs` and those in `src/http/` names
+//!   `AppState`, the struct of all services: a service or background loop gets the service it
+//!   needs (`rules::Engine`, `contracts::Contracts`, …), never the whole server.
 //! * `store-imports-service` — a file in `src/store/` names a service module
 //!   (`crate::ingest`, `use crate::{rules, …}`, …). Reading `crate::store`, `crate::timeline`,
 //!   `crate::metrics`, other leaves and crate-root items (`crate::now_ms`) is fine.
@@ -54,6 +57,7 @@ const AXUM: &str = "axum-outside-http";
 const SQL: &str = "sql-outside-store";
 const HTTP_IMPORT: &str = "http-import-outside-http";
 const STORE_SERVICE: &str = "store-imports-service";
+const APP_STATE: &str = "app-state-outside-http";
 
 /// Service modules that `store/` must not name.
 const SERVICES: &[&str] = &[
@@ -470,6 +474,18 @@ fn violations(files: &[(String, String)]) -> Vec<Violation> {
             }
         }
 
+        if !in_http && file != "lib.rs" {
+            for &(at, t) in &toks {
+                if t == "AppState" {
+                    report(
+                        at,
+                        APP_STATE,
+                        "names AppState (take the service it needs)".into(),
+                    );
+                }
+            }
+        }
+
         let modules = crate_modules(&file, code, &toks);
         if !in_http && file != "lib.rs" {
             for (at, m) in &modules {
@@ -556,7 +572,7 @@ fn the_checker_finds_each_kind_of_violation() {
     let files = vec![
         file(
             "clean.rs",
-            "//! Mentions axum::Router and crate::http::ApiError in docs only.\n\
+            "//! Mentions axum::Router, AppState and crate::http::ApiError in docs only.\n\
              // sqlx::query(\"SELECT 1\") in a comment\n\
              /* use axum; */\n\
              use crate::{store::Store, timeline::Span};\n\
@@ -571,6 +587,10 @@ fn the_checker_finds_each_kind_of_violation() {
              }\n",
         ),
         file("svc.rs", "fn f() {}\nuse axum::Json;\n"),
+        file(
+            "reports.rs",
+            "use std::sync::Arc;\npub async fn run(s: Arc<crate::AppState>) {}\n",
+        ),
         file(
             "lib.rs",
             "pub async fn run() {\n    axum::serve(l, r).await;\n}\n",
@@ -597,7 +617,7 @@ fn the_checker_finds_each_kind_of_violation() {
         file("store/mod.rs", "use super::{rules::RuleSet, store::X};\n"),
         file(
             "http/mod.rs",
-            "use axum::Router;\nuse crate::http::error::ApiError;\n",
+            "use axum::Router;\nuse crate::{http::error::ApiError, AppState};\n",
         ),
     ];
     let found = violations(&files);
@@ -607,6 +627,7 @@ fn the_checker_finds_each_kind_of_violation() {
         .collect();
     let want: BTreeSet<(String, usize, &str)> = [
         ("svc.rs", 2, AXUM),
+        ("reports.rs", 2, APP_STATE),
         ("lib.rs", 2, AXUM),
         ("sql.rs", 2, SQL),
         ("sql.rs", 3, SQL),

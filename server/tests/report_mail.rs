@@ -75,13 +75,13 @@ fn contract_file(report: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 /// Runs the schedule and the mailer at `t` and asserts neither had anything left to do.
 async fn nothing_due(h: &Harness, t: i64) {
     assert!(
-        reports::run_due_reports(&h.state, t)
+        reports::run_due_reports(&h.state.reports, t)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        report_mail::deliver_due(&h.state, t)
+        report_mail::deliver_due(&h.state.reports, t)
             .await
             .unwrap()
             .is_empty()
@@ -194,12 +194,16 @@ async fn scheduled_report_arrives_by_mail_with_its_files_once(backend: &str) {
 
     // March 1st 02:05 Shanghai: February's report is made and its mail queued.
     let now = shanghai(2026, 3, 1, 2, 5);
-    let made = reports::run_due_reports(&h.state, now).await.unwrap();
+    let made = reports::run_due_reports(&h.state.reports, now)
+        .await
+        .unwrap();
     assert_eq!(made.len(), 1, "{made:?}");
     let report = &made[0];
     assert_eq!(report.period, "2026-02");
     assert!(sink.mails().is_empty());
-    let sent = report_mail::deliver_due(&h.state, now).await.unwrap();
+    let sent = report_mail::deliver_due(&h.state.reports, now)
+        .await
+        .unwrap();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].attempt.ok, "{:?}", sent[0].attempt);
 
@@ -283,14 +287,16 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
     };
     seed_february(&h).await;
     let now = shanghai(2026, 3, 1, 2, 5);
-    let made = reports::run_due_reports(&h.state, now).await.unwrap();
+    let made = reports::run_due_reports(&h.state.reports, now)
+        .await
+        .unwrap();
     let langs: Vec<&str> = made.iter().map(|a| a.lang.as_str()).collect();
     assert_eq!(langs, ["zh-CN", "en"]);
     for a in &made {
         assert_eq!(a.formats, ["html", "json"]);
     }
     assert!(
-        report_mail::deliver_due(&h.state, now)
+        report_mail::deliver_due(&h.state.reports, now)
             .await
             .unwrap()
             .is_empty()
@@ -304,7 +310,9 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
 
     // 2. Restarted with SMTP configured but the SMTP server down: each attempt is recorded.
     let h = h.restart(move |c| c.notify.smtp = Some(smtp(port))).await;
-    let failed = report_mail::deliver_due(&h.state, now).await.unwrap();
+    let failed = report_mail::deliver_due(&h.state.reports, now)
+        .await
+        .unwrap();
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|s| !s.attempt.ok), "{failed:?}");
     let attempts = |result: &str| {
@@ -318,7 +326,7 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
     assert_eq!(h.state.metrics.report_mail_given_up.get(), 0);
     // Backing off: not again at once.
     assert!(
-        report_mail::deliver_due(&h.state, now)
+        report_mail::deliver_due(&h.state.reports, now)
             .await
             .unwrap()
             .is_empty()
@@ -342,7 +350,9 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
         return;
     };
     let later = now + 10 * 60_000;
-    let sent = report_mail::deliver_due(&h.state, later).await.unwrap();
+    let sent = report_mail::deliver_due(&h.state.reports, later)
+        .await
+        .unwrap();
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|s| s.attempt.ok), "{sent:?}");
     // A restarted server counts from zero; /metrics shows the two accepted mails.
@@ -392,7 +402,7 @@ async fn report_mail_waits_for_smtp_and_is_retried_across_restarts(backend: &str
 
     // 4. Nothing is sent twice, after a re-run or another restart.
     assert!(
-        report_mail::deliver_due(&h.state, later + 3_600_000)
+        report_mail::deliver_due(&h.state.reports, later + 3_600_000)
             .await
             .unwrap()
             .is_empty()

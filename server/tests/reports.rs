@@ -260,7 +260,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     assert_eq!(missing.status(), 404);
 
     // 3. The same store, request and clock give the same report.
-    let c = h.state.contracts.read().unwrap()[0].clone();
+    let c = h.state.contracts.list()[0].clone();
     let req = Request {
         period: period.clone(),
         formats: vec![ReportFormat::Json],
@@ -334,17 +334,17 @@ async fn scheduled_reports_are_made_once_when_a_period_closes(backend: &str) {
         return;
     };
     assert!(
-        h.state.contracts.read().unwrap()[0]
+        h.state.contracts.list()[0]
             .contract
             .report_due_working_day
             .is_some()
     );
     // March 1st, 01:59 local: February is closed but its report is not due before 02:00.
-    let early = reports::run_due_reports(&h.state, shanghai(2026, 3, 1, 1, 59))
+    let early = reports::run_due_reports(&h.state.reports, shanghai(2026, 3, 1, 1, 59))
         .await
         .unwrap();
     assert!(early.is_empty(), "{early:?}");
-    let made = reports::run_due_reports(&h.state, shanghai(2026, 3, 1, 2, 5))
+    let made = reports::run_due_reports(&h.state.reports, shanghai(2026, 3, 1, 2, 5))
         .await
         .unwrap();
     let periods: Vec<&str> = made.iter().map(|a| a.period.as_str()).collect();
@@ -352,17 +352,17 @@ async fn scheduled_reports_are_made_once_when_a_period_closes(backend: &str) {
     assert_eq!(made[0].origin, "schedule");
     assert_eq!(made[0].version, 1);
     // Later ticks (and a restarted server) do not make it again.
-    let again = reports::run_due_reports(&h.state, shanghai(2026, 3, 2, 9, 0))
+    let again = reports::run_due_reports(&h.state.reports, shanghai(2026, 3, 2, 9, 0))
         .await
         .unwrap();
     assert!(again.is_empty(), "{again:?}");
     // April 1st closes March and the first quarter; January 1st closes December, Q4 and the year.
-    let april = reports::run_due_reports(&h.state, shanghai(2026, 4, 1, 2, 0))
+    let april = reports::run_due_reports(&h.state.reports, shanghai(2026, 4, 1, 2, 0))
         .await
         .unwrap();
     let periods: Vec<&str> = april.iter().map(|a| a.period.as_str()).collect();
     assert_eq!(periods, ["2026-03", "2026-Q1"]);
-    let jan = reports::run_due_reports(&h.state, shanghai(2027, 1, 1, 3, 0))
+    let jan = reports::run_due_reports(&h.state.reports, shanghai(2027, 1, 1, 3, 0))
         .await
         .unwrap();
     let periods: Vec<&str> = jan.iter().map(|a| a.period.as_str()).collect();
@@ -425,7 +425,7 @@ async fn demo_history_gives_a_clearly_labelled_month(backend: &str) {
     let (s, e) = yunwei_server::demo::outage(0, from - from.rem_euclid(3_600_000), to).unwrap();
     assert!(s >= shanghai(2026, 10, 1, 0, 0) && e <= shanghai(2026, 11, 1, 0, 0));
 
-    let c = h.state.contracts.read().unwrap()[0].clone();
+    let c = h.state.contracts.list()[0].clone();
     let req = Request {
         period: "2026-10".into(),
         formats: vec![ReportFormat::Json, ReportFormat::Html],

@@ -108,7 +108,9 @@ async fn backfill_lands_in_its_hour_and_fills_the_unknown_gap(backend: &str) {
     // A batch from 3 hours ago lands in that hour's rollup.
     let old = now - 3 * HOUR_MS;
     h.ok(&e, &batch(&e, "web-02", 100, old, 3)).await;
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
     let hour = old.div_euclid(HOUR_MS) * HOUR_MS;
     let ids: Vec<i64> = h
         .state
@@ -146,7 +148,9 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
         });
         h.ok(&e, &b).await;
     }
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
     let ids: Vec<i64> = h
         .state
         .store
@@ -173,8 +177,12 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     });
     h.ok(&e, &late).await;
     h.ok(&e, &late).await; // redelivered: no double count
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
     let r = h.state.store.rollups(&ids, hour, hour).await.unwrap();
     assert_eq!(
         (r[0].max, r[0].sum, r[0].count, r[0].last),
@@ -308,7 +316,9 @@ async fn derived_resource_kpis_are_stored_with_the_rollups_and_match_them(backen
             h.ok(&e, &b).await;
         }
     }
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
 
     let mut stored = Vec::new();
     let hours = h
@@ -382,7 +392,9 @@ async fn retention_keeps_rollups_and_still_deduplicates_pruned_batches(backend: 
     let b = batch(&e, "app-01", 1, old, 4);
     h.ok(&e, &b).await;
     h.ok(&e, &batch(&e, "app-01", 2, now, 4)).await;
-    ingest::maintenance_pass(&h.state, now).await.unwrap();
+    ingest::maintenance_pass(&h.state.store, &h.state.ingest.writer, now)
+        .await
+        .unwrap();
     let counts = h.state.store.counts().await.unwrap();
     assert_eq!(
         counts["batches"], 1,
@@ -566,6 +578,7 @@ async fn overload_answers_429_and_503_with_retry_after() {
     let queue = || h.state.metrics.ingest_queue.get();
     let inflight = |agent: &str| {
         h.state
+            .ingest
             .inflight
             .lock()
             .unwrap()
@@ -626,7 +639,7 @@ async fn live_window_is_fed_on_ingest_and_refilled_at_start(backend: &str) {
         }
     };
     let query = |state: &AppState, t: i64| {
-        let w = state.window.read().unwrap();
+        let w = state.live.window.read().unwrap();
         match eval_instant(
             r#"sum by (instance, department) (test_metric)"#,
             t,
@@ -753,7 +766,7 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
         .push(&e.token, &batch(&e, "web-07", 1, t, 1))
         .await
         .unwrap();
-    eval_due(&state, t + 2_000).await;
+    eval_due(&state.rules, t + 2_000).await;
     let before = alerts(&client.get_json("/api/v1/alerts").await.unwrap());
     assert_eq!(before.len(), 2, "{before:?}");
     assert_eq!(
@@ -772,7 +785,7 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
     );
     // The recording rule's series is in the live window.
     {
-        let w = state.window.read().unwrap();
+        let w = state.live.window.read().unwrap();
         let v = yunwei_rules::promql::eval_instant(
             "job:test_metric:sum",
             t + 2_000,
@@ -814,7 +827,7 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
 
     // After a restart the pending alert keeps its `for` timer and the firing one is not re-fired.
     let (state, client, stop, task) = start().await;
-    eval_due(&state, t + 60_000).await;
+    eval_due(&state.rules, t + 60_000).await;
     let after = alerts(&client.get_json("/api/v1/alerts").await.unwrap());
     assert_eq!(
         after, before,

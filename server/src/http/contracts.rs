@@ -25,11 +25,7 @@ use crate::{
 pub(super) fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, ApiError> {
     state
         .contracts
-        .read()
-        .expect("contracts lock")
-        .iter()
-        .find(|c| c.contract.id == id)
-        .cloned()
+        .get(id)
         .ok_or_else(|| ApiError::not_found("contract"))
 }
 
@@ -38,8 +34,7 @@ pub(super) async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> 
     let now = now_ms();
     let contracts: Vec<Value> = state
         .contracts
-        .read()
-        .expect("contracts lock")
+        .list()
         .iter()
         .map(|c| {
             let k = &c.contract;
@@ -72,8 +67,7 @@ pub(super) async fn status(
         now,
         state.config.contracts.run_inspections,
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     let systems: Vec<Value> = a
         .systems
         .iter()
@@ -131,8 +125,7 @@ pub(super) async fn assessment(
         now,
         state.config.contracts.run_inspections,
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(Json(a))
 }
 

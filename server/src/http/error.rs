@@ -276,6 +276,16 @@ impl From<crate::ingest::Rejected> for ApiError {
     }
 }
 
+impl From<crate::contracts::ContractError> for ApiError {
+    fn from(e: crate::contracts::ContractError) -> ApiError {
+        use crate::contracts::ContractError as E;
+        match e {
+            E::Period(p) => ApiError::invalid("period", p.to_string()),
+            E::Invalid(_) | E::Store(_) => ApiError::internal(e),
+        }
+    }
+}
+
 /// The field a serde error message names (`` unknown field `x` ``, `` missing field `y` ``), if any.
 pub(super) fn serde_field(message: &str) -> Option<String> {
     message.split('`').nth(1).map(str::to_string)

@@ -45,6 +45,7 @@ pub struct HostView {
 fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
     let live = state
         .live
+        .hosts
         .read()
         .expect("live lock")
         .get(a.agent_id.as_str())

@@ -135,6 +135,7 @@ pub async fn ingest(
         reply,
     };
     state
+        .ingest
         .writer
         .try_send(WriterMsg::Ingest(Box::new(job)))
         .map_err(|e| {
@@ -165,7 +166,7 @@ struct InflightSlot {
 
 impl InflightSlot {
     fn take(state: &Arc<AppState>, agent: &Arc<str>) -> Result<InflightSlot, ApiError> {
-        let mut map = state.inflight.lock().expect("inflight lock");
+        let mut map = state.ingest.inflight.lock().expect("inflight lock");
         let n = map.entry(agent.clone()).or_insert(0);
         if *n >= state.config.ingest.max_inflight_per_agent {
             return Err(ApiError::too_many(
@@ -183,7 +184,7 @@ impl InflightSlot {
 
 impl Drop for InflightSlot {
     fn drop(&mut self) {
-        let mut map = self.state.inflight.lock().expect("inflight lock");
+        let mut map = self.state.ingest.inflight.lock().expect("inflight lock");
         if let Some(n) = map.get_mut(&self.agent) {
             *n -= 1;
             if *n == 0 {
@@ -204,6 +205,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiEr
         .strip_prefix("Bearer ")
         .ok_or_else(|| unauthorized("expected a bearer token"))?;
     state
+        .ingest
         .tokens
         .read()
         .expect("tokens lock")
@@ -355,6 +357,7 @@ async fn enroll_checked(
         .await
         .map_err(ApiError::internal)?;
     state
+        .ingest
         .tokens
         .write()
         .expect("tokens lock")

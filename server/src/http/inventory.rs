@@ -13,7 +13,7 @@ pub(super) async fn probes(
     AxState(state): AxState<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
-    let probes = inventory::probes(&state, now)
+    let probes = inventory::probes(&state.contracts, now)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "now": now, "probes": probes })))
@@ -24,7 +24,7 @@ pub(super) async fn systems(
     AxState(state): AxState<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
-    let systems = inventory::systems(&state, now)
+    let systems = inventory::systems(&state.contracts, now)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "now": now, "systems": systems })))

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::notify::{
+    dispatch::AckError,
     incidents::{self as incident_rules, LevelChanged, ReviewRefused, Stamped},
     matcher::Matcher,
     message::html_escape,
@@ -206,6 +207,16 @@ struct ActionBody {
     by: String,
 }
 
+/// The one mapping of a refused acknowledgement to the API's error.
+fn ack_error(e: AckError) -> ApiError {
+    match e {
+        AckError::NoGroup(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).field("id"),
+        AckError::EpisodeOver => ApiError::new(ErrorKind::Conflict, e.to_string()).field("id"),
+        AckError::UnknownAction(_) => ApiError::not_found("action"),
+        AckError::NotRecorded | AckError::NotRunning => ApiError::unavailable(&e.to_string()),
+    }
+}
+
 pub(super) async fn group_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
@@ -224,7 +235,7 @@ pub(super) async fn group_action(
         .notify
         .ack(&id, &action, a.by.trim(), "api", None)
         .await
-        .map_err(|e| ApiError::new(ErrorKind::NotFound, e).field("id"))?;
+        .map_err(ack_error)?;
     Ok(Json(json!({ "status": "success" })))
 }
 

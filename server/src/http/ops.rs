@@ -14,7 +14,7 @@ use crate::{AppState, now_ms};
 pub(super) async fn readyz(
     AxState(state): AxState<Arc<AppState>>,
 ) -> Result<&'static str, ApiError> {
-    if state.writer.is_closed() {
+    if state.ingest.writer.is_closed() {
         return Err(ApiError::unavailable("writer stopped"));
     }
     if !state.store.ping().await {
@@ -29,7 +29,7 @@ pub(super) async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Re
     m.host_up.reset();
     m.host_last_batch_age.reset();
     let mut up = 0i64;
-    for (id, h) in state.live.read().expect("live lock").iter() {
+    for (id, h) in state.live.hosts.read().expect("live lock").iter() {
         let is_up = h.is_up(now, state.config.ingest.unknown_after_missed_batches);
         up += i64::from(is_up);
         m.host_up
@@ -39,7 +39,7 @@ pub(super) async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Re
             .with_label_values(&[id.as_ref(), h.hostname.as_str()])
             .set((now - h.last_seen_ms).max(0) as f64 / 1000.0);
     }
-    let enrolled = state.tokens.read().expect("tokens lock").len() as i64;
+    let enrolled = state.ingest.tokens.read().expect("tokens lock").len() as i64;
     m.hosts.with_label_values(&["up"]).set(up);
     m.hosts.with_label_values(&["unknown"]).set(enrolled - up);
     let text = prometheus::TextEncoder::new()

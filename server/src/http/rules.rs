@@ -13,14 +13,14 @@ use crate::AppState;
 pub(super) async fn rules(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
     let default = state.config.rules.evaluation_interval_secs as i64 * 1000;
     Json(crate::rules::rules_json(
-        &state.rules.read().expect("rules lock"),
+        &state.rules.set.read().expect("rules lock"),
         default,
     ))
 }
 
 pub(super) async fn alerts(AxState(state): AxState<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(crate::rules::alerts_json(
-        &state.rules.read().expect("rules lock"),
+        &state.rules.set.read().expect("rules lock"),
     ))
 }
 
@@ -29,7 +29,7 @@ pub(super) async fn alerts(AxState(state): AxState<Arc<AppState>>) -> Json<serde
 pub(super) async fn reload_rules(
     AxState(state): AxState<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    match crate::rules::reload(&state) {
+    match crate::rules::reload(&state.rules) {
         Ok(n) => Ok(Json(
             json!({ "status": "success", "data": { "groups": n } }),
         )),

@@ -18,7 +18,8 @@ use super::{
     token,
 };
 use crate::{
-    AppState, now_ms,
+    config::ServerConfig,
+    now_ms,
     store::{
         Store,
         incidents::{Clock, IncidentRow},
@@ -40,7 +41,7 @@ pub enum Msg {
         via: String,
         /// For a link: the episode it was sent for; nothing is done in another episode.
         episode_ms: Option<i64>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), AckError>>,
     },
     /// Silences or exclusions changed in the store.
     Reload,
@@ -50,7 +51,24 @@ pub enum Msg {
     Groups(oneshot::Sender<Vec<Group>>),
 }
 
-/// The sending side, kept in [`AppState`].
+/// Why an acknowledgement (or unacknowledgement, resolution) was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("no active alert group {0:?}")]
+    NoGroup(String),
+    /// An acknowledge link of an episode that ended; it acknowledges nothing else.
+    #[error("the link was sent for an earlier episode of this alert group, which is over")]
+    EpisodeOver,
+    #[error("unknown action {0:?} (ack, unack or resolve)")]
+    UnknownAction(String),
+    /// The acknowledgement row could not be written (nothing was changed for good).
+    #[error("recording the acknowledgement failed")]
+    NotRecorded,
+    #[error("the notification dispatcher is not running")]
+    NotRunning,
+}
+
+/// The sending side, held by the API and the rule engine.
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::UnboundedSender<Msg>,
@@ -95,7 +113,7 @@ impl Handle {
         actor: &str,
         via: &str,
         episode_ms: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AckError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Ack {
@@ -106,8 +124,8 @@ impl Handle {
                 episode_ms,
                 reply,
             })
-            .map_err(|_| "the dispatcher is not running".to_string())?;
-        rx.await.map_err(|_| "the dispatcher stopped".to_string())?
+            .map_err(|_| AckError::NotRunning)?;
+        rx.await.map_err(|_| AckError::NotRunning)?
     }
 
     /// The current alert groups.
@@ -229,8 +247,17 @@ pub fn queue_rows(cfg: &NotifyConfig, n: &Notification, receiver: &str, now: i64
         .collect()
 }
 
+/// What the dispatcher works with: the configuration, the store (queue, log, incidents), the
+/// metrics and the handle whose acknowledge-link key it signs with.
+pub struct Shared {
+    pub config: Arc<ServerConfig>,
+    pub store: Store,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub notify: Handle,
+}
+
 struct Dispatcher {
-    state: Arc<AppState>,
+    state: Arc<Shared>,
     engine: Engine,
     mutes: Vec<Mute>,
     /// When open incidents were last checked for overdue restoration.
@@ -459,17 +486,14 @@ impl Dispatcher {
         via: &str,
         episode_ms: Option<i64>,
         now: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), AckError> {
         let Some(g) = self.engine.by_id(group_id) else {
-            return Err(format!("no active alert group {group_id:?}"));
+            return Err(AckError::NoGroup(group_id.to_string()));
         };
         if let Some(ep) = episode_ms
             && g.first_notified_ms != Some(ep)
         {
-            return Err(
-                "the link was sent for an earlier episode of this alert group, which is over"
-                    .to_string(),
-            );
+            return Err(AckError::EpisodeOver);
         }
         match action {
             "ack" => {
@@ -489,7 +513,7 @@ impl Dispatcher {
                 }
                 g.next_flush_ms = now;
             }
-            other => return Err(format!("unknown action {other:?}")),
+            other => return Err(AckError::UnknownAction(other.to_string())),
         }
         let key = g.key.clone();
         if action == "ack"
@@ -527,7 +551,7 @@ impl Dispatcher {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "recording acknowledgement failed");
-                "recording the acknowledgement failed".to_string()
+                AckError::NotRecorded
             })
     }
 
@@ -637,7 +661,7 @@ impl Dispatcher {
 }
 
 /// Delivers one queued row and records the attempt.
-async fn deliver_row(state: &AppState, row: QueueRow) {
+async fn deliver_row(state: &Shared, row: QueueRow) {
     let cfg = &state.config.notify;
     let started = now_ms();
     let Some(n) = readable(state, &row, started).await else {
@@ -697,7 +721,7 @@ fn robot<'a>(
 
 /// The acknowledge link a robot message carries (for firing notifications).
 fn robot_link(
-    state: &AppState,
+    state: &Shared,
     n: &Notification,
     channel: &str,
     receiver: &str,
@@ -716,7 +740,7 @@ fn robot_link(
 
 /// Delivers several queued rows for one robot target as one digest message and records the
 /// attempt for each row.
-async fn deliver_digest(state: &AppState, rows: Vec<QueueRow>) {
+async fn deliver_digest(state: &Shared, rows: Vec<QueueRow>) {
     let cfg = &state.config.notify;
     let started = now_ms();
     let mut items = Vec::new();
@@ -746,7 +770,7 @@ async fn deliver_digest(state: &AppState, rows: Vec<QueueRow>) {
 }
 
 /// The row's notification, or `None` after giving the unreadable row up (logged).
-async fn readable(state: &AppState, row: &QueueRow, started: i64) -> Option<Notification> {
+async fn readable(state: &Shared, row: &QueueRow, started: i64) -> Option<Notification> {
     let Ok(n) = serde_json::from_str::<Notification>(&row.payload) else {
         tracing::error!(id = row.id, "dropping an unreadable queued notification");
         let _ = state
@@ -775,7 +799,7 @@ async fn readable(state: &AppState, row: &QueueRow, started: i64) -> Option<Noti
 
 /// Records an attempt at delivering `row` (`n`): the log, the outcome (done, retry or give up),
 /// the fallback receiver, metrics and the incident's notified time.
-async fn record(state: &AppState, row: &QueueRow, n: &Notification, attempt: deliver::Attempt) {
+async fn record(state: &Shared, row: &QueueRow, n: &Notification, attempt: deliver::Attempt) {
     let cfg = &state.config.notify;
     let receiver = cfg.receiver(&row.receiver);
     let now = now_ms();
@@ -860,7 +884,7 @@ fn log_row(row: &QueueRow, a: &deliver::Attempt, now: i64, status: &str, tier: i
 
 /// Runs the dispatcher until the task is aborted.
 pub async fn run(
-    state: Arc<AppState>,
+    state: Arc<Shared>,
     engine: Engine,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     tx: mpsc::UnboundedSender<Msg>,

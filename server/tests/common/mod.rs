@@ -75,7 +75,7 @@ impl Harness {
     /// Stops the server and starts a new one on the same store and data directory, with
     /// `tweak` applied to the running config (what a restarted server finds).
     pub async fn restart(mut self, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
-        let mut config = self.state.config.clone();
+        let mut config = (*self.state.config).clone();
         tweak(&mut config);
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
