@@ -306,6 +306,7 @@ mod tests {
             sum: mean * 4.0,
             count: 4,
             last: max,
+            last_ms: None,
         }
     }
 
