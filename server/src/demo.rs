@@ -206,6 +206,7 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
                 sum: mean * 240.0,
                 count: 240,
                 last: max,
+                last_ms: None,
             });
         }
     }

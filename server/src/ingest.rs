@@ -21,7 +21,7 @@ use crate::{
     live::{HostLive, Live},
     metrics::Metrics,
     now_ms, rules,
-    store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, writes},
+    store::{AgentRow, HOUR_MS, Rollup, Store, blob, kpi, rollup, writes},
     timeline::{self, Span, State},
 };
 
@@ -41,11 +41,12 @@ pub const KIND_PROBE: &str = "probe";
 pub enum WriterMsg {
     Ingest(Box<IngestJob>),
     /// Replace one hour's rollups, if the hour was not dirtied again since `version` was read.
-    /// The hour's derived resource KPIs (`store::kpi`) are replaced with it.
+    /// The hour's derived resource KPIs (`store::kpi`) are replaced with it. `rollups` is `None`
+    /// for an hour before the rollup horizon: its stored rollups (late samples merged) stay.
     Rollup {
         hour_ms: i64,
         version: i64,
-        rollups: Vec<Rollup>,
+        rollups: Option<Vec<Rollup>>,
         kpis: Vec<kpi::KpiHour>,
         reply: oneshot::Sender<bool>,
     },
@@ -177,6 +178,9 @@ pub struct Writer {
     /// Hours this writer has marked dirty that are still open: the rollup job leaves an hour
     /// alone until two minutes after it closes, so marking it again before then is redundant.
     open_dirty: BTreeSet<i64>,
+    /// The rollup horizon (`store::rollup`): samples of earlier hours are merged into the stored
+    /// rollups, not rebuilt from raw batches retention may have deleted.
+    sealed_before: i64,
 }
 
 fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u64 {
@@ -209,6 +213,7 @@ impl Writer {
             latest_obs: HashMap::new(),
             labels: HashMap::new(),
             open_dirty: BTreeSet::new(),
+            sealed_before: 0,
         };
         w.reload().await?;
         Ok(w)
@@ -234,6 +239,7 @@ impl Writer {
         }
         self.last_span.clear();
         self.latest_obs.clear();
+        self.sealed_before = store.rollup_sealed_before().await?;
         Ok(())
     }
 
@@ -279,7 +285,7 @@ impl Writer {
                 let r = self
                     .state
                     .store
-                    .replace_rollup_hour(hour_ms, version, &rollups, &kpis)
+                    .replace_rollup_hour(hour_ms, version, rollups.as_deref(), &kpis)
                     .await;
                 let done = match r {
                     Ok(done) => done,
@@ -487,8 +493,23 @@ impl Writer {
         if !inserted {
             return Ok(dup);
         }
+        // Late data merges, never replaces: an hour before the rollup horizon may have lost
+        // raw batches, so its samples are added to its stored rollups instead of dirtying it
+        // for a rebuild from what is left.
+        let sealed: Vec<blob::RawSample> = raw
+            .iter()
+            .filter(|s| rollup::hour_of(s.ts_ms) < self.sealed_before)
+            .copied()
+            .collect();
+        if !sealed.is_empty() {
+            let merged = rollup::merge_sealed(tx, &sealed).await?;
+            self.state.metrics.rollup_late_merged.inc_by(merged);
+        }
         for s in &raw {
-            dirty.insert(s.ts_ms.div_euclid(HOUR_MS) * HOUR_MS);
+            let hour = rollup::hour_of(s.ts_ms);
+            if hour >= self.sealed_before {
+                dirty.insert(hour);
+            }
         }
 
         // Inventory. last_seen and last_seq are served from memory; the row is refreshed when
@@ -813,8 +834,10 @@ impl Writer {
         let writes::Pruned {
             marks: mark_updates,
             deleted,
+            sealed_before_ms,
         } = writes::prune(&mut tx, &cutoffs).await?;
         tx.commit().await?;
+        self.sealed_before = sealed_before_ms;
         for (agent, seq) in mark_updates {
             if let Some(mem) = self.agents.get_mut(agent.as_str()) {
                 mem.pruned_seq = mem.pruned_seq.max(seq);
@@ -884,30 +907,7 @@ pub async fn compute_rollups(store: &Store, hour_ms: i64) -> sqlx::Result<Vec<Ro
     store
         .raw_samples_in_hour(hour_ms, |s| samples.push(s))
         .await?;
-    samples.sort_by_key(|s| (s.series_id, s.ts_ms));
-    samples.dedup_by(|a, b| a.series_id == b.series_id && a.ts_ms == b.ts_ms);
-    let mut out: Vec<Rollup> = Vec::new();
-    for s in samples {
-        match out.last_mut() {
-            Some(r) if r.series_id == s.series_id => {
-                r.min = r.min.min(s.value);
-                r.max = r.max.max(s.value);
-                r.sum += s.value;
-                r.count += 1;
-                r.last = s.value;
-            }
-            _ => out.push(Rollup {
-                series_id: s.series_id,
-                hour_ms,
-                min: s.value,
-                max: s.value,
-                sum: s.value,
-                count: 1,
-                last: s.value,
-            }),
-        }
-    }
-    Ok(out)
+    Ok(rollup::summarize(samples))
 }
 
 /// One maintenance pass: roll up every closed dirty hour, then apply retention.
@@ -926,9 +926,17 @@ pub async fn maintenance_pass(
     } else {
         store.kpi_source_series().await?
     };
-    for (hour_ms, version) in dirty {
-        let rollups = compute_rollups(store, hour_ms).await?;
-        let kpis = kpi::derive_hour(&series, hour_ms, &rollups);
+    for (hour_ms, version, rebuild) in dirty {
+        // An hour before the rollup horizon keeps its stored (merged) rollups; its KPIs follow.
+        let (rollups, kpis) = if rebuild {
+            let rollups = compute_rollups(store, hour_ms).await?;
+            let kpis = kpi::derive_hour(&series, hour_ms, &rollups);
+            (Some(rollups), kpis)
+        } else {
+            let ids: Vec<i64> = series.keys().copied().collect();
+            let stored = store.rollups(&ids, hour_ms, hour_ms).await?;
+            (None, kpi::derive_hour(&series, hour_ms, &stored))
+        };
         let (reply, rx) = oneshot::channel();
         writer
             .send(WriterMsg::Rollup {

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub observations_refused: IntCounter,
     pub http_requests: IntCounterVec,
     pub rollup_hours: IntCounter,
+    pub rollup_late_merged: IntCounter,
     pub retention_deleted: IntCounterVec,
     pub host_up: GaugeVec,
     pub host_last_batch_age: GaugeVec,
@@ -122,6 +123,10 @@ impl Metrics {
                 "yunwei_store_rollups_computed_total",
                 "Hourly rollup windows (re)computed.",
             )?,
+            rollup_late_merged: IntCounter::new(
+                "yunwei_store_rollup_late_samples_merged_total",
+                "Late samples merged into the stored rollups of hours whose raw batches retention had begun to delete.",
+            )?,
             retention_deleted: IntCounterVec::new(
                 Opts::new(
                     "yunwei_store_retention_deleted_total",
@@ -205,6 +210,7 @@ impl Metrics {
         r.register(Box::new(m.observations_refused.clone()))?;
         r.register(Box::new(m.http_requests.clone()))?;
         r.register(Box::new(m.rollup_hours.clone()))?;
+        r.register(Box::new(m.rollup_late_merged.clone()))?;
         r.register(Box::new(m.retention_deleted.clone()))?;
         r.register(Box::new(m.host_up.clone()))?;
         r.register(Box::new(m.host_last_batch_age.clone()))?;

@@ -2,7 +2,9 @@
 //! `disk_used_ratio` (the fullest filesystem), computed from the node_exporter rollups.
 //!
 //! The rollup job derives them from each hour's rollups and stores them in `kpi_hours`, in the
-//! transaction that replaces that hour's rollups: one row per metric and hour holding every
+//! transaction that replaces that hour's rollups (or, for an hour whose stored rollups late
+//! samples were merged into, from those rollups at the next pass; see [`super::rollup`]): one
+//! row per metric and hour holding every
 //! host's value (layout below), so a monthly report reads about 700 rows per metric instead of
 //! several rollups per host and hour. [`derive()`] is the one definition, used by the rollup job,
 //! the demo seeder and the read-time fallback for hours without a row (data rolled up before
@@ -306,6 +308,7 @@ mod tests {
             sum: mean * 4.0,
             count: 4,
             last: max,
+            last_ms: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod kpi;
 pub mod notify;
 pub mod report_mail;
 pub mod reports;
+pub mod rollup;
 pub mod users;
 pub mod writes;
 
@@ -74,6 +75,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_audit_checkpoints.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_late_rollups.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -114,6 +119,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/postgres/0012_audit_checkpoints.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_late_rollups.sql"),
     ),
 ];
 
@@ -170,6 +179,8 @@ pub struct Rollup {
     pub sum: f64,
     pub count: i64,
     pub last: f64,
+    /// The time of the sample `last` holds; `None` in rows rolled up before it was stored.
+    pub last_ms: Option<i64>,
 }
 
 /// `insert` (an `INSERT INTO t (…) VALUES ` prefix) followed by the numbered placeholders of
@@ -193,9 +204,9 @@ pub fn multi_row_insert(insert: &str, rows: usize, cols: usize) -> String {
 pub async fn insert_rollups(conn: &mut sqlx::AnyConnection, rows: &[Rollup]) -> sqlx::Result<()> {
     for chunk in rows.chunks(1000) {
         let sql = multi_row_insert(
-            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last) VALUES ",
+            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last, last_ms) VALUES ",
             chunk.len(),
-            7,
+            8,
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -206,7 +217,8 @@ pub async fn insert_rollups(conn: &mut sqlx::AnyConnection, rows: &[Rollup]) -> 
                 .bind(r.max)
                 .bind(r.sum)
                 .bind(r.count)
-                .bind(r.last);
+                .bind(r.last)
+                .bind(r.last_ms);
         }
         q.execute(&mut *conn).await?;
     }
@@ -515,16 +527,22 @@ impl Store {
         Ok(())
     }
 
-    /// Dirty hours (with their versions) that closed before `before_ms`.
-    pub async fn dirty_hours(&self, before_ms: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+    /// Dirty hours that closed before `before_ms`, as (hour, version, rebuild): `rebuild` when
+    /// the hour is to be rebuilt from the raw window (every batch of it is still there), else
+    /// late samples were merged into its stored rollups and only its KPIs are derived again
+    /// (see [`rollup`]).
+    pub async fn dirty_hours(&self, before_ms: i64) -> sqlx::Result<Vec<(i64, i64, bool)>> {
         let rows = sqlx::query(
-            "SELECT hour_ms, version FROM rollup_dirty WHERE hour_ms + $1 <= $2 ORDER BY hour_ms",
+            "SELECT hour_ms, version, rebuild FROM rollup_dirty WHERE hour_ms + $1 <= $2 ORDER BY hour_ms",
         )
         .bind(HOUR_MS)
         .bind(before_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) != 0))
+            .collect())
     }
 
     /// Rollups of the given series with `from <= hour_ms <= to`, ordered by series and hour.
@@ -539,7 +557,7 @@ impl Store {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
-                "SELECT series_id, hour_ms, min, max, sum, count, last FROM rollups \
+                "SELECT series_id, hour_ms, min, max, sum, count, last, last_ms FROM rollups \
                  WHERE hour_ms >= $1 AND hour_ms <= $2 AND series_id IN ({}) ORDER BY series_id, hour_ms",
                 placeholders.join(", ")
             );
@@ -556,6 +574,7 @@ impl Store {
                     sum: r.get(4),
                     count: r.get(5),
                     last: r.get(6),
+                    last_ms: r.get(7),
                 });
             }
         }

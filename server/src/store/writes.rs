@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use sqlx::{AnyConnection, Row};
 use yunwei_proto::HostFacts;
 
-use super::{Rollup, Store, insert_rollups, kpi, labels_to_json, span_from_row};
+use super::{Rollup, Store, insert_rollups, kpi, labels_to_json, rollup, span_from_row};
 use crate::timeline::Span;
 
 /// One raw batch to store.
@@ -59,13 +59,18 @@ pub struct Pruned {
     /// Rows deleted per kind: `raw_batches`, `rollups`, `kpi_hours`, `status_intervals`,
     /// `events`.
     pub deleted: Vec<(&'static str, u64)>,
+    /// The rollup horizon after the pass: hours before it may have lost raw batches, so their
+    /// late samples are merged, not rebuilt ([`rollup`]).
+    pub sealed_before_ms: i64,
 }
 
-/// Marks `hour_ms` as needing its rollups (re)computed, bumping its version.
+/// Marks `hour_ms` as needing its rollups rebuilt from the raw window, bumping its version.
+/// Only for hours at or after the rollup horizon, whose raw batches are all kept
+/// ([`rollup`]; late samples of earlier hours are merged by [`rollup::merge_sealed`]).
 pub async fn mark_dirty(conn: &mut AnyConnection, hour_ms: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO rollup_dirty (hour_ms, version) VALUES ($1, 1) \
-         ON CONFLICT (hour_ms) DO UPDATE SET version = rollup_dirty.version + 1",
+        "INSERT INTO rollup_dirty (hour_ms, version, rebuild) VALUES ($1, 1, 1) \
+         ON CONFLICT (hour_ms) DO UPDATE SET version = rollup_dirty.version + 1, rebuild = 1",
     )
     .bind(hour_ms)
     .execute(&mut *conn)
@@ -267,16 +272,21 @@ pub async fn insert_series(
 }
 
 /// Deletes what lies before the cutoffs; raw batches only once no dirty hour overlaps them,
-/// raising each agent's `pruned_seq` watermark to its newest pruned batch first.
+/// raising each agent's `pruned_seq` watermark to its newest pruned batch and the rollup
+/// horizon past the newest hour they touch first.
 pub async fn prune(conn: &mut AnyConnection, cutoffs: &RetentionCutoffs) -> sqlx::Result<Pruned> {
     let prunable = "max_ts < $1 AND NOT EXISTS (SELECT 1 FROM rollup_dirty d \
                     WHERE d.hour_ms >= batches.min_ts - 3600000 AND d.hour_ms <= batches.max_ts)";
     let rows = sqlx::query(&format!(
-        "SELECT agent_id, MAX(seq) FROM batches WHERE {prunable} GROUP BY agent_id"
+        "SELECT agent_id, MAX(seq), MAX(max_ts) FROM batches WHERE {prunable} GROUP BY agent_id"
     ))
     .bind(cutoffs.raw_ms)
     .fetch_all(&mut *conn)
     .await?;
+    let sealed_before_ms = match rows.iter().map(|m| m.get::<i64, _>(2)).max() {
+        Some(newest) => rollup::seal_through(conn, newest).await?,
+        None => rollup::sealed_before(conn).await?,
+    };
     let mut marks = Vec::new();
     for m in &rows {
         let agent: String = m.get(0);
@@ -324,17 +334,22 @@ pub async fn prune(conn: &mut AnyConnection, cutoffs: &RetentionCutoffs) -> sqlx
             .rows_affected();
         deleted.push((what, n));
     }
-    Ok(Pruned { marks, deleted })
+    Ok(Pruned {
+        marks,
+        deleted,
+        sealed_before_ms,
+    })
 }
 
 impl Store {
-    /// Replaces one hour's rollups and derived KPIs if the hour is still dirty at `version`;
-    /// `false` (nothing written) when it was dirtied again or rolled up already.
+    /// Replaces one hour's rollups (unless `None`: late samples were merged into the stored
+    /// ones, which stay) and derived KPIs if the hour is still dirty at `version`; `false`
+    /// (nothing written) when it was dirtied again or rolled up already.
     pub async fn replace_rollup_hour(
         &self,
         hour_ms: i64,
         version: i64,
-        rollups: &[Rollup],
+        rollups: Option<&[Rollup]>,
         kpis: &[kpi::KpiHour],
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
@@ -347,11 +362,13 @@ impl Store {
         if cleared == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM rollups WHERE hour_ms = $1")
-            .bind(hour_ms)
-            .execute(&mut *tx)
-            .await?;
-        insert_rollups(&mut tx, rollups).await?;
+        if let Some(rollups) = rollups {
+            sqlx::query("DELETE FROM rollups WHERE hour_ms = $1")
+                .bind(hour_ms)
+                .execute(&mut *tx)
+                .await?;
+            insert_rollups(&mut tx, rollups).await?;
+        }
         kpi::write_hour(&mut tx, hour_ms, kpis).await?;
         tx.commit().await?;
         Ok(true)
