@@ -152,6 +152,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             authz::authorize,
         ))
+        // Every JSON body; ingest and enroll set their own limits above.
+        .layer(DefaultBodyLimit::max(
+            yunwei_conf::limits::MAX_API_BODY_BYTES,
+        ))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
