@@ -8,6 +8,8 @@ use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
+use crate::limits::MAX_YAML_DEPTH;
+
 /// A position in a text: 1-based line and 1-based column (in characters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
@@ -213,10 +215,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 ))
             }
             Event::SequenceStart(anchor, _) => {
+                check_depth(stack.len(), pos)?;
                 stack.push(Frame::Seq(pos, Vec::new(), anchor, 0));
                 None
             }
             Event::MappingStart(anchor, _) => {
+                check_depth(stack.len(), pos)?;
                 stack.push(Frame::Map(pos, Vec::new(), None, anchor, 0));
                 None
             }
@@ -276,6 +280,20 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     Ok(root)
 }
 
+/// Refuses a collection nested deeper than [`MAX_YAML_DEPTH`]: the tree is built without
+/// recursion, but reading, cloning and dropping it recurse once per level.
+fn check_depth(open: usize, pos: Pos) -> Result<(), YamlError> {
+    if open >= MAX_YAML_DEPTH {
+        return Err(YamlError {
+            pos,
+            message: format!(
+                "collections are nested more than {MAX_YAML_DEPTH} levels deep (the limit)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn unbalanced(pos: Pos) -> YamlError {
     YamlError {
         pos,
@@ -318,6 +336,20 @@ mod tests {
     fn syntax_errors_have_positions() {
         let e = parse("a: [1, 2\nb: c\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        // Block sequences nest one level per "- ": refused with the limit named, long before
+        // anything could recurse that deep. Flow collections ("[[[") stop at saphyr's own
+        // limit of 255 ("recursion limit exceeded") when the scanner gets there first.
+        let e = parse(&("- ".repeat(100_000) + "x")).unwrap_err();
+        assert!(e.message.contains("nested more than 64 levels"), "{e}");
+        assert!(parse(&"[".repeat(100_000)).is_err());
+        let e = parse(&format!("{}x{}", "[".repeat(100), "]".repeat(100))).unwrap_err();
+        assert!(e.message.contains("nested more than 64 levels"), "{e}");
+        let ok = "- ".repeat(MAX_YAML_DEPTH) + "x";
+        assert!(parse(&ok).unwrap().is_some());
     }
 
     #[test]

@@ -837,6 +837,33 @@ groups:
     }
 
     #[test]
+    fn deeply_nested_expressions_and_templates_are_errors_not_crashes() {
+        // Issue 17: 60,000 signs overflowed the parser's stack; a deep template likewise.
+        let text = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: {}up\n      \
+             - alert: B\n        expr: up\n        annotations:\n          summary: \"{}x{}\"\n",
+            "-".repeat(60_000),
+            "{{if 1}}".repeat(3000),
+            "{{end}}".repeat(3000),
+        );
+        check_bad(
+            &text,
+            &[
+                (5, 15, "nested more than 64 levels deep (the limit)"),
+                (9, 20, "nested more than 64 levels deep (the limit)"),
+            ],
+        );
+        let chain = format!(
+            "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: up{}\n",
+            " or up".repeat(100)
+        );
+        check_bad(
+            &chain,
+            &[(5, 15, "nested 101 levels deep; the limit is 64")],
+        );
+    }
+
+    #[test]
     fn names() {
         assert!(valid_label_name("_a1"));
         assert!(!valid_label_name("a:b"));

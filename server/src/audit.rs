@@ -27,6 +27,10 @@ use anyhow::Context;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use yunwei_conf::limits::{
+    AUDIT_REFUSAL_WINDOW_MS, MAX_AUDIT_DETAIL_BYTES, MAX_AUDIT_DETAIL_STRING_BYTES,
+    MAX_AUDIT_FIELD_BYTES, MAX_AUDIT_TARGET_BYTES, truncate_marked,
+};
 
 /// `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -85,8 +89,44 @@ pub fn row_hash(prev_hash: &str, seq: i64, ts_ms: i64, e: &Entry) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends `e` at `ts_ms`; returns its sequence number.
+/// `e` with every field cut to its limit (`yunwei_conf::limits`: `MAX_AUDIT_*`), the cut
+/// marked `…(+N bytes)`; strings inside `detail` are cut one by one, and a detail still over
+/// its limit is kept as `{"truncated": <its JSON text, cut>}`. Rows are never pruned, so no
+/// caller may make one large.
+pub fn bounded(e: &Entry) -> Entry {
+    fn cut(s: &str, max: usize) -> String {
+        truncate_marked(s, max).into_owned()
+    }
+    fn cut_strings(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.len() > MAX_AUDIT_DETAIL_STRING_BYTES => {
+                *s = cut(s, MAX_AUDIT_DETAIL_STRING_BYTES);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cut_strings),
+            serde_json::Value::Object(map) => map.values_mut().for_each(cut_strings),
+            _ => {}
+        }
+    }
+    let mut detail = e.detail.clone();
+    cut_strings(&mut detail);
+    let text = serde_json::to_string(&detail).unwrap_or_default();
+    if text.len() > MAX_AUDIT_DETAIL_BYTES {
+        detail = serde_json::json!({ "truncated": cut(&text, MAX_AUDIT_DETAIL_BYTES - 32) });
+    }
+    Entry {
+        actor: cut(&e.actor, MAX_AUDIT_FIELD_BYTES),
+        action: cut(&e.action, MAX_AUDIT_FIELD_BYTES),
+        target: cut(&e.target, MAX_AUDIT_TARGET_BYTES),
+        result: cut(&e.result, MAX_AUDIT_FIELD_BYTES),
+        source: cut(&e.source, MAX_AUDIT_FIELD_BYTES),
+        detail,
+    }
+}
+
+/// Appends `e` at `ts_ms`, its fields cut to their limits ([`bounded`]); returns its sequence
+/// number.
 pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64> {
+    let e = &bounded(e);
     let _guard = APPEND.lock().await;
     let mut last_err = None;
     for _ in 0..20 {
@@ -136,6 +176,146 @@ pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64>
 pub async fn record(store: &Store, ts_ms: i64, e: Entry) {
     if let Err(err) = append(store, ts_ms, &e).await {
         tracing::error!(error = %format!("{err:#}"), action = %e.action, "audit append failed");
+    }
+}
+
+/// The kinds of anonymous refusal [`Refusals`] aggregates (`metrics::REFUSAL_KINDS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// A request to a protected route without valid credentials.
+    Http,
+    /// A login attempt for no usable account (unknown, disabled, locked, or a name no account
+    /// can have).
+    Login,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Http => "http",
+            RefusalKind::Login => "login",
+        }
+    }
+}
+
+/// Most (source, kind) windows kept at once; past it, new sources share one window under the
+/// source `other`, so many addresses cannot grow memory without bound.
+const MAX_REFUSAL_WINDOWS: usize = 10_000;
+
+struct Window {
+    start_ms: i64,
+    /// Refusals after the first in this window, not written yet.
+    summarised: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// Aggregates anonymous refusals so that nobody can fill the never-pruned audit log without
+/// credentials: the first refusal of a kind from a source in each
+/// [`AUDIT_REFUSAL_WINDOW_MS`] window gets its own row, as before; later ones in the window
+/// are only counted, and once the window has passed one summary row (action
+/// `refusals.summary`, result `summarised: N`, detail with the count and the first and last
+/// times) records how many there were. An auditor thus sees every source that was refused in
+/// every minute it was, with one example and the exact count, and at most two rows per source
+/// and kind a minute. Summaries are written when the next anonymous refusal arrives or the
+/// audit log is read ([`flush_refusals`]); those pending when the server stops are lost (the
+/// counter `yunwei_audit_refusals_total` has them).
+#[derive(Default)]
+pub struct Refusals {
+    windows: std::sync::Mutex<std::collections::HashMap<(String, RefusalKind), Window>>,
+}
+
+impl Refusals {
+    /// Notes a refusal: `true` when it is the first of its window (write its row).
+    fn note(&self, source: &str, kind: RefusalKind, now_ms: i64) -> bool {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = (source.to_string(), kind);
+        if !w.contains_key(&key) && w.len() >= MAX_REFUSAL_WINDOWS {
+            key.0 = "other".into();
+        }
+        match w.get_mut(&key) {
+            Some(win) if now_ms - win.start_ms < AUDIT_REFUSAL_WINDOW_MS => {
+                win.summarised += 1;
+                if win.summarised == 1 {
+                    win.first_ms = now_ms;
+                }
+                win.last_ms = now_ms;
+                false
+            }
+            _ => {
+                // A window that ended with refusals still to write is taken by `due` first.
+                w.insert(
+                    key,
+                    Window {
+                        start_ms: now_ms,
+                        summarised: 0,
+                        first_ms: now_ms,
+                        last_ms: now_ms,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Removes the windows that have ended; returns the summaries to write (those with
+    /// refusals not written yet).
+    fn due(&self, now_ms: i64) -> Vec<Entry> {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        w.retain(|(source, kind), win| {
+            if now_ms - win.start_ms < AUDIT_REFUSAL_WINDOW_MS {
+                return true;
+            }
+            if win.summarised > 0 {
+                out.push(Entry {
+                    actor: "anonymous".into(),
+                    action: "refusals.summary".into(),
+                    target: kind.as_str().into(),
+                    result: format!("summarised: {}", win.summarised),
+                    source: source.clone(),
+                    detail: serde_json::json!({
+                        "kind": kind.as_str(),
+                        "count": win.summarised,
+                        "first_ms": win.first_ms,
+                        "last_ms": win.last_ms,
+                        "window_start_ms": win.start_ms,
+                        "window_ms": AUDIT_REFUSAL_WINDOW_MS,
+                    }),
+                });
+            }
+            false
+        });
+        out.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+}
+
+/// Writes the summaries of the refusal windows that have ended.
+pub async fn flush_refusals(store: &Store, refusals: &Refusals, now_ms: i64) {
+    for e in refusals.due(now_ms) {
+        record(store, now_ms, e).await;
+    }
+}
+
+/// Records an anonymous refusal through [`Refusals`]: its own row when it is the first of its
+/// source and kind in the window, otherwise only counted for the window's summary row.
+pub async fn record_refusal(
+    store: &Store,
+    refusals: &Refusals,
+    metrics: &crate::metrics::Metrics,
+    kind: RefusalKind,
+    now_ms: i64,
+    e: Entry,
+) {
+    flush_refusals(store, refusals, now_ms).await;
+    let first = refusals.note(&e.source, kind, now_ms);
+    metrics
+        .audit_refusals
+        .with_label_values(&[kind.as_str(), if first { "row" } else { "summarised" }])
+        .inc();
+    if first {
+        record(store, now_ms, e).await;
     }
 }
 
@@ -542,6 +722,63 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_field_is_cut_to_its_limit() {
+        let huge = "x".repeat(1_000_000);
+        let e = bounded(&Entry {
+            actor: huge.clone(),
+            action: huge.clone(),
+            target: huge.clone(),
+            result: huge.clone(),
+            source: huge.clone(),
+            detail: serde_json::json!({ "reason": huge, "list": vec!["y".repeat(900); 100] }),
+        });
+        assert!(e.actor.len() <= MAX_AUDIT_FIELD_BYTES && e.actor.ends_with(" bytes)"));
+        assert!(e.target.len() <= MAX_AUDIT_TARGET_BYTES);
+        let detail = serde_json::to_string(&e.detail).unwrap();
+        assert!(detail.len() <= MAX_AUDIT_DETAIL_BYTES, "{}", detail.len());
+        assert!(e.detail["truncated"].as_str().unwrap().ends_with(" bytes)"));
+        // Small entries pass unchanged.
+        let small = Entry {
+            actor: "li".into(),
+            action: "login".into(),
+            target: "li".into(),
+            result: "success".into(),
+            source: "127.0.0.1".into(),
+            detail: serde_json::json!({ "reason": "x" }),
+        };
+        assert_eq!(bounded(&small), small);
+    }
+
+    #[test]
+    fn refusals_get_one_row_per_source_and_kind_a_window_then_a_summary() {
+        let r = Refusals::default();
+        let w = AUDIT_REFUSAL_WINDOW_MS;
+        assert!(r.note("10.0.0.1", RefusalKind::Http, 0));
+        assert!(r.note("10.0.0.1", RefusalKind::Login, 1));
+        assert!(r.note("10.0.0.2", RefusalKind::Http, 2));
+        for t in 10..20 {
+            assert!(!r.note("10.0.0.1", RefusalKind::Http, t));
+        }
+        assert!(r.due(w - 1).is_empty(), "no window has ended");
+        let due = r.due(w + 5);
+        // Only the window with refusals not written yet gets a summary; all three end.
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].source, "10.0.0.1");
+        assert_eq!(due[0].result, "summarised: 10");
+        assert_eq!(due[0].detail["count"], 10);
+        assert_eq!(
+            (
+                due[0].detail["first_ms"].as_i64(),
+                due[0].detail["last_ms"].as_i64()
+            ),
+            (Some(10), Some(19))
+        );
+        assert!(r.due(w + 6).is_empty());
+        // A new window starts with a row of its own.
+        assert!(r.note("10.0.0.1", RefusalKind::Http, w + 7));
+    }
 
     fn chain(n: i64) -> Vec<AuditRow> {
         let mut prev = GENESIS.to_string();

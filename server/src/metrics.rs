@@ -32,11 +32,16 @@ pub struct Metrics {
     pub rule_group_evaluation_seconds: CounterVec,
     pub report_mail_attempts: IntCounterVec,
     pub report_mail_given_up: IntCounter,
+    pub audit_refusals: IntCounterVec,
 }
 
 /// Why a rule group was evaluated: its interval came round, or an ingest commit touched a
 /// metric it may read.
 pub const RULE_TRIGGERS: &[&str] = &["interval", "ingest"];
+
+/// Kinds of anonymous refusal the audit log aggregates (`audit::Refusals`): a request without
+/// valid credentials, a login attempt for no usable account.
+pub const REFUSAL_KINDS: &[&str] = &["http", "login"];
 
 /// Every rejection kind, so each counter series exists from the start (at zero).
 pub const REJECT_KINDS: &[&str] = &[
@@ -196,6 +201,14 @@ impl Metrics {
                 "yunwei_report_mail_given_up_total",
                 "Scheduled report mails given up after retrying for 7 days (the report stays archived).",
             )?,
+            audit_refusals: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_audit_refusals_total",
+                    "Anonymous refusals, by kind and by whether they got their own audit row \
+                     (row) or were counted in a per-source summary row (summarised).",
+                ),
+                &["kind", "audit"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -222,6 +235,7 @@ impl Metrics {
         r.register(Box::new(m.rule_group_evaluation_seconds.clone()))?;
         r.register(Box::new(m.report_mail_attempts.clone()))?;
         r.register(Box::new(m.report_mail_given_up.clone()))?;
+        r.register(Box::new(m.audit_refusals.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -239,6 +253,11 @@ impl Metrics {
         }
         for r in ["ok", "error"] {
             m.report_mail_attempts.with_label_values(&[r]);
+        }
+        for k in REFUSAL_KINDS {
+            for a in ["row", "summarised"] {
+                m.audit_refusals.with_label_values(&[k, a]);
+            }
         }
         Ok(m)
     }

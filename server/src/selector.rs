@@ -1,8 +1,9 @@
 //! Series selectors for the read API, in PromQL syntax (`node_load1{instance=~"web-.*"}`),
-//! parsed with `promql-parser`.
+//! parsed with `promql-parser` through `yunwei_rules::promql::parse`, which refuses text over
+//! the size and nesting limits (`yunwei_conf::limits`) before the parser sees it.
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 
 /// One label matcher.
 #[derive(Debug, Clone)]
@@ -20,7 +21,10 @@ impl LabelMatcher {
 
 /// Parses a selector into an optional metric name and the remaining matchers.
 pub fn parse(s: &str) -> Result<(Option<String>, Vec<LabelMatcher>), String> {
-    let expr = parser::parse(s).map_err(|e| format!("invalid selector: {e}"))?;
+    let expr = yunwei_rules::promql::parse(s).map_err(|e| match e {
+        yunwei_rules::promql::EvalError::Parse(m) => format!("invalid selector: {m}"),
+        other => format!("invalid selector: {other}"),
+    })?;
     let Expr::VectorSelector(vs) = expr else {
         return Err("expected a series selector such as node_load1{instance=\"web-01\"}".into());
     };
@@ -65,6 +69,8 @@ mod tests {
     fn non_selectors_are_refused() {
         assert!(parse("rate(x[5m])").is_err());
         assert!(parse("{").is_err());
+        let deep = parse(&format!("{}up", "-".repeat(60_000))).unwrap_err();
+        assert!(deep.contains("nested more than 64 levels deep"), "{deep}");
         let (name, _) = parse(r#"{__name__="up"}"#).unwrap();
         assert_eq!(name.as_deref(), Some("up"));
     }

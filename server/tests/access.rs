@@ -119,6 +119,7 @@ yunwei_tests::both_backends!(
     editing_or_deleting_an_audit_row_fails_verify_naming_the_row,
     a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint,
     enrollments_are_in_the_audit_log,
+    hostile_login_names_and_paths_leave_small_audit_rows,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -842,5 +843,116 @@ async fn the_served_openapi_document_lists_every_route() {
             "{method} {path}"
         );
     }
+    h.stop().await;
+}
+
+/// Issue 17, finding 2: without logging in, a 1 MB login name wrote a 2 MB audit row and a
+/// denied POST to a 60 KB path a 60 KB row, one per request, in a log that is never pruned.
+/// Now every field is cut to its limit (marked `…(+N bytes)`), an over-long login name is
+/// refused before the store is asked, anonymous refusals get at most one row per source and
+/// kind a minute (the rest counted), and the chain still verifies.
+async fn hostile_login_names_and_paths_leave_small_audit_rows(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let stored_bytes = |r: &yunwei_server::audit::AuditRow| {
+        let e = &r.entry;
+        e.actor.len()
+            + e.action.len()
+            + e.target.len()
+            + e.result.len()
+            + e.source.len()
+            + serde_json::to_string(&e.detail).unwrap().len()
+    };
+
+    // A 1 MB login name: 400 naming the field, one small row.
+    let r = h.login(&"n".repeat(1_000_000), "whatever-Pass-1").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "invalid_value", "{body}");
+    assert_eq!(body["error"]["field"], "user", "{body}");
+    let rows = yunwei_server::audit::list(&h.state.store, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let login = &rows[0];
+    assert_eq!(login.entry.result, "refused: name too long");
+    assert!(
+        login.entry.actor.ends_with(" bytes)"),
+        "{}",
+        login.entry.actor
+    );
+    assert!(login.entry.actor.len() <= 256 && login.entry.target.len() <= 1024);
+    assert!(stored_bytes(login) < 2048, "{} bytes", stored_bytes(login));
+
+    // An anonymous denied POST to a 60 KB path: one small row.
+    let long_path = format!("/api/v1/silences/{}/expire", "p".repeat(60_000));
+    let r = h.req(Method::POST, &long_path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let rows = yunwei_server::audit::list(&h.state.store, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let denied = &rows[0];
+    assert_eq!(denied.entry.actor, "anonymous");
+    assert_eq!(denied.entry.result, "denied: 401");
+    assert!(denied.entry.target.ends_with(" bytes)"));
+    assert!(
+        stored_bytes(denied) < 2048,
+        "{} bytes",
+        stored_bytes(denied)
+    );
+
+    // The same refusals again, many times: no row each, only counted.
+    for i in 0..30 {
+        let r = h.req(Method::POST, &long_path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{i}");
+        let r = h
+            .req(Method::POST, "/api/v1/rules/reload")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{i}");
+        let r = h.login(&format!("nobody-{i}"), "whatever-Pass-1").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{i}");
+    }
+    let rows = yunwei_server::audit::list(&h.state.store, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "one row per source and kind a minute: {rows:?}"
+    );
+    let counted = |kind: &str, audit: &str| {
+        h.state
+            .metrics
+            .audit_refusals
+            .with_label_values(&[kind, audit])
+            .get()
+    };
+    assert_eq!(
+        (counted("http", "row"), counted("http", "summarised")),
+        (1, 60)
+    );
+    assert_eq!(
+        (counted("login", "row"), counted("login", "summarised")),
+        (1, 30)
+    );
+
+    // Read through the API (admin), the rows are as small as in the store.
+    let token = h.token("auditor-api", Role::Admin).await;
+    let r = h
+        .req(Method::GET, "/api/v1/audit")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 8192, "{} bytes", text.len());
+
+    let (ok, out) = h.audit_verify();
+    assert!(ok, "{out}");
     h.stop().await;
 }

@@ -195,3 +195,84 @@ async fn every_failure_has_the_one_error_shape() {
     }
     h.stop().await;
 }
+
+/// Issue 17, finding 1: a selector of 60,000 `-` overflowed a worker's stack inside the PromQL
+/// parser and aborted the whole server (this test process with it). It is refused before
+/// parsing with a 400 naming the field and the limit, and the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_selector_is_a_400_and_the_server_stays_up() {
+    let h = Harness::start("sqlite", |_| {}).await.unwrap();
+    let c = &h.client;
+    let e = c.enroll("web-01").await.unwrap();
+    let (status, body) = c
+        .push(&e.token, &yunwei_tests::batch(&e, "web-01", 1, now_ms(), 3))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let hostile = [
+        format!("{}up", "-".repeat(60_000)),
+        format!("{}up{}", "(".repeat(20_000), ")".repeat(20_000)),
+        format!("up{}", "%2Bup".repeat(5_000)),
+    ];
+    for q in &hostile {
+        let r = c
+            .api(Method::GET, &format!("/api/v1/series?match={q}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["kind"], "invalid_value", "{v}");
+        assert_eq!(v["error"]["field"], "match", "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("limit"), "{m}");
+    }
+
+    // Still up: a normal request is answered.
+    let r = c
+        .api(Method::GET, "/api/v1/series?match=test_metric")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    h.stop().await;
+}
+
+/// JSON bodies are limited in size (`MAX_API_BODY_BYTES`) and, by serde_json's recursion limit
+/// of 128, in nesting: a deeply nested body is an `invalid_body`, not a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_json_body_is_a_400() {
+    let h = Harness::start("sqlite", |_| {}).await.unwrap();
+    let c = &h.client;
+    let deep = format!(
+        r#"{{"user":"a","password":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let r = c
+        .http
+        .post(format!("{}/api/v1/auth/login", c.base))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let (k, _) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(k, "invalid_body");
+    let r = c
+        .http
+        .post(format!("{}/api/v1/auth/login", c.base))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"user":"{}","password":"x"}}"#,
+            "a".repeat(1_100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (k, _) = error_of(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(k, "body_too_large");
+    h.stop().await;
+}

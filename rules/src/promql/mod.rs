@@ -28,6 +28,7 @@ mod binary;
 mod engine;
 mod functions;
 pub(crate) mod hash;
+mod limits;
 pub mod promqltest;
 mod shared;
 mod storage;
@@ -133,9 +134,14 @@ impl<'a> From<&'a Prepared> for Query<'a> {
     }
 }
 
-/// Parses PromQL text.
+/// Parses PromQL text. Text longer or more deeply nested than [`yunwei_conf::limits`] allows
+/// (`MAX_QUERY_BYTES`, `MAX_QUERY_DEPTH`, `MAX_QUERY_OPERATORS`) is refused before the parser
+/// sees it, so no query can overflow the stack; the error names the limit.
 pub fn parse(query: &str) -> Result<Expr, EvalError> {
-    promql_parser::parser::parse(query).map_err(EvalError::Parse)
+    limits::check_text(query).map_err(EvalError::Parse)?;
+    let expr = promql_parser::parser::parse(query).map_err(EvalError::Parse)?;
+    limits::check_expr(&expr).map_err(EvalError::Parse)?;
+    Ok(expr)
 }
 
 fn with_expr<T>(

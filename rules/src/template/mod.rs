@@ -23,6 +23,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::promql::Labels;
+use yunwei_conf::limits::{MAX_TEMPLATE_BYTES, MAX_TEMPLATE_DEPTH};
 
 mod exec;
 mod format;
@@ -101,7 +102,18 @@ impl PartialEq for Template {
 
 /// Compiles `text`.
 pub fn compile(text: &str) -> Result<Template, TemplateError> {
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Err(error_at(
+            text,
+            0,
+            format!(
+                "the template is {} bytes long; the limit is {MAX_TEMPLATE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
     let items = lex(text)?;
+    check_depth(text, &items)?;
     let literal = items.iter().all(|i| matches!(i, Item::Text(_)));
     let mut p = TreeParser {
         src: text,
@@ -217,6 +229,52 @@ fn line_col(src: &str, pos: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Refuses nesting deeper than [`MAX_TEMPLATE_DEPTH`] before the parser, which recurses once
+/// per `{{if}}` / `{{with}}` / `{{range}}` block and per parenthesis, sees the template.
+fn check_depth(src: &str, items: &[Item]) -> Result<(), TemplateError> {
+    let mut blocks = 0usize;
+    for item in items {
+        let Item::Action { toks, pos } = item else {
+            continue;
+        };
+        match toks.first().map(|t| &t.tok) {
+            Some(lex::Tok::Ident(w)) if matches!(w.as_str(), "if" | "with" | "range") => {
+                blocks += 1
+            }
+            Some(lex::Tok::Ident(w)) if w == "end" => blocks = blocks.saturating_sub(1),
+            _ => {}
+        }
+        let mut parens = 0usize;
+        for t in toks {
+            match t.tok {
+                lex::Tok::LParen => parens += 1,
+                lex::Tok::RParen => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            if blocks + parens > MAX_TEMPLATE_DEPTH {
+                return Err(error_at(
+                    src,
+                    if parens > 0 { t.pos } else { *pos },
+                    format!(
+                        "the template is nested more than {MAX_TEMPLATE_DEPTH} levels deep \
+                         (the limit)"
+                    ),
+                ));
+            }
+        }
+        if blocks > MAX_TEMPLATE_DEPTH {
+            return Err(error_at(
+                src,
+                *pos,
+                format!(
+                    "the template is nested more than {MAX_TEMPLATE_DEPTH} levels deep (the limit)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn error_at(src: &str, pos: usize, message: impl Into<String>) -> TemplateError {
     let (line, col) = line_col(src, pos);
     TemplateError {
@@ -247,6 +305,29 @@ mod tests {
             value,
         })
         .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    #[test]
+    fn deep_nesting_and_long_templates_are_refused() {
+        // Without the check these overflow the parser's stack and abort the process.
+        let ifs = format!("{}x{}", "{{if 1}}".repeat(3000), "{{end}}".repeat(3000));
+        let parens = format!("{{{{{}1{}}}}}", "(".repeat(30_000), ")".repeat(30_000));
+        for t in [ifs, parens] {
+            let e = compile(&t).unwrap_err();
+            assert!(e.message.contains("nested more than 64 levels"), "{e}");
+        }
+        let e = compile(&"x".repeat(MAX_TEMPLATE_BYTES + 1)).unwrap_err();
+        assert!(e.message.contains("the limit is 65536"), "{e}");
+        // Up to the limit it compiles and renders.
+        let n = MAX_TEMPLATE_DEPTH / 2;
+        let ok = format!(
+            "{}{{{{{}$value{}}}}}{}",
+            "{{if 1}}".repeat(n),
+            "(".repeat(n),
+            ")".repeat(n),
+            "{{end}}".repeat(n)
+        );
+        assert_eq!(render(&ok, &[], 7.0), "7");
     }
 
     fn check(text: &str, value: f64, expected: &str) {

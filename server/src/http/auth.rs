@@ -20,6 +20,7 @@ use super::{
 };
 use crate::auth::{Role, users};
 use crate::{AppState, audit, http::ApiError, now_ms};
+use yunwei_conf::limits::MAX_LOGIN_NAME_BYTES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +49,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 pub async fn login(
     AxState(state): AxState<Arc<AppState>>,
     ci: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    Extension(refusals): Extension<Arc<audit::Refusals>>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
@@ -60,7 +62,27 @@ pub async fn login(
         source: src.clone(),
         detail: json!({}),
     };
+    // Attempts for no usable account are anonymous: at most one row per source a minute.
+    let refused = |result: &str| {
+        audit::record_refusal(
+            &state.store,
+            &refusals,
+            &state.metrics,
+            audit::RefusalKind::Login,
+            now,
+            entry("login", result.into()),
+        )
+    };
     let bad = || ApiError::new(ErrorKind::InvalidCredentials, "wrong user name or password");
+    if req.user.len() > MAX_LOGIN_NAME_BYTES {
+        // No account has such a name: refused before the store and the password hash.
+        refused("refused: name too long").await;
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("a user name is at most {MAX_LOGIN_NAME_BYTES} bytes"),
+        )
+        .field("user"));
+    }
     let user = users::user(&state.store, &req.user)
         .await
         .map_err(ApiError::internal)?;
@@ -72,25 +94,15 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let Some(user) = user else {
-        audit::record(
-            &state.store,
-            now,
-            entry("login", "failure: unknown user".into()),
-        )
-        .await;
+        refused("failure: unknown user").await;
         return Err(bad());
     };
     if user.disabled {
-        audit::record(
-            &state.store,
-            now,
-            entry("login", "refused: disabled".into()),
-        )
-        .await;
+        refused("refused: disabled").await;
         return Err(bad());
     }
     if let Some(until) = user.locked_until_ms.filter(|&u| u > now) {
-        audit::record(&state.store, now, entry("login", "refused: locked".into())).await;
+        refused("refused: locked").await;
         let secs = ((until - now + 999) / 1000) as u64;
         return Err(ApiError {
             retry_after_secs: Some(secs),
@@ -325,8 +337,11 @@ pub struct AuditParams {
 /// `GET /api/v1/audit?before=SEQ&limit=N`.
 pub async fn audit_log(
     AxState(state): AxState<Arc<AppState>>,
+    Extension(refusals): Extension<Arc<audit::Refusals>>,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // Refusal counts of windows that have ended are written before the log is read.
+    audit::flush_refusals(&state.store, &refusals, now_ms()).await;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(

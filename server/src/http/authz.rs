@@ -233,19 +233,31 @@ pub async fn authorize(
         }
         Err((actor, e)) => {
             if mutating {
-                audit::record(
-                    &state.store,
-                    now_ms(),
-                    audit::Entry {
-                        actor: actor.unwrap_or_else(|| "anonymous".into()),
-                        action,
-                        target,
-                        result: format!("denied: {}", e.status().as_u16()),
-                        source,
-                        detail: serde_json::json!({ "reason": e.message }),
-                    },
-                )
-                .await;
+                let entry = audit::Entry {
+                    actor: actor.clone().unwrap_or_else(|| "anonymous".into()),
+                    action,
+                    target,
+                    result: format!("denied: {}", e.status().as_u16()),
+                    source,
+                    detail: serde_json::json!({ "reason": e.message }),
+                };
+                let refusals = req.extensions().get::<Arc<audit::Refusals>>();
+                match (actor, refusals) {
+                    // Without credentials: at most one row per source a minute, the rest
+                    // counted (see `audit::Refusals`).
+                    (None, Some(r)) => {
+                        audit::record_refusal(
+                            &state.store,
+                            r,
+                            &state.metrics,
+                            audit::RefusalKind::Http,
+                            now_ms(),
+                            entry,
+                        )
+                        .await
+                    }
+                    _ => audit::record(&state.store, now_ms(), entry).await,
+                }
             }
             e.into_response()
         }

@@ -152,6 +152,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             authz::authorize,
         ))
+        // The anonymous refusals of this server, aggregated for the audit log.
+        .layer(axum::Extension(Arc::new(crate::audit::Refusals::default())))
+        // Every JSON body; ingest and enroll set their own limits above.
+        .layer(DefaultBodyLimit::max(
+            yunwei_conf::limits::MAX_API_BODY_BYTES,
+        ))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,0 +1,89 @@
+//! Every size and nesting limit on text that reaches a parser or the audit log, in one place.
+//!
+//! The parsers involved (`promql-parser`, the template parser, the YAML tree, serde) and the
+//! PromQL evaluator recurse once per level of nesting, so a deep enough input overflows a
+//! thread's stack and aborts the whole process. Measured on a 2 MiB thread stack (tokio's
+//! worker default) in a debug build, the PromQL evaluator overflows at about 200 levels of AST
+//! depth and `promql-parser` alone between 10,000 and 30,000; the limits below keep a wide
+//! margin while staying far above what real rules, templates and files use (rarely more than
+//! 15 levels). Every check runs before the recursive parser sees the text, and its error
+//! names the limit.
+
+/// Longest PromQL query or selector, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Deepest PromQL nesting: levels of the parsed expression (each function call, aggregation,
+/// parenthesis, unary sign, binary operator of a chain `a or b or c ...`, subquery counts one).
+/// Before parsing, open brackets (`(`, `[`, `{`) plus a run of signs (`- - -`) are counted
+/// against the same limit.
+pub const MAX_QUERY_DEPTH: usize = 64;
+
+/// Most operators (binary or unary, keywords `and`/`or`/`unless`/`atan2` included) in one
+/// PromQL query, checked before parsing: a flat chain of operators nests as deep as it is long.
+pub const MAX_QUERY_OPERATORS: usize = 1_000;
+
+/// Longest alert template (a label or annotation value), in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
+/// Deepest alert template nesting: `{{if}}` / `{{with}}` / `{{range}}` blocks plus
+/// parenthesised pipelines inside one action.
+pub const MAX_TEMPLATE_DEPTH: usize = 64;
+
+/// Deepest nesting of YAML collections (rule files, contracts, calendars, configs).
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// Largest JSON request body of the API (ingest and enroll have their own limits). JSON
+/// nesting is limited by serde_json's default recursion limit of 128.
+pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+
+/// Longest login name accepted for a login attempt (the longest a user name may be).
+pub const MAX_LOGIN_NAME_BYTES: usize = 64;
+
+/// Longest audit row field (actor, action, result, source); longer values are cut and end in
+/// `…(+N bytes)`.
+pub const MAX_AUDIT_FIELD_BYTES: usize = 256;
+
+/// Longest audit row target (a request path, a user name).
+pub const MAX_AUDIT_TARGET_BYTES: usize = 1024;
+
+/// Longest string inside an audit row's detail, and longest detail as JSON text.
+pub const MAX_AUDIT_DETAIL_STRING_BYTES: usize = 1024;
+pub const MAX_AUDIT_DETAIL_BYTES: usize = 4096;
+
+/// Anonymous refusals (no valid credentials, login attempts for no existing account) are
+/// written as at most one audit row per source and kind in this window; the rest are counted
+/// and written as one summary row once the window has passed.
+pub const AUDIT_REFUSAL_WINDOW_MS: i64 = 60_000;
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), ending it in `…(+N bytes)`
+/// naming how many bytes were cut; shorter strings are returned unchanged.
+pub fn truncate_marked(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    // Leave room for the marker (at most 24 bytes: "…(+" 5, 20 digits, " bytes)" 7).
+    let mut keep = max.saturating_sub(32);
+    while !s.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…(+{} bytes)", &s[..keep], s.len() - keep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_is_marked_and_bounded() {
+        assert_eq!(truncate_marked("short", 10), "short");
+        let long = "é".repeat(1000);
+        // 101 - 32 = 69 falls inside a character: the cut moves back to 68.
+        let t = truncate_marked(&long, 101);
+        assert!(t.len() <= 101, "{}", t.len());
+        assert_eq!(t, format!("{}…(+1932 bytes)", "é".repeat(34)));
+        let million = "x".repeat(1_000_000);
+        let t = truncate_marked(&million, 256);
+        assert!(t.len() <= 256);
+        assert!(t.ends_with("…(+999776 bytes)"), "{t}");
+    }
+}
