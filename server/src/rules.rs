@@ -248,9 +248,15 @@ fn group_key(g: &RuleGroup) -> String {
     format!("{};{}", g.origin, g.name)
 }
 
+/// Rule files that do not load: every problem, one per line, each with `file:line:col`. The
+/// running set is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRules(pub String);
+
 /// Loads and validates rule files; every problem is reported with `file:line:col`.
-pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<RuleGroup>>, String> {
-    let parsed = load_rule_files(files).map_err(|e| e.to_string())?;
+pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<RuleGroup>>, InvalidRules> {
+    let parsed = load_rule_files(files).map_err(|e| InvalidRules(e.to_string()))?;
     Ok(parsed
         .into_iter()
         .flat_map(|f| f.groups)
@@ -364,7 +370,7 @@ pub async fn saved_states(
 }
 
 /// Re-reads the configured rule files; on any error the running set is kept.
-pub fn reload(state: &Engine) -> Result<usize, String> {
+pub fn reload(state: &Engine) -> Result<usize, InvalidRules> {
     let files = state.set.read().expect("rules lock").files.clone();
     let groups = load(&files)?;
     let n = groups.len();

@@ -206,4 +206,3 @@ proptest! {
         prop_assert_eq!(&a, &c);
     }
 }
-

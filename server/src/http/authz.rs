@@ -207,8 +207,15 @@ pub async fn authorize(
         Ok(p) => {
             let actor = p.actor.clone();
             req.extensions_mut().insert(p);
-            let resp = next.run(req).await;
-            if mutating {
+            if !mutating {
+                return next.run(req).await;
+            }
+            // A state-changing call runs to its end, audit row included, in a task of its own:
+            // a client that disconnects (which drops this future) cancels neither the change
+            // half-way nor the record of it.
+            let store = state.store.clone();
+            let call = tokio::spawn(async move {
+                let resp = next.run(req).await;
                 let status = resp.status();
                 let result = if status.is_success() {
                     "success".to_string()
@@ -216,7 +223,7 @@ pub async fn authorize(
                     format!("failure: {}", status.as_u16())
                 };
                 audit::record(
-                    &state.store,
+                    &store,
                     now_ms(),
                     audit::Entry {
                         actor,
@@ -228,8 +235,12 @@ pub async fn authorize(
                     },
                 )
                 .await;
+                resp
+            });
+            match call.await {
+                Ok(resp) => resp,
+                Err(e) => ApiError::internal(e).into_response(),
             }
-            resp
         }
         Err((actor, e)) => {
             if mutating {

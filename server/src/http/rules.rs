@@ -33,6 +33,6 @@ pub(super) async fn reload_rules(
         Ok(n) => Ok(Json(
             json!({ "status": "success", "data": { "groups": n } }),
         )),
-        Err(e) => Err(ApiError::new(ErrorKind::InvalidRules, e).field("rule_files")),
+        Err(e) => Err(ApiError::new(ErrorKind::InvalidRules, e.0).field("rule_files")),
     }
 }
