@@ -39,6 +39,11 @@ pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 /// Longest login name accepted for a login attempt (the longest a user name may be).
 pub const MAX_LOGIN_NAME_BYTES: usize = 64;
 
+/// Most password hashes (argon2id, about 19 MiB and tens of milliseconds of CPU each) the
+/// server computes at once for logins; a login beyond them is answered 429
+/// `too_many_requests` with `Retry-After` instead of queueing memory and CPU.
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
+
 /// Longest audit row field (actor, action, result, source); longer values are cut and end in
 /// `…(+N bytes)`.
 pub const MAX_AUDIT_FIELD_BYTES: usize = 256;

@@ -120,6 +120,8 @@ yunwei_tests::both_backends!(
     a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint,
     enrollments_are_in_the_audit_log,
     hostile_login_names_and_paths_leave_small_audit_rows,
+    concurrent_guesses_check_no_more_passwords_than_the_lockout_allows,
+    concurrent_logins_beyond_the_hashing_pool_get_429,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -954,5 +956,130 @@ async fn hostile_login_names_and_paths_leave_small_audit_rows(backend: &str) {
 
     let (ok, out) = h.audit_verify();
     assert!(ok, "{out}");
+    h.stop().await;
+}
+
+/// Sends every `(user, password)` login at once; returns each answer's status, error kind and
+/// `Retry-After` header, in the order given.
+async fn logins_at_once(
+    h: &Harness,
+    attempts: &[(&str, &str)],
+) -> Vec<(StatusCode, String, Option<String>)> {
+    let tasks: Vec<_> = attempts
+        .iter()
+        .map(|(user, password)| {
+            let req = h
+                .req(Method::POST, "/api/v1/auth/login")
+                .json(&serde_json::json!({ "user": user, "password": password }));
+            tokio::spawn(async move {
+                let r = req.send().await.unwrap();
+                let status = r.status();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let body: serde_json::Value = r.json().await.unwrap();
+                let kind = body["error"]["kind"].as_str().unwrap_or("").to_string();
+                (status, kind, retry)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The wrong passwords of `user` that were checked, by their audit rows.
+async fn wrong_passwords_checked(h: &Harness, user: &str) -> usize {
+    yunwei_server::audit::list(&h.state.store, None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.entry.action == "login"
+                && r.entry.target == user
+                && r.entry.result.starts_with("failure: wrong password")
+        })
+        .count()
+}
+
+/// Issue 17 (hostile callers): 30 parallel guesses were all checked, because each read the
+/// failure count before any had counted, and the right password logged in despite the lock.
+/// Now each guess reserves its place in the count before its password is checked.
+async fn concurrent_guesses_check_no_more_passwords_than_the_lockout_allows(backend: &str) {
+    let Some(h) = Harness::start(backend, |c| {
+        c.auth.lockout_failures = 2;
+        c.auth.lockout_secs = 600;
+    })
+    .await
+    else {
+        return;
+    };
+    h.add_user("sun.li", Role::Operator, "Right-Pass-2026")
+        .await;
+    let wrong: Vec<(&str, &str)> = (0..30).map(|_| ("sun.li", "wrong-Pass-2026")).collect();
+    let answers = logins_at_once(&h, &wrong).await;
+    assert_eq!(
+        wrong_passwords_checked(&h, "sun.li").await,
+        2,
+        "only the guesses the lockout allows are checked: {answers:?}"
+    );
+    for (status, kind, _) in &answers {
+        assert!(
+            matches!(
+                kind.as_str(),
+                "invalid_credentials" | "locked" | "too_many_requests"
+            ),
+            "{status} {kind}"
+        );
+    }
+    assert!(answers.iter().any(|(_, k, _)| k == "locked"), "{answers:?}");
+    // While locked, 30 more wrong guesses and the right password at once: none is checked,
+    // and the right one is refused.
+    let mut more = wrong.clone();
+    more.push(("sun.li", "Right-Pass-2026"));
+    let answers = logins_at_once(&h, &more).await;
+    assert_eq!(wrong_passwords_checked(&h, "sun.li").await, 2);
+    let (status, kind, retry) = answers.last().unwrap();
+    assert_ne!(*status, StatusCode::OK, "the right password while locked");
+    assert!(kind == "locked" || kind == "too_many_requests", "{kind}");
+    assert!(retry.is_some());
+    assert!(answers.iter().all(|(s, _, _)| *s != StatusCode::OK));
+    let r = h.login("sun.li", "Right-Pass-2026").await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "locked");
+    h.stop().await;
+}
+
+/// Issue 17 (hostile callers): every concurrent login hashed at once (about 19 MiB each). Now
+/// at most `MAX_CONCURRENT_PASSWORD_CHECKS` hash at a time; the others are told to retry.
+async fn concurrent_logins_beyond_the_hashing_pool_get_429(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    h.add_user("zhou.ming", Role::Reviewer, "Right-Pass-2026")
+        .await;
+    let n = 8 * yunwei_conf::limits::MAX_CONCURRENT_PASSWORD_CHECKS;
+    let attempts: Vec<(&str, &str)> = (0..n).map(|_| ("zhou.ming", "Right-Pass-2026")).collect();
+    let answers = logins_at_once(&h, &attempts).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    for (_, kind, retry) in &busy {
+        assert_eq!(kind, "too_many_requests");
+        assert_eq!(retry.as_deref(), Some("1"));
+    }
+    // The others logged in; nothing else happened.
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _, _)| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|(s, _, _)| *s == StatusCode::OK));
     h.stop().await;
 }

@@ -231,6 +231,59 @@ pub async fn count_failure(store: &Store, name: &str) -> sqlx::Result<i64> {
     store.count_user_failure(name).await
 }
 
+/// Reserves a password check for `name` before verifying it (see
+/// [`Store::reserve_login_attempt`]): `None` while the account is locked or its last allowed
+/// guesses are being checked; otherwise the failures in a row this guess will make if wrong.
+/// Reaching `limit` locks the account until `until_ms` at once; a right password then clears it
+/// ([`create_session`]).
+pub async fn reserve_login_attempt(
+    store: &Store,
+    name: &str,
+    limit: u32,
+    now_ms: i64,
+    until_ms: i64,
+) -> sqlx::Result<Option<i64>> {
+    store
+        .reserve_login_attempt(name, i64::from(limit), now_ms, until_ms)
+        .await
+}
+
+/// The bounded pool of password checks for logins: at most `permits` argon2 verifications
+/// (each about 19 MiB) run at once, each on a blocking thread. A caller first takes a permit
+/// with [`PasswordChecks::try_permit`] (none left: answer "too many requests"), then passes it
+/// to [`PasswordChecks::verify`], which holds it until the hash is done even if the caller
+/// goes away.
+pub struct PasswordChecks {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl PasswordChecks {
+    pub fn new(permits: usize) -> PasswordChecks {
+        PasswordChecks {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    /// A permit for one check, or `None` when every permit is in use.
+    pub fn try_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Verifies `password` against the PHC `hash` on a blocking thread, holding `permit`.
+    pub async fn verify(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        password: String,
+        hash: String,
+    ) -> anyhow::Result<bool> {
+        Ok(tokio::task::spawn_blocking(move || {
+            let ok = verify_password(&password, &hash);
+            drop(permit);
+            ok
+        })
+        .await?)
+    }
+}
+
 /// Locks `name` until `until_ms` and restarts the failure count.
 pub async fn lock(store: &Store, name: &str, until_ms: i64) -> sqlx::Result<()> {
     store.lock_user(name, until_ms).await

@@ -161,6 +161,38 @@ impl Store {
         Ok(r.get(0))
     }
 
+    /// Reserves one password check for `name` before the password is verified, in one atomic
+    /// statement (so concurrent logins, in this process or another, never check more than
+    /// `limit` guesses in a lock window): refused (`None`) while the account is locked;
+    /// otherwise the failure count goes up by one (restarting at 1 after an expired lock) and
+    /// returns, and the reservation that reaches `limit` locks the account until `until_ms` at
+    /// once — a right password clears the lock again ([`Store::clear_user_lock`]).
+    pub async fn reserve_login_attempt(
+        &self,
+        name: &str,
+        limit: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let r = sqlx::query(
+            "UPDATE users SET \
+             failed_count = CASE WHEN locked_until_ms IS NOT NULL AND locked_until_ms <= $3 \
+                 THEN 1 ELSE failed_count + 1 END, \
+             locked_until_ms = CASE WHEN (CASE WHEN locked_until_ms IS NOT NULL \
+                 AND locked_until_ms <= $3 THEN 1 ELSE failed_count + 1 END) >= $2 \
+                 THEN $4 ELSE NULL END \
+             WHERE name = $1 AND (locked_until_ms IS NULL OR locked_until_ms <= $3) \
+             RETURNING failed_count",
+        )
+        .bind(name)
+        .bind(limit)
+        .bind(now_ms)
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| r.get(0)))
+    }
+
     /// Locks `name` until `until_ms` and restarts the failure count.
     pub async fn lock_user(&self, name: &str, until_ms: i64) -> sqlx::Result<()> {
         sqlx::query("UPDATE users SET locked_until_ms = $1, failed_count = 0 WHERE name = $2")
