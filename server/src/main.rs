@@ -154,9 +154,13 @@ enum TokenCommand {
         /// A unique name for the token.
         #[arg(long)]
         name: String,
-        /// admin, operator, reviewer or auditor.
+        /// admin, operator, reviewer or auditor (a user's token has the user's role).
+        #[arg(long, required_unless_present = "user")]
+        role: Option<String>,
+        /// The console user the token belongs to: it stops working as soon as the user is
+        /// disabled or deleted. Without it the token is a service token of no user.
         #[arg(long)]
-        role: String,
+        user: Option<String>,
         /// Limit the token to some of its role's permissions (comma-separated: read, operate,
         /// approve, reports, audit, admin, metrics).
         #[arg(long, value_delimiter = ',')]
@@ -543,7 +547,7 @@ mod admin {
     use anyhow::{Context, bail};
     use yunwei_server::{
         audit,
-        auth::{Perm, Role, users},
+        auth::{Role, users},
         config::{Overrides, ServerConfig},
         now_ms,
         store::Store,
@@ -668,22 +672,37 @@ mod admin {
             TokenCommand::Create {
                 name,
                 role: r,
+                user,
                 scopes,
                 expires_days,
             } => {
-                let r = role(&r)?;
-                let mut perms = Vec::new();
-                for s in scopes.iter().filter(|s| !s.is_empty()) {
-                    let p = Perm::parse(s)
-                        .with_context(|| format!("--scopes: {s:?} is not a permission"))?;
-                    if !r.perms().contains(&p) {
-                        bail!("--scopes: role {} does not have {s}", r.as_str());
+                let r = match (&user, r) {
+                    (Some(u), r) => {
+                        let owner = users::user(&store, u)
+                            .await?
+                            .with_context(|| format!("--user: no user {u:?}"))?;
+                        if let Some(r) = r.as_deref().map(role).transpose()?
+                            && r != owner.role
+                        {
+                            bail!(
+                                "--role: a user's token has the user's role ({})",
+                                owner.role.as_str()
+                            );
+                        }
+                        owner.role
                     }
-                    perms.push(p);
-                }
+                    (None, Some(r)) => role(&r)?,
+                    (None, None) => bail!("--role or --user is required"),
+                };
+                let perms = users::parse_scopes(r, &scopes).context("--scopes")?;
                 let now = now_ms();
                 let expires = expires_days.map(|d| now + i64::from(d) * 86_400_000);
-                let secret = users::create_token(&store, &name, r, &perms, expires, now).await?;
+                let secret = match &user {
+                    Some(u) => {
+                        users::create_user_token(&store, &name, u, &perms, expires, now).await?
+                    }
+                    None => users::create_token(&store, &name, r, &perms, expires, now).await?,
+                };
                 record(&store, "token.create", &name).await;
                 println!("{secret}");
             }
@@ -696,9 +715,10 @@ mod admin {
                 for t in users::tokens(&store).await? {
                     let scopes: Vec<&str> = t.scopes.iter().map(|p| p.as_str()).collect();
                     println!(
-                        "{:<24} {:<9} scopes={} {}",
+                        "{:<24} {:<9} user={} scopes={} {}",
                         t.name,
                         t.role.as_str(),
+                        t.user.as_deref().unwrap_or("-"),
                         if scopes.is_empty() {
                             "all".into()
                         } else {

@@ -122,6 +122,7 @@ yunwei_tests::both_backends!(
     hostile_login_names_and_paths_leave_small_audit_rows,
     concurrent_guesses_check_no_more_passwords_than_the_lockout_allows,
     concurrent_logins_beyond_the_hashing_pool_get_429,
+    a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -1081,5 +1082,151 @@ async fn concurrent_logins_beyond_the_hashing_pool_get_429(backend: &str) {
         "{answers:?}"
     );
     assert!(answers.iter().any(|(s, _, _)| *s == StatusCode::OK));
+    h.stop().await;
+}
+
+/// Issue 17 (hostile callers): disabling a user left the API tokens made for them working, and
+/// a token whose stored scopes named no known permission had its whole role (the unknown names
+/// were dropped, leaving "no limit"). Now a token can belong to a user (`--user`) and stops
+/// with that user's sessions when the user is disabled or deleted; unknown scopes are refused
+/// at creation and grant nothing when stored.
+async fn a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing(
+    backend: &str,
+) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let url = h.database_url.clone();
+    let admin = h.token("root", Role::Admin).await;
+    h.add_user("he.wei", Role::Operator, "Operator-Pass-2026")
+        .await;
+    let (ok, out, err) = cli(
+        &url,
+        &["token", "create", "--name", "he-wei-ci", "--user", "he.wei"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let token = out.trim().to_string();
+    let (ok, out, _) = cli(&url, &["token", "list"], "");
+    assert!(ok && out.contains("user=he.wei"), "{out}");
+    // A user's token has the user's role, no other.
+    let (ok, _, err) = cli(
+        &url,
+        &[
+            "token", "create", "--name", "x", "--user", "he.wei", "--role", "admin",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("the user's role"), "{err}");
+    let r = h.login("he.wei", "Operator-Pass-2026").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with_token = async |t: &str| {
+        h.req(Method::GET, "/api/v1/hosts")
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap()
+    };
+    let with_cookie = async || {
+        h.req(Method::GET, "/api/v1/hosts")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let admin_post = async |path: &str| {
+        h.req(Method::POST, path)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with_token(&token).await.status(), StatusCode::OK);
+    assert_eq!(with_cookie().await, StatusCode::OK);
+    // Disabled: the token and the session stop at once.
+    assert_eq!(
+        admin_post("/api/v1/users/he.wei/disable").await,
+        StatusCode::OK
+    );
+    let r = with_token(&token).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{body}"
+    );
+    assert_eq!(with_cookie().await, StatusCode::UNAUTHORIZED);
+    // No new token for a disabled user.
+    let (ok, _, err) = cli(
+        &url,
+        &["token", "create", "--name", "y", "--user", "he.wei"],
+        "",
+    );
+    assert!(!ok && err.contains("disabled"), "{err}");
+    // Enabled again, the token works again; deleted, it does not.
+    assert_eq!(
+        admin_post("/api/v1/users/he.wei/enable").await,
+        StatusCode::OK
+    );
+    assert_eq!(with_token(&token).await.status(), StatusCode::OK);
+    sqlx::query("DELETE FROM users WHERE name = 'he.wei'")
+        .execute(h.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(with_token(&token).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Unknown scopes are refused at creation, an empty one too (it used to mean "all").
+    for scopes in ["read,bogus", ""] {
+        let (ok, _, err) = cli(
+            &url,
+            &[
+                "token", "create", "--name", "s", "--role", "operator", "--scopes", scopes,
+            ],
+            "",
+        );
+        assert!(
+            !ok && err.contains("is not a permission"),
+            "{scopes:?}: {err}"
+        );
+    }
+    // A stored scope the server does not know grants nothing, not the whole role.
+    let scoped = users::create_token(
+        &h.state.store,
+        "scoped",
+        Role::Operator,
+        &[yunwei_server::auth::Perm::Metrics],
+        None,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_token(&scoped).await.status(), StatusCode::FORBIDDEN);
+    for stored in [r#"["frobnicate"]"#, r#"["read","Operate"]"#, "read"] {
+        sqlx::query("UPDATE api_tokens SET scopes = $1 WHERE name = 'scoped'")
+            .bind(stored)
+            .execute(h.state.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            with_token(&scoped).await.status(),
+            StatusCode::FORBIDDEN,
+            "{stored}"
+        );
+    }
     h.stop().await;
 }

@@ -244,6 +244,8 @@ fn user_error(e: users::UserError) -> ApiError {
         E::NotFound(_) => ApiError::not_found("user"),
         E::BadName => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("name"),
         E::Password(_) => ApiError::new(ErrorKind::WeakPassword, e.to_string()).field("password"),
+        E::Disabled(_) => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("user"),
+        E::Scope(_) => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("scopes"),
         E::Store(e) => ApiError::internal(e),
         E::Other(e) => ApiError::internal(format!("{e:#}")),
     }

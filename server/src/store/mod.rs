@@ -79,6 +79,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_late_rollups.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_token_owners.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -123,6 +127,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../../migrations/postgres/0013_late_rollups.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_token_owners.sql"),
     ),
 ];
 
