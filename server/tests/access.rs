@@ -1230,3 +1230,69 @@ async fn a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_
     }
     h.stop().await;
 }
+
+/// Issue 17 (hostile callers): the data directory was created 0755 and the database 0644,
+/// though the database holds the link-signing secret and the data directory the report key.
+/// Now the directory is 0700 and the database (with its -wal/-shm) and the secret key 0600;
+/// looser ones found at start are tightened.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_database_and_signing_key_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let db = data.join("yunwei.db");
+    let key = data.join(yunwei_server::report_keys::SECRET_KEY_FILE);
+    let config = ServerConfig::from_overrides(&Overrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(data.clone()),
+        database_url: None,
+    })
+    .unwrap();
+    // Runs a server on `data` until it has written to the store; returns the modes of the
+    // database files seen while it ran.
+    let run = async |config: ServerConfig| {
+        let server = Server::bind(config).await.unwrap();
+        let state = server.state();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        users::add_user(
+            &state.store,
+            &format!("u{}", now_ms()),
+            Role::Auditor,
+            "Auditor-Pass-2026",
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        let mut modes = vec![(db.clone(), mode(&db))];
+        for suffix in ["-wal", "-shm"] {
+            let p = data.join(format!("yunwei.db{suffix}"));
+            assert!(p.exists(), "{}", p.display());
+            modes.push((p.clone(), mode(&p)));
+        }
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        modes
+    };
+    for (p, m) in run(config.clone()).await {
+        assert_eq!(m, 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&key), 0o600);
+    // Loosened by hand (or left so by an older version): tightened at the next start.
+    set(&data, 0o755);
+    set(&db, 0o644);
+    set(&key, 0o644);
+    for (p, m) in run(config).await {
+        assert_eq!(m, 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&key), 0o600);
+}
