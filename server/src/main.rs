@@ -253,6 +253,10 @@ enum ReportCommand {
         /// Sans CJK collection of Debian's fonts-noto-cjk when installed).
         #[arg(long)]
         font: Option<PathBuf>,
+        /// Accept a PDF whose pages cannot be compared with the signed data (no font): only
+        /// its embedded signed data is checked. Without it such a PDF does not verify (exit 1).
+        #[arg(long)]
+        allow_uncompared_pages: bool,
     },
 }
 
@@ -359,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     public_key,
                     data_dir,
                     font,
+                    allow_uncompared_pages,
                 },
         } => {
             let key_path = public_key
@@ -377,7 +382,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             return Ok(
-                match yunwei_reports::verify_with_font(&bytes, &key, font.as_ref()) {
+                match yunwei_reports::verify_with(
+                    &bytes,
+                    &key,
+                    &yunwei_reports::VerifyOptions {
+                        font: font.as_ref(),
+                        allow_uncompared_pages,
+                    },
+                ) {
                     Ok(v) => {
                         let c = &v.report.cover;
                         println!(
@@ -395,13 +407,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             println!("  the figures shown match the signed data");
                         } else {
                             println!(
-                                "  the embedded signed data is authentic; the pages were not compared with it (no font, see --font)"
+                                "  PAGES NOT COMPARED (--allow-uncompared-pages): only the embedded signed data was checked; the pages shown may differ from it (pass --font to compare them)"
                             );
                         }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
                         eprintln!("{}: NOT VERIFIED: {e}", file.display());
+                        if matches!(e, yunwei_reports::VerifyError::PagesNotCompared) {
+                            eprintln!(
+                                "  pass --font FILE (the font the report was made with), or --allow-uncompared-pages to accept the embedded signed data alone"
+                            );
+                        }
                         ExitCode::FAILURE
                     }
                 },
