@@ -39,6 +39,19 @@ pub const MAX_API_BODY_BYTES: usize = 1024 * 1024;
 /// Longest login name accepted for a login attempt (the longest a user name may be).
 pub const MAX_LOGIN_NAME_BYTES: usize = 64;
 
+/// Most password hashes (argon2id, about 19 MiB and tens of milliseconds of CPU each) the
+/// server computes at once for logins; a login beyond them is answered 429
+/// `too_many_requests` with `Retry-After` instead of queueing memory and CPU.
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
+
+/// Most entries `report verify` accepts in an XLSX file (a real report has a few dozen); the
+/// zip's directory is checked before anything is decompressed.
+pub const MAX_XLSX_ENTRIES: usize = 1_000;
+
+/// Most bytes `report verify` decompresses from an XLSX file (a real report's shared strings
+/// are a few MiB), so a zip bomb is refused instead of filling memory.
+pub const MAX_XLSX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Longest audit row field (actor, action, result, source); longer values are cut and end in
 /// `…(+N bytes)`.
 pub const MAX_AUDIT_FIELD_BYTES: usize = 256;

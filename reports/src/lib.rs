@@ -19,7 +19,9 @@ pub mod xlsx;
 
 pub use integrity::{Integrity, SignedReport};
 pub use model::{Fixed, Lang, Report};
-pub use verify::{Format, Verified, VerifyError, verify, verify_with_font};
+pub use verify::{
+    Format, Verified, VerifyError, VerifyOptions, verify, verify_with, verify_with_font,
+};
 
 /// Errors of the renderers.
 #[derive(Debug, thiserror::Error)]

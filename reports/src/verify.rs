@@ -2,7 +2,9 @@
 //! hash and Ed25519 signature against the given public key, and check that what the file shows
 //! is what was signed (HTML, XLSX and JSON are rendered again from the signed JSON and must be
 //! byte-identical, so a changed figure anywhere is rejected). A PDF is compared the same way
-//! when the caller passes the font it was rendered with ([`verify_with_font`]).
+//! when the caller passes the font it was rendered with ([`verify_with_font`]); without it a
+//! PDF does not verify unless the caller explicitly accepts uncompared pages
+//! ([`VerifyOptions::allow_uncompared_pages`]), and [`Verified::content_checked`] says so.
 
 use ed25519_dalek::VerifyingKey;
 
@@ -57,6 +59,11 @@ pub enum VerifyError {
     )]
     ContentMismatch(Format),
     #[error(
+        "the pdf's pages were not compared with the signed report data (no font to render them \
+         again: pass the font the report was made with, or explicitly allow uncompared pages)"
+    )]
+    PagesNotCompared,
+    #[error(
         "the pdf's pages differ from the signed report data rendered again with the given font \
          (a figure was changed, or the pdf was made with another font file)"
     )]
@@ -79,17 +86,46 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
     }
 }
 
-/// Verifies a report file of any format against `key`.
-pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Verified, VerifyError> {
-    verify_with_font(bytes, key, None)
+/// How to verify a file.
+#[derive(Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// The font a PDF was rendered with: its pages are rendered again and compared.
+    pub font: Option<&'a crate::pdf::PdfFont>,
+    /// Accept a PDF whose pages could not be compared (no font): only its embedded signed
+    /// data is checked, and [`Verified::content_checked`] is false. Off, such a PDF fails with
+    /// [`VerifyError::PagesNotCompared`].
+    pub allow_uncompared_pages: bool,
 }
 
-/// Like [`verify`]; with `font`, a PDF's pages are compared with the signed data too.
+/// Verifies a report file of any format against `key`; a PDF fails (its pages cannot be
+/// compared without the font, see [`verify_with_font`]).
+pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Verified, VerifyError> {
+    verify_with(bytes, key, &VerifyOptions::default())
+}
+
+/// Like [`verify`]; with `font`, a PDF's pages are compared with the signed data.
 pub fn verify_with_font(
     bytes: &[u8],
     key: &VerifyingKey,
     font: Option<&crate::pdf::PdfFont>,
 ) -> Result<Verified, VerifyError> {
+    verify_with(
+        bytes,
+        key,
+        &VerifyOptions {
+            font,
+            ..VerifyOptions::default()
+        },
+    )
+}
+
+/// Verifies a report file of any format against `key` with `options`.
+pub fn verify_with(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    options: &VerifyOptions<'_>,
+) -> Result<Verified, VerifyError> {
+    let font = options.font;
     let format = detect(bytes).ok_or(VerifyError::UnknownFormat)?;
     let envelope = match format {
         Format::Json => bytes.to_vec(),
@@ -135,7 +171,8 @@ pub fn verify_with_font(
                 }
                 true
             }
-            None => false,
+            None if options.allow_uncompared_pages => false,
+            None => return Err(VerifyError::PagesNotCompared),
         },
     };
     Ok(Verified {

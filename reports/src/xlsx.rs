@@ -642,14 +642,41 @@ fn integrity(b: &mut Book, signed: &SignedReport) -> Result<(), RenderError> {
 
 /// Reads the signed envelope back from a workbook written by [`render`]. `Ok(None)` when the
 /// workbook has none; `Err` when it is not a readable zip.
+///
+/// Decompression is bounded (a zip bomb is refused with the limit named): at most
+/// `yunwei_conf::limits::MAX_XLSX_ENTRIES` entries, and at most
+/// `MAX_XLSX_DECOMPRESSED_BYTES` read, whatever sizes the zip declares.
 pub fn extract_envelope(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    use yunwei_conf::limits::{MAX_XLSX_DECOMPRESSED_BYTES, MAX_XLSX_ENTRIES};
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    let Ok(mut f) = zip.by_name("xl/sharedStrings.xml") else {
+    if zip.len() > MAX_XLSX_ENTRIES {
+        return Err(format!(
+            "{} zip entries, more than the {MAX_XLSX_ENTRIES} a report may have",
+            zip.len()
+        ));
+    }
+    let too_big = || {
+        format!(
+            "xl/sharedStrings.xml decompresses to more than {} MiB, the limit for a report",
+            MAX_XLSX_DECOMPRESSED_BYTES / (1024 * 1024)
+        )
+    };
+    let Ok(f) = zip.by_name("xl/sharedStrings.xml") else {
         return Ok(None);
     };
-    f.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    drop(f);
+    if f.size() > MAX_XLSX_DECOMPRESSED_BYTES {
+        return Err(too_big());
+    }
+    // The declared size may lie: read one byte past the limit at most.
+    let mut raw = Vec::new();
+    f.take(MAX_XLSX_DECOMPRESSED_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| e.to_string())?;
+    if raw.len() as u64 > MAX_XLSX_DECOMPRESSED_BYTES {
+        return Err(too_big());
+    }
+    let text =
+        String::from_utf8(raw).map_err(|_| "xl/sharedStrings.xml is not UTF-8".to_string())?;
     let mut chunks: Vec<(u32, &str)> = Vec::new();
     for (at, _) in text.match_indices(CHUNK_PREFIX) {
         let rest = &text[at + CHUNK_PREFIX.len()..];

@@ -187,7 +187,17 @@ fn rendering_is_reproducible_and_verifies() {
     let a = pdf::render(&s, &font).unwrap();
     assert_eq!(a, pdf::render(&s, &font).unwrap());
     let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
-    let v = verify(&a, &key).unwrap();
+    // Issue 17 (hostile callers): without the font the pages cannot be compared, and that
+    // is a failure unless uncompared pages are explicitly allowed.
+    assert!(matches!(
+        verify(&a, &key),
+        Err(VerifyError::PagesNotCompared)
+    ));
+    let allow = yunwei_reports::VerifyOptions {
+        allow_uncompared_pages: true,
+        ..Default::default()
+    };
+    let v = yunwei_reports::verify_with(&a, &key, &allow).unwrap();
     assert_eq!(v.format, yunwei_reports::Format::Pdf);
     assert_eq!(v.sha256, s.integrity.sha256);
     assert!(!v.content_checked);

@@ -207,3 +207,46 @@ fn verify_accepts_untouched_and_rejects_a_changed_figure() {
         Err(VerifyError::NoEnvelope(Format::Xlsx))
     ));
 }
+
+/// A zip holding `entries` (name, content), each deflated.
+fn zip_of(entries: &[(String, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    for (name, content) in entries {
+        w.start_file(name.as_str(), opts).unwrap();
+        w.write_all(content).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Issue 17 (hostile callers): a zip bomb (an XLSX whose shared strings decompress to far
+/// more than any report) filled the verifier's memory. Now decompression stops at
+/// `MAX_XLSX_DECOMPRESSED_BYTES` and a zip with more than `MAX_XLSX_ENTRIES` entries is refused
+/// before anything is decompressed, each with a clear error.
+#[test]
+fn verify_refuses_an_xlsx_zip_bomb_without_decompressing_it() {
+    use yunwei_conf::limits::{MAX_XLSX_DECOMPRESSED_BYTES, MAX_XLSX_ENTRIES};
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let zeros = vec![b' '; (MAX_XLSX_DECOMPRESSED_BYTES + 1024 * 1024) as usize];
+    let bomb = zip_of(&[("xl/sharedStrings.xml".to_string(), &zeros)]);
+    drop(zeros);
+    assert!(bomb.len() < 1024 * 1024, "{} bytes", bomb.len());
+    let e = verify(&bomb, &key).unwrap_err();
+    assert!(matches!(e, VerifyError::Malformed(Format::Xlsx, _)), "{e}");
+    assert!(
+        e.to_string().contains("decompresses to more than 64 MiB"),
+        "{e}"
+    );
+
+    let many: Vec<(String, &[u8])> = (0..=MAX_XLSX_ENTRIES)
+        .map(|i| (format!("xl/e{i}.xml"), &b"x"[..]))
+        .collect();
+    let e = verify(&zip_of(&many), &key).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("more than the {MAX_XLSX_ENTRIES}")),
+        "{e}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod private_files;
 pub mod quickstart;
 pub mod report_keys;
 pub mod report_mail;
@@ -72,7 +73,7 @@ impl Server {
     /// Opens and migrates the store, loads the caches, starts the writer and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         if !config.is_postgres() {
-            std::fs::create_dir_all(&config.data_dir)
+            private_files::private_dir(&config.data_dir)
                 .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         }
         let store = Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)

@@ -154,9 +154,13 @@ enum TokenCommand {
         /// A unique name for the token.
         #[arg(long)]
         name: String,
-        /// admin, operator, reviewer or auditor.
+        /// admin, operator, reviewer or auditor (a user's token has the user's role).
+        #[arg(long, required_unless_present = "user")]
+        role: Option<String>,
+        /// The console user the token belongs to: it stops working as soon as the user is
+        /// disabled or deleted. Without it the token is a service token of no user.
         #[arg(long)]
-        role: String,
+        user: Option<String>,
         /// Limit the token to some of its role's permissions (comma-separated: read, operate,
         /// approve, reports, audit, admin, metrics).
         #[arg(long, value_delimiter = ',')]
@@ -249,6 +253,10 @@ enum ReportCommand {
         /// Sans CJK collection of Debian's fonts-noto-cjk when installed).
         #[arg(long)]
         font: Option<PathBuf>,
+        /// Accept a PDF whose pages cannot be compared with the signed data (no font): only
+        /// its embedded signed data is checked. Without it such a PDF does not verify (exit 1).
+        #[arg(long)]
+        allow_uncompared_pages: bool,
     },
 }
 
@@ -355,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     public_key,
                     data_dir,
                     font,
+                    allow_uncompared_pages,
                 },
         } => {
             let key_path = public_key
@@ -373,7 +382,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             return Ok(
-                match yunwei_reports::verify_with_font(&bytes, &key, font.as_ref()) {
+                match yunwei_reports::verify_with(
+                    &bytes,
+                    &key,
+                    &yunwei_reports::VerifyOptions {
+                        font: font.as_ref(),
+                        allow_uncompared_pages,
+                    },
+                ) {
                     Ok(v) => {
                         let c = &v.report.cover;
                         println!(
@@ -391,13 +407,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             println!("  the figures shown match the signed data");
                         } else {
                             println!(
-                                "  the embedded signed data is authentic; the pages were not compared with it (no font, see --font)"
+                                "  PAGES NOT COMPARED (--allow-uncompared-pages): only the embedded signed data was checked; the pages shown may differ from it (pass --font to compare them)"
                             );
                         }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
                         eprintln!("{}: NOT VERIFIED: {e}", file.display());
+                        if matches!(e, yunwei_reports::VerifyError::PagesNotCompared) {
+                            eprintln!(
+                                "  pass --font FILE (the font the report was made with), or --allow-uncompared-pages to accept the embedded signed data alone"
+                            );
+                        }
                         ExitCode::FAILURE
                     }
                 },
@@ -543,7 +564,7 @@ mod admin {
     use anyhow::{Context, bail};
     use yunwei_server::{
         audit,
-        auth::{Perm, Role, users},
+        auth::{Role, users},
         config::{Overrides, ServerConfig},
         now_ms,
         store::Store,
@@ -668,22 +689,37 @@ mod admin {
             TokenCommand::Create {
                 name,
                 role: r,
+                user,
                 scopes,
                 expires_days,
             } => {
-                let r = role(&r)?;
-                let mut perms = Vec::new();
-                for s in scopes.iter().filter(|s| !s.is_empty()) {
-                    let p = Perm::parse(s)
-                        .with_context(|| format!("--scopes: {s:?} is not a permission"))?;
-                    if !r.perms().contains(&p) {
-                        bail!("--scopes: role {} does not have {s}", r.as_str());
+                let r = match (&user, r) {
+                    (Some(u), r) => {
+                        let owner = users::user(&store, u)
+                            .await?
+                            .with_context(|| format!("--user: no user {u:?}"))?;
+                        if let Some(r) = r.as_deref().map(role).transpose()?
+                            && r != owner.role
+                        {
+                            bail!(
+                                "--role: a user's token has the user's role ({})",
+                                owner.role.as_str()
+                            );
+                        }
+                        owner.role
                     }
-                    perms.push(p);
-                }
+                    (None, Some(r)) => role(&r)?,
+                    (None, None) => bail!("--role or --user is required"),
+                };
+                let perms = users::parse_scopes(r, &scopes).context("--scopes")?;
                 let now = now_ms();
                 let expires = expires_days.map(|d| now + i64::from(d) * 86_400_000);
-                let secret = users::create_token(&store, &name, r, &perms, expires, now).await?;
+                let secret = match &user {
+                    Some(u) => {
+                        users::create_user_token(&store, &name, u, &perms, expires, now).await?
+                    }
+                    None => users::create_token(&store, &name, r, &perms, expires, now).await?,
+                };
                 record(&store, "token.create", &name).await;
                 println!("{secret}");
             }
@@ -696,9 +732,10 @@ mod admin {
                 for t in users::tokens(&store).await? {
                     let scopes: Vec<&str> = t.scopes.iter().map(|p| p.as_str()).collect();
                     println!(
-                        "{:<24} {:<9} scopes={} {}",
+                        "{:<24} {:<9} user={} scopes={} {}",
                         t.name,
                         t.role.as_str(),
+                        t.user.as_deref().unwrap_or("-"),
                         if scopes.is_empty() {
                             "all".into()
                         } else {

@@ -143,7 +143,7 @@ pub async fn run_with_demo(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    std::fs::create_dir_all(&data_dir)
+    crate::private_files::private_dir(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let mut config = ServerConfig::from_overrides(&Overrides {

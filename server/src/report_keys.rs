@@ -41,13 +41,14 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
     let secret = data_dir.join(SECRET_KEY_FILE);
     let public = public_key_path(data_dir);
     if secret.exists() {
+        crate::private_files::private_file(&secret)?;
         let key = SigningKey::from_bytes(&read_hex32(&secret)?);
         if !public.exists() {
             write(&public, &hex::encode(key.verifying_key().as_bytes()), 0o644)?;
         }
         return Ok(key);
     }
-    std::fs::create_dir_all(data_dir)
+    crate::private_files::private_dir(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     write(&secret, &hex::encode(key.to_bytes()), 0o600)?;

@@ -120,6 +120,9 @@ yunwei_tests::both_backends!(
     a_rewritten_and_rehashed_chain_fails_verify_at_its_signed_checkpoint,
     enrollments_are_in_the_audit_log,
     hostile_login_names_and_paths_leave_small_audit_rows,
+    concurrent_guesses_check_no_more_passwords_than_the_lockout_allows,
+    concurrent_logins_beyond_the_hashing_pool_get_429,
+    a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -955,4 +958,341 @@ async fn hostile_login_names_and_paths_leave_small_audit_rows(backend: &str) {
     let (ok, out) = h.audit_verify();
     assert!(ok, "{out}");
     h.stop().await;
+}
+
+/// Sends every `(user, password)` login at once; returns each answer's status, error kind and
+/// `Retry-After` header, in the order given.
+async fn logins_at_once(
+    h: &Harness,
+    attempts: &[(&str, &str)],
+) -> Vec<(StatusCode, String, Option<String>)> {
+    let tasks: Vec<_> = attempts
+        .iter()
+        .map(|(user, password)| {
+            let req = h
+                .req(Method::POST, "/api/v1/auth/login")
+                .json(&serde_json::json!({ "user": user, "password": password }));
+            tokio::spawn(async move {
+                let r = req.send().await.unwrap();
+                let status = r.status();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let body: serde_json::Value = r.json().await.unwrap();
+                let kind = body["error"]["kind"].as_str().unwrap_or("").to_string();
+                (status, kind, retry)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The wrong passwords of `user` that were checked, by their audit rows.
+async fn wrong_passwords_checked(h: &Harness, user: &str) -> usize {
+    yunwei_server::audit::list(&h.state.store, None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.entry.action == "login"
+                && r.entry.target == user
+                && r.entry.result.starts_with("failure: wrong password")
+        })
+        .count()
+}
+
+/// Issue 17 (hostile callers): 30 parallel guesses were all checked, because each read the
+/// failure count before any had counted, and the right password logged in despite the lock.
+/// Now each guess reserves its place in the count before its password is checked.
+async fn concurrent_guesses_check_no_more_passwords_than_the_lockout_allows(backend: &str) {
+    let Some(h) = Harness::start(backend, |c| {
+        c.auth.lockout_failures = 2;
+        c.auth.lockout_secs = 600;
+    })
+    .await
+    else {
+        return;
+    };
+    h.add_user("sun.li", Role::Operator, "Right-Pass-2026")
+        .await;
+    let wrong: Vec<(&str, &str)> = (0..30).map(|_| ("sun.li", "wrong-Pass-2026")).collect();
+    let answers = logins_at_once(&h, &wrong).await;
+    assert_eq!(
+        wrong_passwords_checked(&h, "sun.li").await,
+        2,
+        "only the guesses the lockout allows are checked: {answers:?}"
+    );
+    for (status, kind, _) in &answers {
+        assert!(
+            matches!(
+                kind.as_str(),
+                "invalid_credentials" | "locked" | "too_many_requests"
+            ),
+            "{status} {kind}"
+        );
+    }
+    assert!(answers.iter().any(|(_, k, _)| k == "locked"), "{answers:?}");
+    // While locked, 30 more wrong guesses and the right password at once: none is checked,
+    // and the right one is refused.
+    let mut more = wrong.clone();
+    more.push(("sun.li", "Right-Pass-2026"));
+    let answers = logins_at_once(&h, &more).await;
+    assert_eq!(wrong_passwords_checked(&h, "sun.li").await, 2);
+    let (status, kind, retry) = answers.last().unwrap();
+    assert_ne!(*status, StatusCode::OK, "the right password while locked");
+    assert!(kind == "locked" || kind == "too_many_requests", "{kind}");
+    assert!(retry.is_some());
+    assert!(answers.iter().all(|(s, _, _)| *s != StatusCode::OK));
+    let r = h.login("sun.li", "Right-Pass-2026").await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "locked");
+    h.stop().await;
+}
+
+/// Issue 17 (hostile callers): every concurrent login hashed at once (about 19 MiB each). Now
+/// at most `MAX_CONCURRENT_PASSWORD_CHECKS` hash at a time; the others are told to retry.
+async fn concurrent_logins_beyond_the_hashing_pool_get_429(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    h.add_user("zhou.ming", Role::Reviewer, "Right-Pass-2026")
+        .await;
+    let n = 8 * yunwei_conf::limits::MAX_CONCURRENT_PASSWORD_CHECKS;
+    let attempts: Vec<(&str, &str)> = (0..n).map(|_| ("zhou.ming", "Right-Pass-2026")).collect();
+    let answers = logins_at_once(&h, &attempts).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    for (_, kind, retry) in &busy {
+        assert_eq!(kind, "too_many_requests");
+        assert_eq!(retry.as_deref(), Some("1"));
+    }
+    // The others logged in; nothing else happened.
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _, _)| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|(s, _, _)| *s == StatusCode::OK));
+    h.stop().await;
+}
+
+/// Issue 17 (hostile callers): disabling a user left the API tokens made for them working, and
+/// a token whose stored scopes named no known permission had its whole role (the unknown names
+/// were dropped, leaving "no limit"). Now a token can belong to a user (`--user`) and stops
+/// with that user's sessions when the user is disabled or deleted; unknown scopes are refused
+/// at creation and grant nothing when stored.
+async fn a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing(
+    backend: &str,
+) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let url = h.database_url.clone();
+    let admin = h.token("root", Role::Admin).await;
+    h.add_user("he.wei", Role::Operator, "Operator-Pass-2026")
+        .await;
+    let (ok, out, err) = cli(
+        &url,
+        &["token", "create", "--name", "he-wei-ci", "--user", "he.wei"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let token = out.trim().to_string();
+    let (ok, out, _) = cli(&url, &["token", "list"], "");
+    assert!(ok && out.contains("user=he.wei"), "{out}");
+    // A user's token has the user's role, no other.
+    let (ok, _, err) = cli(
+        &url,
+        &[
+            "token", "create", "--name", "x", "--user", "he.wei", "--role", "admin",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("the user's role"), "{err}");
+    let r = h.login("he.wei", "Operator-Pass-2026").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with_token = async |t: &str| {
+        h.req(Method::GET, "/api/v1/hosts")
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap()
+    };
+    let with_cookie = async || {
+        h.req(Method::GET, "/api/v1/hosts")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let admin_post = async |path: &str| {
+        h.req(Method::POST, path)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(with_token(&token).await.status(), StatusCode::OK);
+    assert_eq!(with_cookie().await, StatusCode::OK);
+    // Disabled: the token and the session stop at once.
+    assert_eq!(
+        admin_post("/api/v1/users/he.wei/disable").await,
+        StatusCode::OK
+    );
+    let r = with_token(&token).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{body}"
+    );
+    assert_eq!(with_cookie().await, StatusCode::UNAUTHORIZED);
+    // No new token for a disabled user.
+    let (ok, _, err) = cli(
+        &url,
+        &["token", "create", "--name", "y", "--user", "he.wei"],
+        "",
+    );
+    assert!(!ok && err.contains("disabled"), "{err}");
+    // Enabled again, the token works again; deleted, it does not.
+    assert_eq!(
+        admin_post("/api/v1/users/he.wei/enable").await,
+        StatusCode::OK
+    );
+    assert_eq!(with_token(&token).await.status(), StatusCode::OK);
+    sqlx::query("DELETE FROM users WHERE name = 'he.wei'")
+        .execute(h.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(with_token(&token).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Unknown scopes are refused at creation, an empty one too (it used to mean "all").
+    for scopes in ["read,bogus", ""] {
+        let (ok, _, err) = cli(
+            &url,
+            &[
+                "token", "create", "--name", "s", "--role", "operator", "--scopes", scopes,
+            ],
+            "",
+        );
+        assert!(
+            !ok && err.contains("is not a permission"),
+            "{scopes:?}: {err}"
+        );
+    }
+    // A stored scope the server does not know grants nothing, not the whole role.
+    let scoped = users::create_token(
+        &h.state.store,
+        "scoped",
+        Role::Operator,
+        &[yunwei_server::auth::Perm::Metrics],
+        None,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_token(&scoped).await.status(), StatusCode::FORBIDDEN);
+    for stored in [r#"["frobnicate"]"#, r#"["read","Operate"]"#, "read"] {
+        sqlx::query("UPDATE api_tokens SET scopes = $1 WHERE name = 'scoped'")
+            .bind(stored)
+            .execute(h.state.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            with_token(&scoped).await.status(),
+            StatusCode::FORBIDDEN,
+            "{stored}"
+        );
+    }
+    h.stop().await;
+}
+
+/// Issue 17 (hostile callers): the data directory was created 0755 and the database 0644,
+/// though the database holds the link-signing secret and the data directory the report key.
+/// Now the directory is 0700 and the database (with its -wal/-shm) and the secret key 0600;
+/// looser ones found at start are tightened.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_database_and_signing_key_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let db = data.join("yunwei.db");
+    let key = data.join(yunwei_server::report_keys::SECRET_KEY_FILE);
+    let config = ServerConfig::from_overrides(&Overrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(data.clone()),
+        database_url: None,
+    })
+    .unwrap();
+    // Runs a server on `data` until it has written to the store; returns the modes of the
+    // database files seen while it ran.
+    let run = async |config: ServerConfig| {
+        let server = Server::bind(config).await.unwrap();
+        let state = server.state();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        users::add_user(
+            &state.store,
+            &format!("u{}", now_ms()),
+            Role::Auditor,
+            "Auditor-Pass-2026",
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        let mut modes = vec![(db.clone(), mode(&db))];
+        for suffix in ["-wal", "-shm"] {
+            let p = data.join(format!("yunwei.db{suffix}"));
+            assert!(p.exists(), "{}", p.display());
+            modes.push((p.clone(), mode(&p)));
+        }
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        modes
+    };
+    for (p, m) in run(config.clone()).await {
+        assert_eq!(m, 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&key), 0o600);
+    // Loosened by hand (or left so by an older version): tightened at the next start.
+    set(&data, 0o755);
+    set(&db, 0o644);
+    set(&key, 0o644);
+    for (p, m) in run(config).await {
+        assert_eq!(m, 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&key), 0o600);
 }

@@ -113,8 +113,12 @@ pub enum UserError {
     NotFound(String),
     #[error("user name must be 1-64 letters, digits, '.', '_' or '-'")]
     BadName,
+    #[error("user {0:?} is disabled")]
+    Disabled(String),
     #[error("password {0}")]
     Password(PasswordError),
+    #[error("scopes: {0}")]
+    Scope(ScopeError),
     #[error(transparent)]
     Store(#[from] sqlx::Error),
     #[error(transparent)]
@@ -231,6 +235,59 @@ pub async fn count_failure(store: &Store, name: &str) -> sqlx::Result<i64> {
     store.count_user_failure(name).await
 }
 
+/// Reserves a password check for `name` before verifying it (see
+/// [`Store::reserve_login_attempt`]): `None` while the account is locked or its last allowed
+/// guesses are being checked; otherwise the failures in a row this guess will make if wrong.
+/// Reaching `limit` locks the account until `until_ms` at once; a right password then clears it
+/// ([`create_session`]).
+pub async fn reserve_login_attempt(
+    store: &Store,
+    name: &str,
+    limit: u32,
+    now_ms: i64,
+    until_ms: i64,
+) -> sqlx::Result<Option<i64>> {
+    store
+        .reserve_login_attempt(name, i64::from(limit), now_ms, until_ms)
+        .await
+}
+
+/// The bounded pool of password checks for logins: at most `permits` argon2 verifications
+/// (each about 19 MiB) run at once, each on a blocking thread. A caller first takes a permit
+/// with [`PasswordChecks::try_permit`] (none left: answer "too many requests"), then passes it
+/// to [`PasswordChecks::verify`], which holds it until the hash is done even if the caller
+/// goes away.
+pub struct PasswordChecks {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl PasswordChecks {
+    pub fn new(permits: usize) -> PasswordChecks {
+        PasswordChecks {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    /// A permit for one check, or `None` when every permit is in use.
+    pub fn try_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Verifies `password` against the PHC `hash` on a blocking thread, holding `permit`.
+    pub async fn verify(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        password: String,
+        hash: String,
+    ) -> anyhow::Result<bool> {
+        Ok(tokio::task::spawn_blocking(move || {
+            let ok = verify_password(&password, &hash);
+            drop(permit);
+            ok
+        })
+        .await?)
+    }
+}
+
 /// Locks `name` until `until_ms` and restarts the failure count.
 pub async fn lock(store: &Store, name: &str, until_ms: i64) -> sqlx::Result<()> {
     store.lock_user(name, until_ms).await
@@ -303,12 +360,98 @@ pub struct Token {
     pub role: Role,
     /// Permissions the token is limited to (within its role's); empty means all of the role's.
     pub scopes: Vec<Perm>,
+    /// Stored scopes that name no permission (or a scope list that does not parse): such a
+    /// token grants nothing rather than falling back to its whole role.
+    #[serde(skip)]
+    pub unknown_scopes: Vec<String>,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked: bool,
+    /// The user the token belongs to; `None` for a service token.
+    pub user: Option<String>,
+    /// That user as it is now (only filled by [`token_by_secret`]).
+    #[serde(skip)]
+    pub owner: TokenOwner,
 }
 
-/// Creates a token and returns its secret (shown once; only its hash is stored).
+/// The state of a token's user when the token is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenOwner {
+    /// A service token, or the owner was not looked up.
+    #[default]
+    None,
+    Active(Role),
+    Disabled,
+    /// The user was deleted.
+    Gone,
+}
+
+/// Why a token may not be used at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefused {
+    #[error("the API token's user is disabled")]
+    UserDisabled,
+    #[error("the API token's user no longer exists")]
+    UserGone,
+}
+
+impl Token {
+    /// The permissions the token grants now: its role's, limited to its scopes and, for a
+    /// user's token, to what the user's role grants. A token with an unknown stored scope
+    /// grants nothing (fails closed); a disabled or deleted user's token is refused.
+    pub fn perms(&self) -> Result<Vec<Perm>, TokenRefused> {
+        let owner_role = match self.owner {
+            TokenOwner::Disabled => return Err(TokenRefused::UserDisabled),
+            TokenOwner::Gone => return Err(TokenRefused::UserGone),
+            TokenOwner::Active(r) => Some(r),
+            TokenOwner::None => None,
+        };
+        if !self.unknown_scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .role
+            .perms()
+            .iter()
+            .copied()
+            .filter(|p| owner_role.is_none_or(|r| r.perms().contains(p)))
+            .filter(|p| self.scopes.is_empty() || self.scopes.contains(p))
+            .collect())
+    }
+}
+
+/// Why a token cannot be created with the scopes asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("{0:?} is not a permission (read, operate, approve, reports, audit, admin, metrics)")]
+    Unknown(String),
+    #[error("role {role} does not have {perm}")]
+    NotInRole {
+        role: &'static str,
+        perm: &'static str,
+    },
+}
+
+/// Parses the scopes asked for a token of `role`: every one must name a permission of the
+/// role (an unknown or empty name is refused, never ignored).
+pub fn parse_scopes(role: Role, scopes: &[String]) -> Result<Vec<Perm>, ScopeError> {
+    scopes
+        .iter()
+        .map(|s| {
+            let p = Perm::parse(s.trim()).ok_or_else(|| ScopeError::Unknown(s.clone()))?;
+            if !role.perms().contains(&p) {
+                return Err(ScopeError::NotInRole {
+                    role: role.as_str(),
+                    perm: p.as_str(),
+                });
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+/// Creates a service token (it belongs to no user) and returns its secret (shown once; only
+/// its hash is stored).
 pub async fn create_token(
     store: &Store,
     name: &str,
@@ -317,8 +460,54 @@ pub async fn create_token(
     expires_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<String, UserError> {
+    insert_token(store, name, role, None, scopes, expires_ms, now_ms).await
+}
+
+/// Creates a token belonging to `user`, with the user's role: it stops working as soon as the
+/// user is disabled or deleted. Returns its secret (shown once).
+pub async fn create_user_token(
+    store: &Store,
+    name: &str,
+    user_name: &str,
+    scopes: &[Perm],
+    expires_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<String, UserError> {
+    let u = user(store, user_name)
+        .await?
+        .ok_or_else(|| UserError::NotFound(user_name.into()))?;
+    if u.disabled {
+        return Err(UserError::Disabled(user_name.into()));
+    }
+    insert_token(
+        store,
+        name,
+        u.role,
+        Some(user_name),
+        scopes,
+        expires_ms,
+        now_ms,
+    )
+    .await
+}
+
+async fn insert_token(
+    store: &Store,
+    name: &str,
+    role: Role,
+    user: Option<&str>,
+    scopes: &[Perm],
+    expires_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<String, UserError> {
     if !valid_name(name) {
         return Err(UserError::BadName);
+    }
+    if let Some(p) = scopes.iter().find(|p| !role.perms().contains(p)) {
+        return Err(UserError::Scope(ScopeError::NotInRole {
+            role: role.as_str(),
+            perm: p.as_str(),
+        }));
     }
     let secret = format!("ywt_{}", random_secret());
     let scopes: Vec<&str> = scopes.iter().map(|p| p.as_str()).collect();
@@ -329,6 +518,7 @@ pub async fn create_token(
         created_ms: now_ms,
         expires_ms,
         revoked: false,
+        user: user.map(str::to_string),
     };
     store
         .insert_token(&secret_hash(&secret), &row)
@@ -349,23 +539,48 @@ pub async fn revoke_token(store: &Store, name: &str) -> Result<(), UserError> {
 }
 
 fn token_from(r: TokenRow) -> Token {
-    let scopes: Vec<String> = serde_json::from_str(&r.scopes).unwrap_or_default();
+    let (scopes, unknown_scopes) = match serde_json::from_str::<Vec<String>>(&r.scopes) {
+        Ok(names) => {
+            let (known, unknown): (Vec<_>, Vec<_>) =
+                names.into_iter().partition(|s| Perm::parse(s).is_some());
+            (
+                known.iter().filter_map(|s| Perm::parse(s)).collect(),
+                unknown,
+            )
+        }
+        Err(_) => (Vec::new(), vec![r.scopes.clone()]),
+    };
     Token {
         name: r.name,
         role: Role::parse(&r.role).unwrap_or(Role::Auditor),
-        scopes: scopes.iter().filter_map(|s| Perm::parse(s)).collect(),
+        scopes,
+        unknown_scopes,
         created_ms: r.created_ms,
         expires_ms: r.expires_ms,
         revoked: r.revoked,
+        user: r.user,
+        owner: TokenOwner::None,
     }
 }
 
-/// The token whose secret is `secret`, if any (revoked and expired ones included).
+/// The token whose secret is `secret`, if any (revoked and expired ones included), with the
+/// current state of its user.
 pub async fn token_by_secret(store: &Store, secret: &str) -> sqlx::Result<Option<Token>> {
     Ok(store
         .token_by_hash(&secret_hash(secret))
         .await?
-        .map(token_from))
+        .map(|(row, owner)| {
+            let has_user = row.user.is_some();
+            let mut t = token_from(row);
+            t.owner = match owner {
+                _ if !has_user => TokenOwner::None,
+                None => TokenOwner::Gone,
+                Some(o) if o.disabled => TokenOwner::Disabled,
+                // A role the code no longer knows grants nothing beyond the auditor's.
+                Some(o) => TokenOwner::Active(Role::parse(&o.role).unwrap_or(Role::Auditor)),
+            };
+            t
+        }))
 }
 
 pub async fn tokens(store: &Store) -> sqlx::Result<Vec<Token>> {
@@ -392,6 +607,64 @@ mod tests {
             let p = generate_password();
             assert_eq!(check_password("admin", &p), Ok(()), "{p}");
         }
+    }
+
+    fn token(scopes: &str, owner: TokenOwner) -> Token {
+        let mut t = token_from(TokenRow {
+            name: "t".into(),
+            role: "operator".into(),
+            scopes: scopes.into(),
+            created_ms: 0,
+            expires_ms: None,
+            revoked: false,
+            user: Some("u".into()),
+        });
+        t.owner = owner;
+        t
+    }
+
+    #[test]
+    fn token_scopes_fail_closed() {
+        let active = TokenOwner::Active(Role::Operator);
+        assert_eq!(token("[]", active).perms().unwrap(), Role::Operator.perms());
+        assert_eq!(
+            token(r#"["metrics"]"#, active).perms().unwrap(),
+            [Perm::Metrics]
+        );
+        // An unknown scope, alone or beside a known one, or a list that does not parse.
+        for s in [r#"["frobnicate"]"#, r#"["metrics","Read"]"#, "metrics", ""] {
+            assert_eq!(token(s, active).perms().unwrap(), [], "{s}");
+        }
+        // A user's token has no more than the user's role now.
+        assert_eq!(
+            token("[]", TokenOwner::Active(Role::Reviewer))
+                .perms()
+                .unwrap(),
+            [Perm::Read, Perm::Reports]
+        );
+        assert_eq!(
+            token("[]", TokenOwner::Disabled).perms(),
+            Err(TokenRefused::UserDisabled)
+        );
+        assert_eq!(
+            token("[]", TokenOwner::Gone).perms(),
+            Err(TokenRefused::UserGone)
+        );
+        assert_eq!(
+            parse_scopes(Role::Operator, &["read".into(), "bogus".into()]),
+            Err(ScopeError::Unknown("bogus".into()))
+        );
+        assert_eq!(
+            parse_scopes(Role::Operator, &["".into()]),
+            Err(ScopeError::Unknown("".into()))
+        );
+        assert_eq!(
+            parse_scopes(Role::Reviewer, &["operate".into()]),
+            Err(ScopeError::NotInRole {
+                role: "reviewer",
+                perm: "operate"
+            })
+        );
     }
 
     #[test]

@@ -45,11 +45,15 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| users::hash_password("dummy-Password-1").unwrap_or_default());
 
 /// `POST /api/v1/auth/login`: checks the password, counts failures, locks the account after
-/// `auth.lockout_failures` in a row, and starts a session.
+/// `auth.lockout_failures` in a row, and starts a session. Each guess reserves its place in
+/// the failure count before its password is checked, so concurrent guesses never check more
+/// than the limit; password checks run in a bounded pool ([`users::PasswordChecks`]) and a
+/// login finding it full is answered 429 with `Retry-After`.
 pub async fn login(
     AxState(state): AxState<Arc<AppState>>,
     ci: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     Extension(refusals): Extension<Arc<audit::Refusals>>,
+    Extension(checks): Extension<Arc<users::PasswordChecks>>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
@@ -74,6 +78,18 @@ pub async fn login(
         )
     };
     let bad = || ApiError::new(ErrorKind::InvalidCredentials, "wrong user name or password");
+    let locked = |until: i64| {
+        let secs = ((until - now + 999) / 1000).max(1) as u64;
+        ApiError {
+            retry_after_secs: Some(secs),
+            ..ApiError::new(
+                ErrorKind::Locked,
+                format!(
+                    "the account is locked after too many failed logins; try again in {secs} s"
+                ),
+            )
+        }
+    };
     if req.user.len() > MAX_LOGIN_NAME_BYTES {
         // No account has such a name: refused before the store and the password hash.
         refused("refused: name too long").await;
@@ -83,41 +99,52 @@ pub async fn login(
         )
         .field("user"));
     }
+    let Some(permit) = checks.try_permit() else {
+        return Err(ApiError::too_many(
+            "too many logins are being checked at once; try again shortly",
+            1,
+        ));
+    };
     let user = users::user(&state.store, &req.user)
         .await
         .map_err(ApiError::internal)?;
-    let password = req.password.clone();
-    let hash = user
-        .as_ref()
-        .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(user) = user else {
-        refused("failure: unknown user").await;
-        return Err(bad());
-    };
-    if user.disabled {
-        refused("refused: disabled").await;
-        return Err(bad());
-    }
-    if let Some(until) = user.locked_until_ms.filter(|&u| u > now) {
-        refused("refused: locked").await;
-        let secs = ((until - now + 999) / 1000) as u64;
-        return Err(ApiError {
-            retry_after_secs: Some(secs),
-            ..ApiError::new(
-                ErrorKind::Locked,
-                format!(
-                    "the account is locked after too many failed logins; try again in {secs} s"
-                ),
-            )
-        });
-    }
-    if !ok {
-        let failures = users::count_failure(&state.store, &user.name)
+    let disabled = user.as_ref().is_some_and(|u| u.disabled);
+    let usable = user.filter(|u| !u.disabled);
+    let Some(user) = usable else {
+        // A hash is checked anyway, so an unknown or disabled name takes as long.
+        users::PasswordChecks::verify(permit, req.password.clone(), DUMMY_HASH.clone())
             .await
             .map_err(ApiError::internal)?;
+        refused(if disabled {
+            "refused: disabled"
+        } else {
+            "failure: unknown user"
+        })
+        .await;
+        return Err(bad());
+    };
+    let limit = state.config.auth.lockout_failures;
+    let lock_until = now + state.config.auth.lockout_secs as i64 * 1000;
+    let reserved = users::reserve_login_attempt(&state.store, &user.name, limit, now, lock_until)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(failures) = reserved else {
+        // Locked, or the last guesses the limit allows are being checked right now.
+        drop(permit);
+        refused("refused: locked").await;
+        let until = users::user(&state.store, &user.name)
+            .await
+            .map_err(ApiError::internal)?
+            .and_then(|u| u.locked_until_ms)
+            .filter(|&u| u > now)
+            .unwrap_or(lock_until);
+        return Err(locked(until));
+    };
+    let ok =
+        users::PasswordChecks::verify(permit, req.password.clone(), user.password_hash.clone())
+            .await
+            .map_err(ApiError::internal)?;
+    if !ok {
         audit::record(
             &state.store,
             now,
@@ -127,16 +154,17 @@ pub async fn login(
             ),
         )
         .await;
-        if failures >= i64::from(state.config.auth.lockout_failures) {
-            let until = now + state.config.auth.lockout_secs as i64 * 1000;
-            users::lock(&state.store, &user.name, until)
+        if failures >= i64::from(limit) {
+            // The reservation locked the account already; lock again from now, in case a
+            // right password cleared it meanwhile.
+            users::lock(&state.store, &user.name, lock_until)
                 .await
                 .map_err(ApiError::internal)?;
             audit::record(
                 &state.store,
                 now,
                 audit::Entry {
-                    detail: json!({ "locked_until_ms": until, "failures": failures }),
+                    detail: json!({ "locked_until_ms": lock_until, "failures": failures }),
                     ..entry("lockout", "locked".into())
                 },
             )
@@ -216,6 +244,8 @@ fn user_error(e: users::UserError) -> ApiError {
         E::NotFound(_) => ApiError::not_found("user"),
         E::BadName => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("name"),
         E::Password(_) => ApiError::new(ErrorKind::WeakPassword, e.to_string()).field("password"),
+        E::Disabled(_) => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("user"),
+        E::Scope(_) => ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("scopes"),
         E::Store(e) => ApiError::internal(e),
         E::Other(e) => ApiError::internal(format!("{e:#}")),
     }

@@ -86,13 +86,15 @@ async fn principal(
         if t.expires_ms.is_some_and(|e| e <= now) {
             return Err(unauthenticated("the API token has expired"));
         }
-        let perms = t
-            .role
-            .perms()
-            .iter()
-            .copied()
-            .filter(|p| t.scopes.is_empty() || t.scopes.contains(p))
-            .collect();
+        // A disabled or deleted user's token is refused; an unknown scope grants nothing.
+        let perms = t.perms().map_err(|e| unauthenticated(&e.to_string()))?;
+        if !t.unknown_scopes.is_empty() {
+            tracing::warn!(
+                token = %t.name,
+                scopes = ?t.unknown_scopes,
+                "API token has unknown scopes and grants nothing"
+            );
+        }
         return Ok(Some(Principal {
             actor: format!("token:{}", t.name),
             role: t.role,

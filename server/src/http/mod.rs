@@ -154,6 +154,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         // The anonymous refusals of this server, aggregated for the audit log.
         .layer(axum::Extension(Arc::new(crate::audit::Refusals::default())))
+        // The bounded pool of login password checks.
+        .layer(axum::Extension(Arc::new(
+            crate::auth::users::PasswordChecks::new(
+                yunwei_conf::limits::MAX_CONCURRENT_PASSWORD_CHECKS,
+            ),
+        )))
         // Every JSON body; ingest and enroll set their own limits above.
         .layer(DefaultBodyLimit::max(
             yunwei_conf::limits::MAX_API_BODY_BYTES,

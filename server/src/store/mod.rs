@@ -79,6 +79,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_late_rollups.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_token_owners.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -123,6 +127,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../../migrations/postgres/0013_late_rollups.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_token_owners.sql"),
     ),
 ];
 
@@ -262,10 +270,17 @@ impl Store {
                 let path = path.split('?').next().unwrap_or(path);
                 if let Some(dir) = Path::new(path)
                     .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
+                    .filter(|d| !d.as_os_str().is_empty() && !d.exists())
                 {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
+                    crate::private_files::private_dir(dir)?;
+                }
+                // The database holds the link-signing secret and the audit log: owner-only,
+                // and SQLite gives its -wal and -shm files the database file's mode.
+                if path != ":memory:" && !path.is_empty() && !url.contains("mode=memory") {
+                    crate::private_files::create_private_file(Path::new(path))?;
+                    for suffix in ["-wal", "-shm", "-journal"] {
+                        crate::private_files::private_file(Path::new(&format!("{path}{suffix}")))?;
+                    }
                 }
                 if url.contains('?') {
                     url.to_string()

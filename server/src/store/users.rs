@@ -40,7 +40,20 @@ pub struct TokenRow {
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked: bool,
+    /// The user the token belongs to; `None` for a service token.
+    pub user: Option<String>,
 }
+
+/// The user a token belongs to, as it is now (`None` in [`Store::token_by_hash`]'s answer
+/// when that user no longer exists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwnerRow {
+    pub role: String,
+    pub disabled: bool,
+}
+
+const TOKEN_COLUMNS: &str =
+    "t.name, t.role, t.scopes, t.created_ms, t.expires_ms, t.revoked, t.user_name";
 
 const USER_COLUMNS: &str = "name, role, password_hash, failed_count, locked_until_ms, disabled, \
                             created_ms, password_set_ms";
@@ -66,6 +79,7 @@ fn token_from(r: &AnyRow) -> TokenRow {
         created_ms: r.get(3),
         expires_ms: r.get(4),
         revoked: r.get::<i64, _>(5) != 0,
+        user: r.get(6),
     }
 }
 
@@ -159,6 +173,38 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(r.get(0))
+    }
+
+    /// Reserves one password check for `name` before the password is verified, in one atomic
+    /// statement (so concurrent logins, in this process or another, never check more than
+    /// `limit` guesses in a lock window): refused (`None`) while the account is locked;
+    /// otherwise the failure count goes up by one (restarting at 1 after an expired lock) and
+    /// returns, and the reservation that reaches `limit` locks the account until `until_ms` at
+    /// once — a right password clears the lock again ([`Store::clear_user_lock`]).
+    pub async fn reserve_login_attempt(
+        &self,
+        name: &str,
+        limit: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let r = sqlx::query(
+            "UPDATE users SET \
+             failed_count = CASE WHEN locked_until_ms IS NOT NULL AND locked_until_ms <= $3 \
+                 THEN 1 ELSE failed_count + 1 END, \
+             locked_until_ms = CASE WHEN (CASE WHEN locked_until_ms IS NOT NULL \
+                 AND locked_until_ms <= $3 THEN 1 ELSE failed_count + 1 END) >= $2 \
+                 THEN $4 ELSE NULL END \
+             WHERE name = $1 AND (locked_until_ms IS NULL OR locked_until_ms <= $3) \
+             RETURNING failed_count",
+        )
+        .bind(name)
+        .bind(limit)
+        .bind(now_ms)
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| r.get(0)))
     }
 
     /// Locks `name` until `until_ms` and restarts the failure count.
@@ -255,8 +301,8 @@ impl Store {
     /// Inserts an API token (by the hash of its secret), not revoked.
     pub async fn insert_token(&self, token_hash: &str, row: &TokenRow) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (token_hash, name, role, scopes, created_ms, expires_ms, revoked) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+            "INSERT INTO api_tokens (token_hash, name, role, scopes, created_ms, expires_ms, \
+             revoked, user_name) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
         .bind(token_hash)
         .bind(&row.name)
@@ -264,6 +310,7 @@ impl Store {
         .bind(&row.scopes)
         .bind(row.created_ms)
         .bind(row.expires_ms)
+        .bind(row.user.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -280,22 +327,32 @@ impl Store {
         )
     }
 
-    /// The token whose secret hashes to `token_hash`, if any (revoked and expired included).
-    pub async fn token_by_hash(&self, token_hash: &str) -> sqlx::Result<Option<TokenRow>> {
-        let r = sqlx::query(
-            "SELECT name, role, scopes, created_ms, expires_ms, revoked FROM api_tokens \
-             WHERE token_hash = $1",
-        )
+    /// The token whose secret hashes to `token_hash`, if any (revoked and expired included),
+    /// with its user's current role and state when it belongs to one that still exists.
+    pub async fn token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> sqlx::Result<Option<(TokenRow, Option<TokenOwnerRow>)>> {
+        let r = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS}, u.role, u.disabled FROM api_tokens t \
+             LEFT JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1"
+        ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(r.as_ref().map(token_from))
+        Ok(r.map(|r| {
+            let owner = r.get::<Option<String>, _>(7).map(|role| TokenOwnerRow {
+                role,
+                disabled: r.get::<Option<i64>, _>(8).unwrap_or(1) != 0,
+            });
+            (token_from(&r), owner)
+        }))
     }
 
     pub async fn tokens(&self) -> sqlx::Result<Vec<TokenRow>> {
-        let rows = sqlx::query(
-            "SELECT name, role, scopes, created_ms, expires_ms, revoked FROM api_tokens ORDER BY name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t ORDER BY t.name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(token_from).collect())
