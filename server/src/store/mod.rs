@@ -10,6 +10,7 @@ pub mod blob;
 pub mod demo;
 pub mod incidents;
 pub mod kpi;
+pub mod membership;
 pub mod notify;
 pub mod report_mail;
 pub mod reports;
@@ -79,6 +80,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_late_rollups.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_membership.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -123,6 +128,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../../migrations/postgres/0013_late_rollups.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_membership.sql"),
     ),
 ];
 
