@@ -6,7 +6,8 @@
 //! *propose* membership: the membership pass ([`sync`]) looks at every observed subject once per
 //! contract, the first time it sees it. With `contracts.auto_assign_from_labels` (the default) a
 //! subject whose labels then match a system's selector and that has never been assigned in the
-//! contract is assigned once, by `system`, from its first observation, with an audit row; without
+//! contract is assigned once, by `system`, from its first appearance (a host's enrollment, a
+//! probe's first result), with an audit row; without
 //! it the subject is only listed as pending. Afterwards only an admin or reviewer changes
 //! membership ([`change`]), effective from now or later (a 5-minute tolerance), audited with who,
 //! when and why; label and hostname changes never move a subject again.
@@ -146,9 +147,40 @@ pub fn proposed<'c>(
         .collect()
 }
 
+/// Every subject the server knows with when it first appeared: each enrolled host from its
+/// enrollment (or its first stored status interval, if placed earlier), each probe from its
+/// first stored status interval.
+async fn subjects(store: &Store) -> sqlx::Result<Vec<(SubjectKind, String, i64)>> {
+    let observed: BTreeMap<String, i64> = store
+        .first_observations(KIND_HOST)
+        .await?
+        .into_iter()
+        .collect();
+    let mut out: Vec<(SubjectKind, String, i64)> = store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let first = observed
+                .get(&a.agent_id)
+                .map_or(a.enrolled_ms, |&t| t.min(a.enrolled_ms));
+            (SubjectKind::Host, a.agent_id, first)
+        })
+        .collect();
+    out.extend(
+        store
+            .first_observations(KIND_PROBE)
+            .await?
+            .into_iter()
+            .map(|(s, first)| (SubjectKind::Probe, s, first)),
+    );
+    Ok(out)
+}
+
 /// The membership pass for `c` at `now`: every observed subject not seen before is marked seen
 /// and, with `auto_assign` and no membership row in the contract yet, assigned to each system
-/// whose selector its labels match, from its first observation. Returns how many rows it made.
+/// whose selector its labels match, from its first appearance (a host's enrollment, a probe's
+/// first result). Returns how many rows it made.
 pub async fn sync(
     store: &Store,
     c: &LoadedContract,
@@ -158,11 +190,9 @@ pub async fn sync(
     let id = &c.contract.id;
     let seen: BTreeSet<(String, String)> = store.membership_seen(id).await?.into_iter().collect();
     let mut fresh = Vec::new();
-    for kind in [SubjectKind::Host, SubjectKind::Probe] {
-        for (subject, first) in store.first_observations(kind_str(kind)).await? {
-            if !seen.contains(&(kind_str(kind).to_string(), subject.clone())) {
-                fresh.push((kind, subject, first));
-            }
+    for (kind, subject, first) in subjects(store).await? {
+        if !seen.contains(&(kind_str(kind).to_string(), subject.clone())) {
+            fresh.push((kind, subject, first));
         }
     }
     if fresh.is_empty() {
@@ -329,12 +359,8 @@ pub async fn change(
                     ch.subject, ch.system
                 )));
             };
-            if at < open.from_ms {
-                return Err(MembershipError::Conflict(format!(
-                    "membership {} starts at {}, after {at}",
-                    open.id, open.from_ms
-                )));
-            }
+            // Ending a membership before it began leaves it empty: it never counted.
+            let at = at.max(open.from_ms);
             if !store
                 .end_membership(open.id, at, actor, now, reason)
                 .await?
@@ -391,26 +417,24 @@ pub async fn pending(
 ) -> sqlx::Result<Vec<Pending>> {
     let labels = Labels::load(store).await?;
     let mut out = Vec::new();
-    for kind in [SubjectKind::Host, SubjectKind::Probe] {
-        for (subject, _) in store.first_observations(kind_str(kind)).await? {
-            let Some(l) = labels.of(kind, &subject) else {
-                continue;
-            };
-            for system in proposed(c, kind, &l) {
-                let member = rows.iter().any(|r| {
-                    r.system_id == system
-                        && r.kind == kind_str(kind)
-                        && r.subject == subject
-                        && in_force(r, now)
+    for (kind, subject, _) in subjects(store).await? {
+        let Some(l) = labels.of(kind, &subject) else {
+            continue;
+        };
+        for system in proposed(c, kind, &l) {
+            let member = rows.iter().any(|r| {
+                r.system_id == system
+                    && r.kind == kind_str(kind)
+                    && r.subject == subject
+                    && in_force(r, now)
+            });
+            if !member {
+                out.push(Pending {
+                    system: system.to_string(),
+                    kind: kind_str(kind),
+                    subject: subject.clone(),
+                    labels: l.clone(),
                 });
-                if !member {
-                    out.push(Pending {
-                        system: system.to_string(),
-                        kind: kind_str(kind),
-                        subject: subject.clone(),
-                        labels: l.clone(),
-                    });
-                }
             }
         }
     }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use common::Harness;
 use serde_json::{Value, json};
 use yunwei_proto::Sample;
-use yunwei_tests::{Enrolled, batch, now_ms};
+use yunwei_tests::{Enrolled, SECRET, batch, facts, now_ms};
 
 yunwei_tests::both_backends!(relabelling_never_moves_a_host_between_systems);
 
@@ -56,6 +56,29 @@ async fn push(h: &Harness, e: &Enrolled, seq: u64, t: i64, hostname: &str, syste
         ts_ms: t,
     });
     h.ok(e, &b).await;
+}
+
+/// Enrolls `hostname` labelled `system: <system>` (the labels it will first be seen with).
+async fn enroll(h: &Harness, hostname: &str, system: &str) -> Enrolled {
+    let mut host = facts(hostname);
+    host.labels.insert("system".to_string(), system.to_string());
+    let r = h
+        .client
+        .http
+        .post(format!("{}/api/v1/enroll", h.client.base))
+        .json(&yunwei_proto::EnrollRequest {
+            secret: SECRET.into(),
+            host,
+        })
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let e: yunwei_proto::EnrollResponse = r.json().await.unwrap();
+    Enrolled {
+        agent_id: e.agent_id,
+        token: e.token,
+    }
 }
 
 /// Downtime minutes per system over the local days from `from_ms` to now.
@@ -120,8 +143,8 @@ async fn relabelling_never_moves_a_host_between_systems(backend: &str) {
     else {
         return;
     };
-    let x = h.client.enroll("a-01").await.unwrap();
-    let y = h.client.enroll("b-01").await.unwrap();
+    let x = enroll(&h, "a-01", "A").await;
+    let y = enroll(&h, "b-01", "B").await;
     let t0 = now_ms() - 40 * MIN;
     let at = |i: u64| t0 + i as i64 * 15_000;
     let (mut sx, mut sy) = (0u64, 0u64);
