@@ -1188,15 +1188,16 @@ fn incident_clocks(
     (out, guessed)
 }
 
-/// Whether host `host` belonged to one of `systems` at `t` (always, when systems select by
-/// label).
-fn member_at(ev: &Evidence, systems: &[&System], host: &str, t: i64) -> bool {
+/// Whether host `host` belonged to one of `systems` during some of the hour starting at `hour`
+/// (always, when systems select by label).
+fn member_at(ev: &Evidence, systems: &[&System], host: &str, hour: i64) -> bool {
+    const HOUR_MS: i64 = 3_600_000;
     ev.membership.as_ref().is_none_or(|rows| {
         rows.iter().any(|m| {
             m.kind == SubjectKind::Host
                 && m.subject == host
-                && m.from_ms <= t
-                && m.to_ms.is_none_or(|to| t < to)
+                && m.from_ms < hour + HOUR_MS
+                && m.to_ms.is_none_or(|to| hour < to)
                 && systems.iter().any(|s| s.id == m.system)
         })
     })
