@@ -47,6 +47,11 @@ pub struct ContractsConfig {
     /// mails them to each contract's `report:` recipients (one server of several replicas is
     /// enough; the archive and the delivery table keep them from being made or sent twice).
     pub scheduled_reports: bool,
+    /// Whether a host or probe seen for the first time is assigned to the systems whose label
+    /// selectors match its labels then (once, by `system`, audited). Either way later label
+    /// changes never change membership; without it matching subjects are only listed as
+    /// pending until an admin or reviewer assigns them.
+    pub auto_assign_from_labels: bool,
 }
 
 impl Default for ContractsConfig {
@@ -55,6 +60,7 @@ impl Default for ContractsConfig {
             files: Vec::new(),
             run_inspections: true,
             scheduled_reports: true,
+            auto_assign_from_labels: true,
         }
     }
 }
@@ -207,6 +213,7 @@ struct RawContracts {
     files: Vec<PathBuf>,
     run_inspections: Option<bool>,
     scheduled_reports: Option<bool>,
+    auto_assign_from_labels: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -575,6 +582,10 @@ fn validate(
             .contracts
             .scheduled_reports
             .unwrap_or(ContractsConfig::default().scheduled_reports),
+        auto_assign_from_labels: raw
+            .contracts
+            .auto_assign_from_labels
+            .unwrap_or(ContractsConfig::default().auto_assign_from_labels),
     };
     let da = AuthConfig::default();
     let auth = AuthConfig {

@@ -79,6 +79,19 @@ impl Contracts {
         self.loaded.read().expect("contracts lock").clone()
     }
 
+    /// Runs the membership pass for `c` (`crate::membership::sync`): subjects seen for the
+    /// first time are proposed, and assigned when `contracts.auto_assign_from_labels` is set.
+    pub async fn sync_membership(&self, c: &LoadedContract, now: i64) -> Result<(), ContractError> {
+        crate::membership::sync(
+            &self.store,
+            c,
+            now,
+            self.config.contracts.auto_assign_from_labels,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The loaded contract `id`.
     pub fn get(&self, id: &str) -> Option<Arc<LoadedContract>> {
         self.loaded
@@ -215,34 +228,43 @@ pub async fn gather(
                 .unwrap_or(to_ms),
         );
     }
-    let agents = store.agents().await?;
+    // Membership is the server's (`crate::membership`): the rows in force during the period,
+    // never the labels the agents report now.
+    let membership =
+        crate::membership::for_period(&store.memberships(&contract.id).await?, from_ms, to_ms);
+    let labels = crate::membership::Labels::load(store).await?;
+    let members: BTreeSet<(SubjectKind, &str)> = membership
+        .iter()
+        .map(|m| (m.kind, m.subject.as_str()))
+        .collect();
+    // Hosts counted by some system in the period, with their labels now (for display and
+    // exclusion scopes only).
     let mut hosts: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for a in &agents {
-        let labels = host_labels(&a.agent_id, &a.hostname, &a.labels);
-        if contract
-            .systems
-            .iter()
-            .any(|s| selected(s.hosts.as_ref(), &labels) || selected(s.probes.as_ref(), &labels))
-        {
-            hosts.insert(a.agent_id.clone(), labels);
+    for &(kind, id) in &members {
+        let l = labels.of(kind, id).unwrap_or_else(|| {
+            let mut l = BTreeMap::new();
+            match id.split_once('/').filter(|_| kind == SubjectKind::Probe) {
+                Some((agent, probe)) => {
+                    l.insert("agent_id".to_string(), agent.to_string());
+                    l.insert("probe".to_string(), probe.to_string());
+                }
+                None => {
+                    l.insert("agent_id".to_string(), id.to_string());
+                }
+            }
+            l
+        });
+        if kind == SubjectKind::Host {
+            hosts.insert(id.to_string(), l.clone());
         }
+        ev.subjects.push(Subject {
+            kind,
+            id: id.to_string(),
+            labels: l,
+        });
     }
-    for (id, labels) in &hosts {
-        if contract
-            .systems
-            .iter()
-            .any(|s| selected(s.hosts.as_ref(), labels))
-        {
-            ev.subjects.push(Subject {
-                kind: SubjectKind::Host,
-                id: id.clone(),
-                labels: labels.clone(),
-            });
-        }
-    }
-    let host_subjects: BTreeSet<String> = ev.subjects.iter().map(|s| s.id.clone()).collect();
     for (subject, span) in store.intervals_between(KIND_HOST, from_ms, to_ms).await? {
-        if host_subjects.contains(&subject) {
+        if members.contains(&(SubjectKind::Host, subject.as_str())) {
             ev.intervals.push(StatusInterval {
                 id: format!("interval:host:{}", span.id.unwrap_or_default()),
                 kind: SubjectKind::Host,
@@ -253,39 +275,19 @@ pub async fn gather(
             });
         }
     }
-    let mut probes = BTreeSet::new();
     for (subject, span) in store.intervals_between(KIND_PROBE, from_ms, to_ms).await? {
-        let Some((agent, probe)) = subject.split_once('/') else {
-            continue;
-        };
-        let Some(host) = hosts.get(agent) else {
-            continue;
-        };
-        let mut labels = host.clone();
-        labels.insert("probe".into(), probe.to_string());
-        if !contract
-            .systems
-            .iter()
-            .any(|s| selected(s.probes.as_ref(), &labels))
-        {
-            continue;
-        }
-        if probes.insert(subject.clone()) {
-            ev.subjects.push(Subject {
+        if members.contains(&(SubjectKind::Probe, subject.as_str())) {
+            ev.intervals.push(StatusInterval {
+                id: format!("interval:probe:{}", span.id.unwrap_or_default()),
                 kind: SubjectKind::Probe,
-                id: subject.clone(),
-                labels,
+                subject,
+                start_ms: span.start,
+                end_ms: span.end,
+                state: assess_state(span.state),
             });
         }
-        ev.intervals.push(StatusInterval {
-            id: format!("interval:probe:{}", span.id.unwrap_or_default()),
-            kind: SubjectKind::Probe,
-            subject,
-            start_ms: span.start,
-            end_ms: span.end,
-            state: assess_state(span.state),
-        });
     }
+    ev.membership = Some(membership);
     for row in store.inspections(&contract.id, from_ms, to_ms).await? {
         ev.inspections.push(InspectionRecord {
             id: format!("inspection:{}", row.id),
@@ -768,6 +770,21 @@ pub async fn run_due_inspections(state: &Contracts, now: i64) -> Result<usize, C
         }
     }
     Ok(ran)
+}
+
+/// Runs the membership pass of every contract every 15 seconds, so a new subject is seen (and
+/// proposed or assigned) with the labels it first reported.
+pub async fn membership_loop(state: Arc<Contracts>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for c in state.list() {
+            if let Err(e) = state.sync_membership(&c, now_ms()).await {
+                tracing::error!(error = %format!("{e:#}"), contract = %c.contract.id, "membership pass failed");
+            }
+        }
+    }
 }
 
 /// Runs due inspections every 30 seconds.

@@ -14,10 +14,26 @@ use yunwei_sla::assess;
 use crate::{
     contracts::{Contracts, host_labels, selected},
     ingest::{KIND_HOST, KIND_PROBE},
+    store::membership::MembershipRow,
     timeline::{Span, State},
 };
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Hostnames reported by more than one agent, with those agents' ids. Each agent stays its own
+/// host (membership and status are per agent id); the API and `yunwei_hostnames_duplicated`
+/// flag the clash.
+pub fn shared_hostnames(agents: &[crate::store::AgentRow]) -> BTreeMap<&str, Vec<String>> {
+    let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for a in agents {
+        by_name
+            .entry(a.hostname.as_str())
+            .or_default()
+            .push(a.agent_id.clone());
+    }
+    by_name.retain(|_, ids| ids.len() > 1);
+    by_name
+}
 
 /// A probe's recent history in the API.
 #[derive(Serialize)]
@@ -38,7 +54,7 @@ pub struct ProbeView {
     pub availability_24h_percent: Option<f64>,
     pub down_ms_24h: i64,
     pub unknown_ms_24h: i64,
-    /// Contract systems whose probe selector picks this probe, as `contract/system`.
+    /// Contract systems this probe is a member of now, as `contract/system`.
     pub systems: Vec<String>,
 }
 
@@ -98,6 +114,8 @@ struct Inventory {
     hosts: BTreeMap<String, (String, BTreeMap<String, String>)>,
     host_spans: BTreeMap<String, Vec<Span>>,
     probes: Vec<ProbeView>,
+    /// Per loaded contract (in order), the membership rows in force now.
+    members: Vec<Vec<MembershipRow>>,
 }
 
 async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
@@ -115,6 +133,23 @@ async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
         })
         .collect();
     let contracts = state.list();
+    // Membership in force now, per contract (`crate::membership`), after the membership pass.
+    let mut members: Vec<Vec<MembershipRow>> = Vec::new();
+    for c in &contracts {
+        crate::membership::sync(
+            &state.store,
+            c,
+            now,
+            state.config.contracts.auto_assign_from_labels,
+        )
+        .await?;
+        let rows = state.store.memberships(&c.contract.id).await?;
+        members.push(
+            rows.into_iter()
+                .filter(|r| crate::membership::in_force(r, now))
+                .collect(),
+        );
+    }
     let mut probes = Vec::new();
     for (subject, spans) in spans_by_subject(state, KIND_PROBE, now).await? {
         let Some((agent, probe)) = subject.split_once('/') else {
@@ -133,12 +168,11 @@ async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
         let (up, down, unknown) = totals(&spans, now - DAY_MS, now);
         let systems = contracts
             .iter()
-            .flat_map(|c| {
-                c.contract
-                    .systems
-                    .iter()
-                    .filter(|s| selected(s.probes.as_ref(), &labels))
-                    .map(|s| format!("{}/{}", c.contract.id, s.id))
+            .zip(&members)
+            .flat_map(|(c, rows)| {
+                rows.iter()
+                    .filter(|r| r.kind == KIND_PROBE && r.subject == subject)
+                    .map(|r| format!("{}/{}", c.contract.id, r.system_id))
             })
             .collect();
         probes.push(ProbeView {
@@ -160,6 +194,7 @@ async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
         hosts,
         host_spans: spans_by_subject(state, KIND_HOST, now).await?,
         probes,
+        members,
     })
 }
 
@@ -189,8 +224,12 @@ pub struct SystemView {
     probe_selector: Option<BTreeMap<String, String>>,
     /// Now, under the contract's `down_when` rule over the hosts and probes below.
     state: State,
+    /// Members now (`crate::membership`): the selectors above only propose.
     hosts: Vec<Member>,
     probes: Vec<Member>,
+    /// Hosts (agent ids) and probes the selectors pick now that are not members now: pending
+    /// assignment by the office.
+    pending: Vec<String>,
 }
 
 fn count(members: &[Member]) -> [usize; 3] {
@@ -210,18 +249,24 @@ pub async fn systems(state: &Contracts, now: i64) -> sqlx::Result<Vec<SystemView
     let inv = inventory(state, now).await?;
     let contracts = state.list();
     let mut out = Vec::new();
-    for c in &contracts {
+    for (ci, c) in contracts.iter().enumerate() {
         for s in &c.contract.systems {
-            let hosts: Vec<Member> = inv
-                .hosts
+            let rows = inv.members[ci]
                 .iter()
-                .filter(|(_, (_, labels))| selected(s.hosts.as_ref(), labels))
-                .map(|(id, (hostname, _))| Member {
-                    id: id.clone(),
-                    name: hostname.clone(),
+                .filter(|r| r.system_id == s.id)
+                .collect::<Vec<_>>();
+            let hosts: Vec<Member> = rows
+                .iter()
+                .filter(|r| r.kind == KIND_HOST)
+                .map(|r| Member {
+                    id: r.subject.clone(),
+                    name: inv
+                        .hosts
+                        .get(&r.subject)
+                        .map_or_else(|| r.subject.clone(), |(hostname, _)| hostname.clone()),
                     state: current(
                         inv.host_spans
-                            .get(id)
+                            .get(&r.subject)
                             .map(Vec::as_slice)
                             .unwrap_or_default(),
                         now,
@@ -229,16 +274,43 @@ pub async fn systems(state: &Contracts, now: i64) -> sqlx::Result<Vec<SystemView
                     .0,
                 })
                 .collect();
-            let probes: Vec<Member> = inv
-                .probes
+            let probes: Vec<Member> = rows
                 .iter()
-                .filter(|p| selected(s.probes.as_ref(), &p.labels))
-                .map(|p| Member {
-                    id: p.subject.clone(),
-                    name: format!("{} / {}", p.hostname, p.probe),
-                    state: p.state,
-                })
+                .filter(|r| r.kind == KIND_PROBE)
+                .map(
+                    |r| match inv.probes.iter().find(|p| p.subject == r.subject) {
+                        Some(p) => Member {
+                            id: p.subject.clone(),
+                            name: format!("{} / {}", p.hostname, p.probe),
+                            state: p.state,
+                        },
+                        None => Member {
+                            id: r.subject.clone(),
+                            name: r.subject.clone(),
+                            state: State::Unknown,
+                        },
+                    },
+                )
                 .collect();
+            // Proposed by the selectors now, not a member now.
+            let is_member =
+                |kind: &str, id: &str| rows.iter().any(|r| r.kind == kind && r.subject == id);
+            let mut pending: Vec<String> = inv
+                .hosts
+                .iter()
+                .filter(|(id, (_, labels))| {
+                    selected(s.hosts.as_ref(), labels) && !is_member(KIND_HOST, id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            pending.extend(
+                inv.probes
+                    .iter()
+                    .filter(|p| {
+                        selected(s.probes.as_ref(), &p.labels) && !is_member(KIND_PROBE, &p.subject)
+                    })
+                    .map(|p| p.subject.clone()),
+            );
             let st = match assess::system_state(s.down_when, count(&hosts), count(&probes)) {
                 assess::State::Up => State::Up,
                 assess::State::Down => State::Down,
@@ -257,6 +329,7 @@ pub async fn systems(state: &Contracts, now: i64) -> sqlx::Result<Vec<SystemView
                 state: st,
                 hosts,
                 probes,
+                pending,
             });
         }
     }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingest;
 pub mod inventory;
 pub mod live;
+pub mod membership;
 pub mod metrics;
 pub mod notify;
 pub mod private_files;
@@ -190,6 +191,7 @@ impl Server {
             state.store.clone(),
             state.config.data_dir.clone(),
         ));
+        let membership = tokio::spawn(contracts::membership_loop(state.contracts.clone()));
         let inspections = state
             .config
             .contracts
@@ -222,6 +224,7 @@ impl Server {
         evaluator.abort();
         hangup.abort();
         checkpoints.abort();
+        membership.abort();
         if let Some(s) = scheduled_reports {
             s.abort();
         }

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub host_up: GaugeVec,
     pub host_last_batch_age: GaugeVec,
     pub hosts: IntGaugeVec,
+    pub hostnames_duplicated: IntGauge,
     pub build_info: Gauge,
     pub notify_attempts: IntCounterVec,
     pub notify_latency: HistogramVec,
@@ -157,6 +158,10 @@ impl Metrics {
                 Opts::new("yunwei_hosts", "Enrolled hosts by current state."),
                 &["state"],
             )?,
+            hostnames_duplicated: IntGauge::new(
+                "yunwei_hostnames_duplicated",
+                "Hostnames reported by more than one agent (each agent is still its own host).",
+            )?,
             build_info: Gauge::with_opts(
                 Opts::new("yunwei_build_info", "Build information; always 1.")
                     .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -213,6 +218,7 @@ impl Metrics {
         };
         let r = &m.registry;
         r.register(Box::new(m.ingest_batches.clone()))?;
+        r.register(Box::new(m.hostnames_duplicated.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;
         r.register(Box::new(m.ingest_labels_renamed.clone()))?;
         r.register(Box::new(m.ingest_rejected.clone()))?;

@@ -383,7 +383,9 @@ pub async fn generate(
     req: &Request,
     now_ms: i64,
     inspections_recorded: bool,
+    auto_assign: bool,
 ) -> Result<Generated, ReportError> {
+    crate::membership::sync(store, c, now_ms, auto_assign).await?;
     let font = if req.formats.contains(&ReportFormat::Pdf) {
         Some(load_font(req.font.as_deref())?)
     } else {
@@ -595,6 +597,7 @@ pub async fn run_cli(
         &args.request,
         now_ms,
         config.contracts.run_inspections,
+        config.contracts.auto_assign_from_labels,
     )
     .await;
     store.close().await;
@@ -732,6 +735,7 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
                                 &req,
                                 now_ms,
                                 state.config.contracts.run_inspections,
+                                state.config.contracts.auto_assign_from_labels,
                             )
                             .await
                             .with_context(|| {

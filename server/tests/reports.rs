@@ -439,7 +439,7 @@ async fn demo_history_gives_a_clearly_labelled_month(backend: &str) {
         origin: "test".into(),
         notes: vec![],
     };
-    let g = reports::generate(&h.state.store, h.dir.path(), &c, &req, to, false)
+    let g = reports::generate(&h.state.store, h.dir.path(), &c, &req, to, false, true)
         .await
         .unwrap();
     let r = &g.signed.report;

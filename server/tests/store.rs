@@ -346,6 +346,10 @@ async fn derived_resource_kpis_are_stored_with_the_rollups_and_match_them(backen
     std::fs::write(&path, KPI_CONTRACT).unwrap();
     let c = yunwei_server::contracts::load_file(&path).unwrap();
     let (from, to) = (first, first + 2 * HOUR_MS);
+    // The membership pass assigns the host (first seen, labels matching) as the server would.
+    yunwei_server::membership::sync(&h.state.store, &c, now, true)
+        .await
+        .unwrap();
     let gather = || yunwei_server::contracts::gather(&h.state.store, &c, from, to, false);
     let derived = gather().await.unwrap();
     let got: Vec<(&str, i64, f64)> = derived

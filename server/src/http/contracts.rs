@@ -9,7 +9,7 @@ use super::extract::{Path as UrlPath, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use yunwei_sla::{
-    assess::{Assessment, Period},
+    assess::{Assessment, Period, SubjectKind},
     contract::Contract,
 };
 
@@ -17,7 +17,7 @@ use super::{ApiError, ErrorKind, authz::Principal, json_body};
 use crate::{
     AppState,
     contracts::{LoadedContract, assess_period, current_month},
-    now_ms,
+    membership, now_ms,
     store::{ContractEventRow, HOUR_MS},
 };
 
@@ -60,6 +60,7 @@ pub(super) async fn status(
     let c = find(&state, &id)?;
     let now = now_ms();
     let period = current_month(&c.contract, now);
+    state.contracts.sync_membership(&c, now).await?;
     let a = assess_period(
         &state.store,
         &c,
@@ -118,6 +119,7 @@ pub(super) async fn assessment(
         Some(p) => Period::parse(p, c.contract.time_zone)
             .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?,
     };
+    state.contracts.sync_membership(&c, now).await?;
     let a = assess_period(
         &state.store,
         &c,
@@ -247,4 +249,80 @@ pub(super) async fn events(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "contract": c.contract.id, "events": rows })))
+}
+
+/// `GET /api/v1/contracts/{id}/membership`: every membership row (current and history), the
+/// rows in force now, and the subjects the contract's selectors propose that are not members
+/// ("pending assignment").
+pub(super) async fn membership(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let now = now_ms();
+    state.contracts.sync_membership(&c, now).await?;
+    let rows = state
+        .store
+        .memberships(&c.contract.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let pending = membership::pending(&state.store, &c, &rows, now)
+        .await
+        .map_err(ApiError::internal)?;
+    let current: Vec<&_> = rows
+        .iter()
+        .filter(|r| membership::in_force(r, now))
+        .collect();
+    Ok(Json(json!({
+        "contract": c.contract.id,
+        "now": now,
+        "auto_assign_from_labels": state.config.contracts.auto_assign_from_labels,
+        "current": current,
+        "history": rows,
+        "pending": pending,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipChange {
+    action: membership::Action,
+    system: String,
+    /// `host` (an agent id) or `probe` (`<agent id>/<probe name>`).
+    kind: String,
+    subject: String,
+    /// Default now; at most 5 minutes in the past.
+    effective_from_ms: Option<i64>,
+    reason: String,
+}
+
+/// `POST /api/v1/contracts/{id}/membership`: assign or unassign a host or probe, effective from
+/// now (or later; at most 5 minutes back), with the reason; audited.
+pub(super) async fn change_membership(
+    AxState(state): AxState<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    principal: Option<Extension<Principal>>,
+    b: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let c = find(&state, &id)?;
+    let m: MembershipChange = json_body(&b)?;
+    let kind = match m.kind.as_str() {
+        "host" => SubjectKind::Host,
+        "probe" => SubjectKind::Probe,
+        _ => return Err(ApiError::invalid("kind", "must be \"host\" or \"probe\"")),
+    };
+    let (actor, source) = principal.map_or_else(
+        || ("unknown".to_string(), "unknown".to_string()),
+        |Extension(p)| (p.actor, p.source),
+    );
+    let ch = membership::Change {
+        action: m.action,
+        system: m.system,
+        kind,
+        subject: m.subject,
+        effective_from_ms: m.effective_from_ms,
+        reason: m.reason,
+    };
+    let row = membership::change(&state.store, &c, &ch, &actor, &source, now_ms()).await?;
+    Ok(Json(json!({ "status": "success", "data": row })))
 }

@@ -286,6 +286,20 @@ impl From<crate::contracts::ContractError> for ApiError {
     }
 }
 
+impl From<crate::membership::MembershipError> for ApiError {
+    fn from(e: crate::membership::MembershipError) -> ApiError {
+        use crate::membership::MembershipError as E;
+        match e {
+            E::UnknownSystem(_) => ApiError::invalid("system", e.to_string()),
+            E::UnknownSubject(_) => ApiError::invalid("subject", e.to_string()),
+            E::Backdated { .. } => ApiError::invalid("effective_from_ms", e.to_string()),
+            E::Empty(field) => ApiError::invalid(field, e.to_string()),
+            E::Conflict(_) => ApiError::new(ErrorKind::Conflict, e.to_string()),
+            E::Store(_) => ApiError::internal(e),
+        }
+    }
+}
+
 /// The field a serde error message names (`` unknown field `x` ``, `` missing field `y` ``), if any.
 pub(super) fn serde_field(message: &str) -> Option<String> {
     message.split('`').nth(1).map(str::to_string)

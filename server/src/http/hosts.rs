@@ -40,6 +40,9 @@ pub struct HostView {
     /// data, not downtime (see `timeline`).
     pub status: State,
     pub seconds_since_last_batch: Option<f64>,
+    /// Other agents reporting the same hostname: a hostname is the agent's claim, never an
+    /// identity, so such hosts are flagged, not merged (empty: the hostname is unique).
+    pub hostname_shared_with: Vec<String>,
 }
 
 fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
@@ -75,6 +78,7 @@ fn host_view(a: &AgentRow, state: &AppState, now: i64) -> HostView {
         interval_seconds: interval as f64 / 1000.0,
         status,
         seconds_since_last_batch: last_seen.map(|t| (now - t).max(0) as f64 / 1000.0),
+        hostname_shared_with: Vec::new(),
     }
 }
 
@@ -83,7 +87,18 @@ pub(super) async fn hosts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let now = now_ms();
     let agents = state.store.agents().await.map_err(ApiError::internal)?;
-    let list: Vec<HostView> = agents.iter().map(|a| host_view(a, &state, now)).collect();
+    let shared = crate::inventory::shared_hostnames(&agents);
+    let list: Vec<HostView> = agents
+        .iter()
+        .map(|a| {
+            let mut v = host_view(a, &state, now);
+            if let Some(ids) = shared.get(a.hostname.as_str()) {
+                v.hostname_shared_with =
+                    ids.iter().filter(|i| **i != a.agent_id).cloned().collect();
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({ "hosts": list })))
 }
 

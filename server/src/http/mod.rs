@@ -80,6 +80,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(contracts::inspections),
         )
         .route(
+            "/api/v1/contracts/{id}/membership",
+            get(contracts::membership).post(contracts::change_membership),
+        )
+        .route(
             "/api/v1/contracts/{id}/events",
             get(contracts::events).post(contracts::record_event),
         )

@@ -42,6 +42,9 @@ pub(super) async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Re
     let enrolled = state.ingest.tokens.read().expect("tokens lock").len() as i64;
     m.hosts.with_label_values(&["up"]).set(up);
     m.hosts.with_label_values(&["unknown"]).set(enrolled - up);
+    let agents = state.store.agents().await.map_err(ApiError::internal)?;
+    m.hostnames_duplicated
+        .set(crate::inventory::shared_hostnames(&agents).len() as i64);
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&m.registry.gather())
         .map_err(ApiError::internal)?;

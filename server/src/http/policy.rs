@@ -97,6 +97,18 @@ pub const POLICY: &[RoutePolicy] = &[
         APPROVE,
         "the office records an event a manual deduction, bonus or veto scores",
     ),
+    p(
+        "GET",
+        "/api/v1/contracts/{id}/membership",
+        READ,
+        "which hosts and probes count for which system since when: current, history, pending",
+    ),
+    p(
+        "POST",
+        "/api/v1/contracts/{id}/membership",
+        APPROVE,
+        "the office assigns or unassigns a host or probe to a system, effective from now on",
+    ),
     // Assessment reports.
     p(
         "GET",

@@ -94,6 +94,7 @@ pub(super) async fn generate(
         &req,
         crate::now_ms(),
         state.config.contracts.run_inspections,
+        state.config.contracts.auto_assign_from_labels,
     )
     .await
     .map_err(|e| match e {

@@ -10,6 +10,7 @@ pub mod blob;
 pub mod demo;
 pub mod incidents;
 pub mod kpi;
+pub mod membership;
 pub mod notify;
 pub mod report_mail;
 pub mod reports;
@@ -83,6 +84,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_token_owners.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_membership.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -131,6 +136,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         14,
         include_str!("../../migrations/postgres/0014_token_owners.sql"),
+    ),
+    (
+        15,
+        include_str!("../../migrations/postgres/0015_membership.sql"),
     ),
 ];
 

@@ -235,4 +235,25 @@ pub struct Evidence {
     /// the assessment says so. `None`: every scheduled inspection in the period is assessed.
     #[serde(default)]
     pub inspections_since_ms: Option<i64>,
+    /// Which system each subject belonged to and when, as the office decided it on the server.
+    /// `Some`: only these rows place a subject in a system, each from its `from_ms` to its
+    /// `to_ms` (the contract's label selectors are not consulted); `None`: systems select
+    /// subjects by label, for the whole period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Vec<Membership>>,
+}
+
+/// A subject's membership in a system over `[from_ms, to_ms)` (`to_ms` `None`: still a member).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The system's id.
+    pub system: String,
+    /// Host or probe.
+    pub kind: SubjectKind,
+    /// The subject's id.
+    pub subject: String,
+    /// Member from (UTC ms).
+    pub from_ms: i64,
+    /// Member until (UTC ms, exclusive); `None`: open.
+    pub to_ms: Option<i64>,
 }

@@ -354,12 +354,32 @@ fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn selects(system: &System, s: &Subject) -> bool {
+/// Whether `system` counts subject `s` at some time: by the evidence's membership rows when it
+/// has them, else by the system's label selector.
+fn selects(ev: &Evidence, system: &System, s: &Subject) -> bool {
+    if let Some(rows) = &ev.membership {
+        return rows
+            .iter()
+            .any(|m| m.system == system.id && m.kind == s.kind && m.subject == s.id);
+    }
     let sel = match s.kind {
         SubjectKind::Host => &system.hosts,
         SubjectKind::Probe => &system.probes,
     };
     sel.as_ref().is_some_and(|sel| matches(sel, &s.labels))
+}
+
+/// When `system` counts subject `s` within `[from, to)`: the membership rows' spans, or `None`
+/// (the whole time) when systems select by label.
+fn member_spans(ev: &Evidence, system: &System, s: &Subject, from: i64, to: i64) -> Option<Spans> {
+    let rows = ev.membership.as_ref()?;
+    let spans = rows
+        .iter()
+        .filter(|m| m.system == system.id && m.kind == s.kind && m.subject == s.id)
+        .map(|m| (m.from_ms.max(from), m.to_ms.unwrap_or(i64::MAX).min(to)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    Some(normalize(spans))
 }
 
 fn subject_key(kind: SubjectKind, id: &str) -> String {
@@ -558,7 +578,7 @@ fn exclusion_uses(sc: &Scope<'_>) -> (Vec<ExclusionUse>, ApprovedSpans) {
                     || ev
                         .subjects
                         .iter()
-                        .any(|sub| selects(s, sub) && matches(&x.labels, &sub.labels))
+                        .any(|sub| selects(ev, s, sub) && matches(&x.labels, &sub.labels))
             })
             .map(|s| s.id.clone())
             .collect();
@@ -614,12 +634,17 @@ fn system_availability(
         period.end_ms,
     );
     let subjects: Vec<&Subject> = {
-        let mut v: Vec<&Subject> = sc.ev.subjects.iter().filter(|s| selects(sys, s)).collect();
+        let mut v: Vec<&Subject> = sc
+            .ev
+            .subjects
+            .iter()
+            .filter(|s| selects(sc.ev, sys, s))
+            .collect();
         v.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
         v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
         v
     };
-    let (down, unknown) = system_states(sys, &subjects, by_subject, start, until);
+    let (down, unknown) = system_states(sc.ev, sys, &subjects, by_subject, start, until);
     // Outages as they happened; drop the short ones.
     let min = obj.min_outage.0;
     let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
@@ -862,8 +887,11 @@ fn nth_working_day_after(calendar: &Calendar, date: NaiveDate, n: u32) -> NaiveD
     d
 }
 
-/// Down and unknown spans of a system within `[from, to)`.
+/// Down and unknown spans of a system within `[from, to)`. A subject counts only while it is a
+/// member of the system ([`member_spans`]); outside its membership it is neither up, down nor
+/// unknown for this system.
 fn system_states(
+    ev: &Evidence,
     sys: &System,
     subjects: &[&Subject],
     by_subject: &BTreeMap<(SubjectKind, &str), Vec<&StatusInterval>>,
@@ -892,11 +920,12 @@ fn system_states(
     if deciding.is_empty() {
         return (Vec::new(), vec![(from, to)]);
     }
-    // Change events: (time, subject index, state).
-    let mut events: Vec<(i64, usize, State)> = Vec::new();
+    // Change events: (time, subject index, state; `None`: not a member then).
+    let mut events: Vec<(i64, usize, Option<State>)> = Vec::new();
     for (i, s) in deciding.iter().enumerate() {
+        // The subject's states tiling [from, to).
+        let mut pieces: Vec<(i64, i64, State)> = Vec::new();
         let mut cursor = from;
-        events.push((from, i, State::Unknown));
         for iv in by_subject
             .get(&(s.kind, s.id.as_str()))
             .map(Vec::as_slice)
@@ -908,17 +937,34 @@ fn system_states(
             }
             let a = a.max(cursor);
             if a > cursor {
-                events.push((cursor, i, State::Unknown));
+                pieces.push((cursor, a, State::Unknown));
             }
-            events.push((a, i, iv.state));
+            pieces.push((a, b, iv.state));
             cursor = b;
         }
         if cursor < to {
-            events.push((cursor, i, State::Unknown));
+            pieces.push((cursor, to, State::Unknown));
+        }
+        match member_spans(ev, sys, s, from, to) {
+            None => events.extend(pieces.iter().map(|&(a, _, st)| (a, i, Some(st)))),
+            Some(member) => {
+                events.push((from, i, None));
+                for &(m_from, m_to) in &member {
+                    for &(a, b, st) in &pieces {
+                        let (a, b) = (a.max(m_from), b.min(m_to));
+                        if a < b {
+                            events.push((a, i, Some(st)));
+                        }
+                    }
+                    events.push((m_to, i, None));
+                }
+            }
         }
     }
+    // Stable: at one instant a later event (a membership's start) wins over an earlier one (the
+    // previous membership's end).
     events.sort_by_key(|e| e.0);
-    let mut state = vec![State::Unknown; deciding.len()];
+    let mut state: Vec<Option<State>> = vec![None; deciding.len()];
     // counts[kind][state]
     let mut counts = [[0usize; 3]; 2];
     let idx = |st: State| match st {
@@ -930,9 +976,6 @@ fn system_states(
         SubjectKind::Host => 0,
         SubjectKind::Probe => 1,
     };
-    for s in &deciding {
-        counts[kidx(s.kind)][2] += 1;
-    }
     let mut down = Vec::new();
     let mut unknown = Vec::new();
     let mut k = 0;
@@ -941,8 +984,12 @@ fn system_states(
         while k < events.len() && events[k].0 == t {
             let (_, i, st) = events[k];
             let kind = kidx(deciding[i].kind);
-            counts[kind][idx(state[i])] -= 1;
-            counts[kind][idx(st)] += 1;
+            if let Some(old) = state[i] {
+                counts[kind][idx(old)] -= 1;
+            }
+            if let Some(new) = st {
+                counts[kind][idx(new)] += 1;
+            }
             state[i] = st;
             k += 1;
         }
@@ -1141,6 +1188,21 @@ fn incident_clocks(
     (out, guessed)
 }
 
+/// Whether host `host` belonged to one of `systems` during some of the hour starting at `hour`
+/// (always, when systems select by label).
+fn member_at(ev: &Evidence, systems: &[&System], host: &str, hour: i64) -> bool {
+    const HOUR_MS: i64 = 3_600_000;
+    ev.membership.as_ref().is_none_or(|rows| {
+        rows.iter().any(|m| {
+            m.kind == SubjectKind::Host
+                && m.subject == host
+                && m.from_ms < hour + HOUR_MS
+                && m.to_ms.is_none_or(|to| hour < to)
+                && systems.iter().any(|s| s.id == m.system)
+        })
+    })
+}
+
 fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<KpiResult> {
     let mut out = Vec::new();
     for kpi in &contract.resource_kpis {
@@ -1152,7 +1214,9 @@ fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<
         let hosts: BTreeSet<&str> = ev
             .subjects
             .iter()
-            .filter(|s| s.kind == SubjectKind::Host && systems.iter().any(|sys| selects(sys, s)))
+            .filter(|s| {
+                s.kind == SubjectKind::Host && systems.iter().any(|sys| selects(ev, sys, s))
+            })
             .map(|s| s.id.as_str())
             .collect();
         let mut rows: BTreeMap<&str, Vec<&ResourceHour>> = BTreeMap::new();
@@ -1161,6 +1225,7 @@ fn resource_kpis(contract: &Contract, ev: &Evidence, from: i64, to: i64) -> Vec<
                 && r.hour_ms >= from
                 && r.hour_ms < to
                 && hosts.contains(r.host.as_str())
+                && member_at(ev, &systems, &r.host, r.hour_ms)
             {
                 rows.entry(r.host.as_str()).or_default().push(r);
             }
