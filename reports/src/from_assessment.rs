@@ -902,6 +902,7 @@ grades:
                 evidence: "help".into(),
             }],
             inspections_since_ms: None,
+            membership: None,
         };
         (c, cal, p, rows)
     }
