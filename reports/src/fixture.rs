@@ -530,6 +530,7 @@ pub fn scenario(lang: Lang) -> Report {
                 end_ms: at(7, 23, 59),
             },
         ],
+        incident_requests: Vec::new(),
     }
 }
 

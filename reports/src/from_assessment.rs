@@ -200,6 +200,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         exclusions: exclusions(inp),
         completeness,
         evidence: Vec::new(),
+        incident_requests: incident_requests(inp),
     };
     // Appendix: every cited evidence id, described from its row.
     report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);
@@ -306,6 +307,36 @@ fn incidents(inp: &Inputs<'_>) -> Vec<Incident> {
                 restore: clock(find("restore")),
                 evidence: vec![i.incident.clone()],
             }
+        })
+        .collect()
+}
+
+/// The assessed incidents' backdate and downgrade requests, as the assessment lists them.
+fn incident_requests(inp: &Inputs<'_>) -> Vec<IncidentRequest> {
+    inp.assessment
+        .incident_requests
+        .iter()
+        .map(|r| IncidentRequest {
+            id: r.id.clone(),
+            incident: r.incident.clone(),
+            kind: match r.kind {
+                assess::IncidentRequestKind::Backdate => RequestKind::Backdate,
+                assess::IncidentRequestKind::Downgrade => RequestKind::Downgrade,
+            },
+            clock: r.clock.clone(),
+            recorded_ms: r.recorded_ms,
+            claimed_ms: r.claimed_ms,
+            level_from: r.level_from.clone(),
+            level_to: r.level_to.clone(),
+            requested_by: r.requested_by.clone(),
+            status: match r.status {
+                assess::RequestStatus::Pending => RequestStatus::Pending,
+                assess::RequestStatus::Approved => RequestStatus::Approved,
+                assess::RequestStatus::Rejected => RequestStatus::Rejected,
+            },
+            reviewed_by: r.reviewed_by.clone(),
+            reviewed_ms: r.reviewed_ms,
+            reason: r.reason.clone(),
         })
         .collect()
 }
@@ -622,6 +653,9 @@ fn cited(r: &Report) -> BTreeSet<String> {
     for x in &r.exclusions {
         cited.insert(x.id.clone());
     }
+    for x in &r.incident_requests {
+        cited.insert(x.id.clone());
+    }
     cited
 }
 
@@ -701,6 +735,31 @@ fn appendix(
             &|| format!("{} {}: max {}", r.host, r.metric, Fixed::from_f64(r.max)),
             r.hour_ms,
             r.hour_ms + 3_600_000,
+        );
+    }
+    for r in &rows.incident_requests {
+        let what = match (&r.clock, &r.level_from, &r.level_to) {
+            (Some(clock), _, _) => format!("{} {clock}", r.incident),
+            (None, Some(from), Some(to)) => format!("{} {from} → {to}", r.incident),
+            _ => r.incident.clone(),
+        };
+        let status = match r.status {
+            assess::RequestStatus::Pending => lang.pick("待审批", "pending"),
+            assess::RequestStatus::Approved => lang.pick("已批准", "approved"),
+            assess::RequestStatus::Rejected => lang.pick("已驳回", "rejected"),
+        };
+        put(
+            &r.id,
+            "incident_request",
+            &|| {
+                let by = r.reviewed_by.as_deref().unwrap_or("-");
+                match lang {
+                    Lang::ZhCn => format!("{what}：{} 申请，{by} {status}", r.requested_by),
+                    Lang::En => format!("{what}: asked by {}, {status} by {by}", r.requested_by),
+                }
+            },
+            r.claimed_ms.unwrap_or(r.recorded_ms),
+            r.reviewed_ms.unwrap_or(r.recorded_ms),
         );
     }
     for r in &rows.events {
@@ -903,6 +962,7 @@ grades:
             }],
             inspections_since_ms: None,
             membership: None,
+            incident_requests: vec![],
         };
         (c, cal, p, rows)
     }

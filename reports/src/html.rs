@@ -428,6 +428,62 @@ impl Html<'_> {
             ]);
         }
         self.end_table();
+        self.incident_requests();
+    }
+
+    /// Backdated clocks and downgrades of the incidents above, with their review; nothing
+    /// when there are none.
+    fn incident_requests(&mut self) {
+        let lang = self.lang;
+        if self.r.incident_requests.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.s,
+            "<h3>{}</h3>",
+            esc(self.t("时间补录与降级审批", "Backdated clocks and downgrades"))
+        );
+        let _ = writeln!(
+            self.s,
+            "<p class=\"note\">{}</p>",
+            esc(self.t(
+                "早于记录时间 5 分钟以上的时间戳与等级下调须经审批后生效；未批准前按记录时间（原等级）计算。",
+                "A stamp more than 5 minutes earlier than its recording, and a level downgrade, count only once approved; until then the recorded time (the old level) counts."
+            ))
+        );
+        self.head(&[
+            self.t("故障编号", "Incident"),
+            self.t("时钟", "Clock"),
+            self.t("记录时间", "Recorded"),
+            self.t("申报时间/等级", "Claimed"),
+            self.t("申请人", "Requested by"),
+            self.t("审批人", "Approved by"),
+            self.t("审批时间", "Decided"),
+            self.t("状态", "Status"),
+            self.t("理由", "Reason"),
+            self.t("证据编号", "Evidence"),
+        ]);
+        for q in &self.r.incident_requests {
+            self.row(&[
+                Cell::T(q.incident.clone()),
+                Cell::T(request_subject(lang, q)),
+                Cell::T(datetime(q.recorded_ms, self.off)),
+                Cell::T(request_claim(q, |ms| datetime(ms, self.off))),
+                Cell::T(q.requested_by.clone()),
+                Cell::T(q.reviewed_by.clone().unwrap_or_else(|| "—".into())),
+                Cell::T(
+                    q.reviewed_ms
+                        .map_or_else(|| "—".into(), |ms| datetime(ms, self.off)),
+                ),
+                Cell::Flag(
+                    request_status(lang, q.status).into(),
+                    q.status != RequestStatus::Pending,
+                ),
+                Cell::T(q.reason.clone()),
+                Cell::T(q.id.clone()),
+            ]);
+        }
+        self.end_table();
     }
 
     fn adjustments(&mut self) {

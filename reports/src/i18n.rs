@@ -139,6 +139,9 @@ pub fn evidence_kind(lang: Lang, k: &str) -> String {
         "inspection" => lang.pick("巡检记录", "inspection").into(),
         "bonus" => lang.pick("加分依据", "bonus record").into(),
         "audit_head" => lang.pick("审计日志链头", "audit log head").into(),
+        "incident_request" => lang
+            .pick("补录/降级审批", "backdate / downgrade review")
+            .into(),
         other => other.into(),
     }
 }
@@ -176,6 +179,47 @@ pub fn section(lang: Lang, n: usize, zh: &str, en: &str) -> String {
     match lang {
         Lang::ZhCn => format!("{}、{zh}", ZH.get(n.saturating_sub(1)).unwrap_or(&"")),
         Lang::En => format!("{n}. {en}"),
+    }
+}
+
+/// An incident clock's name (as stored: `notified`, `ack`, `onsite`, `restored`).
+pub fn incident_clock(lang: Lang, clock: &str) -> String {
+    match clock {
+        "notified" => lang.pick("通知", "notified").into(),
+        "ack" => lang.pick("响应（确认）", "acknowledged").into(),
+        "onsite" => lang.pick("到场", "on site").into(),
+        "restored" => lang.pick("恢复", "restored").into(),
+        other => other.into(),
+    }
+}
+
+/// Review status of a backdate or downgrade request.
+pub fn request_status(lang: Lang, s: RequestStatus) -> &'static str {
+    match s {
+        RequestStatus::Pending => {
+            lang.pick("待审批（按记录时间计）", "pending (recorded time counts)")
+        }
+        RequestStatus::Approved => lang.pick("已批准", "approved"),
+        RequestStatus::Rejected => {
+            lang.pick("已驳回（按记录时间计）", "rejected (recorded time counts)")
+        }
+    }
+}
+
+/// What a backdate or downgrade request changes: the clock's name, or "level".
+pub fn request_subject(lang: Lang, r: &IncidentRequest) -> String {
+    match &r.clock {
+        Some(c) => incident_clock(lang, c),
+        None => lang.pick("等级", "level").into(),
+    }
+}
+
+/// The claimed value of a request: the earlier time (formatted by `time`) or the new level.
+pub fn request_claim(r: &IncidentRequest, time: impl Fn(i64) -> String) -> String {
+    match (r.claimed_ms, &r.level_from, &r.level_to) {
+        (Some(ms), _, _) => time(ms),
+        (None, Some(from), Some(to)) => format!("{from} → {to}"),
+        _ => "—".into(),
     }
 }
 

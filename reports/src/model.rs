@@ -126,6 +126,60 @@ pub struct Report {
     pub completeness: Completeness,
     /// Appendix: the evidence every figure refers to.
     pub evidence: Vec<Evidence>,
+    /// Requests to backdate an incident clock or downgrade an incident's level, with who
+    /// asked and who decided (shown under the incidents); absent when there are none, so a
+    /// report without any has the same bytes as before the section existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incident_requests: Vec<IncidentRequest>,
+}
+
+/// What an [`IncidentRequest`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// A clock stamped earlier than its recording.
+    Backdate,
+    /// A less severe level.
+    Downgrade,
+}
+
+/// Review status of an [`IncidentRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Not reviewed: the recorded time (or old level) counts.
+    Pending,
+    /// Approved: the claimed time (or new level) counts.
+    Approved,
+    /// Rejected: the recorded time (or old level) counts.
+    Rejected,
+}
+
+/// A backdating or downgrade request of an incident in the period (evidence
+/// `incident_request:<id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentRequest {
+    /// Evidence id.
+    pub id: String,
+    /// The incident ([`Incident::id`]).
+    pub incident: String,
+    pub kind: RequestKind,
+    /// The clock of a backdate (`notified`, `ack`, `onsite`, `restored`).
+    pub clock: Option<String>,
+    /// When it was recorded, UTC ms.
+    pub recorded_ms: i64,
+    /// The earlier time a backdate claims, UTC ms.
+    pub claimed_ms: Option<i64>,
+    /// A downgrade's level before.
+    pub level_from: Option<String>,
+    /// A downgrade's requested level.
+    pub level_to: Option<String>,
+    pub requested_by: String,
+    pub status: RequestStatus,
+    pub reviewed_by: Option<String>,
+    pub reviewed_ms: Option<i64>,
+    pub reason: String,
 }
 
 /// Kind of assessment period.

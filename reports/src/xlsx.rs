@@ -157,6 +157,7 @@ pub fn render(signed: &SignedReport) -> Result<Vec<u8>, RenderError> {
     summary(&mut b)?;
     availability(&mut b)?;
     incidents(&mut b)?;
+    incident_requests(&mut b)?;
     adjustments(&mut b)?;
     inspections(&mut b)?;
     resources(&mut b)?;
@@ -383,6 +384,51 @@ fn incidents(b: &mut Book) -> Result<(), RenderError> {
         (b.t("证据编号", "Evidence"), 24.0),
     ];
     let name = b.t("故障", "Incidents");
+    b.sheet(name, &cols, rows)
+}
+
+/// Backdated clocks and downgrades: a sheet only when there are any.
+fn incident_requests(b: &mut Book) -> Result<(), RenderError> {
+    if b.r.incident_requests.is_empty() {
+        return Ok(());
+    }
+    let lang = b.lang;
+    let rows =
+        b.r.incident_requests
+            .iter()
+            .map(|q| {
+                vec![
+                    s(&q.incident),
+                    s(request_subject(lang, q)),
+                    V::T(Some(q.recorded_ms)),
+                    V::T(q.claimed_ms),
+                    s(match (&q.level_from, &q.level_to) {
+                        (Some(from), Some(to)) => format!("{from} → {to}"),
+                        _ => String::new(),
+                    }),
+                    s(&q.requested_by),
+                    s(q.reviewed_by.clone().unwrap_or_default()),
+                    V::T(q.reviewed_ms),
+                    s(request_status(lang, q.status)),
+                    s(&q.reason),
+                    s(&q.id),
+                ]
+            })
+            .collect();
+    let cols = [
+        (b.t("故障编号", "Incident"), 18.0),
+        (b.t("时钟", "Clock"), 12.0),
+        (b.t("记录时间", "Recorded"), 17.0),
+        (b.t("申报时间", "Claimed time"), 17.0),
+        (b.t("等级调整", "Level change"), 12.0),
+        (b.t("申请人", "Requested by"), 12.0),
+        (b.t("审批人", "Approved by"), 12.0),
+        (b.t("审批时间", "Decided"), 17.0),
+        (b.t("状态", "Status"), 18.0),
+        (b.t("理由", "Reason"), 36.0),
+        (b.t("证据编号", "Evidence"), 24.0),
+    ];
+    let name = b.t("补录与降级审批", "Backdates, downgrades");
     b.sheet(name, &cols, rows)
 }
 

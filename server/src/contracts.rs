@@ -19,8 +19,8 @@ use yunwei_rules::promql::{self, Options, Value as PromValue};
 use yunwei_sla::{
     assess::{
         self, Assessment, Evidence, Exclusion, ExclusionKind, ExclusionStatus, Incident,
-        InspectionKind, InspectionRecord, ManualEvent, Period, ResourceHour, StatusInterval,
-        Subject, SubjectKind,
+        IncidentRequest, IncidentRequestKind, InspectionKind, InspectionRecord, ManualEvent,
+        Period, RequestStatus, ResourceHour, StatusInterval, Subject, SubjectKind,
     },
     calendar::Calendar,
     contract::{Cause, Contract, parse_contract},
@@ -32,7 +32,7 @@ use crate::{
     live::Live,
     notify::matcher::{Matcher, all_match},
     now_ms,
-    store::{HOUR_MS, InspectionRow, Store, kpi},
+    store::{HOUR_MS, InspectionRow, Store, incidents::IncidentRequestRow, kpi},
     timeline::State,
 };
 
@@ -301,10 +301,21 @@ pub async fn gather(
             result: if row.ok { "ok" } else { "findings" }.to_string(),
         });
     }
+    let mut requests: BTreeMap<String, Vec<IncidentRequestRow>> = BTreeMap::new();
+    for r in store.incident_requests(None, None).await? {
+        requests.entry(r.incident_id.clone()).or_default().push(r);
+    }
     for row in store.incidents(false).await? {
         let ends = row.restored_ms.unwrap_or(i64::MAX);
         if row.detected_ms >= to_ms || ends < from_ms {
             continue;
+        }
+        for r in requests.remove(&row.id).unwrap_or_default() {
+            ev.incident_requests.push(incident_request(
+                contract,
+                &format!("incident:{}", row.id),
+                r,
+            ));
         }
         ev.incidents.push(Incident {
             id: format!("incident:{}", row.id),
@@ -338,6 +349,34 @@ pub async fn gather(
             .extend(resource_hours(store, metric, &hosts, from_ms, to_ms).await?);
     }
     Ok(ev)
+}
+
+/// A stored backdate or downgrade request as evidence (`incident_request:<id>`).
+fn incident_request(contract: &Contract, incident: &str, r: IncidentRequestRow) -> IncidentRequest {
+    let downgrade = r.kind == "downgrade";
+    IncidentRequest {
+        id: format!("incident_request:{}", r.id),
+        incident: incident.to_string(),
+        kind: if downgrade {
+            IncidentRequestKind::Downgrade
+        } else {
+            IncidentRequestKind::Backdate
+        },
+        clock: r.clock,
+        recorded_ms: r.requested_ms,
+        claimed_ms: (!downgrade).then_some(r.value),
+        level_from: downgrade.then(|| incident_level(contract, r.previous)),
+        level_to: downgrade.then(|| incident_level(contract, r.value)),
+        requested_by: r.requested_by,
+        reason: r.reason,
+        status: match r.status.as_str() {
+            "approved" => RequestStatus::Approved,
+            "rejected" => RequestStatus::Rejected,
+            _ => RequestStatus::Pending,
+        },
+        reviewed_by: r.reviewed_by,
+        reviewed_ms: r.reviewed_ms,
+    }
 }
 
 /// The contract's id for a stored incident level (1 = 一级 / P1, most severe): `P<n>` when the

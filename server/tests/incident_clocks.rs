@@ -20,6 +20,7 @@ yunwei_tests::both_backends!(
     a_backdated_restore_counts_only_once_a_reviewer_approves_it,
     a_level_downgrade_waits_for_a_reviewer,
     resolving_a_group_records_the_user_on_the_restore_stamp,
+    reports_list_backdatings_and_downgrades_with_their_approver,
 );
 
 /// Shanghai is UTC+8 all year.
@@ -90,6 +91,18 @@ impl Api<'_> {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
+    }
+
+    async fn get_bytes(&self, who: &str, path: &str) -> Vec<u8> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.h.client.base))
+            .bearer_auth(who)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.bytes().await.unwrap().to_vec()
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -499,5 +512,238 @@ async fn resolving_a_group_records_the_user_on_the_restore_stamp(backend: &str) 
     let events = d["data"]["events"].as_array().unwrap();
     let restored = events.iter().find(|e| e["kind"] == "restored").unwrap();
     assert_eq!(restored["actor"], "token:duty", "{d}");
+    h.stop().await;
+}
+
+/// The report of an incident whose restore was backdated and whose level was downgraded, both
+/// approved, and whose on-site stamp waits for review: the report lists all three with the
+/// clock, recorded and claimed times, requester, approver, decision time and reason, in JSON,
+/// HTML and XLSX, in zh-CN and English; the requests are evidence in the appendix.
+async fn reports_list_backdatings_and_downgrades_with_their_approver(backend: &str) {
+    let Some(h) = start(backend).await else {
+        return;
+    };
+    let api = Api {
+        h: &h,
+        http: reqwest::Client::new(),
+    };
+    let op = api.token("vendor-op", Role::Operator).await;
+    let rev = api.token("office", Role::Reviewer).await;
+    let detected = now_ms() - 120 * MINUTE;
+    let (code, v) = api
+        .post(
+            &op,
+            "/api/v1/incidents",
+            json!({"title": "门户无法访问", "level": 3, "labels": {"system": "政务服务网"},
+                "detected_ms": detected}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let inc = v["data"]["id"].as_str().unwrap().to_string();
+    let claimed = detected + 10 * MINUTE;
+    let (code, v) = api
+        .post(
+            &op,
+            &format!("/api/v1/incidents/{inc}/restore"),
+            json!({"at_ms": claimed, "reason": "忘记登记"}),
+        )
+        .await;
+    assert_eq!((code, &v["data"]["pending"]), (200, &json!(true)), "{v}");
+    let backdate = v["data"]["request"].as_str().unwrap().to_string();
+    let (code, v) = api
+        .post(
+            &op,
+            &format!("/api/v1/incidents/{inc}/level"),
+            json!({"level": 4, "reason": "仅个别用户受影响"}),
+        )
+        .await;
+    assert_eq!((code, &v["data"]["pending"]), (200, &json!(true)), "{v}");
+    let downgrade = v["data"]["request"].as_str().unwrap().to_string();
+    for req in [&backdate, &downgrade] {
+        let (code, v) = api
+            .post(
+                &rev,
+                &format!("/api/v1/incident-requests/{req}/approve"),
+                json!({"comment": "有现场记录"}),
+            )
+            .await;
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = api
+        .post(
+            &op,
+            &format!("/api/v1/incidents/{inc}/onsite"),
+            json!({"at_ms": detected + 5 * MINUTE, "reason": "到场后未及时登记"}),
+        )
+        .await;
+    assert_eq!((code, &v["data"]["pending"]), (200, &json!(true)), "{v}");
+    let pending = v["data"]["request"].as_str().unwrap().to_string();
+    let rows = h
+        .state
+        .store
+        .incident_requests(Some(&inc), None)
+        .await
+        .unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.id == id).unwrap().clone();
+
+    let day = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t + SHANGHAI_MS)
+            .unwrap()
+            .date_naive()
+    };
+    let period = format!("{}..{}", day(detected), day(now_ms()));
+    let key = yunwei_server::report_keys::load_public(
+        &yunwei_server::report_keys::public_key_path(h.dir.path()),
+    )
+    .unwrap();
+    for (lang, words) in [
+        (
+            "zh-CN",
+            [
+                "时间补录与降级审批",
+                "恢复",
+                "到场",
+                "已批准",
+                "待审批（按记录时间计）",
+            ],
+        ),
+        (
+            "en",
+            [
+                "Backdated clocks and downgrades",
+                "restored",
+                "on site",
+                "approved",
+                "pending (recorded time counts)",
+            ],
+        ),
+    ] {
+        let (code, v) = api
+            .post(
+                &rev,
+                "/api/v1/reports",
+                json!({"contract": "test-contract", "period": period,
+                    "formats": ["json", "html", "xlsx"], "lang": lang}),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+
+        let json_bytes = api
+            .get_bytes(&rev, &format!("/api/v1/reports/{id}/json"))
+            .await;
+        let doc: Value = serde_json::from_slice(&json_bytes).unwrap();
+        let list = doc["report"]["incident_requests"].as_array().unwrap();
+        assert_eq!(list.len(), 3, "{doc}");
+        let find = |req: &str| {
+            list.iter()
+                .find(|r| r["id"] == format!("incident_request:{req}"))
+                .unwrap_or_else(|| panic!("{req} in {list:?}"))
+        };
+        let b = find(&backdate);
+        let br = row(&backdate);
+        assert_eq!(
+            (
+                &b["incident"],
+                &b["kind"],
+                &b["clock"],
+                &b["recorded_ms"],
+                &b["claimed_ms"],
+                &b["requested_by"],
+                &b["reviewed_by"],
+                &b["reviewed_ms"],
+                &b["status"],
+                &b["reason"],
+            ),
+            (
+                &json!(format!("incident:{inc}")),
+                &json!("backdate"),
+                &json!("restored"),
+                &json!(br.requested_ms),
+                &json!(claimed),
+                &json!("token:vendor-op"),
+                &json!("token:office"),
+                &json!(br.reviewed_ms.unwrap()),
+                &json!("approved"),
+                &json!("忘记登记"),
+            ),
+            "{b}"
+        );
+        let d = find(&downgrade);
+        assert_eq!(
+            (
+                &d["kind"],
+                &d["clock"],
+                &d["level_from"],
+                &d["level_to"],
+                &d["reviewed_by"],
+                &d["status"],
+                &d["reason"],
+            ),
+            (
+                &json!("downgrade"),
+                &Value::Null,
+                &json!("P3"),
+                &json!("P4"),
+                &json!("token:office"),
+                &json!("approved"),
+                &json!("仅个别用户受影响"),
+            ),
+            "{d}"
+        );
+        let p = find(&pending);
+        assert_eq!(
+            (
+                &p["clock"],
+                &p["status"],
+                &p["reviewed_by"],
+                &p["recorded_ms"]
+            ),
+            (
+                &json!("onsite"),
+                &json!("pending"),
+                &Value::Null,
+                &json!(row(&pending).requested_ms),
+            ),
+            "{p}"
+        );
+        let evidence: Vec<&str> = doc["report"]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        for req in [&backdate, &downgrade, &pending] {
+            assert!(
+                evidence.contains(&format!("incident_request:{req}").as_str()),
+                "{req} in the appendix: {evidence:?}"
+            );
+        }
+
+        let html = String::from_utf8(
+            api.get_bytes(&rev, &format!("/api/v1/reports/{id}/html"))
+                .await,
+        )
+        .unwrap();
+        for w in words {
+            assert!(html.contains(w), "{lang}: {w:?} in the HTML");
+        }
+        for w in [
+            "token:vendor-op",
+            "token:office",
+            "忘记登记",
+            "仅个别用户受影响",
+            "到场后未及时登记",
+            "P3 → P4",
+        ] {
+            assert!(html.contains(w), "{lang}: {w:?} in the HTML");
+        }
+        let xlsx = api
+            .get_bytes(&rev, &format!("/api/v1/reports/{id}/xlsx"))
+            .await;
+        let checked = yunwei_reports::verify(&xlsx, &key).unwrap();
+        assert_eq!(checked.report.incident_requests.len(), 3);
+        assert_eq!(checked.report.cover.lang.tag(), lang);
+    }
     h.stop().await;
 }

@@ -359,6 +359,50 @@ pub(super) fn incidents(l: &mut Layout, r: &Report) {
             &rows,
         );
     }
+    incident_requests(l, r);
+}
+
+/// Backdated clocks and downgrades of the incidents, with their review; nothing when none.
+fn incident_requests(l: &mut Layout, r: &Report) {
+    if r.incident_requests.is_empty() {
+        return;
+    }
+    let lang = l.lang;
+    let off = l.off;
+    let t = tr(lang);
+    l.h3(&t("时间补录与降级审批", "Backdated clocks and downgrades"));
+    let rows: Vec<Vec<String>> = r
+        .incident_requests
+        .iter()
+        .map(|q| {
+            vec![
+                q.incident.clone(),
+                request_subject(lang, q),
+                datetime(q.recorded_ms, off),
+                request_claim(q, |ms| datetime(ms, off)),
+                q.requested_by.clone(),
+                q.reviewed_by.clone().unwrap_or_else(|| "—".into()),
+                q.reviewed_ms
+                    .map_or_else(|| "—".into(), |ms| datetime(ms, off)),
+                request_status(lang, q.status).to_string(),
+                q.reason.clone(),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Col(&t("故障编号", "Incident"), 1.8, Align::Left),
+            Col(&t("时钟", "Clock"), 0.9, Align::Left),
+            Col(&t("记录时间", "Recorded"), 1.3, Align::Left),
+            Col(&t("申报时间/等级", "Claimed"), 1.3, Align::Left),
+            Col(&t("申请人", "Requested by"), 1.0, Align::Left),
+            Col(&t("审批人", "Approved by"), 1.0, Align::Left),
+            Col(&t("审批时间", "Decided"), 1.3, Align::Left),
+            Col(&t("状态", "Status"), 1.2, Align::Left),
+            Col(&t("理由", "Reason"), 1.6, Align::Left),
+        ],
+        &rows,
+    );
 }
 
 /// Section 4: deductions and bonuses.

@@ -241,6 +241,72 @@ pub struct Evidence {
     /// subjects by label, for the whole period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership: Option<Vec<Membership>>,
+    /// Requests to change an incident's record: clocks stamped earlier than their recording
+    /// and level downgrades, with their review. The incident rows already hold what counts
+    /// (the claimed value once approved, the recorded one until then); these rows say who
+    /// asked and who approved, for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incident_requests: Vec<IncidentRequest>,
+}
+
+/// What an [`IncidentRequest`] asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentRequestKind {
+    /// A clock stamped earlier than its recording (by more than the tolerance).
+    Backdate,
+    /// A less severe level.
+    Downgrade,
+}
+
+/// Review status of an [`IncidentRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Not reviewed yet: the recorded time (or the old level) counts.
+    Pending,
+    /// Approved: the claimed time (or the new level) counts.
+    Approved,
+    /// Rejected: the recorded time (or the old level) counts.
+    Rejected,
+}
+
+/// A request to backdate an incident clock or downgrade its level, and its review.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentRequest {
+    /// Stable evidence id (`incident_request:<id>`).
+    pub id: String,
+    /// The incident's evidence id ([`Incident::id`]).
+    pub incident: String,
+    /// Backdate or downgrade.
+    pub kind: IncidentRequestKind,
+    /// The clock (`notified`, `ack`, `onsite`, `restored`) of a backdate.
+    #[serde(default)]
+    pub clock: Option<String>,
+    /// When the request was recorded, UTC ms (for a backdate, the clock's recorded time).
+    pub recorded_ms: i64,
+    /// The earlier time a backdate claims, UTC ms.
+    #[serde(default)]
+    pub claimed_ms: Option<i64>,
+    /// A downgrade's level before and requested (contract level ids).
+    #[serde(default)]
+    pub level_from: Option<String>,
+    /// The level a downgrade asks for.
+    #[serde(default)]
+    pub level_to: Option<String>,
+    /// Who asked.
+    pub requested_by: String,
+    /// The reason given.
+    #[serde(default)]
+    pub reason: String,
+    /// Review status.
+    pub status: RequestStatus,
+    /// Who reviewed it.
+    #[serde(default)]
+    pub reviewed_by: Option<String>,
+    /// When it was reviewed, UTC ms.
+    #[serde(default)]
+    pub reviewed_ms: Option<i64>,
 }
 
 /// A subject's membership in a system over `[from_ms, to_ms)` (`to_ms` `None`: still a member).

@@ -72,6 +72,10 @@ pub struct Assessment {
     pub systems: Vec<SystemAvailability>,
     /// Incidents detected in the period, by detection time.
     pub incidents: Vec<IncidentClocks>,
+    /// The backdate and downgrade requests of those incidents (every status), by incident
+    /// then recording time; omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incident_requests: Vec<IncidentRequest>,
     /// Resource KPI results, per KPI and host.
     pub resources: Vec<KpiResult>,
     /// Inspections due and done.
@@ -96,6 +100,21 @@ pub struct Assessment {
     pub payment: Option<PaymentEffect>,
     /// The date the period's report is due.
     pub report_due: Option<NaiveDate>,
+}
+
+/// The requests of the assessed incidents, in their order, each incident's by recording time.
+fn incident_requests(ev: &Evidence, incidents: &[IncidentClocks]) -> Vec<IncidentRequest> {
+    let mut out = Vec::new();
+    for i in incidents {
+        let mut mine: Vec<&IncidentRequest> = ev
+            .incident_requests
+            .iter()
+            .filter(|r| r.incident == i.incident)
+            .collect();
+        mine.sort_by(|a, b| (a.recorded_ms, &a.id).cmp(&(b.recorded_ms, &b.id)));
+        out.extend(mine.into_iter().cloned());
+    }
+    out
 }
 
 /// Availability of one system.
@@ -496,6 +515,7 @@ pub fn assess(
         .report_due_working_day
         .map(|n| nth_working_day_after(calendar, period.end, n));
     let notes = notes(&sc, &systems_out, &incident_out);
+    let incident_requests = incident_requests(ev, &incident_out);
 
     Assessment {
         contract_id: contract.id.clone(),
@@ -507,6 +527,7 @@ pub fn assess(
         notes,
         systems: systems_out,
         incidents: incident_out,
+        incident_requests,
         resources,
         inspections,
         exclusions,
