@@ -1,7 +1,8 @@
 //! The web console in real headless Chromium (through chromedriver): logins for each role,
 //! a reviewer refused an operator action with a visible 403, an operator allowed it, five wrong
 //! passwords locking an account, and the English switch; then contracts, incidents, alert
-//! groups, silences and maintenance requests with their role checks. Screenshots of every page
+//! groups, silences and maintenance requests with their role checks; the review pages (a
+//! backdating request approved with its button, a pending host assigned). Screenshots of every page
 //! in zh-CN and en land in `target/console-screenshots/`.
 
 use std::path::PathBuf;
@@ -674,5 +675,190 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     b.wait_text("#incident-facts", "li.operator").await.unwrap();
     b.wait_text("#main", "History").await.unwrap();
     shot("incident-en").await;
+    logout(&b).await;
+}
+
+/// A contract whose one system selects the test hosts (`system=政务服务网`).
+const REVIEW_CONTRACT: &str = r#"id: review-contract
+name: 审核页面测试合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: portal, name: 政务服务网, tier: core, hosts: { system: 政务服务网 }, probes: { system: 政务服务网 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+  incidents:
+    - { id: P3, aliases: [三级], response: 2h, restore: 1h, window: always }
+scoring:
+  base: 100
+  deductions:
+    - { id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+"#;
+
+/// The review pages: a backdated restore waits on the requests page and a reviewer's button
+/// approves it; a host whose labels match a system but that nobody assigned (automatic
+/// assignment off) is listed as pending on the membership page and assigned from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_incident_requests_and_membership_in_chromium() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let cdir = tempfile::tempdir().unwrap();
+    let contract = cdir.path().join("contract.yml");
+    std::fs::write(&contract, REVIEW_CONTRACT).unwrap();
+    let server = ServerProcess::start(
+        &Db::Sqlite,
+        &format!(
+            "contracts:\n  files: [{}]\n  run_inspections: false\n  scheduled_reports: false\n  auto_assign_from_labels: false\n",
+            contract.display()
+        ),
+    )
+    .await
+    .unwrap();
+    let client = AgentClient::new(&server);
+    let e = client.enroll("web-01").await.unwrap();
+    let (status, body) = client
+        .push(&e.token, &batch(&e, "web-01", 1, now_ms() - 1000, 1))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let base = server.url("");
+    let reviewer = add_user(&server, "wang.reviewer", "reviewer");
+    let dir = screenshot_dir();
+    let shot = async |name: &str| {
+        b.screenshot(&dir.join(format!("{name}.png")))
+            .await
+            .unwrap();
+    };
+
+    // The vendor's operator opens an incident and stamps it restored two hours back.
+    let vendor = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "vendor-op", "operator").unwrap());
+    let detected = now_ms() - 3 * 3_600_000;
+    let r = vendor
+        .api(reqwest::Method::POST, "/api/v1/incidents")
+        .json(&serde_json::json!({
+            "title": "门户无法访问", "level": 3, "labels": {"system": "政务服务网"},
+            "detected_ms": detected,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let incident = r.json::<serde_json::Value>().await.unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = vendor
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/incidents/{incident}/restore"),
+        )
+        .json(&serde_json::json!({"at_ms": detected + 600_000, "reason": "夜间恢复后忘记登记"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["pending"], true, "{v}");
+    let req = v["data"]["request"].as_str().unwrap().to_string();
+
+    // The reviewer sees it pending, with the requester, clock, times and reason.
+    login(&b, &base, "wang.reviewer", &reviewer).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/requestsPage")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#request-{req}"), "待审核")
+        .await
+        .unwrap();
+    for w in [
+        "vendor-op",
+        "时间补录",
+        "恢复",
+        "夜间恢复后忘记登记",
+        "当前按记录时间计",
+    ] {
+        assert!(row.contains(w), "{w:?} in {row}");
+    }
+    let claimed = b.text(&format!("#request-{req} .claimed")).await.unwrap();
+    let recorded = b.text(&format!("#request-{req} .recorded")).await.unwrap();
+    assert!(claimed.starts_with("20"), "a time: {claimed}");
+    assert!(!recorded.starts_with(&claimed), "{claimed} vs {recorded}");
+    shot("requests-zh").await;
+    b.click(&format!("#request-approve-{req}")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#request-{req}"), "已批准")
+        .await
+        .unwrap();
+    assert!(row.contains("wang.reviewer"), "{row}");
+    assert!(
+        b.find(&format!("#request-approve-{req}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let d = vendor
+        .get_json(&format!("/api/v1/incidents/{incident}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["data"]["incident"]["restored_ms"],
+        detected + 600_000,
+        "{d}"
+    );
+    assert_eq!(
+        d["data"]["requests"][0]["reviewed_by"], "wang.reviewer",
+        "{d}"
+    );
+
+    // Membership: the host matches the system's labels but is not assigned.
+    b.goto(&format!("{base}/#/membershipPage/review-contract"))
+        .await
+        .unwrap();
+    let pending = b
+        .wait_text("#membership-pending", &e.agent_id)
+        .await
+        .unwrap();
+    assert!(pending.contains("portal"), "{pending}");
+    b.wait_text("#membership-auto", "已关闭").await.unwrap();
+    assert!(b.find("#membership-current").await.unwrap().is_none());
+    shot("membership-zh").await;
+    b.fill("#membership-reason", "工单 2026-001").await.unwrap();
+    b.click("#membership-assign-0").await.unwrap();
+    let current = b
+        .wait_text("#membership-current", &e.agent_id)
+        .await
+        .unwrap();
+    assert!(current.contains("wang.reviewer"), "{current}");
+    assert!(current.contains("工单 2026-001"), "{current}");
+    let m = vendor
+        .get_json("/api/v1/contracts/review-contract/membership")
+        .await
+        .unwrap();
+    assert_eq!(m["current"][0]["subject"], e.agent_id.as_str(), "{m}");
+    assert_eq!(m["pending"].as_array().unwrap().len(), 0, "{m}");
+
+    // In English.
+    b.click("#lang").await.unwrap();
+    b.goto(&format!("{base}/#/requestsPage")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#request-{req}"), "approved")
+        .await
+        .unwrap();
+    assert!(row.contains("backdate"), "{row}");
+    assert!(row.contains("restored"), "{row}");
+    shot("requests-en").await;
+    b.goto(&format!("{base}/#/membershipPage/review-contract"))
+        .await
+        .unwrap();
+    b.wait_text("#main", "Current members").await.unwrap();
+    b.wait_text("#membership-history", "Assigned by")
+        .await
+        .unwrap();
+    shot("membership-en").await;
     logout(&b).await;
 }

@@ -881,6 +881,110 @@ async function renderSystems(main) {
   draw();
 }
 
+// ---- incident requests and membership -------------------------------------------------------
+
+Object.assign(I18N["zh-CN"], {
+  requestsPage: "补录与降级审批", requestsTitle: "事件时间补录与降级申请",
+  requestsNote: "早于记录时间 5 分钟以上的时间戳与等级下调须由申请人以外的审核人员批准；批准前按记录时间（原等级）计算。",
+  incident: "事件", clock: "时钟", claimed: "申报时间/等级", recorded: "记录时间", decided: "审批时间",
+  kBackdate: "时间补录", kDowngrade: "降级", cNotified: "通知", cAck: "确认", cOnsite: "到场", cRestored: "恢复",
+  noRequests: "没有申请", allRequests: "全部", pendingOnly: "仅待审核", countsNow: "当前按记录时间计",
+  membershipPage: "系统成员", membershipTitle: "业务系统成员（主机与拨测）", current: "当前成员",
+  pendingAssign: "待分配（标签匹配但未分配）", memberHistory: "变更历史", memberFrom: "生效时间", memberTo: "截止时间",
+  assignedBy: "分配人", endedBy: "结束人", assign: "分配", unassign: "移出", noMembers: "没有成员",
+  noPendingMembers: "没有待分配的主机或拨测", autoAssignOn: "首次发现时按合同标签自动分配：已开启",
+  autoAssignOff: "首次发现时按合同标签自动分配：已关闭（新主机与拨测须人工分配）",
+  memberReasonHint: "分配或移出的原因（必填，如工单号）", kHost: "主机", kProbe: "拨测",
+});
+Object.assign(I18N.en, {
+  requestsPage: "Backdates & downgrades", requestsTitle: "Incident backdating and downgrade requests",
+  requestsNote: "A stamp more than 5 minutes earlier than its recording, and a level downgrade, count only once a reviewer other than the requester approves; until then the recorded time (the old level) counts.",
+  incident: "Incident", clock: "Clock", claimed: "Claimed", recorded: "Recorded", decided: "Decided",
+  kBackdate: "backdate", kDowngrade: "downgrade", cNotified: "notified", cAck: "acknowledged", cOnsite: "on site", cRestored: "restored",
+  noRequests: "No requests", allRequests: "All", pendingOnly: "Pending only", countsNow: "the recorded time counts for now",
+  membershipPage: "Membership", membershipTitle: "System membership (hosts and probes)", current: "Current members",
+  pendingAssign: "Pending (matching labels, not assigned)", memberHistory: "History", memberFrom: "From", memberTo: "Until",
+  assignedBy: "Assigned by", endedBy: "Ended by", assign: "Assign", unassign: "Unassign", noMembers: "No members",
+  noPendingMembers: "No hosts or probes pending", autoAssignOn: "Assignment from the contract's labels at first sight: on",
+  autoAssignOff: "Assignment from the contract's labels at first sight: off (new hosts and probes are assigned by hand)",
+  memberReasonHint: "Reason for the change (required, e.g. a ticket number)", kHost: "host", kProbe: "probe",
+});
+
+PAGES.splice(PAGES.findIndex((p) => p.id === "maintenancePage") + 1, 0,
+  { id: "requestsPage", perm: "read", render: renderRequests },
+  { id: "membershipPage", perm: "read", render: renderMembership });
+
+function clockName(c) { return c ? t("c" + c.charAt(0).toUpperCase() + c.slice(1)) : t("level"); }
+function statusCell(s) {
+  return el("td", { class: "req-status " + (s === "approved" ? "up" : s === "rejected" ? "down" : "warning") },
+    t(s === "pending" ? "pendingState" : s));
+}
+
+async function renderRequests(main, args) {
+  const only = args[0] === "pending";
+  main.append(el("h1", {}, t("requestsTitle")), el("p", { class: "note" }, t("requestsNote")));
+  const out = el("div", { id: "requests-msg" });
+  main.append(el("div", { class: "toolbar" },
+    el("a", { href: "#/requestsPage", id: "requests-all", class: only ? "" : "active" }, t("allRequests")), " · ",
+    el("a", { href: "#/requestsPage/pending", id: "requests-pending", class: only ? "active" : "" }, t("pendingOnly"))), out);
+  const d = await api("GET", "/api/v1/incident-requests" + (only ? "?status=pending" : ""));
+  main.append(d.data.length === 0 ? message("ok", t("noRequests")) : el("table", { id: "requests-table" },
+    el("tr", {}, ["incident", "kind", "clock", "claimed", "recorded", "requestedBy", "reason", "status", "reviewedBy", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    d.data.map((r) => {
+      const backdate = r.kind === "backdate";
+      const base = `/api/v1/incident-requests/${encodeURIComponent(r.id)}/`;
+      return el("tr", { id: "request-" + r.id, "data-status": r.status },
+        el("td", {}, el("a", { href: "#/incidentsPage/" + encodeURIComponent(r.incident_id) }, r.incident_id)),
+        el("td", {}, t(backdate ? "kBackdate" : "kDowngrade")),
+        el("td", {}, clockName(r.clock)),
+        el("td", { class: "claimed" }, backdate ? fmtTime(r.value) : `${levelName(r.previous)} → ${levelName(r.value)}`),
+        el("td", { class: "recorded" }, fmtTime(r.requested_ms),
+          r.status === "approved" ? null : el("span", { class: "tag late" }, t("countsNow"))),
+        el("td", {}, r.requested_by), el("td", {}, r.reason), statusCell(r.status),
+        el("td", {}, r.reviewed_by ? `${r.reviewed_by} (${fmtTime(r.reviewed_ms)})` : "—"),
+        el("td", {}, r.status !== "pending" ? null : [
+          actButton("request-approve-" + r.id, t("approve"), "approve", () => doAct(out, "POST", base + "approve", {})),
+          " ",
+          actButton("request-reject-" + r.id, t("reject"), "approve", () => doAct(out, "POST", base + "reject", {}), "secondary")]));
+    })));
+}
+
+async function renderMembership(main, args) {
+  main.append(el("h1", {}, t("membershipTitle")));
+  const list = (await api("GET", "/api/v1/contracts")).contracts;
+  if (list.length === 0) { main.append(message("ok", t("noContracts"))); return; }
+  const id = list.some((c) => c.id === args[0]) ? args[0] : list[0].id;
+  const pick = el("select", { id: "membership-contract" }, list.map((c) => el("option", c.id === id ? { value: c.id, selected: "" } : { value: c.id }, `${c.name} (${c.id})`)));
+  pick.addEventListener("change", () => { location.hash = "#/membershipPage/" + encodeURIComponent(pick.value); });
+  const reason = el("input", { id: "membership-reason", placeholder: t("memberReasonHint") });
+  const out = el("div", { id: "membership-msg" });
+  const path = `/api/v1/contracts/${encodeURIComponent(id)}/membership`;
+  const m = await api("GET", path);
+  const change = (action, x) => doAct(out, "POST", path, { action, system: x.system, kind: x.kind, subject: x.subject, reason: reason.value });
+  main.append(el("div", { class: "toolbar" }, el("label", {}, t("contract"), " ", pick), reason), out,
+    el("p", { class: "note", id: "membership-auto" }, t(m.auto_assign_from_labels ? "autoAssignOn" : "autoAssignOff")));
+  const tags = (labels) => Object.entries(labels || {}).map(([k, v]) => el("span", { class: "tag" }, `${k}=${v}`));
+  main.append(el("h2", {}, t("pendingAssign")), m.pending.length === 0 ? message("ok", t("noPendingMembers")) : el("table", { id: "membership-pending" },
+    el("tr", {}, ["system", "kind", "subject", "labels", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    m.pending.map((x, n) => el("tr", { "data-subject": x.subject, "data-system": x.system },
+      el("td", {}, x.system), el("td", {}, kindName(x.kind)), el("td", { class: "mono" }, x.subject), el("td", {}, tags(x.labels)),
+      el("td", {}, actButton("membership-assign-" + n, t("assign"), "approve", () => change("assign", x)))))));
+  main.append(el("h2", {}, t("current")), m.current.length === 0 ? message("ok", t("noMembers")) : el("table", { id: "membership-current" },
+    el("tr", {}, ["system", "kind", "subject", "memberFrom", "assignedBy", "reason", ""].map((k) => el("th", {}, k ? t(k) : ""))),
+    m.current.map((x, n) => el("tr", { "data-subject": x.subject, "data-system": x.system_id },
+      el("td", {}, x.system_id), el("td", {}, kindName(x.kind)), el("td", { class: "mono" }, x.subject),
+      el("td", {}, fmtTime(x.from_ms)), el("td", {}, x.assigned_by), el("td", {}, x.reason),
+      el("td", {}, actButton("membership-unassign-" + n, t("unassign"), "approve",
+        () => change("unassign", { system: x.system_id, kind: x.kind, subject: x.subject }), "secondary"))))));
+  main.append(el("h2", {}, t("memberHistory")), m.history.length === 0 ? message("ok", t("noMembers")) : el("table", { id: "membership-history" },
+    el("tr", {}, ["system", "kind", "subject", "memberFrom", "memberTo", "assignedBy", "reason", "endedBy"].map((k) => el("th", {}, t(k)))),
+    m.history.map((x) => el("tr", {},
+      el("td", {}, x.system_id), el("td", {}, kindName(x.kind)), el("td", { class: "mono" }, x.subject),
+      el("td", {}, fmtTime(x.from_ms)), el("td", {}, x.to_ms === null ? "—" : fmtTime(x.to_ms)),
+      el("td", {}, x.assigned_by), el("td", {}, x.reason),
+      el("td", {}, x.ended_by ? `${x.ended_by}${x.end_reason ? " · " + x.end_reason : ""}` : "—")))));
+}
+
 window.addEventListener("hashchange", () => { if (me) route(); });
 document.documentElement.lang = lang;
 route();
