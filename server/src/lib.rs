@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod live;
 pub mod membership;
+pub mod membership_cli;
 pub mod metrics;
 pub mod notify;
 pub mod private_files;

@@ -77,6 +77,17 @@ enum Command {
         #[command(subcommand)]
         command: yunwei_server::notify::cli::SilencesCommand,
     },
+    /// System membership of hosts and probes: list, assign, unassign (through a running
+    /// server's API; changes need a reviewer's or admin's token).
+    Membership {
+        #[arg(long, default_value = "http://127.0.0.1:9470")]
+        server: String,
+        /// API token; also read from YUNWEI_TOKEN.
+        #[arg(long, env = "YUNWEI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: yunwei_server::membership_cli::MembershipCommand,
+    },
     /// Validate a configuration file (and the rule files it names) without starting anything.
     Check {
         #[arg(long)]
@@ -322,6 +333,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => {
             rt.block_on(yunwei_server::notify::cli::silences(
+                &server,
+                token.as_deref(),
+                command,
+            ))?;
+        }
+        Command::Membership {
+            server,
+            token,
+            command,
+        } => {
+            rt.block_on(yunwei_server::membership_cli::run(
                 &server,
                 token.as_deref(),
                 command,

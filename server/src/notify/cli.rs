@@ -63,7 +63,7 @@ pub enum SilencesCommand {
 }
 
 /// An HTTP client sending `Authorization: Bearer TOKEN` when a token is given.
-fn client(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(t) = token {
         let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
@@ -76,7 +76,7 @@ fn client(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,
