@@ -5,7 +5,7 @@
 
 use std::{
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -34,6 +34,77 @@ pub struct ServerConfig {
     /// Notifications (`notify:`); empty when not configured.
     pub notify: crate::notify::config::NotifyConfig,
     pub auth: AuthConfig,
+    /// The HTTP listener (`http:`).
+    pub http: HttpConfig,
+}
+
+/// The HTTP listener: which peers are reverse proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpConfig {
+    /// Address ranges of the reverse proxies in front of the server. Only a request whose TCP
+    /// peer is in one of them has its `X-Forwarded-For` read: the client is the rightmost
+    /// address there that is not itself a trusted proxy. Empty (the default): the TCP peer is
+    /// the client, whatever the header says.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or
+/// /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address range like 10.0.0.0/8 or fd00::/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// O&M contracts the server assesses.
@@ -204,6 +275,15 @@ struct RawConfig {
     notify: crate::notify::config::RawNotify,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -616,6 +696,24 @@ fn validate(
         );
     }
 
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in raw.http.trusted_proxies.iter().enumerate() {
+        match p.parse::<IpNet>() {
+            Ok(n) => trusted_proxies.push(n),
+            Err(m) => errs.push(Diagnostic {
+                origin: origin.to_string(),
+                pos: doc
+                    .get("http")
+                    .get("trusted_proxies")
+                    .and_then(|l| l.item(i))
+                    .or_else(|| nearest(doc, "http.trusted_proxies"))
+                    .map(|n| n.pos),
+                message: format!("http.trusted_proxies[{i}]: {m}"),
+            }),
+        }
+    }
+    let http = HttpConfig { trusted_proxies };
+
     // File order; the notify calendar file's problems after this file's.
     errs.sort_by_key(|d| (d.origin != origin, d.pos));
     if errs.is_empty() {
@@ -631,6 +729,7 @@ fn validate(
             contracts,
             notify,
             auth,
+            http,
         })
     } else {
         Err(ConfigError(errs))
@@ -796,6 +895,40 @@ mod tests {
             e.0[1].message.starts_with("auth.session_lifetime_secs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_address_ranges_named_at_their_item() {
+        let text = "http:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.1.0.0/33\n    - fd00::/8\n    - proxy.local\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let all = e.to_string();
+        assert!(
+            all.starts_with(&format!(
+                "{}http.trusted_proxies[1]: ",
+                at(text, "10.1.0.0/33", 0)
+            )),
+            "{all}"
+        );
+        assert!(
+            e.0[1].to_string().starts_with(&format!(
+                "{}http.trusted_proxies[3]: ",
+                at(text, "proxy.local", 0)
+            )),
+            "{e}"
+        );
+        let c = parse("http:\n  trusted_proxies: [10.0.0.0/8, 127.0.0.1, \"fd00::/8\"]\n").unwrap();
+        let [a, b, v6] = c.http.trusted_proxies[..] else {
+            panic!("{:?}", c.http.trusted_proxies)
+        };
+        assert!(a.contains("10.200.3.4".parse().unwrap()));
+        assert!(!a.contains("11.0.0.1".parse().unwrap()));
+        assert!(b.contains("127.0.0.1".parse().unwrap()));
+        assert!(b.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!b.contains("127.0.0.2".parse().unwrap()));
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(parse("").unwrap().http.trusted_proxies.is_empty());
     }
 
     #[test]

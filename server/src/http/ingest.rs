@@ -3,11 +3,11 @@
 //! 429, both with `Retry-After`); enrollment with the shared secret, each attempt past the
 //! body's decoding in the audit log (the route is public, so the middleware does not audit it).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Extension,
-    extract::{ConnectInfo, State as AxState},
+    extract::State as AxState,
     http::{HeaderMap, header},
     response::Json,
 };
@@ -274,7 +274,7 @@ fn check_span(b: &Batch) -> Result<(), yunwei_proto::FieldError> {
 /// `POST /api/v1/enroll`: a new agent presenting the enrollment secret gets an id and a token.
 pub async fn enroll(
     AxState(state): AxState<Arc<AppState>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    connect: Option<Extension<super::ClientAddr>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let now = now_ms();
@@ -284,7 +284,7 @@ pub async fn enroll(
             ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
         )
     })?;
-    let source = connect.map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string());
+    let source = connect.map_or_else(|| "unknown".into(), |c| c.0.text());
     let hostname = req.host.hostname.clone();
     let result = enroll_checked(&state, req, now).await;
     let (target, outcome) = match &result {

@@ -1,11 +1,15 @@
 //! The HTTP layer, the only part of the server that knows axum: the router (every route with
 //! its full path), the one error type, the middleware, and one file of handlers per area.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State as AxState},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State as AxState},
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Json, Response},
@@ -173,7 +177,84 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             count_requests,
         ))
+        // Outermost: who the client is, before anything records it.
+        .layer(middleware::from_fn_with_state(state.clone(), client_addr))
         .with_state(state)
+}
+
+/// The client's address as the audit log, login refusals and enrollment record it: the TCP
+/// peer, or, when the peer is a trusted reverse proxy (`http.trusted_proxies`), the address
+/// it forwarded (see [`client_of`]). Put in every request's extensions by [`client_addr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl ClientAddr {
+    /// The address as text, `unknown` without one.
+    pub fn text(&self) -> String {
+        self.0
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
+/// The client behind `peer`. Only when `peer` is in a trusted range is `X-Forwarded-For`
+/// read (every such header, in order, as one list): walking it from the right, the first
+/// address not itself a trusted proxy is the client (entries further left were written by
+/// the client or proxies we do not trust, so they could be anything). An entry that is not
+/// an address stops the walk at the trusted hop after it; when every entry is trusted, the
+/// leftmost is the client.
+pub fn client_of(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::config::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    entry
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip().to_canonical())
+}
+
+async fn client_addr(
+    AxState(state): AxState<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = peer.map(|p| client_of(p, req.headers(), &state.config.http.trusted_proxies));
+    req.extensions_mut().insert(ClientAddr(client));
+    next.run(req).await
 }
 
 /// Gives an error that axum or a layer answered in plain text (a body over the limit, a
