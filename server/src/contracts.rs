@@ -606,6 +606,20 @@ pub async fn assess_period(
     ))
 }
 
+/// Refuses a period longer than [`yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS`] (a
+/// year): assessing it reads and returns evidence in proportion to its length.
+pub fn check_period_length(period: &Period) -> Result<(), String> {
+    let max = yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS;
+    if period.days() > max {
+        return Err(format!(
+            "period {} is {} days long; at most {max} days (a year) are assessed at once",
+            period.label,
+            period.days()
+        ));
+    }
+    Ok(())
+}
+
 /// The calendar month containing `t_ms` in the contract's time zone.
 pub fn current_month(c: &Contract, t_ms: i64) -> Period {
     let d = assess::local_date(t_ms, c.time_zone);

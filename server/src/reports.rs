@@ -291,6 +291,7 @@ pub async fn prepare(
     let contract = &c.contract;
     let period = Period::parse(&req.period, contract.time_zone)
         .map_err(|e| ReportError::Period(e.to_string()))?;
+    crate::contracts::check_period_length(&period).map_err(ReportError::Period)?;
     if period.start_ms >= now_ms {
         return Err(ReportError::Period(format!(
             "period {} has not started yet",

@@ -276,3 +276,145 @@ async fn a_deeply_nested_json_body_is_a_400() {
     assert_eq!(k, "body_too_large");
     h.stop().await;
 }
+
+const CONTRACT: &str = r#"id: c1
+name: 测试合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: portal, name: 政务服务网, tier: core, hosts: { system: 政务服务网 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+scoring:
+  base: 100
+  deductions:
+    - { id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+"#;
+
+/// The value of `yunwei_api_limited_total{limit="LIMIT"}` in the server's `/metrics`.
+async fn limited(c: &yunwei_tests::AgentClient, limit: &str) -> u64 {
+    let text = c.get_text("/metrics").await.unwrap();
+    let prefix = format!("yunwei_api_limited_total{{limit=\"{limit}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// Reads whose answer grows without bound are refused before they are made, with a 400 naming
+/// the parameter to change, and counted in `yunwei_api_limited_total{limit}`: an assessment or
+/// report period longer than a year (a 1000-year period used to return 113 MB), a series
+/// answer with more than 11,000 points in a series or 250,000 in all, and raw points without
+/// `step` over more than 6 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(&path, CONTRACT).unwrap();
+    let h = Harness::start("sqlite", |c| {
+        c.contracts.files = vec![path];
+        c.contracts.run_inspections = false;
+        c.contracts.scheduled_reports = false;
+    })
+    .await
+    .unwrap();
+    let c = &h.client;
+    let e = c.enroll("web-01").await.unwrap();
+    let now = now_ms();
+    // 12,000 raw points of one series in the last 50 minutes, and 30 more series.
+    let mut b = yunwei_tests::batch(&e, "web-01", 1, now, 0);
+    let start = now - 50 * 60_000;
+    b.samples = (0..12_000i64)
+        .map(|k| yunwei_proto::Sample {
+            name: "dense".into(),
+            labels: Default::default(),
+            value: k as f64,
+            ts_ms: start + k * 250,
+        })
+        .collect();
+    let (status, body) = c.push(&e.token, &b).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = c
+        .push(&e.token, &yunwei_tests::batch(&e, "web-01", 2, now, 30))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let get = |path: String| c.api(Method::GET, &path).send();
+    let secs = |ms: i64| ms / 1000;
+
+    // Raw points without a step: every stored point would be returned.
+    let r = get(format!(
+        "/api/v1/series?match=dense&from={}",
+        secs(now - 3_600_000)
+    ))
+    .await
+    .unwrap();
+    let (k, f) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!((k.as_str(), f.as_deref()), ("invalid_value", Some("step")));
+    assert_eq!(limited(c, "series_points_per_series").await, 1);
+    // With a step the same range is answered, at most one point a step.
+    let r = get(format!(
+        "/api/v1/series?match=dense&from={}&to={}&step=1s",
+        secs(now - 3_600_000),
+        secs(now) + 1
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let n = v["data"]["result"][0]["values"].as_array().unwrap().len();
+    assert!((3_000..=3_602).contains(&n), "{n}");
+    // Raw points without a step over more than 6 hours: refused before reading.
+    let r = get(format!(
+        "/api/v1/series?match=test_metric&from={}&source=raw",
+        secs(now - 24 * 3_600_000)
+    ))
+    .await
+    .unwrap();
+    let (_, f) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(f.as_deref(), Some("step"));
+    assert_eq!(limited(c, "series_raw_range_without_step").await, 1);
+    // 30 series of 10,801 points each: over the response's 250,000.
+    let r = get(format!(
+        "/api/v1/series?match=test_metric&from={}&to={}&step=1s",
+        secs(now - 3 * 3_600_000),
+        secs(now)
+    ))
+    .await
+    .unwrap();
+    let (_, f) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(f.as_deref(), Some("step"));
+    assert_eq!(limited(c, "series_response_points").await, 1);
+
+    // Assessment and report periods: at most a year.
+    let r = get("/api/v1/contracts/c1/assessment?period=2020-01-01..2999-12-31".into())
+        .await
+        .unwrap();
+    let (k, f) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        (k.as_str(), f.as_deref()),
+        ("invalid_value", Some("period"))
+    );
+    let r = c
+        .api(Method::POST, "/api/v1/reports")
+        .json(&serde_json::json!({
+            "contract": "c1", "period": "2020-01-01..2021-01-01", "formats": ["json"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (_, f) = error_of(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(f.as_deref(), Some("period"));
+    assert_eq!(limited(c, "assessment_period").await, 2);
+    // A leap year (366 days) is a period.
+    let r = get("/api/v1/contracts/c1/assessment?period=2024".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    h.stop().await;
+}

@@ -29,6 +29,26 @@ pub(super) fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, Ap
         .ok_or_else(|| ApiError::not_found("contract"))
 }
 
+/// Parses a period of `c` given by the caller (field `period`), refusing one longer than
+/// [`yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS`] and counting the refusal.
+pub(super) fn parse_period(
+    state: &AppState,
+    p: &str,
+    c: &LoadedContract,
+) -> Result<Period, ApiError> {
+    let period = Period::parse(p, c.contract.time_zone)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?;
+    crate::contracts::check_period_length(&period).map_err(|m| {
+        state
+            .metrics
+            .api_limited
+            .with_label_values(&["assessment_period"])
+            .inc();
+        ApiError::new(ErrorKind::InvalidValue, m).field("period")
+    })?;
+    Ok(period)
+}
+
 /// `GET /api/v1/contracts`
 pub(super) async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
     let now = now_ms();
@@ -116,8 +136,7 @@ pub(super) async fn assessment(
     let now = now_ms();
     let period = match q.period.as_deref() {
         None => current_month(&c.contract, now),
-        Some(p) => Period::parse(p, c.contract.time_zone)
-            .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?,
+        Some(p) => parse_period(&state, p, &c)?,
     };
     state.contracts.sync_membership(&c, now).await?;
     let a = assess_period(

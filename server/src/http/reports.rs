@@ -11,7 +11,6 @@ use axum::{
 use super::extract::{Json, Path as UrlPath, Query};
 use serde::Deserialize;
 use yunwei_reports::Lang;
-use yunwei_sla::assess::Period;
 
 use super::{ApiError, ErrorKind};
 use crate::{
@@ -77,8 +76,7 @@ pub(super) async fn generate(
             parse_lang(l).map_err(|e| ApiError::new(ErrorKind::InvalidValue, e).field("lang"))?
         }
     };
-    Period::parse(&body.period, c.contract.time_zone)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?;
+    super::contracts::parse_period(&state, &body.period, &c)?;
     let req = Request {
         period: body.period.clone(),
         formats,
