@@ -44,6 +44,11 @@ pub const MAX_LOGIN_NAME_BYTES: usize = 64;
 /// `too_many_requests` with `Retry-After` instead of queueing memory and CPU.
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
 
+/// Most CPU-heavy computations (an assessment, building or rendering a report) the server runs
+/// at once on blocking threads (`server/src/compute.rs`); more wait for a slot, within their
+/// time limit (`contracts.compute_timeout_ms`).
+pub const MAX_CONCURRENT_COMPUTE: usize = 2;
+
 /// Most entries `report verify` accepts in an XLSX file (a real report has a few dozen); the
 /// zip's directory is checked before anything is decompressed.
 pub const MAX_XLSX_ENTRIES: usize = 1_000;

@@ -123,6 +123,11 @@ pub struct ContractsConfig {
     /// changes never change membership; without it matching subjects are only listed as
     /// pending until an admin or reviewer assigns them.
     pub auto_assign_from_labels: bool,
+    /// The longest an API request may spend on the CPU-heavy part of an assessment or a
+    /// report (the engine, building, signing and rendering, on blocking threads; waiting for
+    /// one of their `MAX_CONCURRENT_COMPUTE` slots included) before it is answered 503
+    /// `unavailable`. The scheduled reports and the command line have no limit.
+    pub compute_timeout_ms: u64,
 }
 
 impl Default for ContractsConfig {
@@ -132,7 +137,15 @@ impl Default for ContractsConfig {
             run_inspections: true,
             scheduled_reports: true,
             auto_assign_from_labels: true,
+            compute_timeout_ms: 120_000,
         }
+    }
+}
+
+impl ContractsConfig {
+    /// [`ContractsConfig::compute_timeout_ms`] as a duration.
+    pub fn compute_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.compute_timeout_ms)
     }
 }
 
@@ -294,6 +307,7 @@ struct RawContracts {
     run_inspections: Option<bool>,
     scheduled_reports: Option<bool>,
     auto_assign_from_labels: Option<bool>,
+    compute_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -666,7 +680,17 @@ fn validate(
             .contracts
             .auto_assign_from_labels
             .unwrap_or(ContractsConfig::default().auto_assign_from_labels),
+        compute_timeout_ms: raw
+            .contracts
+            .compute_timeout_ms
+            .unwrap_or(ContractsConfig::default().compute_timeout_ms),
     };
+    if !(1..=3_600_000).contains(&contracts.compute_timeout_ms) {
+        err(
+            "contracts.compute_timeout_ms",
+            "must be between 1 and 3600000".into(),
+        );
+    }
     let da = AuthConfig::default();
     let auth = AuthConfig {
         lockout_failures: raw.auth.lockout_failures.unwrap_or(da.lockout_failures),

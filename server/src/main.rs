@@ -452,6 +452,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     font,
                     origin: "cli".into(),
                     notes: Vec::new(),
+                    compute_limit: None,
                 },
                 out,
             };

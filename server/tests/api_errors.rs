@@ -418,3 +418,66 @@ async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     h.stop().await;
 }
+
+/// The assessment engine and report rendering run on blocking threads within
+/// `contracts.compute_timeout_ms`: with the default they answer as before; with a limit of
+/// 1 ms a report is answered 503 `unavailable` with `Retry-After` (an assessment too, when it
+/// takes longer), counted in `yunwei_api_limited_total{limit="compute_time"}`, and the server
+/// keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_heavy_work_answers_within_its_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(&path, CONTRACT).unwrap();
+    for limit_ms in [120_000, 1] {
+        let p = path.clone();
+        let h = Harness::start("sqlite", move |c| {
+            c.contracts.files = vec![p];
+            c.contracts.run_inspections = false;
+            c.contracts.scheduled_reports = false;
+            c.contracts.compute_timeout_ms = limit_ms;
+        })
+        .await
+        .unwrap();
+        let c = &h.client;
+        let report = || {
+            c.api(Method::POST, "/api/v1/reports")
+                .json(&serde_json::json!({
+                    "contract": "c1", "period": "2025", "formats": ["json", "html", "xlsx"],
+                }))
+                .send()
+        };
+        let assessment = || {
+            c.api(Method::GET, "/api/v1/contracts/c1/assessment?period=2024")
+                .send()
+        };
+        if limit_ms > 1 {
+            let r = report().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            let r = assessment().await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            assert_eq!(limited(c, "compute_time").await, 0);
+        } else {
+            let r = report().await.unwrap();
+            assert!(r.headers().contains_key(reqwest::header::RETRY_AFTER));
+            let (k, _) = error_of(r, StatusCode::SERVICE_UNAVAILABLE).await;
+            assert_eq!(k, "unavailable");
+            // An empty year's assessment may take less than 1 ms; if not, the same answer.
+            let r = assessment().await.unwrap();
+            let timed_out = r.status() == StatusCode::SERVICE_UNAVAILABLE;
+            if timed_out {
+                let (k, _) = error_of(r, StatusCode::SERVICE_UNAVAILABLE).await;
+                assert_eq!(k, "unavailable");
+            } else {
+                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            }
+            assert_eq!(limited(c, "compute_time").await, 1 + u64::from(timed_out));
+            // Nothing was archived, and the server still answers.
+            let r = c.api(Method::GET, "/api/v1/reports").send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+        }
+        h.stop().await;
+    }
+}

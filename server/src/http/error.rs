@@ -281,7 +281,10 @@ impl From<crate::contracts::ContractError> for ApiError {
         use crate::contracts::ContractError as E;
         match e {
             E::Period(p) => ApiError::invalid("period", p.to_string()),
-            E::Invalid(_) | E::Store(_) => ApiError::internal(e),
+            E::Compute(crate::compute::ComputeError::TimedOut(_)) => {
+                ApiError::unavailable(&e.to_string())
+            }
+            E::Invalid(_) | E::Store(_) | E::Compute(_) => ApiError::internal(e),
         }
     }
 }

@@ -84,6 +84,7 @@ pub(super) async fn generate(
         font: None,
         origin: "api".into(),
         notes: Vec::new(),
+        compute_limit: Some(state.config.contracts.compute_limit()),
     };
     let g = reports::generate(
         &state.store,
@@ -97,6 +98,7 @@ pub(super) async fn generate(
     .await
     .map_err(|e| match e {
         ReportError::Period(m) => ApiError::invalid("period", m),
+        ReportError::Compute(e) => super::contracts::compute_failure(&state, e),
         ReportError::Other(e) => ApiError::internal(format!("{e:#}")),
     })?;
     Ok((StatusCode::CREATED, Json(g.archived)))
