@@ -39,13 +39,29 @@ pub struct ServerConfig {
 }
 
 /// The HTTP listener: which peers are reverse proxies whose `X-Forwarded-For` is believed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Address ranges of the reverse proxies in front of the server. Only a request whose TCP
     /// peer is in one of them has its `X-Forwarded-For` read: the client is the rightmost
     /// address there that is not itself a trusted proxy. Empty (the default): the TCP peer is
     /// the client, whatever the header says.
     pub trusted_proxies: Vec<IpNet>,
+    /// A connection that has not sent a request's whole header this long after it began
+    /// (or after the previous response, on a kept-alive connection) is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request whose body has not arrived this long after its header is answered 408
+    /// `request_timeout` and its connection closed.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+        }
+    }
 }
 
 /// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or
@@ -297,6 +313,8 @@ struct RawConfig {
 struct RawHttp {
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -736,7 +754,33 @@ fn validate(
             }),
         }
     }
-    let http = HttpConfig { trusted_proxies };
+    let dh = HttpConfig::default();
+    let http = HttpConfig {
+        trusted_proxies,
+        header_read_timeout_secs: raw
+            .http
+            .header_read_timeout_secs
+            .unwrap_or(dh.header_read_timeout_secs),
+        body_read_timeout_secs: raw
+            .http
+            .body_read_timeout_secs
+            .unwrap_or(dh.body_read_timeout_secs),
+    };
+    for (name, v) in [
+        (
+            "http.header_read_timeout_secs",
+            http.header_read_timeout_secs,
+        ),
+        ("http.body_read_timeout_secs", http.body_read_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&v) {
+            errs.push(Diagnostic {
+                origin: origin.to_string(),
+                pos: nearest(doc, name).map(|n| n.pos),
+                message: format!("{name}: must be between 1 and 3600"),
+            });
+        }
+    }
 
     // File order; the notify calendar file's problems after this file's.
     errs.sort_by_key(|d| (d.origin != origin, d.pos));
@@ -953,6 +997,38 @@ mod tests {
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
         assert!(parse("").unwrap().http.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn read_timeouts_are_validated() {
+        let c = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server/server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig::default(),
+            "the example shows the defaults"
+        );
+        let text = "http:\n  header_read_timeout_secs: 0\n  body_read_timeout_secs: 5000\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(
+            e.0[0].to_string().starts_with(&format!(
+                "{}http.header_read_timeout_secs: ",
+                at(text, "0", 0)
+            )),
+            "{e}"
+        );
+        assert!(
+            e.0[1].to_string().starts_with(&format!(
+                "{}http.body_read_timeout_secs: ",
+                at(text, "5000", 0)
+            )),
+            "{e}"
+        );
     }
 
     #[test]

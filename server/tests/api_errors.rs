@@ -481,3 +481,73 @@ async fn cpu_heavy_work_answers_within_its_time_limit() {
         h.stop().await;
     }
 }
+
+/// Reads from `s` until the server closes the connection; returns what it sent, or `None`
+/// when it neither answered nor closed within `within`.
+async fn read_until_closed(
+    s: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A client that sends half a request header and stalls is disconnected after
+/// `http.header_read_timeout_secs`; one that sends a header and stalls in the body gets 408
+/// `request_timeout` after `http.body_read_timeout_secs` and the connection is closed. Either
+/// used to hold its connection for as long as it liked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_disconnected_after_the_read_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start("sqlite", |c| {
+        c.http.header_read_timeout_secs = 1;
+        c.http.body_read_timeout_secs = 1;
+    })
+    .await
+    .unwrap();
+    let addr = h.client.base.trim_start_matches("http://").to_string();
+    let patience = std::time::Duration::from_secs(8);
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut s, patience).await;
+    assert!(
+        answer.is_some(),
+        "a half-sent header still held the connection after {patience:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(
+        b"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"secret\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut s, patience)
+        .await
+        .expect("a stalled body still held the connection");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // A whole request on a fresh connection is answered as before.
+    let r = h.client.api(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.stop().await;
+}

@@ -39,18 +39,151 @@ use tokio::net::TcpListener;
 
 use crate::AppState;
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish. HTTP/1.1 only, through hyper-util's connection builder rather than `axum::serve`,
+/// which sets no timer: a client that does not send a whole request header within
+/// `http.header_read_timeout_secs` is disconnected, so slow clients cannot hold connections
+/// open (the body has its own deadline, [`body_deadline`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::conn::auto,
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt as _;
+
+    let header_timeout = std::time::Duration::from_secs(state.config.http.header_read_timeout_secs);
+    let app = router(state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = builder.http1_only();
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
+        let builder = builder.clone();
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = closed.wait_for(|c| *c) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Gives every request body `http.body_read_timeout_secs` from the end of its header to
+/// arrive. A body still incomplete then fails to read, whatever the handler makes of that,
+/// and the request is answered 408 `request_timeout` with `Connection: close`.
+async fn body_deadline(
+    AxState(state): AxState<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = std::time::Duration::from_secs(state.config.http.body_read_timeout_secs);
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = expired.clone();
+    let req = req.map(|body| {
+        axum::body::Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            expired: flag,
+        })
+    });
+    let resp = next.run(req).await;
+    if !expired.load(std::sync::atomic::Ordering::SeqCst) {
+        return resp;
+    }
+    let mut resp = ApiError::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "the request body did not arrive within {} s (http.body_read_timeout_secs)",
+            limit.as_secs()
+        ),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .into_response();
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(
+                "the request body did not arrive in time",
+            ))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The whole HTTP surface.
@@ -172,6 +305,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(
             yunwei_conf::limits::MAX_API_BODY_BYTES,
         ))
+        // The request body's deadline, around everything that may read the body.
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -282,6 +417,7 @@ async fn json_errors(resp: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::BodyTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::ContentType,
         StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
+        StatusCode::REQUEST_TIMEOUT => ErrorKind::RequestTimeout,
         StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
         s if s.is_server_error() => ErrorKind::Internal,
         _ => ErrorKind::InvalidBody,
