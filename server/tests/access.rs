@@ -124,6 +124,7 @@ yunwei_tests::both_backends!(
     concurrent_logins_beyond_the_hashing_pool_get_429,
     a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing,
     forwarded_for_is_the_client_only_behind_a_trusted_proxy,
+    agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -737,6 +738,87 @@ async fn enrollments_are_in_the_audit_log(backend: &str) {
     assert_eq!(enrolls[1].entry.result, "success");
     assert_eq!(enrolls[1].entry.target, agent_id);
     assert_eq!(enrolls[1].entry.detail["hostname"], "db-07");
+    assert!(h.audit_verify().0);
+    h.stop().await;
+}
+
+/// `agent list`, `agent revoke ID` and `enrollment rotate` against the store of a running
+/// server: the revoked agent's next batch is refused with 401 (the writer reads the flag in
+/// the transaction that would store it; later batches are refused from memory), a second
+/// revocation or an unknown id fails, the old enrollment secret stops working and the new one
+/// enrolls; both changes are audited.
+async fn agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server(
+    backend: &str,
+) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let url = h.database_url.clone();
+    let agent = yunwei_tests::AgentClient::for_base(&h.base);
+    let a = agent.enroll("app-01").await.unwrap();
+    let b = agent.enroll("app-02").await.unwrap();
+    let push = |e: &yunwei_tests::Enrolled, seq: u64| {
+        let hostname = if e.agent_id == a.agent_id {
+            "app-01"
+        } else {
+            "app-02"
+        };
+        let batch = yunwei_tests::batch(e, hostname, seq, now_ms(), 2);
+        let agent = agent.clone();
+        let token = e.token.clone();
+        async move { agent.push(&token, &batch).await.unwrap() }
+    };
+    assert_eq!(push(&a, 1).await.0, 200);
+    assert_eq!(push(&b, 1).await.0, 200);
+
+    let (ok, out, err) = cli(&url, &["agent", "list"], "");
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with(&a.agent_id)).unwrap();
+    assert!(
+        line.contains("app-01") && line.trim_end().ends_with('-'),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&url, &["agent", "revoke", &a.agent_id], "");
+    assert!(ok, "{out}{err}");
+    // The running server refuses the next batch, and every one after it.
+    for seq in [2, 3] {
+        let (status, body) = push(&a, seq).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("unauthenticated"), "{body}");
+    }
+    assert_eq!(push(&b, 2).await.0, 200, "other agents are unaffected");
+    let (ok, out, _) = cli(&url, &["agent", "list"], "");
+    assert!(ok);
+    let line = out.lines().find(|l| l.starts_with(&a.agent_id)).unwrap();
+    assert!(!line.trim_end().ends_with('-'), "no revocation time: {out}");
+    let (ok, _, err) = cli(&url, &["agent", "revoke", &a.agent_id], "");
+    assert!(!ok && err.contains("revoked already"), "{err}");
+    let (ok, _, err) = cli(&url, &["agent", "revoke", "a-nobody"], "");
+    assert!(!ok && err.contains("no agent"), "{err}");
+    let revokes = audit_rows(&h, "agent.revoke").await;
+    assert_eq!(revokes.len(), 1, "{revokes:#?}");
+    assert_eq!(revokes[0].target, a.agent_id);
+    assert_eq!(revokes[0].detail["hostname"], "app-01");
+
+    // Rotation: the old secret (from the config file) no longer enrolls, the new one does.
+    let (ok, out, err) = cli(&url, &["enrollment", "rotate"], "");
+    assert!(ok, "{err}");
+    let secret = out.trim().to_string();
+    assert_eq!(secret.len(), 64, "{out}");
+    assert!(agent.enroll("app-03").await.is_err());
+    let host = serde_json::json!({
+        "hostname": "app-03", "os": "linux", "kernel": "6.1", "arch": "x86_64",
+        "agent_version": "1.0.0",
+    });
+    let r = h
+        .req(Method::POST, "/api/v1/enroll")
+        .json(&serde_json::json!({ "secret": secret, "host": host }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(audit_rows(&h, "enrollment.rotate").await.len(), 1);
     assert!(h.audit_verify().0);
     h.stop().await;
 }

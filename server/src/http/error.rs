@@ -273,6 +273,7 @@ impl From<crate::ingest::Rejected> for ApiError {
         let message = r.to_string();
         match r {
             R::UnknownAgent => ApiError::new(ErrorKind::Unauthenticated, message).field("agent_id"),
+            R::Revoked => ApiError::new(ErrorKind::Unauthenticated, message).field("authorization"),
             R::SeriesLimit { sample, .. } => {
                 ApiError::new(ErrorKind::SeriesLimit, message).field(format!("samples[{sample}]"))
             }

@@ -128,6 +128,7 @@ pub async fn ingest(
     }
     let _slot = InflightSlot::take(&state, &agent_id).map_err(|e| reject(&state, e))?;
     let (reply, rx) = oneshot::channel();
+    let agent = agent_id.clone();
     let job = IngestJob {
         agent_id,
         batch,
@@ -154,8 +155,13 @@ pub async fn ingest(
     state.metrics.ingest_queue.inc();
     let ack = rx
         .await
-        .map_err(|_| ApiError::unavailable("writer stopped"))??;
-    Ok(Json(ack))
+        .map_err(|_| ApiError::unavailable("writer stopped"))?;
+    if matches!(ack, Err(crate::ingest::Rejected::Revoked)) {
+        // Revoked in the store (by the command line or another replica): refused from now on
+        // without asking the writer.
+        state.ingest.forget(&agent);
+    }
+    Ok(Json(ack?))
 }
 
 /// Counts batches per agent between the handler and the writer's reply.
@@ -312,16 +318,29 @@ async fn enroll_checked(
     req: EnrollRequest,
     now: i64,
 ) -> Result<EnrollResponse, ApiError> {
-    let Some(secret) = &state.config.enrollment_secret else {
-        return Err(reject(
-            state,
-            ApiError::new(
-                ErrorKind::EnrollmentDisabled,
-                "enrollment is disabled on this server",
-            ),
-        ));
+    // A secret made by `enrollment rotate` (read at each enrollment, so a rotation applies to
+    // running servers at once) replaces the config file's.
+    let rotated = state
+        .store
+        .enrollment_secret_hash()
+        .await
+        .map_err(ApiError::internal)?;
+    let matches = match (&rotated, &state.config.enrollment_secret) {
+        (Some((hash, _)), _) => {
+            constant_time_eq(hash.as_bytes(), secret_hash(&req.secret).as_bytes())
+        }
+        (None, Some(secret)) => constant_time_eq(secret.as_bytes(), req.secret.as_bytes()),
+        (None, None) => {
+            return Err(reject(
+                state,
+                ApiError::new(
+                    ErrorKind::EnrollmentDisabled,
+                    "enrollment is disabled on this server",
+                ),
+            ));
+        }
     };
-    if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
+    if !matches {
         return Err(reject(
             state,
             ApiError::new(ErrorKind::Unauthenticated, "wrong enrollment secret").field("secret"),
