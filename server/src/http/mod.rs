@@ -340,7 +340,7 @@ impl ClientAddr {
 pub fn client_of(
     peer: IpAddr,
     headers: &axum::http::HeaderMap,
-    trusted: &[crate::config::IpNet],
+    trusted: &[crate::config::Cidr],
 ) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     let peer = peer.to_canonical();
