@@ -44,6 +44,11 @@ pub const MAX_LOGIN_NAME_BYTES: usize = 64;
 /// `too_many_requests` with `Retry-After` instead of queueing memory and CPU.
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
 
+/// Most CPU-heavy computations (an assessment, building or rendering a report) the server runs
+/// at once on blocking threads (`server/src/compute.rs`); more wait for a slot, within their
+/// time limit (`contracts.compute_timeout_ms`).
+pub const MAX_CONCURRENT_COMPUTE: usize = 2;
+
 /// Most entries `report verify` accepts in an XLSX file (a real report has a few dozen); the
 /// zip's directory is checked before anything is decompressed.
 pub const MAX_XLSX_ENTRIES: usize = 1_000;
@@ -51,6 +56,23 @@ pub const MAX_XLSX_ENTRIES: usize = 1_000;
 /// Most bytes `report verify` decompresses from an XLSX file (a real report's shared strings
 /// are a few MiB), so a zip bomb is refused instead of filling memory.
 pub const MAX_XLSX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Longest assessment or report period, in local days: a year (leap years included). Longer
+/// periods are refused (400, field `period`) before any evidence is read: a 1000-year period
+/// would read and return hundreds of MB per request.
+pub const MAX_ASSESSMENT_PERIOD_DAYS: i64 = 366;
+
+/// Most points one series of `/api/v1/series` may return (Prometheus's limit for
+/// `query_range`); a `step` that would give more is refused (400, field `step`).
+pub const MAX_SERIES_POINTS_PER_SERIES: usize = 11_000;
+
+/// Most points one `/api/v1/series` response may hold over all its series (about 30 bytes of
+/// JSON each, so at most some 8 MB); refused (400, field `step`: raise it or narrow `match`).
+pub const MAX_SERIES_RESPONSE_POINTS: usize = 250_000;
+
+/// Longest range `/api/v1/series` reads raw samples for without a `step` (every stored
+/// point is returned then, so the range bounds the answer); longer ranges must give `step`.
+pub const MAX_SERIES_RAW_RANGE_WITHOUT_STEP_MS: i64 = 6 * 3_600_000;
 
 /// Longest audit row field (actor, action, result, source); longer values are cut and end in
 /// `…(+N bytes)`.

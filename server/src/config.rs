@@ -10,6 +10,8 @@ use std::{
 };
 
 use serde::Deserialize;
+
+pub use crate::notify::config::Cidr;
 use yunwei_conf::Diagnostic;
 use yunwei_conf::yaml::{self, Lookup, Node};
 use yunwei_conf::yaml_de::from_node;
@@ -34,6 +36,34 @@ pub struct ServerConfig {
     /// Notifications (`notify:`); empty when not configured.
     pub notify: crate::notify::config::NotifyConfig,
     pub auth: AuthConfig,
+    /// The HTTP listener (`http:`).
+    pub http: HttpConfig,
+}
+
+/// The HTTP listener: which peers are reverse proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address ranges of the reverse proxies in front of the server. Only a request whose TCP
+    /// peer is in one of them has its `X-Forwarded-For` read: the client is the rightmost
+    /// address there that is not itself a trusted proxy. Empty (the default): the TCP peer is
+    /// the client, whatever the header says.
+    pub trusted_proxies: Vec<Cidr>,
+    /// A connection that has not sent a request's whole header this long after it began
+    /// (or after the previous response, on a kept-alive connection) is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request whose body has not arrived this long after its header is answered 408
+    /// `request_timeout` and its connection closed.
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+        }
+    }
 }
 
 /// O&M contracts the server assesses.
@@ -52,6 +82,11 @@ pub struct ContractsConfig {
     /// changes never change membership; without it matching subjects are only listed as
     /// pending until an admin or reviewer assigns them.
     pub auto_assign_from_labels: bool,
+    /// The longest an API request may spend on the CPU-heavy part of an assessment or a
+    /// report (the engine, building, signing and rendering, on blocking threads; waiting for
+    /// one of their `MAX_CONCURRENT_COMPUTE` slots included) before it is answered 503
+    /// `unavailable`. The scheduled reports and the command line have no limit.
+    pub compute_timeout_ms: u64,
 }
 
 impl Default for ContractsConfig {
@@ -61,7 +96,15 @@ impl Default for ContractsConfig {
             run_inspections: true,
             scheduled_reports: true,
             auto_assign_from_labels: true,
+            compute_timeout_ms: 120_000,
         }
+    }
+}
+
+impl ContractsConfig {
+    /// [`ContractsConfig::compute_timeout_ms`] as a duration.
+    pub fn compute_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.compute_timeout_ms)
     }
 }
 
@@ -204,6 +247,17 @@ struct RawConfig {
     notify: crate::notify::config::RawNotify,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -214,6 +268,7 @@ struct RawContracts {
     run_inspections: Option<bool>,
     scheduled_reports: Option<bool>,
     auto_assign_from_labels: Option<bool>,
+    compute_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -586,7 +641,17 @@ fn validate(
             .contracts
             .auto_assign_from_labels
             .unwrap_or(ContractsConfig::default().auto_assign_from_labels),
+        compute_timeout_ms: raw
+            .contracts
+            .compute_timeout_ms
+            .unwrap_or(ContractsConfig::default().compute_timeout_ms),
     };
+    if !(1..=3_600_000).contains(&contracts.compute_timeout_ms) {
+        err(
+            "contracts.compute_timeout_ms",
+            "must be between 1 and 3600000".into(),
+        );
+    }
     let da = AuthConfig::default();
     let auth = AuthConfig {
         lockout_failures: raw.auth.lockout_failures.unwrap_or(da.lockout_failures),
@@ -616,6 +681,50 @@ fn validate(
         );
     }
 
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in raw.http.trusted_proxies.iter().enumerate() {
+        match Cidr::parse(p) {
+            Ok(n) => trusted_proxies.push(n),
+            Err(m) => errs.push(Diagnostic {
+                origin: origin.to_string(),
+                pos: doc
+                    .get("http")
+                    .get("trusted_proxies")
+                    .and_then(|l| l.item(i))
+                    .or_else(|| nearest(doc, "http.trusted_proxies"))
+                    .map(|n| n.pos),
+                message: format!("http.trusted_proxies[{i}]: {m}"),
+            }),
+        }
+    }
+    let dh = HttpConfig::default();
+    let http = HttpConfig {
+        trusted_proxies,
+        header_read_timeout_secs: raw
+            .http
+            .header_read_timeout_secs
+            .unwrap_or(dh.header_read_timeout_secs),
+        body_read_timeout_secs: raw
+            .http
+            .body_read_timeout_secs
+            .unwrap_or(dh.body_read_timeout_secs),
+    };
+    for (name, v) in [
+        (
+            "http.header_read_timeout_secs",
+            http.header_read_timeout_secs,
+        ),
+        ("http.body_read_timeout_secs", http.body_read_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&v) {
+            errs.push(Diagnostic {
+                origin: origin.to_string(),
+                pos: nearest(doc, name).map(|n| n.pos),
+                message: format!("{name}: must be between 1 and 3600"),
+            });
+        }
+    }
+
     // File order; the notify calendar file's problems after this file's.
     errs.sort_by_key(|d| (d.origin != origin, d.pos));
     if errs.is_empty() {
@@ -631,6 +740,7 @@ fn validate(
             contracts,
             notify,
             auth,
+            http,
         })
     } else {
         Err(ConfigError(errs))
@@ -794,6 +904,71 @@ mod tests {
         assert!(e.0[0].message.starts_with("auth.lockout_failures"), "{e}");
         assert!(
             e.0[1].message.starts_with("auth.session_lifetime_secs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_address_ranges_named_at_their_item() {
+        let text = "http:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.1.0.0/33\n    - fd00::/8\n    - proxy.local\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        let all = e.to_string();
+        assert!(
+            all.starts_with(&format!(
+                "{}http.trusted_proxies[1]: ",
+                at(text, "10.1.0.0/33", 0)
+            )),
+            "{all}"
+        );
+        assert!(
+            e.0[1].to_string().starts_with(&format!(
+                "{}http.trusted_proxies[3]: ",
+                at(text, "proxy.local", 0)
+            )),
+            "{e}"
+        );
+        let c = parse("http:\n  trusted_proxies: [10.0.0.0/8, 127.0.0.1, \"fd00::/8\"]\n").unwrap();
+        let [a, b, v6] = c.http.trusted_proxies[..] else {
+            panic!("{:?}", c.http.trusted_proxies)
+        };
+        assert!(a.contains("10.200.3.4".parse().unwrap()));
+        assert!(!a.contains("11.0.0.1".parse().unwrap()));
+        assert!(b.contains("127.0.0.1".parse().unwrap()));
+        assert!(!b.contains("127.0.0.2".parse().unwrap()));
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(parse("").unwrap().http.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn read_timeouts_are_validated() {
+        let c = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server/server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig::default(),
+            "the example shows the defaults"
+        );
+        let text = "http:\n  header_read_timeout_secs: 0\n  body_read_timeout_secs: 5000\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(
+            e.0[0].to_string().starts_with(&format!(
+                "{}http.header_read_timeout_secs: ",
+                at(text, "0", 0)
+            )),
+            "{e}"
+        );
+        assert!(
+            e.0[1].to_string().starts_with(&format!(
+                "{}http.body_read_timeout_secs: ",
+                at(text, "5000", 0)
+            )),
             "{e}"
         );
     }

@@ -48,6 +48,9 @@ pub enum ContractError {
     /// A period that cannot be formed.
     #[error(transparent)]
     Period(#[from] assess::PeriodError),
+    /// The engine did not finish within its time limit (or panicked).
+    #[error(transparent)]
+    Compute(#[from] crate::compute::ComputeError),
 }
 
 /// The contracts service: the validated contracts, and the inspections run against them over
@@ -619,13 +622,15 @@ async fn from_rollups(
     Ok(kpi::derive(metric, &series, &rollups))
 }
 
-/// Assesses `c` over `period` with what the store holds at `as_of_ms`.
+/// Assesses `c` over `period` with what the store holds at `as_of_ms`: the evidence is read
+/// here, the engine runs on a blocking thread within `limit` ([`crate::compute::run`]).
 pub async fn assess_period(
     store: &Store,
-    c: &LoadedContract,
+    c: &Arc<LoadedContract>,
     period: &Period,
     as_of_ms: i64,
     inspections_recorded: bool,
+    limit: Option<std::time::Duration>,
 ) -> Result<Assessment, ContractError> {
     let until = as_of_ms.min(period.end_ms);
     let ev = gather(
@@ -636,13 +641,25 @@ pub async fn assess_period(
         inspections_recorded,
     )
     .await?;
-    Ok(assess::assess(
-        &c.contract,
-        &c.calendar,
-        period,
-        as_of_ms,
-        &ev,
-    ))
+    let (c, period) = (c.clone(), period.clone());
+    Ok(crate::compute::run(limit, move || {
+        assess::assess(&c.contract, &c.calendar, &period, as_of_ms, &ev)
+    })
+    .await?)
+}
+
+/// Refuses a period longer than [`yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS`] (a
+/// year): assessing it reads and returns evidence in proportion to its length.
+pub fn check_period_length(period: &Period) -> Result<(), String> {
+    let max = yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS;
+    if period.days() > max {
+        return Err(format!(
+            "period {} is {} days long; at most {max} days (a year) are assessed at once",
+            period.label,
+            period.days()
+        ));
+    }
+    Ok(())
 }
 
 /// The calendar month containing `t_ms` in the contract's time zone.

@@ -63,6 +63,9 @@ pub enum Rejected {
     /// The agent was removed after its token was checked.
     #[error("unknown agent")]
     UnknownAgent,
+    /// The agent's token was revoked (`agent revoke`).
+    #[error("the agent's token was revoked")]
+    Revoked,
     /// Storing the batch would create more series than the agent may have.
     #[error("the agent would exceed its limit of {limit} series")]
     SeriesLimit { limit: usize, sample: usize },
@@ -75,7 +78,7 @@ impl Rejected {
     /// The `reason` label of `yunwei_ingest_rejected_total`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Rejected::UnknownAgent => "unauthenticated",
+            Rejected::UnknownAgent | Rejected::Revoked => "unauthenticated",
             Rejected::SeriesLimit { .. } => "series_limit",
             Rejected::StoreUnavailable => "store_error",
         }
@@ -110,10 +113,12 @@ impl Ingest {
         store: &Store,
         queue_batches: usize,
     ) -> anyhow::Result<(Ingest, mpsc::Receiver<WriterMsg>)> {
+        let revoked = store.revoked_agents().await?;
         let tokens = store
             .agents()
             .await?
             .into_iter()
+            .filter(|a| !revoked.contains_key(&a.agent_id))
             .map(|a| (a.token_hash, Arc::from(a.agent_id.as_str())))
             .collect();
         let (tx, rx) = mpsc::channel(queue_batches);
@@ -126,6 +131,85 @@ impl Ingest {
             rx,
         ))
     }
+}
+
+impl Ingest {
+    /// Drops the token of `agent_id` from memory (its token was revoked): its next batch is
+    /// refused before it reaches the writer.
+    pub fn forget(&self, agent_id: &str) {
+        self.tokens
+            .write()
+            .expect("tokens lock")
+            .retain(|_, a| &**a != agent_id);
+    }
+}
+
+/// One enrolled agent as `yunwei-server agent list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentListing {
+    pub agent_id: String,
+    pub hostname: String,
+    pub enrolled_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+/// Every enrolled agent, revoked ones included.
+pub async fn list_agents(store: &Store) -> sqlx::Result<Vec<AgentListing>> {
+    let revoked = store.revoked_agents().await?;
+    Ok(store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| AgentListing {
+            revoked_ms: revoked.get(&a.agent_id).copied(),
+            agent_id: a.agent_id,
+            hostname: a.hostname,
+            enrolled_ms: a.enrolled_ms,
+            last_seen_ms: a.last_seen_ms,
+        })
+        .collect())
+}
+
+/// Why `agent revoke` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no agent {0:?}")]
+    Unknown(String),
+    #[error("the token of agent {0:?} is revoked already")]
+    AlreadyRevoked(String),
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// Revokes the token of `agent_id` in the store at `now_ms`. A running server (and every
+/// replica on the same database) refuses the agent's next batch: the writer checks the flag
+/// in the transaction that would store it. The agent's data stays; it can enroll again only
+/// with the enrollment secret. Returns the agent's hostname.
+pub async fn revoke_agent(
+    store: &Store,
+    agent_id: &str,
+    now_ms: i64,
+) -> Result<String, RevokeError> {
+    let Some(a) = store.agent(agent_id).await? else {
+        return Err(RevokeError::Unknown(agent_id.to_string()));
+    };
+    if !store.revoke_agent(agent_id, now_ms).await? {
+        return Err(RevokeError::AlreadyRevoked(agent_id.to_string()));
+    }
+    Ok(a.hostname)
+}
+
+/// Makes a new random enrollment secret, stores its hash and returns it (shown once). From
+/// then on enrollment accepts only this secret, on running servers too (each enrollment reads
+/// it from the store); the config file's `enrollment_secret` is ignored. Agents enrolled
+/// before keep their tokens.
+pub async fn rotate_enrollment_secret(store: &Store, now_ms: i64) -> sqlx::Result<String> {
+    let secret = crate::secret::random_hex(32);
+    store
+        .set_enrollment_secret_hash(&crate::secret::secret_hash(&secret), now_ms)
+        .await?;
+    Ok(secret)
 }
 
 /// What the writer shares with the rest of the server.
@@ -416,6 +500,11 @@ impl Writer {
                     return Ok(Err(Rejected::UnknownAgent));
                 }
             }
+        }
+        // Checked in the transaction that would store the batch, so a revocation made by the
+        // command line (or another replica) stops the very next batch.
+        if crate::store::agents::is_revoked(tx, agent).await? {
+            return Ok(Err(Rejected::Revoked));
         }
         if seq <= self.agents[agent].pruned_seq {
             return Ok(dup);

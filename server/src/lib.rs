@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod compute;
 pub mod config;
 pub mod contracts;
 pub mod demo;

@@ -107,6 +107,20 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// List enrolled agents or revoke an agent's token.
+    Agent {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Rotate the secret new agents enroll with.
+    Enrollment {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: EnrollmentCommand,
+    },
     /// Check the audit trail.
     Audit {
         #[command(flatten)]
@@ -184,6 +198,22 @@ enum TokenCommand {
     Revoke { name: String },
     /// List tokens (never their secrets).
     List,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// List agents: id, hostname, enrolled, last seen, revoked.
+    List,
+    /// Revoke an agent's token: its next batch is refused (401), on a running server too.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum EnrollmentCommand {
+    /// Make a new random enrollment secret and print it once. From then on only it enrolls
+    /// new agents (running servers included); `enrollment_secret` in the config file is
+    /// ignored. Enrolled agents keep their tokens.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -352,6 +382,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User { store, command } => return rt.block_on(admin::user(store, command)),
         Command::Token { store, command } => return rt.block_on(admin::token(store, command)),
         Command::Audit { store, command } => return rt.block_on(admin::audit(store, command)),
+        Command::Agent { store, command } => return rt.block_on(admin::agent(store, command)),
+        Command::Enrollment { store, command } => {
+            return rt.block_on(admin::enrollment(store, command));
+        }
         Command::Serve { config, overrides } => {
             let overrides = overrides.into();
             let config = match config {
@@ -474,6 +508,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     font,
                     origin: "cli".into(),
                     notes: Vec::new(),
+                    compute_limit: None,
                 },
                 out,
             };
@@ -592,7 +627,9 @@ mod admin {
         store::Store,
     };
 
-    use super::{AuditCommand, StoreArgs, TokenCommand, UserCommand};
+    use super::{
+        AgentCommand, AuditCommand, EnrollmentCommand, StoreArgs, TokenCommand, UserCommand,
+    };
 
     async fn open(a: StoreArgs) -> anyhow::Result<Store> {
         let o = Overrides {
@@ -766,6 +803,70 @@ mod admin {
                         if t.revoked { "revoked" } else { "" }
                     );
                 }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// A time for listings: UTC, to the second.
+    fn when(ms: Option<i64>) -> String {
+        ms.and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(
+                || "-".into(),
+                |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            )
+    }
+
+    pub async fn agent(a: StoreArgs, c: AgentCommand) -> anyhow::Result<ExitCode> {
+        let store = open(a).await?;
+        match c {
+            AgentCommand::List => {
+                println!(
+                    "{:<18} {:<24} {:<21} {:<21} revoked",
+                    "id", "hostname", "enrolled", "last seen"
+                );
+                for a in yunwei_server::ingest::list_agents(&store).await? {
+                    println!(
+                        "{:<18} {:<24} {:<21} {:<21} {}",
+                        a.agent_id,
+                        a.hostname,
+                        when(Some(a.enrolled_ms)),
+                        when(a.last_seen_ms),
+                        when(a.revoked_ms)
+                    );
+                }
+            }
+            AgentCommand::Revoke { id } => {
+                let hostname = yunwei_server::ingest::revoke_agent(&store, &id, now_ms()).await?;
+                audit::record(
+                    &store,
+                    now_ms(),
+                    audit::Entry {
+                        actor: "cli".into(),
+                        action: "agent.revoke".into(),
+                        target: id.clone(),
+                        result: "success".into(),
+                        source: "local".into(),
+                        detail: serde_json::json!({ "hostname": hostname }),
+                    },
+                )
+                .await;
+                println!("revoked the token of agent {id} ({hostname})");
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn enrollment(a: StoreArgs, c: EnrollmentCommand) -> anyhow::Result<ExitCode> {
+        let store = open(a).await?;
+        match c {
+            EnrollmentCommand::Rotate => {
+                let secret =
+                    yunwei_server::ingest::rotate_enrollment_secret(&store, now_ms()).await?;
+                record(&store, "enrollment.rotate", "enrollment_secret").await;
+                println!("{secret}");
             }
         }
         store.close().await;

@@ -34,7 +34,18 @@ pub struct Metrics {
     pub report_mail_attempts: IntCounterVec,
     pub report_mail_given_up: IntCounter,
     pub audit_refusals: IntCounterVec,
+    pub api_limited: IntCounterVec,
 }
+
+/// The read limits of the API (`yunwei_conf::limits`) whose refusals are counted in
+/// `yunwei_api_limited_total{limit}`.
+pub const API_LIMITS: &[&str] = &[
+    "assessment_period",
+    "series_points_per_series",
+    "series_response_points",
+    "series_raw_range_without_step",
+    "compute_time",
+];
 
 /// Why a rule group was evaluated: its interval came round, or an ingest commit touched a
 /// metric it may read.
@@ -214,6 +225,13 @@ impl Metrics {
                 ),
                 &["kind", "audit"],
             )?,
+            api_limited: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_api_limited_total",
+                    "API requests refused because they exceeded a read or compute limit, by limit.",
+                ),
+                &["limit"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -242,6 +260,7 @@ impl Metrics {
         r.register(Box::new(m.report_mail_attempts.clone()))?;
         r.register(Box::new(m.report_mail_given_up.clone()))?;
         r.register(Box::new(m.audit_refusals.clone()))?;
+        r.register(Box::new(m.api_limited.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -264,6 +283,9 @@ impl Metrics {
             for a in ["row", "summarised"] {
                 m.audit_refusals.with_label_values(&[k, a]);
             }
+        }
+        for l in API_LIMITS {
+            m.api_limited.with_label_values(&[l]);
         }
         Ok(m)
     }

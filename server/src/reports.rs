@@ -139,6 +139,10 @@ pub struct Request {
     pub origin: String,
     /// Notes for the report's appendix (e.g. that the data is simulated).
     pub notes: Vec<String>,
+    /// How long each CPU-heavy step (assessing and building; signing and rendering) may take
+    /// on its blocking thread ([`crate::compute::run`]); `None`: no limit (command line,
+    /// schedule).
+    pub compute_limit: Option<std::time::Duration>,
 }
 
 /// One archived report version.
@@ -258,6 +262,9 @@ pub enum ReportError {
     /// The period is malformed or has not started: the caller's mistake.
     #[error("{0}")]
     Period(String),
+    /// A CPU-heavy step did not finish within `Request::compute_limit` (or panicked).
+    #[error(transparent)]
+    Compute(#[from] crate::compute::ComputeError),
     /// Anything else (the store, rendering, the archive).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -267,6 +274,7 @@ impl From<crate::contracts::ContractError> for ReportError {
     fn from(e: crate::contracts::ContractError) -> ReportError {
         match e {
             crate::contracts::ContractError::Period(e) => ReportError::Period(e.to_string()),
+            crate::contracts::ContractError::Compute(e) => ReportError::Compute(e),
             other => ReportError::Other(other.into()),
         }
     }
@@ -282,7 +290,7 @@ impl From<sqlx::Error> for ReportError {
 /// only). The same store, request, `version` and `now_ms` give the same report.
 pub async fn prepare(
     store: &Store,
-    c: &LoadedContract,
+    c: &Arc<LoadedContract>,
     req: &Request,
     version: u32,
     now_ms: i64,
@@ -291,6 +299,7 @@ pub async fn prepare(
     let contract = &c.contract;
     let period = Period::parse(&req.period, contract.time_zone)
         .map_err(|e| ReportError::Period(e.to_string()))?;
+    crate::contracts::check_period_length(&period).map_err(ReportError::Period)?;
     if period.start_ms >= now_ms {
         return Err(ReportError::Period(format!(
             "period {} has not started yet",
@@ -300,8 +309,13 @@ pub async fn prepare(
     let until = now_ms.clamp(period.start_ms, period.end_ms);
     let ev =
         crate::contracts::gather(store, c, period.start_ms, until, inspections_recorded).await?;
-    let a = assess::assess(contract, &c.calendar, &period, now_ms, &ev);
     let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
+    // The audit chain's head at generation, so the signed report anchors the audit log too:
+    // rewriting audit rows up to it no longer matches this (signed) hash.
+    let (head_seq, head_hash) = store
+        .audit_head()
+        .await?
+        .unwrap_or((0, crate::audit::GENESIS.to_string()));
     let mut notes = req.notes.clone();
     let simulated = ev
         .subjects
@@ -318,24 +332,24 @@ pub async fn prepare(
                 .to_string(),
         );
     }
-    let mut report = from_assessment::build(&Inputs {
-        assessment: &a,
-        contract,
-        calendar: &c.calendar,
-        evidence: &ev,
-        trend,
-        alerts: from_assessment::empty_alerts(),
-        generated_at_ms: now_ms,
-        lang: req.lang,
-        version,
-        notes,
-    });
-    // The audit chain's head at generation, so the signed report anchors the audit log too:
-    // rewriting audit rows up to it no longer matches this (signed) hash.
-    let (head_seq, head_hash) = store
-        .audit_head()
-        .await?
-        .unwrap_or((0, crate::audit::GENESIS.to_string()));
+    // The engine and the model on a blocking thread; the store reads above stay async.
+    let (c2, lang) = (c.clone(), req.lang);
+    let mut report = crate::compute::run(req.compute_limit, move || {
+        let a = assess::assess(&c2.contract, &c2.calendar, &period, now_ms, &ev);
+        from_assessment::build(&Inputs {
+            assessment: &a,
+            contract: &c2.contract,
+            calendar: &c2.calendar,
+            evidence: &ev,
+            trend,
+            alerts: from_assessment::empty_alerts(),
+            generated_at_ms: now_ms,
+            lang,
+            version,
+            notes,
+        })
+    })
+    .await?;
     report.evidence.push(yunwei_reports::model::Evidence {
         id: format!("audit:head:{head_seq}"),
         kind: "audit_head".into(),
@@ -379,7 +393,7 @@ pub fn render(
 pub async fn generate(
     store: &Store,
     data_dir: &Path,
-    c: &LoadedContract,
+    c: &Arc<LoadedContract>,
     req: &Request,
     now_ms: i64,
     inspections_recorded: bool,
@@ -387,7 +401,7 @@ pub async fn generate(
 ) -> Result<Generated, ReportError> {
     crate::membership::sync(store, c, now_ms, auto_assign).await?;
     let font = if req.formats.contains(&ReportFormat::Pdf) {
-        Some(load_font(req.font.as_deref())?)
+        Some(Arc::new(load_font(req.font.as_deref())?))
     } else {
         None
     };
@@ -405,11 +419,17 @@ pub async fn generate(
             inspections_recorded,
         )
         .await?;
-        let signed = integrity::sign(report, &key);
-        let mut files = Vec::new();
-        for &f in &req.formats {
-            files.push((f, render(&signed, f, font.as_ref())?));
-        }
+        // Signing and rendering on a blocking thread, within the request's limit.
+        let (key, font, formats) = (key.clone(), font.clone(), req.formats.clone());
+        let (signed, files) = crate::compute::run(req.compute_limit, move || {
+            let signed = integrity::sign(report, &key);
+            let mut files = Vec::new();
+            for f in formats {
+                files.push((f, render(&signed, f, font.as_deref())?));
+            }
+            anyhow::Ok((signed, files))
+        })
+        .await??;
         match insert(store, &signed, &req.origin, &files).await {
             Ok(archived) => {
                 return Ok(Generated {
@@ -727,6 +747,7 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
                                 font: None,
                                 origin: "schedule".into(),
                                 notes: Vec::new(),
+                                compute_limit: None,
                             };
                             let g = generate(
                                 &state.store,

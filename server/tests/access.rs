@@ -123,6 +123,8 @@ yunwei_tests::both_backends!(
     concurrent_guesses_check_no_more_passwords_than_the_lockout_allows,
     concurrent_logins_beyond_the_hashing_pool_get_429,
     a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing,
+    forwarded_for_is_the_client_only_behind_a_trusted_proxy,
+    agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -738,6 +740,195 @@ async fn enrollments_are_in_the_audit_log(backend: &str) {
     assert_eq!(enrolls[1].entry.detail["hostname"], "db-07");
     assert!(h.audit_verify().0);
     h.stop().await;
+}
+
+/// `agent list`, `agent revoke ID` and `enrollment rotate` against the store of a running
+/// server: the revoked agent's next batch is refused with 401 (the writer reads the flag in
+/// the transaction that would store it; later batches are refused from memory), a second
+/// revocation or an unknown id fails, the old enrollment secret stops working and the new one
+/// enrolls; both changes are audited.
+async fn agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server(
+    backend: &str,
+) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let url = h.database_url.clone();
+    let agent = yunwei_tests::AgentClient::for_base(&h.base);
+    let a = agent.enroll("app-01").await.unwrap();
+    let b = agent.enroll("app-02").await.unwrap();
+    let push = |e: &yunwei_tests::Enrolled, seq: u64| {
+        let hostname = if e.agent_id == a.agent_id {
+            "app-01"
+        } else {
+            "app-02"
+        };
+        let batch = yunwei_tests::batch(e, hostname, seq, now_ms(), 2);
+        let agent = agent.clone();
+        let token = e.token.clone();
+        async move { agent.push(&token, &batch).await.unwrap() }
+    };
+    assert_eq!(push(&a, 1).await.0, 200);
+    assert_eq!(push(&b, 1).await.0, 200);
+
+    let (ok, out, err) = cli(&url, &["agent", "list"], "");
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with(&a.agent_id)).unwrap();
+    assert!(
+        line.contains("app-01") && line.trim_end().ends_with('-'),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&url, &["agent", "revoke", &a.agent_id], "");
+    assert!(ok, "{out}{err}");
+    // The running server refuses the next batch, and every one after it.
+    for seq in [2, 3] {
+        let (status, body) = push(&a, seq).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("unauthenticated"), "{body}");
+    }
+    assert_eq!(push(&b, 2).await.0, 200, "other agents are unaffected");
+    let (ok, out, _) = cli(&url, &["agent", "list"], "");
+    assert!(ok);
+    let line = out.lines().find(|l| l.starts_with(&a.agent_id)).unwrap();
+    assert!(!line.trim_end().ends_with('-'), "no revocation time: {out}");
+    let (ok, _, err) = cli(&url, &["agent", "revoke", &a.agent_id], "");
+    assert!(!ok && err.contains("revoked already"), "{err}");
+    let (ok, _, err) = cli(&url, &["agent", "revoke", "a-nobody"], "");
+    assert!(!ok && err.contains("no agent"), "{err}");
+    let revokes = audit_rows(&h, "agent.revoke").await;
+    assert_eq!(revokes.len(), 1, "{revokes:#?}");
+    assert_eq!(revokes[0].target, a.agent_id);
+    assert_eq!(revokes[0].detail["hostname"], "app-01");
+
+    // Rotation: the old secret (from the config file) no longer enrolls, the new one does.
+    let (ok, out, err) = cli(&url, &["enrollment", "rotate"], "");
+    assert!(ok, "{err}");
+    let secret = out.trim().to_string();
+    assert_eq!(secret.len(), 64, "{out}");
+    assert!(agent.enroll("app-03").await.is_err());
+    let host = serde_json::json!({
+        "hostname": "app-03", "os": "linux", "kernel": "6.1", "arch": "x86_64",
+        "agent_version": "1.0.0",
+    });
+    let r = h
+        .req(Method::POST, "/api/v1/enroll")
+        .json(&serde_json::json!({ "secret": secret, "host": host }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(audit_rows(&h, "enrollment.rotate").await.len(), 1);
+    assert!(h.audit_verify().0);
+    h.stop().await;
+}
+
+/// The audit rows of `action`, oldest first.
+async fn audit_rows(h: &Harness, action: &str) -> Vec<yunwei_server::audit::Entry> {
+    let rows = yunwei_server::audit::list(&h.state.store, None, 1000)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .rev()
+        .filter(|r| r.entry.action == action)
+        .map(|r| r.entry)
+        .collect()
+}
+
+/// Logs in as `user` with a wrong password, sending `forwarded` as `X-Forwarded-For`.
+async fn wrong_login_from(h: &Harness, user: &str, forwarded: &str) -> StatusCode {
+    h.req(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", forwarded)
+        .json(&serde_json::json!({ "user": user, "password": "Wrong-password-1" }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The test client connects from 127.0.0.1: with `http.trusted_proxies` naming it, audit rows
+/// (login failures, anonymous refusals, enrollments, state-changing API calls) carry the
+/// forwarded client, the rightmost `X-Forwarded-For` entry not itself a trusted proxy, and the
+/// per-source refusal limit counts each forwarded client on its own; without it, a forged
+/// header changes nothing.
+async fn forwarded_for_is_the_client_only_behind_a_trusted_proxy(backend: &str) {
+    let host = serde_json::json!({
+        "hostname": "web-01", "os": "linux", "kernel": "6.1", "arch": "x86_64",
+        "agent_version": "1.0.0",
+    });
+    for trusted in [true, false] {
+        let Some(h) = Harness::start(backend, |c| {
+            if trusted {
+                c.http.trusted_proxies = vec![
+                    "127.0.0.1/32".parse().unwrap(),
+                    "10.9.0.0/16".parse().unwrap(),
+                ];
+            }
+        })
+        .await
+        else {
+            return;
+        };
+        h.add_user("alice", Role::Operator, "Correct-horse-1").await;
+        let expect = |forwarded: &str| {
+            if trusted {
+                forwarded.to_string()
+            } else {
+                "127.0.0.1".into()
+            }
+        };
+
+        // The client forged the left entry; the proxy appended the real one.
+        let s = wrong_login_from(&h, "alice", "198.51.100.1, 203.0.113.7").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        // Two trusted proxies in a row: the entry before them is the client.
+        wrong_login_from(&h, "alice", "203.0.113.8, 10.9.1.1").await;
+        let logins = audit_rows(&h, "login").await;
+        assert_eq!(logins.len(), 2, "{logins:#?}");
+        assert_eq!(logins[0].source, expect("203.0.113.7"));
+        assert_eq!(logins[1].source, expect("203.0.113.8"));
+
+        // Anonymous refusals are limited per source: two forwarded clients are two sources
+        // behind a trusted proxy, one (the proxy) otherwise.
+        for client in ["192.0.2.1", "192.0.2.2", "192.0.2.2"] {
+            wrong_login_from(&h, "nobody", client).await;
+        }
+        let refusals: Vec<_> = audit_rows(&h, "login")
+            .await
+            .into_iter()
+            .filter(|e| e.target == "nobody")
+            .map(|e| e.source)
+            .collect();
+        if trusted {
+            assert_eq!(refusals, ["192.0.2.1", "192.0.2.2"]);
+        } else {
+            assert_eq!(refusals, ["127.0.0.1"]);
+        }
+
+        let r = h
+            .req(Method::POST, "/api/v1/enroll")
+            .header("x-forwarded-for", "192.0.2.44")
+            .json(&serde_json::json!({ "secret": SECRET, "host": host }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let enrolls = audit_rows(&h, "agent.enroll").await;
+        assert_eq!(enrolls[0].source, expect("192.0.2.44"));
+
+        let token = h.token("ops", Role::Admin).await;
+        let r = h
+            .req(Method::POST, "/api/v1/rules/reload")
+            .bearer_auth(&token)
+            .header("x-forwarded-for", "garbage, 192.0.2.45")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let reloads = audit_rows(&h, "POST /api/v1/rules/reload").await;
+        assert_eq!(reloads[0].source, expect("192.0.2.45"), "{reloads:#?}");
+        h.stop().await;
+    }
 }
 
 /// Every `.route("PATH", METHOD(..)...)` in the server's source, as `(METHOD, PATH)`.

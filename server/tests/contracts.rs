@@ -236,7 +236,7 @@ async fn inspections_run_once_per_slot_and_count_as_done(backend: &str) {
     // The assessment counts it as done: nothing missed since record-keeping began.
     let c = h.state.contracts.list()[0].clone();
     let period = contracts::current_month(&c.contract, now);
-    let a = contracts::assess_period(&h.state.store, &c, &period, now + 2 * 3_600_000, true)
+    let a = contracts::assess_period(&h.state.store, &c, &period, now + 2 * 3_600_000, true, None)
         .await
         .unwrap();
     assert_eq!(a.inspections.done, 1, "{:?}", a.inspections);

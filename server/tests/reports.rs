@@ -122,6 +122,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
             font: None,
             origin: "cli".into(),
             notes: vec![],
+            compute_limit: None,
         },
         out: out.path().to_path_buf(),
     };
@@ -273,6 +274,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
         font: None,
         origin: "test".into(),
         notes: vec![],
+        compute_limit: None,
     };
     let a = reports::prepare(&h.state.store, &c, &req, 3, now, false)
         .await
@@ -438,6 +440,7 @@ async fn demo_history_gives_a_clearly_labelled_month(backend: &str) {
         font: None,
         origin: "test".into(),
         notes: vec![],
+        compute_limit: None,
     };
     let g = reports::generate(&h.state.store, h.dir.path(), &c, &req, to, false, true)
         .await

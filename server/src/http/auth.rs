@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     Extension,
-    extract::{ConnectInfo, State as AxState},
+    extract::State as AxState,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -36,8 +36,8 @@ fn session_cookie(id: &str, max_age_secs: u64) -> HeaderValue {
     .expect("hex ids are valid header values")
 }
 
-fn source(ci: Option<&Extension<ConnectInfo<std::net::SocketAddr>>>) -> String {
-    ci.map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string())
+fn source(ci: Option<&Extension<super::ClientAddr>>) -> String {
+    ci.map_or_else(|| "unknown".into(), |c| c.0.text())
 }
 
 /// A hash to verify against when the user does not exist, so both cases take as long.
@@ -51,7 +51,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 /// login finding it full is answered 429 with `Retry-After`.
 pub async fn login(
     AxState(state): AxState<Arc<AppState>>,
-    ci: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    ci: Option<Extension<super::ClientAddr>>,
     Extension(refusals): Extension<Arc<audit::Refusals>>,
     Extension(checks): Extension<Arc<users::PasswordChecks>>,
     Json(req): Json<LoginRequest>,

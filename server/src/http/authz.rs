@@ -1,10 +1,10 @@
 //! Who is calling: the session cookie (with its CSRF token) or an API token, checked against
 //! [`super::policy::POLICY`] for every matched route; state-changing calls are audited.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
-    extract::{ConnectInfo, MatchedPath, Request, State as AxState},
+    extract::{MatchedPath, Request, State as AxState},
     http::{HeaderMap, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -50,11 +50,12 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The client's address, as the listener saw it.
+/// The client's address ([`super::ClientAddr`]: the TCP peer or, behind a trusted proxy,
+/// the address it forwarded).
 pub fn source_of(req: &Request) -> String {
     req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+        .get::<super::ClientAddr>()
+        .map_or_else(|| "unknown".to_string(), super::ClientAddr::text)
 }
 
 fn unauthenticated(message: &str) -> ApiError {

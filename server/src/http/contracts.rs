@@ -29,6 +29,54 @@ pub(super) fn find(state: &AppState, id: &str) -> Result<Arc<LoadedContract>, Ap
         .ok_or_else(|| ApiError::not_found("contract"))
 }
 
+/// Parses a period of `c` given by the caller (field `period`), refusing one longer than
+/// [`yunwei_conf::limits::MAX_ASSESSMENT_PERIOD_DAYS`] and counting the refusal.
+pub(super) fn parse_period(
+    state: &AppState,
+    p: &str,
+    c: &LoadedContract,
+) -> Result<Period, ApiError> {
+    let period = Period::parse(p, c.contract.time_zone)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?;
+    crate::contracts::check_period_length(&period).map_err(|m| {
+        state
+            .metrics
+            .api_limited
+            .with_label_values(&["assessment_period"])
+            .inc();
+        ApiError::new(ErrorKind::InvalidValue, m).field("period")
+    })?;
+    Ok(period)
+}
+
+/// Maps an assessment's error, counting one that ran out of time in
+/// `yunwei_api_limited_total{limit="compute_time"}` (503 `unavailable` with `Retry-After`).
+pub(super) fn compute_error(state: &AppState, e: crate::contracts::ContractError) -> ApiError {
+    if let crate::contracts::ContractError::Compute(c) = e {
+        return compute_failure(state, c);
+    }
+    e.into()
+}
+
+/// A CPU-heavy step that ran out of time is 503 `unavailable` (counted); one that failed is
+/// internal.
+pub(super) fn compute_failure(state: &AppState, e: crate::compute::ComputeError) -> ApiError {
+    match e {
+        crate::compute::ComputeError::TimedOut(_) => {
+            state
+                .metrics
+                .api_limited
+                .with_label_values(&["compute_time"])
+                .inc();
+            ApiError::unavailable(&format!(
+                "{e} (contracts.compute_timeout_ms); the server is busy or the period too \
+                 large, try again later"
+            ))
+        }
+        crate::compute::ComputeError::Failed(_) => ApiError::internal(e),
+    }
+}
+
 /// `GET /api/v1/contracts`
 pub(super) async fn list(AxState(state): AxState<Arc<AppState>>) -> Json<Value> {
     let now = now_ms();
@@ -67,8 +115,10 @@ pub(super) async fn status(
         &period,
         now,
         state.config.contracts.run_inspections,
+        Some(state.config.contracts.compute_limit()),
     )
-    .await?;
+    .await
+    .map_err(|e| compute_error(&state, e))?;
     let systems: Vec<Value> = a
         .systems
         .iter()
@@ -116,8 +166,7 @@ pub(super) async fn assessment(
     let now = now_ms();
     let period = match q.period.as_deref() {
         None => current_month(&c.contract, now),
-        Some(p) => Period::parse(p, c.contract.time_zone)
-            .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?,
+        Some(p) => parse_period(&state, p, &c)?,
     };
     state.contracts.sync_membership(&c, now).await?;
     let a = assess_period(
@@ -126,8 +175,10 @@ pub(super) async fn assessment(
         &period,
         now,
         state.config.contracts.run_inspections,
+        Some(state.config.contracts.compute_limit()),
     )
-    .await?;
+    .await
+    .map_err(|e| compute_error(&state, e))?;
     Ok(Json(a))
 }
 

@@ -73,6 +73,8 @@ pub enum ErrorKind {
     TooManySeries,
     /// Too many requests in flight for this caller (`Retry-After`).
     TooManyRequests,
+    /// The request body did not arrive within `http.body_read_timeout_secs`.
+    RequestTimeout,
     /// A server-side failure; details are in the server log only.
     Internal,
     /// The ingest queue is full (`Retry-After`).
@@ -83,7 +85,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for the OpenAPI document, the metrics and the tests.
-    pub const ALL: [ErrorKind; 34] = [
+    pub const ALL: [ErrorKind; 35] = [
         ErrorKind::InvalidValue,
         ErrorKind::InvalidBody,
         ErrorKind::InvalidQuery,
@@ -115,6 +117,7 @@ impl ErrorKind {
         ErrorKind::SeriesLimit,
         ErrorKind::TooManySeries,
         ErrorKind::TooManyRequests,
+        ErrorKind::RequestTimeout,
         ErrorKind::Internal,
         ErrorKind::Overloaded,
         ErrorKind::Unavailable,
@@ -157,6 +160,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::RequestTimeout => "request_timeout",
         }
     }
 
@@ -196,6 +200,7 @@ impl ErrorKind {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -268,6 +273,7 @@ impl From<crate::ingest::Rejected> for ApiError {
         let message = r.to_string();
         match r {
             R::UnknownAgent => ApiError::new(ErrorKind::Unauthenticated, message).field("agent_id"),
+            R::Revoked => ApiError::new(ErrorKind::Unauthenticated, message).field("authorization"),
             R::SeriesLimit { sample, .. } => {
                 ApiError::new(ErrorKind::SeriesLimit, message).field(format!("samples[{sample}]"))
             }
@@ -281,7 +287,10 @@ impl From<crate::contracts::ContractError> for ApiError {
         use crate::contracts::ContractError as E;
         match e {
             E::Period(p) => ApiError::invalid("period", p.to_string()),
-            E::Invalid(_) | E::Store(_) => ApiError::internal(e),
+            E::Compute(crate::compute::ComputeError::TimedOut(_)) => {
+                ApiError::unavailable(&e.to_string())
+            }
+            E::Invalid(_) | E::Store(_) | E::Compute(_) => ApiError::internal(e),
         }
     }
 }

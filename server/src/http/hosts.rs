@@ -6,6 +6,9 @@ use std::{collections::BTreeMap, sync::Arc};
 use axum::{extract::State as AxState, response::Json};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use yunwei_conf::limits::{
+    MAX_SERIES_POINTS_PER_SERIES, MAX_SERIES_RAW_RANGE_WITHOUT_STEP_MS, MAX_SERIES_RESPONSE_POINTS,
+};
 
 use super::{
     ApiError, ErrorKind,
@@ -276,15 +279,6 @@ pub(super) async fn series(
         .as_deref()
         .map(|s| parse_duration_ms(s, "step"))
         .transpose()?;
-    if let Some(step) = step
-        && (to - from) / step > 11_000
-    {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            "more than 11000 points per series; raise step",
-        )
-        .field("step"));
-    }
     let raw_from = now - i64::from(state.config.retention.raw_hours) * HOUR_MS;
     let source = match q.source.as_deref().unwrap_or("auto") {
         "auto" => {
@@ -302,6 +296,42 @@ pub(super) async fn series(
             )
             .field("source"));
         }
+    };
+    // The answer's size is bounded before anything is read where the resolution is known
+    // (a step, or the hourly rollups), and counted after reading raw points without a step.
+    let limited = |limit: &str, message: String| {
+        state.metrics.api_limited.with_label_values(&[limit]).inc();
+        ApiError::new(ErrorKind::InvalidValue, message).field("step")
+    };
+    let resolution = if source == "raw" {
+        step
+    } else {
+        Some(step.unwrap_or(HOUR_MS).max(HOUR_MS))
+    };
+    let per_series = match resolution {
+        Some(r) => {
+            let n = (to - from) / r;
+            if n > MAX_SERIES_POINTS_PER_SERIES as i64 {
+                return Err(limited(
+                    "series_points_per_series",
+                    format!(
+                        "more than {MAX_SERIES_POINTS_PER_SERIES} points per series; raise step"
+                    ),
+                ));
+            }
+            Some(n as usize + 1)
+        }
+        None if to - from > MAX_SERIES_RAW_RANGE_WITHOUT_STEP_MS => {
+            return Err(limited(
+                "series_raw_range_without_step",
+                format!(
+                    "raw points are returned without step for at most {} h; give step \
+                     (e.g. step=60s), a shorter range, or source=rollup",
+                    MAX_SERIES_RAW_RANGE_WITHOUT_STEP_MS / HOUR_MS
+                ),
+            ));
+        }
+        None => None,
     };
 
     let candidates = match &name {
@@ -335,6 +365,18 @@ pub(super) async fn series(
         )
         .field("match"));
     }
+    if let Some(n) = per_series
+        && selected.len().saturating_mul(n) > MAX_SERIES_RESPONSE_POINTS
+    {
+        return Err(limited(
+            "series_response_points",
+            format!(
+                "{} series of up to {n} points each exceed {MAX_SERIES_RESPONSE_POINTS} points \
+                 in one response; raise step or narrow match",
+                selected.len()
+            ),
+        ));
+    }
     selected.sort_by(|a, b| a.1.cmp(&b.1));
 
     let mut result = Vec::with_capacity(selected.len());
@@ -357,6 +399,7 @@ pub(super) async fn series(
                 .await
                 .map_err(ApiError::internal)?;
         }
+        let mut total = 0usize;
         for (s, labels) in &selected {
             let mut points = by_agent[s.agent_id.as_str()][&s.id].clone();
             points.sort_by_key(|p| p.0);
@@ -365,6 +408,27 @@ pub(super) async fn series(
                 Some(step) => downsample(&points, from, to, step),
                 None => points,
             };
+            // Without a step the stored density decides: refuse rather than cut silently.
+            total += points.len();
+            if points.len() > MAX_SERIES_POINTS_PER_SERIES {
+                return Err(limited(
+                    "series_points_per_series",
+                    format!(
+                        "a series has {} raw points in the range, more than \
+                         {MAX_SERIES_POINTS_PER_SERIES}; give step or a shorter range",
+                        points.len()
+                    ),
+                ));
+            }
+            if total > MAX_SERIES_RESPONSE_POINTS {
+                return Err(limited(
+                    "series_response_points",
+                    format!(
+                        "more than {MAX_SERIES_RESPONSE_POINTS} raw points in one response; \
+                         give step, a shorter range or narrow match"
+                    ),
+                ));
+            }
             let values: Vec<_> = points
                 .iter()
                 .map(|&(t, v)| json!([t as f64 / 1000.0, v.to_string()]))

@@ -3,11 +3,11 @@
 //! 429, both with `Retry-After`); enrollment with the shared secret, each attempt past the
 //! body's decoding in the audit log (the route is public, so the middleware does not audit it).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Extension,
-    extract::{ConnectInfo, State as AxState},
+    extract::State as AxState,
     http::{HeaderMap, header},
     response::Json,
 };
@@ -128,6 +128,7 @@ pub async fn ingest(
     }
     let _slot = InflightSlot::take(&state, &agent_id).map_err(|e| reject(&state, e))?;
     let (reply, rx) = oneshot::channel();
+    let agent = agent_id.clone();
     let job = IngestJob {
         agent_id,
         batch,
@@ -154,8 +155,13 @@ pub async fn ingest(
     state.metrics.ingest_queue.inc();
     let ack = rx
         .await
-        .map_err(|_| ApiError::unavailable("writer stopped"))??;
-    Ok(Json(ack))
+        .map_err(|_| ApiError::unavailable("writer stopped"))?;
+    if matches!(ack, Err(crate::ingest::Rejected::Revoked)) {
+        // Revoked in the store (by the command line or another replica): refused from now on
+        // without asking the writer.
+        state.ingest.forget(&agent);
+    }
+    Ok(Json(ack?))
 }
 
 /// Counts batches per agent between the handler and the writer's reply.
@@ -274,7 +280,7 @@ fn check_span(b: &Batch) -> Result<(), yunwei_proto::FieldError> {
 /// `POST /api/v1/enroll`: a new agent presenting the enrollment secret gets an id and a token.
 pub async fn enroll(
     AxState(state): AxState<Arc<AppState>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    connect: Option<Extension<super::ClientAddr>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let now = now_ms();
@@ -284,7 +290,7 @@ pub async fn enroll(
             ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
         )
     })?;
-    let source = connect.map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string());
+    let source = connect.map_or_else(|| "unknown".into(), |c| c.0.text());
     let hostname = req.host.hostname.clone();
     let result = enroll_checked(&state, req, now).await;
     let (target, outcome) = match &result {
@@ -312,16 +318,29 @@ async fn enroll_checked(
     req: EnrollRequest,
     now: i64,
 ) -> Result<EnrollResponse, ApiError> {
-    let Some(secret) = &state.config.enrollment_secret else {
-        return Err(reject(
-            state,
-            ApiError::new(
-                ErrorKind::EnrollmentDisabled,
-                "enrollment is disabled on this server",
-            ),
-        ));
+    // A secret made by `enrollment rotate` (read at each enrollment, so a rotation applies to
+    // running servers at once) replaces the config file's.
+    let rotated = state
+        .store
+        .enrollment_secret_hash()
+        .await
+        .map_err(ApiError::internal)?;
+    let matches = match (&rotated, &state.config.enrollment_secret) {
+        (Some((hash, _)), _) => {
+            constant_time_eq(hash.as_bytes(), secret_hash(&req.secret).as_bytes())
+        }
+        (None, Some(secret)) => constant_time_eq(secret.as_bytes(), req.secret.as_bytes()),
+        (None, None) => {
+            return Err(reject(
+                state,
+                ApiError::new(
+                    ErrorKind::EnrollmentDisabled,
+                    "enrollment is disabled on this server",
+                ),
+            ));
+        }
     };
-    if !constant_time_eq(secret.as_bytes(), req.secret.as_bytes()) {
+    if !matches {
         return Err(reject(
             state,
             ApiError::new(ErrorKind::Unauthenticated, "wrong enrollment secret").field("secret"),

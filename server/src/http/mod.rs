@@ -1,11 +1,15 @@
 //! The HTTP layer, the only part of the server that knows axum: the router (every route with
 //! its full path), the one error type, the middleware, and one file of handlers per area.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State as AxState},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State as AxState},
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Json, Response},
@@ -35,18 +39,151 @@ use tokio::net::TcpListener;
 
 use crate::AppState;
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish. HTTP/1.1 only, through hyper-util's connection builder rather than `axum::serve`,
+/// which sets no timer: a client that does not send a whole request header within
+/// `http.header_read_timeout_secs` is disconnected, so slow clients cannot hold connections
+/// open (the body has its own deadline, [`body_deadline`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::conn::auto,
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt as _;
+
+    let header_timeout = std::time::Duration::from_secs(state.config.http.header_read_timeout_secs);
+    let app = router(state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = builder.http1_only();
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
+        let builder = builder.clone();
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = closed.wait_for(|c| *c) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Gives every request body `http.body_read_timeout_secs` from the end of its header to
+/// arrive. A body still incomplete then fails to read, whatever the handler makes of that,
+/// and the request is answered 408 `request_timeout` with `Connection: close`.
+async fn body_deadline(
+    AxState(state): AxState<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = std::time::Duration::from_secs(state.config.http.body_read_timeout_secs);
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = expired.clone();
+    let req = req.map(|body| {
+        axum::body::Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            expired: flag,
+        })
+    });
+    let resp = next.run(req).await;
+    if !expired.load(std::sync::atomic::Ordering::SeqCst) {
+        return resp;
+    }
+    let mut resp = ApiError::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "the request body did not arrive within {} s (http.body_read_timeout_secs)",
+            limit.as_secs()
+        ),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .into_response();
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(
+                "the request body did not arrive in time",
+            ))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The whole HTTP surface.
@@ -168,12 +305,91 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(
             yunwei_conf::limits::MAX_API_BODY_BYTES,
         ))
+        // The request body's deadline, around everything that may read the body.
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        // Outermost: who the client is, before anything records it.
+        .layer(middleware::from_fn_with_state(state.clone(), client_addr))
         .with_state(state)
+}
+
+/// The client's address as the audit log, login refusals and enrollment record it: the TCP
+/// peer, or, when the peer is a trusted reverse proxy (`http.trusted_proxies`), the address
+/// it forwarded (see [`client_of`]). Put in every request's extensions by [`client_addr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl ClientAddr {
+    /// The address as text, `unknown` without one.
+    pub fn text(&self) -> String {
+        self.0
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
+/// The client behind `peer`. Only when `peer` is in a trusted range is `X-Forwarded-For`
+/// read (every such header, in order, as one list): walking it from the right, the first
+/// address not itself a trusted proxy is the client (entries further left were written by
+/// the client or proxies we do not trust, so they could be anything). An entry that is not
+/// an address stops the walk at the trusted hop after it; when every entry is trusted, the
+/// leftmost is the client.
+pub fn client_of(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::config::Cidr],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    entry
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip().to_canonical())
+}
+
+async fn client_addr(
+    AxState(state): AxState<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = peer.map(|p| client_of(p, req.headers(), &state.config.http.trusted_proxies));
+    req.extensions_mut().insert(ClientAddr(client));
+    next.run(req).await
 }
 
 /// Gives an error that axum or a layer answered in plain text (a body over the limit, a
@@ -201,6 +417,7 @@ async fn json_errors(resp: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::BodyTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::ContentType,
         StatusCode::TOO_MANY_REQUESTS => ErrorKind::TooManyRequests,
+        StatusCode::REQUEST_TIMEOUT => ErrorKind::RequestTimeout,
         StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
         s if s.is_server_error() => ErrorKind::Internal,
         _ => ErrorKind::InvalidBody,

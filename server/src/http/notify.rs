@@ -7,12 +7,10 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
 use axum::{
     Extension,
     body::Bytes,
-    extract::{ConnectInfo, State as AxState},
+    extract::State as AxState,
     http::StatusCode,
     response::{Html, IntoResponse, Json, Response},
 };
@@ -99,7 +97,7 @@ pub(super) async fn ack_confirm(
 /// episode the link was sent for. Every use, refused or not, is in the audit log.
 pub(super) async fn ack_link(
     AxState(state): AxState<Arc<AppState>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    connect: Option<Extension<super::ClientAddr>>,
     Path(t): Path<String>,
 ) -> Response {
     let now = now_ms();
@@ -110,7 +108,7 @@ pub(super) async fn ack_link(
         result,
         source: connect
             .as_ref()
-            .map_or_else(|| "unknown".into(), |c| c.0.0.ip().to_string()),
+            .map_or_else(|| "unknown".into(), |c| c.0.text()),
         detail: json!({ "via": "link" }),
     };
     let claim = match token::verify(&state.notify.secret, &t, now) {

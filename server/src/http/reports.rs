@@ -11,7 +11,6 @@ use axum::{
 use super::extract::{Json, Path as UrlPath, Query};
 use serde::Deserialize;
 use yunwei_reports::Lang;
-use yunwei_sla::assess::Period;
 
 use super::{ApiError, ErrorKind};
 use crate::{
@@ -77,8 +76,7 @@ pub(super) async fn generate(
             parse_lang(l).map_err(|e| ApiError::new(ErrorKind::InvalidValue, e).field("lang"))?
         }
     };
-    Period::parse(&body.period, c.contract.time_zone)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, e.to_string()).field("period"))?;
+    super::contracts::parse_period(&state, &body.period, &c)?;
     let req = Request {
         period: body.period.clone(),
         formats,
@@ -86,6 +84,7 @@ pub(super) async fn generate(
         font: None,
         origin: "api".into(),
         notes: Vec::new(),
+        compute_limit: Some(state.config.contracts.compute_limit()),
     };
     let g = reports::generate(
         &state.store,
@@ -99,6 +98,7 @@ pub(super) async fn generate(
     .await
     .map_err(|e| match e {
         ReportError::Period(m) => ApiError::invalid("period", m),
+        ReportError::Compute(e) => super::contracts::compute_failure(&state, e),
         ReportError::Other(e) => ApiError::internal(format!("{e:#}")),
     })?;
     Ok((StatusCode::CREATED, Json(g.archived)))

@@ -508,6 +508,14 @@ impl Cidr {
     }
 }
 
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        Cidr::parse(s)
+    }
+}
+
 /// The validated `notify:` section.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NotifyConfig {

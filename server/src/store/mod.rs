@@ -5,6 +5,7 @@
 //! What is kept: the agent inventory, series, the raw window (one row per batch, see [`blob`]),
 //! hourly rollups, status intervals and agent events.
 
+pub mod agents;
 pub mod audit;
 pub mod blob;
 pub mod demo;
@@ -88,6 +89,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/sqlite/0015_membership.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_agent_credentials.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -140,6 +145,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         15,
         include_str!("../../migrations/postgres/0015_membership.sql"),
+    ),
+    (
+        16,
+        include_str!("../../migrations/postgres/0016_agent_credentials.sql"),
     ),
 ];
 

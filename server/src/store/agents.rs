@@ -1,0 +1,68 @@
+//! Agent credentials: revoked agent tokens and the rotated enrollment secret (migration 16).
+
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
+
+use super::Store;
+
+impl Store {
+    /// Revoked agents: agent id → when the token was revoked.
+    pub async fn revoked_agents(&self) -> sqlx::Result<HashMap<String, i64>> {
+        let rows =
+            sqlx::query("SELECT agent_id, revoked_ms FROM agents WHERE revoked_ms IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Revokes the agent's token at `now_ms`; `false` when there is no such agent or its token
+    /// was revoked already.
+    pub async fn revoke_agent(&self, agent_id: &str, now_ms: i64) -> sqlx::Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE agents SET revoked_ms = $1 WHERE agent_id = $2 AND revoked_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(agent_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed != 0)
+    }
+
+    /// The hash of the rotated enrollment secret and when it was made, if one was.
+    pub async fn enrollment_secret_hash(&self) -> sqlx::Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT secret_hash, rotated_ms FROM enrollment_secret WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Replaces the enrollment secret by the one hashing to `secret_hash`.
+    pub async fn set_enrollment_secret_hash(
+        &self,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO enrollment_secret (id, secret_hash, rotated_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, \
+             rotated_ms = excluded.rotated_ms",
+        )
+        .bind(secret_hash)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether the agent's token is revoked, read inside the writer's transaction (so a batch is
+/// never stored after the revocation committed).
+pub async fn is_revoked(conn: &mut AnyConnection, agent_id: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT revoked_ms FROM agents WHERE agent_id = $1")
+        .bind(agent_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some_and(|r| r.get::<Option<i64>, _>(0).is_some()))
+}
