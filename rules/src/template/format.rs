@@ -416,6 +416,12 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> String {
         let num = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                if n.unwrap_or(0) > 1_000_000 {
+                    // Go's `tooLarge`: a crazy long number swallows the rest of the format,
+                    // which then has no verb (found by the `template` fuzz target).
+                    chars.by_ref().for_each(drop);
+                    return None;
+                }
                 n = Some(n.unwrap_or(0) * 10 + d as usize);
                 chars.next();
             }
@@ -585,5 +591,18 @@ mod tests {
         assert_eq!(sprintf("%s", &[]), "%!s(MISSING)");
         assert_eq!(sprintf("x", &[Val::Int(1)]), "x%!(EXTRA int=1)");
         assert_eq!(sprintf("%.1f", &[Val::Float(f64::INFINITY)]), "+Inf");
+    }
+
+    #[test]
+    fn a_huge_width_or_precision_swallows_the_format_as_go_does() {
+        // Found by the `template` fuzz target: the number overflowed `usize`.
+        let long = format!("x%0.{}f tail", "1".repeat(40));
+        assert_eq!(
+            sprintf(&long, &[Val::Float(1.0)]),
+            "x%!(NOVERB)%!(EXTRA float64=1)"
+        );
+        let wide = format!("%{}d", "9".repeat(30));
+        assert_eq!(sprintf(&wide, &[]), "%!(NOVERB)");
+        assert_eq!(sprintf("%8.3f|", &[Val::Float(1.0)]), "   1.000|");
     }
 }
