@@ -43,7 +43,7 @@ use crate::AppState;
 /// finish. HTTP/1.1 only, through hyper-util's connection builder rather than `axum::serve`,
 /// which sets no timer: a client that does not send a whole request header within
 /// `http.header_read_timeout_secs` is disconnected, so slow clients cannot hold connections
-/// open (the body has its own deadline, [`body_deadline`]).
+/// open (the body has its own deadline, `body_deadline`).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -319,7 +319,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The client's address as the audit log, login refusals and enrollment record it: the TCP
 /// peer, or, when the peer is a trusted reverse proxy (`http.trusted_proxies`), the address
-/// it forwarded (see [`client_of`]). Put in every request's extensions by [`client_addr`].
+/// it forwarded (see [`client_of`]). Put in every request's extensions by `client_addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
