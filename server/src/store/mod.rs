@@ -228,12 +228,23 @@ pub fn multi_row_insert(insert: &str, rows: usize, cols: usize) -> String {
 
 /// Inserts rollup rows, 1,000 to a statement.
 pub async fn insert_rollups(conn: &mut sqlx::AnyConnection, rows: &[Rollup]) -> sqlx::Result<()> {
+    write_rollups(conn, rows, "").await
+}
+
+/// Writes rollup rows in multi-row statements, each ending with `tail` (empty, or an
+/// `ON CONFLICT` clause).
+pub(crate) async fn write_rollups(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[Rollup],
+    tail: &str,
+) -> sqlx::Result<()> {
     for chunk in rows.chunks(1000) {
-        let sql = multi_row_insert(
+        let mut sql = multi_row_insert(
             "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last, last_ms) VALUES ",
             chunk.len(),
             8,
         );
+        sql.push_str(tail);
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{HOUR_MS, Rollup, Store, blob::RawSample, multi_row_insert};
+use super::{HOUR_MS, Rollup, Store, blob::RawSample};
 
 /// The UTC hour `ts_ms` falls in.
 pub fn hour_of(ts_ms: i64) -> i64 {
@@ -180,32 +180,14 @@ async fn stored_rollups(
 
 /// Writes rollup rows over the stored ones of the same series and hour.
 async fn upsert_rollups(conn: &mut AnyConnection, rows: &[Rollup]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(1000) {
-        let mut sql = multi_row_insert(
-            "INSERT INTO rollups (series_id, hour_ms, min, max, sum, count, last, last_ms) VALUES ",
-            chunk.len(),
-            8,
-        );
-        sql.push_str(
-            " ON CONFLICT (series_id, hour_ms) DO UPDATE SET min = excluded.min, \
-             max = excluded.max, sum = excluded.sum, count = excluded.count, \
-             last = excluded.last, last_ms = excluded.last_ms",
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.series_id)
-                .bind(r.hour_ms)
-                .bind(r.min)
-                .bind(r.max)
-                .bind(r.sum)
-                .bind(r.count)
-                .bind(r.last)
-                .bind(r.last_ms);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    super::write_rollups(
+        conn,
+        rows,
+        " ON CONFLICT (series_id, hour_ms) DO UPDATE SET min = excluded.min, \
+         max = excluded.max, sum = excluded.sum, count = excluded.count, \
+         last = excluded.last, last_ms = excluded.last_ms",
+    )
+    .await
 }
 
 impl Store {
