@@ -58,15 +58,44 @@ fn install_shipped_rules(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Writes the example contract into `<data_dir>/contracts/` (keeping an edited copy) and returns
 /// its path.
-fn install_example_contract(data_dir: &Path) -> anyhow::Result<PathBuf> {
+fn install_example_contract(data_dir: &Path, now_ms: i64) -> anyhow::Result<PathBuf> {
     let dir = data_dir.join("contracts");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (name, text) = yunwei_sla::EXAMPLE_CONTRACT;
     let path = dir.join(name);
     if !path.exists() {
+        let text = example_contract_for(text, now_ms)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(path)
+}
+
+/// The example contract with its `period:` line moved to cover last month and the rest of
+/// this year (China time), so a quickstart started in any year assesses and reports the months
+/// it can see instead of noting that they lie outside a contract that ended. The shipped
+/// calendar's years are unchanged: for a year it has no data for, the assessment guesses
+/// weekends and marks itself provisional.
+fn example_contract_for(text: &str, now_ms: i64) -> anyhow::Result<String> {
+    use chrono::Datelike;
+    let today = (chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default()
+        + chrono::Duration::hours(8))
+    .date_naive();
+    let last_month_year = if today.month() == 1 {
+        today.year() - 1
+    } else {
+        today.year()
+    };
+    let re =
+        regex::Regex::new(r"(?m)^period: \{ start: \d{4}-\d{2}-\d{2}, end: \d{4}-\d{2}-\d{2} \}")?;
+    anyhow::ensure!(
+        re.is_match(text),
+        "the example contract has no one-line `period:` to move"
+    );
+    let period = format!(
+        "period: {{ start: {last_month_year}-01-01, end: {}-12-31 }}",
+        today.year()
+    );
+    Ok(re.replace(text, period.as_str()).into_owned())
 }
 
 /// Creates user `admin` with a generated password when there is no user yet; returns the
@@ -154,7 +183,7 @@ pub async fn run_with_demo(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.enrollment_secret = Some(enrollment_secret(&data_dir)?);
     config.rules.files = install_shipped_rules(&data_dir)?;
-    config.contracts.files = vec![install_example_contract(&data_dir)?];
+    config.contracts.files = vec![install_example_contract(&data_dir, crate::now_ms())?];
     let db = config.database_url.clone();
     if demo {
         let s = seed_demo(&config, crate::now_ms()).await?;
@@ -231,4 +260,39 @@ pub async fn run_with_demo(
         Err(_) => tracing::error!("local agent panicked"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn ms(y: i32, m: u32, d: u32) -> i64 {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    }
+
+    fn period_of(now_ms: i64) -> (NaiveDate, NaiveDate) {
+        let text = example_contract_for(yunwei_sla::EXAMPLE_CONTRACT.1, now_ms).unwrap();
+        let c = yunwei_sla::contract::parse_contract(&text, "example").unwrap();
+        (c.period.start, c.period.end)
+    }
+
+    #[test]
+    fn the_installed_example_contract_covers_last_month_and_this_year() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert_eq!(period_of(ms(2027, 3, 15)), (d(2027, 1, 1), d(2027, 12, 31)));
+        // In January, last month (December) belongs to the previous year.
+        assert_eq!(period_of(ms(2027, 1, 10)), (d(2026, 1, 1), d(2027, 12, 31)));
+        // 2026-12-31 20:00 UTC is already 2027-01-01 in China.
+        let new_year_eve_utc = ms(2026, 12, 31) + 8 * 3_600_000;
+        assert_eq!(
+            period_of(new_year_eve_utc),
+            (d(2026, 1, 1), d(2027, 12, 31))
+        );
+    }
 }
