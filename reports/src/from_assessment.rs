@@ -933,6 +933,7 @@ grades:
             incidents: vec![IncRow {
                 id: "incident:7".into(),
                 system: Some("web".into()),
+                systems: None,
                 labels: BTreeMap::new(),
                 level: "P1".into(),
                 detected_ms: at(10, 3, 0),

@@ -7,6 +7,13 @@
 //! `audit_head` keeps the newest row's number and hash, written in the same transaction, so
 //! deleting rows from the end is detected as well.
 //!
+//! A row recording a change commits with it: the service hands a [`Pending`] row to the store
+//! write making the change, which appends it in its own transaction
+//! (`store::audit::append_in`, serialized on the head row across processes), so the change
+//! and its row are both stored or neither is. The HTTP layer gives each state-changing call a
+//! [`Context`]; it writes a row of its own ([`record`], after the answer) only for calls no
+//! store write recorded — refusals, failures, and calls that change nothing stored.
+//!
 //! The chain alone is unkeyed: someone who can write the database could rewrite rows,
 //! recompute every hash and the head. So the chain is anchored: [`checkpoint`] (every
 //! [`CHECKPOINT_EVERY`], at start and at shutdown) signs the head with the server's report key
@@ -18,12 +25,15 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::LazyLock,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use crate::store::{self, Store};
-use anyhow::Context;
+use anyhow::Context as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,11 +43,7 @@ use yunwei_conf::limits::{
 };
 
 /// `prev_hash` of the first row.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Serialises appends within one process; across processes the primary key on `seq` makes a
-/// racing writer retry.
-static APPEND: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+pub const GENESIS: &str = store::audit::GENESIS;
 
 /// One action to record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -123,53 +129,128 @@ pub fn bounded(e: &Entry) -> Entry {
     }
 }
 
-/// Appends `e` at `ts_ms`, its fields cut to their limits ([`bounded`]); returns its sequence
-/// number.
-pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64> {
-    let e = &bounded(e);
-    let _guard = APPEND.lock().await;
-    let mut last_err = None;
-    for _ in 0..20 {
-        let mut tx = store.begin().await?;
-        let (seq, prev) = match store::audit::newest(&mut tx).await? {
-            Some((seq, hash)) => (seq + 1, hash),
-            None => (1, GENESIS.to_string()),
-        };
-        let hash = row_hash(&prev, seq, ts_ms, e);
-        let row = store::audit::AuditLogRow {
-            seq,
+/// An action to append in the transaction of the change it records
+/// (`store::audit::AuditRecord`): the store write that makes the change appends it before
+/// committing, so the change and its row commit together or not at all. Its fields are cut to
+/// their limits ([`bounded`]) and its hash computed by [`row_hash`], as every row's.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    ts_ms: i64,
+    entry: Entry,
+    recorded: Option<Arc<AtomicBool>>,
+}
+
+impl Pending {
+    /// `e` at `ts_ms`, recorded by no request (the command line, a background pass).
+    pub fn new(ts_ms: i64, e: &Entry) -> Pending {
+        Pending {
             ts_ms,
+            entry: bounded(e),
+            recorded: None,
+        }
+    }
+
+    /// The entry as it will be stored.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl store::audit::AuditRecord for Pending {
+    fn row(&self, seq: i64, prev_hash: &str) -> store::audit::AuditLogRow {
+        let e = &self.entry;
+        store::audit::AuditLogRow {
+            seq,
+            ts_ms: self.ts_ms,
             actor: e.actor.clone(),
             action: e.action.clone(),
             target: e.target.clone(),
             result: e.result.clone(),
             source: e.source.clone(),
-            detail: serde_json::to_string(&e.detail)?,
-            prev_hash: prev,
-            hash,
-        };
-        let inserted = store::audit::insert(&mut tx, &row).await;
-        let head = match inserted {
-            Ok(()) => store::audit::set_head(&mut tx, seq, &row.hash).await,
-            Err(e) => Err(e),
-        };
-        match head {
-            Ok(_) => {
-                tx.commit().await?;
-                return Ok(seq);
-            }
-            // Another process took this sequence number: read the new head and retry.
-            Err(err) => {
-                let _ = tx.rollback().await;
-                last_err = Some(err);
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            detail: serde_json::to_string(&e.detail).expect("json serializes"),
+            prev_hash: prev_hash.to_string(),
+            hash: row_hash(prev_hash, seq, self.ts_ms, e),
         }
     }
-    Err(anyhow::anyhow!(
-        "appending to the audit log: {}",
-        last_err.map_or_else(String::new, |e| e.to_string())
-    ))
+
+    fn committed(&self) {
+        if let Some(r) = &self.recorded {
+            r.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What the HTTP layer knows of a state-changing call, handed to the service that makes the
+/// change: who (`actor`), what (`action`, the route), to what (`target`, the path) and from
+/// where (`source`). The service's store write appends the row ([`Context::record`]) in the
+/// change's transaction and marks the call recorded; for a call nothing marked (refused,
+/// failed, or not converted) the HTTP layer writes the row itself, after the answer is known.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub source: String,
+    recorded: Arc<AtomicBool>,
+}
+
+impl Context {
+    pub fn new(actor: String, action: String, target: String, source: String) -> Context {
+        Context {
+            actor,
+            action,
+            target,
+            source,
+            recorded: Arc::default(),
+        }
+    }
+
+    /// The call's row (result `success`) at `ts_ms` with `detail`.
+    pub fn record(&self, ts_ms: i64, detail: serde_json::Value) -> Pending {
+        self.record_entry(
+            ts_ms,
+            &Entry {
+                actor: self.actor.clone(),
+                action: self.action.clone(),
+                target: self.target.clone(),
+                result: "success".into(),
+                source: self.source.clone(),
+                detail,
+            },
+        )
+    }
+
+    /// A row of the service's own wording for this call; committing it marks the call
+    /// recorded as well.
+    pub fn record_entry(&self, ts_ms: i64, e: &Entry) -> Pending {
+        Pending {
+            recorded: Some(self.recorded.clone()),
+            ..Pending::new(ts_ms, e)
+        }
+    }
+
+    /// Whether a row of this call was committed with its change.
+    pub fn recorded(&self) -> bool {
+        self.recorded.load(Ordering::SeqCst)
+    }
+}
+
+/// `p` as the store writes take it.
+pub fn of(p: &Option<Pending>) -> store::audit::Audit<'_> {
+    p.as_ref().map(|p| p as &dyn store::audit::AuditRecord)
+}
+
+/// Appends `e` at `ts_ms` in a transaction of its own, its fields cut to their limits
+/// ([`bounded`]); returns its sequence number. For an action that changes stored data, pass a
+/// [`Pending`] to the store write instead, so the row commits with the change.
+pub async fn append(store: &Store, ts_ms: i64, e: &Entry) -> anyhow::Result<i64> {
+    let p = Pending::new(ts_ms, e);
+    let mut tx = store.begin().await?;
+    let seq = store::audit::append_in(&mut tx, &p)
+        .await
+        .context("appending to the audit log")?;
+    tx.commit().await.context("appending to the audit log")?;
+    Ok(seq)
 }
 
 /// Appends and logs (instead of failing the caller's action) when the store refuses.

@@ -233,9 +233,10 @@ pub async fn gather(
     }
     // Membership is the server's (`crate::membership`): the rows in force during the period,
     // never the labels the agents report now.
-    let membership =
-        crate::membership::for_period(&store.memberships(&contract.id).await?, from_ms, to_ms);
+    let membership_rows = store.memberships(&contract.id).await?;
+    let membership = crate::membership::for_period(&membership_rows, from_ms, to_ms);
     let labels = crate::membership::Labels::load(store).await?;
+    let subjects_of = IncidentSubjects::load(store).await?;
     let members: BTreeSet<(SubjectKind, &str)> = membership
         .iter()
         .map(|m| (m.kind, m.subject.as_str()))
@@ -290,7 +291,7 @@ pub async fn gather(
             });
         }
     }
-    ev.membership = Some(membership);
+    ev.membership = Some(membership.clone());
     for row in store.inspections(&contract.id, from_ms, to_ms).await? {
         ev.inspections.push(InspectionRecord {
             id: format!("inspection:{}", row.id),
@@ -323,6 +324,7 @@ pub async fn gather(
         ev.incidents.push(Incident {
             id: format!("incident:{}", row.id),
             system: None,
+            systems: subjects_of.systems(&row.labels, row.detected_ms, &membership_rows),
             labels: row.labels.clone(),
             level: incident_level(contract, row.level),
             detected_ms: row.detected_ms,
@@ -333,7 +335,12 @@ pub async fn gather(
             cause: Cause::Unknown,
         });
     }
-    ev.exclusions = exclusions(store, &ev.subjects, from_ms, to_ms, &c.calendar).await?;
+    let scope = Scope {
+        contract,
+        subjects: &ev.subjects,
+        membership: &membership,
+    };
+    ev.exclusions = exclusions(store, &scope, from_ms, to_ms, &c.calendar).await?;
     for e in store.contract_events(&contract.id, from_ms, to_ms).await? {
         ev.events.push(ManualEvent {
             id: format!("event:{}", e.id),
@@ -352,6 +359,76 @@ pub async fn gather(
             .extend(resource_hours(store, metric, &hosts, from_ms, to_ms).await?);
     }
     Ok(ev)
+}
+
+/// Which monitored subjects an incident concerns, from the labels the server attaches to every
+/// series (`agent_id`, `instance` — the host's name as enrolled —, `probe`), so that the
+/// systems it counts for are decided by membership, never by labels an agent reports.
+struct IncidentSubjects {
+    agents: BTreeSet<String>,
+    by_hostname: BTreeMap<String, Vec<String>>,
+}
+
+impl IncidentSubjects {
+    async fn load(store: &Store) -> Result<IncidentSubjects, ContractError> {
+        let mut agents = BTreeSet::new();
+        let mut by_hostname: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for a in store.agents().await? {
+            by_hostname
+                .entry(a.hostname.clone())
+                .or_default()
+                .push(a.agent_id.clone());
+            agents.insert(a.agent_id);
+        }
+        Ok(IncidentSubjects {
+            agents,
+            by_hostname,
+        })
+    }
+
+    /// The systems an incident with `labels` detected at `detected_ms` counts for: when its
+    /// labels name an enrolled host (`agent_id`, else `instance` / `hostname` by the enrolled
+    /// hostname; a name several hosts share names them all), the systems that host — or, with
+    /// a `probe` label, that probe when it is a member of some system then — belonged to at
+    /// detection (`Some`, possibly empty: a host of no system counts for none). `None` when the
+    /// labels name no monitored subject (an incident opened by hand, an alert aggregated over
+    /// hosts): the assessment then matches the systems' selectors against the labels.
+    fn systems(
+        &self,
+        labels: &BTreeMap<String, String>,
+        detected_ms: i64,
+        rows: &[crate::store::membership::MembershipRow],
+    ) -> Option<Vec<String>> {
+        let hosts: Vec<&str> = match labels.get("agent_id").filter(|a| self.agents.contains(*a)) {
+            Some(a) => vec![a.as_str()],
+            None => ["instance", "hostname"]
+                .iter()
+                .filter_map(|k| labels.get(*k))
+                .find_map(|h| self.by_hostname.get(h))?
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        };
+        let systems_of = |kind: &str, subject: &str| -> BTreeSet<String> {
+            rows.iter()
+                .filter(|r| {
+                    r.kind == kind
+                        && r.subject == subject
+                        && crate::membership::in_force(r, detected_ms)
+                })
+                .map(|r| r.system_id.clone())
+                .collect()
+        };
+        let mut out = BTreeSet::new();
+        for host in hosts {
+            let probe = labels
+                .get("probe")
+                .map(|p| systems_of(KIND_PROBE, &format!("{host}/{p}")))
+                .filter(|s| !s.is_empty());
+            out.extend(probe.unwrap_or_else(|| systems_of(KIND_HOST, host)));
+        }
+        Some(out.into_iter().collect())
+    }
 }
 
 /// A stored backdate or downgrade request as evidence (`incident_request:<id>`).
@@ -398,14 +475,16 @@ fn incident_level(contract: &Contract, level: i64) -> String {
 }
 
 /// Exclusion requests overlapping `[from, to)` as the engine's evidence. A request's scope is
-/// label matchers (`instance="db1"`, `job=~"web.*"`); the engine scopes by labels a subject
-/// carries, so each request becomes one entry per subject its matchers select (ids
-/// `exclusion:<row>` or `exclusion:<row>#<n>`), or one unscoped entry when it has no matchers.
+/// label matchers (`instance="db1"`, `job=~"web.*"`, `system="oa"`); the engine scopes by
+/// labels a subject carries, so each request becomes one entry per subject its matchers select
+/// (ids `exclusion:<row>` or `exclusion:<row>#<n>`), or one unscoped entry when it has no
+/// matchers. Scopes are resolved by membership (`Scope::labels`), never by the `system` label
+/// (or other selector labels) an agent reports.
 /// A recurring window counts as each of its occurrences inside `[from, to)`, in the contract's
 /// calendar (`exclusion:<row>@<start ms>`, split per subject as above).
 async fn exclusions(
     store: &Store,
-    subjects: &[Subject],
+    scope: &Scope<'_>,
     from_ms: i64,
     to_ms: i64,
     cal: &yunwei_sla::calendar::Calendar,
@@ -432,10 +511,60 @@ async fn exclusions(
             }
         };
         for (base_id, win_from, win_to) in windows {
-            exclusion_entries(&mut out, &row, &base_id, win_from, win_to, subjects);
+            exclusion_entries(&mut out, &row, &base_id, win_from, win_to, scope);
         }
     }
     Ok(out)
+}
+
+/// What an exclusion scope is resolved against: the contract's subjects and their membership.
+struct Scope<'a> {
+    contract: &'a Contract,
+    subjects: &'a [Subject],
+    membership: &'a [yunwei_sla::assess::Membership],
+}
+
+impl Scope<'_> {
+    /// The label sets subject `s` answers a scope with during `[from_ms, to_ms)`: for each
+    /// system it was a member of then, its labels with that system's selector labels (for its
+    /// kind) laid over the ones its agent reports, and `system` set to the system's id when the
+    /// selector does not name it — the labels an honest agent of that system reports; with no
+    /// membership then, its labels without `system`. An agent relabelling its host therefore
+    /// never brings it under (or out of) a scope naming a system.
+    fn labels(&self, s: &Subject, from_ms: i64, to_ms: i64) -> Vec<BTreeMap<String, String>> {
+        let systems: BTreeSet<&str> = self
+            .membership
+            .iter()
+            .filter(|m| m.kind == s.kind && m.subject == s.id)
+            .filter(|m| m.from_ms < to_ms && m.to_ms.is_none_or(|t| t > from_ms))
+            .map(|m| m.system.as_str())
+            .collect();
+        let mut base = s.labels.clone();
+        base.remove("system");
+        if systems.is_empty() {
+            return vec![base];
+        }
+        systems
+            .into_iter()
+            .map(|id| {
+                let mut l = base.clone();
+                let selector = self
+                    .contract
+                    .systems
+                    .iter()
+                    .find(|sys| sys.id == id)
+                    .and_then(|sys| match s.kind {
+                        SubjectKind::Host => sys.hosts.as_ref(),
+                        SubjectKind::Probe => sys.probes.as_ref(),
+                    });
+                for (k, v) in selector.into_iter().flatten() {
+                    l.insert(k.clone(), v.clone());
+                }
+                l.entry("system".into()).or_insert_with(|| id.to_string());
+                l
+            })
+            .collect()
+    }
 }
 
 /// One exclusion window of `row` as entries of the engine's evidence: unscoped without
@@ -446,7 +575,7 @@ fn exclusion_entries(
     base_id: &str,
     from_ms: i64,
     to_ms: i64,
-    subjects: &[Subject],
+    scope: &Scope<'_>,
 ) {
     let kind = match row.kind.as_str() {
         "force_majeure" => ExclusionKind::ForceMajeure,
@@ -480,9 +609,15 @@ fn exclusion_entries(
     else {
         return;
     };
-    let hits: Vec<&Subject> = subjects
+    let hits: Vec<&Subject> = scope
+        .subjects
         .iter()
-        .filter(|s| all_match(&matchers, &s.labels))
+        .filter(|s| {
+            scope
+                .labels(s, from_ms, to_ms)
+                .iter()
+                .any(|l| all_match(&matchers, l))
+        })
         .collect();
     for (n, s) in hits.iter().enumerate() {
         let id = if hits.len() == 1 {

@@ -92,22 +92,25 @@ pub async fn seed(store: &Store, spec: &DemoSpec) -> anyhow::Result<DemoSummary>
                 ("simulated".to_string(), "true".to_string()),
             ]);
             store
-                .insert_agent(&AgentRow {
-                    agent_id: agent_id.clone(),
-                    token_hash: format!("simulated-no-token-{agent_id}"),
-                    enrolled_ms: from,
-                    hostname: agent_id.clone(),
-                    os: "linux".into(),
-                    kernel: "simulated".into(),
-                    arch: "x86_64".into(),
-                    agent_version: "simulated".into(),
-                    labels,
-                    first_seen_ms: Some(from),
-                    last_seen_ms: Some(to),
-                    last_seq: 0,
-                    interval_ms: 15_000,
-                    pruned_seq: 0,
-                })
+                .insert_agent(
+                    &AgentRow {
+                        agent_id: agent_id.clone(),
+                        token_hash: format!("simulated-no-token-{agent_id}"),
+                        enrolled_ms: from,
+                        hostname: agent_id.clone(),
+                        os: "linux".into(),
+                        kernel: "simulated".into(),
+                        arch: "x86_64".into(),
+                        agent_version: "simulated".into(),
+                        labels,
+                        first_seen_ms: Some(from),
+                        last_seen_ms: Some(to),
+                        last_seq: 0,
+                        interval_ms: 15_000,
+                        pruned_seq: 0,
+                    },
+                    None,
+                )
                 .await
                 .context("seeding a simulated host")?;
             sum.hosts += 1;

@@ -190,11 +190,24 @@ pub async fn revoke_agent(
     store: &Store,
     agent_id: &str,
     now_ms: i64,
+    actor: &str,
+    source: &str,
 ) -> Result<String, RevokeError> {
     let Some(a) = store.agent(agent_id).await? else {
         return Err(RevokeError::Unknown(agent_id.to_string()));
     };
-    if !store.revoke_agent(agent_id, now_ms).await? {
+    let rec = crate::audit::Pending::new(
+        now_ms,
+        &crate::audit::Entry {
+            actor: actor.to_string(),
+            action: "agent.revoke".into(),
+            target: agent_id.to_string(),
+            result: "success".into(),
+            source: source.to_string(),
+            detail: serde_json::json!({ "hostname": a.hostname }),
+        },
+    );
+    if !store.revoke_agent(agent_id, now_ms, Some(&rec)).await? {
         return Err(RevokeError::AlreadyRevoked(agent_id.to_string()));
     }
     Ok(a.hostname)
@@ -204,10 +217,14 @@ pub async fn revoke_agent(
 /// then on enrollment accepts only this secret, on running servers too (each enrollment reads
 /// it from the store); the config file's `enrollment_secret` is ignored. Agents enrolled
 /// before keep their tokens.
-pub async fn rotate_enrollment_secret(store: &Store, now_ms: i64) -> sqlx::Result<String> {
+pub async fn rotate_enrollment_secret(
+    store: &Store,
+    now_ms: i64,
+    audit: crate::store::audit::Audit<'_>,
+) -> sqlx::Result<String> {
     let secret = crate::secret::random_hex(32);
     store
-        .set_enrollment_secret_hash(&crate::secret::secret_hash(&secret), now_ms)
+        .set_enrollment_secret_hash(&crate::secret::secret_hash(&secret), now_ms, audit)
         .await?;
     Ok(secret)
 }

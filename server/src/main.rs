@@ -663,11 +663,11 @@ mod admin {
         }
     }
 
-    async fn record(store: &Store, action: &str, target: &str) {
-        audit::record(
-            store,
+    /// The audit row of a command, committed with the change it makes.
+    fn cli(action: &str, target: &str) -> Option<audit::Pending> {
+        Some(audit::Pending::new(
             now_ms(),
-            audit::Entry {
+            &audit::Entry {
                 actor: "cli".into(),
                 action: action.into(),
                 target: target.into(),
@@ -675,8 +675,7 @@ mod admin {
                 source: "local".into(),
                 detail: serde_json::json!({}),
             },
-        )
-        .await;
+        ))
     }
 
     pub async fn user(a: StoreArgs, c: UserCommand) -> anyhow::Result<ExitCode> {
@@ -689,8 +688,8 @@ mod admin {
             } => {
                 let r = role(&r)?;
                 let (pw, generated) = password(password_stdin)?;
-                users::add_user(&store, &name, r, &pw, now_ms()).await?;
-                record(&store, "user.add", &name).await;
+                let rec = cli("user.add", &name);
+                users::add_user_audited(&store, &name, r, &pw, now_ms(), audit::of(&rec)).await?;
                 println!("added user {name} ({})", r.as_str());
                 if generated {
                     println!("password (shown once): {pw}");
@@ -701,26 +700,26 @@ mod admin {
                 password_stdin,
             } => {
                 let (pw, generated) = password(password_stdin)?;
-                users::set_password(&store, &name, &pw, now_ms()).await?;
-                record(&store, "user.passwd", &name).await;
+                let rec = cli("user.passwd", &name);
+                users::set_password(&store, &name, &pw, now_ms(), audit::of(&rec)).await?;
                 println!("password of {name} changed; its sessions were ended");
                 if generated {
                     println!("password (shown once): {pw}");
                 }
             }
             UserCommand::Disable { name } => {
-                users::set_disabled(&store, &name, true).await?;
-                record(&store, "user.disable", &name).await;
+                let rec = cli("user.disable", &name);
+                users::set_disabled(&store, &name, true, audit::of(&rec)).await?;
                 println!("disabled {name}");
             }
             UserCommand::Enable { name } => {
-                users::set_disabled(&store, &name, false).await?;
-                record(&store, "user.enable", &name).await;
+                let rec = cli("user.enable", &name);
+                users::set_disabled(&store, &name, false, audit::of(&rec)).await?;
                 println!("enabled {name}");
             }
             UserCommand::Unlock { name } => {
-                users::unlock(&store, &name).await?;
-                record(&store, "user.unlock", &name).await;
+                let rec = cli("user.unlock", &name);
+                users::unlock(&store, &name, audit::of(&rec)).await?;
                 println!("unlocked {name}");
             }
             UserCommand::List => {
@@ -773,18 +772,38 @@ mod admin {
                 let perms = users::parse_scopes(r, &scopes).context("--scopes")?;
                 let now = now_ms();
                 let expires = expires_days.map(|d| now + i64::from(d) * 86_400_000);
+                let rec = cli("token.create", &name);
                 let secret = match &user {
                     Some(u) => {
-                        users::create_user_token(&store, &name, u, &perms, expires, now).await?
+                        users::create_user_token(
+                            &store,
+                            &name,
+                            u,
+                            &perms,
+                            expires,
+                            now,
+                            audit::of(&rec),
+                        )
+                        .await?
                     }
-                    None => users::create_token(&store, &name, r, &perms, expires, now).await?,
+                    None => {
+                        users::create_token_audited(
+                            &store,
+                            &name,
+                            r,
+                            &perms,
+                            expires,
+                            now,
+                            audit::of(&rec),
+                        )
+                        .await?
+                    }
                 };
-                record(&store, "token.create", &name).await;
                 println!("{secret}");
             }
             TokenCommand::Revoke { name } => {
-                users::revoke_token(&store, &name).await?;
-                record(&store, "token.revoke", &name).await;
+                let rec = cli("token.revoke", &name);
+                users::revoke_token_audited(&store, &name, audit::of(&rec)).await?;
                 println!("revoked {name}");
             }
             TokenCommand::List => {
@@ -838,20 +857,9 @@ mod admin {
                 }
             }
             AgentCommand::Revoke { id } => {
-                let hostname = yunwei_server::ingest::revoke_agent(&store, &id, now_ms()).await?;
-                audit::record(
-                    &store,
-                    now_ms(),
-                    audit::Entry {
-                        actor: "cli".into(),
-                        action: "agent.revoke".into(),
-                        target: id.clone(),
-                        result: "success".into(),
-                        source: "local".into(),
-                        detail: serde_json::json!({ "hostname": hostname }),
-                    },
-                )
-                .await;
+                let hostname =
+                    yunwei_server::ingest::revoke_agent(&store, &id, now_ms(), "cli", "local")
+                        .await?;
                 println!("revoked the token of agent {id} ({hostname})");
             }
         }
@@ -863,9 +871,13 @@ mod admin {
         let store = open(a).await?;
         match c {
             EnrollmentCommand::Rotate => {
-                let secret =
-                    yunwei_server::ingest::rotate_enrollment_secret(&store, now_ms()).await?;
-                record(&store, "enrollment.rotate", "enrollment_secret").await;
+                let rec = cli("enrollment.rotate", "enrollment_secret");
+                let secret = yunwei_server::ingest::rotate_enrollment_secret(
+                    &store,
+                    now_ms(),
+                    audit::of(&rec),
+                )
+                .await?;
                 println!("{secret}");
             }
         }

@@ -237,24 +237,19 @@ pub async fn sync(
                 ended_ms: None,
                 end_reason: None,
             };
-            let row_id = store.insert_membership(&row).await?;
-            made += 1;
-            audit::record(
-                store,
+            let rec = audit::Pending::new(
                 now,
-                audit::Entry {
+                &audit::Entry {
                     actor: SYSTEM_ACTOR.to_string(),
                     action: "membership.assign".to_string(),
                     target: format!("{id}/{system} {} {subject}", row.kind),
                     result: "success".to_string(),
                     source: "local".to_string(),
-                    detail: json!({
-                        "membership": row_id, "from_ms": first, "labels": l,
-                        "reason": row.reason,
-                    }),
+                    detail: json!({ "from_ms": first, "labels": l, "reason": row.reason }),
                 },
-            )
-            .await;
+            );
+            store.insert_membership(&row, Some(&rec)).await?;
+            made += 1;
             tracing::info!(contract = %id, system, subject, "membership assigned from labels at first sight");
         }
     }
@@ -281,13 +276,15 @@ pub struct Change {
     pub reason: String,
 }
 
-/// Applies `ch` to `c` for `actor` at `now`, audited; returns the row made or ended.
+/// Applies `ch` to `c` for `actor` at `now`, audited in the transaction of the change (as
+/// the call `ctx` when it comes from the API); returns the row made or ended.
 pub async fn change(
     store: &Store,
     c: &LoadedContract,
     ch: &Change,
     actor: &str,
     source: &str,
+    ctx: Option<&audit::Context>,
     now: i64,
 ) -> Result<MembershipRow, MembershipError> {
     let id = &c.contract.id;
@@ -326,6 +323,20 @@ pub async fn change(
         .filter(|r| r.system_id == ch.system && r.kind == kind && r.subject == ch.subject)
         .collect();
     let target = format!("{id}/{} {kind} {}", ch.system, ch.subject);
+    let record = |action: &str, detail: serde_json::Value| {
+        let e = audit::Entry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.clone(),
+            result: "success".to_string(),
+            source: source.to_string(),
+            detail,
+        };
+        match ctx {
+            Some(c) => c.record_entry(now, &e),
+            None => audit::Pending::new(now, &e),
+        }
+    };
     let row = match ch.action {
         Action::Assign => {
             if let Some(r) = same.iter().find(|r| r.to_ms.is_none_or(|t| t > at)) {
@@ -349,7 +360,11 @@ pub async fn change(
                 ended_ms: None,
                 end_reason: None,
             };
-            row.id = store.insert_membership(&row).await?;
+            let rec = record(
+                "membership.assign",
+                json!({ "effective_from_ms": at, "reason": reason }),
+            );
+            row.id = store.insert_membership(&row, Some(&rec)).await?;
             row
         }
         Action::Unassign => {
@@ -361,8 +376,12 @@ pub async fn change(
             };
             // Ending a membership before it began leaves it empty: it never counted.
             let at = at.max(open.from_ms);
+            let rec = record(
+                "membership.unassign",
+                json!({ "membership": open.id, "effective_from_ms": at, "reason": reason }),
+            );
             if !store
-                .end_membership(open.id, at, actor, now, reason)
+                .end_membership(open.id, at, actor, now, reason, Some(&rec))
                 .await?
             {
                 return Err(MembershipError::Conflict(format!(
@@ -378,23 +397,6 @@ pub async fn change(
             row
         }
     };
-    let action = match ch.action {
-        Action::Assign => "membership.assign",
-        Action::Unassign => "membership.unassign",
-    };
-    audit::record(
-        store,
-        now,
-        audit::Entry {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target,
-            result: "success".to_string(),
-            source: source.to_string(),
-            detail: json!({ "membership": row.id, "effective_from_ms": at, "reason": reason }),
-        },
-    )
-    .await;
     Ok(row)
 }
 

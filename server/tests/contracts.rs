@@ -443,7 +443,7 @@ async fn a_recurring_maintenance_window_excludes_each_occurrence(backend: &str) 
         reviewed_ms: Some(now_ms() - 6 * 86_400_000),
         review_comment: None,
     };
-    h.state.store.insert_exclusion(&row).await.unwrap();
+    h.state.store.insert_exclusion(&row, None).await.unwrap();
 
     let a = assess_scenario(&h, start_ms).await;
     let sys = &a["systems"][0];

@@ -170,13 +170,16 @@ async fn acks_silences_and_the_secret_round_trip(backend: &str) {
     let Some(d) = db(backend).await else { return };
     let s = Store::open(&d.url, true).await.unwrap();
     for (action, at) in [("ack", 5), ("unack", 7)] {
-        s.notify_ack(&AckRow {
-            group_id: "g1".into(),
-            action: action.into(),
-            actor: "张三".into(),
-            via: "api".into(),
-            at_ms: at,
-        })
+        s.notify_ack(
+            &AckRow {
+                group_id: "g1".into(),
+                action: action.into(),
+                actor: "张三".into(),
+                via: "api".into(),
+                at_ms: at,
+            },
+            None,
+        )
         .await
         .unwrap();
     }
@@ -196,9 +199,9 @@ async fn acks_silences_and_the_secret_round_trip(backend: &str) {
         created_ms: 0,
         updated_ms: 0,
     };
-    s.put_silence(&si).await.unwrap();
+    s.put_silence(&si, None).await.unwrap();
     si.ends_ms = 50;
-    s.put_silence(&si).await.unwrap();
+    s.put_silence(&si, None).await.unwrap();
     assert_eq!(s.silences().await.unwrap(), [si]);
     let a = s.notify_secret("ack_link", "first", 0).await.unwrap();
     let b = s.notify_secret("ack_link", "second", 1).await.unwrap();
@@ -226,33 +229,33 @@ async fn incident_clocks_are_stamped_once_and_every_change_is_an_event(backend: 
         created_by: "system".into(),
         updated_ms: 1_000,
     };
-    s.insert_incident(&row).await.unwrap();
+    s.insert_incident(&row, None).await.unwrap();
     assert!(
-        s.stamp_incident("i1", Clock::Notified, 1_500, "ops", 1_500)
+        s.stamp_incident("i1", Clock::Notified, 1_500, "ops", 1_500, None)
             .await
             .unwrap()
     );
     assert!(
-        s.stamp_incident("i1", Clock::Acknowledged, 2_000, "张三", 2_000)
+        s.stamp_incident("i1", Clock::Acknowledged, 2_000, "张三", 2_000, None)
             .await
             .unwrap()
     );
     assert!(
-        !s.stamp_incident("i1", Clock::Acknowledged, 3_000, "李四", 3_000)
+        !s.stamp_incident("i1", Clock::Acknowledged, 3_000, "李四", 3_000, None)
             .await
             .unwrap()
     );
     assert!(
-        s.set_incident_level("i1", 2, "system", "overdue", 4_000)
+        s.set_incident_level("i1", 2, "system", "overdue", 4_000, None)
             .await
             .unwrap()
     );
     assert!(
-        !s.set_incident_level("nope", 2, "system", "x", 4_000)
+        !s.set_incident_level("nope", 2, "system", "x", 4_000, None)
             .await
             .unwrap()
     );
-    s.incident_text("i1", "rca", "张三", "电源故障", 5_000)
+    s.incident_text("i1", "rca", "张三", "电源故障", 5_000, None)
         .await
         .unwrap();
     assert_eq!(
@@ -260,7 +263,7 @@ async fn incident_clocks_are_stamped_once_and_every_change_is_an_event(backend: 
         "i1"
     );
     assert!(
-        s.stamp_incident("i1", Clock::Restored, 6_000, "system", 6_000)
+        s.stamp_incident("i1", Clock::Restored, 6_000, "system", 6_000, None)
             .await
             .unwrap()
     );

@@ -130,6 +130,7 @@ fn main() {
         ev.incidents.push(Incident {
             id: format!("inc{i}"),
             system: Some(format!("s{}", i % systems)),
+            systems: None,
             labels: BTreeMap::new(),
             level: if i % 2 == 0 { "P1" } else { "P4" }.into(),
             detected_ms: d,

@@ -353,6 +353,7 @@ fn p4(id: &str, detected: &str, ack: Option<&str>, restored: Option<&str>) -> In
     Incident {
         id: id.into(),
         system: Some("oa".into()),
+        systems: None,
         labels: BTreeMap::new(),
         level: "四级".into(),
         detected_ms: at(detected),
@@ -428,6 +429,7 @@ fn paused_clocks_and_per_minute_deductions() {
     ev.incidents.push(Incident {
         id: "inc:p1".into(),
         system: None,
+        systems: None,
         labels: BTreeMap::from([
             ("system".into(), "web".into()),
             ("instance".into(), "h1".into()),
@@ -463,6 +465,7 @@ fn paused_clocks_and_per_minute_deductions() {
     ev.incidents.push(Incident {
         id: "inc:odd".into(),
         system: Some("nope".into()),
+        systems: None,
         labels: BTreeMap::new(),
         level: "P9".into(),
         detected_ms: at("2026-02-20 10:00"),

@@ -107,6 +107,7 @@ fn evidence(
         ev.incidents.push(Incident {
             id: format!("inc:{n}"),
             system: Some(if p1 { "web" } else { "oa" }.into()),
+            systems: None,
             labels: BTreeMap::new(),
             level: if p1 { "P1" } else { "P4" }.into(),
             detected_ms: d,

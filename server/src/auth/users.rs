@@ -4,6 +4,7 @@
 use super::{Perm, Role};
 use crate::store::{
     Store,
+    audit::Audit,
     users::{TokenRow, UserRow},
 };
 use rand::RngCore;
@@ -160,13 +161,26 @@ pub async fn users(store: &Store) -> sqlx::Result<Vec<User>> {
     Ok(store.users().await?.into_iter().map(user_from).collect())
 }
 
-/// Adds a user after checking the name and the password policy.
+/// Adds a user after checking the name and the password policy (set-up and tests; an action
+/// someone takes is [`add_user_audited`]).
 pub async fn add_user(
     store: &Store,
     name: &str,
     role: Role,
     password: &str,
     now_ms: i64,
+) -> Result<(), UserError> {
+    add_user_audited(store, name, role, password, now_ms, None).await
+}
+
+/// [`add_user`], with `audit` committed in the same transaction as the new user.
+pub async fn add_user_audited(
+    store: &Store,
+    name: &str,
+    role: Role,
+    password: &str,
+    now_ms: i64,
+    audit: Audit<'_>,
 ) -> Result<(), UserError> {
     if !valid_name(name) {
         return Err(UserError::BadName);
@@ -180,10 +194,10 @@ pub async fn add_user(
         .await
         .map_err(anyhow::Error::from)??;
     store
-        .insert_user(name, role.as_str(), &hash, now_ms)
+        .insert_user(name, role.as_str(), &hash, now_ms, audit)
         .await
         .map_err(|e| match e {
-            sqlx::Error::Database(_) => UserError::Exists(name.into()),
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Exists(name.into()),
             e => UserError::Store(e),
         })?;
     Ok(())
@@ -195,13 +209,14 @@ pub async fn set_password(
     name: &str,
     password: &str,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> Result<(), UserError> {
     check_password(name, password)?;
     let password = password.to_string();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(anyhow::Error::from)??;
-    let n = store.set_password_hash(name, &hash, now_ms).await?;
+    let n = store.set_password_hash(name, &hash, now_ms, audit).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -210,8 +225,13 @@ pub async fn set_password(
 }
 
 /// Disables (ending every session) or re-enables a user.
-pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(), UserError> {
-    let n = store.set_user_disabled(name, disabled).await?;
+pub async fn set_disabled(
+    store: &Store,
+    name: &str,
+    disabled: bool,
+    audit: Audit<'_>,
+) -> Result<(), UserError> {
+    let n = store.set_user_disabled(name, disabled, audit).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -222,8 +242,8 @@ pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(
 }
 
 /// Clears a lockout.
-pub async fn unlock(store: &Store, name: &str) -> Result<(), UserError> {
-    let n = store.clear_user_lock(name).await?;
+pub async fn unlock(store: &Store, name: &str, audit: Audit<'_>) -> Result<(), UserError> {
+    let n = store.clear_user_lock(name, audit).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -318,7 +338,7 @@ pub async fn create_session(
     store
         .insert_session(&secret_hash(&id), user, &csrf, now_ms, now_ms + lifetime_ms)
         .await?;
-    store.clear_user_lock(user).await?;
+    store.clear_user_lock(user, None).await?;
     Ok((id, csrf))
 }
 
@@ -451,7 +471,8 @@ pub fn parse_scopes(role: Role, scopes: &[String]) -> Result<Vec<Perm>, ScopeErr
 }
 
 /// Creates a service token (it belongs to no user) and returns its secret (shown once; only
-/// its hash is stored).
+/// its hash is stored). For set-up and tests; an action someone takes is
+/// [`create_token_audited`].
 pub async fn create_token(
     store: &Store,
     name: &str,
@@ -460,7 +481,20 @@ pub async fn create_token(
     expires_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<String, UserError> {
-    insert_token(store, name, role, None, scopes, expires_ms, now_ms).await
+    create_token_audited(store, name, role, scopes, expires_ms, now_ms, None).await
+}
+
+/// [`create_token`], with `audit` committed in the same transaction as the token.
+pub async fn create_token_audited(
+    store: &Store,
+    name: &str,
+    role: Role,
+    scopes: &[Perm],
+    expires_ms: Option<i64>,
+    now_ms: i64,
+    audit: Audit<'_>,
+) -> Result<String, UserError> {
+    insert_token(store, name, role, None, scopes, expires_ms, now_ms, audit).await
 }
 
 /// Creates a token belonging to `user`, with the user's role: it stops working as soon as the
@@ -472,6 +506,7 @@ pub async fn create_user_token(
     scopes: &[Perm],
     expires_ms: Option<i64>,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> Result<String, UserError> {
     let u = user(store, user_name)
         .await?
@@ -487,10 +522,12 @@ pub async fn create_user_token(
         scopes,
         expires_ms,
         now_ms,
+        audit,
     )
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn insert_token(
     store: &Store,
     name: &str,
@@ -499,6 +536,7 @@ async fn insert_token(
     scopes: &[Perm],
     expires_ms: Option<i64>,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> Result<String, UserError> {
     if !valid_name(name) {
         return Err(UserError::BadName);
@@ -521,17 +559,27 @@ async fn insert_token(
         user: user.map(str::to_string),
     };
     store
-        .insert_token(&secret_hash(&secret), &row)
+        .insert_token(&secret_hash(&secret), &row, audit)
         .await
         .map_err(|e| match e {
-            sqlx::Error::Database(_) => UserError::Exists(name.into()),
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Exists(name.into()),
             e => UserError::Store(e),
         })?;
     Ok(secret)
 }
 
+/// Revokes token `name` (tests; an action someone takes is [`revoke_token_audited`]).
 pub async fn revoke_token(store: &Store, name: &str) -> Result<(), UserError> {
-    let n = store.revoke_token(name).await?;
+    revoke_token_audited(store, name, None).await
+}
+
+/// Revokes token `name`, with `audit` committed in the same transaction.
+pub async fn revoke_token_audited(
+    store: &Store,
+    name: &str,
+    audit: Audit<'_>,
+) -> Result<(), UserError> {
+    let n = store.revoke_token(name, audit).await?;
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }

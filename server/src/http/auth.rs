@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{
     ErrorKind,
-    authz::{COOKIE, Principal, cookie_value},
+    authz::{COOKIE, Principal, audit_row, cookie_value},
 };
 use crate::auth::{Role, users};
 use crate::{AppState, audit, http::ApiError, now_ms};
@@ -288,6 +288,7 @@ pub struct NewUser {
 /// `POST /api/v1/users`.
 pub async fn add_user(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Json(u): Json<NewUser>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let role = Role::parse(&u.role).ok_or_else(|| {
@@ -297,9 +298,18 @@ pub async fn add_user(
         )
         .field("role")
     })?;
-    users::add_user(&state.store, &u.name, role, &u.password, now_ms())
-        .await
-        .map_err(user_error)?;
+    let now = now_ms();
+    let rec = audit_row(&ctx, now, json!({ "user": u.name, "role": role }));
+    users::add_user_audited(
+        &state.store,
+        &u.name,
+        role,
+        &u.password,
+        now,
+        audit::of(&rec),
+    )
+    .await
+    .map_err(user_error)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": u.name, "role": role })),
@@ -315,10 +325,13 @@ pub struct NewPassword {
 /// `POST /api/v1/users/{name}/password`.
 pub async fn set_password(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Path(name): Path<String>,
     Json(b): Json<NewPassword>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    users::set_password(&state.store, &name, &b.password, now_ms())
+    let now = now_ms();
+    let rec = audit_row(&ctx, now, json!({}));
+    users::set_password(&state.store, &name, &b.password, now, audit::of(&rec))
         .await
         .map_err(user_error)?;
     Ok(Json(json!({ "status": "success" })))
@@ -327,9 +340,11 @@ pub async fn set_password(
 /// `POST /api/v1/users/{name}/disable`.
 pub async fn disable(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    users::set_disabled(&state.store, &name, true)
+    let rec = audit_row(&ctx, now_ms(), json!({}));
+    users::set_disabled(&state.store, &name, true, audit::of(&rec))
         .await
         .map_err(user_error)?;
     Ok(Json(json!({ "status": "success" })))
@@ -338,9 +353,11 @@ pub async fn disable(
 /// `POST /api/v1/users/{name}/enable`.
 pub async fn enable(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    users::set_disabled(&state.store, &name, false)
+    let rec = audit_row(&ctx, now_ms(), json!({}));
+    users::set_disabled(&state.store, &name, false, audit::of(&rec))
         .await
         .map_err(user_error)?;
     Ok(Json(json!({ "status": "success" })))
@@ -349,9 +366,11 @@ pub async fn enable(
 /// `POST /api/v1/users/{name}/unlock`.
 pub async fn unlock(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    users::unlock(&state.store, &name)
+    let rec = audit_row(&ctx, now_ms(), json!({}));
+    users::unlock(&state.store, &name, audit::of(&rec))
         .await
         .map_err(user_error)?;
     Ok(Json(json!({ "status": "success" })))

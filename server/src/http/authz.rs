@@ -33,6 +33,16 @@ pub struct Principal {
     pub source: String,
 }
 
+/// The audit row of this state-changing call (result `success`, detail `detail`) for the
+/// service to commit with its change; `None` outside an authenticated state-changing call.
+pub fn audit_row(
+    ctx: &Option<axum::Extension<audit::Context>>,
+    ts_ms: i64,
+    detail: serde_json::Value,
+) -> Option<audit::Pending> {
+    ctx.as_ref().map(|c| c.0.record(ts_ms, detail))
+}
+
 /// The session cookie's name.
 pub const COOKIE: &str = "yunwei_session";
 /// The header a cookie-authenticated state-changing request must carry.
@@ -213,12 +223,21 @@ pub async fn authorize(
             if !mutating {
                 return next.run(req).await;
             }
+            // The handler hands the context to the service, whose store write appends the row
+            // in the change's own transaction and marks the call recorded; a call nothing
+            // marked (refused, failed, or a route whose change is not audited with it) gets
+            // its row here, once the answer is known.
+            let ctx = audit::Context::new(actor, action, target, source);
+            req.extensions_mut().insert(ctx.clone());
             // A state-changing call runs to its end, audit row included, in a task of its own:
             // a client that disconnects (which drops this future) cancels neither the change
             // half-way nor the record of it.
             let store = state.store.clone();
             let call = tokio::spawn(async move {
                 let resp = next.run(req).await;
+                if ctx.recorded() {
+                    return resp;
+                }
                 let status = resp.status();
                 let result = if status.is_success() {
                     "success".to_string()
@@ -229,11 +248,11 @@ pub async fn authorize(
                     &store,
                     now_ms(),
                     audit::Entry {
-                        actor,
-                        action,
-                        target,
+                        actor: ctx.actor,
+                        action: ctx.action,
+                        target: ctx.target,
                         result,
-                        source,
+                        source: ctx.source,
                         detail: serde_json::json!({}),
                     },
                 )

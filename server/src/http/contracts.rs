@@ -247,6 +247,7 @@ pub(super) async fn record_event(
     AxState(state): AxState<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<crate::audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let c = find(&state, &id)?;
@@ -277,9 +278,10 @@ pub(super) async fn record_event(
         recorded_by: principal.map_or_else(|| "unknown".to_string(), |Extension(p)| p.actor),
         recorded_ms: now,
     };
+    let rec = super::authz::audit_row(&ctx, now, json!({ "category": row.category }));
     let id = state
         .store
-        .insert_contract_event(&row)
+        .insert_contract_event(&row, crate::audit::of(&rec))
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "status": "success", "data": { "id": id } })))
@@ -353,6 +355,7 @@ pub(super) async fn change_membership(
     AxState(state): AxState<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<crate::audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let c = find(&state, &id)?;
@@ -374,6 +377,15 @@ pub(super) async fn change_membership(
         effective_from_ms: m.effective_from_ms,
         reason: m.reason,
     };
-    let row = membership::change(&state.store, &c, &ch, &actor, &source, now_ms()).await?;
+    let row = membership::change(
+        &state.store,
+        &c,
+        &ch,
+        &actor,
+        &source,
+        ctx.as_ref().map(|c| &c.0),
+        now_ms(),
+    )
+    .await?;
     Ok(Json(json!({ "status": "success", "data": row })))
 }

@@ -292,24 +292,23 @@ pub async fn enroll(
     })?;
     let source = connect.map_or_else(|| "unknown".into(), |c| c.0.text());
     let hostname = req.host.hostname.clone();
-    let result = enroll_checked(&state, req, now).await;
-    let (target, outcome) = match &result {
-        Ok(r) => (r.agent_id.clone(), "success".to_string()),
-        Err(e) => (String::new(), format!("failure: {}", e.message)),
+    let entry = |target: String, result: String| crate::audit::Entry {
+        actor: "agent".into(),
+        action: "agent.enroll".into(),
+        target,
+        result,
+        source: source.clone(),
+        detail: serde_json::json!({ "hostname": hostname }),
     };
-    crate::audit::record(
-        &state.store,
-        now,
-        crate::audit::Entry {
-            actor: "agent".into(),
-            action: "agent.enroll".into(),
-            target,
-            result: outcome,
-            source,
-            detail: serde_json::json!({ "hostname": hostname }),
-        },
-    )
+    // A successful enrollment's row commits with the new agent; a refusal's is written here.
+    let result = enroll_checked(&state, req, now, |agent_id| {
+        entry(agent_id.to_string(), "success".into())
+    })
     .await;
+    if let Err(e) = &result {
+        let e = entry(String::new(), format!("failure: {}", e.message));
+        crate::audit::record(&state.store, now, e).await;
+    }
     result.map(Json)
 }
 
@@ -317,6 +316,7 @@ async fn enroll_checked(
     state: &AppState,
     req: EnrollRequest,
     now: i64,
+    audit: impl FnOnce(&str) -> crate::audit::Entry,
 ) -> Result<EnrollResponse, ApiError> {
     // A secret made by `enrollment rotate` (read at each enrollment, so a rotation applies to
     // running servers at once) replaces the config file's.
@@ -370,9 +370,10 @@ async fn enroll_checked(
         interval_ms: 15_000,
         pruned_seq: 0,
     };
+    let rec = crate::audit::Pending::new(now, &audit(&agent_id));
     state
         .store
-        .insert_agent(&row)
+        .insert_agent(&row, Some(&rec))
         .await
         .map_err(ApiError::internal)?;
     state

@@ -27,8 +27,8 @@ use crate::notify::{
     token,
 };
 use crate::{
-    AppState,
-    http::authz::Principal,
+    AppState, audit,
+    http::authz::{Principal, audit_row},
     http::{ApiError, ErrorKind, json_body},
     now_ms,
     secret::secret_hash,
@@ -145,6 +145,8 @@ pub(super) async fn ack_link(
             );
         }
     }
+    // A successful acknowledgement's row commits with its record; a refusal's is written here.
+    let rec = crate::audit::Pending::new(now, &audit(&claim.recipient, &target, "success".into()));
     let result = state
         .notify
         .ack(
@@ -153,13 +155,13 @@ pub(super) async fn ack_link(
             &claim.recipient,
             "link",
             Some(claim.episode_ms),
+            Some(rec),
         )
         .await;
-    let outcome = match &result {
-        Ok(()) => "success".to_string(),
-        Err(e) => format!("denied: {e}"),
-    };
-    crate::audit::record(&state.store, now, audit(&claim.recipient, &target, outcome)).await;
+    if let Err(e) = &result {
+        let e = audit(&claim.recipient, &target, format!("denied: {e}"));
+        crate::audit::record(&state.store, now, e).await;
+    }
     match result {
         Ok(()) => page(
             StatusCode::OK,
@@ -219,6 +221,7 @@ pub(super) async fn group_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     if !matches!(action.as_str(), "ack" | "unack" | "resolve") {
@@ -229,9 +232,10 @@ pub(super) async fn group_action(
     if a.by.trim().is_empty() {
         return Err(ApiError::new(ErrorKind::InvalidValue, "must not be empty").field("by"));
     }
+    let rec = audit_row(&ctx, now_ms(), json!({ "via": "api" }));
     state
         .notify
-        .ack(&id, &action, a.by.trim(), "api", None)
+        .ack(&id, &action, a.by.trim(), "api", None, rec)
         .await
         .map_err(ack_error)?;
     Ok(Json(json!({ "status": "success" })))
@@ -327,6 +331,7 @@ struct SilenceBody {
 pub(super) async fn create_silence(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut s: SilenceBody = json_body(&b)?;
@@ -365,9 +370,10 @@ pub(super) async fn create_silence(
         created_ms: now,
         updated_ms: now,
     };
+    let rec = audit_row(&ctx, now, json!({ "silence": id }));
     state
         .store
-        .put_silence(&row)
+        .put_silence(&row, audit::of(&rec))
         .await
         .map_err(ApiError::internal)?;
     state.notify.reload();
@@ -376,6 +382,7 @@ pub(super) async fn create_silence(
 
 pub(super) async fn expire_silence(
     AxState(state): AxState<Arc<AppState>>,
+    ctx: Option<Extension<audit::Context>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
@@ -390,9 +397,10 @@ pub(super) async fn expire_silence(
     if row.ends_ms > now {
         row.ends_ms = now.max(row.starts_ms);
         row.updated_ms = now;
+        let rec = audit_row(&ctx, now, json!({}));
         state
             .store
-            .put_silence(&row)
+            .put_silence(&row, audit::of(&rec))
             .await
             .map_err(ApiError::internal)?;
         state.notify.reload();
@@ -427,6 +435,7 @@ struct ExclusionBody {
 pub(super) async fn request_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut e: ExclusionBody = json_body(&b)?;
@@ -465,23 +474,28 @@ pub(super) async fn request_exclusion(
         }
     };
     let id = hex::encode(rand::random::<[u8; 8]>());
+    let now = now_ms();
+    let rec = audit_row(&ctx, now, json!({ "exclusion": id }));
     state
         .store
-        .insert_exclusion(&ExclusionRow {
-            id: id.clone(),
-            kind: e.kind,
-            matchers: e.matchers,
-            from_ms: e.from_ms,
-            to_ms: e.to_ms,
-            recurrence,
-            reason: e.reason,
-            requested_by: e.by.trim().into(),
-            requested_ms: now_ms(),
-            status: "pending".into(),
-            reviewed_by: None,
-            reviewed_ms: None,
-            review_comment: None,
-        })
+        .insert_exclusion(
+            &ExclusionRow {
+                id: id.clone(),
+                kind: e.kind,
+                matchers: e.matchers,
+                from_ms: e.from_ms,
+                to_ms: e.to_ms,
+                recurrence,
+                reason: e.reason,
+                requested_by: e.by.trim().into(),
+                requested_ms: now,
+                status: "pending".into(),
+                reviewed_by: None,
+                reviewed_ms: None,
+                review_comment: None,
+            },
+            audit::of(&rec),
+        )
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "status": "success", "data": { "id": id } })))
@@ -519,6 +533,7 @@ pub(super) async fn review_exclusion(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, decision)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (approve, r) = review_body(&decision, principal, &b)?;
@@ -538,9 +553,18 @@ pub(super) async fn review_exclusion(
         )
         .field("by"));
     }
+    let now = now_ms();
+    let rec = audit_row(&ctx, now, json!({ "decision": status }));
     let done = state
         .store
-        .review_exclusion(&id, status, r.by.trim(), r.comment.as_deref(), now_ms())
+        .review_exclusion(
+            &id,
+            status,
+            r.by.trim(),
+            r.comment.as_deref(),
+            now,
+            audit::of(&rec),
+        )
         .await
         .map_err(ApiError::internal)?;
     if !done {
@@ -622,16 +646,20 @@ pub(super) async fn review_incident_request(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, decision)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (approve, r) = review_body(&decision, principal, &b)?;
+    let now = now_ms();
+    let rec = audit_row(&ctx, now, json!({ "decision": decision }));
     let outcome = incident_rules::review(
         &state.store,
         &id,
         approve,
         r.by.trim(),
         r.comment.as_deref(),
-        now_ms(),
+        now,
+        audit::of(&rec),
     )
     .await
     .map_err(ApiError::internal)?;
@@ -675,6 +703,7 @@ struct NewIncident {
 pub(super) async fn create_incident(
     AxState(state): AxState<Arc<AppState>>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut n: NewIncident = json_body(&b)?;
@@ -694,31 +723,35 @@ pub(super) async fn create_incident(
         );
     }
     let id = hex::encode(rand::random::<[u8; 8]>());
+    let rec = audit_row(&ctx, now, json!({ "incident": id }));
     state
         .store
-        .insert_incident(&IncidentRow {
-            id: id.clone(),
-            group_id: None,
-            title: n.title.trim().into(),
-            level: n.level,
-            source: "manual".into(),
-            labels: n.labels,
-            detected_ms: detected,
-            notified_ms: None,
-            acknowledged_ms: None,
-            acknowledged_by: None,
-            onsite_ms: None,
-            restored_ms: None,
-            rca: None,
-            created_by: n.by.trim().into(),
-            updated_ms: now,
-        })
+        .insert_incident(
+            &IncidentRow {
+                id: id.clone(),
+                group_id: None,
+                title: n.title.trim().into(),
+                level: n.level,
+                source: "manual".into(),
+                labels: n.labels,
+                detected_ms: detected,
+                notified_ms: None,
+                acknowledged_ms: None,
+                acknowledged_by: None,
+                onsite_ms: None,
+                restored_ms: None,
+                rca: None,
+                created_by: n.by.trim().into(),
+                updated_ms: now,
+            },
+            audit::of(&rec),
+        )
         .await
         .map_err(ApiError::internal)?;
     if let Some(note) = n.note.filter(|t| !t.trim().is_empty()) {
         state
             .store
-            .incident_text(&id, "note", n.by.trim(), &note, now)
+            .incident_text(&id, "note", n.by.trim(), &note, now, None)
             .await
             .map_err(ApiError::internal)?;
     }
@@ -751,6 +784,7 @@ pub(super) async fn incident_action(
     AxState(state): AxState<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
     principal: Option<Extension<Principal>>,
+    ctx: Option<Extension<audit::Context>>,
     b: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let mut a: IncidentAction = json_body(&b)?;
@@ -780,11 +814,13 @@ pub(super) async fn incident_action(
         "restore" => Some(Clock::Restored),
         _ => None,
     };
+    let rec = audit_row(&ctx, now, json!({ "at_ms": a.at_ms, "level": a.level }));
     if let Some(c) = clock {
         let reason = a.reason.as_deref().unwrap_or("").trim();
-        let stamped = incident_rules::stamp(&state.store, &id, c, at, by, reason, now)
-            .await
-            .map_err(ApiError::internal)?;
+        let stamped =
+            incident_rules::stamp(&state.store, &id, c, at, by, reason, now, audit::of(&rec))
+                .await
+                .map_err(ApiError::internal)?;
         return match stamped {
             Stamped::Now => Ok(Json(json!({ "status": "success" }))),
             Stamped::Requested(req) => Ok(pending(&req)),
@@ -801,7 +837,7 @@ pub(super) async fn incident_action(
                 .ok_or_else(|| ApiError::new(ErrorKind::InvalidValue, "required").field("text"))?;
             state
                 .store
-                .incident_text(&id, &action, by, &text, now)
+                .incident_text(&id, &action, by, &text, now, audit::of(&rec))
                 .await
                 .map_err(ApiError::internal)?;
         }
@@ -813,9 +849,17 @@ pub(super) async fn incident_action(
             let reason = a.reason.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                 ApiError::new(ErrorKind::InvalidValue, "required").field("reason")
             })?;
-            let changed = incident_rules::change_level(&state.store, &id, level, by, &reason, now)
-                .await
-                .map_err(ApiError::internal)?;
+            let changed = incident_rules::change_level(
+                &state.store,
+                &id,
+                level,
+                by,
+                &reason,
+                now,
+                audit::of(&rec),
+            )
+            .await
+            .map_err(ApiError::internal)?;
             match changed {
                 LevelChanged::Now => {}
                 LevelChanged::Requested(req) => return Ok(pending(&req)),

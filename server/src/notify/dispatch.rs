@@ -41,6 +41,8 @@ pub enum Msg {
         via: String,
         /// For a link: the episode it was sent for; nothing is done in another episode.
         episode_ms: Option<i64>,
+        /// The audit row committed with the acknowledgement's record.
+        audit: Option<Box<crate::audit::Pending>>,
         reply: oneshot::Sender<Result<(), AckError>>,
     },
     /// Silences or exclusions changed in the store.
@@ -104,8 +106,9 @@ impl Handle {
         let _ = self.tx.send(Msg::Reload);
     }
 
-    /// Acknowledges (or unacknowledges, resolves) a group; recorded with who and how. With
-    /// `episode_ms` (an acknowledge link) only while the group is in that episode.
+    /// Acknowledges (or unacknowledges, resolves) a group; recorded with who and how, and with
+    /// `audit` in the same transaction as that record. With `episode_ms` (an acknowledge link)
+    /// only while the group is in that episode.
     pub async fn ack(
         &self,
         group_id: &str,
@@ -113,6 +116,7 @@ impl Handle {
         actor: &str,
         via: &str,
         episode_ms: Option<i64>,
+        audit: Option<crate::audit::Pending>,
     ) -> Result<(), AckError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -122,6 +126,7 @@ impl Handle {
                 actor: actor.into(),
                 via: via.into(),
                 episode_ms,
+                audit: audit.map(Box::new),
                 reply,
             })
             .map_err(|_| AckError::NotRunning)?;
@@ -372,10 +377,11 @@ impl Dispatcher {
                 actor,
                 via,
                 episode_ms,
+                audit,
                 reply,
             } => {
                 let r = self
-                    .ack(&group_id, &action, &actor, &via, episode_ms, now)
+                    .ack(&group_id, &action, &actor, &via, episode_ms, audit, now)
                     .await;
                 let _ = reply.send(r);
             }
@@ -436,7 +442,7 @@ impl Dispatcher {
                 created_by: "system".into(),
                 updated_ms: now,
             };
-            match self.state.store.insert_incident(&row).await {
+            match self.state.store.insert_incident(&row, None).await {
                 Ok(()) => g.incident = Some(row.id),
                 Err(e) => tracing::error!(error = %e, "opening an incident failed"),
             }
@@ -469,7 +475,7 @@ impl Dispatcher {
                 if let Err(e) = self
                     .state
                     .store
-                    .set_incident_level(&i.id, i.level - 1, "system", &reason, now)
+                    .set_incident_level(&i.id, i.level - 1, "system", &reason, now, None)
                     .await
                 {
                     tracing::error!(error = %e, "raising an incident level failed");
@@ -478,6 +484,7 @@ impl Dispatcher {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn ack(
         &mut self,
         group_id: &str,
@@ -485,6 +492,7 @@ impl Dispatcher {
         actor: &str,
         via: &str,
         episode_ms: Option<i64>,
+        audit: Option<Box<crate::audit::Pending>>,
         now: i64,
     ) -> Result<(), AckError> {
         let Some(g) = self.engine.by_id(group_id) else {
@@ -521,7 +529,7 @@ impl Dispatcher {
             && let Err(e) = self
                 .state
                 .store
-                .stamp_incident(&inc, Clock::Acknowledged, now, actor, now)
+                .stamp_incident(&inc, Clock::Acknowledged, now, actor, now, None)
                 .await
         {
             tracing::error!(error = %e, "recording the incident acknowledgement failed");
@@ -533,7 +541,7 @@ impl Dispatcher {
             && let Err(e) = self
                 .state
                 .store
-                .stamp_incident(&inc, Clock::Restored, now, actor, now)
+                .stamp_incident(&inc, Clock::Restored, now, actor, now, None)
                 .await
         {
             tracing::error!(error = %e, "recording the incident restoration failed");
@@ -541,13 +549,18 @@ impl Dispatcher {
         self.save(&[key], &[], now).await;
         self.state
             .store
-            .notify_ack(&AckRow {
-                group_id: group_id.into(),
-                action: action.into(),
-                actor: actor.into(),
-                via: via.into(),
-                at_ms: now,
-            })
+            .notify_ack(
+                &AckRow {
+                    group_id: group_id.into(),
+                    action: action.into(),
+                    actor: actor.into(),
+                    via: via.into(),
+                    at_ms: now,
+                },
+                audit
+                    .as_deref()
+                    .map(|a| a as &dyn crate::store::audit::AuditRecord),
+            )
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "recording acknowledgement failed");
@@ -572,7 +585,7 @@ impl Dispatcher {
                 && let Err(e) = self
                     .state
                     .store
-                    .stamp_incident(&inc, Clock::Restored, now, "system", now)
+                    .stamp_incident(&inc, Clock::Restored, now, "system", now, None)
                     .await
             {
                 tracing::error!(error = %e, "recording the incident restoration failed");
@@ -844,7 +857,7 @@ async fn record(state: &Shared, row: &QueueRow, n: &Notification, attempt: deliv
             Ok(Some(inc)) => {
                 if let Err(e) = state
                     .store
-                    .stamp_incident(&inc.id, Clock::Notified, now, &row.receiver, now)
+                    .stamp_incident(&inc.id, Clock::Notified, now, &row.receiver, now, None)
                     .await
                 {
                     tracing::error!(error = %e, "recording the incident notification failed");

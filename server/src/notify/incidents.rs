@@ -5,6 +5,7 @@
 
 use crate::store::{
     Store,
+    audit::Audit,
     incidents::{Clock, NewRequest},
 };
 
@@ -47,7 +48,9 @@ fn new_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
-/// Stamps `clock` of incident `id` as happened at `at_ms`, recorded by `by` at `now_ms`.
+/// Stamps `clock` of incident `id` as happened at `at_ms`, recorded by `by` at `now_ms`, with
+/// `audit` committed in the same transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn stamp(
     store: &Store,
     id: &str,
@@ -56,10 +59,14 @@ pub async fn stamp(
     by: &str,
     reason: &str,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> sqlx::Result<Stamped> {
     if at_ms >= now_ms - BACKDATE_TOLERANCE_MS {
         return Ok(
-            if store.stamp_incident(id, clock, at_ms, by, now_ms).await? {
+            if store
+                .stamp_incident(id, clock, at_ms, by, now_ms, audit)
+                .await?
+            {
                 Stamped::Now
             } else {
                 Stamped::AlreadyRecorded
@@ -68,17 +75,20 @@ pub async fn stamp(
     }
     let req = new_id();
     let filed = store
-        .stamp_incident_requesting(&NewRequest {
-            id: &req,
-            incident_id: id,
-            kind: "backdate",
-            clock: Some(clock),
-            value: at_ms,
-            previous: now_ms,
-            reason,
-            by,
-            now_ms,
-        })
+        .stamp_incident_requesting(
+            &NewRequest {
+                id: &req,
+                incident_id: id,
+                kind: "backdate",
+                clock: Some(clock),
+                value: at_ms,
+                previous: now_ms,
+                reason,
+                by,
+                now_ms,
+            },
+            audit,
+        )
         .await?;
     Ok(if filed {
         Stamped::Requested(req)
@@ -95,6 +105,7 @@ pub async fn change_level(
     by: &str,
     reason: &str,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> sqlx::Result<LevelChanged> {
     let Some(row) = store.incident(id).await? else {
         return Ok(LevelChanged::NotFound);
@@ -102,7 +113,7 @@ pub async fn change_level(
     if level <= row.level {
         return Ok(
             if store
-                .set_incident_level(id, level, by, reason, now_ms)
+                .set_incident_level(id, level, by, reason, now_ms, audit)
                 .await?
             {
                 LevelChanged::Now
@@ -113,17 +124,20 @@ pub async fn change_level(
     }
     let req = new_id();
     store
-        .insert_incident_request(&NewRequest {
-            id: &req,
-            incident_id: id,
-            kind: "downgrade",
-            clock: None,
-            value: level,
-            previous: row.level,
-            reason,
-            by,
-            now_ms,
-        })
+        .insert_incident_request(
+            &NewRequest {
+                id: &req,
+                incident_id: id,
+                kind: "downgrade",
+                clock: None,
+                value: level,
+                previous: row.level,
+                reason,
+                by,
+                now_ms,
+            },
+            audit,
+        )
         .await?;
     Ok(LevelChanged::Requested(req))
 }
@@ -136,6 +150,7 @@ pub async fn review(
     by: &str,
     comment: Option<&str>,
     now_ms: i64,
+    audit: Audit<'_>,
 ) -> sqlx::Result<Result<(), ReviewRefused>> {
     let Some(req) = store.incident_request(id).await? else {
         return Ok(Err(ReviewRefused::NotFound));
@@ -145,7 +160,7 @@ pub async fn review(
     }
     let status = if approve { "approved" } else { "rejected" };
     if !store
-        .review_incident_request(id, status, by, comment, now_ms)
+        .review_incident_request(id, status, by, comment, now_ms, audit)
         .await?
     {
         let now = store

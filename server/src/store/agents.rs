@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::Store;
+use super::{
+    Store,
+    audit::{Audit, commit},
+};
 
 impl Store {
     /// Revoked agents: agent id → when the token was revoked.
@@ -18,16 +21,26 @@ impl Store {
 
     /// Revokes the agent's token at `now_ms`; `false` when there is no such agent or its token
     /// was revoked already.
-    pub async fn revoke_agent(&self, agent_id: &str, now_ms: i64) -> sqlx::Result<bool> {
+    pub async fn revoke_agent(
+        &self,
+        agent_id: &str,
+        now_ms: i64,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE agents SET revoked_ms = $1 WHERE agent_id = $2 AND revoked_ms IS NULL",
         )
         .bind(now_ms)
         .bind(agent_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(changed != 0)
+        if changed == 0 {
+            return Ok(false);
+        }
+        commit(tx, audit).await?;
+        Ok(true)
     }
 
     /// The hash of the rotated enrollment secret and when it was made, if one was.
@@ -43,7 +56,9 @@ impl Store {
         &self,
         secret_hash: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO enrollment_secret (id, secret_hash, rotated_ms) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, \
@@ -51,9 +66,9 @@ impl Store {
         )
         .bind(secret_hash)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 }
 

@@ -38,6 +38,67 @@ fn row_from(r: &AnyRow) -> AuditLogRow {
     }
 }
 
+/// An audit row to append in the transaction of the change it records, so that the change
+/// and its row commit together or not at all. The audit service implements it (the row's hash
+/// is computed there); the store decides the row's number and predecessor.
+pub trait AuditRecord: Send + Sync {
+    /// The row to store as number `seq`, following the row whose hash is `prev_hash`.
+    fn row(&self, seq: i64, prev_hash: &str) -> AuditLogRow;
+    /// Called once the transaction holding the row has committed.
+    fn committed(&self) {}
+}
+
+/// The audit row a store write appends with its change (`None`: the caller records nothing
+/// in the transaction).
+pub type Audit<'a> = Option<&'a dyn AuditRecord>;
+
+/// `prev_hash` of the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Appends `rec` inside the caller's transaction, after every other write of it; returns its
+/// sequence number. Appenders are serialized on the head row: SQLite transactions begun by
+/// [`Store::begin`] hold the one write lock already; on PostgreSQL the `audit_head` row is
+/// locked (`FOR UPDATE`, created first if the chain is empty), so a concurrent appender — in
+/// this process or another — waits for the commit and then reads the new newest row instead of
+/// clashing on `seq` (which would fail the whole change).
+pub async fn append_in(conn: &mut AnyConnection, rec: &dyn AuditRecord) -> sqlx::Result<i64> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(GENESIS)
+    .execute(&mut *conn)
+    .await?;
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    let (seq, prev) = match newest(conn).await? {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let row = rec.row(seq, &prev);
+    insert(conn, &row).await?;
+    set_head(conn, seq, &row.hash).await?;
+    Ok(seq)
+}
+
+/// Commits `tx`, with `audit` appended first when given ([`append_in`]); tells `audit` once
+/// committed.
+pub async fn commit(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    audit: Audit<'_>,
+) -> sqlx::Result<()> {
+    if let Some(a) = audit {
+        append_in(&mut tx, a).await?;
+    }
+    tx.commit().await?;
+    if let Some(a) = audit {
+        a.committed();
+    }
+    Ok(())
+}
+
 /// The newest row's `(seq, hash)`, inside the appending transaction.
 pub async fn newest(conn: &mut AnyConnection) -> sqlx::Result<Option<(i64, String)>> {
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")

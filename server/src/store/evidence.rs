@@ -4,7 +4,11 @@
 
 use sqlx::Row;
 
-use super::{Store, span_from_row};
+use super::{
+    Store,
+    audit::{Audit, commit},
+    span_from_row,
+};
 use crate::timeline::Span;
 
 /// One stored inspection (巡检) run.
@@ -35,7 +39,12 @@ pub struct ContractEventRow {
 
 impl Store {
     /// Appends a contract event; returns its id.
-    pub async fn insert_contract_event(&self, e: &ContractEventRow) -> sqlx::Result<i64> {
+    pub async fn insert_contract_event(
+        &self,
+        e: &ContractEventRow,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<i64> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(
             "INSERT INTO contract_events (contract_id, category, at_ms, evidence, recorded_by, recorded_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -46,9 +55,11 @@ impl Store {
         .bind(&e.evidence)
         .bind(&e.recorded_by)
         .bind(e.recorded_ms)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
-        row.try_get(0)
+        let id = row.try_get(0)?;
+        commit(tx, audit).await?;
+        Ok(id)
     }
 
     /// Events of a contract that happened in `[from, to)`, oldest first.

@@ -6,7 +6,10 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{
+    Store,
+    audit::{Audit, commit},
+};
 
 /// An incident.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -270,7 +273,7 @@ fn incident(r: &sqlx::any::AnyRow) -> IncidentRow {
 
 impl Store {
     /// Opens an incident and records the `opened` event.
-    pub async fn insert_incident(&self, i: &IncidentRow) -> sqlx::Result<()> {
+    pub async fn insert_incident(&self, i: &IncidentRow, audit: Audit<'_>) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO incidents ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
@@ -304,7 +307,7 @@ impl Store {
             &detail,
         )
         .await?;
-        tx.commit().await
+        commit(tx, audit).await
     }
 
     /// Stamps a clock the first time (later stamps are ignored) at `at_ms`, recorded at
@@ -317,16 +320,23 @@ impl Store {
         at_ms: i64,
         by: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
-        let stamped = stamp(&mut tx, id, clock, at_ms, by, now_ms, "").await?;
-        tx.commit().await?;
-        Ok(stamped)
+        if !stamp(&mut tx, id, clock, at_ms, by, now_ms, "").await? {
+            return Ok(false);
+        }
+        commit(tx, audit).await?;
+        Ok(true)
     }
 
     /// Stamps a clock at the recording time `req.now_ms` and files `req` (a `backdate` to
     /// `req.value`), in one transaction; false (and nothing filed) when already stamped.
-    pub async fn stamp_incident_requesting(&self, req: &NewRequest<'_>) -> sqlx::Result<bool> {
+    pub async fn stamp_incident_requesting(
+        &self,
+        req: &NewRequest<'_>,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<bool> {
         let Some(clock) = req.clock else {
             return Ok(false);
         };
@@ -346,12 +356,16 @@ impl Store {
             return Ok(false);
         }
         insert_request(&mut tx, req).await?;
-        tx.commit().await?;
+        commit(tx, audit).await?;
         Ok(true)
     }
 
     /// Files a request that changes nothing until approved (a `downgrade`), with its event.
-    pub async fn insert_incident_request(&self, req: &NewRequest<'_>) -> sqlx::Result<()> {
+    pub async fn insert_incident_request(
+        &self,
+        req: &NewRequest<'_>,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
         insert_request(&mut tx, req).await?;
         let detail = format!(
@@ -368,7 +382,7 @@ impl Store {
             &detail,
         )
         .await?;
-        tx.commit().await
+        commit(tx, audit).await
     }
 
     /// Decides a pending request (`approved` applies it: the clock or level changes, and an
@@ -380,6 +394,7 @@ impl Store {
         by: &str,
         comment: Option<&str>,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
@@ -462,7 +477,7 @@ impl Store {
             comment.map_or(String::new(), |c| format!(": {c}"))
         );
         event(&mut tx, inc, "review", by, now_ms, now_ms, &detail).await?;
-        tx.commit().await?;
+        commit(tx, audit).await?;
         Ok(true)
     }
 
@@ -528,6 +543,7 @@ impl Store {
         by: &str,
         reason: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
         let old: Option<i64> = sqlx::query("SELECT level FROM incidents WHERE id = $1")
@@ -546,7 +562,7 @@ impl Store {
             .await?;
         let detail = format!("{old} -> {level}: {reason}");
         event(&mut tx, id, "level", by, now_ms, now_ms, &detail).await?;
-        tx.commit().await?;
+        commit(tx, audit).await?;
         Ok(true)
     }
 
@@ -558,6 +574,7 @@ impl Store {
         by: &str,
         text: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
         if kind == "rca" {
@@ -569,7 +586,7 @@ impl Store {
                 .await?;
         }
         event(&mut tx, id, kind, by, now_ms, now_ms, text).await?;
-        tx.commit().await
+        commit(tx, audit).await
     }
 
     /// Incidents, newest first.

@@ -3,7 +3,10 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{
+    Store,
+    audit::{Audit, commit},
+};
 
 /// One assignment of a subject to a contract system over `[from_ms, to_ms)`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -59,7 +62,12 @@ impl Store {
     }
 
     /// Stores a new assignment; returns its id.
-    pub async fn insert_membership(&self, m: &MembershipRow) -> sqlx::Result<i64> {
+    pub async fn insert_membership(
+        &self,
+        m: &MembershipRow,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<i64> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(
             "INSERT INTO memberships (contract_id, system_id, kind, subject, from_ms, to_ms, \
              assigned_by, assigned_ms, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -73,9 +81,11 @@ impl Store {
         .bind(&m.assigned_by)
         .bind(m.assigned_ms)
         .bind(&m.reason)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
-        row.try_get(0)
+        let id = row.try_get(0)?;
+        commit(tx, audit).await?;
+        Ok(id)
     }
 
     /// Ends the open assignment `id` at `to_ms`; `false` when it is not open (any more).
@@ -86,7 +96,9 @@ impl Store {
         by: &str,
         at_ms: i64,
         reason: &str,
+        audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE memberships SET to_ms = $1, ended_by = $2, ended_ms = $3, end_reason = $4 \
              WHERE id = $5 AND to_ms IS NULL",
@@ -96,9 +108,13 @@ impl Store {
         .bind(at_ms)
         .bind(reason)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        commit(tx, audit).await?;
+        Ok(true)
     }
 
     /// Subjects (kind, subject) the membership pass has seen for a contract.

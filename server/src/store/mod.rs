@@ -431,7 +431,9 @@ impl Store {
 
     // ---- agents -------------------------------------------------------------------------
 
-    pub async fn insert_agent(&self, a: &AgentRow) -> sqlx::Result<()> {
+    /// Stores a newly enrolled agent, with its enrollment's audit row when given.
+    pub async fn insert_agent(&self, a: &AgentRow, audit: audit::Audit<'_>) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO agents (agent_id, token_hash, enrolled_ms, hostname, os, kernel, arch, \
              agent_version, labels, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -446,9 +448,9 @@ impl Store {
         .bind(&a.agent_version)
         .bind(labels_to_json(&a.labels))
         .bind(a.interval_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        audit::commit(tx, audit).await
     }
 
     pub async fn agents(&self) -> sqlx::Result<Vec<AgentRow>> {

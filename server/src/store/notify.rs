@@ -5,7 +5,10 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{
+    Store,
+    audit::{Audit, commit},
+};
 
 /// A queued delivery: one notification to one target of one receiver.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -303,7 +306,8 @@ impl Store {
     }
 
     /// Records an acknowledgement (or `unack`, `resolve`).
-    pub async fn notify_ack(&self, a: &AckRow) -> sqlx::Result<()> {
+    pub async fn notify_ack(&self, a: &AckRow, audit: Audit<'_>) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO notify_acks (group_id, action, actor, via, at_ms) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -312,9 +316,9 @@ impl Store {
         .bind(&a.actor)
         .bind(&a.via)
         .bind(a.at_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     /// Marks an acknowledge link (by its hash) as used; `false` when it was used before.
@@ -368,7 +372,8 @@ impl Store {
     }
 
     /// Inserts or replaces a silence.
-    pub async fn put_silence(&self, s: &SilenceRow) -> sqlx::Result<()> {
+    pub async fn put_silence(&self, s: &SilenceRow, audit: Audit<'_>) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO silences (id, matchers, starts_ms, ends_ms, created_by, comment, \
              created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -384,9 +389,9 @@ impl Store {
         .bind(&s.comment)
         .bind(s.created_ms)
         .bind(s.updated_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     /// All silences, newest first.
@@ -458,7 +463,8 @@ pub struct ExclusionRow {
 }
 
 impl Store {
-    pub async fn insert_exclusion(&self, e: &ExclusionRow) -> sqlx::Result<()> {
+    pub async fn insert_exclusion(&self, e: &ExclusionRow, audit: Audit<'_>) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO exclusions (id, kind, matchers, from_ms, to_ms, recurrence, reason, \
              requested_by, requested_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -473,9 +479,9 @@ impl Store {
         .bind(&e.requested_by)
         .bind(e.requested_ms)
         .bind(&e.status)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     /// Approves or rejects a pending exclusion; false when it is not pending.
@@ -486,7 +492,9 @@ impl Store {
         by: &str,
         comment: Option<&str>,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE exclusions SET status = $1, reviewed_by = $2, reviewed_ms = $3, \
              review_comment = $4 WHERE id = $5 AND status = 'pending'",
@@ -496,9 +504,13 @@ impl Store {
         .bind(now_ms)
         .bind(comment)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        commit(tx, audit).await?;
+        Ok(true)
     }
 
     /// All exclusions, newest request first.

@@ -3,7 +3,10 @@
 
 use sqlx::{Row, any::AnyRow};
 
-use super::Store;
+use super::{
+    Store,
+    audit::{Audit, commit},
+};
 
 /// One `users` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +109,9 @@ impl Store {
         role: &str,
         password_hash: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO users (name, role, password_hash, failed_count, disabled, created_ms, \
              password_set_ms) VALUES ($1, $2, $3, 0, 0, $4, $4)",
@@ -115,9 +120,9 @@ impl Store {
         .bind(role)
         .bind(password_hash)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     /// Sets a password hash and clears any lock; returns the rows changed.
@@ -126,42 +131,59 @@ impl Store {
         name: &str,
         password_hash: &str,
         now_ms: i64,
+        audit: Audit<'_>,
     ) -> sqlx::Result<u64> {
-        Ok(sqlx::query(
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
             "UPDATE users SET password_hash = $1, password_set_ms = $2, failed_count = 0, \
              locked_until_ms = NULL WHERE name = $3",
         )
         .bind(password_hash)
         .bind(now_ms)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        if n > 0 {
+            commit(tx, audit).await?;
+        }
+        Ok(n)
     }
 
     /// Returns the rows changed.
-    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> sqlx::Result<u64> {
-        Ok(
-            sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
-                .bind(i64::from(disabled))
-                .bind(name)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+    pub async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(i64::from(disabled))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit(tx, audit).await?;
+        }
+        Ok(n)
     }
 
     /// Clears the failure count and any lock; returns the rows changed.
-    pub async fn clear_user_lock(&self, name: &str) -> sqlx::Result<u64> {
-        Ok(
-            sqlx::query(
-                "UPDATE users SET failed_count = 0, locked_until_ms = NULL WHERE name = $1",
-            )
-            .bind(name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
+    pub async fn clear_user_lock(&self, name: &str, audit: Audit<'_>) -> sqlx::Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET failed_count = 0, locked_until_ms = NULL WHERE name = $1",
         )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            commit(tx, audit).await?;
+        }
+        Ok(n)
     }
 
     /// Counts a failed login; returns the failures in a row so far.
@@ -299,7 +321,13 @@ impl Store {
     }
 
     /// Inserts an API token (by the hash of its secret), not revoked.
-    pub async fn insert_token(&self, token_hash: &str, row: &TokenRow) -> sqlx::Result<()> {
+    pub async fn insert_token(
+        &self,
+        token_hash: &str,
+        row: &TokenRow,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, name, role, scopes, created_ms, expires_ms, \
              revoked, user_name) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
@@ -311,20 +339,23 @@ impl Store {
         .bind(row.created_ms)
         .bind(row.expires_ms)
         .bind(row.user.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        commit(tx, audit).await
     }
 
     /// Returns the rows changed.
-    pub async fn revoke_token(&self, name: &str) -> sqlx::Result<u64> {
-        Ok(
-            sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE name = $1")
-                .bind(name)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+    pub async fn revoke_token(&self, name: &str, audit: Audit<'_>) -> sqlx::Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit(tx, audit).await?;
+        }
+        Ok(n)
     }
 
     /// The token whose secret hashes to `token_hash`, if any (revoked and expired included),

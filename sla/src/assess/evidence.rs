@@ -78,8 +78,13 @@ pub struct Incident {
     pub id: String,
     /// The affected system's id, when known.
     pub system: Option<String>,
-    /// Labels (e.g. the alert's); used to find the system when `system` is absent: a system
-    /// whose host or probe selector is contained in these labels.
+    /// The affected systems as decided from membership (the systems the host or probe the
+    /// incident concerns belonged to when it was detected); when given, `system` and `labels`
+    /// are not consulted, and an empty list means a subject of no system of the contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systems: Option<Vec<String>>,
+    /// Labels (e.g. the alert's); used to find the system when `system` and `systems` are
+    /// absent: a system whose host or probe selector is contained in these labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Level, by id or alias (`P1`, `一级`).

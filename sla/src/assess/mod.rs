@@ -1111,6 +1111,13 @@ fn outage_evidence(
 }
 
 fn incident_systems<'c>(contract: &'c Contract, inc: &Incident) -> Vec<&'c System> {
+    if let Some(ids) = &inc.systems {
+        return contract
+            .systems
+            .iter()
+            .filter(|s| ids.contains(&s.id))
+            .collect();
+    }
     match &inc.system {
         Some(id) => contract.systems.iter().filter(|s| &s.id == id).collect(),
         None => contract
