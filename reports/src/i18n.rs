@@ -5,6 +5,9 @@ use chrono::{DateTime, Duration};
 
 use crate::model::*;
 
+mod messages;
+pub use messages::*;
+
 /// `YYYY-MM-DD HH:MM` in the report's zone.
 pub fn datetime(ms: i64, offset_minutes: i32) -> String {
     local(ms, offset_minutes).map_or_else(|| "—".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
