@@ -345,6 +345,15 @@ fn incident_requests(inp: &Inputs<'_>) -> Vec<IncidentRequest> {
         .collect()
 }
 
+/// An inspection obligation's name.
+fn inspection_kind(lang: Lang, k: InspectionKind) -> &'static str {
+    match k {
+        InspectionKind::Daily => lang.pick("日常巡检", "daily inspection"),
+        InspectionKind::Weekly => lang.pick("每周巡检", "weekly inspection"),
+        InspectionKind::BeforeHoliday => lang.pick("节前巡检", "before-holiday inspection"),
+    }
+}
+
 /// Deductions, bonuses and vetoes.
 fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
     let a = inp.assessment;
@@ -355,11 +364,20 @@ fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
             .lines
             .iter()
             .map(|l| {
-                format!(
-                    "{}: {}",
-                    l.subject,
-                    crate::i18n::line_detail(lang, &l.detail)
-                )
+                let subject = match &l.detail {
+                    assess::LineDetail::InspectionMissed {
+                        kind, scheduled_ms, ..
+                    } => format!(
+                        "{} {}",
+                        inspection_kind(lang, *kind),
+                        crate::i18n::datetime(
+                            *scheduled_ms,
+                            utc_offset_minutes(inp.contract, *scheduled_ms)
+                        )
+                    ),
+                    _ => l.subject.clone(),
+                };
+                format!("{subject}: {}", crate::i18n::line_detail(lang, &l.detail))
             })
             .collect();
         if (d.uncapped - d.points).abs() > 1e-9 {
@@ -768,7 +786,15 @@ fn appendix(
         put(
             &r.id,
             "rollup",
-            &|| format!("{} {}: max {}", r.host, r.metric, Fixed::from_f64(r.max)),
+            &|| {
+                format!(
+                    "{} {}: {} {}",
+                    r.host,
+                    r.metric,
+                    lang.pick("最大值", "max"),
+                    Fixed::from_f64(r.max)
+                )
+            },
             r.hour_ms,
             r.hour_ms + 3_600_000,
         );

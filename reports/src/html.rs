@@ -253,8 +253,8 @@ impl Html<'_> {
                 self.t("报告状态", "Status").into(),
                 if c.provisional {
                     self.t(
-                        "暂定（申诉期内或周期未结束）",
-                        "provisional (period open or appeal window running)",
+                        "暂定（周期未结束、申诉期内或有故障尚未恢复，见附录说明）",
+                        "provisional (period open, appeal window running or incidents still open; see the notes in the appendix)",
                     )
                     .into()
                 } else {

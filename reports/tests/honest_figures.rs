@@ -33,11 +33,13 @@ objectives:
     office: { target_percent: 99.5, min_outage: 1m, missing_data: as_up }
   incidents:
     - { id: P1, aliases: [一级], response: 15m, restore: 4h }
+  inspections: { daily: ["09:00"], grace: 1h }
 scoring:
   base: 100
   deductions:
     - { id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
     - { id: restore, name: 故障恢复超时, name_en: Restore overdue, kind: restore_late, points: 5 }
+    - { id: inspection, name: 漏巡检, name_en: Missed inspection, kind: inspection_missed, points: 1, cap: 10 }
   bonuses:
     - { id: extra, name: 合同外支持, name_en: Extra support, category: extra_support, points: 2, cap: 4 }
 grades:
@@ -234,6 +236,23 @@ fn notes_reasons_and_deduction_lines_read_in_the_reports_language() {
     assert_eq!(
         line(&en),
         "incident:7: restore 1440.0 min late (running, past target): 5 points"
+    );
+    // A missed inspection names its obligation and local time, not an internal id.
+    let first = |r: &Report| {
+        r.adjustments
+            .iter()
+            .find(|x| x.item == "inspection")
+            .unwrap()
+            .arithmetic
+            .split("; ")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(first(&zh), "日常巡检 2026-02-02 09:00: 漏巡检：1 分");
+    assert_eq!(
+        first(&en),
+        "daily inspection 2026-02-02 09:00: missed inspection: 1 points"
     );
     // The files carry it and verify.
     let key = SigningKey::from_bytes(&[4; 32]);

@@ -238,7 +238,7 @@ pub fn line_detail(lang: Lang, d: &LineDetail) -> String {
                 (Lang::En, _, _) => format!("{name} {late} min late ({st}): {points} points"),
             }
         }
-        LineDetail::InspectionMissed { points } => match lang {
+        LineDetail::InspectionMissed { points, .. } => match lang {
             Lang::ZhCn => format!("漏巡检：{} 分", num(*points)),
             Lang::En => format!("missed inspection: {} points", num(*points)),
         },
@@ -392,7 +392,11 @@ mod tests {
                 per_minutes: Some(5),
                 points: 2.0,
             },
-            LineDetail::InspectionMissed { points: 5.0 },
+            LineDetail::InspectionMissed {
+                kind: yunwei_sla::assess::InspectionKind::Daily,
+                scheduled_ms: 0,
+                points: 5.0,
+            },
             LineDetail::ResourceBreach {
                 value: 0.93,
                 below: 0.8,

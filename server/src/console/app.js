@@ -465,6 +465,7 @@ Object.assign(I18N["zh-CN"], {
   insufficientEvidence: "数据不足", notAssessed: "不予评定", gradeWithheld: "不予评定", partialEvidence: "（部分证据）",
   clock_response: "响应", clock_on_site: "到场", clock_restore: "恢复", clockStatus_met: "按时", clockStatus_late: "已超时",
   clockStatus_running: "计时中", clockStatus_breached: "计时中，已超时",
+  insp_daily: "日常巡检", insp_weekly: "每周巡检", insp_before_holiday: "节前巡检",
 });
 Object.assign(I18N.en, {
   contractsPage: "Contracts", incidentsPage: "Incidents", alertsPage: "Alerts & silences",
@@ -499,6 +500,7 @@ Object.assign(I18N.en, {
   insufficientEvidence: "insufficient evidence", notAssessed: "not assessed", gradeWithheld: "not graded",
   partialEvidence: " (partial evidence)", clock_response: "response", clock_on_site: "on site", clock_restore: "restore",
   clockStatus_met: "met", clockStatus_late: "late", clockStatus_running: "running", clockStatus_breached: "running, past target",
+  insp_daily: "daily inspection", insp_weekly: "weekly inspection", insp_before_holiday: "before-holiday inspection",
 });
 
 PAGES.splice(1, 0,
@@ -595,6 +597,11 @@ const MSG = {
 function covText(v) { return v === null || v === undefined ? "—" : `${Number(v).toFixed(2)}%`; }
 function clockName(c) { return t("clock_" + c); }
 function clockStatus(s) { return t("clockStatus_" + s); }
+/** What a deduction line concerns; a missed inspection by its kind and scheduled time. */
+function lineSubject(l) {
+  if (l.detail && l.detail.code === "inspection_missed") return `${t("insp_" + l.detail.kind)} ${fmtTime(l.detail.scheduled_ms)}`;
+  return l.subject;
+}
 /** A message (note, reason, deduction arithmetic) in the page's language. */
 function msgText(m) {
   const f = (MSG[lang] || MSG["zh-CN"])[m.code] || MSG["zh-CN"][m.code];
@@ -642,7 +649,7 @@ async function renderContracts(main) {
     for (const d of s.open_breaches) for (const l of d.lines) lines.push([d, l]);
     box.append(lines.length === 0 ? message("ok", t("noBreaches")) : el("table", { class: "contract-breaches" },
       el("tr", {}, ["item", "subject", "arithmetic", "points", "evidence"].map((k) => el("th", {}, t(k)))),
-      lines.map(([d, l]) => el("tr", {}, el("td", {}, localName(d)), el("td", {}, l.subject), el("td", { class: "mono" }, l.detail ? msgText(l.detail) : l.arithmetic),
+      lines.map(([d, l]) => el("tr", {}, el("td", {}, localName(d)), el("td", {}, lineSubject(l)), el("td", { class: "mono" }, l.detail ? msgText(l.detail) : l.arithmetic),
         el("td", {}, l.points), el("td", { class: "mono" }, l.evidence.join(", "))))));
     const ins = (await api("GET", `/api/v1/contracts/${encodeURIComponent(c.id)}/inspections`)).inspections;
     box.append(el("h2", {}, t("inspections")), ins.length === 0 ? message("ok", t("noInspections")) : el("table", { class: "contract-inspections" },

@@ -1596,6 +1596,8 @@ fn deductions(
             DeductionKind::InspectionMissed => {
                 for m in &inspections.missed {
                     let detail = LineDetail::InspectionMissed {
+                        kind: m.kind,
+                        scheduled_ms: m.scheduled_ms,
                         points: item.points,
                     };
                     lines.push(DeductionLine {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::contract::MissingData;
 
-use super::ClockStatus;
+use super::{ClockStatus, InspectionKind};
 
 /// Something a reader of the assessment should know.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -137,6 +137,10 @@ pub enum LineDetail {
     },
     /// An inspection owed and not done in time.
     InspectionMissed {
+        /// Which obligation.
+        kind: InspectionKind,
+        /// When it was scheduled, UTC ms.
+        scheduled_ms: i64,
         /// Points.
         points: f64,
     },
@@ -274,7 +278,7 @@ impl fmt::Display for LineDetail {
                     status.name()
                 ),
             },
-            LineDetail::InspectionMissed { points } => {
+            LineDetail::InspectionMissed { points, .. } => {
                 write!(f, "missed inspection: {points} points")
             }
             LineDetail::ResourceBreach {
