@@ -83,6 +83,7 @@ pub fn scenario(lang: Lang) -> Report {
                 payable_pct: Fixed::int(83),
                 payable_cents: Some(39_840_000),
                 rule: t("当期服务费 × 考核得分 / 100", "period fee × score / 100"),
+                pending: false,
             },
             trend: vec![
                 TrendPoint {
@@ -106,6 +107,7 @@ pub fn scenario(lang: Lang) -> Report {
                     grade: Grade::Good,
                 },
             ],
+            partial_evidence: false,
         },
         availability: vec![
             SystemAvailability {
@@ -121,6 +123,7 @@ pub fn scenario(lang: Lang) -> Report {
                 excluded_minutes: f(0.0),
                 missing_minutes: f(0.0),
                 met: false,
+                insufficient_evidence: false,
                 daily: daily(100.0, &[(14, Some(91.667))]),
                 evidence: ids(&["EV-INT-0001", "EV-INC-0001"]),
             },
@@ -137,6 +140,7 @@ pub fn scenario(lang: Lang) -> Report {
                 excluded_minutes: f(90.0),
                 missing_minutes: f(0.0),
                 met: true,
+                insufficient_evidence: false,
                 daily: daily(100.0, &[(9, Some(98.056)), (22, Some(100.0))]),
                 evidence: ids(&["EV-INT-0002", "EV-EXC-0001"]),
             },
@@ -153,6 +157,7 @@ pub fn scenario(lang: Lang) -> Report {
                 excluded_minutes: f(0.0),
                 missing_minutes: f(525.0),
                 met: true,
+                insufficient_evidence: false,
                 daily: daily(100.0, &[(20, None), (21, Some(97.0)), (27, Some(99.2))]),
                 evidence: ids(&["EV-INT-0003", "EV-GAP-0001"]),
             },
@@ -414,16 +419,19 @@ pub fn scenario(lang: Lang) -> Report {
                     system: "gov-portal".into(),
                     pct: f(100.0),
                     missing_minutes: f(0.0),
+                    min_pct: None,
                 },
                 SystemCompleteness {
                     system: "one-net".into(),
                     pct: f(100.0),
                     missing_minutes: f(0.0),
+                    min_pct: None,
                 },
                 SystemCompleteness {
                     system: "oa".into(),
                     pct: f(94.281),
                     missing_minutes: f(525.0),
+                    min_pct: None,
                 },
             ],
             borne_by: t(
@@ -534,6 +542,42 @@ pub fn scenario(lang: Lang) -> Report {
     }
 }
 
+/// [`scenario`] with the fields of an assessment on insufficient evidence: the office system's
+/// data fell below its tier's coverage minimum, so it has no figure and the grade is withheld
+/// with the payment pending; the trend shows a withheld grade.
+pub fn scenario_insufficient(lang: Lang) -> Report {
+    let mut r = scenario(lang);
+    for a in &mut r.availability {
+        if a.system_id == "oa" {
+            a.insufficient_evidence = true;
+            a.actual_pct = None;
+            a.met = false;
+            for d in &mut a.daily {
+                d.pct = None;
+            }
+        }
+    }
+    for c in &mut r.completeness.systems {
+        c.min_pct = Some(f(95.0));
+    }
+    r.summary.grade = Grade::Withheld;
+    r.summary.payment.pending = true;
+    r.summary.payment.payable_cents = None;
+    if let Some(t) = r.summary.trend.last_mut() {
+        t.grade = Grade::Withheld;
+    }
+    r
+}
+
+/// [`scenario`] with a grade resting on partial evidence.
+pub fn scenario_partial(lang: Lang) -> Report {
+    let mut r = scenario_insufficient(lang);
+    r.summary.grade = Grade::Good;
+    r.summary.partial_evidence = true;
+    r.summary.payment.pending = false;
+    r
+}
+
 /// A large synthetic month: `hosts` hosts, `probes` probed systems (one availability row each,
 /// with a daily series) over `days` days, and proportionate incidents and evidence. For the
 /// benchmark; the figures follow a fixed pseudo-random pattern, so the output is reproducible.
@@ -565,6 +609,7 @@ pub fn synthetic(hosts: usize, probes: usize, days: u32) -> Report {
                 excluded_minutes: Fixed(0),
                 missing_minutes: Fixed(0),
                 met: actual >= target,
+                insufficient_evidence: false,
                 daily: (1..=days)
                     .map(|d| DailyAvailability {
                         date: format!("2026-10-{d:02}"),

@@ -76,6 +76,9 @@ pub fn period_kind(label: &str) -> PeriodKind {
 /// The report grade for a contract grade: by its id or names, else by its rank in the
 /// contract's grade list (highest first), else by the score.
 pub fn grade_of(contract: &Contract, a: &Assessment) -> Grade {
+    if a.grade_withheld {
+        return Grade::Withheld;
+    }
     if let Some(g) = &a.grade {
         let words = format!("{} {} {}", g.id, g.name, g.name_en).to_lowercase();
         let by_word = [
@@ -228,7 +231,7 @@ fn availability(inp: &Inputs<'_>) -> Vec<SystemAvailability> {
             .map(|d| {
                 let from = assess::local_midnight_ms(d, tz);
                 let to = assess::local_midnight_ms(d + chrono::Days::new(1), tz);
-                let pct = if from >= until {
+                let pct = if from >= until || s.insufficient_evidence {
                     None
                 } else {
                     let to = to.min(until);
@@ -269,6 +272,7 @@ fn availability(inp: &Inputs<'_>) -> Vec<SystemAvailability> {
             excluded_minutes: f(s.excluded_minutes),
             missing_minutes: f(s.missing_minutes),
             met: s.met,
+            insufficient_evidence: s.insufficient_evidence,
             daily,
             evidence: evidence.into_iter().collect(),
         });
@@ -341,6 +345,15 @@ fn incident_requests(inp: &Inputs<'_>) -> Vec<IncidentRequest> {
         .collect()
 }
 
+/// An inspection obligation's name.
+fn inspection_kind(lang: Lang, k: InspectionKind) -> &'static str {
+    match k {
+        InspectionKind::Daily => lang.pick("日常巡检", "daily inspection"),
+        InspectionKind::Weekly => lang.pick("每周巡检", "weekly inspection"),
+        InspectionKind::BeforeHoliday => lang.pick("节前巡检", "before-holiday inspection"),
+    }
+}
+
 /// Deductions, bonuses and vetoes.
 fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
     let a = inp.assessment;
@@ -350,7 +363,22 @@ fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
         let mut arithmetic: Vec<String> = d
             .lines
             .iter()
-            .map(|l| format!("{}: {}", l.subject, l.arithmetic))
+            .map(|l| {
+                let subject = match &l.detail {
+                    assess::LineDetail::InspectionMissed {
+                        kind, scheduled_ms, ..
+                    } => format!(
+                        "{} {}",
+                        inspection_kind(lang, *kind),
+                        crate::i18n::datetime(
+                            *scheduled_ms,
+                            utc_offset_minutes(inp.contract, *scheduled_ms)
+                        )
+                    ),
+                    _ => l.subject.clone(),
+                };
+                format!("{subject}: {}", crate::i18n::line_detail(lang, &l.detail))
+            })
             .collect();
         if (d.uncapped - d.points).abs() > 1e-9 {
             arithmetic.push(format!(
@@ -378,7 +406,10 @@ fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
             kind: AdjustmentKind::Bonus,
             item: b.item.clone(),
             points: f(b.points),
-            arithmetic: b.name.clone(),
+            arithmetic: match (lang, &b.name_en) {
+                (Lang::En, Some(en)) => en.clone(),
+                _ => b.name.clone(),
+            },
             evidence: b.evidence.clone(),
         });
     }
@@ -389,7 +420,10 @@ fn adjustments(inp: &Inputs<'_>) -> Vec<Adjustment> {
             points: Fixed(0),
             arithmetic: format!(
                 "{}: {}",
-                v.name,
+                match (lang, &v.name_en) {
+                    (Lang::En, Some(en)) => en,
+                    _ => &v.name,
+                },
                 lang.pick("一票否决，等级为最低", "veto: the grade is the lowest")
             ),
             evidence: v.evidence.clone(),
@@ -559,6 +593,7 @@ fn completeness(inp: &Inputs<'_>) -> Completeness {
             system: s.system.clone(),
             pct: f(pct),
             missing_minutes: f(s.missing_minutes),
+            min_pct: Some(f(s.min_coverage_percent)),
         });
         if let Some(obj) = c.availability.get(&s.tier) {
             borne.insert(match obj.missing_data {
@@ -600,6 +635,18 @@ fn summary(inp: &Inputs<'_>) -> Summary {
     });
     let cents = |x: f64| (x * 100.0).round() as i64;
     let payment = match &a.payment {
+        None if a.grade_withheld => Payment {
+            fee_cents: None,
+            payable_pct: Fixed(0),
+            payable_cents: None,
+            rule: lang
+                .pick(
+                    "等级不予评定（有系统数据不足），付款比例待甲方核定",
+                    "grade withheld (a system had insufficient evidence): the payable share is for the buyer to decide",
+                )
+                .to_string(),
+            pending: true,
+        },
         Some(p) => Payment {
             fee_cents: Some(cents(p.period_fee)),
             payable_pct: f(p.percent),
@@ -614,6 +661,7 @@ fn summary(inp: &Inputs<'_>) -> Summary {
                 }
             }
             .to_string(),
+            pending: false,
         },
         None => Payment {
             fee_cents: None,
@@ -622,6 +670,7 @@ fn summary(inp: &Inputs<'_>) -> Summary {
             rule: lang
                 .pick("合同未约定费用", "the contract states no fee")
                 .to_string(),
+            pending: false,
         },
     };
     Summary {
@@ -632,6 +681,7 @@ fn summary(inp: &Inputs<'_>) -> Summary {
         grade,
         payment,
         trend,
+        partial_evidence: a.grade.as_ref().is_some_and(|g| g.partial_evidence),
     }
 }
 
@@ -723,7 +773,11 @@ fn appendix(
         put(
             &r.id,
             "inspection",
-            &|| r.result.clone(),
+            &|| match r.result.as_str() {
+                "ok" => lang.pick("正常", "ok").to_string(),
+                "findings" => lang.pick("发现问题", "findings").to_string(),
+                other => other.to_string(),
+            },
             r.scheduled_ms,
             r.done_ms.unwrap_or(r.scheduled_ms),
         );
@@ -732,7 +786,15 @@ fn appendix(
         put(
             &r.id,
             "rollup",
-            &|| format!("{} {}: max {}", r.host, r.metric, Fixed::from_f64(r.max)),
+            &|| {
+                format!(
+                    "{} {}: {} {}",
+                    r.host,
+                    r.metric,
+                    lang.pick("最大值", "max"),
+                    Fixed::from_f64(r.max)
+                )
+            },
             r.hour_ms,
             r.hour_ms + 3_600_000,
         );
@@ -785,8 +847,12 @@ fn appendix(
     let note_texts = notes
         .iter()
         .cloned()
-        .chain(a.provisional_reasons.iter().cloned())
-        .chain(a.notes.iter().cloned());
+        .chain(
+            a.provisional_reasons
+                .iter()
+                .map(|r| crate::i18n::reason(lang, r)),
+        )
+        .chain(a.notes.iter().map(|n| crate::i18n::note(lang, n)));
     for (i, text) in note_texts.enumerate() {
         list.push(Evidence {
             id: format!("note:{}", i + 1),

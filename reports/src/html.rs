@@ -253,8 +253,8 @@ impl Html<'_> {
                 self.t("报告状态", "Status").into(),
                 if c.provisional {
                     self.t(
-                        "暂定（申诉期内或周期未结束）",
-                        "provisional (period open or appeal window running)",
+                        "暂定（周期未结束、申诉期内或有故障尚未恢复，见附录说明）",
+                        "provisional (period open, appeal window running or incidents still open; see the notes in the appendix)",
                     )
                     .into()
                 } else {
@@ -278,7 +278,7 @@ impl Html<'_> {
             esc(&s.score.fmt_dp(1)),
             esc(self.t("分", "points")),
             esc(self.t("等级", "grade")),
-            esc(s.grade.label(self.lang)),
+            esc(&summary_grade(self.lang, s)),
         );
         let calc = format!(
             "{} − {} + {} = {}",
@@ -300,7 +300,7 @@ impl Html<'_> {
         let mut pay = format!(
             "{} {}",
             self.t("应付比例", "payable share"),
-            pct(p.payable_pct)
+            payable_share(self.lang, p)
         );
         if let (Some(fee), Some(due)) = (p.fee_cents, p.payable_cents) {
             let text = match self.lang {
@@ -375,12 +375,15 @@ impl Html<'_> {
                 Cell::T(tier(lang, &a.tier)),
                 Cell::T(a.window.clone()),
                 Cell::N(pct(a.target_pct)),
-                Cell::N(opt_pct(a.actual_pct, 3)),
+                Cell::N(availability_actual(lang, a)),
                 Cell::N(a.window_minutes.to_string()),
                 Cell::N(minutes(a.downtime_minutes)),
                 Cell::N(minutes(a.excluded_minutes)),
                 Cell::N(minutes(a.missing_minutes)),
-                Cell::Flag(met(lang, Some(a.met)).into(), a.met),
+                {
+                    let (text, ok) = availability_result(lang, a);
+                    Cell::Flag(text.into(), ok)
+                },
             ]);
         }
         self.end_table();
@@ -697,7 +700,7 @@ impl Html<'_> {
         for s in &c.systems {
             self.row(&[
                 Cell::T(s.system.clone()),
-                Cell::N(pct(s.pct)),
+                Cell::N(completeness_pct(self.lang, s)),
                 Cell::N(minutes(s.missing_minutes)),
             ]);
         }

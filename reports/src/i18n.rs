@@ -5,6 +5,9 @@ use chrono::{DateTime, Duration};
 
 use crate::model::*;
 
+mod messages;
+pub use messages::*;
+
 /// `YYYY-MM-DD HH:MM` in the report's zone.
 pub fn datetime(ms: i64, offset_minutes: i32) -> String {
     local(ms, offset_minutes).map_or_else(|| "—".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -142,6 +145,10 @@ pub fn evidence_kind(lang: Lang, k: &str) -> String {
         "incident_request" => lang
             .pick("补录/降级审批", "backdate / downgrade review")
             .into(),
+        "note" => lang.pick("说明", "note").into(),
+        "rollup" => lang.pick("小时汇总", "hourly rollup").into(),
+        "manual_event" => lang.pick("人工登记事件", "manual event").into(),
+        "reference" => lang.pick("引用", "reference").into(),
         other => other.into(),
     }
 }

@@ -243,6 +243,9 @@ pub enum Grade {
     Fair,
     /// 不合格
     Fail,
+    /// 不予评定: withheld because a system had insufficient evidence (the contract's
+    /// `scoring.insufficient_evidence: withhold_grade`).
+    Withheld,
 }
 
 impl Grade {
@@ -254,6 +257,7 @@ impl Grade {
             Grade::Pass => lang.pick("合格", "Pass"),
             Grade::Fair => lang.pick("一般", "Fair"),
             Grade::Fail => lang.pick("不合格", "Fail"),
+            Grade::Withheld => lang.pick("不予评定", "Not graded"),
         }
     }
 }
@@ -272,6 +276,14 @@ pub struct Summary {
     pub payment: Payment,
     /// Earlier periods, oldest first, then this one.
     pub trend: Vec<TrendPoint>,
+    /// The grade rests on partial evidence: a system had insufficient evidence and the
+    /// contract's `scoring.insufficient_evidence` is `mark_partial` (omitted when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial_evidence: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What the score means for the fee.
@@ -286,6 +298,10 @@ pub struct Payment {
     pub payable_cents: Option<i64>,
     /// The contract's rule, as stated (e.g. `fee × score / 100`).
     pub rule: String,
+    /// No payable share is stated because the grade is withheld (`payable_pct` and
+    /// `payable_cents` then mean nothing; omitted when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
 }
 
 /// One period's result in the trend.
@@ -318,6 +334,11 @@ pub struct SystemAvailability {
     pub excluded_minutes: Fixed,
     pub missing_minutes: Fixed,
     pub met: bool,
+    /// Insufficient evidence (数据不足，不予评定): data covered less of the window than the
+    /// tier's minimum, or the system selected no subject; `actual_pct` is null and `met`
+    /// false, meaning neither met nor breached (omitted when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insufficient_evidence: bool,
     /// One point per local day, for the trend chart.
     pub daily: Vec<DailyAvailability>,
     pub evidence: Vec<String>,
@@ -505,6 +526,10 @@ pub struct SystemCompleteness {
     pub system: String,
     pub pct: Fixed,
     pub missing_minutes: Fixed,
+    /// The contract's minimum coverage for the system's tier, percent (omitted in reports
+    /// made before coverage minimums existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pct: Option<Fixed>,
 }
 
 /// One evidence item in the appendix.

@@ -230,10 +230,14 @@ fn summary(b: &mut Book) -> Result<(), RenderError> {
         vec![s(b.t("扣分合计", "Deductions")), fx(m.deductions_total)],
         vec![s(b.t("加分合计", "Bonuses")), fx(m.bonuses_total)],
         vec![s(b.t("考核得分", "Score")), fx(m.score)],
-        vec![s(b.t("等级", "Grade")), s(m.grade.label(lang))],
+        vec![s(b.t("等级", "Grade")), s(summary_grade(lang, m))],
         vec![
             s(b.t("应付比例", "Payable share")),
-            V::P(Some(p.payable_pct)),
+            if p.pending {
+                s(payable_share(lang, p))
+            } else {
+                V::P(Some(p.payable_pct))
+            },
         ],
         vec![
             s(b.t("当期服务费（元）", "Period fee (CNY)")),
@@ -280,7 +284,7 @@ fn availability(b: &mut Book) -> Result<(), RenderError> {
                     fx(a.downtime_minutes),
                     fx(a.excluded_minutes),
                     fx(a.missing_minutes),
-                    s(met(lang, Some(a.met))),
+                    s(availability_result(lang, a).0),
                     s(a.evidence.join(", ")),
                 ]
             })
@@ -613,12 +617,15 @@ fn completeness(b: &mut Book) -> Result<(), RenderError> {
         s(""),
         s(&c.borne_by),
     ]];
+    let lang = b.lang;
     rows.extend(c.systems.iter().map(|x| {
         vec![
             s(&x.system),
             V::P(Some(x.pct)),
             fx(x.missing_minutes),
-            s(""),
+            s(x.min_pct
+                .map(|m| minimum(lang, m).trim().to_string())
+                .unwrap_or_default()),
         ]
     }));
     let cols = [

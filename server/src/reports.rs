@@ -17,6 +17,7 @@
 //! mail to the contract's `report:` recipients; [`crate::report_mail`] delivers it.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -185,6 +186,7 @@ fn grade_name(g: Grade) -> &'static str {
         Grade::Pass => "pass",
         Grade::Fair => "fair",
         Grade::Fail => "fail",
+        Grade::Withheld => "withheld",
     }
 }
 
@@ -194,6 +196,7 @@ pub(crate) fn grade_from_name(s: &str) -> Grade {
         "good" => Grade::Good,
         "pass" => Grade::Pass,
         "fair" => Grade::Fair,
+        "withheld" => Grade::Withheld,
         _ => Grade::Fail,
     }
 }
@@ -728,7 +731,12 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
         .cloned()
         .collect();
     let mut done = Vec::new();
+    // When monitoring began: a period that closed before it is not reported at all (there is
+    // nothing to assess; a report would claim a month nobody watched). Read once, and only
+    // when some period is due and not made yet.
+    let mut began: Option<Option<i64>> = None;
     for c in contracts {
+        done.extend(reissue_closed_incidents(state, &c, now_ms).await?);
         let periods = due_periods(&c.contract, now_ms);
         if periods.is_empty() {
             continue;
@@ -740,6 +748,18 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
                     match scheduled_report(&state.store, &c.contract.id, &p.label, lang).await? {
                         Some(id) => id,
                         None => {
+                            if began.is_none() {
+                                began = Some(state.store.first_interval_ms().await?);
+                            }
+                            if began.flatten().is_none_or(|t| t >= p.end_ms) {
+                                tracing::info!(
+                                    contract = %c.contract.id,
+                                    period = %p.label,
+                                    "no scheduled report: the period closed before monitoring \
+                                     began (no status evidence before its end)"
+                                );
+                                continue;
+                            }
                             let req = Request {
                                 period: p.label.clone(),
                                 formats: formats.clone(),
@@ -800,6 +820,131 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
         }
     }
     Ok(done)
+}
+
+/// The incidents (evidence ids, `incident:<id>`) a report lists as not restored.
+fn open_in_report(report: &yunwei_reports::model::Report) -> Vec<String> {
+    report
+        .incidents
+        .iter()
+        .filter(|i| i.restored_ms.is_none())
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Re-issues the scheduled reports of `c` whose incidents were open when they were made and
+/// have closed since: a period's report stays provisional while an incident it assesses is
+/// open, and the schedule makes a new version (origin `schedule`, mailed like the first) as
+/// soon as one of them is restored, with the exact late minutes. The latest version of each
+/// period and language that has a scheduled report is looked at; only provisional ones are
+/// read. Returns the new versions.
+pub async fn reissue_closed_incidents(
+    state: &Reports,
+    c: &Arc<LoadedContract>,
+    now_ms: i64,
+) -> anyhow::Result<Vec<ArchivedReport>> {
+    let rows = state.store.reports(Some(&c.contract.id)).await?;
+    // Newest first: the first row of each (period, lang) is its latest version.
+    let mut latest: BTreeMap<(String, String), &ReportRow> = BTreeMap::new();
+    let mut scheduled: std::collections::BTreeSet<(String, String)> = Default::default();
+    for r in &rows {
+        let key = (r.period.clone(), r.lang.clone());
+        if r.origin == "schedule" {
+            scheduled.insert(key.clone());
+        }
+        latest
+            .entry(key)
+            .and_modify(|cur| {
+                if r.version > cur.version {
+                    *cur = r;
+                }
+            })
+            .or_insert(r);
+    }
+    let mut restored: Option<BTreeMap<String, i64>> = None;
+    let mut made = Vec::new();
+    for (key, r) in latest {
+        if !r.provisional || !scheduled.contains(&key) || r.end_ms > now_ms {
+            continue;
+        }
+        let Some(env) = state.store.report_envelope(r.id).await? else {
+            continue;
+        };
+        let signed: SignedReport = serde_json::from_slice(&env)
+            .with_context(|| format!("archived report {} does not parse", r.id))?;
+        let open = open_in_report(&signed.report);
+        if open.is_empty() {
+            continue;
+        }
+        if restored.is_none() {
+            restored = Some(
+                state
+                    .store
+                    .incidents(false)
+                    .await?
+                    .into_iter()
+                    .filter_map(|i| Some((format!("incident:{}", i.id), i.restored_ms?)))
+                    .collect(),
+            );
+        }
+        let closed = restored.as_ref().is_some_and(|m| {
+            open.iter()
+                .any(|id| m.get(id).is_some_and(|t| *t <= now_ms))
+        });
+        if !closed {
+            continue;
+        }
+        let Ok(lang) = parse_lang(&r.lang) else {
+            continue;
+        };
+        let formats = r
+            .formats
+            .iter()
+            .filter_map(|f| ReportFormat::parse(f))
+            .collect();
+        let req = Request {
+            period: r.period.clone(),
+            formats,
+            lang,
+            font: None,
+            origin: "schedule".into(),
+            notes: Vec::new(),
+            compute_limit: None,
+        };
+        let g = generate(
+            &state.store,
+            &state.config.data_dir,
+            c,
+            &req,
+            now_ms,
+            state.config.contracts.run_inspections,
+            state.config.contracts.auto_assign_from_labels,
+        )
+        .await
+        .with_context(|| format!("re-issuing report {} {}", c.contract.id, r.period))?;
+        tracing::info!(
+            contract = %c.contract.id,
+            period = %g.archived.period,
+            version = g.archived.version,
+            id = g.archived.id,
+            "scheduled report re-issued: an incident it assessed as open has closed"
+        );
+        if let Some(d) = &c.contract.report {
+            let smtp = state.config.notify.smtp.is_some();
+            crate::report_mail::enqueue(
+                &state.store,
+                g.archived.id,
+                &c.contract.id,
+                &d.to,
+                &d.cc,
+                (!smtp).then_some(crate::report_mail::NO_SMTP),
+                now_ms,
+            )
+            .await?;
+        }
+        made.push(g.archived);
+    }
+    Ok(made)
 }
 
 /// Every five minutes makes the scheduled reports that are due; every 30 seconds mails the

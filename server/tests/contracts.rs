@@ -36,7 +36,8 @@ systems:
   - {{ id: portal, name: 政务服务网, tier: core, hosts: {{ system: 政务服务网 }}, probes: {{ system: 政务服务网 }} }}
 objectives:
   availability:
-    core: {{ target_percent: 99.9, min_outage: 1m, missing_data: excluded }}
+    # The scenarios hold about 30 minutes of data in the days assessed: no coverage minimum.
+    core: {{ target_percent: 99.9, min_outage: 1m, missing_data: excluded, min_coverage_percent: 0 }}
   incidents:
     - {{ id: P3, aliases: [三级], response: 2h, restore: 24h, window: always }}
 {inspections}scoring:

@@ -346,6 +346,18 @@ async fn scheduled_reports_are_made_once_when_a_period_closes(backend: &str) {
             .report_due_working_day
             .is_some()
     );
+    // Monitoring began in January 2026 (a day of labelled simulated history): periods that
+    // closed before the first evidence get no scheduled report (`honest_reports.rs`).
+    yunwei_server::demo::seed(
+        &h.state.store,
+        &yunwei_server::demo::DemoSpec {
+            systems: vec![("政务服务网".into(), 1, 1)],
+            from_ms: shanghai(2026, 1, 20, 0, 0),
+            to_ms: shanghai(2026, 1, 21, 0, 0),
+        },
+    )
+    .await
+    .unwrap();
     // March 1st, 01:59 local: February is closed but its report is not due before 02:00.
     let early = reports::run_due_reports(&h.state.reports, shanghai(2026, 3, 1, 1, 59))
         .await

@@ -312,7 +312,7 @@ fn period_to_date_is_provisional_with_budget_left() {
     // As of 02-05 00:00 only the 50 min outage of 02-03 has happened.
     let a = assess(&c, &cal, &p, at("2026-02-05 00:00"), &scenario());
     assert!(a.provisional);
-    assert!(a.provisional_reasons.iter().any(|r| r.contains("not over")));
+    assert!(a.provisional_reasons.contains(&Reason::PeriodNotOver));
     let web = sys(&a, "web");
     // Window so far: 4 days = 5,760 min; budget 20.16 − 50 = −29.84.
     assert_eq!(web.window_minutes, 5_760.0);
@@ -326,24 +326,35 @@ fn a_year_without_calendar_data_is_provisional() {
     let p = Period::parse("2027-03", chrono_tz::Asia::Shanghai).unwrap();
     let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &Evidence::default());
     assert!(a.provisional);
-    assert!(
-        a.provisional_reasons[0].contains("2027"),
+    assert_eq!(
+        a.provisional_reasons[0],
+        Reason::CalendarYearMissing { year: 2027 },
         "{:?}",
         a.provisional_reasons
     );
     assert_eq!(
-        a.notes[0],
+        a.notes[0].to_string(),
         "the period 2027-03 (2027-03-01..2027-03-31) is not inside the contract period 2026-01-01..2026-12-31"
     );
-    // No subjects at all: every system is flagged as resting on no evidence.
-    assert_eq!(a.notes.len(), 1 + c.systems.len(), "{:?}", a.notes);
+    // No subjects at all: every system is flagged as resting on no evidence, and the grade is
+    // withheld (the contract does not set `scoring.insufficient_evidence`).
+    assert_eq!(a.notes.len(), 2 + c.systems.len(), "{:?}", a.notes);
     for (note, sys) in a.notes[1..].iter().zip(&c.systems) {
         assert!(
-            note.starts_with(&format!("system {} (", sys.id))
-                && note.contains("match no host or probe"),
+            matches!(note, Note::NoSubjects { system, .. } if *system == sys.id),
+            "{note:?}"
+        );
+        assert!(
+            note.to_string().contains("match no host or probe"),
             "{note}"
         );
     }
+    assert_eq!(
+        a.notes.last(),
+        Some(&Note::GradeWithheld {
+            systems: vec!["web".into(), "oa".into()]
+        })
+    );
     // Without data every subject is unknown: nothing measured, nothing missed.
     assert_eq!(sys(&a, "web").actual_percent, None);
     assert_eq!(sys(&a, "web").missing_minutes, 31.0 * 1440.0);
@@ -476,10 +487,10 @@ fn paused_clocks_and_per_minute_deductions() {
         cause: Cause::Unknown,
     });
     let a = assess(&c, &cal, &p, p.end_ms, &ev);
-    let incident_notes: Vec<&String> = a
+    let incident_notes: Vec<&Note> = a
         .notes
         .iter()
-        .filter(|n| n.starts_with("incident "))
+        .filter(|n| n.to_string().starts_with("incident "))
         .collect();
     assert_eq!(incident_notes.len(), 2, "{:?}", a.notes);
     assert!(a.incidents[2].clocks.is_empty());
@@ -813,12 +824,19 @@ fn the_example_contract_assesses_the_quickstart_host() {
     let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
     assert!(a.provisional);
     // The example has inspections: with no records, all due ones are missed (−5 each, no cap),
-    // and the other systems select nothing: no data, which `approval` (missing_data: excluded)
-    // leaves unmeasured and `oa` (missing_data: as_up) counts as available.
+    // and the other systems select nothing: insufficient evidence, whatever their tier does
+    // with missing data (`oa`'s as_up no longer makes it "fully available"), so the grade is
+    // withheld (`scoring.insufficient_evidence: withhold_grade`) and no payment is computed.
     assert_eq!(a.score, 0.0);
-    assert_eq!(a.grade.as_ref().unwrap().name, "不合格");
-    assert_eq!(sys(&a, "approval").actual_percent, None);
-    assert_eq!(sys(&a, "oa").actual_percent, Some(100.0));
+    assert!(a.grade_withheld);
+    assert_eq!(a.payment, None);
+    assert_eq!(a.insufficient_evidence, vec!["approval", "oa"]);
+    for id in ["approval", "oa"] {
+        let s = sys(&a, id);
+        assert_eq!((s.actual_percent, s.met), (None, false), "{id}");
+        assert!(s.insufficient_evidence, "{id}");
+    }
+    assert!(!sys(&a, "portal").insufficient_evidence);
 }
 
 #[test]
@@ -848,4 +866,195 @@ fn serialized_assessment_matches_the_snapshot() {
         "assessment differs from {}:\n{got}",
         path.display()
     );
+}
+
+/// The February scenario with the web probes' and hosts' data cut to what `keep` says.
+fn scenario_keeping(keep: impl Fn(&StatusInterval) -> Option<(i64, i64)>) -> Evidence {
+    let mut ev = scenario();
+    ev.intervals = ev
+        .intervals
+        .into_iter()
+        .filter_map(|mut iv| {
+            let (s, e) = keep(&iv)?;
+            (iv.start_ms, iv.end_ms) = (iv.start_ms.max(s), iv.end_ms.min(e));
+            (iv.start_ms < iv.end_ms).then_some(iv)
+        })
+        .collect();
+    ev
+}
+
+#[test]
+fn a_system_with_no_evidence_is_not_assessed() {
+    // The web system's subjects exist but sent nothing in February: coverage 0 % of its 40,320
+    // window minutes. Under `missing_data: excluded` it used to be "nothing measured, target
+    // met"; now it is insufficient evidence: no figure, neither met nor breached, no
+    // availability deduction, and the grade is withheld (the default policy) with no payment.
+    let c = contract();
+    let p = feb();
+    let ev = scenario_keeping(|iv| (iv.subject == "oa1").then_some((iv.start_ms, iv.end_ms)));
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let web = sys(&a, "web");
+    assert_eq!(web.coverage_percent, Some(0.0));
+    assert_eq!(web.min_coverage_percent, 80.0);
+    assert!(web.insufficient_evidence);
+    assert_eq!((web.actual_percent, web.met), (None, false));
+    assert_eq!(web.missing_minutes, 40_320.0);
+    assert!(a.deductions.iter().all(|d| d.item != "availability"));
+    assert_eq!(a.insufficient_evidence, vec!["web"]);
+    assert!(a.grade_withheld);
+    assert_eq!(a.payment, None);
+    assert!(a.notes.contains(&Note::InsufficientEvidence {
+        system: "web".into(),
+        name: "门户".into(),
+        coverage_percent: Some(0.0),
+        min_coverage_percent: 80.0,
+    }));
+    assert!(a.notes.contains(&Note::GradeWithheld {
+        systems: vec!["web".into()]
+    }));
+    // The office system had all its data: assessed as before.
+    let oa = sys(&a, "oa");
+    assert!(!oa.insufficient_evidence);
+    assert_eq!(oa.coverage_percent, Some(100.0));
+    assert_eq!(oa.actual_percent, Some(100.0));
+
+    // A system selecting no subject at all is insufficient evidence too, whatever its tier
+    // does with missing data (`oa` counts missing data as up).
+    let mut ev = scenario();
+    ev.subjects.retain(|s| s.id != "oa1");
+    let a = assess(&c, &Calendar::shipped(), &p, p.end_ms, &ev);
+    let oa = sys(&a, "oa");
+    assert!(oa.subjects.is_empty());
+    assert!(oa.insufficient_evidence);
+    assert_eq!((oa.actual_percent, oa.met), (None, false));
+    assert!(matches!(&a.notes[0], Note::NoSubjects { system, .. } if system == "oa"));
+}
+
+#[test]
+fn a_system_below_its_coverage_minimum_is_not_assessed() {
+    // Monitoring of web began on 02-20 00:00: 9 of 28 days with data = 12,960 of 40,320 window
+    // minutes = 32.142857…% coverage, below the default 80 %. Its outages (02-03, 02-10) are
+    // before then, so there is nothing to deduct anyway; what matters is that no availability
+    // figure is claimed for a month mostly unseen.
+    let p = feb();
+    let began = at("2026-02-20 00:00");
+    let keep = |iv: &StatusInterval| {
+        Some(if iv.subject == "oa1" {
+            (iv.start_ms, iv.end_ms)
+        } else {
+            (began, p.end_ms)
+        })
+    };
+    let a = assess(
+        &contract(),
+        &Calendar::shipped(),
+        &p,
+        p.end_ms,
+        &scenario_keeping(keep),
+    );
+    let web = sys(&a, "web");
+    // p1's 120 missing minutes on 02-20 fall inside: 12,960 − 120 = 12,840 with data.
+    let cov = web.coverage_percent.unwrap();
+    assert!((cov - 12_840.0 / 40_320.0 * 100.0).abs() < 1e-9, "{cov}");
+    assert!(web.insufficient_evidence);
+    assert_eq!(web.actual_percent, None);
+    assert!(a.grade_withheld);
+
+    // `mark_partial`: the grade stands, marked as resting on partial evidence; payment too.
+    let c = contract();
+    let text = CONTRACT.replace(
+        "  vetoes:\n",
+        "  insufficient_evidence: mark_partial\n  vetoes:\n",
+    );
+    let partial = parse_contract(&text, "partial.yml").unwrap();
+    assert_eq!(c.scoring.insufficient_evidence, Default::default());
+    let a = assess(
+        &partial,
+        &Calendar::shipped(),
+        &p,
+        p.end_ms,
+        &scenario_keeping(keep),
+    );
+    assert!(!a.grade_withheld);
+    let g = a.grade.as_ref().unwrap();
+    assert!(g.partial_evidence);
+    assert_eq!(g.name, "优秀");
+    assert!(a.payment.is_some());
+    assert!(a.notes.contains(&Note::GradeOnPartialEvidence {
+        systems: vec!["web".into()]
+    }));
+
+    // A tier minimum of 30 % accepts the same evidence: assessed over the measured time.
+    let text = CONTRACT.replace(
+        "missing_data: excluded }",
+        "missing_data: excluded, min_coverage_percent: 30 }",
+    );
+    let low = parse_contract(&text, "low.yml").unwrap();
+    let a = assess(
+        &low,
+        &Calendar::shipped(),
+        &p,
+        p.end_ms,
+        &scenario_keeping(keep),
+    );
+    let web = sys(&a, "web");
+    assert!(!web.insufficient_evidence);
+    assert_eq!(web.min_coverage_percent, 30.0);
+    assert_eq!(web.actual_percent, Some(100.0));
+    assert!(web.met);
+    assert!(!a.grade_withheld);
+    assert!(a.insufficient_evidence.is_empty());
+    assert!(!a.grade.as_ref().unwrap().partial_evidence);
+
+    // `missing_data: as_down` defaults to no minimum: the vendor bears gaps in full, so a gap
+    // never voids the downtime it counts.
+    let text = CONTRACT.replace("missing_data: excluded", "missing_data: as_down");
+    let down = parse_contract(&text, "down.yml").unwrap();
+    let a = assess(
+        &down,
+        &Calendar::shipped(),
+        &p,
+        p.end_ms,
+        &scenario_keeping(keep),
+    );
+    let web = sys(&a, "web");
+    assert_eq!(web.min_coverage_percent, 0.0);
+    assert!(!web.insufficient_evidence);
+    assert!(web.actual_percent.unwrap() < 40.0);
+}
+
+#[test]
+fn an_incident_still_open_keeps_the_assessment_provisional() {
+    // Detected 02-27 22:00 (P1: restore within 4 h), restored 03-01 10:00. Assessed at 03-01
+    // 02:00 (when the scheduled report is made) the restore clock is still running and the
+    // figures are provisional for that reason alone; assessed after the restore it is final,
+    // with the exact lateness: 36 h − 4 h = 32 h = 1,920 min late.
+    let c = contract();
+    let p = feb();
+    let mut ev = scenario();
+    ev.incidents.push(Incident {
+        id: "inc:open".into(),
+        system: Some("web".into()),
+        labels: BTreeMap::new(),
+        level: "P1".into(),
+        detected_ms: at("2026-02-27 22:00"),
+        acknowledged_ms: Some(at("2026-02-27 22:05")),
+        on_site_ms: None,
+        restored_ms: Some(at("2026-03-01 10:00")),
+        pauses: Vec::new(),
+        cause: Cause::Vendor,
+    });
+    let a = assess(&c, &Calendar::shipped(), &p, at("2026-03-01 02:00"), &ev);
+    assert_eq!(
+        a.provisional_reasons,
+        vec![Reason::IncidentsOpen {
+            incidents: vec!["inc:open".into()]
+        }]
+    );
+    assert_eq!(a.incidents[0].clocks[1].status, ClockStatus::Breached);
+    let a = assess(&c, &Calendar::shipped(), &p, at("2026-03-01 10:05"), &ev);
+    assert!(!a.provisional, "{:?}", a.provisional_reasons);
+    let restore = &a.incidents[0].clocks[1];
+    assert_eq!(restore.status, ClockStatus::Late);
+    assert_eq!(restore.late_ms, 1_920 * 60_000);
 }

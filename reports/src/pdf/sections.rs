@@ -127,7 +127,7 @@ pub(super) fn summary(l: &mut Layout, r: &Report) {
     let mut pay = format!(
         "{} {}",
         t("应付比例", "payable share"),
-        pct(s.payment.payable_pct)
+        payable_share(lang, &s.payment)
     );
     if let (Some(fee), Some(due)) = (s.payment.fee_cents, s.payment.payable_cents) {
         pay.push_str(&match lang {
@@ -140,7 +140,7 @@ pub(super) fn summary(l: &mut Layout, r: &Report) {
             t("考核得分", "Assessment score"),
             format!("{} {}", s.score.fmt_dp(1), t("分", "points")),
         ),
-        (t("等级", "Grade"), s.grade.label(lang).into()),
+        (t("等级", "Grade"), summary_grade(lang, s)),
         (
             t("计算", "Calculation"),
             format!(
@@ -247,12 +247,12 @@ pub(super) fn availability(l: &mut Layout, r: &Report) {
                     tier(lang, &a.tier),
                     a.window.clone(),
                     pct(a.target_pct),
-                    opt_pct(a.actual_pct, 3),
+                    availability_actual(lang, a),
                     a.window_minutes.to_string(),
                     minutes(a.downtime_minutes),
                     minutes(a.excluded_minutes),
                     minutes(a.missing_minutes),
-                    met(lang, Some(a.met)).into(),
+                    availability_result(lang, a).0.into(),
                 ]
             })
             .collect();
@@ -695,7 +695,13 @@ pub(super) fn completeness(l: &mut Layout, r: &Report) {
     let rows: Vec<Vec<String>> = cp
         .systems
         .iter()
-        .map(|s| vec![s.system.clone(), pct(s.pct), minutes(s.missing_minutes)])
+        .map(|s| {
+            vec![
+                s.system.clone(),
+                completeness_pct(lang, s),
+                minutes(s.missing_minutes),
+            ]
+        })
         .collect();
     l.table(
         &[

@@ -462,6 +462,10 @@ Object.assign(I18N["zh-CN"], {
   pendingState: "待审核", approved: "已批准", rejected: "已驳回", late: "事后补报", submit: "提交",
   kMaintenance: "计划维护", kForce_majeure: "不可抗力", kBuyer_caused: "甲方原因", noExclusions: "没有申请",
   origin: "来源",
+  insufficientEvidence: "数据不足", notAssessed: "不予评定", gradeWithheld: "不予评定", partialEvidence: "（部分证据）",
+  clock_response: "响应", clock_on_site: "到场", clock_restore: "恢复", clockStatus_met: "按时", clockStatus_late: "已超时",
+  clockStatus_running: "计时中", clockStatus_breached: "计时中，已超时",
+  insp_daily: "日常巡检", insp_weekly: "每周巡检", insp_before_holiday: "节前巡检",
 });
 Object.assign(I18N.en, {
   contractsPage: "Contracts", incidentsPage: "Incidents", alertsPage: "Alerts & silences",
@@ -493,6 +497,10 @@ Object.assign(I18N.en, {
   late: "filed after the fact", submit: "Submit", kMaintenance: "Planned maintenance",
   kForce_majeure: "Force majeure", kBuyer_caused: "Caused by the buyer", noExclusions: "No requests",
   origin: "Origin",
+  insufficientEvidence: "insufficient evidence", notAssessed: "not assessed", gradeWithheld: "not graded",
+  partialEvidence: " (partial evidence)", clock_response: "response", clock_on_site: "on site", clock_restore: "restore",
+  clockStatus_met: "met", clockStatus_late: "late", clockStatus_running: "running", clockStatus_breached: "running, past target",
+  insp_daily: "daily inspection", insp_weekly: "weekly inspection", insp_before_holiday: "before-holiday inspection",
 });
 
 PAGES.splice(1, 0,
@@ -502,6 +510,8 @@ PAGES.splice(1, 0,
   { id: "maintenancePage", perm: "read", render: renderMaintenance });
 
 function pct(v) { return v === null || v === undefined ? "—" : `${Number(v).toFixed(3)}%`; }
+/** A system's availability so far, or "insufficient evidence" (数据不足) below its coverage minimum. */
+function actualText(y) { return y.insufficient_evidence ? t("insufficientEvidence") : pct(y.actual_percent); }
 function mins(v) { return `${Math.round(Number(v) * 10) / 10} ${t("minutes")}`; }
 function localName(o) { return lang === "en" ? (o.name_en || o.name) : o.name; }
 function kindName(k) { return t("k" + k.charAt(0).toUpperCase() + k.slice(1)); }
@@ -529,8 +539,73 @@ async function contractStatuses() {
   return list.map((c, i) => ({ c, s: status[i] }));
 }
 
+/** The period's grade: withheld (insufficient evidence), or its name, marked when it rests on
+ * partial evidence. */
+function gradeOf(s) {
+  if (s.grade_withheld) return t("gradeWithheld");
+  if (!s.grade) return "—";
+  return localName({ name: s.grade.name, name_en: s.grade.name_en }) + (s.grade.partial_evidence ? t("partialEvidence") : "");
+}
+
 function gradeText(s) {
-  return `${s.score}${s.grade ? " · " + localName({ name: s.grade.name, name_en: s.grade.name_en }) : ""}`;
+  return `${s.score} · ${gradeOf(s)}`;
+}
+
+// The assessment's notes, provisional reasons and deduction arithmetic come as a code with
+// parameters (sla/src/assess/text.rs); the reports crate renders the same codes
+// (reports/src/i18n/messages.rs).
+const MSG = {
+  "zh-CN": {
+    period_outside_contract: (p) => `考核周期 ${p.period}（${p.start}..${p.end}）不在合同期 ${p.contract_start}..${p.contract_end} 之内`,
+    no_subjects: (p) => `系统 ${p.name}（${p.system}）未选中任何主机或探测，没有任何证据：数据不足，不予评定`,
+    insufficient_evidence: (p) => `系统 ${p.name}（${p.system}）服务时段内有数据的时间占 ${covText(p.coverage_percent)}，低于合同约定的证据覆盖率下限 ${p.min_coverage_percent}%：数据不足，不予评定（无可用率，不判定达标与否，不扣可用性分）`,
+    grade_withheld: (p) => `因系统 ${p.systems.join("、")} 数据不足，本期等级不予评定，付款比例待甲方核定`,
+    grade_on_partial_evidence: (p) => `因系统 ${p.systems.join("、")} 数据不足，本期等级仅依据部分证据评定`,
+    unknown_incident_level: (p) => `故障 ${p.incident}：合同未定义等级“${p.level}”，不计时`,
+    incident_without_system: (p) => `故障 ${p.incident}：未对应合同中的任何系统，按 7x24 计时`,
+    calendar_year_missing: (p) => `节假日日历缺少 ${p.year} 年的数据：周一至周五按工作日计`,
+    window_year_missing: () => "服务时段用到了节假日日历缺少的年份",
+    period_not_over: () => "考核周期尚未结束",
+    inspections_not_recorded: (p) => `${p.count} 次巡检应于本系统开始记录巡检之前完成，不予考核`,
+    incidents_open: (p) => `故障 ${p.incidents.join("、")} 尚未恢复，其计时仍在进行；恢复后将重新出具本期报告（新版本）`,
+    availability_short: (p) => `实际 ${p.actual_percent.toFixed(4)}%，目标 ${p.target_percent.toFixed(4)}%：差 ${p.short_pp.toFixed(4)} 个百分点 = ${p.steps} 档 × 每档 ${p.step_pp} 个百分点 × ${p.points} 分`,
+    clock_late: (p) => `${clockName(p.clock)}超时 ${p.late_minutes.toFixed(1)} 分钟（${clockStatus(p.status)}）` + (p.units !== null && p.per_minutes !== null ? `= ${p.units} × 每 ${p.per_minutes} 分钟 × ${p.points} 分` : `：${p.points} 分`),
+    inspection_missed: (p) => `漏巡检：${p.points} 分`,
+    resource_breach: (p) => `${p.value.toFixed(4)} ≥ 限值 ${p.below}：${p.points} 分`,
+    manual: (p) => `${p.evidence}：${p.points} 分`,
+  },
+  en: {
+    period_outside_contract: (p) => `The period ${p.period} (${p.start}..${p.end}) is not inside the contract period ${p.contract_start}..${p.contract_end}.`,
+    no_subjects: (p) => `System ${p.name} (${p.system}) selects no host or probe, so there is no evidence: insufficient evidence, not assessed.`,
+    insufficient_evidence: (p) => `System ${p.name} (${p.system}): data covers ${covText(p.coverage_percent)} of its service window, below the contract's minimum evidence coverage of ${p.min_coverage_percent}%: insufficient evidence, not assessed (no availability figure, neither met nor breached, no availability deduction).`,
+    grade_withheld: (p) => `The grade is withheld because of insufficient evidence for ${p.systems.join(", ")}; the payable share is for the buyer to decide.`,
+    grade_on_partial_evidence: (p) => `The grade rests on partial evidence: insufficient evidence for ${p.systems.join(", ")}.`,
+    unknown_incident_level: (p) => `Incident ${p.incident}: level "${p.level}" is not defined by the contract; no clocks.`,
+    incident_without_system: (p) => `Incident ${p.incident}: matches no system of the contract; its clocks run 7x24.`,
+    calendar_year_missing: (p) => `The calendar has no data for ${p.year}: Monday to Friday were taken as working days.`,
+    window_year_missing: () => "A service window needed a year the calendar lacks.",
+    period_not_over: () => "The period is not over.",
+    inspections_not_recorded: (p) => `${p.count} inspections were due before yunwei began recording inspections and are not assessed.`,
+    incidents_open: (p) => `Incidents ${p.incidents.join(", ")} are still open and their clocks still run; this period's report is issued again (a new version) when they close.`,
+    availability_short: (p) => `${p.actual_percent.toFixed(4)}% vs target ${p.target_percent.toFixed(4)}%: ${p.short_pp.toFixed(4)} pp short = ${p.steps} × ${p.step_pp} pp × ${p.points} points`,
+    clock_late: (p) => `${clockName(p.clock)} ${p.late_minutes.toFixed(1)} min late (${clockStatus(p.status)})` + (p.units !== null && p.per_minutes !== null ? ` = ${p.units} × ${p.per_minutes} min × ${p.points} points` : `: ${p.points} points`),
+    inspection_missed: (p) => `missed inspection: ${p.points} points`,
+    resource_breach: (p) => `${p.value.toFixed(4)} ≥ limit ${p.below}: ${p.points} points`,
+    manual: (p) => `${p.evidence}: ${p.points} points`,
+  },
+};
+function covText(v) { return v === null || v === undefined ? "—" : `${Number(v).toFixed(2)}%`; }
+function clockName(c) { return t("clock_" + c); }
+function clockStatus(s) { return t("clockStatus_" + s); }
+/** What a deduction line concerns; a missed inspection by its kind and scheduled time. */
+function lineSubject(l) {
+  if (l.detail && l.detail.code === "inspection_missed") return `${t("insp_" + l.detail.kind)} ${fmtTime(l.detail.scheduled_ms)}`;
+  return l.subject;
+}
+/** A message (note, reason, deduction arithmetic) in the page's language. */
+function msgText(m) {
+  const f = (MSG[lang] || MSG["zh-CN"])[m.code] || MSG["zh-CN"][m.code];
+  return f ? f(m) : m.code;
 }
 
 async function overviewExtras() {
@@ -545,8 +620,8 @@ async function overviewExtras() {
     cs.length === 0 ? el("div", { class: "na" }, t("noContracts")) : null,
     cs.map(({ c, s }) => el("div", { class: "contract-line" },
       el("a", { href: "#/contractsPage" }, c.name), " ", el("b", {}, gradeText(s)),
-      s.systems.map((y) => el("div", { class: "sys " + (y.met ? "up" : "down") },
-        `${y.name}: ${pct(y.actual_percent)} / ${pct(y.target_percent)} · ${t("errorBudget")} ${mins(y.error_budget_left_minutes)}`))))));
+      s.systems.map((y) => el("div", { class: "sys " + (y.insufficient_evidence ? "na" : y.met ? "up" : "down") },
+        `${y.name}: ${actualText(y)} / ${pct(y.target_percent)} · ${t("errorBudget")} ${mins(y.error_budget_left_minutes)}`))))));
 }
 
 async function renderContracts(main) {
@@ -558,13 +633,15 @@ async function renderContracts(main) {
     box.append(el("h2", {}, `${c.name} (${c.id})`),
       el("div", { class: "cards" },
         card(t("score"), s.score, "", null),
-        card(t("grade"), s.grade ? localName({ name: s.grade.name, name_en: s.grade.name_en }) : "—", "", null),
+        card(t("grade"), gradeOf(s), "", null),
         card(t("period"), s.period.label, "", null)),
-      el("p", { class: s.provisional ? "warning" : "" }, s.provisional ? t("provisional") : t("final")));
+      el("p", { class: s.provisional ? "warning" : "" }, s.provisional ? t("provisional") : t("final")),
+      (s.provisional_reasons || []).concat(s.notes || []).length === 0 ? null : el("ul", { class: "contract-notes" },
+        (s.provisional_reasons || []).concat(s.notes || []).map((m) => el("li", {}, msgText(m)))));
     box.append(el("h2", {}, t("availability")), el("table", { class: "contract-systems" },
       el("tr", {}, ["system", "tier", "target", "actual", "status", "downtime", "excluded", "missing", "errorBudget"].map((k) => el("th", {}, t(k)))),
       s.systems.map((y) => el("tr", {}, el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, pct(y.target_percent)),
-        el("td", {}, pct(y.actual_percent)), el("td", { class: y.met ? "up" : "down" }, y.met ? t("met") : t("notMet")),
+        el("td", {}, actualText(y)), el("td", { class: y.insufficient_evidence ? "na" : y.met ? "up" : "down" }, y.insufficient_evidence ? t("notAssessed") : y.met ? t("met") : t("notMet")),
         el("td", {}, mins(y.downtime_minutes)), el("td", {}, mins(y.excluded_minutes)), el("td", {}, mins(y.missing_minutes)),
         el("td", {}, mins(y.error_budget_left_minutes))))));
     box.append(el("h2", {}, t("openBreaches")));
@@ -572,7 +649,7 @@ async function renderContracts(main) {
     for (const d of s.open_breaches) for (const l of d.lines) lines.push([d, l]);
     box.append(lines.length === 0 ? message("ok", t("noBreaches")) : el("table", { class: "contract-breaches" },
       el("tr", {}, ["item", "subject", "arithmetic", "points", "evidence"].map((k) => el("th", {}, t(k)))),
-      lines.map(([d, l]) => el("tr", {}, el("td", {}, localName(d)), el("td", {}, l.subject), el("td", { class: "mono" }, l.arithmetic),
+      lines.map(([d, l]) => el("tr", {}, el("td", {}, localName(d)), el("td", {}, lineSubject(l)), el("td", { class: "mono" }, l.detail ? msgText(l.detail) : l.arithmetic),
         el("td", {}, l.points), el("td", { class: "mono" }, l.evidence.join(", "))))));
     const ins = (await api("GET", `/api/v1/contracts/${encodeURIComponent(c.id)}/inspections`)).inspections;
     box.append(el("h2", {}, t("inspections")), ins.length === 0 ? message("ok", t("noInspections")) : el("table", { class: "contract-inspections" },
@@ -732,7 +809,7 @@ Object.assign(I18N["zh-CN"], {
   version: "版本", generatedAt: "生成时间", sha256: "SHA-256", download: "下载", noReports: "尚未生成报告",
   originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
   langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
-  gFair: "基本合格", gFail: "不合格", mail: "邮件", mailSent: "已发送", mailPending: "待发送", mailFailed: "发送失败",
+  gFair: "基本合格", gFail: "不合格", gWithheld: "不予评定", mail: "邮件", mailSent: "已发送", mailPending: "待发送", mailFailed: "发送失败",
   verifyPre: "每个报告文件都带有签名。下载后用", verifyCmd: "yunwei-server report verify --public-key 公钥文件 文件名",
   verifyPost: "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
 });
@@ -743,7 +820,7 @@ Object.assign(I18N.en, {
   sha256: "SHA-256", download: "Download", noReports: "No reports generated yet", originCli: "command line",
   originApi: "console/API", originSchedule: "schedule", generated: "Generated: {c} {p} version {v}",
   langZh: "Chinese", langEn: "English", provisionalShort: "provisional", gExcellent: "excellent",
-  gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail", mail: "Mail", mailSent: "sent",
+  gGood: "good", gPass: "pass", gFair: "fair", gFail: "fail", gWithheld: "not graded", mail: "Mail", mailSent: "sent",
   mailPending: "pending", mailFailed: "failed",
   verifyPre: "Every report file carries its signature. After downloading, check its integrity and signature with",
   verifyCmd: "yunwei-server report verify --public-key KEY_FILE FILE",
@@ -858,7 +935,7 @@ async function renderSystems(main) {
         el("td", {}, y.name, y.hosts.length + y.probes.length === 0 ? el("div", { class: "tag late selects-nothing", title: t("selectsNothingHint") }, t("selectsNothing")) : null),
         el("td", {}, y.tier), el("td", {}, y.window),
         el("td", {}, t("dw" + y.down_when.charAt(0).toUpperCase() + y.down_when.slice(1))), stCell(y.state),
-        el("td", { class: m && m.actual_percent !== null ? (m.met ? "up" : "down") : "" }, m ? `${pct(m.actual_percent)} / ${pct(m.target_percent)}` : "—"),
+        el("td", { class: m && m.actual_percent !== null ? (m.met ? "up" : "down") : "" }, m ? `${actualText(m)} / ${pct(m.target_percent)}` : "—"),
         el("td", {}, members(y.hosts.map((h) => ({ ...h, link: hostLink(h.id, h.name) })))),
         el("td", {}, members(y.probes)));
     })));

@@ -130,6 +130,9 @@ pub(super) async fn status(
                 "target_percent": s.target_percent,
                 "actual_percent": s.actual_percent,
                 "met": s.met,
+                "coverage_percent": s.coverage_percent,
+                "min_coverage_percent": s.min_coverage_percent,
+                "insufficient_evidence": s.insufficient_evidence,
                 "downtime_minutes": s.downtime_minutes,
                 "missing_minutes": s.missing_minutes,
                 "excluded_minutes": s.excluded_minutes,
@@ -143,10 +146,12 @@ pub(super) async fn status(
         "as_of_ms": a.as_of_ms,
         "provisional": a.provisional,
         "provisional_reasons": a.provisional_reasons,
+        "notes": a.notes,
         "systems": systems,
         "open_breaches": a.deductions,
         "score": a.score,
         "grade": a.grade,
+        "grade_withheld": a.grade_withheld,
         "payment": a.payment,
     })))
 }

@@ -162,6 +162,15 @@ impl Store {
             .collect())
     }
 
+    /// The start of the earliest stored status interval of any host or probe: when monitoring
+    /// began, as far as the evidence goes (`None`: nothing observed yet).
+    pub async fn first_interval_ms(&self) -> sqlx::Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(start_ms) FROM status_intervals")
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get::<Option<i64>, _>(0)
+    }
+
     /// The earliest scheduled time of any stored inspection of a contract.
     pub async fn first_inspection_ms(&self, contract_id: &str) -> sqlx::Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(scheduled_ms) FROM inspections WHERE contract_id = $1")

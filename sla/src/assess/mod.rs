@@ -25,6 +25,7 @@
 mod evidence;
 mod period;
 mod spans;
+mod text;
 mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,12 +35,14 @@ use serde::Serialize;
 
 pub use evidence::*;
 pub use period::{Period, PeriodError, local_midnight_ms, local_ms};
+pub use text::{LineDetail, Note, Reason};
 pub use window::{local_date, window_spans};
 
 use crate::calendar::Calendar;
 use crate::contract::{
     AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen, FeePer, Grade,
-    InspectionDays, KpiAggregate, MissingData, Payment, ServiceWindow, System,
+    InspectionDays, InsufficientEvidence, KpiAggregate, MissingData, Payment, ServiceWindow,
+    System,
 };
 use spans::{Spans, intersect, normalize, subtract, total};
 
@@ -62,12 +65,23 @@ pub struct Assessment {
     pub assessed_until_ms: i64,
     /// Whether the figures may still change.
     pub provisional: bool,
-    /// Why they may change.
-    pub provisional_reasons: Vec<String>,
+    /// Why they may change (codes with parameters; see [`Reason`]).
+    pub provisional_reasons: Vec<Reason>,
     /// Things a reader should know: the period outside the contract period, systems whose
-    /// selectors match no host or probe (their availability rests on no evidence), incidents
-    /// with a level the contract does not define, incidents matching no system.
-    pub notes: Vec<String>,
+    /// selectors match no host or probe or whose data is below the coverage minimum (no
+    /// availability figure), a withheld grade, incidents with a level the contract does not
+    /// define, incidents matching no system (codes with parameters; see [`Note`]).
+    pub notes: Vec<Note>,
+    /// The systems with insufficient evidence (数据不足，不予评定), in contract order; omitted
+    /// when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub insufficient_evidence: Vec<String>,
+    /// The grade is withheld (不予评定): a system has insufficient evidence and the contract's
+    /// `scoring.insufficient_evidence` is `withhold_grade`. `grade` then still holds what the
+    /// score alone would give, which must not be shown as the period's grade; `payment` is
+    /// `None`. Omitted when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grade_withheld: bool,
     /// Availability per system, in contract order.
     pub systems: Vec<SystemAvailability>,
     /// Incidents detected in the period, by detection time.
@@ -142,10 +156,19 @@ pub struct SystemAvailability {
     pub missing_minutes: f64,
     /// Down minutes in the window ignored because their outage was shorter than the minimum.
     pub ignored_short_minutes: f64,
-    /// Actual availability, percent; `None` with nothing measured.
+    /// Actual availability, percent; `None` with nothing measured or insufficient evidence.
     pub actual_percent: Option<f64>,
-    /// Whether the target is met (true with nothing measured).
+    /// Whether the target is met (true with nothing measured; false with insufficient
+    /// evidence, which is neither met nor breached: see `insufficient_evidence`).
     pub met: bool,
+    /// Share of the window time up to `assessed_until` with data, percent; `None` without
+    /// window time.
+    pub coverage_percent: Option<f64>,
+    /// The tier's minimum coverage, percent.
+    pub min_coverage_percent: f64,
+    /// Below the minimum coverage, or no selected subject: no availability figure, neither
+    /// met nor breached, no availability deduction (数据不足，不予评定).
+    pub insufficient_evidence: bool,
     /// Downtime still allowed this period: target share of the whole period's window minus
     /// the downtime so far (negative when overspent).
     pub error_budget_left_minutes: f64,
@@ -292,8 +315,11 @@ pub struct ExclusionUse {
 pub struct DeductionLine {
     /// What it concerns (system, incident, host, event id).
     pub subject: String,
-    /// The arithmetic, e.g. `99.80% vs 99.95%: 0.15 pp short = 2 × 0.1 pp × 5`.
+    /// The arithmetic in English, e.g. `99.80% vs 99.95%: 0.15 pp short = 2 × 0.1 pp × 5`
+    /// (`detail` rendered; readers get `detail` in their language).
     pub arithmetic: String,
+    /// The arithmetic as a code with its figures.
+    pub detail: LineDetail,
     /// Points.
     pub points: f64,
     /// Evidence ids.
@@ -324,6 +350,9 @@ pub struct Bonus {
     pub item: String,
     /// Name (zh-CN).
     pub name: String,
+    /// Name (en).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
     /// Points (after the item cap).
     pub points: f64,
     /// Event ids.
@@ -337,6 +366,9 @@ pub struct VetoHit {
     pub item: String,
     /// Name (zh-CN).
     pub name: String,
+    /// Name (en).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
     /// Event ids.
     pub evidence: Vec<String>,
 }
@@ -352,6 +384,10 @@ pub struct GradeResult {
     pub name_en: String,
     /// Forced by a veto.
     pub vetoed: bool,
+    /// Rests on partial evidence: a system has insufficient evidence and the contract's
+    /// `scoring.insufficient_evidence` is `mark_partial`. Omitted when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial_evidence: bool,
 }
 
 /// Effect on payment.
@@ -470,17 +506,21 @@ pub fn assess(
     // `as_of_ms` — even when the grace runs past the period's end.
     let inspections = inspection_summary(contract, calendar, ev, period, as_of_ms.max(start));
     if inspections.not_recorded > 0 {
-        reasons.push(format!(
-            "{} inspections were due before yunwei began recording inspections and are not assessed",
-            inspections.not_recorded
-        ));
+        reasons.push(Reason::InspectionsNotRecorded {
+            count: inspections.not_recorded,
+        });
+    }
+    let open = open_incidents(ev, &incident_out, as_of_ms);
+    if !open.is_empty() {
+        reasons.push(Reason::IncidentsOpen { incidents: open });
     }
 
-    if guessed_any && !reasons.iter().any(|r| r.contains("calendar")) {
-        reasons.insert(
-            0,
-            "a service window needed a year the calendar lacks".to_string(),
-        );
+    if guessed_any
+        && !reasons
+            .iter()
+            .any(|r| matches!(r, Reason::CalendarYearMissing { .. }))
+    {
+        reasons.insert(0, Reason::WindowYearMissing);
     }
 
     let events = period_events(&sc);
@@ -510,11 +550,33 @@ pub fn assess(
     } else {
         contract.grade_for(score)
     };
-    let payment = payment_effect(contract, period, grade, score);
+    let insufficient: Vec<String> = systems_out
+        .iter()
+        .filter(|s| s.insufficient_evidence)
+        .map(|s| s.system.clone())
+        .collect();
+    let grade_withheld = !insufficient.is_empty()
+        && scoring.insufficient_evidence == InsufficientEvidence::WithholdGrade;
+    let payment = if grade_withheld {
+        None
+    } else {
+        payment_effect(contract, period, grade, score)
+    };
     let report_due = contract
         .report_due_working_day
         .map(|n| nth_working_day_after(calendar, period.end, n));
-    let notes = notes(&sc, &systems_out, &incident_out);
+    let mut notes = notes(&sc, &systems_out, &incident_out);
+    if !insufficient.is_empty() {
+        notes.push(if grade_withheld {
+            Note::GradeWithheld {
+                systems: insufficient.clone(),
+            }
+        } else {
+            Note::GradeOnPartialEvidence {
+                systems: insufficient.clone(),
+            }
+        });
+    }
     let incident_requests = incident_requests(ev, &incident_out);
 
     Assessment {
@@ -525,6 +587,8 @@ pub fn assess(
         provisional: !reasons.is_empty(),
         provisional_reasons: reasons,
         notes,
+        insufficient_evidence: insufficient.clone(),
+        grade_withheld,
         systems: systems_out,
         incidents: incident_out,
         incident_requests,
@@ -542,6 +606,7 @@ pub fn assess(
             name: g.name.clone(),
             name_en: g.name_en.clone(),
             vetoed,
+            partial_evidence: !insufficient.is_empty() && !grade_withheld,
         }),
         payment,
         report_due,
@@ -549,19 +614,31 @@ pub fn assess(
 }
 
 /// Why the result is provisional so far: years the calendar lacks, a period not yet over.
-fn provisional_reasons(sc: &Scope<'_>) -> Vec<String> {
+fn provisional_reasons(sc: &Scope<'_>) -> Vec<Reason> {
     let mut reasons = Vec::new();
     for y in sc.period.years() {
         if !sc.calendar.has_year(y) {
-            reasons.push(format!(
-                "the calendar has no data for {y}: Monday to Friday were taken as working days"
-            ));
+            reasons.push(Reason::CalendarYearMissing { year: y });
         }
     }
     if sc.as_of_ms < sc.period.end_ms {
-        reasons.push("the period is not over".to_string());
+        reasons.push(Reason::PeriodNotOver);
     }
     reasons
+}
+
+/// The assessed incidents not restored as of `as_of_ms`, in their order.
+fn open_incidents(ev: &Evidence, incidents: &[IncidentClocks], as_of_ms: i64) -> Vec<String> {
+    incidents
+        .iter()
+        .filter(|i| {
+            ev.incidents
+                .iter()
+                .find(|r| r.id == i.incident)
+                .is_some_and(|r| r.restored_ms.is_none_or(|t| t > as_of_ms))
+        })
+        .map(|i| i.incident.clone())
+        .collect()
 }
 
 /// Index subjects' intervals.
@@ -643,6 +720,7 @@ fn system_availability(
         target_percent: 100.0,
         min_outage: Default::default(),
         missing_data: MissingData::Excluded,
+        min_coverage_percent: None,
     };
     let obj = contract.availability.get(&sys.tier).unwrap_or(&fallback);
     let (win, g1) = window_spans(contract, calendar, window, Some(&sys.id), start, until);
@@ -684,9 +762,12 @@ fn system_availability(
             total(&down_counted) + total(&subtract(&missing, &excl)),
         ),
     };
-    let actual =
-        (measured_ms > 0).then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
-    let met = actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
+    let min_coverage = obj.coverage_floor();
+    let coverage = (win_ms > 0).then(|| (win_ms - missing_ms) as f64 / win_ms as f64 * 100.0);
+    let insufficient = subjects.is_empty() || coverage.is_some_and(|c| c + 1e-9 < min_coverage);
+    let actual = (measured_ms > 0 && !insufficient)
+        .then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
+    let met = !insufficient && actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
     let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
     let evidence = outage_evidence(&subjects, by_subject, &counted_down);
     let outages = counted_down
@@ -713,6 +794,9 @@ fn system_availability(
         ignored_short_minutes: minutes(total(&intersect(&short, &win))),
         actual_percent: actual,
         met,
+        coverage_percent: coverage,
+        min_coverage_percent: min_coverage,
+        insufficient_evidence: insufficient,
         error_budget_left_minutes: ((budget - minutes(down_ms)) * 1e6).round() / 1e6,
         outages,
         subjects: subjects
@@ -774,6 +858,7 @@ fn bonuses(contract: &Contract, events: &[&ManualEvent]) -> Vec<Bonus> {
         bonuses.push(Bonus {
             item: b.id.clone(),
             name: b.name.clone(),
+            name_en: b.name_en.clone(),
             points: pts,
             evidence: hits,
         });
@@ -796,6 +881,7 @@ fn vetoes(contract: &Contract, events: &[&ManualEvent]) -> Vec<VetoHit> {
             (!hits.is_empty()).then(|| VetoHit {
                 item: v.id.clone(),
                 name: v.name.clone(),
+                name_en: v.name_en.clone(),
                 evidence: hits,
             })
         })
@@ -845,51 +931,54 @@ fn payment_effect(
     })
 }
 
-/// Notes on the result: a period outside the contract, systems without evidence, incidents
-/// with an unknown level or no system.
+/// Notes on the result: a period outside the contract, systems without evidence or below
+/// their coverage minimum, incidents with an unknown level or no system.
 fn notes(
     sc: &Scope<'_>,
     systems_out: &[SystemAvailability],
     incident_out: &[IncidentClocks],
-) -> Vec<String> {
+) -> Vec<Note> {
     let (contract, period) = (sc.contract, sc.period);
     let mut notes = Vec::new();
     if period.start < contract.period.start || period.end > contract.period.end {
-        notes.push(format!(
-            "the period {} ({}..{}) is not inside the contract period {}..{}",
-            period.label, period.start, period.end, contract.period.start, contract.period.end
-        ));
+        notes.push(Note::PeriodOutsideContract {
+            period: period.label.clone(),
+            start: period.start,
+            end: period.end,
+            contract_start: contract.period.start,
+            contract_end: contract.period.end,
+        });
     }
     for (sys, out) in contract.systems.iter().zip(systems_out) {
         if out.subjects.is_empty() {
-            let policy = contract
-                .availability
-                .get(&sys.tier)
-                .map_or(MissingData::Excluded, |o| o.missing_data);
-            let effect = match policy {
-                MissingData::AsUp => "missing data counts as up, so it shows as fully available",
-                MissingData::AsDown => "missing data counts as down",
-                MissingData::Excluded => "nothing is measured",
-            };
-            notes.push(format!(
-                "system {} ({}): its selectors match no host or probe, so its availability rests \
-                 on no evidence; {effect}",
-                out.system, out.name
-            ));
+            notes.push(Note::NoSubjects {
+                system: out.system.clone(),
+                name: out.name.clone(),
+                missing_data: contract
+                    .availability
+                    .get(&sys.tier)
+                    .map_or(MissingData::Excluded, |o| o.missing_data),
+            });
+        } else if out.insufficient_evidence {
+            notes.push(Note::InsufficientEvidence {
+                system: out.system.clone(),
+                name: out.name.clone(),
+                coverage_percent: out.coverage_percent,
+                min_coverage_percent: out.min_coverage_percent,
+            });
         }
     }
     for i in incident_out {
         if !i.level_known {
-            notes.push(format!(
-                "incident {}: level {:?} is not defined by the contract; no clocks",
-                i.incident, i.level
-            ));
+            notes.push(Note::UnknownIncidentLevel {
+                incident: i.incident.clone(),
+                level: i.level.clone(),
+            });
         }
         if i.systems.is_empty() {
-            notes.push(format!(
-                "incident {}: matches no system of the contract; clocks run 7x24",
-                i.incident
-            ));
+            notes.push(Note::IncidentWithoutSystem {
+                incident: i.incident.clone(),
+            });
         }
     }
     notes
@@ -1446,12 +1535,18 @@ fn deductions(
                         .collect();
                     evidence.sort();
                     evidence.dedup();
+                    let detail = LineDetail::AvailabilityShort {
+                        actual_percent: actual,
+                        target_percent: s.target_percent,
+                        short_pp: short,
+                        steps,
+                        step_pp: step,
+                        points: item.points,
+                    };
                     lines.push(DeductionLine {
                         subject: s.system.clone(),
-                        arithmetic: format!(
-                            "{actual:.4}% vs target {:.4}%: {short:.4} pp short = {steps} × {step} pp × {} points",
-                            s.target_percent, item.points
-                        ),
+                        arithmetic: detail.to_string(),
+                        detail,
                         points,
                         evidence,
                     });
@@ -1484,31 +1579,22 @@ fn deductions(
                     if c.late_ms <= 0 {
                         continue;
                     }
-                    let late_min = c.late_ms as f64 / MINUTE;
-                    let (points, arithmetic) = match item.per_minutes {
-                        Some(m) => {
-                            let units = (c.late_ms as f64 / (f64::from(m) * MINUTE)).ceil();
-                            (
-                                units * item.points,
-                                format!(
-                                    "{clock} {late_min:.1} min late ({}) = {units} × {m} min × {} points",
-                                    c.status.name(),
-                                    item.points
-                                ),
-                            )
-                        }
-                        None => (
-                            item.points,
-                            format!(
-                                "{clock} {late_min:.1} min late ({}): {} points",
-                                c.status.name(),
-                                item.points
-                            ),
-                        ),
+                    let units = item
+                        .per_minutes
+                        .map(|m| (c.late_ms as f64 / (f64::from(m) * MINUTE)).ceil());
+                    let points = units.map_or(item.points, |u| u * item.points);
+                    let detail = LineDetail::ClockLate {
+                        clock: clock.to_string(),
+                        late_minutes: c.late_ms as f64 / MINUTE,
+                        status: c.status,
+                        units,
+                        per_minutes: item.per_minutes,
+                        points: item.points,
                     };
                     lines.push(DeductionLine {
                         subject: inc.incident.clone(),
-                        arithmetic,
+                        arithmetic: detail.to_string(),
+                        detail,
                         points,
                         evidence: vec![inc.incident.clone()],
                     });
@@ -1516,9 +1602,15 @@ fn deductions(
             }
             DeductionKind::InspectionMissed => {
                 for m in &inspections.missed {
+                    let detail = LineDetail::InspectionMissed {
+                        kind: m.kind,
+                        scheduled_ms: m.scheduled_ms,
+                        points: item.points,
+                    };
                     lines.push(DeductionLine {
                         subject: format!("{:?}@{}", m.kind, m.scheduled_ms),
-                        arithmetic: format!("missed inspection: {} points", item.points),
+                        arithmetic: detail.to_string(),
+                        detail,
                         points: item.points,
                         evidence: Vec::new(),
                     });
@@ -1529,14 +1621,15 @@ fn deductions(
                     if !r.breached || (!item.kpis.is_empty() && !item.kpis.contains(&r.kpi)) {
                         continue;
                     }
+                    let detail = LineDetail::ResourceBreach {
+                        value: r.value.unwrap_or_default(),
+                        below: r.below,
+                        points: item.points,
+                    };
                     lines.push(DeductionLine {
                         subject: format!("{}@{}", r.kpi, r.host),
-                        arithmetic: format!(
-                            "{:.4} ≥ {}: {} points",
-                            r.value.unwrap_or_default(),
-                            r.below,
-                            item.points
-                        ),
+                        arithmetic: detail.to_string(),
+                        detail,
                         points: item.points,
                         evidence: r.evidence.clone(),
                     });
@@ -1547,9 +1640,14 @@ fn deductions(
                     if Some(&e.category) != item.category.as_ref() {
                         continue;
                     }
+                    let detail = LineDetail::Manual {
+                        evidence: e.evidence.clone(),
+                        points: item.points,
+                    };
                     lines.push(DeductionLine {
                         subject: e.id.clone(),
-                        arithmetic: format!("{}: {} points", e.evidence, item.points),
+                        arithmetic: detail.to_string(),
+                        detail,
                         points: item.points,
                         evidence: vec![e.id.clone()],
                     });

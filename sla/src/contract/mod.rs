@@ -170,6 +170,7 @@ const SCORING_KEYS: &[&str] = &[
     "deductions",
     "bonuses",
     "vetoes",
+    "insufficient_evidence",
 ];
 
 struct Walker<'a> {
@@ -459,6 +460,17 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                             format!("availability tier {tier}: target_percent must be in (0, 100]"),
                         );
                     }
+                    if let Some(m) = o.min_coverage_percent
+                        && !(0.0..=100.0).contains(&m)
+                    {
+                        let at = v.get("min_coverage_percent").map_or(v.pos, |x| x.pos);
+                        w.err(
+                            at,
+                            format!(
+                                "availability tier {tier}: min_coverage_percent must be in [0, 100]"
+                            ),
+                        );
+                    }
                     availability.insert(tier, o);
                 }
             }
@@ -566,6 +578,7 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
         deductions: Vec::new(),
         bonuses: Vec::new(),
         vetoes: Vec::new(),
+        insufficient_evidence: InsufficientEvidence::default(),
     };
     if let Some(n) = required(w, "scoring") {
         let sc = w.map(n, SCORING_KEYS, "scoring");
@@ -606,6 +619,11 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                 }
                 scoring.bonuses.push(item);
             }
+        }
+        if let Some((_, v)) = sc.get("insufficient_evidence")
+            && let Some(x) = w.de(v, "scoring.insufficient_evidence")
+        {
+            scoring.insufficient_evidence = x;
         }
         if let Some((_, v)) = sc.get("vetoes") {
             for (pos, item) in w.list::<VetoItem>(v, "veto") {

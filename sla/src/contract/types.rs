@@ -423,6 +423,42 @@ pub struct AvailabilityObjective {
     /// How time without data counts.
     #[serde(default)]
     pub missing_data: MissingData,
+    /// The least evidence coverage (share of the assessed service-window time with data,
+    /// percent) a system of this tier needs for an availability figure; below it, or with no
+    /// selected subject, the system is "insufficient evidence" (数据不足，不予评定). `None`:
+    /// the default, [`AvailabilityObjective::coverage_floor`].
+    #[serde(default)]
+    pub min_coverage_percent: Option<f64>,
+}
+
+/// [`AvailabilityObjective::min_coverage_percent`] when a contract does not state it, for tiers
+/// whose missing data is excluded or counted as up.
+pub const DEFAULT_MIN_COVERAGE_PERCENT: f64 = 80.0;
+
+impl AvailabilityObjective {
+    /// The minimum coverage in force: the stated one, else [`DEFAULT_MIN_COVERAGE_PERCENT`],
+    /// except for `missing_data: as_down`, where the vendor bears missing time in full and the
+    /// default is 0 (a gap must not void the downtime it counts).
+    pub fn coverage_floor(&self) -> f64 {
+        self.min_coverage_percent
+            .unwrap_or(match self.missing_data {
+                MissingData::AsDown => 0.0,
+                MissingData::Excluded | MissingData::AsUp => DEFAULT_MIN_COVERAGE_PERCENT,
+            })
+    }
+}
+
+/// What the grade of a period becomes when a system has insufficient evidence
+/// (`scoring.insufficient_evidence`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsufficientEvidence {
+    /// No grade (不予评定): the score is shown, the grade and a grade-based payment are not
+    /// (the default).
+    #[default]
+    WithholdGrade,
+    /// The grade stands, marked as resting on partial evidence (部分证据).
+    MarkPartial,
 }
 
 /// Which window an incident clock runs in.
@@ -667,6 +703,9 @@ pub struct Scoring {
     /// Veto items.
     #[serde(default)]
     pub vetoes: Vec<VetoItem>,
+    /// The grade when a system has insufficient evidence.
+    #[serde(default)]
+    pub insufficient_evidence: InsufficientEvidence,
 }
 
 fn hundred() -> f64 {
