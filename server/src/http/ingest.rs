@@ -1,7 +1,8 @@
 //! `POST /api/v1/ingest` and `POST /api/v1/enroll`: authenticate, decode and validate a batch
 //! before handing it to the writer (full queue: 503, too many batches in flight for one agent:
-//! 429, both with `Retry-After`); enrollment with the shared secret, each attempt past the
-//! body's decoding in the audit log (the route is public, so the middleware does not audit it).
+//! 429, both with `Retry-After`); enrollment with the shared secret, each success in the audit
+//! log and each failure through its anonymous refusals (the route is public, so the middleware
+//! does not audit it).
 
 use std::sync::Arc;
 
@@ -284,33 +285,59 @@ pub async fn enroll(
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let now = now_ms();
-    let Json(req) = body.map_err(|e| {
-        reject(
-            &state,
-            ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
-        )
-    })?;
     let source = connect.map_or_else(|| "unknown".into(), |c| c.0.text());
+    let entry = |target: String, result: String, hostname: Option<&str>| crate::audit::Entry {
+        actor: "agent".into(),
+        action: "agent.enroll".into(),
+        target,
+        result,
+        source: source.clone(),
+        detail: serde_json::json!({ "hostname": hostname }),
+    };
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => {
+            let err = reject(
+                &state,
+                ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
+            );
+            let e = entry(String::new(), format!("failure: {}", err.message), None);
+            refused(&state, now, e).await;
+            return Err(err);
+        }
+    };
     let hostname = req.host.hostname.clone();
     let result = enroll_checked(&state, req, now).await;
-    let (target, outcome) = match &result {
-        Ok(r) => (r.agent_id.clone(), "success".to_string()),
-        Err(e) => (String::new(), format!("failure: {}", e.message)),
-    };
-    crate::audit::record(
+    match &result {
+        Ok(r) => {
+            let e = entry(r.agent_id.clone(), "success".into(), Some(&hostname));
+            crate::audit::record(&state.store, now, e).await;
+        }
+        Err(err) => {
+            let e = entry(
+                String::new(),
+                format!("failure: {}", err.message),
+                Some(&hostname),
+            );
+            refused(&state, now, e).await;
+        }
+    }
+    result.map(Json)
+}
+
+/// A failed enrollment goes through the anonymous refusals (`audit::Refusals`): its own
+/// audit row when it is the first from its source in the window, otherwise counted for the
+/// window's summary, so that nobody can fill the audit log by enrolling with a wrong secret.
+async fn refused(state: &AppState, now: i64, e: crate::audit::Entry) {
+    crate::audit::record_refusal(
         &state.store,
+        &state.refusals,
+        &state.metrics,
+        crate::audit::RefusalKind::Enroll,
         now,
-        crate::audit::Entry {
-            actor: "agent".into(),
-            action: "agent.enroll".into(),
-            target,
-            result: outcome,
-            source,
-            detail: serde_json::json!({ "hostname": hostname }),
-        },
+        e,
     )
     .await;
-    result.map(Json)
 }
 
 async fn enroll_checked(
