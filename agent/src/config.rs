@@ -114,6 +114,10 @@ struct RawConfig {
     client_key_file: Option<PathBuf>,
     #[serde(default)]
     probes: Vec<RawProbe>,
+    /// Allows an `http://` `server_url` that is not loopback, over which the enrollment secret
+    /// and the agent's token travel in clear text; refused without it.
+    #[serde(default)]
+    insecure: bool,
 }
 
 /// One probe as written: exactly one of `http`, `tcp`, `dns`, `process` says what it checks.
@@ -238,6 +242,17 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
             String::new()
         }
         Some(url) => match check_url(&url) {
+            Ok(url) if url.starts_with("http://") && !raw.insecure && !url_is_loopback(&url) => {
+                problem(
+                    doc.get("server_url"),
+                    format!(
+                        "server_url {url:?}: http:// would send the agent's token and the \
+                         enrollment secret in clear text to a host that is not loopback; use \
+                         https://, or set insecure: true to accept that"
+                    ),
+                );
+                url
+            }
             Ok(url) => url,
             Err(msg) => {
                 problem(doc.get("server_url"), format!("server_url {url:?}: {msg}"));
@@ -581,6 +596,11 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     })
 }
 
+/// Whether the host of the http(s) URL `url` is loopback (`127.0.0.0/8`, `::1`, `localhost`).
+fn url_is_loopback(url: &str) -> bool {
+    yunwei_conf::host::url_host(url).is_some_and(yunwei_conf::host::is_loopback_host)
+}
+
 /// Checks that `url` is an absolute http(s) URL with a host; returns it without a trailing slash.
 fn check_url(url: &str) -> Result<String, &'static str> {
     let rest = url
@@ -703,7 +723,7 @@ mod tests {
 
     #[test]
     fn probe_problems_point_into_the_list() {
-        let text = "server_url: http://h:1\nstate_dir: s\nprobes:\n  - name: a\n    tcp: h:1\n  - name: a\n    \
+        let text = "server_url: https://h:1\nstate_dir: s\nprobes:\n  - name: a\n    tcp: h:1\n  - name: a\n    \
              dns: x\n    timeout_secs: 9\n    interval_secs: 5\n  -   name: c\n      http: http://h/\n      \
              expect_banner: x\n";
         // The second `a` (the name written twice), the 9, and the key that does not apply.
@@ -725,7 +745,7 @@ mod tests {
             ],
         );
         check_bad(
-            "server_url: http://h:1\nstate_dir: s\nclient_cert_file: c.pem\n",
+            "server_url: https://h:1\nstate_dir: s\nclient_cert_file: c.pem\n",
             &[(3, 1, "client_cert_file and client_key_file go together")],
         );
     }
@@ -741,16 +761,17 @@ mod tests {
         assert_eq!(c.spool_max_age_secs, 604_800);
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9471".parse().unwrap()));
         assert!(c.collect.exclude_fstypes.iter().any(|t| t == "proc"));
-        let off = parse("server_url: http://h:1\nstate_dir: s\nmetrics_listen: \"off\"\n").unwrap();
+        let off =
+            parse("server_url: https://h:1\nstate_dir: s\nmetrics_listen: \"off\"\n").unwrap();
         assert_eq!(off.metrics_listen, None);
-        let abs = parse("server_url: http://h:1\nstate_dir: /var/lib/yunwei\n").unwrap();
+        let abs = parse("server_url: https://h:1\nstate_dir: /var/lib/yunwei\n").unwrap();
         assert_eq!(abs.state_dir, PathBuf::from("/var/lib/yunwei"));
     }
 
     #[test]
     fn unknown_key_is_named_with_its_position() {
         check_bad(
-            "server_url: http://h:1\nstate_dir: s\nintervall_secs: 5\n",
+            "server_url: https://h:1\nstate_dir: s\nintervall_secs: 5\n",
             &[(3, 1, "unknown field `intervall_secs`")],
         );
     }
@@ -758,7 +779,7 @@ mod tests {
     #[test]
     fn wrong_type_is_named_with_its_position() {
         check_bad(
-            "server_url: http://h:1\nstate_dir: s\ninterval_secs: often\n",
+            "server_url: https://h:1\nstate_dir: s\ninterval_secs: often\n",
             &[(3, 16, "interval_secs: invalid type")],
         );
     }
@@ -766,15 +787,15 @@ mod tests {
     #[test]
     fn bad_label_name_points_at_the_label() {
         check_bad(
-            "server_url: http://h:1\nstate_dir: s\nlabels:\n  system: 门户\n  bad-name: x\n",
+            "server_url: https://h:1\nstate_dir: s\nlabels:\n  system: 门户\n  bad-name: x\n",
             &[(5, 3, "invalid label name \"bad-name\"")],
         );
         check_bad(
-            "server_url: http://h:1\nstate_dir: s\nlabels:\n  \"__reserved\": x\n",
+            "server_url: https://h:1\nstate_dir: s\nlabels:\n  \"__reserved\": x\n",
             &[(4, 3, "invalid label name \"__reserved\"")],
         );
         // Flow style too: the error points at the label's key.
-        let text = "server_url: http://h:1\nstate_dir: s\nlabels: {ok: y, bad-name: x}\n";
+        let text = "server_url: https://h:1\nstate_dir: s\nlabels: {ok: y, bad-name: x}\n";
         let (line, col) = at(text, "bad-name", 0);
         check_bad(text, &[(line, col, "invalid label name \"bad-name\"")]);
     }
@@ -812,7 +833,7 @@ mod tests {
 
     #[test]
     fn a_bad_value_deep_in_the_file_names_its_line_and_column() {
-        let text = "server_url: http://h:1\nstate_dir: s\nprobes:\n  - name: web\n    http: http://w/\n    \
+        let text = "server_url: https://h:1\nstate_dir: s\nprobes:\n  - name: web\n    http: http://w/\n    \
                     expect_status: [200, 301]\n  - name: db\n    tcp: db:5432\n    labels:\n      tier: db\n    \
                     interval_secs: [30]\n";
         let (line, col) = at(text, "[30]", 0);
@@ -830,10 +851,33 @@ mod tests {
 
     #[test]
     fn yaml_syntax_error_has_a_position() {
-        let err = parse("server_url: http://h:1\n  state_dir: [\n").unwrap_err();
+        let err = parse("server_url: https://h:1\n  state_dir: [\n").unwrap_err();
         assert_eq!(err.diagnostics.len(), 1);
         assert_eq!(err.diagnostics[0].pos.map(|p| p.line), Some(2), "{err}");
         assert!(err.to_string().starts_with("agent.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn cleartext_token_off_loopback_needs_insecure() {
+        let text = "state_dir: s\nserver_url: http://ops.example.gov.cn:9470\n";
+        let url = at(text, "http://ops", 0);
+        check_bad(
+            text,
+            &[(url.0, url.1, "clear text to a host that is not loopback")],
+        );
+        let shown = parse(text).unwrap_err().to_string();
+        assert!(shown.contains("insecure: true"), "{shown}");
+        assert!(parse("server_url: http://10.0.0.7\nstate_dir: s\n").is_err());
+        // The explicit opt-in, HTTPS, and loopback are accepted.
+        for ok in [
+            "server_url: http://ops.example.gov.cn:9470\nstate_dir: s\ninsecure: true\n",
+            "server_url: https://ops.example.gov.cn\nstate_dir: s\n",
+            "server_url: http://127.0.0.1:9470\nstate_dir: s\n",
+            "server_url: http://localhost:9470/\nstate_dir: s\n",
+            "server_url: http://[::1]:9470\nstate_dir: s\n",
+        ] {
+            parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

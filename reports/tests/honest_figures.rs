@@ -80,6 +80,7 @@ fn inputs(contract: &Contract) -> (Period, Evidence) {
     ev.incidents.push(Incident {
         id: "incident:7".into(),
         system: Some("web".into()),
+        systems: None,
         labels: BTreeMap::new(),
         level: "P1".into(),
         detected_ms: feb(27, 22),

@@ -268,6 +268,11 @@ pub enum RefusalKind {
     /// A login attempt for no usable account (unknown, disabled, locked, or a name no account
     /// can have).
     Login,
+    /// A failed enrollment (wrong or no secret, enrollment disabled, a body or host refused).
+    Enroll,
+    /// A refused use of an acknowledge link (forged, expired, used before, or its alert
+    /// episode over).
+    AckLink,
 }
 
 impl RefusalKind {
@@ -275,6 +280,8 @@ impl RefusalKind {
         match self {
             RefusalKind::Http => "http",
             RefusalKind::Login => "login",
+            RefusalKind::Enroll => "enroll",
+            RefusalKind::AckLink => "ack_link",
         }
     }
 }
@@ -299,8 +306,9 @@ struct Window {
 /// times) records how many there were. An auditor thus sees every source that was refused in
 /// every minute it was, with one example and the exact count, and at most two rows per source
 /// and kind a minute. Summaries are written when the next anonymous refusal arrives or the
-/// audit log is read ([`flush_refusals`]); those pending when the server stops are lost (the
-/// counter `yunwei_audit_refusals_total` has them).
+/// audit log is read ([`flush_refusals`]), and those of windows still open when the server
+/// stops at its graceful end ([`flush_all_refusals`]); only a crash loses them (the counter
+/// `yunwei_audit_refusals_total` has them).
 #[derive(Default)]
 pub struct Refusals {
     windows: std::sync::Mutex<std::collections::HashMap<(String, RefusalKind), Window>>,
@@ -342,10 +350,16 @@ impl Refusals {
     /// Removes the windows that have ended; returns the summaries to write (those with
     /// refusals not written yet).
     fn due(&self, now_ms: i64) -> Vec<Entry> {
+        self.take(|win| now_ms - win.start_ms >= AUDIT_REFUSAL_WINDOW_MS)
+    }
+
+    /// Removes the windows `ended` selects; returns the summaries of those with refusals not
+    /// written yet.
+    fn take(&self, ended: impl Fn(&Window) -> bool) -> Vec<Entry> {
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         w.retain(|(source, kind), win| {
-            if now_ms - win.start_ms < AUDIT_REFUSAL_WINDOW_MS {
+            if !ended(win) {
                 return true;
             }
             if win.summarised > 0 {
@@ -375,6 +389,14 @@ impl Refusals {
 /// Writes the summaries of the refusal windows that have ended.
 pub async fn flush_refusals(store: &Store, refusals: &Refusals, now_ms: i64) {
     for e in refusals.due(now_ms) {
+        record(store, now_ms, e).await;
+    }
+}
+
+/// Writes the summaries of every window, ended or not: the graceful end of a server, so that
+/// no refusal it counted goes unrecorded. The windows start over afterwards.
+pub async fn flush_all_refusals(store: &Store, refusals: &Refusals, now_ms: i64) {
+    for e in refusals.take(|_| true) {
         record(store, now_ms, e).await;
     }
 }
@@ -859,6 +881,24 @@ mod tests {
         assert!(r.due(w + 6).is_empty());
         // A new window starts with a row of its own.
         assert!(r.note("10.0.0.1", RefusalKind::Http, w + 7));
+    }
+
+    #[test]
+    fn at_the_end_every_open_window_with_refusals_is_summarised() {
+        let r = Refusals::default();
+        assert!(r.note("10.0.0.1", RefusalKind::Enroll, 0));
+        assert!(r.note("10.0.0.2", RefusalKind::AckLink, 0));
+        for t in 1..4 {
+            assert!(!r.note("10.0.0.1", RefusalKind::Enroll, t));
+        }
+        assert!(r.due(10).is_empty(), "the window is still open");
+        let all = r.take(|_| true);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(
+            (all[0].target.as_str(), all[0].result.as_str()),
+            ("enroll", "summarised: 3")
+        );
+        assert!(r.take(|_| true).is_empty(), "taken once");
     }
 
     fn chain(n: i64) -> Vec<AuditRow> {

@@ -818,6 +818,40 @@ mod tests {
     }
 
     #[test]
+    fn cleartext_smtp_credentials_off_loopback_need_insecure() {
+        let smtp = |host: &str, tls: &str, extra: &str| {
+            format!(
+                "notify:\n  smtp:\n    host: {host}\n    tls: {tls}\n    username: alerts\n    \
+                 password: secret\n    from: a@example.org\n{extra}"
+            )
+        };
+        // Plain SMTP with a password to a remote relay: refused at `tls`, naming the way out.
+        let text = smtp("smtp.example.gov.cn", "none", "");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with(&at(&text, "none", 0)), "{e}");
+        assert!(
+            e.contains("clear text") && e.contains("insecure: true"),
+            "{e}"
+        );
+        let text = smtp("10.1.2.3", "none", "");
+        assert!(parse(&text).is_err());
+        // The explicit opt-in, TLS, loopback, or no credentials at all are accepted.
+        let ok = [
+            smtp("smtp.example.gov.cn", "none", "    insecure: true\n"),
+            smtp("smtp.example.gov.cn", "starttls", ""),
+            smtp("smtp.example.gov.cn", "tls", ""),
+            smtp("127.0.0.1", "none", ""),
+            smtp("localhost", "none", ""),
+            smtp("'::1'", "none", ""),
+            "notify:\n  smtp: {host: smtp.example.gov.cn, tls: none, from: a@example.org}\n".into(),
+        ];
+        for text in ok {
+            let c = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(c.notify.smtp.is_some());
+        }
+    }
+
+    #[test]
     fn empty_file_equals_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.ingest, IngestConfig::default());

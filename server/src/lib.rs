@@ -60,6 +60,9 @@ pub struct AppState {
     pub reports: Arc<reports::Reports>,
     /// Hands alerts and acknowledgements to the notification dispatcher.
     pub notify: notify::dispatch::Handle,
+    /// The anonymous refusals of this server, aggregated for the audit log; the summaries
+    /// still pending are written when [`Server::run`] ends.
+    pub refusals: Arc<audit::Refusals>,
 }
 
 /// A bound, not yet serving, server.
@@ -146,6 +149,7 @@ impl Server {
             config: config.clone(),
             metrics: metrics.clone(),
             store: store.clone(),
+            refusals: Arc::new(audit::Refusals::default()),
         });
         let writer = ingest::Writer::load(ingest::Shared {
             config,
@@ -236,6 +240,9 @@ impl Server {
         if let Some(d) = dispatcher {
             d.abort();
         }
+        // Refusals counted in windows still open get their summary rows before the closing
+        // checkpoint signs the log.
+        audit::flush_all_refusals(&state.store, &state.refusals, now_ms()).await;
         audit::checkpoint_now(&state.store, &state.config.data_dir, now_ms()).await;
         state.store.close().await;
         Ok(())

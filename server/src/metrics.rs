@@ -52,8 +52,9 @@ pub const API_LIMITS: &[&str] = &[
 pub const RULE_TRIGGERS: &[&str] = &["interval", "ingest"];
 
 /// Kinds of anonymous refusal the audit log aggregates (`audit::Refusals`): a request without
-/// valid credentials, a login attempt for no usable account.
-pub const REFUSAL_KINDS: &[&str] = &["http", "login"];
+/// valid credentials, a login attempt for no usable account, a failed enrollment, a refused
+/// use of an acknowledge link.
+pub const REFUSAL_KINDS: &[&str] = &["http", "login", "enroll", "ack_link"];
 
 /// Every rejection kind, so each counter series exists from the start (at zero).
 pub const REJECT_KINDS: &[&str] = &[

@@ -211,10 +211,22 @@ pub async fn run_with_demo(
     let addr = server.local_addr();
     let login = first_admin(&server.state().store).await?;
 
+    // The local agent talks to the server over loopback (plain http is refused elsewhere), also
+    // when the server listens on every address.
+    let agent_addr = if addr.ip().is_unspecified() {
+        let lo: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        std::net::SocketAddr::new(lo, addr.port())
+    } else {
+        addr
+    };
     let agent_yaml = format!(
-        "server_url: http://{addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
+        "server_url: http://{agent_addr}\nenrollment_secret: {secret}\nstate_dir: {state}\ninterval_secs: {agent_interval_secs}\n\
          labels:\n  system: quickstart\n  environment: demo\n\
-         probes:\n  - name: yunwei-server-health\n    http: http://{addr}/healthz\n    interval_secs: 15\n",
+         probes:\n  - name: yunwei-server-health\n    http: http://{agent_addr}/healthz\n    interval_secs: 15\n",
         secret = config.enrollment_secret.as_deref().unwrap_or_default(),
         state = data_dir.join("agent").display(),
     );

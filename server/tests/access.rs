@@ -66,6 +66,13 @@ impl Harness {
         self.task.take().unwrap().await.unwrap().unwrap();
     }
 
+    /// Stops the server gracefully; returns the data directory and database to read after.
+    async fn stop_keeping_store(mut self) -> (tempfile::TempDir, Option<PgDatabase>) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+        (self._dir, self._pg)
+    }
+
     fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
@@ -125,6 +132,7 @@ yunwei_tests::both_backends!(
     a_users_tokens_and_sessions_end_with_the_user_and_unknown_scopes_grant_nothing,
     forwarded_for_is_the_client_only_behind_a_trusted_proxy,
     agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server,
+    failed_enrollments_and_refused_ack_links_are_summarised_and_flushed_at_shutdown,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -821,6 +829,132 @@ async fn agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running
     assert_eq!(audit_rows(&h, "enrollment.rotate").await.len(), 1);
     assert!(h.audit_verify().0);
     h.stop().await;
+}
+
+/// Issue 17: anyone could add an audit row per request by enrolling with a wrong secret or
+/// posting forged acknowledge links. Now both are anonymous refusals: the first from a source
+/// in a window has its row, the rest are counted (`yunwei_audit_refusals_total`) and written
+/// as one summary row — also for windows still open when the server stops gracefully.
+async fn failed_enrollments_and_refused_ack_links_are_summarised_and_flushed_at_shutdown(
+    backend: &str,
+) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let host = serde_json::json!({
+        "hostname": "db-07", "os": "linux", "kernel": "6.1", "arch": "x86_64",
+        "agent_version": "1.0.0",
+    });
+    for i in 0..20 {
+        let r = h
+            .req(Method::POST, "/api/v1/enroll")
+            .json(&serde_json::json!({ "secret": format!("guess-{i}"), "host": host }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{i}");
+    }
+    // Bodies that do not decode are failed enrollments too (they were not audited at all).
+    for i in 0..5 {
+        let r = h
+            .req(Method::POST, "/api/v1/enroll")
+            .header("content-type", "application/json")
+            .body(format!("{{\"secret\": {i}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{i}");
+    }
+    for i in 0..15 {
+        let r = h
+            .req(Method::POST, &format!("/ack/forged-{i}.{}", "x".repeat(i)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{i}");
+    }
+    // One row each for the first refusal; the agent enrolling afterwards has its own row.
+    let enrolls = audit_rows(&h, "agent.enroll").await;
+    assert_eq!(enrolls.len(), 1, "{enrolls:#?}");
+    assert_eq!(enrolls[0].result, "failure: wrong enrollment secret");
+    assert_eq!(audit_rows(&h, "POST /ack/{token}").await.len(), 1);
+    yunwei_tests::AgentClient::for_base(&h.base)
+        .enroll("db-08")
+        .await
+        .unwrap();
+    assert_eq!(audit_rows(&h, "agent.enroll").await.len(), 2);
+    let counted = |kind: &str, audit: &str| {
+        h.state
+            .metrics
+            .audit_refusals
+            .with_label_values(&[kind, audit])
+            .get()
+    };
+    assert_eq!(
+        (counted("enroll", "row"), counted("enroll", "summarised")),
+        (1, 24)
+    );
+    assert_eq!(
+        (
+            counted("ack_link", "row"),
+            counted("ack_link", "summarised")
+        ),
+        (1, 14)
+    );
+    let metrics = h
+        .req(Method::GET, "/metrics")
+        .bearer_auth(h.token("prom", Role::Admin).await)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"yunwei_audit_refusals_total{audit="summarised",kind="enroll"} 24"#),
+        "{metrics}"
+    );
+    // The window is still open: no summary yet. A graceful stop writes them.
+    assert!(audit_rows(&h, "refusals.summary").await.is_empty());
+    let url = h.database_url.clone();
+    let (dir, _pg) = h.stop_keeping_store().await;
+    let store = yunwei_server::store::Store::open(&url, false)
+        .await
+        .unwrap();
+    let rows = yunwei_server::audit::list(&store, None, 1000)
+        .await
+        .unwrap();
+    store.close().await;
+    let summaries: Vec<(String, String, i64)> = rows
+        .iter()
+        .rev()
+        .filter(|r| r.entry.action == "refusals.summary")
+        .map(|r| {
+            (
+                r.entry.target.clone(),
+                r.entry.result.clone(),
+                r.entry.detail["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            ("ack_link".to_string(), "summarised: 14".to_string(), 14),
+            ("enroll".to_string(), "summarised: 24".to_string(), 24),
+        ]
+    );
+    // The closing checkpoint signed the log with the summaries in it.
+    let out = std::process::Command::new(bin("yunwei-server"))
+        .args(["audit", "verify", "--database-url", &url])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let shown =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{shown}");
 }
 
 /// The audit rows of `action`, oldest first.

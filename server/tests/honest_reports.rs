@@ -198,30 +198,33 @@ async fn an_incident_open_at_month_end_is_reissued_with_its_late_restore(backend
     let detected = shanghai(2026, 2, 27, 22, 0);
     let store = &h.state.store;
     store
-        .insert_incident(&yunwei_server::store::incidents::IncidentRow {
-            id: "inc-open".into(),
-            group_id: None,
-            title: "门户中断".into(),
-            level: 1,
-            source: "manual".into(),
-            labels: [("system".to_string(), "政务服务网".to_string())].into(),
-            detected_ms: detected,
-            notified_ms: None,
-            acknowledged_ms: None,
-            acknowledged_by: None,
-            onsite_ms: None,
-            restored_ms: None,
-            rca: None,
-            created_by: "ops".into(),
-            updated_ms: detected,
-        })
+        .insert_incident(
+            &yunwei_server::store::incidents::IncidentRow {
+                id: "inc-open".into(),
+                group_id: None,
+                title: "门户中断".into(),
+                level: 1,
+                source: "manual".into(),
+                labels: [("system".to_string(), "政务服务网".to_string())].into(),
+                detected_ms: detected,
+                notified_ms: None,
+                acknowledged_ms: None,
+                acknowledged_by: None,
+                onsite_ms: None,
+                restored_ms: None,
+                rca: None,
+                created_by: "ops".into(),
+                updated_ms: detected,
+            },
+            None,
+        )
         .await
         .unwrap();
     use yunwei_server::store::incidents::Clock;
     let ack = detected + 5 * 60_000;
     assert!(
         store
-            .stamp_incident("inc-open", Clock::Acknowledged, ack, "ops", ack)
+            .stamp_incident("inc-open", Clock::Acknowledged, ack, "ops", ack, None)
             .await
             .unwrap()
     );
@@ -268,7 +271,7 @@ async fn an_incident_open_at_month_end_is_reissued_with_its_late_restore(backend
     let restored = shanghai(2026, 3, 1, 10, 0);
     assert!(
         store
-            .stamp_incident("inc-open", Clock::Restored, restored, "ops", restored)
+            .stamp_incident("inc-open", Clock::Restored, restored, "ops", restored, None)
             .await
             .unwrap()
     );

@@ -60,6 +60,7 @@ fn smtp(port: u16) -> Smtp {
         password: None,
         from: "yunwei <reports@example.org>".into(),
         timeout_secs: 5,
+        insecure: false,
     }
 }
 

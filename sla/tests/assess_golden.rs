@@ -1035,6 +1035,7 @@ fn an_incident_still_open_keeps_the_assessment_provisional() {
     ev.incidents.push(Incident {
         id: "inc:open".into(),
         system: Some("web".into()),
+        systems: None,
         labels: BTreeMap::new(),
         level: "P1".into(),
         detected_ms: at("2026-02-27 22:00"),

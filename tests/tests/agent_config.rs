@@ -65,6 +65,11 @@ fn bad_configs_are_refused_with_file_line_and_column() {
     let text = "server_url: htp://yunwei.example\nstate_dir: /var/lib/yunwei-agent\n";
     let (l, c) = at(text, "htp://", 0);
     refused(text, &[(l, c, "must start with http:// or https://")]);
+    // The token in clear text to a remote server needs the explicit opt-in.
+    let text = "server_url: http://yunwei.example.gov.cn\nstate_dir: /var/lib/yunwei-agent\n";
+    let (l, c) = at(text, "http://", 0);
+    refused(text, &[(l, c, "insecure: true")]);
+    assert!(check(&format!("{text}insecure: true\n")).0);
     let text = format!("{GOOD}interval_secs: 0\n");
     let (l, c) = at(&text, "0\n", 0);
     refused(&text, &[(l, c, "interval_secs 0 is outside 1..=3600")]);

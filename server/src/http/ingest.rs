@@ -1,7 +1,8 @@
 //! `POST /api/v1/ingest` and `POST /api/v1/enroll`: authenticate, decode and validate a batch
 //! before handing it to the writer (full queue: 503, too many batches in flight for one agent:
-//! 429, both with `Retry-After`); enrollment with the shared secret, each attempt past the
-//! body's decoding in the audit log (the route is public, so the middleware does not audit it).
+//! 429, both with `Retry-After`); enrollment with the shared secret, each success in the audit
+//! log and each failure through its anonymous refusals (the route is public, so the middleware
+//! does not audit it).
 
 use std::sync::Arc;
 
@@ -284,15 +285,8 @@ pub async fn enroll(
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let now = now_ms();
-    let Json(req) = body.map_err(|e| {
-        reject(
-            &state,
-            ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
-        )
-    })?;
     let source = connect.map_or_else(|| "unknown".into(), |c| c.0.text());
-    let hostname = req.host.hostname.clone();
-    let entry = |target: String, result: String| crate::audit::Entry {
+    let entry = |target: String, result: String, hostname: Option<&str>| crate::audit::Entry {
         actor: "agent".into(),
         action: "agent.enroll".into(),
         target,
@@ -300,16 +294,49 @@ pub async fn enroll(
         source: source.clone(),
         detail: serde_json::json!({ "hostname": hostname }),
     };
-    // A successful enrollment's row commits with the new agent; a refusal's is written here.
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => {
+            let err = reject(
+                &state,
+                ApiError::new(ErrorKind::Schema, e.body_text()).field("body"),
+            );
+            let e = entry(String::new(), format!("failure: {}", err.message), None);
+            refused(&state, now, e).await;
+            return Err(err);
+        }
+    };
+    let hostname = req.host.hostname.clone();
+    // A successful enrollment's row commits with the new agent; a refusal goes through the
+    // anonymous refusals.
     let result = enroll_checked(&state, req, now, |agent_id| {
-        entry(agent_id.to_string(), "success".into())
+        entry(agent_id.to_string(), "success".into(), Some(&hostname))
     })
     .await;
-    if let Err(e) = &result {
-        let e = entry(String::new(), format!("failure: {}", e.message));
-        crate::audit::record(&state.store, now, e).await;
+    if let Err(err) = &result {
+        let e = entry(
+            String::new(),
+            format!("failure: {}", err.message),
+            Some(&hostname),
+        );
+        refused(&state, now, e).await;
     }
     result.map(Json)
+}
+
+/// A failed enrollment goes through the anonymous refusals (`audit::Refusals`): its own
+/// audit row when it is the first from its source in the window, otherwise counted for the
+/// window's summary, so that nobody can fill the audit log by enrolling with a wrong secret.
+async fn refused(state: &AppState, now: i64, e: crate::audit::Entry) {
+    crate::audit::record_refusal(
+        &state.store,
+        &state.refusals,
+        &state.metrics,
+        crate::audit::RefusalKind::Enroll,
+        now,
+        e,
+    )
+    .await;
 }
 
 async fn enroll_checked(

@@ -294,7 +294,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             authz::authorize,
         ))
         // The anonymous refusals of this server, aggregated for the audit log.
-        .layer(axum::Extension(Arc::new(crate::audit::Refusals::default())))
+        .layer(axum::Extension(state.refusals.clone()))
         // The bounded pool of login password checks.
         .layer(axum::Extension(Arc::new(
             crate::auth::users::PasswordChecks::new(

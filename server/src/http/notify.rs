@@ -94,7 +94,10 @@ pub(super) async fn ack_confirm(
 }
 
 /// `POST /ack/{token}`: acknowledges for the link's recipient, once, and only the alert
-/// episode the link was sent for. Every use, refused or not, is in the audit log.
+/// episode the link was sent for. Every use is in the audit log: a success with its own row,
+/// a refusal (forged, expired, used before, episode over) through the anonymous refusals
+/// (`audit::Refusals`: the first from a source in a window has its row, the rest a summary),
+/// so replaying a link cannot fill the log.
 pub(super) async fn ack_link(
     AxState(state): AxState<Arc<AppState>>,
     connect: Option<Extension<super::ClientAddr>>,
@@ -111,11 +114,20 @@ pub(super) async fn ack_link(
             .map_or_else(|| "unknown".into(), |c| c.0.text()),
         detail: json!({ "via": "link" }),
     };
+    let refused = |e: crate::audit::Entry| {
+        crate::audit::record_refusal(
+            &state.store,
+            &state.refusals,
+            &state.metrics,
+            crate::audit::RefusalKind::AckLink,
+            now,
+            e,
+        )
+    };
     let claim = match token::verify(&state.notify.secret, &t, now) {
         Ok(c) => c,
         Err(why) => {
-            let e = audit("anonymous", "link", format!("denied: {why}"));
-            crate::audit::record(&state.store, now, e).await;
+            refused(audit("anonymous", "link", format!("denied: {why}"))).await;
             return invalid_link(why);
         }
     };
@@ -128,8 +140,12 @@ pub(super) async fn ack_link(
     {
         Ok(true) => {}
         Ok(false) => {
-            let e = audit(&claim.recipient, &target, "denied: used before".into());
-            crate::audit::record(&state.store, now, e).await;
+            refused(audit(
+                &claim.recipient,
+                &target,
+                "denied: used before".into(),
+            ))
+            .await;
             return page(
                 StatusCode::GONE,
                 "此确认链接已使用过，不能再次使用。",
@@ -159,8 +175,7 @@ pub(super) async fn ack_link(
         )
         .await;
     if let Err(e) = &result {
-        let e = audit(&claim.recipient, &target, format!("denied: {e}"));
-        crate::audit::record(&state.store, now, e).await;
+        refused(audit(&claim.recipient, &target, format!("denied: {e}"))).await;
     }
     match result {
         Ok(()) => page(

@@ -62,6 +62,10 @@ pub struct Smtp {
     pub from: String,
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
+    /// Allows `tls: none` with a username and password to a host that is not loopback (the
+    /// password then crosses the network in clear text); refused without it.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_smtp_timeout() -> u64 {
@@ -732,6 +736,21 @@ impl RawNotify {
                 errs.push(at(
                     sn.key("username").or(sn.key("password")),
                     "notify.smtp: username and password go together".into(),
+                ));
+            }
+            if s.tls == SmtpTls::None
+                && s.password.is_some()
+                && !s.insecure
+                && !yunwei_conf::host::is_loopback_host(&s.host)
+            {
+                errs.push(at(
+                    sn.get("tls"),
+                    format!(
+                        "notify.smtp: tls: none would send the password in clear text to {:?}, \
+                         which is not loopback; use tls: starttls or tls, or set insecure: true \
+                         in notify.smtp to accept that",
+                        s.host
+                    ),
                 ));
             }
         }
