@@ -82,6 +82,9 @@ pub struct ContractsConfig {
     /// changes never change membership; without it matching subjects are only listed as
     /// pending until an admin or reviewer assigns them.
     pub auto_assign_from_labels: bool,
+    /// How often the membership pass looks for hosts and probes not seen before (besides
+    /// every status, assessment and report, which run it first).
+    pub membership_interval_secs: u64,
     /// The longest an API request may spend on the CPU-heavy part of an assessment or a
     /// report (the engine, building, signing and rendering, on blocking threads; waiting for
     /// one of their `MAX_CONCURRENT_COMPUTE` slots included) before it is answered 503
@@ -96,6 +99,7 @@ impl Default for ContractsConfig {
             run_inspections: true,
             scheduled_reports: true,
             auto_assign_from_labels: true,
+            membership_interval_secs: 15,
             compute_timeout_ms: 120_000,
         }
     }
@@ -268,6 +272,7 @@ struct RawContracts {
     run_inspections: Option<bool>,
     scheduled_reports: Option<bool>,
     auto_assign_from_labels: Option<bool>,
+    membership_interval_secs: Option<u64>,
     compute_timeout_ms: Option<u64>,
 }
 
@@ -641,6 +646,10 @@ fn validate(
             .contracts
             .auto_assign_from_labels
             .unwrap_or(ContractsConfig::default().auto_assign_from_labels),
+        membership_interval_secs: raw
+            .contracts
+            .membership_interval_secs
+            .unwrap_or(ContractsConfig::default().membership_interval_secs),
         compute_timeout_ms: raw
             .contracts
             .compute_timeout_ms
@@ -650,6 +659,12 @@ fn validate(
         err(
             "contracts.compute_timeout_ms",
             "must be between 1 and 3600000".into(),
+        );
+    }
+    if !(1..=86_400).contains(&contracts.membership_interval_secs) {
+        err(
+            "contracts.membership_interval_secs",
+            "must be between 1 and 86400".into(),
         );
     }
     let da = AuthConfig::default();

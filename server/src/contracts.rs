@@ -963,10 +963,10 @@ pub async fn run_due_inspections(state: &Contracts, now: i64) -> Result<usize, C
     Ok(ran)
 }
 
-/// Runs the membership pass of every contract every 15 seconds, so a new subject is seen (and
-/// proposed or assigned) with the labels it first reported.
-pub async fn membership_loop(state: Arc<Contracts>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
+/// Runs the membership pass of every contract every `interval` (`contracts.membership_interval_secs`),
+/// so a new subject is seen (and proposed or assigned) with the labels it first reported.
+pub async fn membership_loop(state: Arc<Contracts>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

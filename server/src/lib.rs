@@ -197,7 +197,10 @@ impl Server {
             state.store.clone(),
             state.config.data_dir.clone(),
         ));
-        let membership = tokio::spawn(contracts::membership_loop(state.contracts.clone()));
+        let membership = tokio::spawn(contracts::membership_loop(
+            state.contracts.clone(),
+            Duration::from_secs(state.config.contracts.membership_interval_secs),
+        ));
         let inspections = state
             .config
             .contracts

@@ -177,6 +177,9 @@ async fn incidents_and_exclusion_scopes_follow_membership_not_agent_labels(backe
         c.contracts.files = vec![path];
         c.contracts.run_inspections = false;
         c.contracts.scheduled_reports = false;
+        // The status calls below are the first sight; a background pass between an
+        // enrollment and the host's first (backdated) batch would assign it from enrollment.
+        c.contracts.membership_interval_secs = 86_400;
     })
     .await
     else {

@@ -138,6 +138,9 @@ async fn relabelling_never_moves_a_host_between_systems(backend: &str) {
         c.contracts.files = vec![path];
         c.contracts.run_inspections = false;
         c.contracts.scheduled_reports = false;
+        // The status call below is the first sight; a background pass between an enrollment
+        // and the host's first (backdated) batch would assign it from enrollment.
+        c.contracts.membership_interval_secs = 86_400;
     })
     .await
     else {
