@@ -810,3 +810,60 @@ pub fn valid_email(s: &str) -> bool {
         && local.split('.').all(atom)
         && domain.split('.').all(label)
 }
+
+/// A party that signs the final assessment off (签认), by the server role that acts for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignOffRole {
+    /// The vendor (乙方), acting through its operators.
+    Operator,
+    /// The office (甲方), acting through its reviewers.
+    Reviewer,
+}
+
+impl SignOffRole {
+    /// The role's name, as the server's roles spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignOffRole::Operator => "operator",
+            SignOffRole::Reviewer => "reviewer",
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn five() -> u32 {
+    5
+}
+
+fn both_parties() -> Vec<SignOffRole> {
+    vec![SignOffRole::Operator, SignOffRole::Reviewer]
+}
+
+/// `lifecycle:` — how a period's assessment becomes final: the draft (初稿) is issued, the
+/// vendor may appeal (申诉) within `appeal_window_working_days` working days of the statutory
+/// calendar after the day it was issued, the office decides each appeal (复核) within
+/// `review_working_days` working days after the window closes, the `sign_off` roles sign
+/// (签认), and the final version (终稿) is made. Days are counted in the contract's time zone;
+/// a deadline is the end (24:00) of its last working day.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Working days after the draft's issue day in which an appeal may be filed (default 3).
+    #[serde(default = "three")]
+    pub appeal_window_working_days: u32,
+    /// Working days after the appeal window in which the office decides appeals and the
+    /// parties sign off (default 5).
+    #[serde(default = "five")]
+    pub review_working_days: u32,
+    /// Who must sign the assessment off before it is final (default both parties).
+    #[serde(default = "both_parties")]
+    pub sign_off: Vec<SignOffRole>,
+    /// Whether a draft with every appeal decided becomes final at the review deadline without
+    /// the missing signatures (default false: it waits for them).
+    #[serde(default)]
+    pub final_when_unanswered: bool,
+}
