@@ -2,6 +2,7 @@
 //! [`Server::run`] serves until the shutdown future completes. `main.rs` only parses the command
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
+pub mod appeals;
 pub mod audit;
 pub mod auth;
 pub mod compute;

@@ -310,8 +310,10 @@ pub async fn prepare(
         )));
     }
     let until = now_ms.clamp(period.start_ms, period.end_ms);
-    let ev =
+    let mut ev =
         crate::contracts::gather(store, c, period.start_ms, until, inspections_recorded).await?;
+    // Appeals and their review (contracts with a lifecycle): evidence like the rest.
+    ev.appeals = crate::appeals::evidence(store, &contract.id, &period).await?;
     let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
     // The audit chain's head at generation, so the signed report anchors the audit log too:
     // rewriting audit rows up to it no longer matches this (signed) hash.

@@ -1,0 +1,325 @@
+//! Appeals against a draft report and their review (issue 18), on SQLite and PostgreSQL,
+//! through the API with operator, reviewer and admin tokens: a month with two deductions, the
+//! draft archived; the operator appeals one within the window with an attachment (stored with
+//! its SHA-256), a late appeal is refused naming the deadline, a reviewer who filed cannot
+//! decide their own, a reviewer overturns it, and the next version's score rises by exactly
+//! the overturned points and cites the decision. Every action has its audit row.
+
+mod common;
+
+use common::Harness;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use yunwei_server::{
+    appeals::{self, AppealError, NewAppeal},
+    auth::Role,
+    contracts,
+    reports::{self, ReportFormat, Request},
+};
+use yunwei_sla::assess::AppealTarget;
+use yunwei_tests::now_ms;
+
+yunwei_tests::both_backends!(an_overturned_appeal_gives_its_points_back);
+
+const CONTRACT: &str = r#"id: lifecycle
+name: 流程合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: portal, name: 政务服务网, tier: core, probes: { system: 政务服务网 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_coverage_percent: 0 }
+scoring:
+  base: 100
+  deductions:
+    - { id: notice, name: 被主管部门通报, name_en: Reported by an authority, kind: manual, category: authority_notice, points: 5 }
+    - { id: report-late, name: 报告逾期, name_en: Report late, kind: manual, category: report_late, points: 1 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+lifecycle:
+  appeal_window_working_days: 3
+  review_working_days: 5
+  sign_off: [operator, reviewer]
+"#;
+
+async fn generate(h: &Harness, period: &str, now: i64) -> reports::Generated {
+    let c = h.state.contracts.get("lifecycle").unwrap();
+    reports::generate(
+        &h.state.store,
+        &h.state.config.data_dir,
+        &c,
+        &Request {
+            period: period.into(),
+            formats: vec![ReportFormat::Json],
+            lang: yunwei_reports::Lang::ZhCn,
+            font: None,
+            origin: "api".into(),
+            notes: Vec::new(),
+            compute_limit: None,
+        },
+        now,
+        false,
+        false,
+    )
+    .await
+    .unwrap()
+}
+
+async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(&path, CONTRACT).unwrap();
+    let Some(h) = Harness::start(backend, move |c| {
+        c.contracts.files = vec![path];
+        c.contracts.run_inspections = false;
+        c.contracts.scheduled_reports = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let token = async |name: &str, role| {
+        yunwei_server::auth::users::create_token(&h.state.store, name, role, &[], None, now_ms())
+            .await
+            .unwrap()
+    };
+    let (op, rev, rev2) = (
+        token("vendor-op", Role::Operator).await,
+        token("office", Role::Reviewer).await,
+        token("office-2", Role::Reviewer).await,
+    );
+    let http = reqwest::Client::new();
+    let call = async |who: &str, path: &str, body: Value| {
+        let r = http
+            .post(format!("{}{path}", h.client.base))
+            .bearer_auth(who)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    // Two deductions this month: a 通报 (5 points) and a late report (1 point), recorded by the
+    // office at the month's first instant (always in this month, always before now).
+    let c = h.state.contracts.get("lifecycle").unwrap();
+    let month = contracts::current_month(&c.contract, now_ms());
+    let mut events = Vec::new();
+    for (category, evidence) in [
+        ("authority_notice", "市数据局通报〔2026〕3号"),
+        ("report_late", "月报逾期 1 天"),
+    ] {
+        let (code, v) = call(
+            &rev,
+            "/api/v1/contracts/lifecycle/events",
+            json!({"category": category, "evidence": evidence, "at_ms": month.start_ms}),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        events.push(v["data"]["id"].as_i64().unwrap());
+    }
+
+    // The draft (初稿): the period's first version.
+    let draft = generate(&h, &month.label, now_ms()).await;
+    assert_eq!(draft.archived.score_milli, 94_000);
+    let notice =
+        json!({"kind": "deduction", "item": "notice", "subject": format!("event:{}", events[0])});
+
+    // The office cannot appeal (policy: `operate`), nor can anyone appeal what was not deducted.
+    let (code, _) = call(
+        &rev,
+        "/api/v1/appeals",
+        json!({"report_id": draft.archived.id, "target": notice, "reason": "x"}),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, v) = call(
+        &op,
+        "/api/v1/appeals",
+        json!({"report_id": draft.archived.id, "reason": "x",
+               "target": {"kind": "deduction", "item": "notice", "subject": "event:999999"}}),
+    )
+    .await;
+    assert_eq!(
+        (code, v["error"]["field"].as_str()),
+        (400, Some("target")),
+        "{v}"
+    );
+
+    // The vendor appeals the 通报 within the window, with the authority's correction attached.
+    let letter = "市数据局更正函：该通报对象有误。".as_bytes().to_vec();
+    let (code, v) = call(
+        &op,
+        "/api/v1/appeals",
+        json!({"report_id": draft.archived.id, "target": notice,
+               "reason": "通报对象为其他单位，见更正函",
+               "attachments": [{"name": "更正函.txt", "content_type": "text/plain",
+                                "data": base64_encode(&letter)}]}),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let appeal_id = v["data"]["id"].as_str().unwrap().to_string();
+
+    // Listed with its attachment's hash and the window's deadline; the file comes back whole.
+    let list = h
+        .client
+        .get_json(&format!(
+            "/api/v1/appeals?contract=lifecycle&period={}",
+            month.label
+        ))
+        .await
+        .unwrap();
+    let a = &list["data"][0];
+    assert_eq!(a["status"], "pending", "{list}");
+    assert_eq!(a["filed_by"], "token:vendor-op");
+    assert_eq!(
+        a["attachments"][0]["sha256"],
+        hex::encode(Sha256::digest(&letter))
+    );
+    let deadline = a["appeal_deadline_ms"].as_i64().unwrap();
+    assert!(deadline > draft.archived.generated_ms);
+    let got = http
+        .get(format!(
+            "{}/api/v1/appeals/{appeal_id}/attachments/{}",
+            h.client.base, "%E6%9B%B4%E6%AD%A3%E5%87%BD.txt"
+        ))
+        .bearer_auth(&rev)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), letter);
+
+    // An appeal at the deadline is refused, naming it (the window is working days after the
+    // draft's day, so the instant is the server's to compute; the service takes `now`).
+    let late = appeals::file(
+        &h.state.store,
+        &h.state.contracts,
+        "token:vendor-op",
+        NewAppeal {
+            report_id: draft.archived.id,
+            target: AppealTarget::Deduction {
+                item: "report-late".into(),
+                subject: format!("event:{}", events[1]),
+            },
+            reason: "迟交有正当理由".into(),
+            attachments: Vec::new(),
+        },
+        deadline,
+        None,
+    )
+    .await;
+    let w = appeals::window(&h.state.store, &c, &month.label)
+        .await
+        .unwrap()
+        .unwrap();
+    match late {
+        Err(AppealError::Conflict { field, message }) => {
+            assert_eq!(field, "report_id");
+            assert!(
+                message.contains(&format!("{} 24:00 Asia/Shanghai", w.appeal_deadline.date)),
+                "{message}"
+            );
+        }
+        other => panic!("a late appeal must be refused: {other:?}"),
+    }
+
+    // The operator cannot decide (policy: `approve`); an admin who filed cannot decide their own.
+    let (code, _) = call(
+        &op,
+        &format!("/api/v1/appeals/{appeal_id}/decision"),
+        json!({"outcome": "overturned", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let own = appeals::decide(
+        &h.state.store,
+        "token:vendor-op",
+        &appeal_id,
+        appeals::NewDecision {
+            outcome: yunwei_sla::assess::AppealOutcome::Overturned,
+            reason: "x".into(),
+            approved_points: None,
+            approved_minutes: None,
+        },
+        now_ms(),
+        None,
+    )
+    .await;
+    assert!(matches!(own, Err(AppealError::OwnAppeal)), "{own:?}");
+    // An adjustment needs the points that count.
+    let (code, v) = call(
+        &rev,
+        &format!("/api/v1/appeals/{appeal_id}/decision"),
+        json!({"outcome": "adjusted", "reason": "部分成立"}),
+    )
+    .await;
+    assert_eq!(
+        (code, v["error"]["field"].as_str()),
+        (400, Some("approved_points")),
+        "{v}"
+    );
+
+    // The office overturns it; a second decision is refused.
+    let (code, v) = call(
+        &rev,
+        &format!("/api/v1/appeals/{appeal_id}/decision"),
+        json!({"outcome": "overturned", "reason": "更正函属实，通报不适用"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = call(
+        &rev2,
+        &format!("/api/v1/appeals/{appeal_id}/decision"),
+        json!({"outcome": "upheld", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(code, 409);
+
+    // The next version applies the decision: exactly 5 points back, the line gone, the
+    // decision cited.
+    let next = generate(&h, &month.label, now_ms()).await;
+    assert_eq!(next.archived.version, draft.archived.version + 1);
+    assert_eq!(
+        next.archived.score_milli,
+        draft.archived.score_milli + 5_000
+    );
+    let a = contracts::assess_period(&h.state.store, &c, &month, now_ms(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(a.score, 99.0);
+    assert!(a.deductions.iter().all(|d| d.item != "notice"), "{a:?}");
+    assert_eq!(a.appeals.len(), 1);
+    assert_eq!(a.appeals[0].appeal.id, format!("appeal:{appeal_id}"));
+    assert!(a.appeals[0].applied);
+    assert_eq!(a.appeals[0].effect_points, 5.0);
+    let d = a.appeals[0].appeal.decision.as_ref().unwrap();
+    assert_eq!(d.decided_by, "token:office");
+    // Assessed as of the draft, the decision is not there yet: the draft's figures stand.
+    let as_draft = contracts::assess_period(
+        &h.state.store,
+        &c,
+        &month,
+        draft.archived.generated_ms,
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(as_draft.score, 94.0);
+
+    // Each change has its audit row, committed with it (filing and deciding).
+    let audit = h.client.get_json("/api/v1/audit?limit=200").await.unwrap();
+    let rows = audit.to_string();
+    assert!(rows.contains(&appeal_id), "{audit}");
+    assert!(rows.contains("overturned"), "{audit}");
+    h.stop().await;
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
