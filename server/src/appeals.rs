@@ -52,6 +52,12 @@ pub enum AppealError {
     /// The appellant may not decide their own appeal.
     #[error("the appellant cannot decide their own appeal")]
     OwnAppeal,
+    /// The caller's role is not a party that signs this contract's assessments off.
+    #[error("{0}")]
+    NotAParty(String),
+    /// Making the final version failed.
+    #[error(transparent)]
+    Report(#[from] crate::reports::ReportError),
     #[error(transparent)]
     Contract(#[from] ContractError),
     #[error(transparent)]
@@ -158,6 +164,15 @@ pub async fn file(
         ));
     }
     check_attachments(&req.attachments)?;
+    if final_of(store, &report.contract_id, &report.period)
+        .await?
+        .is_some()
+    {
+        return Err(AppealError::Conflict {
+            field: "report_id".into(),
+            message: format!("{} {} is final", c.contract.id, report.period),
+        });
+    }
     let w = window(store, &c, &report.period)
         .await?
         .ok_or(AppealError::NotFound("report"))?;
@@ -572,4 +587,245 @@ pub async fn list(
         });
     }
     Ok(out)
+}
+
+/// The origin recorded with a final version (终稿) in the archive.
+pub const FINAL_ORIGIN: &str = "final";
+
+/// The final version of a contract's period, if one was made.
+pub async fn final_of(
+    store: &Store,
+    contract_id: &str,
+    period: &str,
+) -> Result<Option<crate::store::reports::ReportRow>, AppealError> {
+    Ok(store
+        .reports(Some(contract_id))
+        .await?
+        .into_iter()
+        .filter(|r| r.period == period && r.origin == FINAL_ORIGIN)
+        .min_by_key(|r| r.version))
+}
+
+/// Records `role`'s sign-off (签认) of report version `report_id` by `actor` at `now_ms`
+/// (with `audit`), then makes the final version when nothing else is missing
+/// ([`finalize`]). The version must be the period's latest, every appeal decided, no final
+/// made yet, and `role` one of the contract's `lifecycle.sign_off` parties.
+pub async fn sign_off(
+    reports: &crate::reports::Reports,
+    role: crate::auth::Role,
+    actor: &str,
+    report_id: i64,
+    now_ms: i64,
+    audit: Audit<'_>,
+) -> Result<Vec<crate::reports::ArchivedReport>, AppealError> {
+    let store = &reports.store;
+    let report = store
+        .report(report_id)
+        .await?
+        .ok_or(AppealError::NotFound("report"))?;
+    let c = reports
+        .contracts
+        .get(&report.contract_id)
+        .ok_or(AppealError::NotFound("contract"))?;
+    let Some(l) = &c.contract.lifecycle else {
+        return Err(AppealError::Conflict {
+            field: "id".into(),
+            message: format!(
+                "contract {} has no lifecycle: its reports are final as made",
+                c.contract.id
+            ),
+        });
+    };
+    if !l.sign_off.iter().any(|r| r.as_str() == role.as_str()) {
+        return Err(AppealError::NotAParty(format!(
+            "role {} does not sign off contract {} (lifecycle.sign_off: {})",
+            role.as_str(),
+            c.contract.id,
+            l.sign_off
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if final_of(store, &report.contract_id, &report.period)
+        .await?
+        .is_some()
+    {
+        return Err(AppealError::Conflict {
+            field: "id".into(),
+            message: format!("{} {} is final already", c.contract.id, report.period),
+        });
+    }
+    let latest = store
+        .report_max_version(&report.contract_id, &report.period)
+        .await?;
+    if report.version != latest {
+        return Err(AppealError::Conflict {
+            field: "id".into(),
+            message: format!(
+                "sign the latest version of {} {} (v{latest}), not v{}",
+                c.contract.id, report.period, report.version
+            ),
+        });
+    }
+    let pending = store
+        .appeals(Some(&report.contract_id), Some(&report.period))
+        .await?
+        .into_iter()
+        .filter(|a| a.status == "pending")
+        .count();
+    if pending > 0 {
+        return Err(AppealError::Conflict {
+            field: "id".into(),
+            message: format!(
+                "{pending} appeal(s) of {} {} still pending review",
+                c.contract.id, report.period
+            ),
+        });
+    }
+    let signed = store
+        .insert_signoff(
+            &crate::store::appeals::SignoffRow {
+                contract_id: report.contract_id.clone(),
+                period: report.period.clone(),
+                role: role.as_str().to_string(),
+                signed_by: actor.to_string(),
+                signed_ms: now_ms,
+                report_id,
+            },
+            audit,
+        )
+        .await?;
+    if !signed {
+        return Err(AppealError::Conflict {
+            field: "id".into(),
+            message: format!(
+                "the {} has signed {} {} off already",
+                role.as_str(),
+                c.contract.id,
+                report.period
+            ),
+        });
+    }
+    finalize(reports, &c, &report.period, now_ms).await
+}
+
+/// Makes the final version (终稿) of `c`'s `period` when it is due at `now_ms`: a draft
+/// exists, no final yet, every appeal decided, and every `sign_off` party signed (or, with
+/// `final_when_unanswered`, the review deadline passed). One version per scheduled language
+/// in the scheduled formats, archived with origin [`FINAL_ORIGIN`], mailed to the contract's
+/// `report:` recipients. Returns what it made.
+pub async fn finalize(
+    reports: &crate::reports::Reports,
+    c: &Arc<LoadedContract>,
+    period: &str,
+    now_ms: i64,
+) -> Result<Vec<crate::reports::ArchivedReport>, AppealError> {
+    let store = &reports.store;
+    let Some(l) = &c.contract.lifecycle else {
+        return Ok(Vec::new());
+    };
+    let Some(w) = window(store, c, period).await? else {
+        return Ok(Vec::new());
+    };
+    if final_of(store, &c.contract.id, period).await?.is_some() {
+        return Ok(Vec::new());
+    }
+    let appeals = store.appeals(Some(&c.contract.id), Some(period)).await?;
+    if appeals.iter().any(|a| a.status == "pending") {
+        return Ok(Vec::new());
+    }
+    let signed: Vec<String> = store
+        .signoffs(&c.contract.id, Some(period))
+        .await?
+        .into_iter()
+        .map(|s| s.role)
+        .collect();
+    let all_signed = l
+        .sign_off
+        .iter()
+        .all(|r| signed.iter().any(|s| s == r.as_str()));
+    let lapsed = l.final_when_unanswered && now_ms >= w.review_deadline.at_ms;
+    if !all_signed && !lapsed {
+        return Ok(Vec::new());
+    }
+    let (formats, langs) = crate::reports::scheduled_formats(c);
+    let mut made = Vec::new();
+    for lang in langs {
+        let g = crate::reports::generate_staged(
+            store,
+            &reports.config.data_dir,
+            c,
+            &crate::reports::Request {
+                period: period.to_string(),
+                formats: formats.clone(),
+                lang,
+                font: None,
+                origin: FINAL_ORIGIN.into(),
+                notes: Vec::new(),
+                compute_limit: None,
+            },
+            now_ms,
+            reports.config.contracts.run_inspections,
+            reports.config.contracts.auto_assign_from_labels,
+            yunwei_reports::model::Stage::Final,
+        )
+        .await?;
+        tracing::info!(
+            contract = %c.contract.id,
+            period,
+            version = g.archived.version,
+            id = g.archived.id,
+            "final report archived"
+        );
+        if let Some(r) = &c.contract.report {
+            let smtp = reports.config.notify.smtp.is_some();
+            crate::report_mail::enqueue(
+                store,
+                g.archived.id,
+                &c.contract.id,
+                &r.to,
+                &r.cc,
+                (!smtp).then_some(crate::report_mail::NO_SMTP),
+                now_ms,
+            )
+            .await
+            .map_err(|e| AppealError::Report(e.into()))?;
+        }
+        made.push(g.archived);
+    }
+    Ok(made)
+}
+
+/// The schedule's pass: makes every final version due at `now_ms` (the review deadline of
+/// a contract with `final_when_unanswered` passed with every appeal decided).
+pub async fn run_due_finals(
+    reports: &crate::reports::Reports,
+    now_ms: i64,
+) -> Result<Vec<crate::reports::ArchivedReport>, AppealError> {
+    let mut made = Vec::new();
+    for c in reports.contracts.list() {
+        if !c
+            .contract
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.final_when_unanswered)
+        {
+            continue;
+        }
+        let mut periods: Vec<String> = reports
+            .store
+            .reports(Some(&c.contract.id))
+            .await?
+            .into_iter()
+            .map(|r| r.period)
+            .collect();
+        periods.sort();
+        periods.dedup();
+        for p in periods {
+            made.extend(finalize(reports, &c, &p, now_ms).await?);
+        }
+    }
+    Ok(made)
 }

@@ -30,6 +30,7 @@ systems:
 objectives:
   availability:
     core: { target_percent: 99.9, min_coverage_percent: 0 }
+  report_due_working_day: 5
 scoring:
   base: 100
   deductions:
@@ -38,6 +39,10 @@ scoring:
 grades:
   - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
   - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+report:
+  to: [kaohe@example.org]
+  cc: [xiangmu@example.com]
+  formats: [json, html]
 lifecycle:
   appeal_window_working_days: 3
   review_working_days: 5
@@ -310,6 +315,117 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     .await
     .unwrap();
     assert_eq!(as_draft.score, 94.0);
+
+    // Sign-off: only the latest version, only the parties, each once; the office's signature
+    // completes it and the final version (终稿) is made, signed, archived and queued for mail.
+    let (code, v) = call(
+        &op,
+        &format!("/api/v1/reports/{}/sign-off", draft.archived.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (code, v["error"]["kind"].as_str()),
+        (409, Some("conflict")),
+        "{v}"
+    );
+    let admin = token("root", Role::Admin).await;
+    let (code, _) = call(
+        &admin,
+        &format!("/api/v1/reports/{}/sign-off", next.archived.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 403, "an admin is not a party");
+    let (code, v) = call(
+        &op,
+        &format!("/api/v1/reports/{}/sign-off", next.archived.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["data"]["final"],
+        json!([]),
+        "the office has not signed yet"
+    );
+    let (code, _) = call(
+        &op,
+        &format!("/api/v1/reports/{}/sign-off", next.archived.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 409, "a party signs once");
+    let (code, v) = call(
+        &rev,
+        &format!("/api/v1/reports/{}/sign-off", next.archived.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let fin = &v["data"]["final"][0];
+    assert_eq!(fin["origin"], "final", "{v}");
+    assert_eq!(fin["score_milli"], 99_000);
+    let final_id = fin["id"].as_i64().unwrap();
+    // Earlier versions stay in the archive.
+    let all = reports::list(&h.state.store, Some("lifecycle"))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let env = reports::envelope(&h.state.store, final_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&env).unwrap();
+    let l = &doc["report"]["lifecycle"];
+    assert_eq!(l["stage"], "final", "{l}");
+    assert_eq!(l["appeals"][0]["id"], format!("appeal:{appeal_id}"));
+    assert_eq!(l["appeals"][0]["status"], "overturned");
+    assert_eq!(l["appeals"][0]["effect"], 5);
+    assert_eq!(l["signoffs"].as_array().unwrap().len(), 2);
+    assert_eq!(l["appeal_deadline_ms"], deadline);
+    let cited: Vec<&str> = doc["report"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert!(
+        cited.contains(&format!("appeal:{appeal_id}").as_str()),
+        "{cited:?}"
+    );
+    // The draft said it was the draft.
+    let draft_doc: Value = serde_json::from_slice(
+        &reports::envelope(&h.state.store, draft.archived.id)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(draft_doc["report"]["lifecycle"]["stage"], "draft");
+    // Verifies with the server's report key, like every version.
+    let key = yunwei_server::report_keys::load_public(
+        &yunwei_server::report_keys::public_key_path(&h.state.config.data_dir),
+    )
+    .unwrap();
+    let json_file = reports::file(&h.state.store, final_id, ReportFormat::Json)
+        .await
+        .unwrap()
+        .unwrap();
+    let checked = yunwei_reports::verify(&json_file, &key).unwrap();
+    assert_eq!(checked.report.summary.score, yunwei_reports::Fixed(99_000));
+    // Queued for the contract's recipients.
+    let fin_row = all.iter().find(|a| a.id == final_id).unwrap();
+    let d = fin_row.delivery.as_ref().expect("the final is mailed");
+    assert_eq!(d.to, ["kaohe@example.org"]);
+    // No appeal after the final.
+    let (code, _) = call(
+        &op,
+        "/api/v1/appeals",
+        json!({"report_id": next.archived.id, "target": notice, "reason": "again"}),
+    )
+    .await;
+    assert_eq!(code, 409);
 
     // Each change has its audit row, committed with it (filing and deciding).
     let audit = h.client.get_json("/api/v1/audit?limit=200").await.unwrap();

@@ -166,6 +166,28 @@ pub(super) async fn decide(
     ))
 }
 
+/// `POST /api/v1/reports/{id}/sign-off`: the caller signs the period's assessment off for
+/// the party their role acts for (operator: 乙方, reviewer: 甲方). When that completes it,
+/// the final version is made and archived; the answer lists it.
+pub(super) async fn sign_off(
+    AxState(state): AxState<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Extension(p): Extension<Principal>,
+    ctx: Option<Extension<audit::Context>>,
+) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let rec = audit_row(
+        &ctx,
+        now,
+        json!({ "report_id": id, "role": p.role.as_str() }),
+    );
+    let made =
+        appeals::sign_off(&state.reports, p.role, &p.actor, id, now, audit::of(&rec)).await?;
+    Ok(Json(
+        json!({ "status": "success", "data": { "final": made } }),
+    ))
+}
+
 /// `GET /api/v1/appeals/{id}/attachments/{name}`: the file as it was attached.
 pub(super) async fn attachment(
     AxState(state): AxState<Arc<AppState>>,

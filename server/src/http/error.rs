@@ -307,7 +307,9 @@ impl From<crate::appeals::AppealError> for ApiError {
                 ApiError::new(ErrorKind::Conflict, message).field(field)
             }
             E::OwnAppeal => ApiError::new(ErrorKind::Forbidden, e.to_string()).field("id"),
+            E::NotAParty(m) => ApiError::new(ErrorKind::Forbidden, m),
             E::Contract(c) => c.into(),
+            E::Report(r) => ApiError::internal(r),
             E::Store(_) => ApiError::internal(e),
         }
     }

@@ -232,6 +232,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/reports/{id}/{format}", get(reports::download))
         .route("/api/v1/appeals", get(appeals::list).post(appeals::file))
         .route("/api/v1/appeals/{id}/decision", post(appeals::decide))
+        .route("/api/v1/reports/{id}/sign-off", post(appeals::sign_off))
         .route(
             "/api/v1/appeals/{id}/attachments/{name}",
             get(appeals::attachment),

@@ -148,6 +148,12 @@ pub const POLICY: &[RoutePolicy] = &[
         "a reviewer other than the appellant upholds, overturns or adjusts an appeal",
     ),
     p(
+        "POST",
+        "/api/v1/reports/{id}/sign-off",
+        REPORTS,
+        "a party signs the period's latest version off (operator: vendor, reviewer: office); the last signature makes the final report",
+    ),
+    p(
         "GET",
         "/api/v1/appeals/{id}/attachments/{name}",
         READ,
