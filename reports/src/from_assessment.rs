@@ -119,7 +119,8 @@ pub fn grade_of(contract: &Contract, a: &Assessment) -> Grade {
     }
 }
 
-fn utc_offset_minutes(contract: &Contract, ms: i64) -> i32 {
+/// The contract's UTC offset at `ms`, in minutes.
+pub fn utc_offset_minutes(contract: &Contract, ms: i64) -> i32 {
     let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     contract
         .time_zone

@@ -18,6 +18,7 @@ use yunwei_sla::{
     assess::{
         self, Appeal, AppealDecision, AppealOutcome, AppealTarget, Assessment, LineDetail, Period,
     },
+    contract::SignOffRole,
     lifecycle::{self, Deadline},
 };
 
@@ -251,7 +252,94 @@ pub async fn file(
         })
         .collect();
     store.insert_appeal(&row, &files, audit).await?;
+    let what = yunwei_reports::from_assessment::appeal_target(
+        yunwei_reports::Lang::ZhCn,
+        &req.target,
+        yunwei_reports::from_assessment::utc_offset_minutes(&c.contract, now_ms),
+    );
+    let what_en = yunwei_reports::from_assessment::appeal_target(
+        yunwei_reports::Lang::En,
+        &req.target,
+        yunwei_reports::from_assessment::utc_offset_minutes(&c.contract, now_ms),
+    );
+    mail(
+        store,
+        &contracts.config.notify.external_url,
+        &c,
+        &row.period,
+        crate::lifecycle_mail::Step::Appeal,
+        SignOffRole::Reviewer,
+        &format!(
+            "{by} 对 {what} 提出申诉：{reason}\n请于 {} 前复核。",
+            deadline_text(&w.review_deadline, &c)
+        ),
+        &format!(
+            "{by} appealed {what_en}: {reason}\nPlease decide by {}.",
+            deadline_text(&w.review_deadline, &c)
+        ),
+        now_ms,
+    )
+    .await;
     Ok(row)
+}
+
+/// Queues a lifecycle mail; a failure to queue is logged, never undoes the change it follows.
+#[allow(clippy::too_many_arguments)]
+async fn mail(
+    store: &Store,
+    external_url: &str,
+    c: &LoadedContract,
+    period: &str,
+    step: crate::lifecycle_mail::Step,
+    party: SignOffRole,
+    zh: &str,
+    en: &str,
+    now_ms: i64,
+) {
+    if let Err(e) =
+        crate::lifecycle_mail::notify(store, external_url, c, period, step, party, zh, en, now_ms)
+            .await
+    {
+        tracing::error!(contract = %c.contract.id, period, error = %e, "queueing lifecycle mail failed");
+    }
+}
+
+/// Tells the vendor that the draft of `archived`'s period was issued (the first archived
+/// version of a contract with a lifecycle), with the appeal deadline. Called by every
+/// generator (API, schedule, command line) after archiving.
+pub async fn draft_issued(
+    store: &Store,
+    external_url: &str,
+    c: &LoadedContract,
+    archived: &crate::reports::ArchivedReport,
+    now_ms: i64,
+) {
+    let Ok(Some(w)) = window(store, c, &archived.period).await else {
+        return;
+    };
+    if w.draft_report_id != archived.id {
+        return;
+    }
+    let score = yunwei_reports::Fixed(archived.score_milli);
+    let until = deadline_text(&w.appeal_deadline, c);
+    mail(
+        store,
+        external_url,
+        c,
+        &archived.period,
+        crate::lifecycle_mail::Step::Draft,
+        SignOffRole::Operator,
+        &format!(
+            "初稿 v{}，得分 {score}。对扣分有异议的，请于 {until} 前申诉。",
+            archived.version
+        ),
+        &format!(
+            "Draft v{}, score {score}. Appeal a deduction by {until}.",
+            archived.version
+        ),
+        now_ms,
+    )
+    .await;
 }
 
 fn check_attachments(files: &[NewAttachment]) -> Result<(), AppealError> {
@@ -370,6 +458,7 @@ fn milli(x: f64) -> i64 {
 /// Decides appeal `id` by `by` at `now_ms`, with `audit` in its transaction.
 pub async fn decide(
     store: &Store,
+    contracts: &Contracts,
     by: &str,
     id: &str,
     d: NewDecision,
@@ -443,6 +532,46 @@ pub async fn decide(
             field: "id".into(),
             message: format!("already {}", a.status),
         });
+    }
+    if let Some(c) = contracts.get(&a.contract_id) {
+        let (zh, en) = match d.outcome {
+            AppealOutcome::Upheld => ("维持扣分", "upheld"),
+            AppealOutcome::Overturned => ("撤销扣分", "overturned"),
+            AppealOutcome::Adjusted => ("调整扣分", "adjusted"),
+        };
+        mail(
+            store,
+            &contracts.config.notify.external_url,
+            &c,
+            &a.period,
+            crate::lifecycle_mail::Step::Decision,
+            SignOffRole::Operator,
+            &format!("{by} 复核申诉 appeal:{id}：{zh}。理由：{reason}"),
+            &format!("{by} decided appeal appeal:{id}: {en}. Reason: {reason}"),
+            now_ms,
+        )
+        .await;
+        let pending = store
+            .appeals(Some(&a.contract_id), Some(&a.period))
+            .await?
+            .iter()
+            .any(|x| x.status == "pending");
+        if !pending && let Some(l) = &c.contract.lifecycle {
+            for party in &l.sign_off {
+                mail(
+                    store,
+                    &contracts.config.notify.external_url,
+                    &c,
+                    &a.period,
+                    crate::lifecycle_mail::Step::SignOff,
+                    *party,
+                    "全部申诉已复核，请签认最新版本。",
+                    "Every appeal is decided: please sign the latest version off.",
+                    now_ms,
+                )
+                .await;
+            }
+        }
     }
     Ok(store.appeal(id).await?.unwrap_or(a))
 }
@@ -708,7 +837,42 @@ pub async fn sign_off(
             ),
         });
     }
-    finalize(reports, &c, &report.period, now_ms).await
+    let made = finalize(reports, &c, &report.period, now_ms).await?;
+    if made.is_empty() {
+        let signed: Vec<String> = store
+            .signoffs(&c.contract.id, Some(&report.period))
+            .await?
+            .into_iter()
+            .map(|s| s.role)
+            .collect();
+        for party in l
+            .sign_off
+            .iter()
+            .filter(|p| !signed.iter().any(|s| s == p.as_str()))
+        {
+            mail(
+                store,
+                &reports.config.notify.external_url,
+                &c,
+                &report.period,
+                crate::lifecycle_mail::Step::SignOff,
+                *party,
+                &format!(
+                    "{actor}（{}）已签认 v{}，请签认。",
+                    role.as_str(),
+                    report.version
+                ),
+                &format!(
+                    "{actor} ({}) signed v{} off; please sign off too.",
+                    role.as_str(),
+                    report.version
+                ),
+                now_ms,
+            )
+            .await;
+        }
+    }
+    Ok(made)
 }
 
 /// Makes the final version (终稿) of `c`'s `period` when it is due at `now_ms`: a draft

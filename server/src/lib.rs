@@ -12,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod inventory;
+pub mod lifecycle_mail;
 pub mod live;
 pub mod membership;
 pub mod membership_cli;

@@ -701,6 +701,10 @@ pub async fn run_cli(
         config.contracts.auto_assign_from_labels,
     )
     .await;
+    if let Ok(g) = &result {
+        crate::appeals::draft_issued(&store, &config.notify.external_url, c, &g.archived, now_ms)
+            .await;
+    }
     store.close().await;
     let g = result?;
     std::fs::create_dir_all(&args.out)
@@ -868,6 +872,14 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
                                 "scheduled report archived"
                             );
                             let id = g.archived.id;
+                            crate::appeals::draft_issued(
+                                &state.store,
+                                &state.config.notify.external_url,
+                                &c,
+                                &g.archived,
+                                now_ms,
+                            )
+                            .await;
                             done.push(g.archived);
                             id
                         }
@@ -1046,6 +1058,9 @@ pub async fn schedule_loop(state: Arc<Reports>) {
         n += 1;
         if let Err(e) = crate::report_mail::deliver_due(&state, crate::now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "mailing scheduled reports failed");
+        }
+        if let Err(e) = crate::lifecycle_mail::deliver_due(&state, crate::now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "mailing lifecycle steps failed");
         }
     }
 }

@@ -3,13 +3,16 @@
 //! draft archived; the operator appeals one within the window with an attachment (stored with
 //! its SHA-256), a late appeal is refused naming the deadline, a reviewer who filed cannot
 //! decide their own, a reviewer overturns it, and the next version's score rises by exactly
-//! the overturned points and cites the decision. Every action has its audit row.
+//! the overturned points and cites the decision; both parties sign off and the final version
+//! (终稿) is made, verifies with the report key and is mailed. Each step mails the party that
+//! must act next, to a real SMTP server on loopback (aiosmtpd). Every action has its audit row.
 
 mod common;
 
 use common::Harness;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use yunwei_server::notify::config::{Smtp, SmtpTls};
 use yunwei_server::{
     appeals::{self, AppealError, NewAppeal},
     auth::Role,
@@ -17,7 +20,7 @@ use yunwei_server::{
     reports::{self, ReportFormat, Request},
 };
 use yunwei_sla::assess::AppealTarget;
-use yunwei_tests::now_ms;
+use yunwei_tests::{SmtpSink, free_addr, now_ms};
 
 yunwei_tests::both_backends!(an_overturned_appeal_gives_its_points_back);
 
@@ -47,6 +50,9 @@ lifecycle:
   appeal_window_working_days: 3
   review_working_days: 5
   sign_off: [operator, reviewer]
+  mail:
+    operator: [yunwei-op@example.com]
+    reviewer: [kaohe-office@example.org]
 "#;
 
 async fn generate(h: &Harness, period: &str, now: i64) -> reports::Generated {
@@ -76,10 +82,25 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("contract.yml");
     std::fs::write(&path, CONTRACT).unwrap();
+    let port = free_addr().port();
+    let Some(sink) = SmtpSink::start(port, &dir.path().join("mail")) else {
+        return;
+    };
     let Some(h) = Harness::start(backend, move |c| {
         c.contracts.files = vec![path];
         c.contracts.run_inspections = false;
+        // The test drives the mail loops with its own calls.
         c.contracts.scheduled_reports = false;
+        c.notify.smtp = Some(Smtp {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: "yunwei <reports@example.org>".into(),
+            timeout_secs: 5,
+            insecure: false,
+        });
     })
     .await
     else {
@@ -127,9 +148,22 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         events.push(v["data"]["id"].as_i64().unwrap());
     }
 
-    // The draft (初稿): the period's first version.
-    let draft = generate(&h, &month.label, now_ms()).await;
-    assert_eq!(draft.archived.score_milli, 94_000);
+    // The draft (初稿): the period's first version, made through the API; the vendor is told.
+    let admin = token("root", Role::Admin).await;
+    let (code, v) = call(
+        &admin,
+        "/api/v1/reports",
+        json!({"contract": "lifecycle", "period": month.label, "formats": ["json", "html"]}),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let draft_id = v["id"].as_i64().unwrap();
+    let draft = reports::get(&h.state.store, draft_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(draft.score_milli, 94_000);
+
     let notice =
         json!({"kind": "deduction", "item": "notice", "subject": format!("event:{}", events[0])});
 
@@ -137,14 +171,14 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     let (code, _) = call(
         &rev,
         "/api/v1/appeals",
-        json!({"report_id": draft.archived.id, "target": notice, "reason": "x"}),
+        json!({"report_id": draft.id, "target": notice, "reason": "x"}),
     )
     .await;
     assert_eq!(code, 403);
     let (code, v) = call(
         &op,
         "/api/v1/appeals",
-        json!({"report_id": draft.archived.id, "reason": "x",
+        json!({"report_id": draft.id, "reason": "x",
                "target": {"kind": "deduction", "item": "notice", "subject": "event:999999"}}),
     )
     .await;
@@ -159,7 +193,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     let (code, v) = call(
         &op,
         "/api/v1/appeals",
-        json!({"report_id": draft.archived.id, "target": notice,
+        json!({"report_id": draft.id, "target": notice,
                "reason": "通报对象为其他单位，见更正函",
                "attachments": [{"name": "更正函.txt", "content_type": "text/plain",
                                 "data": base64_encode(&letter)}]}),
@@ -185,7 +219,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         hex::encode(Sha256::digest(&letter))
     );
     let deadline = a["appeal_deadline_ms"].as_i64().unwrap();
-    assert!(deadline > draft.archived.generated_ms);
+    assert!(deadline > draft.generated_ms);
     let got = http
         .get(format!(
             "{}/api/v1/appeals/{appeal_id}/attachments/{}",
@@ -205,7 +239,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         &h.state.contracts,
         "token:vendor-op",
         NewAppeal {
-            report_id: draft.archived.id,
+            report_id: draft.id,
             target: AppealTarget::Deduction {
                 item: "report-late".into(),
                 subject: format!("event:{}", events[1]),
@@ -242,6 +276,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     assert_eq!(code, 403);
     let own = appeals::decide(
         &h.state.store,
+        &h.state.contracts,
         "token:vendor-op",
         &appeal_id,
         appeals::NewDecision {
@@ -287,11 +322,8 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     // The next version applies the decision: exactly 5 points back, the line gone, the
     // decision cited.
     let next = generate(&h, &month.label, now_ms()).await;
-    assert_eq!(next.archived.version, draft.archived.version + 1);
-    assert_eq!(
-        next.archived.score_milli,
-        draft.archived.score_milli + 5_000
-    );
+    assert_eq!(next.archived.version, draft.version + 1);
+    assert_eq!(next.archived.score_milli, draft.score_milli + 5_000);
     let a = contracts::assess_period(&h.state.store, &c, &month, now_ms(), false, None)
         .await
         .unwrap();
@@ -304,23 +336,17 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     let d = a.appeals[0].appeal.decision.as_ref().unwrap();
     assert_eq!(d.decided_by, "token:office");
     // Assessed as of the draft, the decision is not there yet: the draft's figures stand.
-    let as_draft = contracts::assess_period(
-        &h.state.store,
-        &c,
-        &month,
-        draft.archived.generated_ms,
-        false,
-        None,
-    )
-    .await
-    .unwrap();
+    let as_draft =
+        contracts::assess_period(&h.state.store, &c, &month, draft.generated_ms, false, None)
+            .await
+            .unwrap();
     assert_eq!(as_draft.score, 94.0);
 
     // Sign-off: only the latest version, only the parties, each once; the office's signature
     // completes it and the final version (终稿) is made, signed, archived and queued for mail.
     let (code, v) = call(
         &op,
-        &format!("/api/v1/reports/{}/sign-off", draft.archived.id),
+        &format!("/api/v1/reports/{}/sign-off", draft.id),
         json!({}),
     )
     .await;
@@ -329,7 +355,6 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         (409, Some("conflict")),
         "{v}"
     );
-    let admin = token("root", Role::Admin).await;
     let (code, _) = call(
         &admin,
         &format!("/api/v1/reports/{}/sign-off", next.archived.id),
@@ -396,7 +421,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     );
     // The draft said it was the draft.
     let draft_doc: Value = serde_json::from_slice(
-        &reports::envelope(&h.state.store, draft.archived.id)
+        &reports::envelope(&h.state.store, draft.id)
             .await
             .unwrap()
             .unwrap(),
@@ -426,6 +451,54 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     )
     .await;
     assert_eq!(code, 409);
+
+    // The mail: each step to the party that must act next, then the final to the recipients.
+    let n = yunwei_server::lifecycle_mail::deliver_due(&h.state.reports, now_ms())
+        .await
+        .unwrap();
+    let sent = yunwei_server::report_mail::deliver_due(&h.state.reports, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1, "only the final is mailed to the recipients");
+    assert!(sent[0].attempt.ok, "{:?}", sent[0].attempt);
+    let mails = sink.mails();
+    assert_eq!(mails.len(), n + 1);
+    let to = |m: &Value| m["rcpt_tos"].to_string();
+    let step = |needle: &str| -> Vec<&Value> {
+        mails
+            .iter()
+            .filter(|m| m["subject"].as_str().unwrap_or("").contains(needle))
+            .collect()
+    };
+    let drafts = step("draft issued");
+    assert_eq!(drafts.len(), 1);
+    assert!(to(drafts[0]).contains("yunwei-op@example.com"));
+    let text = drafts[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("请于") && text.contains("Appeal a deduction by"),
+        "{text}"
+    );
+    assert!(text.contains("/#/appeals/lifecycle/"), "{text}");
+    let review = step("an appeal awaits review");
+    assert_eq!(review.len(), 1);
+    assert!(to(review[0]).contains("kaohe-office@example.org"));
+    let decided = step("an appeal was decided");
+    assert_eq!(decided.len(), 1);
+    assert!(decided[0]["text"].as_str().unwrap().contains("撤销扣分"));
+    // Sign-off due: to both parties when the last appeal was decided, then to the office
+    // when the vendor had signed.
+    let due = step("your sign-off is due");
+    assert_eq!(due.len(), 3, "{due:?}");
+    let finals: Vec<&Value> = mails
+        .iter()
+        .filter(|m| to(m).contains("kaohe@example.org"))
+        .collect();
+    assert_eq!(finals.len(), 1);
+    assert!(
+        finals[0]["subject"].as_str().unwrap().contains("v3"),
+        "{}",
+        finals[0]["subject"]
+    );
 
     // Each change has its audit row, committed with it (filing and deciding).
     let audit = h.client.get_json("/api/v1/audit?limit=200").await.unwrap();

@@ -45,3 +45,24 @@ CREATE TABLE report_signoffs (
     report_id   BIGINT NOT NULL REFERENCES reports (id),
     PRIMARY KEY (contract_id, period, role)
 );
+-- Mail to the party that must act next (the draft issued, an appeal to review, a decision, a
+-- signature due), zh-CN and English, with a link to the console; delivered by the server's
+-- report loop through notify.smtp, retried like report mail, kept as evidence of who was told.
+CREATE TABLE lifecycle_mail (
+    id          INTEGER PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    period      TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    -- JSON list of addresses.
+    to_addrs    TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    -- pending | sent | failed
+    status      TEXT NOT NULL,
+    due_ms      BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL,
+    sent_ms     BIGINT,
+    last_error  TEXT
+);
+CREATE INDEX lifecycle_mail_due ON lifecycle_mail (status, due_ms);

@@ -149,6 +149,7 @@ pub(super) async fn decide(
     let rec = audit_row(&ctx, now, json!({ "appeal": id, "outcome": body.outcome }));
     let row = appeals::decide(
         &state.store,
+        &state.contracts,
         &p.actor,
         &id,
         NewDecision {

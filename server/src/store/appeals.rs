@@ -309,3 +309,141 @@ impl Store {
         .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))))
     }
 }
+
+/// One lifecycle mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleMailRow {
+    pub id: i64,
+    pub contract_id: String,
+    pub period: String,
+    /// `draft`, `appeal`, `decision`, `sign_off`.
+    pub step: String,
+    /// JSON list.
+    pub to_addrs: String,
+    pub subject: String,
+    pub body: String,
+    pub created_ms: i64,
+    pub status: String,
+    pub due_ms: i64,
+    pub attempts: i64,
+    pub sent_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+const MAIL_COLUMNS: &str = "id, contract_id, period, step, to_addrs, subject, body, created_ms, \
+    status, due_ms, attempts, sent_ms, last_error";
+
+fn mail_from(r: &AnyRow) -> LifecycleMailRow {
+    LifecycleMailRow {
+        id: r.get(0),
+        contract_id: r.get(1),
+        period: r.get(2),
+        step: r.get(3),
+        to_addrs: r.get(4),
+        subject: r.get(5),
+        body: r.get(6),
+        created_ms: r.get(7),
+        status: r.get(8),
+        due_ms: r.get(9),
+        attempts: r.get(10),
+        sent_ms: r.get(11),
+        last_error: r.get(12),
+    }
+}
+
+impl Store {
+    /// Queues a lifecycle mail (`id` ignored), due at once.
+    pub async fn enqueue_lifecycle_mail(&self, m: &LifecycleMailRow) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO lifecycle_mail (contract_id, period, step, to_addrs, subject, body, \
+             created_ms, status, due_ms, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             'pending', $7, 0)",
+        )
+        .bind(&m.contract_id)
+        .bind(&m.period)
+        .bind(&m.step)
+        .bind(&m.to_addrs)
+        .bind(&m.subject)
+        .bind(&m.body)
+        .bind(m.created_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Pending lifecycle mail due at `now_ms`, oldest first.
+    pub async fn due_lifecycle_mail(&self, now_ms: i64) -> sqlx::Result<Vec<LifecycleMailRow>> {
+        Ok(sqlx::query(&format!(
+            "SELECT {MAIL_COLUMNS} FROM lifecycle_mail WHERE status = 'pending' AND due_ms <= $1 \
+             ORDER BY due_ms, id"
+        ))
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(mail_from)
+        .collect())
+    }
+
+    /// Lifecycle mail of a contract's period, oldest first.
+    pub async fn lifecycle_mail(
+        &self,
+        contract_id: &str,
+        period: &str,
+    ) -> sqlx::Result<Vec<LifecycleMailRow>> {
+        Ok(sqlx::query(&format!(
+            "SELECT {MAIL_COLUMNS} FROM lifecycle_mail WHERE contract_id = $1 AND period = $2 \
+             ORDER BY id"
+        ))
+        .bind(contract_id)
+        .bind(period)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(mail_from)
+        .collect())
+    }
+
+    /// Takes a due row for one attempt (moving its due time past `lease_until_ms`); false when
+    /// another sender took it first.
+    pub async fn lease_lifecycle_mail(
+        &self,
+        id: i64,
+        due_ms: i64,
+        lease_until_ms: i64,
+    ) -> sqlx::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE lifecycle_mail SET due_ms = $1 WHERE id = $2 AND due_ms = $3 \
+             AND status = 'pending'",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(due_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records an attempt: the new status, next due time, and the error of a failure.
+    pub async fn record_lifecycle_mail(
+        &self,
+        id: i64,
+        status: &str,
+        due_ms: i64,
+        sent_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE lifecycle_mail SET status = $1, due_ms = $2, sent_ms = $3, last_error = $4, \
+             attempts = attempts + 1 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(due_ms)
+        .bind(sent_ms)
+        .bind(error)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -166,6 +166,7 @@ const LIFECYCLE_KEYS: &[&str] = &[
     "review_working_days",
     "sign_off",
     "final_when_unanswered",
+    "mail",
 ];
 const OBJECTIVE_KEYS: &[&str] = &[
     "availability",
@@ -775,11 +776,34 @@ fn parse_lifecycle(w: &mut Walker<'_>, node: &Node) -> Option<Lifecycle> {
             .unwrap_or(false),
         None => false,
     };
+    let mut mail = LifecycleMail::default();
+    if let Some((_, v)) = m.get("mail") {
+        let parties = w.map(v, &["operator", "reviewer"], "lifecycle.mail");
+        for (party, slot) in [
+            ("operator", &mut mail.operator),
+            ("reviewer", &mut mail.reviewer),
+        ] {
+            let Some((_, list)) = parties.get(party) else {
+                continue;
+            };
+            let what = format!("lifecycle.mail.{party}");
+            for (pos, a) in w.list::<String>(list, &what) {
+                if !valid_email(&a) {
+                    w.err(
+                        pos,
+                        format!("{what}: {a:?} is not an email address (like name@example.gov.cn)"),
+                    );
+                }
+                slot.push(a);
+            }
+        }
+    }
     (w.diags.len() == before).then_some(Lifecycle {
         appeal_window_working_days,
         review_working_days,
         sign_off,
         final_when_unanswered,
+        mail,
     })
 }
 

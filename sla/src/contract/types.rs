@@ -866,4 +866,30 @@ pub struct Lifecycle {
     /// the missing signatures (default false: it waits for them).
     #[serde(default)]
     pub final_when_unanswered: bool,
+    /// Who is mailed when a party must act (the draft is issued, an appeal awaits review, a
+    /// decision or a signature is due), per party; a party without addresses gets no mail.
+    #[serde(default)]
+    pub mail: LifecycleMail,
+}
+
+/// `lifecycle.mail`: the addresses of each party.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleMail {
+    /// The vendor's (乙方) addresses: drafts to appeal, decisions, signatures due.
+    #[serde(default)]
+    pub operator: Vec<String>,
+    /// The office's (甲方) addresses: appeals to review, signatures due.
+    #[serde(default)]
+    pub reviewer: Vec<String>,
+}
+
+impl LifecycleMail {
+    /// The addresses of the party a role acts for.
+    pub fn of(&self, role: SignOffRole) -> &[String] {
+        match role {
+            SignOffRole::Operator => &self.operator,
+            SignOffRole::Reviewer => &self.reviewer,
+        }
+    }
 }
