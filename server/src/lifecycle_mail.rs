@@ -2,8 +2,8 @@
 //! `lifecycle.mail`): the vendor when the draft is issued and when an appeal is decided, the
 //! office when an appeal awaits review, a party whose signature is due. Each message is
 //! zh-CN then English with a link to the console's appeals page
-//! (`{notify.external_url}/#/appeals`). Messages are queued in `lifecycle_mail` and sent by
-//! the report loop ([`deliver_due`]) through `notify.smtp`, retried with `notify.retry`'s
+//! (`{notify.external_url}/#/appealsPage/{contract}/{period}`). Messages are queued in
+//! `lifecycle_mail` and sent by the report loop ([`deliver_due`]) through `notify.smtp`, retried with `notify.retry`'s
 //! backoff for [`crate::report_mail::GIVE_UP_MS`], so a restart neither loses nor repeats one.
 //! `now` is a parameter.
 
@@ -55,7 +55,7 @@ impl Step {
 
 /// The console page a message links to.
 pub fn console_link(external_url: &str, contract_id: &str, period: &str) -> String {
-    format!("{external_url}/#/appeals/{contract_id}/{period}")
+    format!("{external_url}/#/appealsPage/{contract_id}/{period}")
 }
 
 /// Queues a message to `party` of `c` about `period` (nothing when the party has no

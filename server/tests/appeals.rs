@@ -478,7 +478,7 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         text.contains("请于") && text.contains("Appeal a deduction by"),
         "{text}"
     );
-    assert!(text.contains("/#/appeals/lifecycle/"), "{text}");
+    assert!(text.contains("/#/appealsPage/lifecycle/"), "{text}");
     let review = step("an appeal awaits review");
     assert_eq!(review.len(), 1);
     assert!(to(review[0]).contains("kaohe-office@example.org"));
