@@ -22,7 +22,10 @@ use yunwei_server::{
 use yunwei_sla::assess::AppealTarget;
 use yunwei_tests::{SmtpSink, free_addr, now_ms};
 
-yunwei_tests::both_backends!(an_overturned_appeal_gives_its_points_back);
+yunwei_tests::both_backends!(
+    an_overturned_appeal_gives_its_points_back,
+    an_unanswered_draft_becomes_final_at_the_review_deadline,
+);
 
 const CONTRACT: &str = r#"id: lifecycle
 name: 流程合同
@@ -511,4 +514,61 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+async fn an_unanswered_draft_becomes_final_at_the_review_deadline(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(
+        &path,
+        CONTRACT.replace(
+            "  sign_off: [operator, reviewer]\n",
+            "  sign_off: [operator, reviewer]\n  final_when_unanswered: true\n",
+        ),
+    )
+    .unwrap();
+    let Some(h) = Harness::start(backend, move |c| {
+        c.contracts.files = vec![path];
+        c.contracts.run_inspections = false;
+        c.contracts.scheduled_reports = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let c = h.state.contracts.get("lifecycle").unwrap();
+    assert!(c.contract.lifecycle.as_ref().unwrap().final_when_unanswered);
+    let month = contracts::current_month(&c.contract, now_ms());
+    let draft = generate(&h, &month.label, now_ms()).await;
+    let w = appeals::window(&h.state.store, &c, &month.label)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.draft_report_id, draft.archived.id);
+    assert!(w.review_deadline.at_ms > w.appeal_deadline.at_ms);
+    // Nobody signs; nothing is final before the review deadline, the final is made at it.
+    let before = appeals::run_due_finals(&h.state.reports, w.review_deadline.at_ms - 1)
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    let made = appeals::run_due_finals(&h.state.reports, w.review_deadline.at_ms)
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].origin, appeals::FINAL_ORIGIN);
+    let doc: Value = serde_json::from_slice(
+        &reports::envelope(&h.state.store, made[0].id)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["report"]["lifecycle"]["stage"], "final");
+    assert_eq!(doc["report"]["lifecycle"]["signoffs"], json!([]));
+    // Made once.
+    let again = appeals::run_due_finals(&h.state.reports, w.review_deadline.at_ms + 60_000)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    h.stop().await;
 }
