@@ -539,6 +539,7 @@ pub fn scenario(lang: Lang) -> Report {
             },
         ],
         incident_requests: Vec::new(),
+        lifecycle: None,
     }
 }
 
@@ -638,5 +639,69 @@ pub fn synthetic(hosts: usize, probes: usize, days: u32) -> Report {
             end_ms: r.cover.period.end_ms,
         })
         .collect();
+    r
+}
+
+/// [`scenario`] as the final version (终稿) of a contract with a lifecycle: one appeal
+/// overturned (5 points back) with an attachment, one upheld, both parties signed off.
+pub fn scenario_final(lang: Lang) -> Report {
+    let mut r = scenario(lang);
+    let t = |zh: &'static str, en: &'static str| lang.pick(zh, en).to_string();
+    let at =
+        |d: u32, h: u32| 1_762_012_800_000 + i64::from(d) * 86_400_000 + i64::from(h) * 3_600_000;
+    r.cover.version = 3;
+    r.cover.provisional = false;
+    r.lifecycle = Some(Lifecycle {
+        stage: Stage::Final,
+        appeal_deadline_ms: Some(at(5, 16)),
+        review_deadline_ms: Some(at(12, 16)),
+        appeals: vec![
+            AppealLine {
+                id: "appeal:5f1c".into(),
+                target: format!("{} notice: event:7", t("扣分项", "deduction")),
+                filed_by: "vendor-op".into(),
+                filed_ms: at(3, 2),
+                reason: t("通报对象为其他单位", "the notice named another company"),
+                attachments: vec![
+                    "更正函.pdf 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                        .into(),
+                ],
+                status: AppealStatus::Overturned,
+                approved: None,
+                decided_by: Some("office".into()),
+                decided_ms: Some(at(4, 3)),
+                decision_reason: Some(t("更正函属实", "the correction is genuine")),
+                effect: Fixed(5_000),
+            },
+            AppealLine {
+                id: "appeal:77aa".into(),
+                target: format!("{} web @ 2026-10-03 10:00", t("停机", "outage")),
+                filed_by: "vendor-op".into(),
+                filed_ms: at(3, 4),
+                reason: t("运营商线路故障", "carrier line failure"),
+                attachments: Vec::new(),
+                status: AppealStatus::Upheld,
+                approved: None,
+                decided_by: Some("office".into()),
+                decided_ms: Some(at(4, 5)),
+                decision_reason: Some(t("属乙方监控范围", "within the vendor's duty")),
+                effect: Fixed(0),
+            },
+        ],
+        signoffs: vec![
+            Signoff {
+                role: "operator".into(),
+                signed_by: "vendor-op".into(),
+                signed_ms: at(5, 2),
+                version: 2,
+            },
+            Signoff {
+                role: "reviewer".into(),
+                signed_by: "office".into(),
+                signed_ms: at(5, 3),
+                version: 2,
+            },
+        ],
+    });
     r
 }

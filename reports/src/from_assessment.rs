@@ -119,7 +119,8 @@ pub fn grade_of(contract: &Contract, a: &Assessment) -> Grade {
     }
 }
 
-fn utc_offset_minutes(contract: &Contract, ms: i64) -> i32 {
+/// The contract's UTC offset at `ms`, in minutes.
+pub fn utc_offset_minutes(contract: &Contract, ms: i64) -> i32 {
     let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     contract
         .time_zone
@@ -204,6 +205,13 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         completeness,
         evidence: Vec::new(),
         incident_requests: incident_requests(inp),
+        lifecycle: c.lifecycle.as_ref().map(|_| Lifecycle {
+            stage: Stage::Draft,
+            appeal_deadline_ms: None,
+            review_deadline_ms: None,
+            appeals: appeals(inp),
+            signoffs: Vec::new(),
+        }),
     };
     // Appendix: every cited evidence id, described from its row.
     report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);
@@ -341,6 +349,81 @@ fn incident_requests(inp: &Inputs<'_>) -> Vec<IncidentRequest> {
             reviewed_by: r.reviewed_by.clone(),
             reviewed_ms: r.reviewed_ms,
             reason: r.reason.clone(),
+        })
+        .collect()
+}
+
+/// What an appeal contests, in the report's language.
+pub fn appeal_target(lang: Lang, t: &assess::AppealTarget, off_minutes: i32) -> String {
+    use assess::AppealTarget as T;
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms + i64::from(off_minutes) * 60_000)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    match t {
+        T::Deduction { item, subject } => {
+            format!("{} {item}: {subject}", lang.pick("扣分项", "deduction"))
+        }
+        T::Outage { system, start_ms } => format!(
+            "{} {system} @ {}",
+            lang.pick("停机", "outage"),
+            at(*start_ms)
+        ),
+        T::IncidentClock { incident, clock } => {
+            let clock = match (lang, clock.as_str()) {
+                (Lang::ZhCn, "response") => "响应",
+                (Lang::ZhCn, "on_site") => "到场",
+                (Lang::ZhCn, "restore") => "恢复",
+                (_, c) => c,
+            };
+            format!(
+                "{} {incident} {clock}",
+                lang.pick("故障时钟", "incident clock")
+            )
+        }
+        T::Inspection {
+            inspection,
+            scheduled_ms,
+        } => format!(
+            "{} {} @ {}",
+            lang.pick("漏巡检", "missed inspection"),
+            inspection_kind(lang, *inspection),
+            at(*scheduled_ms)
+        ),
+    }
+}
+
+/// The appeals the assessment lists, with their decision and effect.
+fn appeals(inp: &Inputs<'_>) -> Vec<AppealLine> {
+    let off = utc_offset_minutes(inp.contract, inp.assessment.period.start_ms);
+    inp.assessment
+        .appeals
+        .iter()
+        .map(|r| {
+            let a = &r.appeal;
+            let d = a.decision.as_ref();
+            AppealLine {
+                id: a.id.clone(),
+                target: appeal_target(inp.lang, &a.target, off),
+                filed_by: a.filed_by.clone(),
+                filed_ms: a.filed_ms,
+                reason: a.reason.clone(),
+                attachments: a.attachments.clone(),
+                status: match d.map(|d| d.outcome) {
+                    None => AppealStatus::Pending,
+                    Some(assess::AppealOutcome::Upheld) => AppealStatus::Upheld,
+                    Some(assess::AppealOutcome::Overturned) => AppealStatus::Overturned,
+                    Some(assess::AppealOutcome::Adjusted) => AppealStatus::Adjusted,
+                },
+                approved: d
+                    .and_then(|d| d.approved_points.or(d.approved_minutes))
+                    .map(Fixed::from_f64),
+                decided_by: d.map(|d| d.decided_by.clone()),
+                decided_ms: d.map(|d| d.decided_ms),
+                decision_reason: d.map(|d| d.reason.clone()),
+                effect: Fixed::from_f64(r.effect_points),
+            }
         })
         .collect()
 }
@@ -706,6 +789,9 @@ fn cited(r: &Report) -> BTreeSet<String> {
     for x in &r.incident_requests {
         cited.insert(x.id.clone());
     }
+    for x in r.lifecycle.iter().flat_map(|l| &l.appeals) {
+        cited.insert(x.id.clone());
+    }
     cited
 }
 
@@ -822,6 +908,34 @@ fn appendix(
             },
             r.claimed_ms.unwrap_or(r.recorded_ms),
             r.reviewed_ms.unwrap_or(r.recorded_ms),
+        );
+    }
+    for r in &a.appeals {
+        let x = &r.appeal;
+        let status = match x.decision.as_ref().map(|d| d.outcome) {
+            None => lang.pick("待复核", "pending review"),
+            Some(assess::AppealOutcome::Upheld) => lang.pick("维持", "upheld"),
+            Some(assess::AppealOutcome::Overturned) => lang.pick("撤销", "overturned"),
+            Some(assess::AppealOutcome::Adjusted) => lang.pick("调整", "adjusted"),
+        };
+        let by = x.decision.as_ref().map_or("-", |d| d.decided_by.as_str());
+        put(
+            &x.id,
+            "appeal",
+            &|| match lang {
+                Lang::ZhCn => format!(
+                    "{} 申诉，{by} 复核{status}，影响得分 {}",
+                    x.filed_by,
+                    Fixed::from_f64(r.effect_points)
+                ),
+                Lang::En => format!(
+                    "appealed by {}, {status} by {by}, score effect {}",
+                    x.filed_by,
+                    Fixed::from_f64(r.effect_points)
+                ),
+            },
+            x.filed_ms,
+            x.decision.as_ref().map_or(x.filed_ms, |d| d.decided_ms),
         );
     }
     for r in &rows.events {
@@ -1030,6 +1144,7 @@ grades:
             inspections_since_ms: None,
             membership: None,
             incident_requests: vec![],
+            appeals: vec![],
         };
         (c, cal, p, rows)
     }

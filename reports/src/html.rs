@@ -160,6 +160,7 @@ impl Html<'_> {
         self.availability();
         self.incidents();
         self.adjustments();
+        self.lifecycle();
         self.inspections();
         self.resources();
         self.alerts();
@@ -251,14 +252,15 @@ impl Html<'_> {
             ),
             (
                 self.t("报告状态", "Status").into(),
-                if c.provisional {
-                    self.t(
-                        "暂定（周期未结束、申诉期内或有故障尚未恢复，见附录说明）",
-                        "provisional (period open, appeal window running or incidents still open; see the notes in the appendix)",
-                    )
-                    .into()
-                } else {
-                    self.t("正式", "final").into()
+                match (&self.r.lifecycle, c.provisional) {
+                    (Some(l), _) => stage(self.lang, l.stage).into(),
+                    (None, true) => self
+                        .t(
+                            "暂定（周期未结束、申诉期内或有故障尚未恢复，见附录说明）",
+                            "provisional (period open, appeal window running or incidents still open; see the notes in the appendix)",
+                        )
+                        .into(),
+                    (None, false) => self.t("正式", "final").into(),
                 },
             ),
         ];
@@ -484,6 +486,88 @@ impl Html<'_> {
                 ),
                 Cell::T(q.reason.clone()),
                 Cell::T(q.id.clone()),
+            ]);
+        }
+        self.end_table();
+    }
+
+    /// Appeals and their review, then the sign-off record (contracts with a lifecycle).
+    fn lifecycle(&mut self) {
+        let lang = self.lang;
+        let Some(l) = &self.r.lifecycle else {
+            return;
+        };
+        let _ = writeln!(
+            self.s,
+            "<h3>{}</h3>",
+            esc(self.t("申诉与复核", "Appeals and review"))
+        );
+        let deadlines = format!(
+            "{}{} {}{}",
+            self.t("申诉截止：", "Appeals until: "),
+            l.appeal_deadline_ms
+                .map_or_else(|| "—".into(), |ms| datetime(ms, self.off)),
+            self.t("复核与签认截止：", "Review and sign-off until: "),
+            l.review_deadline_ms
+                .map_or_else(|| "—".into(), |ms| datetime(ms, self.off)),
+        );
+        let _ = writeln!(self.s, "<p class=\"note\">{}</p>", esc(&deadlines));
+        if l.appeals.is_empty() {
+            self.none();
+        } else {
+            self.head(&[
+                self.t("申诉内容", "Appealed"),
+                self.t("申诉人", "Appellant"),
+                self.t("申诉时间", "Filed"),
+                self.t("理由", "Reason"),
+                self.t("附件", "Attachments"),
+                self.t("复核结论", "Decision"),
+                self.t("复核人", "Reviewer"),
+                self.t("复核时间", "Decided"),
+                self.t("得分影响", "Score effect"),
+                self.t("证据编号", "Evidence"),
+            ]);
+            for a in &l.appeals {
+                self.row(&[
+                    Cell::T(a.target.clone()),
+                    Cell::T(a.filed_by.clone()),
+                    Cell::T(datetime(a.filed_ms, self.off)),
+                    Cell::T(a.reason.clone()),
+                    Cell::T(a.attachments.join(", ")),
+                    Cell::Flag(appeal_decision(lang, a), a.status != AppealStatus::Pending),
+                    Cell::T(a.decided_by.clone().unwrap_or_else(|| "—".into())),
+                    Cell::T(
+                        a.decided_ms
+                            .map_or_else(|| "—".into(), |ms| datetime(ms, self.off)),
+                    ),
+                    Cell::N(format!("+{}", a.effect.fmt_dp(1))),
+                    Cell::T(a.id.clone()),
+                ]);
+            }
+            self.end_table();
+        }
+        let _ = writeln!(
+            self.s,
+            "<h3>{}</h3>",
+            esc(self.t("签认记录", "Sign-off record"))
+        );
+        if l.signoffs.is_empty() {
+            let text = self.t("尚无签认。", "Not signed off yet.").to_string();
+            let _ = writeln!(self.s, "<p class=\"note\">{}</p>", esc(&text));
+            return;
+        }
+        self.head(&[
+            self.t("签认方", "Party"),
+            self.t("签认人", "Signed by"),
+            self.t("签认时间", "Signed at"),
+            self.t("所签版本", "Version signed"),
+        ]);
+        for g in &l.signoffs {
+            self.row(&[
+                Cell::T(signoff_role(lang, &g.role)),
+                Cell::T(g.signed_by.clone()),
+                Cell::T(datetime(g.signed_ms, self.off)),
+                Cell::N(format!("v{}", g.version)),
             ]);
         }
         self.end_table();

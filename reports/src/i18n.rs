@@ -213,6 +213,49 @@ pub fn request_status(lang: Lang, s: RequestStatus) -> &'static str {
     }
 }
 
+/// An appeal's status.
+pub fn appeal_status(lang: Lang, s: AppealStatus) -> &'static str {
+    match s {
+        AppealStatus::Pending => lang.pick("待复核", "pending review"),
+        AppealStatus::Upheld => lang.pick("维持扣分", "upheld"),
+        AppealStatus::Overturned => lang.pick("撤销扣分", "overturned"),
+        AppealStatus::Adjusted => lang.pick("调整扣分", "adjusted"),
+    }
+}
+
+/// A lifecycle stage, as the cover states it.
+pub fn stage(lang: Lang, s: Stage) -> &'static str {
+    match s {
+        Stage::Draft => lang.pick(
+            "初稿（申诉与复核期间）",
+            "draft (open for appeal and review)",
+        ),
+        Stage::Final => lang.pick("终稿", "final report"),
+    }
+}
+
+/// The party a sign-off role acts for.
+pub fn signoff_role(lang: Lang, role: &str) -> String {
+    match role {
+        "operator" => lang.pick("乙方（运维单位）", "vendor (operator)").into(),
+        "reviewer" => lang.pick("甲方（考核单位）", "office (reviewer)").into(),
+        other => other.into(),
+    }
+}
+
+/// An appeal's decision cell: status, approved figure, by whom.
+pub fn appeal_decision(lang: Lang, a: &AppealLine) -> String {
+    let mut out = appeal_status(lang, a.status).to_string();
+    if let Some(v) = a.approved {
+        out.push_str(&format!(" ({v})"));
+    }
+    if let Some(r) = &a.decision_reason {
+        out.push_str(lang.pick("：", ": "));
+        out.push_str(r);
+    }
+    out
+}
+
 /// What a backdate or downgrade request changes: the clock's name, or "level".
 pub fn request_subject(lang: Lang, r: &IncidentRequest) -> String {
     match &r.clock {

@@ -131,6 +131,86 @@ pub struct Report {
     /// report without any has the same bytes as before the section existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incident_requests: Vec<IncidentRequest>,
+    /// The assessment's lifecycle (contracts with a `lifecycle:`): whether this version is the
+    /// draft (初稿) or the final report (终稿), its deadlines, the appeals (申诉) with their
+    /// review (复核) and effect, and the sign-offs (签认); absent for other contracts, so their
+    /// reports keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// Which version of the lifecycle a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// 初稿: issued for appeal and review; figures may still change.
+    Draft,
+    /// 终稿: every appeal decided and signed off (or the deadline passed); payment follows it.
+    Final,
+}
+
+/// The lifecycle of the period's assessment as of this version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    pub stage: Stage,
+    /// When the appeal window closes(d), UTC ms (absent before the draft is archived).
+    pub appeal_deadline_ms: Option<i64>,
+    /// When review and sign-off are due, UTC ms.
+    pub review_deadline_ms: Option<i64>,
+    /// Appeals filed by this version's generation, by filing time.
+    pub appeals: Vec<AppealLine>,
+    /// Sign-offs recorded by this version's generation, by time.
+    pub signoffs: Vec<Signoff>,
+}
+
+/// Status of an appeal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppealStatus {
+    /// Not decided yet.
+    Pending,
+    /// 维持: the deduction stands.
+    Upheld,
+    /// 撤销: the deduction is withdrawn.
+    Overturned,
+    /// 调整: the deduction counts what was approved.
+    Adjusted,
+}
+
+/// One appeal (evidence `appeal:<id>`) and its decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppealLine {
+    /// Evidence id.
+    pub id: String,
+    /// What was appealed, e.g. `deduction notice: event:7`, `outage web @ 2026-02-03 10:00`.
+    pub target: String,
+    pub filed_by: String,
+    pub filed_ms: i64,
+    pub reason: String,
+    /// Attachments as `name sha256`.
+    pub attachments: Vec<String>,
+    pub status: AppealStatus,
+    /// The approved points (line) or minutes (outage) of an adjustment.
+    pub approved: Option<Fixed>,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub decision_reason: Option<String>,
+    /// Score points the decision gave back (0 when it changed nothing).
+    pub effect: Fixed,
+}
+
+/// A party's sign-off (签认).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signoff {
+    /// `operator` (乙方) or `reviewer` (甲方).
+    pub role: String,
+    pub signed_by: String,
+    pub signed_ms: i64,
+    /// The version signed.
+    pub version: u32,
 }
 
 /// What an [`IncidentRequest`] asks.

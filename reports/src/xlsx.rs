@@ -159,6 +159,8 @@ pub fn render(signed: &SignedReport) -> Result<Vec<u8>, RenderError> {
     incidents(&mut b)?;
     incident_requests(&mut b)?;
     adjustments(&mut b)?;
+    appeals(&mut b)?;
+    signoffs(&mut b)?;
     inspections(&mut b)?;
     resources(&mut b)?;
     alerts(&mut b)?;
@@ -206,10 +208,10 @@ fn cover(b: &mut Book) -> Result<(), RenderError> {
         ],
         vec![
             s(b.t("报告状态", "Status")),
-            s(if c.provisional {
-                b.t("暂定", "provisional")
-            } else {
-                b.t("正式", "final")
+            s(match (&b.r.lifecycle, c.provisional) {
+                (Some(l), _) => stage(lang, l.stage),
+                (None, true) => b.t("暂定", "provisional"),
+                (None, false) => b.t("正式", "final"),
             }),
         ],
         vec![s(b.t("版本", "Version")), V::I(i64::from(c.version))],
@@ -433,6 +435,80 @@ fn incident_requests(b: &mut Book) -> Result<(), RenderError> {
         (b.t("证据编号", "Evidence"), 24.0),
     ];
     let name = b.t("补录与降级审批", "Backdates, downgrades");
+    b.sheet(name, &cols, rows)
+}
+
+/// Appeals and their review: a sheet for contracts with a lifecycle.
+fn appeals(b: &mut Book) -> Result<(), RenderError> {
+    let Some(l) = &b.r.lifecycle else {
+        return Ok(());
+    };
+    let lang = b.lang;
+    let rows = l
+        .appeals
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a.target),
+                s(&a.filed_by),
+                V::T(Some(a.filed_ms)),
+                s(&a.reason),
+                s(a.attachments.join(", ")),
+                s(appeal_status(lang, a.status)),
+                a.approved.map_or(s(""), |v| V::N(v.to_f64())),
+                s(a.decided_by.clone().unwrap_or_default()),
+                V::T(a.decided_ms),
+                s(a.decision_reason.clone().unwrap_or_default()),
+                V::N(a.effect.to_f64()),
+                s(&a.id),
+                V::T(l.appeal_deadline_ms),
+            ]
+        })
+        .collect();
+    let cols = [
+        (b.t("申诉内容", "Appealed"), 30.0),
+        (b.t("申诉人", "Appellant"), 14.0),
+        (b.t("申诉时间", "Filed"), 17.0),
+        (b.t("理由", "Reason"), 36.0),
+        (b.t("附件 (SHA-256)", "Attachments (SHA-256)"), 40.0),
+        (b.t("复核结论", "Decision"), 12.0),
+        (b.t("核定值", "Approved"), 10.0),
+        (b.t("复核人", "Reviewer"), 14.0),
+        (b.t("复核时间", "Decided"), 17.0),
+        (b.t("复核理由", "Decision reason"), 36.0),
+        (b.t("得分影响", "Score effect"), 10.0),
+        (b.t("证据编号", "Evidence"), 24.0),
+        (b.t("申诉截止", "Appeals until"), 17.0),
+    ];
+    let name = b.t("申诉与复核", "Appeals");
+    b.sheet(name, &cols, rows)
+}
+
+/// The sign-off record: a sheet for contracts with a lifecycle.
+fn signoffs(b: &mut Book) -> Result<(), RenderError> {
+    let Some(l) = &b.r.lifecycle else {
+        return Ok(());
+    };
+    let lang = b.lang;
+    let rows = l
+        .signoffs
+        .iter()
+        .map(|g| {
+            vec![
+                s(signoff_role(lang, &g.role)),
+                s(&g.signed_by),
+                V::T(Some(g.signed_ms)),
+                V::I(i64::from(g.version)),
+            ]
+        })
+        .collect();
+    let cols = [
+        (b.t("签认方", "Party"), 20.0),
+        (b.t("签认人", "Signed by"), 16.0),
+        (b.t("签认时间", "Signed at"), 17.0),
+        (b.t("所签版本", "Version signed"), 10.0),
+    ];
+    let name = b.t("签认记录", "Sign-off");
     b.sheet(name, &cols, rows)
 }
 

@@ -768,7 +768,7 @@ pub async fn assess_period(
     limit: Option<std::time::Duration>,
 ) -> Result<Assessment, ContractError> {
     let until = as_of_ms.min(period.end_ms);
-    let ev = gather(
+    let mut ev = gather(
         store,
         c,
         period.start_ms,
@@ -776,6 +776,7 @@ pub async fn assess_period(
         inspections_recorded,
     )
     .await?;
+    ev.appeals = crate::appeals::evidence(store, &c.contract.id, period).await?;
     let (c, period) = (c.clone(), period.clone());
     Ok(crate::compute::run(limit, move || {
         assess::assess(&c.contract, &c.calendar, &period, as_of_ms, &ev)

@@ -2,6 +2,7 @@
 //! [`Server::run`] serves until the shutdown future completes. `main.rs` only parses the command
 //! line, so tests start the same server in-process on `127.0.0.1:0`.
 
+pub mod appeals;
 pub mod audit;
 pub mod auth;
 pub mod compute;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod inventory;
+pub mod lifecycle_mail;
 pub mod live;
 pub mod membership;
 pub mod membership_cli;

@@ -28,7 +28,7 @@ use yunwei_reports::{
     Lang, Report, SignedReport,
     from_assessment::{self, Inputs},
     integrity,
-    model::{Grade, TrendPoint},
+    model::{Grade, Stage, TrendPoint},
     pdf::PdfFont,
 };
 use yunwei_sla::assess::{self, Period};
@@ -299,6 +299,30 @@ pub async fn prepare(
     now_ms: i64,
     inspections_recorded: bool,
 ) -> Result<Report, ReportError> {
+    prepare_staged(
+        store,
+        c,
+        req,
+        version,
+        now_ms,
+        inspections_recorded,
+        Stage::Draft,
+    )
+    .await
+}
+
+/// [`prepare`], as the lifecycle `stage` (contracts with a `lifecycle:`; ignored otherwise):
+/// the report states its stage, the period's deadlines (counted from the draft, the first
+/// archived version, or from `now_ms` when this is it) and the sign-offs recorded by `now_ms`.
+pub async fn prepare_staged(
+    store: &Store,
+    c: &Arc<LoadedContract>,
+    req: &Request,
+    version: u32,
+    now_ms: i64,
+    inspections_recorded: bool,
+    stage: Stage,
+) -> Result<Report, ReportError> {
     let contract = &c.contract;
     let period = Period::parse(&req.period, contract.time_zone)
         .map_err(|e| ReportError::Period(e.to_string()))?;
@@ -310,8 +334,10 @@ pub async fn prepare(
         )));
     }
     let until = now_ms.clamp(period.start_ms, period.end_ms);
-    let ev =
+    let mut ev =
         crate::contracts::gather(store, c, period.start_ms, until, inspections_recorded).await?;
+    // Appeals and their review (contracts with a lifecycle): evidence like the rest.
+    ev.appeals = crate::appeals::evidence(store, &contract.id, &period).await?;
     let trend = trend(store, &contract.id, &period.label, period.start_ms, 12).await?;
     // The audit chain's head at generation, so the signed report anchors the audit log too:
     // rewriting audit rows up to it no longer matches this (signed) hash.
@@ -365,6 +391,32 @@ pub async fn prepare(
         start_ms: now_ms,
         end_ms: now_ms,
     });
+    if let (Some(l), Some(rule)) = (report.lifecycle.as_mut(), &contract.lifecycle) {
+        let issued = match crate::appeals::window(store, c, &req.period)
+            .await
+            .map_err(|e| ReportError::Other(e.into()))?
+        {
+            Some(w) => w.draft_issued_ms,
+            None => now_ms,
+        };
+        l.stage = stage;
+        l.appeal_deadline_ms =
+            Some(yunwei_sla::lifecycle::appeal_deadline(contract, rule, &c.calendar, issued).at_ms);
+        l.review_deadline_ms =
+            Some(yunwei_sla::lifecycle::review_deadline(contract, rule, &c.calendar, issued).at_ms);
+        for s in store.signoffs(&contract.id, Some(&req.period)).await? {
+            if s.signed_ms > now_ms {
+                continue;
+            }
+            let version = store.report(s.report_id).await?.map_or(0, |r| r.version);
+            l.signoffs.push(yunwei_reports::model::Signoff {
+                role: s.role,
+                signed_by: s.signed_by,
+                signed_ms: s.signed_ms,
+                version: u32::try_from(version).unwrap_or(0),
+            });
+        }
+    }
     if simulated {
         report.cover.contract_name.push_str(
             req.lang
@@ -402,6 +454,31 @@ pub async fn generate(
     inspections_recorded: bool,
     auto_assign: bool,
 ) -> Result<Generated, ReportError> {
+    generate_staged(
+        store,
+        data_dir,
+        c,
+        req,
+        now_ms,
+        inspections_recorded,
+        auto_assign,
+        Stage::Draft,
+    )
+    .await
+}
+
+/// [`generate`] as the lifecycle `stage` ([`prepare_staged`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn generate_staged(
+    store: &Store,
+    data_dir: &Path,
+    c: &Arc<LoadedContract>,
+    req: &Request,
+    now_ms: i64,
+    inspections_recorded: bool,
+    auto_assign: bool,
+    stage: Stage,
+) -> Result<Generated, ReportError> {
     crate::membership::sync(store, c, now_ms, auto_assign).await?;
     let font = if req.formats.contains(&ReportFormat::Pdf) {
         Some(Arc::new(load_font(req.font.as_deref())?))
@@ -413,13 +490,14 @@ pub async fn generate(
     let mut last_err = None;
     for _ in 0..3 {
         let version = next_version(store, &c.contract.id, &req.period).await?;
-        let report = prepare(
+        let report = prepare_staged(
             store,
             c,
             req,
             u32::try_from(version).unwrap_or(u32::MAX),
             now_ms,
             inspections_recorded,
+            stage,
         )
         .await?;
         // Signing and rendering on a blocking thread, within the request's limit.
@@ -623,6 +701,10 @@ pub async fn run_cli(
         config.contracts.auto_assign_from_labels,
     )
     .await;
+    if let Ok(g) = &result {
+        crate::appeals::draft_issued(&store, &config.notify.external_url, c, &g.archived, now_ms)
+            .await;
+    }
     store.close().await;
     let g = result?;
     std::fs::create_dir_all(&args.out)
@@ -683,7 +765,7 @@ async fn scheduled_report(
 
 /// The formats and languages of `c`'s scheduled reports: its `report:` block, else every
 /// format in zh-CN. PDF is left out (with a warning) when the default font is not installed.
-fn scheduled_formats(c: &LoadedContract) -> (Vec<ReportFormat>, Vec<Lang>) {
+pub(crate) fn scheduled_formats(c: &LoadedContract) -> (Vec<ReportFormat>, Vec<Lang>) {
     use yunwei_sla::contract::{ReportFileFormat, ReportLanguage};
     let (mut formats, langs) = match &c.contract.report {
         None => (ReportFormat::ALL.to_vec(), vec![Lang::ZhCn]),
@@ -790,6 +872,14 @@ pub async fn run_due_reports(state: &Reports, now_ms: i64) -> anyhow::Result<Vec
                                 "scheduled report archived"
                             );
                             let id = g.archived.id;
+                            crate::appeals::draft_issued(
+                                &state.store,
+                                &state.config.notify.external_url,
+                                &c,
+                                &g.archived,
+                                now_ms,
+                            )
+                            .await;
                             done.push(g.archived);
                             id
                         }
@@ -960,9 +1050,17 @@ pub async fn schedule_loop(state: Arc<Reports>) {
         {
             tracing::error!(error = %format!("{e:#}"), "scheduled reports failed");
         }
+        if n.is_multiple_of(10)
+            && let Err(e) = crate::appeals::run_due_finals(&state, crate::now_ms()).await
+        {
+            tracing::error!(error = %format!("{e:#}"), "final reports failed");
+        }
         n += 1;
         if let Err(e) = crate::report_mail::deliver_due(&state, crate::now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "mailing scheduled reports failed");
+        }
+        if let Err(e) = crate::lifecycle_mail::deliver_due(&state, crate::now_ms()).await {
+            tracing::error!(error = %format!("{e:#}"), "mailing lifecycle steps failed");
         }
     }
 }

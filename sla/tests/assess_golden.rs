@@ -1059,3 +1059,145 @@ fn an_incident_still_open_keeps_the_assessment_provisional() {
     assert_eq!(restore.status, ClockStatus::Late);
     assert_eq!(restore.late_ms, 1_920 * 60_000);
 }
+
+fn appeal(id: &str, target: AppealTarget, filed: &str, decision: Option<AppealDecision>) -> Appeal {
+    Appeal {
+        id: id.into(),
+        target,
+        filed_by: "op".into(),
+        filed_ms: at(filed),
+        reason: "not our fault".into(),
+        attachments: Vec::new(),
+        decision,
+    }
+}
+
+fn decided(
+    outcome: AppealOutcome,
+    at_: &str,
+    points: Option<f64>,
+    minutes: Option<f64>,
+) -> AppealDecision {
+    AppealDecision {
+        outcome,
+        approved_points: points,
+        approved_minutes: minutes,
+        decided_by: "rev".into(),
+        decided_ms: at(at_),
+        reason: "checked".into(),
+    }
+}
+
+#[test]
+fn appeal_decisions_apply_from_their_decision_on() {
+    let c = contract();
+    let cal = Calendar::shipped();
+    let p = feb();
+    let mut ev = scenario();
+    // A manual deduction (通报, 5 points) besides the availability one (10 points): 85.
+    ev.events.push(ManualEvent {
+        id: "event:7".into(),
+        category: "authority_notice".into(),
+        at_ms: at("2026-02-16 10:00"),
+        evidence: "通报 2026-3".into(),
+    });
+    let as_of = at("2026-03-20 00:00");
+    let before = assess(&c, &cal, &p, as_of, &ev);
+    assert_eq!(before.score, 85.0);
+    assert!(before.appeals.is_empty());
+
+    // The notice is appealed and overturned: the line and its item disappear, the score rises
+    // by exactly its 5 points and the appeal cites the decision.
+    ev.appeals.push(appeal(
+        "appeal:1",
+        AppealTarget::Deduction {
+            item: "notice".into(),
+            subject: "event:7".into(),
+        },
+        "2026-03-03 10:00",
+        Some(decided(
+            AppealOutcome::Overturned,
+            "2026-03-05 10:00",
+            None,
+            None,
+        )),
+    ));
+    let after = assess(&c, &cal, &p, as_of, &ev);
+    assert_eq!(after.score, 90.0);
+    assert!(after.deductions.iter().all(|d| d.item != "notice"));
+    assert_eq!(after.appeals.len(), 1);
+    assert!(after.appeals[0].applied);
+    assert_eq!(after.appeals[0].effect_points, 5.0);
+
+    // As of before the decision the draft's figures stand and the appeal is pending.
+    let draft = assess(&c, &cal, &p, at("2026-03-04 00:00"), &ev);
+    assert_eq!(draft.score, 85.0);
+    assert!(draft.appeals[0].appeal.decision.is_none());
+    assert!(!draft.appeals[0].applied);
+    // As of before it was filed it is not there at all.
+    assert!(
+        assess(&c, &cal, &p, at("2026-03-02 00:00"), &ev)
+            .appeals
+            .is_empty()
+    );
+
+    // The 50-minute outage of 02-03 adjusted to 10 approved minutes: downtime 70 → 30,
+    // (40,200 − 30) / 40,200 = 99.925373…%: 0.024627 pp short → 1 step × 5 = 5 points
+    // instead of 10. Its effect is measured against every other decision: +5.
+    let web_outage = before.systems[0].outages[0].start_ms;
+    ev.appeals.push(appeal(
+        "appeal:2",
+        AppealTarget::Outage {
+            system: "web".into(),
+            start_ms: web_outage,
+        },
+        "2026-03-03 11:00",
+        Some(decided(
+            AppealOutcome::Adjusted,
+            "2026-03-05 11:00",
+            None,
+            Some(10.0),
+        )),
+    ));
+    let both = assess(&c, &cal, &p, as_of, &ev);
+    let web = sys(&both, "web");
+    assert_eq!(web.downtime_minutes, 30.0);
+    assert_eq!(web.appealed_minutes, 40.0);
+    assert_eq!(web.outages[0].counted_minutes, 10.0);
+    assert_eq!(web.outages[0].appeal.as_deref(), Some("appeal:2"));
+    assert_eq!(both.score, 95.0);
+    assert_eq!(both.appeals[1].effect_points, 5.0);
+
+    // An upheld appeal changes nothing; one about a line the period lacks is not applied.
+    ev.appeals[0].decision = Some(decided(
+        AppealOutcome::Upheld,
+        "2026-03-05 10:00",
+        None,
+        None,
+    ));
+    ev.appeals.push(appeal(
+        "appeal:3",
+        AppealTarget::IncidentClock {
+            incident: "incident:404".into(),
+            clock: "response".into(),
+        },
+        "2026-03-03 12:00",
+        Some(decided(
+            AppealOutcome::Overturned,
+            "2026-03-05 12:00",
+            None,
+            None,
+        )),
+    ));
+    let upheld = assess(&c, &cal, &p, as_of, &ev);
+    assert_eq!(upheld.score, 90.0);
+    assert!(!upheld.appeals[0].applied);
+    assert!(!upheld.appeals[2].applied);
+    assert_eq!(upheld.appeals[2].effect_points, 0.0);
+
+    // The same inputs give the same bytes.
+    assert_eq!(
+        serde_json::to_string(&upheld).unwrap(),
+        serde_json::to_string(&assess(&c, &cal, &p, as_of, &ev)).unwrap()
+    );
+}

@@ -862,3 +862,162 @@ async fn console_incident_requests_and_membership_in_chromium() {
     shot("membership-en").await;
     logout(&b).await;
 }
+
+const APPEALS_CONTRACT: &str = r#"id: appeals-contract
+name: 申诉页面测试合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: portal, name: 政务服务网, tier: core, probes: { system: 政务服务网 } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_coverage_percent: 0 }
+scoring:
+  base: 100
+  deductions:
+    - { id: notice, name: 被主管部门通报, name_en: Reported by an authority, kind: manual, category: authority_notice, points: 5 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+lifecycle:
+  appeal_window_working_days: 3
+"#;
+
+/// The appeals page for both roles: the vendor's operator files an appeal with an attachment
+/// against the draft (the decide buttons dimmed for them), the office's reviewer overturns it
+/// (the file button dimmed for them); screenshots in zh-CN and English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_appeals_for_operator_and_reviewer_in_chromium() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let cdir = tempfile::tempdir().unwrap();
+    let contract = cdir.path().join("contract.yml");
+    std::fs::write(&contract, APPEALS_CONTRACT).unwrap();
+    let server = ServerProcess::start(
+        &Db::Sqlite,
+        &format!(
+            "contracts:\n  files: [{}]\n  run_inspections: false\n  scheduled_reports: false\n",
+            contract.display()
+        ),
+    )
+    .await
+    .unwrap();
+    let base = server.url("");
+    let office = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "office-api", "reviewer").unwrap());
+    let admin = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "admin-api", "admin").unwrap());
+    // A 通报 this month, then the draft.
+    let r = office
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/contracts/appeals-contract/events",
+        )
+        .json(&serde_json::json!({"category": "authority_notice", "evidence": "通报〔2026〕3号"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let event = r.json::<serde_json::Value>().await.unwrap()["data"]["id"]
+        .as_i64()
+        .unwrap();
+    let contracts = admin.get_json("/api/v1/contracts").await.unwrap();
+    let period = contracts["contracts"][0]["current_period"]
+        .as_str()
+        .or_else(|| contracts["contracts"][0]["current_period"]["label"].as_str())
+        .expect("the server's current period")
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let r = admin
+        .api(reqwest::Method::POST, "/api/v1/reports")
+        .json(&serde_json::json!({"contract": "appeals-contract", "period": period, "formats": ["json"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    let operator = add_user(&server, "li.operator", "operator");
+    let reviewer = add_user(&server, "wang.reviewer", "reviewer");
+    let dir = screenshot_dir();
+    let shot = async |name: &str| {
+        b.screenshot(&dir.join(format!("{name}.png")))
+            .await
+            .unwrap();
+    };
+    let letter = cdir.path().join("correction.txt");
+    std::fs::write(&letter, "更正函：通报对象有误。").unwrap();
+
+    // The operator files the appeal with the correction letter attached.
+    login(&b, &base, "li.operator", &operator).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/appealsPage")).await.unwrap();
+    b.wait_text("#main", "提出申诉").await.unwrap();
+    b.fill("#appeal-item", "notice").await.unwrap();
+    b.fill("#appeal-subject", &format!("event:{event}"))
+        .await
+        .unwrap();
+    b.fill("#appeal-why", "通报对象为其他单位").await.unwrap();
+    b.fill("#appeal-files", &letter.display().to_string())
+        .await
+        .unwrap();
+    b.click("#appeal-submit").await.unwrap();
+    let table = b.wait_text("#appeals-table", "待复核").await.unwrap();
+    for w in [
+        "li.operator",
+        "通报对象为其他单位",
+        "correction.txt",
+        &format!("notice: event:{event}"),
+    ] {
+        assert!(table.contains(w), "{w:?} in {table}");
+    }
+    let list = admin.get_json("/api/v1/appeals").await.unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["data"][0]["attachments"][0]["name"], "correction.txt");
+    // The operator sees the decide buttons dimmed.
+    let class = b
+        .exec(&format!(
+            "return document.getElementById('appeal-overturn-{id}').className"
+        ))
+        .await
+        .unwrap();
+    assert!(class.as_str().unwrap().contains("noperm"), "{class}");
+    shot("appeals-operator-zh").await;
+    b.click("#lang").await.unwrap();
+    b.wait_text("#appeals-table", "pending review")
+        .await
+        .unwrap();
+    shot("appeals-operator-en").await;
+    b.click("#lang").await.unwrap();
+    logout(&b).await;
+
+    // The reviewer overturns it with a reason.
+    login(&b, &base, "wang.reviewer", &reviewer).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/appealsPage")).await.unwrap();
+    b.wait(&format!("#appeal-{id}")).await.unwrap();
+    let class = b
+        .exec("return document.getElementById('appeal-submit').className")
+        .await
+        .unwrap();
+    assert!(class.as_str().unwrap().contains("noperm"), "{class}");
+    b.fill(&format!("#appeal-reason-{id}"), "更正函属实")
+        .await
+        .unwrap();
+    b.click(&format!("#appeal-overturn-{id}")).await.unwrap();
+    let row = b
+        .wait_text(&format!("#appeal-{id}"), "撤销扣分")
+        .await
+        .unwrap();
+    assert!(
+        row.contains("wang.reviewer") && row.contains("更正函属实"),
+        "{row}"
+    );
+    shot("appeals-reviewer-zh").await;
+    b.click("#lang").await.unwrap();
+    b.wait_text(&format!("#appeal-{id}"), "overturned")
+        .await
+        .unwrap();
+    shot("appeals-reviewer-en").await;
+    logout(&b).await;
+}

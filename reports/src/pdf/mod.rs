@@ -644,6 +644,7 @@ fn layout(l: &mut Layout, signed: &SignedReport) {
     sections::availability(l, r);
     sections::incidents(l, r);
     sections::adjustments(l, r);
+    sections::lifecycle(l, r);
     sections::inspections(l, r);
     sections::resources(l, r);
     sections::alerts(l, r);

@@ -63,14 +63,20 @@ pub(super) fn cover(l: &mut Layout, r: &Report) {
         l.text_aligned((LEFT, RIGHT - LEFT), l.y, 14.0, BLACK, Align::Center, &line);
         l.y += 22.0;
     }
-    if c.provisional {
+    let mark = match (&r.lifecycle, c.provisional) {
+        (Some(lc), _) if lc.stage == Stage::Final => Some(t("（终稿）", "(FINAL)")),
+        (Some(_), _) => Some(t("（初稿）", "(DRAFT)")),
+        (None, true) => Some(t("（暂定）", "(PROVISIONAL)")),
+        (None, false) => None,
+    };
+    if let Some(mark) = mark {
         l.text_aligned(
             (LEFT, RIGHT - LEFT),
             l.y + 6.0,
             14.0,
             RED,
             Align::Center,
-            &t("（暂定）", "(PROVISIONAL)"),
+            &mark,
         );
         l.y += 24.0;
     }
@@ -108,10 +114,10 @@ pub(super) fn cover(l: &mut Layout, r: &Report) {
         ),
         (
             t("报告状态", "Status"),
-            if c.provisional {
-                t("暂定", "provisional")
-            } else {
-                t("正式", "final")
+            match (&r.lifecycle, c.provisional) {
+                (Some(lc), _) => stage(lang, lc.stage).to_string(),
+                (None, true) => t("暂定", "provisional"),
+                (None, false) => t("正式", "final"),
             },
         ),
     ]);
@@ -400,6 +406,89 @@ fn incident_requests(l: &mut Layout, r: &Report) {
             Col(&t("审批时间", "Decided"), 1.3, Align::Left),
             Col(&t("状态", "Status"), 1.2, Align::Left),
             Col(&t("理由", "Reason"), 1.6, Align::Left),
+        ],
+        &rows,
+    );
+}
+
+/// Appeals and their review, and the sign-off record (contracts with a lifecycle).
+pub(super) fn lifecycle(l: &mut Layout, r: &Report) {
+    let Some(lc) = &r.lifecycle else {
+        return;
+    };
+    let lang = l.lang;
+    let off = l.off;
+    let t = tr(lang);
+    l.h3(&t("申诉与复核", "Appeals and review"));
+    let deadlines = format!(
+        "{}{} {}{}",
+        t("申诉截止：", "Appeals until: "),
+        lc.appeal_deadline_ms
+            .map_or_else(|| "—".into(), |ms| datetime(ms, off)),
+        t("复核与签认截止：", "Review and sign-off until: "),
+        lc.review_deadline_ms
+            .map_or_else(|| "—".into(), |ms| datetime(ms, off)),
+    );
+    l.paragraph(&deadlines, 9.5, GREY);
+    if lc.appeals.is_empty() {
+        l.none();
+    } else {
+        let rows: Vec<Vec<String>> = lc
+            .appeals
+            .iter()
+            .map(|a| {
+                vec![
+                    a.target.clone(),
+                    a.filed_by.clone(),
+                    datetime(a.filed_ms, off),
+                    a.reason.clone(),
+                    appeal_decision(lang, a),
+                    a.decided_by.clone().unwrap_or_else(|| "—".into()),
+                    a.decided_ms
+                        .map_or_else(|| "—".into(), |ms| datetime(ms, off)),
+                    format!("+{}", a.effect.fmt_dp(1)),
+                    a.id.clone(),
+                ]
+            })
+            .collect();
+        l.table(
+            &[
+                Col(&t("申诉内容", "Appealed"), 1.6, Align::Left),
+                Col(&t("申诉人", "Appellant"), 1.0, Align::Left),
+                Col(&t("申诉时间", "Filed"), 1.2, Align::Left),
+                Col(&t("理由", "Reason"), 1.6, Align::Left),
+                Col(&t("复核结论", "Decision"), 1.6, Align::Left),
+                Col(&t("复核人", "Reviewer"), 1.0, Align::Left),
+                Col(&t("复核时间", "Decided"), 1.2, Align::Left),
+                Col(&t("得分影响", "Effect"), 0.7, Align::Right),
+                Col(&t("证据编号", "Evidence"), 1.2, Align::Left),
+            ],
+            &rows,
+        );
+    }
+    l.h3(&t("签认记录", "Sign-off record"));
+    if lc.signoffs.is_empty() {
+        l.paragraph(&t("尚无签认。", "Not signed off yet."), 9.5, GREY);
+        return;
+    }
+    let rows: Vec<Vec<String>> = lc
+        .signoffs
+        .iter()
+        .map(|g| {
+            vec![
+                signoff_role(lang, &g.role),
+                g.signed_by.clone(),
+                datetime(g.signed_ms, off),
+                format!("v{}", g.version),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Col(&t("签认方", "Party"), 1.5, Align::Left),
+            Col(&t("签认人", "Signed by"), 1.5, Align::Left),
+            Col(&t("签认时间", "Signed at"), 1.5, Align::Left),
+            Col(&t("所签版本", "Version signed"), 1.0, Align::Right),
         ],
         &rows,
     );

@@ -1062,6 +1062,109 @@ async function renderMembership(main, args) {
       el("td", {}, x.ended_by ? `${x.ended_by}${x.end_reason ? " · " + x.end_reason : ""}` : "—")))));
 }
 
+// ---- appeals (申诉), review (复核) and sign-off (签认) ------------------------------------------
+
+Object.assign(I18N["zh-CN"], {
+  appealsPage: "申诉与复核", appealsTitle: "考核申诉与复核", noAppeals: "暂无申诉", appealTarget: "申诉内容",
+  appellant: "申诉人", filed: "申诉时间", attachments: "附件", decision: "复核结论", reviewer: "复核人",
+  appealDeadline: "申诉截止", reviewDeadline: "复核截止", aPending: "待复核", aUpheld: "维持扣分",
+  aOverturned: "撤销扣分", aAdjusted: "调整扣分", overturn: "撤销扣分", uphold: "维持扣分",
+  decisionReason: "复核理由（必填）", newAppeal: "提出申诉", report: "报告版本", item: "扣分项编号",
+  subject: "扣分对象（如 event:7）", appealReason: "申诉理由", fileAppeal: "提交申诉", signOff: "签认",
+  signOffTitle: "签认考核结果", signOffNote: "全部申诉复核后，双方对最新版本签认；最后一方签认后生成终稿。",
+  originFinal: "终稿", reportId: "报告",
+});
+Object.assign(I18N.en, {
+  appealsPage: "Appeals", appealsTitle: "Appeals and review", noAppeals: "No appeals", appealTarget: "Appealed",
+  appellant: "Appellant", filed: "Filed", attachments: "Attachments", decision: "Decision", reviewer: "Reviewer",
+  appealDeadline: "Appeals until", reviewDeadline: "Review until", aPending: "pending review", aUpheld: "upheld",
+  aOverturned: "overturned", aAdjusted: "adjusted", overturn: "Overturn", uphold: "Uphold",
+  decisionReason: "Reason for the decision (required)", newAppeal: "File an appeal", report: "Report version",
+  item: "Deduction item id", subject: "Line subject (e.g. event:7)", appealReason: "Reason for the appeal",
+  fileAppeal: "File the appeal", signOff: "Sign off", signOffTitle: "Sign the assessment off",
+  signOffNote: "Once every appeal is decided, both parties sign the latest version off; the last signature makes the final report.",
+  originFinal: "final report", reportId: "Report",
+});
+
+PAGES.splice(PAGES.findIndex((p) => p.id === "reportsPage") + 1, 0,
+  { id: "appealsPage", perm: "read", render: renderAppeals });
+
+function appealTargetText(x) {
+  const g = x.target || {};
+  if (g.kind === "deduction") return `${g.item}: ${g.subject}`;
+  if (g.kind === "outage") return `${g.system} @ ${fmtTime(g.start_ms)}`;
+  if (g.kind === "incident_clock") return `${g.incident} ${g.clock}`;
+  if (g.kind === "inspection") return `${g.inspection} @ ${fmtTime(g.scheduled_ms)}`;
+  return JSON.stringify(g);
+}
+
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result).replace(/^data:[^,]*,/, ""));
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+}
+
+async function renderAppeals(main, args) {
+  main.append(el("h1", {}, t("appealsTitle")));
+  const out = el("div", { id: "appeals-msg" });
+  main.append(out);
+  const q = args[0] ? `?contract=${encodeURIComponent(args[0])}` + (args[1] ? `&period=${encodeURIComponent(args[1])}` : "") : "";
+  const [d, reports] = await Promise.all([
+    api("GET", "/api/v1/appeals" + q),
+    allowed("reports") ? api("GET", "/api/v1/reports" + (args[0] ? `?contract=${encodeURIComponent(args[0])}` : "")) : Promise.resolve([]),
+  ]);
+  const statusKey = { pending: "aPending", upheld: "aUpheld", overturned: "aOverturned", adjusted: "aAdjusted" };
+  main.append(d.data.length === 0 ? message("ok", t("noAppeals")) : el("table", { id: "appeals-table" },
+    el("tr", {}, ["contract", "period", "appealTarget", "appellant", "filed", "reason", "attachments", "decision", "reviewer", "appealDeadline", ""]
+      .map((k) => el("th", {}, k ? t(k) : ""))),
+    d.data.map((x) => {
+      const reason = el("input", { id: "appeal-reason-" + x.id, placeholder: t("decisionReason") });
+      const decide = (outcome) => doAct(out, "POST", `/api/v1/appeals/${encodeURIComponent(x.id)}/decision`, { outcome, reason: reason.value });
+      return el("tr", { id: "appeal-" + x.id },
+        el("td", {}, x.contract_id), el("td", {}, x.period), el("td", { class: "mono" }, appealTargetText(x)),
+        el("td", {}, x.filed_by), el("td", {}, fmtTime(x.filed_ms)), el("td", {}, x.reason),
+        el("td", {}, x.attachments.map((f) => el("div", {},
+          el("a", { href: `/api/v1/appeals/${encodeURIComponent(x.id)}/attachments/${encodeURIComponent(f.name)}` }, f.name),
+          el("span", { class: "mono note" }, " " + f.sha256.slice(0, 12))))),
+        el("td", { class: "appeal-status " + (x.status === "overturned" ? "up" : x.status === "upheld" ? "down" : "warning") },
+          t(statusKey[x.status] || x.status), x.decision_reason ? el("div", { class: "note" }, x.decision_reason) : null),
+        el("td", {}, x.decided_by ? `${x.decided_by} (${fmtTime(x.decided_ms)})` : "—"),
+        el("td", {}, x.appeal_deadline_ms ? fmtTime(x.appeal_deadline_ms) : "—"),
+        el("td", {}, x.status !== "pending" ? null : [reason, " ",
+          actButton("appeal-overturn-" + x.id, t("overturn"), "approve", () => decide("overturned")), " ",
+          actButton("appeal-uphold-" + x.id, t("uphold"), "approve", () => decide("upheld"), "secondary")]));
+    })));
+  // Filing: the vendor's operators, against a version of a period's report.
+  const pick = el("select", { id: "appeal-report" }, reports.map((r) =>
+    el("option", { value: r.id }, `${r.contract_id} ${r.period} v${r.version}${r.origin === "final" ? " · " + t("originFinal") : ""}`)));
+  const item = el("input", { id: "appeal-item", placeholder: t("item") });
+  const subject = el("input", { id: "appeal-subject", placeholder: t("subject") });
+  const why = el("input", { id: "appeal-why", placeholder: t("appealReason") });
+  const files = el("input", { id: "appeal-files", type: "file", multiple: true });
+  main.append(el("h2", {}, t("newAppeal")),
+    el("div", { class: "toolbar" }, el("label", {}, t("report"), " ", pick), item, subject),
+    el("div", { class: "toolbar" }, why, files,
+      actButton("appeal-submit", t("fileAppeal"), "operate", async () => {
+        const attachments = [];
+        for (const f of files.files || []) {
+          attachments.push({ name: f.name, content_type: f.type || "application/octet-stream", data: await readBase64(f) });
+        }
+        await doAct(out, "POST", "/api/v1/appeals", {
+          report_id: Number(pick.value), target: { kind: "deduction", item: item.value, subject: subject.value },
+          reason: why.value, attachments,
+        });
+      })));
+  // Sign-off: each party, on the latest version.
+  const signPick = el("select", { id: "signoff-report" }, reports.map((r) =>
+    el("option", { value: r.id }, `${r.contract_id} ${r.period} v${r.version}`)));
+  main.append(el("h2", {}, t("signOffTitle")), el("p", { class: "note" }, t("signOffNote")),
+    el("div", { class: "toolbar" }, signPick,
+      actButton("signoff-submit", t("signOff"), "reports", () => doAct(out, "POST", `/api/v1/reports/${encodeURIComponent(signPick.value)}/sign-off`, {}))));
+}
+
 window.addEventListener("hashchange", () => { if (me) route(); });
 document.documentElement.lang = lang;
 route();

@@ -295,6 +295,26 @@ impl From<crate::contracts::ContractError> for ApiError {
     }
 }
 
+impl From<crate::appeals::AppealError> for ApiError {
+    fn from(e: crate::appeals::AppealError) -> ApiError {
+        use crate::appeals::AppealError as E;
+        match e {
+            E::Invalid { field, message } => {
+                ApiError::new(ErrorKind::InvalidValue, message).field(field)
+            }
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Conflict { field, message } => {
+                ApiError::new(ErrorKind::Conflict, message).field(field)
+            }
+            E::OwnAppeal => ApiError::new(ErrorKind::Forbidden, e.to_string()).field("id"),
+            E::NotAParty(m) => ApiError::new(ErrorKind::Forbidden, m),
+            E::Contract(c) => c.into(),
+            E::Report(r) => ApiError::internal(r),
+            E::Store(_) => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::membership::MembershipError> for ApiError {
     fn from(e: crate::membership::MembershipError) -> ApiError {
         use crate::membership::MembershipError as E;

@@ -16,6 +16,7 @@ use axum::{
     routing::{get, post},
 };
 
+mod appeals;
 pub mod auth;
 pub mod authz;
 mod console;
@@ -229,6 +230,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(reports::list).post(reports::generate),
         )
         .route("/api/v1/reports/{id}/{format}", get(reports::download))
+        .route("/api/v1/appeals", get(appeals::list).post(appeals::file))
+        .route("/api/v1/appeals/{id}/decision", post(appeals::decide))
+        .route("/api/v1/reports/{id}/sign-off", post(appeals::sign_off))
+        .route(
+            "/api/v1/appeals/{id}/attachments/{name}",
+            get(appeals::attachment),
+        )
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::readyz))

@@ -128,6 +128,37 @@ pub const POLICY: &[RoutePolicy] = &[
         REPORTS,
         "download an archived report (html, pdf, xlsx, json)",
     ),
+    // The assessment's lifecycle: appeals (申诉) and their review (复核).
+    p(
+        "GET",
+        "/api/v1/appeals",
+        READ,
+        "appeals against draft reports with decisions, attachments and deadlines (?contract=ID&period=P)",
+    ),
+    p(
+        "POST",
+        "/api/v1/appeals",
+        OPERATE,
+        "the vendor appeals a deduction, outage, incident clock or missed inspection of a draft report within the appeal window",
+    ),
+    p(
+        "POST",
+        "/api/v1/appeals/{id}/decision",
+        APPROVE,
+        "a reviewer other than the appellant upholds, overturns or adjusts an appeal",
+    ),
+    p(
+        "POST",
+        "/api/v1/reports/{id}/sign-off",
+        REPORTS,
+        "a party signs the period's latest version off (operator: vendor, reviewer: office); the last signature makes the final report",
+    ),
+    p(
+        "GET",
+        "/api/v1/appeals/{id}/attachments/{name}",
+        READ,
+        "download a file attached to an appeal, byte for byte",
+    ),
     // Incidents.
     p(
         "GET",

@@ -86,12 +86,13 @@ pub(super) async fn generate(
         notes: Vec::new(),
         compute_limit: Some(state.config.contracts.compute_limit()),
     };
+    let now = crate::now_ms();
     let g = reports::generate(
         &state.store,
         &state.config.data_dir,
         &c,
         &req,
-        crate::now_ms(),
+        now,
         state.config.contracts.run_inspections,
         state.config.contracts.auto_assign_from_labels,
     )
@@ -101,6 +102,14 @@ pub(super) async fn generate(
         ReportError::Compute(e) => super::contracts::compute_failure(&state, e),
         ReportError::Other(e) => ApiError::internal(format!("{e:#}")),
     })?;
+    crate::appeals::draft_issued(
+        &state.store,
+        &state.config.notify.external_url,
+        &c,
+        &g.archived,
+        now,
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(g.archived)))
 }
 

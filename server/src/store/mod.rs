@@ -6,6 +6,7 @@
 //! hourly rollups, status intervals and agent events.
 
 pub mod agents;
+pub mod appeals;
 pub mod audit;
 pub mod blob;
 pub mod demo;
@@ -93,6 +94,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../migrations/sqlite/0016_agent_credentials.sql"),
     ),
+    (20, include_str!("../../migrations/sqlite/0020_appeals.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -149,6 +151,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         16,
         include_str!("../../migrations/postgres/0016_agent_credentials.sql"),
+    ),
+    (
+        20,
+        include_str!("../../migrations/postgres/0020_appeals.sql"),
     ),
 ];
 

@@ -252,6 +252,99 @@ pub struct Evidence {
     /// asked and who approved, for the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incident_requests: Vec<IncidentRequest>,
+    /// Appeals (申诉) against the period's draft and their review (复核). A decision counts
+    /// from its `decided_ms` on: an assessment as of an earlier instant does not apply it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub appeals: Vec<Appeal>,
+}
+
+/// What an [`Appeal`] contests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AppealTarget {
+    /// A deduction line: the contract's deduction item id and the line's subject.
+    Deduction {
+        /// Deduction item id.
+        item: String,
+        /// The line's subject (system, incident id, event id, ...).
+        subject: String,
+    },
+    /// A system's outage, by its start as it happened.
+    Outage {
+        /// System id.
+        system: String,
+        /// The outage's start, UTC ms.
+        start_ms: i64,
+    },
+    /// An incident's clock (`response`, `on_site`, `restore`): every deduction line it caused.
+    IncidentClock {
+        /// The incident's evidence id.
+        incident: String,
+        /// The clock.
+        clock: String,
+    },
+    /// A missed inspection.
+    Inspection {
+        /// Which obligation.
+        inspection: InspectionKind,
+        /// The scheduled time, UTC ms.
+        scheduled_ms: i64,
+    },
+}
+
+/// How the reviewer decided an appeal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppealOutcome {
+    /// The deduction stands (维持).
+    Upheld,
+    /// The deduction is withdrawn (撤销): the line, or the outage's downtime, no longer counts.
+    Overturned,
+    /// The deduction is changed (调整): a line counts `approved_points`, an outage
+    /// `approved_minutes` of downtime.
+    Adjusted,
+}
+
+/// The review (复核) of an appeal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppealDecision {
+    /// The outcome.
+    pub outcome: AppealOutcome,
+    /// For an adjusted deduction line, incident clock or inspection: the points each line
+    /// counts now (never more than before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_points: Option<f64>,
+    /// For an adjusted outage: the minutes of downtime it counts now (its first minutes in
+    /// the service window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_minutes: Option<f64>,
+    /// The reviewer.
+    pub decided_by: String,
+    /// When, UTC ms.
+    pub decided_ms: i64,
+    /// The reviewer's reason.
+    pub reason: String,
+}
+
+/// An appeal (申诉) by the vendor against a deduction of the period's draft, with its review.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Appeal {
+    /// Stable evidence id (`appeal:<id>`).
+    pub id: String,
+    /// What is contested.
+    pub target: AppealTarget,
+    /// Who filed it.
+    pub filed_by: String,
+    /// When, UTC ms.
+    pub filed_ms: i64,
+    /// The appellant's reason.
+    pub reason: String,
+    /// The attachments, as `name sha256-hex`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+    /// The review, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<AppealDecision>,
 }
 
 /// What an [`IncidentRequest`] asks.

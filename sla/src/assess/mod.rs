@@ -96,6 +96,10 @@ pub struct Assessment {
     pub inspections: InspectionSummary,
     /// Exclusion requests touching the period, and whether they counted.
     pub exclusions: Vec<ExclusionUse>,
+    /// Appeals against the period's draft filed by `as_of`, by filing time, with their
+    /// decisions and effect; omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub appeals: Vec<AppealResult>,
     /// Deductions, in the contract's item order.
     pub deductions: Vec<Deduction>,
     /// Bonuses, in the contract's item order.
@@ -172,6 +176,10 @@ pub struct SystemAvailability {
     /// Downtime still allowed this period: target share of the whole period's window minus
     /// the downtime so far (negative when overspent).
     pub error_budget_left_minutes: f64,
+    /// Down minutes no longer counted because an appeal about their outage was overturned or
+    /// adjusted; omitted when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub appealed_minutes: f64,
     /// Counted outages.
     pub outages: Vec<Outage>,
     /// Subjects the system selected (`host:ID` / `probe:ID`).
@@ -189,6 +197,9 @@ pub struct Outage {
     pub counted_minutes: f64,
     /// Status-interval ids behind it.
     pub evidence: Vec<String>,
+    /// The decided appeal that overturned or adjusted it (its evidence id); omitted when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appeal: Option<String>,
 }
 
 /// Status of one incident clock.
@@ -324,6 +335,27 @@ pub struct DeductionLine {
     pub points: f64,
     /// Evidence ids.
     pub evidence: Vec<String>,
+    /// The decided appeal that adjusted the line's points (its evidence id); omitted when
+    /// none. An overturned line is not listed (the assessment's `appeals` cite it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appeal: Option<String>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// An appeal and what its decision did to the assessment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppealResult {
+    /// The appeal as filed and decided (decisions after `as_of` are left out).
+    pub appeal: Appeal,
+    /// Whether its decision (counted at `as_of`) changed a line or an outage of this period;
+    /// false for an upheld or undecided appeal and for one whose target the period lacks.
+    pub applied: bool,
+    /// Score points the decision gave back (score with it − score without it); 0 when not
+    /// applied.
+    pub effect_points: f64,
 }
 
 /// A deduction item with the points it took.
@@ -461,6 +493,9 @@ struct Scope<'a> {
     start: i64,
     /// Where the assessment stops: `as_of_ms` within the period.
     until: i64,
+    /// The appeals whose decision counts (decided by `as_of_ms`, other than overturned or
+    /// adjusted ones left out to measure their effect).
+    decided: Vec<&'a Appeal>,
 }
 
 /// Status intervals per subject (kind and id), in time order.
@@ -470,6 +505,11 @@ type BySubject<'e> = BTreeMap<(SubjectKind, &'e str), Vec<&'e StatusInterval>>;
 type ApprovedSpans = BTreeMap<String, Vec<(i64, i64)>>;
 
 /// Assesses `contract` over `period` with the evidence known at `as_of_ms`.
+///
+/// Decided appeals ([`Evidence::appeals`], decided by `as_of_ms`) apply: an overturned line
+/// is dropped, an adjusted one counts its approved points, an overturned outage counts no
+/// downtime and an adjusted one its approved minutes. Each appeal's effect on the score is the
+/// score with every decision minus the score without its own.
 pub fn assess(
     contract: &Contract,
     calendar: &Calendar,
@@ -477,6 +517,61 @@ pub fn assess(
     as_of_ms: i64,
     ev: &Evidence,
 ) -> Assessment {
+    let known: Vec<&Appeal> = ev
+        .appeals
+        .iter()
+        .filter(|a| a.filed_ms <= as_of_ms)
+        .collect();
+    let decided: Vec<&Appeal> = known
+        .iter()
+        .copied()
+        .filter(|a| {
+            a.decision
+                .as_ref()
+                .is_some_and(|d| d.decided_ms <= as_of_ms && d.outcome != AppealOutcome::Upheld)
+        })
+        .collect();
+    let (mut out, applied) = assess_with(contract, calendar, period, as_of_ms, ev, &decided);
+    let mut appeals = Vec::new();
+    for a in known {
+        let mut appeal = a.clone();
+        if appeal
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.decided_ms > as_of_ms)
+        {
+            appeal.decision = None;
+        }
+        let applied = applied.contains(&a.id);
+        let effect_points = if applied {
+            let others: Vec<&Appeal> = decided.iter().copied().filter(|o| o.id != a.id).collect();
+            let (without, _) = assess_with(contract, calendar, period, as_of_ms, ev, &others);
+            round2(out.score - without.score)
+        } else {
+            0.0
+        };
+        appeals.push(AppealResult {
+            appeal,
+            applied,
+            effect_points,
+        });
+    }
+    appeals
+        .sort_by(|a, b| (a.appeal.filed_ms, &a.appeal.id).cmp(&(b.appeal.filed_ms, &b.appeal.id)));
+    out.appeals = appeals;
+    out
+}
+
+/// [`assess`] applying the decisions of `decided`; also the ids of those that changed
+/// something.
+fn assess_with(
+    contract: &Contract,
+    calendar: &Calendar,
+    period: &Period,
+    as_of_ms: i64,
+    ev: &Evidence,
+    decided: &[&Appeal],
+) -> (Assessment, BTreeSet<String>) {
     let start = period.start_ms;
     let sc = Scope {
         contract,
@@ -486,7 +581,9 @@ pub fn assess(
         as_of_ms,
         start,
         until: as_of_ms.clamp(start, period.end_ms),
+        decided: decided.to_vec(),
     };
+    let mut applied: BTreeSet<String> = BTreeSet::new();
     let mut reasons = provisional_reasons(&sc);
     let by_subject = intervals_by_subject(ev);
     let (exclusions, approved_by_system) = exclusion_uses(&sc);
@@ -494,7 +591,8 @@ pub fn assess(
     let mut guessed_any = false;
     let mut systems_out = Vec::new();
     for sys in &contract.systems {
-        let (out, guessed) = system_availability(&sc, sys, &by_subject, &approved_by_system);
+        let (out, guessed) =
+            system_availability(&sc, sys, &by_subject, &approved_by_system, &mut applied);
         guessed_any |= guessed;
         systems_out.push(out);
     }
@@ -524,7 +622,7 @@ pub fn assess(
     }
 
     let events = period_events(&sc);
-    let deductions = deductions(
+    let mut deductions = deductions(
         contract,
         &systems_out,
         &incident_out,
@@ -532,6 +630,7 @@ pub fn assess(
         &inspections,
         &events,
     );
+    apply_line_appeals(contract, &sc.decided, &mut deductions, &mut applied);
     // `fold` from +0.0: an empty `sum` of f64 is −0.0, which would serialize as `-0.0`.
     let deducted: f64 = deductions.iter().fold(0.0, |a, d| a + d.points);
     let bonuses = bonuses(contract, &events);
@@ -579,7 +678,7 @@ pub fn assess(
     }
     let incident_requests = incident_requests(ev, &incident_out);
 
-    Assessment {
+    let assessment = Assessment {
         contract_id: contract.id.clone(),
         period: period.clone(),
         as_of_ms,
@@ -610,7 +709,82 @@ pub fn assess(
         }),
         payment,
         report_due,
+        appeals: Vec::new(),
+    };
+    (assessment, applied)
+}
+
+/// The line an appeal contests: its item and line.
+fn line_matches(target: &AppealTarget, item: &str, line: &DeductionLine) -> bool {
+    match target {
+        AppealTarget::Deduction { item: i, subject } => i == item && *subject == line.subject,
+        AppealTarget::IncidentClock { incident, clock } => {
+            *incident == line.subject
+                && matches!(&line.detail, LineDetail::ClockLate { clock: c, .. } if c == clock)
+        }
+        AppealTarget::Inspection {
+            inspection,
+            scheduled_ms,
+        } => matches!(
+            &line.detail,
+            LineDetail::InspectionMissed { kind, scheduled_ms: at, .. }
+                if kind == inspection && at == scheduled_ms
+        ),
+        AppealTarget::Outage { .. } => false,
     }
+}
+
+/// Applies decided appeals about deduction lines: an overturned line is dropped, an adjusted
+/// one counts at most its approved points; items are capped again and dropped when empty.
+fn apply_line_appeals(
+    contract: &Contract,
+    decided: &[&Appeal],
+    deductions: &mut Vec<Deduction>,
+    applied: &mut BTreeSet<String>,
+) {
+    if decided.is_empty() {
+        return;
+    }
+    for d in deductions.iter_mut() {
+        let mut changed = false;
+        d.lines.retain_mut(|line| {
+            let Some((a, dec)) = decided.iter().find_map(|a| {
+                let dec = a.decision.as_ref()?;
+                line_matches(&a.target, &d.item, line).then_some((a, dec))
+            }) else {
+                return true;
+            };
+            match dec.outcome {
+                AppealOutcome::Overturned => {
+                    applied.insert(a.id.clone());
+                    changed = true;
+                    false
+                }
+                AppealOutcome::Adjusted => {
+                    let p = dec.approved_points.unwrap_or(line.points).max(0.0);
+                    if p < line.points {
+                        line.points = p;
+                        line.appeal = Some(a.id.clone());
+                        applied.insert(a.id.clone());
+                        changed = true;
+                    }
+                    true
+                }
+                AppealOutcome::Upheld => true,
+            }
+        });
+        if changed {
+            let cap = contract
+                .scoring
+                .deductions
+                .iter()
+                .find(|i| i.id == d.item)
+                .and_then(|i| i.cap);
+            d.uncapped = d.lines.iter().fold(0.0, |a, l| a + l.points);
+            d.points = cap.map_or(d.uncapped, |c| d.uncapped.min(c));
+        }
+    }
+    deductions.retain(|d| !d.lines.is_empty());
 }
 
 /// Why the result is provisional so far: years the calendar lacks, a period not yet over.
@@ -707,6 +881,7 @@ fn system_availability(
     sys: &System,
     by_subject: &BySubject<'_>,
     approved_by_system: &ApprovedSpans,
+    applied: &mut BTreeSet<String>,
 ) -> (SystemAvailability, bool) {
     let (contract, calendar, period) = (sc.contract, sc.calendar, sc.period);
     let (start, until) = (sc.start, sc.until);
@@ -749,8 +924,50 @@ fn system_availability(
     let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
     let excl: Spans = normalize(approved_by_system.get(&sys.id).cloned().unwrap_or_default());
     let down_in_win = intersect(&counted_down, &win);
-    let down_counted = subtract(&down_in_win, &excl);
-    let excluded_ms = total(&down_in_win) - total(&down_counted);
+    let down_excluded = subtract(&down_in_win, &excl);
+    let excluded_ms = total(&down_in_win) - total(&down_excluded);
+    // Decided appeals about this system's outages: what they take out of the downtime.
+    let mut appealed: Spans = Vec::new();
+    let mut outage_appeal: BTreeMap<i64, String> = BTreeMap::new();
+    for a in &sc.decided {
+        let (AppealTarget::Outage { system, start_ms }, Some(dec)) = (&a.target, &a.decision)
+        else {
+            continue;
+        };
+        if *system != sys.id {
+            continue;
+        }
+        let Some(&(s, e)) = counted_down.iter().find(|(s, _)| s == start_ms) else {
+            continue;
+        };
+        let counted = subtract(&intersect(&[(s, e)], &win), &excl);
+        let keep_ms = match dec.outcome {
+            AppealOutcome::Overturned => 0,
+            AppealOutcome::Adjusted => {
+                let m = dec.approved_minutes.unwrap_or(f64::INFINITY).max(0.0);
+                ((m * MINUTE).round() as i64).min(total(&counted))
+            }
+            AppealOutcome::Upheld => continue,
+        };
+        if keep_ms >= total(&counted) {
+            continue;
+        }
+        // Keep the first `keep_ms` of the counted time, take out the rest.
+        let mut left = keep_ms;
+        for &(cs, ce) in &counted {
+            let keep = left.min(ce - cs);
+            left -= keep;
+            if cs + keep < ce {
+                appealed.push((cs + keep, ce));
+            }
+        }
+        outage_appeal.insert(s, a.id.clone());
+        applied.insert(a.id.clone());
+    }
+    let appealed = normalize(appealed);
+    let down_counted = subtract(&down_excluded, &appealed);
+    let appealed_ms = total(&down_excluded) - total(&down_counted);
+    let excl_all = normalize(excl.iter().chain(&appealed).copied().collect());
     let missing = intersect(&unknown, &win);
     let missing_ms = total(&missing);
     let win_ms = total(&win);
@@ -759,7 +976,7 @@ fn system_availability(
         MissingData::AsUp => (win_ms, total(&down_counted)),
         MissingData::AsDown => (
             win_ms,
-            total(&down_counted) + total(&subtract(&missing, &excl)),
+            total(&down_counted) + total(&subtract(&missing, &excl_all)),
         ),
     };
     let min_coverage = obj.coverage_floor();
@@ -776,8 +993,9 @@ fn system_availability(
         .map(|(&(s, e), evidence)| Outage {
             start_ms: s,
             end_ms: e,
-            counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl))),
+            counted_minutes: minutes(total(&subtract(&intersect(&[(s, e)], &win), &excl_all))),
             evidence,
+            appeal: outage_appeal.get(&s).cloned(),
         })
         .collect();
     let out = SystemAvailability {
@@ -790,6 +1008,7 @@ fn system_availability(
         measured_minutes: minutes(measured_ms),
         downtime_minutes: minutes(down_ms),
         excluded_minutes: minutes(excluded_ms),
+        appealed_minutes: minutes(appealed_ms),
         missing_minutes: minutes(missing_ms),
         ignored_short_minutes: minutes(total(&intersect(&short, &win))),
         actual_percent: actual,
@@ -1549,6 +1768,7 @@ fn deductions(
                         detail,
                         points,
                         evidence,
+                        appeal: None,
                     });
                 }
             }
@@ -1597,6 +1817,7 @@ fn deductions(
                         detail,
                         points,
                         evidence: vec![inc.incident.clone()],
+                        appeal: None,
                     });
                 }
             }
@@ -1613,6 +1834,7 @@ fn deductions(
                         detail,
                         points: item.points,
                         evidence: Vec::new(),
+                        appeal: None,
                     });
                 }
             }
@@ -1632,6 +1854,7 @@ fn deductions(
                         detail,
                         points: item.points,
                         evidence: r.evidence.clone(),
+                        appeal: None,
                     });
                 }
             }
@@ -1650,6 +1873,7 @@ fn deductions(
                         detail,
                         points: item.points,
                         evidence: vec![e.id.clone()],
+                        appeal: None,
                     });
                 }
             }

@@ -5,7 +5,9 @@
 //! `Asia/Shanghai`), `fee`, `calendar`, `service_windows`, `duty_periods` (重保), `systems`,
 //! `objectives` (`availability` per tier, `incidents` levels, `resources` KPIs,
 //! `inspections`, `report_due_working_day`), `scoring`, `grades`, `payment`, `report` (who
-//! receives the scheduled report by email: `to`, `cc`, `formats`, `language`).
+//! receives the scheduled report by email: `to`, `cc`, `formats`, `language`), `lifecycle`
+//! (draft, appeal window and review deadline in working days, who signs off, whether an
+//! unanswered draft becomes final at the deadline).
 //!
 //! Each section, and each item of a list, is deserialized on its own, then references and
 //! values are checked; every problem is reported at once as `file:line:col: message`.
@@ -70,6 +72,8 @@ pub struct Contract {
     pub payment: Payment,
     /// Email delivery of the scheduled report.
     pub report: Option<ReportDelivery>,
+    /// Draft, appeal, review, sign-off and final report; `None`: reports are final as made.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -154,8 +158,16 @@ const TOP_KEYS: &[&str] = &[
     "grades",
     "payment",
     "report",
+    "lifecycle",
 ];
 const REPORT_KEYS: &[&str] = &["to", "cc", "formats", "language"];
+const LIFECYCLE_KEYS: &[&str] = &[
+    "appeal_window_working_days",
+    "review_working_days",
+    "sign_off",
+    "final_when_unanswered",
+    "mail",
+];
 const OBJECTIVE_KEYS: &[&str] = &[
     "availability",
     "incidents",
@@ -680,6 +692,8 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
         );
     }
 
+    let lifecycle = get("lifecycle").and_then(|n| parse_lifecycle(w, n));
+
     Some(Contract {
         origin: w.origin.to_string(),
         id: id?,
@@ -701,6 +715,95 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
         grades: grades.into_iter().map(|(_, g)| g).collect(),
         payment,
         report,
+        lifecycle,
+    })
+}
+
+/// The `lifecycle:` block, each key on its own: day counts in range, sign-off roles named
+/// once each.
+fn parse_lifecycle(w: &mut Walker<'_>, node: &Node) -> Option<Lifecycle> {
+    if !matches!(node.kind, Kind::Map(_)) {
+        w.err(
+            node.pos,
+            format!(
+                "lifecycle: expected a mapping, found a {}",
+                node.type_name()
+            ),
+        );
+        return None;
+    }
+    let before = w.diags.len();
+    let m = w.map(node, LIFECYCLE_KEYS, "lifecycle");
+    let days = |w: &mut Walker<'_>, key: &str, default: u32, max: u32| -> u32 {
+        let Some((_, v)) = m.get(key) else {
+            return default;
+        };
+        let what = format!("lifecycle.{key}");
+        match w.de::<u32>(v, &what) {
+            Some(n) if (1..=max).contains(&n) => n,
+            Some(_) => {
+                w.err(v.pos, format!("{what} must be between 1 and {max}"));
+                default
+            }
+            None => default,
+        }
+    };
+    let appeal_window_working_days = days(w, "appeal_window_working_days", 3, 30);
+    let review_working_days = days(w, "review_working_days", 5, 60);
+    let mut sign_off = vec![SignOffRole::Operator, SignOffRole::Reviewer];
+    if let Some((_, v)) = m.get("sign_off") {
+        let roles: Vec<(Pos, SignOffRole)> = w.list(v, "lifecycle.sign_off");
+        let mut seen = BTreeSet::new();
+        for (pos, r) in &roles {
+            if !seen.insert(*r) {
+                w.err(
+                    *pos,
+                    format!("lifecycle.sign_off: {} is listed twice", r.as_str()),
+                );
+            }
+        }
+        if roles.is_empty() && matches!(&v.kind, Kind::Seq(items) if items.is_empty()) {
+            w.err(
+                v.pos,
+                "lifecycle.sign_off: name at least one of operator, reviewer",
+            );
+        }
+        sign_off = seen.into_iter().collect();
+    }
+    let final_when_unanswered = match m.get("final_when_unanswered") {
+        Some((_, v)) => w
+            .de::<bool>(v, "lifecycle.final_when_unanswered")
+            .unwrap_or(false),
+        None => false,
+    };
+    let mut mail = LifecycleMail::default();
+    if let Some((_, v)) = m.get("mail") {
+        let parties = w.map(v, &["operator", "reviewer"], "lifecycle.mail");
+        for (party, slot) in [
+            ("operator", &mut mail.operator),
+            ("reviewer", &mut mail.reviewer),
+        ] {
+            let Some((_, list)) = parties.get(party) else {
+                continue;
+            };
+            let what = format!("lifecycle.mail.{party}");
+            for (pos, a) in w.list::<String>(list, &what) {
+                if !valid_email(&a) {
+                    w.err(
+                        pos,
+                        format!("{what}: {a:?} is not an email address (like name@example.gov.cn)"),
+                    );
+                }
+                slot.push(a);
+            }
+        }
+    }
+    (w.diags.len() == before).then_some(Lifecycle {
+        appeal_window_working_days,
+        review_working_days,
+        sign_off,
+        final_when_unanswered,
+        mail,
     })
 }
 

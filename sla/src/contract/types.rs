@@ -810,3 +810,86 @@ pub fn valid_email(s: &str) -> bool {
         && local.split('.').all(atom)
         && domain.split('.').all(label)
 }
+
+/// A party that signs the final assessment off (签认), by the server role that acts for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignOffRole {
+    /// The vendor (乙方), acting through its operators.
+    Operator,
+    /// The office (甲方), acting through its reviewers.
+    Reviewer,
+}
+
+impl SignOffRole {
+    /// The role's name, as the server's roles spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignOffRole::Operator => "operator",
+            SignOffRole::Reviewer => "reviewer",
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn five() -> u32 {
+    5
+}
+
+fn both_parties() -> Vec<SignOffRole> {
+    vec![SignOffRole::Operator, SignOffRole::Reviewer]
+}
+
+/// `lifecycle:` — how a period's assessment becomes final: the draft (初稿) is issued, the
+/// vendor may appeal (申诉) within `appeal_window_working_days` working days of the statutory
+/// calendar after the day it was issued, the office decides each appeal (复核) within
+/// `review_working_days` working days after the window closes, the `sign_off` roles sign
+/// (签认), and the final version (终稿) is made. Days are counted in the contract's time zone;
+/// a deadline is the end (24:00) of its last working day.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Working days after the draft's issue day in which an appeal may be filed (default 3).
+    #[serde(default = "three")]
+    pub appeal_window_working_days: u32,
+    /// Working days after the appeal window in which the office decides appeals and the
+    /// parties sign off (default 5).
+    #[serde(default = "five")]
+    pub review_working_days: u32,
+    /// Who must sign the assessment off before it is final (default both parties).
+    #[serde(default = "both_parties")]
+    pub sign_off: Vec<SignOffRole>,
+    /// Whether a draft with every appeal decided becomes final at the review deadline without
+    /// the missing signatures (default false: it waits for them).
+    #[serde(default)]
+    pub final_when_unanswered: bool,
+    /// Who is mailed when a party must act (the draft is issued, an appeal awaits review, a
+    /// decision or a signature is due), per party; a party without addresses gets no mail.
+    #[serde(default)]
+    pub mail: LifecycleMail,
+}
+
+/// `lifecycle.mail`: the addresses of each party.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleMail {
+    /// The vendor's (乙方) addresses: drafts to appeal, decisions, signatures due.
+    #[serde(default)]
+    pub operator: Vec<String>,
+    /// The office's (甲方) addresses: appeals to review, signatures due.
+    #[serde(default)]
+    pub reviewer: Vec<String>,
+}
+
+impl LifecycleMail {
+    /// The addresses of the party a role acts for.
+    pub fn of(&self, role: SignOffRole) -> &[String] {
+        match role {
+            SignOffRole::Operator => &self.operator,
+            SignOffRole::Reviewer => &self.reviewer,
+        }
+    }
+}
