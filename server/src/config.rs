@@ -185,6 +185,10 @@ pub struct IngestConfig {
     /// The longest an observation vouches for, whatever push interval the agent declares: an
     /// agent's `interval_ms` can shorten how long its heartbeat counts, never stretch it.
     pub max_observation_validity_ms: i64,
+    /// The longest a probe observation vouches for, whatever probe interval the agent declares
+    /// (`probe_intervals_ms`): a probe's result is valid for its own interval plus the batch's
+    /// validity (the batch that carries the next result), at most this.
+    pub max_probe_validity_ms: i64,
     /// `FULL` makes every acknowledged batch survive power loss; `NORMAL` survives a process
     /// crash only. SQLite only.
     pub sqlite_synchronous_full: bool,
@@ -209,6 +213,7 @@ impl Default for IngestConfig {
             max_inflight_per_agent: 8,
             unknown_after_missed_batches: 3,
             max_observation_validity_ms: 60_000,
+            max_probe_validity_ms: 300_000,
             sqlite_synchronous_full: true,
         }
     }
@@ -302,6 +307,7 @@ struct RawIngest {
     max_inflight_per_agent: Option<usize>,
     unknown_after_missed_batches: Option<u32>,
     max_observation_validity_secs: Option<u32>,
+    max_probe_validity_secs: Option<u32>,
     sqlite_synchronous: Option<String>,
 }
 
@@ -500,6 +506,9 @@ fn validate(
         max_observation_validity_ms: i
             .max_observation_validity_secs
             .map_or(d.max_observation_validity_ms, |s| i64::from(s) * 1000),
+        max_probe_validity_ms: i
+            .max_probe_validity_secs
+            .map_or(d.max_probe_validity_ms, |s| i64::from(s) * 1000),
         sqlite_synchronous_full: synchronous_full,
     };
     for (name, v) in [
@@ -521,6 +530,10 @@ fn validate(
         (
             "ingest.max_observation_validity_secs",
             ingest.max_observation_validity_ms as usize,
+        ),
+        (
+            "ingest.max_probe_validity_secs",
+            ingest.max_probe_validity_ms as usize,
         ),
     ] {
         if v == 0 {

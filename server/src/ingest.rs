@@ -648,6 +648,20 @@ impl Writer {
         let cfg = &self.state.config.ingest;
         let missed = i64::from(cfg.unknown_after_missed_batches);
         let validity = (b.interval_ms as i64).min(cfg.max_observation_validity_ms);
+        // A probe's result is valid for the probe's own interval when the agent names it, plus
+        // the batch's validity: the next result is due after the probe's interval and reaches
+        // the server with the batch after it, so a probe slower than its agent has no unknown
+        // time between results. Bounded by the server's `max_probe_validity`, whatever the agent
+        // declares. Without it (older agents), the batch's validity, as before.
+        let max_probe_validity = cfg.max_probe_validity_ms.max(validity);
+        let probe_validity = |probe: &str| {
+            b.probe_intervals_ms.get(probe).map_or(validity, |&ms| {
+                i64::try_from(ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(validity)
+                    .min(max_probe_validity)
+            })
+        };
         let age = b.age_ms.min(self.state.config.limits.max_age_ms as u64) as i64;
         let mut observed = job.received_ms - age;
         if let Some(mem) = self.agents.get_mut(agent) {
@@ -693,7 +707,7 @@ impl Writer {
                         subject.clone(),
                         s.ts_ms + offset,
                         st,
-                        validity,
+                        probe_validity(probe),
                         missed,
                     )
                     .await?;
@@ -715,7 +729,7 @@ impl Writer {
                             subject.clone(),
                             ts_ms + offset,
                             st,
-                            validity,
+                            probe_validity(probe),
                             missed,
                         )
                         .await?;

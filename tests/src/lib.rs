@@ -473,6 +473,7 @@ pub fn batch(e: &Enrolled, hostname: &str, seq: u64, ts_ms: i64, n: usize) -> Ba
             })
             .collect(),
         events: vec![],
+        probe_intervals_ms: Default::default(),
     }
 }
 
