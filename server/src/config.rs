@@ -87,6 +87,12 @@ pub struct ContractsConfig {
     /// one of their `MAX_CONCURRENT_COMPUTE` slots included) before it is answered 503
     /// `unavailable`. The scheduled reports and the command line have no limit.
     pub compute_timeout_ms: u64,
+    /// Whether the server probes the contracts' `server_probes` itself (one replica is enough:
+    /// each replica would store the same evidence again).
+    pub run_server_probes: bool,
+    /// The local address the server's probes connect from (none: the system's choice), e.g.
+    /// the address the office's firewall knows as the assessor's.
+    pub server_probe_source: Option<std::net::IpAddr>,
 }
 
 impl Default for ContractsConfig {
@@ -97,6 +103,8 @@ impl Default for ContractsConfig {
             scheduled_reports: true,
             auto_assign_from_labels: true,
             compute_timeout_ms: 120_000,
+            run_server_probes: true,
+            server_probe_source: None,
         }
     }
 }
@@ -274,6 +282,8 @@ struct RawContracts {
     scheduled_reports: Option<bool>,
     auto_assign_from_labels: Option<bool>,
     compute_timeout_ms: Option<u64>,
+    run_server_probes: Option<bool>,
+    server_probe_source: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -658,6 +668,23 @@ fn validate(
             .contracts
             .compute_timeout_ms
             .unwrap_or(ContractsConfig::default().compute_timeout_ms),
+        run_server_probes: raw
+            .contracts
+            .run_server_probes
+            .unwrap_or(ContractsConfig::default().run_server_probes),
+        server_probe_source: match &raw.contracts.server_probe_source {
+            None => None,
+            Some(s) => match s.parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    err(
+                        "contracts.server_probe_source",
+                        format!("{s:?} is not an IP address"),
+                    );
+                    None
+                }
+            },
+        },
     };
     if !(1..=3_600_000).contains(&contracts.compute_timeout_ms) {
         err(

@@ -36,6 +36,9 @@ const MAX_GROUP: usize = 256;
 /// Status-interval kinds.
 pub const KIND_HOST: &str = "host";
 pub const KIND_PROBE: &str = "probe";
+/// Results of the contracts' `server_probes`, which the server probes itself (source
+/// `server`); subject `<contract id>/<probe name>`.
+pub const KIND_SERVER_PROBE: &str = "server_probe";
 
 /// Messages the writer task handles, in order.
 pub enum WriterMsg {
@@ -49,6 +52,15 @@ pub enum WriterMsg {
         rollups: Option<Vec<Rollup>>,
         kpis: Vec<kpi::KpiHour>,
         reply: oneshot::Sender<bool>,
+    },
+    /// A result of one of the server's own probes (`server_probes`), observed at `t_ms` by the
+    /// server's clock and valid for `validity_ms`.
+    ServerProbe {
+        subject: String,
+        t_ms: i64,
+        up: bool,
+        validity_ms: i64,
+        reply: oneshot::Sender<anyhow::Result<()>>,
     },
     /// Delete data past its retention.
     Retention {
@@ -404,7 +416,53 @@ impl Writer {
                 let r = self.retention(now_ms).await;
                 let _ = reply.send(r);
             }
+            WriterMsg::ServerProbe {
+                subject,
+                t_ms,
+                up,
+                validity_ms,
+                reply,
+            } => {
+                let mut undo = Undo::default();
+                let r = self
+                    .server_probe(&mut undo, subject, t_ms, up, validity_ms)
+                    .await;
+                if r.is_err() {
+                    for key in undo.spans {
+                        self.last_span.remove(&key);
+                    }
+                    self.latest_obs.clear();
+                }
+                let _ = reply.send(r);
+            }
         }
+    }
+
+    /// Stores one result of a server probe in its own transaction.
+    async fn server_probe(
+        &mut self,
+        undo: &mut Undo,
+        subject: String,
+        t: i64,
+        up: bool,
+        validity: i64,
+    ) -> anyhow::Result<()> {
+        let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
+        let state = if up { State::Up } else { State::Down };
+        let mut tx = self.state.store.begin().await?;
+        self.observe(
+            &mut tx,
+            undo,
+            KIND_SERVER_PROBE,
+            subject,
+            t,
+            state,
+            validity,
+            missed,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn commit_group(&mut self, group: Vec<IngestJob>) {
