@@ -137,5 +137,44 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
         server_spans.iter().all(|(s, _, _)| *s == State::Down),
         "the server's probe (from 127.0.0.2) sees 503: {server_spans:?}"
     );
+
+    // The assessment lists the disagreement with its minutes: the agents say up, the server
+    // down. (A two-day custom period around now, so no month boundary splits it.)
+    let tz = h.state.contracts.list()[0].contract.time_zone;
+    let today = yunwei_sla::assess::local_date(now_ms(), tz);
+    let period = format!(
+        "{}..{}",
+        today.pred_opt().unwrap(),
+        today.succ_opt().unwrap()
+    );
+    let a = h
+        .client
+        .get_json(&format!(
+            "/api/v1/contracts/office/assessment?period={period}"
+        ))
+        .await
+        .unwrap();
+    let list = a["disagreements"].as_array().cloned().unwrap_or_default();
+    assert!(!list.is_empty(), "{a}");
+    let mut total_ms = 0;
+    for d in &list {
+        assert_eq!(d["system"], "web", "{d}");
+        assert_eq!(d["probe"], "web-home", "{d}");
+        assert_eq!(d["agents"], "up", "{d}");
+        assert_eq!(d["server"], "down", "{d}");
+        let (from, to) = (d["from_ms"].as_i64().unwrap(), d["to_ms"].as_i64().unwrap());
+        let minutes = ((to - from) as f64 / 60_000.0 * 100.0).round() / 100.0;
+        assert_eq!(d["minutes"].as_f64().unwrap(), minutes, "{d}");
+        assert!(
+            d["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.as_str().unwrap().starts_with("interval:server_probe:")),
+            "{d}"
+        );
+        total_ms += to - from;
+    }
+    assert!(total_ms >= 5_000, "{list:?}");
     h.stop().await;
 }
