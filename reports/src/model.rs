@@ -131,6 +131,30 @@ pub struct Report {
     /// report without any has the same bytes as before the section existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incident_requests: Vec<IncidentRequest>,
+    /// Spans in which the vendor's agents and the server's own probes (the contract's
+    /// `server_probes`) disagree about a system; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// A span in which the agents' view of a system and one of its server probes disagree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disagreement {
+    pub system_id: String,
+    /// The system's name from the contract.
+    pub system: String,
+    /// The server probe's name in the contract.
+    pub probe: String,
+    /// UTC ms.
+    pub from_ms: i64,
+    /// UTC ms (exclusive).
+    pub to_ms: i64,
+    /// True when the agents say up (and the server down); false for the reverse.
+    pub agents_up: bool,
+    pub minutes: Fixed,
+    /// The server probe intervals it rests on.
+    pub evidence: Vec<String>,
 }
 
 /// What an [`IncidentRequest`] asks.

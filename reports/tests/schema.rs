@@ -87,6 +87,7 @@ fn the_fixture_reports_validate() {
         fixture::scenario(Lang::En),
         fixture::scenario_insufficient(Lang::ZhCn),
         fixture::scenario_partial(Lang::En),
+        fixture::scenario_disagreement(Lang::ZhCn),
         fixture::synthetic(20, 10, 30),
     ] {
         let signed = integrity::sign(report, &ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
