@@ -176,5 +176,43 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
         total_ms += to - from;
     }
     assert!(total_ms >= 5_000, "{list:?}");
+
+    // And in the report, in English and Chinese, with the server interval in the appendix.
+    for (lang, heading) in [
+        ("en", "Independent probes disagreeing with the agents"),
+        ("zh-CN", "独立拨测与代理结论不一致"),
+    ] {
+        let resp = h
+            .client
+            .api(reqwest::Method::POST, "/api/v1/reports")
+            .json(&serde_json::json!({
+                "contract": "office", "period": period, "formats": ["html"], "lang": lang,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let archived: serde_json::Value = resp.json().await.unwrap();
+        let html = h
+            .client
+            .get_text(&format!("/api/v1/reports/{}/html", archived["id"]))
+            .await
+            .unwrap();
+        let at = html
+            .find(heading)
+            .unwrap_or_else(|| panic!("{lang}: no {heading}"));
+        let table = &html[at..at + html[at..].find("</table>").unwrap()];
+        assert!(table.contains("web-home"), "{table}");
+        assert!(table.contains("interval:server_probe:"), "{table}");
+        let summary = if lang == "en" {
+            "server probe web-home: down"
+        } else {
+            "服务端拨测 web-home: 中断"
+        };
+        assert!(
+            html.contains(summary),
+            "{lang}: the appendix describes the server interval"
+        );
+    }
     h.stop().await;
 }
