@@ -183,6 +183,7 @@ fn in_process() {
         host: yunwei_agent::facts::host_facts(&Default::default()),
         samples: out.clone(),
         events: vec![],
+        probe_intervals_ms: Default::default(),
     };
     let mut encoder = yunwei_agent::spool::Encoder::default();
     let t = thread_cpu_ns();

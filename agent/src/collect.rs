@@ -1197,6 +1197,7 @@ mod tests {
             },
             samples,
             events: vec![],
+            probe_intervals_ms: Default::default(),
         };
         yunwei_proto::validate_batch(&batch, &yunwei_proto::Limits::default(), TS).unwrap();
     }

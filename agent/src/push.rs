@@ -256,6 +256,33 @@ fn spool_limits(config: &AgentConfig) -> SpoolLimits {
     }
 }
 
+/// The interval of each configured probe that has a sample or an event among `samples` and
+/// `events`: the server keeps a probe's observation valid for its own interval, not the batch's.
+fn probe_intervals(
+    probes: &[ProbeSpec],
+    samples: &[Sample],
+    events: &[Event],
+) -> std::collections::BTreeMap<String, u64> {
+    if probes.is_empty() {
+        return Default::default();
+    }
+    let mut seen: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "probe_success")
+        .filter_map(|s| s.labels.get("probe").map(String::as_str))
+        .collect();
+    for e in events {
+        if let Event::ProbeState { probe, .. } = e {
+            seen.insert(probe);
+        }
+    }
+    probes
+        .iter()
+        .filter(|p| seen.contains(p.name.as_str()))
+        .map(|p| (p.name.clone(), p.interval.as_millis() as u64))
+        .collect()
+}
+
 /// Starts the probe threads, with a TLS configuration when an HTTPS probe needs one.
 fn start_probes(config: &AgentConfig, hub: &Arc<ProbeHub>, wake: &Sender<()>) -> Probes {
     let tls = if config.probes.iter().any(ProbeSpec::needs_tls) {
@@ -442,6 +469,7 @@ impl Agent {
             self.state = state;
         }
         let now_ms = unix_ms();
+        let probe_intervals_ms = probe_intervals(&self.config.probes, &samples, &events);
         let mut batch = Batch {
             version: PROTOCOL_VERSION,
             agent_id: self.state.agent_id.clone(),
@@ -452,6 +480,7 @@ impl Agent {
             host: self.facts(),
             samples,
             events,
+            probe_intervals_ms,
         };
         self.metrics.update_spool(&self.spool);
         batch.samples.extend(self.metrics.samples(now_ms));
@@ -844,6 +873,38 @@ fn sleep_until(deadline: Instant, shutdown: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_names_the_interval_of_each_probe_it_carries() {
+        let spec = |name: &str, secs| ProbeSpec {
+            name: name.into(),
+            kind: crate::probe::ProbeKind::Dns { name: "x".into() },
+            interval: Duration::from_secs(secs),
+            timeout: Duration::from_secs(1),
+            labels: Default::default(),
+        };
+        let probes = [spec("web", 60), spec("db", 30), spec("dns", 5)];
+        let result = |probe: &str| Sample {
+            name: "probe_success".into(),
+            labels: [("probe".to_string(), probe.to_string())].into(),
+            value: 1.0,
+            ts_ms: 0,
+        };
+        let samples = [result("web"), result("gone")];
+        let events = [Event::ProbeState {
+            probe: "db".into(),
+            labels: Default::default(),
+            up: false,
+            ts_ms: 0,
+            reason: None,
+        }];
+        let got = probe_intervals(&probes, &samples, &events);
+        assert_eq!(
+            got,
+            [("db".to_string(), 30_000), ("web".to_string(), 60_000)].into()
+        );
+        assert!(probe_intervals(&probes, &[], &[]).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_and_caps_at_a_minute() {

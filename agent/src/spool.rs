@@ -994,6 +994,7 @@ mod tests {
                 })
                 .collect(),
             events: vec![],
+            probe_intervals_ms: Default::default(),
         }
     }
 

@@ -361,6 +361,7 @@ fn prefill_spool(dir: &Path, n: usize, samples: usize, age: Duration, max_bytes:
                 })
                 .collect(),
             events: vec![],
+            probe_intervals_ms: Default::default(),
         };
         let collected = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         spool.append(&mut b, collected, at).unwrap();

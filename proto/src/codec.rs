@@ -126,6 +126,7 @@ mod tests {
                 ts_ms: 3,
                 reason: Some("http status 503".into()),
             }],
+            probe_intervals_ms: [("portal".to_string(), 60_000)].into(),
         }
     }
 
@@ -133,6 +134,24 @@ mod tests {
     fn round_trip_keeps_every_field_including_infinities() {
         let b = batch();
         assert_eq!(decode_batch(&encode_batch(&b), 1 << 20).unwrap(), b);
+    }
+
+    #[test]
+    fn a_batch_without_probe_intervals_decodes_and_encodes_without_the_field() {
+        // What agents before `probe_intervals_ms` send: still accepted, the map empty.
+        let json =
+            br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1000,"collected_at_ms":0,"age_ms":0,
+            "host":{"hostname":"h","os":"","kernel":"","arch":"","agent_version":""}}"#;
+        let b = decode_batch(&gzip(json), 1 << 20).unwrap();
+        assert!(b.probe_intervals_ms.is_empty());
+        // And an empty map is left out, so older servers accept such a batch.
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(!text.contains("probe_intervals_ms"), "{text}");
+        let with = serde_json::to_string(&batch()).unwrap();
+        assert!(
+            with.contains(r#""probe_intervals_ms":{"portal":60000}"#),
+            "{with}"
+        );
     }
 
     #[test]

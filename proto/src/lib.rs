@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, decode_batch, encode_batch, gunzip_limited, gzip};
-pub use validate::{FieldError, Limits, valid_label_name, valid_metric_name, validate_batch};
+pub use validate::{
+    FieldError, Limits, MAX_PROBE_INTERVALS, valid_label_name, valid_metric_name, validate_batch,
+};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -52,6 +54,13 @@ pub struct Batch {
     /// Events observed since the previous batch.
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Each probe's own interval in milliseconds, by probe name (the `probe` label of its
+    /// samples and the `probe` of its events). A probe observation stays valid for its probe's
+    /// interval rather than the batch interval, bounded by the server. Absent (older agents, or
+    /// no probes): probe observations are valid for `interval_ms`, as before. Omitted from the
+    /// JSON when empty, so a batch without probes is what older servers accept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probe_intervals_ms: BTreeMap<String, u64>,
 }
 
 /// Host facts and inventory labels.

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::{Batch, Event, PROTOCOL_VERSION};
 
+/// Most entries a batch's `probe_intervals_ms` may have.
+pub const MAX_PROBE_INTERVALS: usize = 1_000;
+
 /// Limits applied to every batch. The defaults are the server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -157,6 +160,29 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
         }
     }
     check_labels("host.labels", &batch.host.labels, limits)?;
+    if batch.probe_intervals_ms.len() > MAX_PROBE_INTERVALS {
+        return fail(
+            "probe_intervals_ms",
+            format!(
+                "{} entries exceed the limit of {MAX_PROBE_INTERVALS}",
+                batch.probe_intervals_ms.len()
+            ),
+        );
+    }
+    for (probe, ms) in &batch.probe_intervals_ms {
+        if probe.is_empty() || probe.len() > 128 {
+            return fail(
+                format!("probe_intervals_ms.{probe}"),
+                "probe names must be 1 to 128 bytes",
+            );
+        }
+        if !(1_000..=3_600_000).contains(ms) {
+            return fail(
+                format!("probe_intervals_ms.{probe}"),
+                "must be between 1000 and 3600000",
+            );
+        }
+    }
     if batch.samples.len() > limits.max_samples {
         return fail(
             "samples",
@@ -250,6 +276,7 @@ mod tests {
             },
             samples,
             events: vec![],
+            probe_intervals_ms: BTreeMap::new(),
         }
     }
 
@@ -299,6 +326,12 @@ mod tests {
         let mut b = batch(vec![]);
         b.seq = 0;
         check(b, "seq");
+        let mut b = batch(vec![]);
+        b.probe_intervals_ms.insert("portal".into(), 999);
+        check(b, "probe_intervals_ms.portal");
+        let mut b = batch(vec![]);
+        b.probe_intervals_ms.insert(String::new(), 60_000);
+        check(b, "probe_intervals_ms.");
     }
 
     #[test]

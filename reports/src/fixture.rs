@@ -540,6 +540,7 @@ pub fn scenario(lang: Lang) -> Report {
         ],
         incident_requests: Vec::new(),
         lifecycle: None,
+        disagreements: Vec::new(),
     }
 }
 
@@ -566,6 +567,39 @@ pub fn scenario_insufficient(lang: Lang) -> Report {
     r.summary.payment.payable_cents = None;
     if let Some(t) = r.summary.trend.last_mut() {
         t.grade = Grade::Withheld;
+    }
+    r
+}
+
+/// [`scenario`] with the portal's server probe disagreeing with the agents twice: down for
+/// 15 minutes while the agents said up, then up for 6.5 minutes while they said down.
+pub fn scenario_disagreement(lang: Lang) -> Report {
+    let mut r = scenario(lang);
+    let name = r.availability[0].name.clone();
+    for (from, to, agents_up, ev) in [
+        (
+            at(3, 10, 0),
+            at(3, 10, 15),
+            true,
+            "interval:server_probe:41",
+        ),
+        (
+            at(9, 0, 30),
+            at(9, 0, 30) + 390_000,
+            false,
+            "interval:server_probe:57",
+        ),
+    ] {
+        r.disagreements.push(Disagreement {
+            system_id: "gov-portal".into(),
+            system: name.clone(),
+            probe: "office-home".into(),
+            from_ms: from,
+            to_ms: to,
+            agents_up,
+            minutes: Fixed::from_f64((to - from) as f64 / 60_000.0),
+            evidence: vec![ev.into()],
+        });
     }
     r
 }

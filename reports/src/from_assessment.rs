@@ -212,6 +212,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
             appeals: appeals(inp),
             signoffs: Vec::new(),
         }),
+        disagreements: disagreements(inp),
     };
     // Appendix: every cited evidence id, described from its row.
     report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);
@@ -319,6 +320,29 @@ fn incidents(inp: &Inputs<'_>) -> Vec<Incident> {
                 restore: clock(find("restore")),
                 evidence: vec![i.incident.clone()],
             }
+        })
+        .collect()
+}
+
+/// The agents' and the server's probes' disagreements, as the assessment lists them.
+fn disagreements(inp: &Inputs<'_>) -> Vec<Disagreement> {
+    inp.assessment
+        .disagreements
+        .iter()
+        .map(|d| Disagreement {
+            system_id: d.system.clone(),
+            system: inp
+                .contract
+                .systems
+                .iter()
+                .find(|s| s.id == d.system)
+                .map_or_else(|| d.system.clone(), |s| s.name.clone()),
+            probe: d.probe.clone(),
+            from_ms: d.from_ms,
+            to_ms: d.to_ms,
+            agents_up: d.agents == assess::State::Up,
+            minutes: Fixed::from_f64(d.minutes),
+            evidence: d.evidence.clone(),
         })
         .collect()
 }
@@ -792,6 +816,9 @@ fn cited(r: &Report) -> BTreeSet<String> {
     for x in r.lifecycle.iter().flat_map(|l| &l.appeals) {
         cited.insert(x.id.clone());
     }
+    for x in &r.disagreements {
+        cited.extend(x.evidence.iter().cloned());
+    }
     cited
 }
 
@@ -833,6 +860,26 @@ fn appendix(
             &r.id,
             "status_interval",
             &|| format!("{kind} {}: {state}", r.subject),
+            r.start_ms,
+            r.end_ms,
+        );
+    }
+    for r in &rows.server_probes {
+        let state = match r.state {
+            assess::State::Up => lang.pick("正常", "up"),
+            assess::State::Down => lang.pick("中断", "down"),
+            assess::State::Unknown => lang.pick("无数据", "no data"),
+        };
+        put(
+            &r.id,
+            "status_interval",
+            &|| {
+                format!(
+                    "{} {}: {state}",
+                    lang.pick("服务端拨测", "server probe"),
+                    r.probe
+                )
+            },
             r.start_ms,
             r.end_ms,
         );
@@ -1145,6 +1192,7 @@ grades:
             membership: None,
             incident_requests: vec![],
             appeals: vec![],
+            server_probes: vec![],
         };
         (c, cal, p, rows)
     }

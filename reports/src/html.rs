@@ -389,6 +389,63 @@ impl Html<'_> {
             ]);
         }
         self.end_table();
+        self.disagreements();
+    }
+
+    /// Spans in which the agents and the server's own probes disagree; nothing when none.
+    fn disagreements(&mut self) {
+        if self.r.disagreements.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.s,
+            "<h3>{}</h3>",
+            esc(self.t(
+                "独立拨测与代理结论不一致",
+                "Independent probes disagreeing with the agents"
+            ))
+        );
+        let _ = writeln!(
+            self.s,
+            "<p class=\"note\">{}</p>",
+            esc(self.t(
+                "服务端（采购方视角）自行拨测的结果与运维方代理的结论相反的时段：代理判为正常而服务端判为中断，或相反。",
+                "Spans in which the server's own probes (the office's vantage) and the vendor's agents reach opposite results: the agents say up and the server down, or the reverse."
+            ))
+        );
+        self.head(&[
+            self.t("系统", "System"),
+            self.t("服务端拨测", "Server probe"),
+            self.t("开始", "From"),
+            self.t("结束", "To"),
+            self.t("代理结论", "Agents"),
+            self.t("服务端结论", "Server"),
+            self.t("分钟", "Minutes"),
+            self.t("证据编号", "Evidence"),
+        ]);
+        let (up, down) = (self.t("正常", "up"), self.t("中断", "down"));
+        let rows: Vec<[Cell; 8]> = self
+            .r
+            .disagreements
+            .iter()
+            .map(|d| {
+                let (agents, server) = if d.agents_up { (up, down) } else { (down, up) };
+                [
+                    Cell::T(d.system.clone()),
+                    Cell::T(d.probe.clone()),
+                    Cell::T(datetime(d.from_ms, self.off)),
+                    Cell::T(datetime(d.to_ms, self.off)),
+                    Cell::T(agents.to_string()),
+                    Cell::Flag(server.to_string(), !d.agents_up),
+                    Cell::N(minutes(d.minutes)),
+                    Cell::T(d.evidence.join(", ")),
+                ]
+            })
+            .collect();
+        for r in &rows {
+            self.row(r);
+        }
+        self.end_table();
     }
 
     fn incidents(&mut self) {

@@ -137,6 +137,10 @@ pub struct Report {
     /// reports keep their bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
+    /// Spans in which the vendor's agents and the server's own probes (the contract's
+    /// `server_probes`) disagree about a system; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Disagreement>,
 }
 
 /// Which version of the lifecycle a report is.
@@ -211,6 +215,26 @@ pub struct Signoff {
     pub signed_ms: i64,
     /// The version signed.
     pub version: u32,
+}
+
+/// A span in which the agents' view of a system and one of its server probes disagree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disagreement {
+    pub system_id: String,
+    /// The system's name from the contract.
+    pub system: String,
+    /// The server probe's name in the contract.
+    pub probe: String,
+    /// UTC ms.
+    pub from_ms: i64,
+    /// UTC ms (exclusive).
+    pub to_ms: i64,
+    /// True when the agents say up (and the server down); false for the reverse.
+    pub agents_up: bool,
+    pub minutes: Fixed,
+    /// The server probe intervals it rests on.
+    pub evidence: Vec<String>,
 }
 
 /// What an [`IncidentRequest`] asks.

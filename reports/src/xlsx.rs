@@ -156,6 +156,7 @@ pub fn render(signed: &SignedReport) -> Result<Vec<u8>, RenderError> {
     cover(&mut b)?;
     summary(&mut b)?;
     availability(&mut b)?;
+    disagreements(&mut b)?;
     incidents(&mut b)?;
     incident_requests(&mut b)?;
     adjustments(&mut b)?;
@@ -394,6 +395,43 @@ fn incidents(b: &mut Book) -> Result<(), RenderError> {
 }
 
 /// Backdated clocks and downgrades: a sheet only when there are any.
+/// Spans in which the agents and the server's own probes disagree; no sheet when none.
+fn disagreements(b: &mut Book) -> Result<(), RenderError> {
+    if b.r.disagreements.is_empty() {
+        return Ok(());
+    }
+    let (up, down) = (b.t("正常", "up"), b.t("中断", "down"));
+    let rows =
+        b.r.disagreements
+            .iter()
+            .map(|d| {
+                let (agents, server) = if d.agents_up { (up, down) } else { (down, up) };
+                vec![
+                    s(&d.system),
+                    s(&d.probe),
+                    V::T(Some(d.from_ms)),
+                    V::T(Some(d.to_ms)),
+                    s(agents),
+                    s(server),
+                    V::N(d.minutes.to_f64()),
+                    s(d.evidence.join(", ")),
+                ]
+            })
+            .collect();
+    let cols = [
+        (b.t("系统", "System"), 18.0),
+        (b.t("服务端拨测", "Server probe"), 16.0),
+        (b.t("开始", "From"), 17.0),
+        (b.t("结束", "To"), 17.0),
+        (b.t("代理结论", "Agents"), 10.0),
+        (b.t("服务端结论", "Server"), 10.0),
+        (b.t("分钟", "Minutes"), 10.0),
+        (b.t("证据编号", "Evidence"), 30.0),
+    ];
+    let name = b.t("独立拨测不一致", "Probe disagreements");
+    b.sheet(name, &cols, rows)
+}
+
 fn incident_requests(b: &mut Book) -> Result<(), RenderError> {
     if b.r.incident_requests.is_empty() {
         return Ok(());

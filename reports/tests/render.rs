@@ -145,3 +145,46 @@ fn verify_rejects_a_changed_figure_in_json_and_a_foreign_key() {
         Err(VerifyError::UnknownFormat)
     ));
 }
+
+/// Independent probes: each span where the agents and the server's own probe disagree is in
+/// every format, with its minutes, in the report's language; the files verify.
+#[test]
+fn disagreements_are_listed_with_their_minutes_in_both_languages() {
+    for (lang, heading, agents_up) in [
+        (Lang::ZhCn, "独立拨测与代理结论不一致", "正常"),
+        (
+            Lang::En,
+            "Independent probes disagreeing with the agents",
+            "up",
+        ),
+    ] {
+        let s = integrity::sign(fixture::scenario_disagreement(lang), &key());
+        let out = html::render_string(&s);
+        assert!(out.contains(heading), "{lang:?}");
+        let table = &out[out.find(heading).unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        for needle in [
+            "office-home",
+            "15.0",
+            "6.5",
+            "interval:server_probe:41",
+            agents_up,
+        ] {
+            assert!(
+                table.contains(needle),
+                "{lang:?}: {needle} missing in {table}"
+            );
+        }
+        if lang == Lang::En {
+            assert_eq!(has_cjk(table), None, "{table}");
+        }
+        let vk = key().verifying_key();
+        verify(out.as_bytes(), &vk).unwrap();
+        verify(&json::render(&s), &vk).unwrap();
+        let x = yunwei_reports::xlsx::render(&s).unwrap();
+        verify(&x, &vk).unwrap();
+    }
+    // Without disagreements, nothing is rendered and the bytes are those of before.
+    let plain = html::render_string(&signed(Lang::ZhCn));
+    assert!(!plain.contains("独立拨测"));
+}

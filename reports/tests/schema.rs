@@ -89,6 +89,7 @@ fn the_fixture_reports_validate() {
         fixture::scenario_partial(Lang::En),
         fixture::scenario_final(Lang::ZhCn),
         fixture::scenario_final(Lang::En),
+        fixture::scenario_disagreement(Lang::ZhCn),
         fixture::synthetic(20, 10, 30),
     ] {
         let signed = integrity::sign(report, &ed25519_dalek::SigningKey::from_bytes(&[1; 32]));

@@ -90,6 +90,12 @@ pub struct ContractsConfig {
     /// one of their `MAX_CONCURRENT_COMPUTE` slots included) before it is answered 503
     /// `unavailable`. The scheduled reports and the command line have no limit.
     pub compute_timeout_ms: u64,
+    /// Whether the server probes the contracts' `server_probes` itself (one replica is enough:
+    /// each replica would store the same evidence again).
+    pub run_server_probes: bool,
+    /// The local address the server's probes connect from (none: the system's choice), e.g.
+    /// the address the office's firewall knows as the assessor's.
+    pub server_probe_source: Option<std::net::IpAddr>,
 }
 
 impl Default for ContractsConfig {
@@ -101,6 +107,8 @@ impl Default for ContractsConfig {
             auto_assign_from_labels: true,
             membership_interval_secs: 15,
             compute_timeout_ms: 120_000,
+            run_server_probes: true,
+            server_probe_source: None,
         }
     }
 }
@@ -189,6 +197,10 @@ pub struct IngestConfig {
     /// The longest an observation vouches for, whatever push interval the agent declares: an
     /// agent's `interval_ms` can shorten how long its heartbeat counts, never stretch it.
     pub max_observation_validity_ms: i64,
+    /// The longest a probe observation vouches for, whatever probe interval the agent declares
+    /// (`probe_intervals_ms`): a probe's result is valid for its own interval plus the batch's
+    /// validity (the batch that carries the next result), at most this.
+    pub max_probe_validity_ms: i64,
     /// `FULL` makes every acknowledged batch survive power loss; `NORMAL` survives a process
     /// crash only. SQLite only.
     pub sqlite_synchronous_full: bool,
@@ -213,6 +225,7 @@ impl Default for IngestConfig {
             max_inflight_per_agent: 8,
             unknown_after_missed_batches: 3,
             max_observation_validity_ms: 60_000,
+            max_probe_validity_ms: 300_000,
             sqlite_synchronous_full: true,
         }
     }
@@ -274,6 +287,8 @@ struct RawContracts {
     auto_assign_from_labels: Option<bool>,
     membership_interval_secs: Option<u64>,
     compute_timeout_ms: Option<u64>,
+    run_server_probes: Option<bool>,
+    server_probe_source: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -307,6 +322,7 @@ struct RawIngest {
     max_inflight_per_agent: Option<usize>,
     unknown_after_missed_batches: Option<u32>,
     max_observation_validity_secs: Option<u32>,
+    max_probe_validity_secs: Option<u32>,
     sqlite_synchronous: Option<String>,
 }
 
@@ -505,6 +521,9 @@ fn validate(
         max_observation_validity_ms: i
             .max_observation_validity_secs
             .map_or(d.max_observation_validity_ms, |s| i64::from(s) * 1000),
+        max_probe_validity_ms: i
+            .max_probe_validity_secs
+            .map_or(d.max_probe_validity_ms, |s| i64::from(s) * 1000),
         sqlite_synchronous_full: synchronous_full,
     };
     for (name, v) in [
@@ -526,6 +545,10 @@ fn validate(
         (
             "ingest.max_observation_validity_secs",
             ingest.max_observation_validity_ms as usize,
+        ),
+        (
+            "ingest.max_probe_validity_secs",
+            ingest.max_probe_validity_ms as usize,
         ),
     ] {
         if v == 0 {
@@ -654,6 +677,23 @@ fn validate(
             .contracts
             .compute_timeout_ms
             .unwrap_or(ContractsConfig::default().compute_timeout_ms),
+        run_server_probes: raw
+            .contracts
+            .run_server_probes
+            .unwrap_or(ContractsConfig::default().run_server_probes),
+        server_probe_source: match &raw.contracts.server_probe_source {
+            None => None,
+            Some(s) => match s.parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    err(
+                        "contracts.server_probe_source",
+                        format!("{s:?} is not an IP address"),
+                    );
+                    None
+                }
+            },
+        },
     };
     if !(1..=3_600_000).contains(&contracts.compute_timeout_ms) {
         err(

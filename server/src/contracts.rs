@@ -20,7 +20,8 @@ use yunwei_sla::{
     assess::{
         self, Assessment, Evidence, Exclusion, ExclusionKind, ExclusionStatus, Incident,
         IncidentRequest, IncidentRequestKind, InspectionKind, InspectionRecord, ManualEvent,
-        Period, RequestStatus, ResourceHour, StatusInterval, Subject, SubjectKind,
+        Period, RequestStatus, ResourceHour, ServerProbeInterval, StatusInterval, Subject,
+        SubjectKind,
     },
     calendar::Calendar,
     contract::{Cause, Contract, parse_contract},
@@ -28,7 +29,7 @@ use yunwei_sla::{
 
 use crate::{
     config::ServerConfig,
-    ingest::{KIND_HOST, KIND_PROBE},
+    ingest::{KIND_HOST, KIND_PROBE, KIND_SERVER_PROBE},
     live::Live,
     notify::matcher::{Matcher, all_match},
     now_ms,
@@ -285,6 +286,22 @@ pub async fn gather(
                 id: format!("interval:probe:{}", span.id.unwrap_or_default()),
                 kind: SubjectKind::Probe,
                 subject,
+                start_ms: span.start,
+                end_ms: span.end,
+                state: assess_state(span.state),
+            });
+        }
+    }
+    // The server's own probes of this contract (source `server`), subject `<contract>/<probe>`.
+    let prefix = format!("{}/", contract.id);
+    for (subject, span) in store
+        .intervals_between(KIND_SERVER_PROBE, from_ms, to_ms)
+        .await?
+    {
+        if let Some(probe) = subject.strip_prefix(&prefix) {
+            ev.server_probes.push(ServerProbeInterval {
+                id: format!("interval:server_probe:{}", span.id.unwrap_or_default()),
+                probe: probe.to_string(),
                 start_ms: span.start,
                 end_ms: span.end,
                 state: assess_state(span.state),

@@ -36,6 +36,9 @@ const MAX_GROUP: usize = 256;
 /// Status-interval kinds.
 pub const KIND_HOST: &str = "host";
 pub const KIND_PROBE: &str = "probe";
+/// Results of the contracts' `server_probes`, which the server probes itself (source
+/// `server`); subject `<contract id>/<probe name>`.
+pub const KIND_SERVER_PROBE: &str = "server_probe";
 
 /// Messages the writer task handles, in order.
 pub enum WriterMsg {
@@ -49,6 +52,15 @@ pub enum WriterMsg {
         rollups: Option<Vec<Rollup>>,
         kpis: Vec<kpi::KpiHour>,
         reply: oneshot::Sender<bool>,
+    },
+    /// A result of one of the server's own probes (`server_probes`), observed at `t_ms` by the
+    /// server's clock and valid for `validity_ms`.
+    ServerProbe {
+        subject: String,
+        t_ms: i64,
+        up: bool,
+        validity_ms: i64,
+        reply: oneshot::Sender<anyhow::Result<()>>,
     },
     /// Delete data past its retention.
     Retention {
@@ -404,7 +416,53 @@ impl Writer {
                 let r = self.retention(now_ms).await;
                 let _ = reply.send(r);
             }
+            WriterMsg::ServerProbe {
+                subject,
+                t_ms,
+                up,
+                validity_ms,
+                reply,
+            } => {
+                let mut undo = Undo::default();
+                let r = self
+                    .server_probe(&mut undo, subject, t_ms, up, validity_ms)
+                    .await;
+                if r.is_err() {
+                    for key in undo.spans {
+                        self.last_span.remove(&key);
+                    }
+                    self.latest_obs.clear();
+                }
+                let _ = reply.send(r);
+            }
         }
+    }
+
+    /// Stores one result of a server probe in its own transaction.
+    async fn server_probe(
+        &mut self,
+        undo: &mut Undo,
+        subject: String,
+        t: i64,
+        up: bool,
+        validity: i64,
+    ) -> anyhow::Result<()> {
+        let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
+        let state = if up { State::Up } else { State::Down };
+        let mut tx = self.state.store.begin().await?;
+        self.observe(
+            &mut tx,
+            undo,
+            KIND_SERVER_PROBE,
+            subject,
+            t,
+            state,
+            validity,
+            missed,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn commit_group(&mut self, group: Vec<IngestJob>) {
@@ -648,6 +706,20 @@ impl Writer {
         let cfg = &self.state.config.ingest;
         let missed = i64::from(cfg.unknown_after_missed_batches);
         let validity = (b.interval_ms as i64).min(cfg.max_observation_validity_ms);
+        // A probe's result is valid for the probe's own interval when the agent names it, plus
+        // the batch's validity: the next result is due after the probe's interval and reaches
+        // the server with the batch after it, so a probe slower than its agent has no unknown
+        // time between results. Bounded by the server's `max_probe_validity`, whatever the agent
+        // declares. Without it (older agents), the batch's validity, as before.
+        let max_probe_validity = cfg.max_probe_validity_ms.max(validity);
+        let probe_validity = |probe: &str| {
+            b.probe_intervals_ms.get(probe).map_or(validity, |&ms| {
+                i64::try_from(ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(validity)
+                    .min(max_probe_validity)
+            })
+        };
         let age = b.age_ms.min(self.state.config.limits.max_age_ms as u64) as i64;
         let mut observed = job.received_ms - age;
         if let Some(mem) = self.agents.get_mut(agent) {
@@ -693,7 +765,7 @@ impl Writer {
                         subject.clone(),
                         s.ts_ms + offset,
                         st,
-                        validity,
+                        probe_validity(probe),
                         missed,
                     )
                     .await?;
@@ -715,7 +787,7 @@ impl Writer {
                             subject.clone(),
                             ts_ms + offset,
                             st,
-                            validity,
+                            probe_validity(probe),
                             missed,
                         )
                         .await?;

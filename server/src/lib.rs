@@ -26,6 +26,7 @@ pub mod reports;
 pub mod rules;
 pub mod secret;
 pub mod selector;
+pub mod server_probes;
 pub mod store;
 pub mod timeline;
 
@@ -227,6 +228,12 @@ impl Server {
             .contracts
             .scheduled_reports
             .then(|| tokio::spawn(reports::schedule_loop(state.reports.clone())));
+        let server_probes = state.config.contracts.run_server_probes.then(|| {
+            tokio::spawn(server_probes::run(
+                state.contracts.clone(),
+                state.ingest.clone(),
+            ))
+        });
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         http::serve(self.listener, state.clone(), shutdown)
             .await
@@ -237,6 +244,9 @@ impl Server {
         checkpoints.abort();
         membership.abort();
         if let Some(s) = scheduled_reports {
+            s.abort();
+        }
+        if let Some(s) = server_probes {
             s.abort();
         }
         if let Some(i) = inspections {

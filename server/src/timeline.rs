@@ -5,7 +5,9 @@
 //! Each observation at `t` vouches for `[t, t + validity)`. Two observations of the same state
 //! join into one span when they are at most `missed * validity` apart: an agent pushing every
 //! 15 s with `missed = 3` is unknown after three batches in a row went missing. A state change
-//! closes the previous span at the time of the change.
+//! closes the previous span at the time of the change. The validity is the observation's own: the
+//! batch interval for a heartbeat, the probe's interval plus the batch interval for a probe
+//! result (`ingest`), each bounded by the server's configuration.
 //!
 //! Stored evidence is not rewritten: an observation older than the subject's latest one that
 //! contradicts a stored span changes nothing and is reported as [`Observed::Contradicts`]; a
@@ -236,6 +238,24 @@ mod tests {
     fn two_missed_batches_stay_up_three_make_unknown() {
         assert_eq!(run(&[(0, Up), (45, Up)]), vec![(Up, 0, 60)]);
         assert_eq!(run(&[(0, Up), (60, Up)]), vec![(Up, 0, 15), (Up, 60, 75)]);
+    }
+
+    #[test]
+    fn a_probe_validity_longer_than_the_batch_bridges_its_own_interval() {
+        // A 60 s probe under 15 s batches: with the batch's validity every result is alone...
+        let results: Vec<_> = (0..4).map(|i| i * 60).collect();
+        let mut w = Vec::new();
+        for &t in &results {
+            observe(&mut w, t, Up, 15, N, i64::MIN);
+        }
+        assert_eq!(w.len(), 4, "{w:?}");
+        // ...with the probe's (60 s + the 15 s batch) they make one span.
+        let mut w = Vec::new();
+        for &t in &results {
+            observe(&mut w, t, Up, 75, N, i64::MIN);
+        }
+        let got: Vec<_> = w.iter().map(|s| (s.state, s.start, s.end)).collect();
+        assert_eq!(got, vec![(Up, 0, 255)]);
     }
 
     #[test]

@@ -367,6 +367,11 @@ impl AgentClient {
         }
     }
 
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn for_base(base: &str) -> AgentClient {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -473,6 +478,7 @@ pub fn batch(e: &Enrolled, hostname: &str, seq: u64, ts_ms: i64, n: usize) -> Ba
             })
             .collect(),
         events: vec![],
+        probe_intervals_ms: Default::default(),
     }
 }
 

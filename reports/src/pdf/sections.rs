@@ -278,6 +278,53 @@ pub(super) fn availability(l: &mut Layout, r: &Report) {
             &rows,
         );
     }
+    disagreements(l, r);
+}
+
+/// Spans in which the agents and the server's own probes disagree; nothing when none.
+fn disagreements(l: &mut Layout, r: &Report) {
+    if r.disagreements.is_empty() {
+        return;
+    }
+    let off = l.off;
+    let t = tr(l.lang);
+    l.h3(&t(
+        "独立拨测与代理结论不一致",
+        "Independent probes disagreeing with the agents",
+    ));
+    let (up, down) = (t("正常", "up"), t("中断", "down"));
+    let rows: Vec<Vec<String>> = r
+        .disagreements
+        .iter()
+        .map(|d| {
+            let (agents, server) = if d.agents_up {
+                (up.clone(), down.clone())
+            } else {
+                (down.clone(), up.clone())
+            };
+            vec![
+                d.system.clone(),
+                d.probe.clone(),
+                datetime(d.from_ms, off),
+                datetime(d.to_ms, off),
+                agents,
+                server,
+                minutes(d.minutes),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Col(&t("系统", "System"), 2.0, Align::Left),
+            Col(&t("服务端拨测", "Server probe"), 1.6, Align::Left),
+            Col(&t("开始", "From"), 1.5, Align::Left),
+            Col(&t("结束", "To"), 1.5, Align::Left),
+            Col(&t("代理结论", "Agents"), 1.0, Align::Center),
+            Col(&t("服务端结论", "Server"), 1.0, Align::Center),
+            Col(&t("分钟", "Minutes"), 1.0, Align::Right),
+        ],
+        &rows,
+    );
 }
 
 /// Section 3: the incident timeline and the incidents' clocks.

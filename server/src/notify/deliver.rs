@@ -184,12 +184,13 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// Resolves `url`'s host and refuses internal addresses that are not allow-listed; returns a
-/// client pinned to the checked address.
-pub async fn guarded_client(url: &str, allow: &[Cidr]) -> Result<reqwest::Client, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url: {e}"))?;
-    let host = parsed.host_str().ok_or("url has no host")?.to_string();
-    let port = parsed.port_or_known_default().unwrap_or(443);
+/// Resolves `host` and refuses internal addresses that are not allow-listed (every address the
+/// name resolves to is checked); returns the first, to connect to that one and no other.
+pub async fn checked_addr(
+    host: &str,
+    port: u16,
+    allow: &[Cidr],
+) -> Result<std::net::SocketAddr, String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<std::net::SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![(ip, port).into()],
@@ -210,9 +211,31 @@ pub async fn guarded_client(url: &str, allow: &[Cidr]) -> Result<reqwest::Client
             ));
         }
     }
+    Ok(addr)
+}
+
+/// Resolves `url`'s host and refuses internal addresses that are not allow-listed; returns a
+/// client pinned to the checked address.
+pub async fn guarded_client(url: &str, allow: &[Cidr]) -> Result<reqwest::Client, String> {
+    guarded_client_with(url, allow, Duration::from_secs(10), None).await
+}
+
+/// [`guarded_client`] with its timeout and, optionally, the local address to connect from.
+pub async fn guarded_client_with(
+    url: &str,
+    allow: &[Cidr],
+    timeout: Duration,
+    local: Option<IpAddr>,
+) -> Result<reqwest::Client, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad url: {e}"))?;
+    let host = parsed.host_str().ok_or("url has no host")?.to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addr = checked_addr(&host, port, allow).await?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .local_address(local)
         .resolve(bare, addr)
         .build()
         .map_err(|e| e.to_string())

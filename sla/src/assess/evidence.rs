@@ -256,6 +256,11 @@ pub struct Evidence {
     /// from its `decided_ms` on: an assessment as of an earlier instant does not apply it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub appeals: Vec<Appeal>,
+    /// Status intervals of the contract's `server_probes`: what the server observed itself
+    /// (source `server`), apart from the agents' evidence. Compared with the agents' view of
+    /// each system as [`Disagreement`](crate::assess::Disagreement)s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_probes: Vec<ServerProbeInterval>,
 }
 
 /// What an [`Appeal`] contests.
@@ -345,6 +350,21 @@ pub struct Appeal {
     /// The review, once decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<AppealDecision>,
+}
+
+/// One status interval of a server probe (a contract's `server_probes` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerProbeInterval {
+    /// Stable evidence id (`interval:server_probe:<row>`).
+    pub id: String,
+    /// The probe's name in the contract.
+    pub probe: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms (exclusive).
+    pub end_ms: i64,
+    /// Up or down.
+    pub state: State,
 }
 
 /// What an [`IncidentRequest`] asks.

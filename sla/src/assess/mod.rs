@@ -118,6 +118,32 @@ pub struct Assessment {
     pub payment: Option<PaymentEffect>,
     /// The date the period's report is due.
     pub report_due: Option<NaiveDate>,
+    /// Every span in which the agents' view of a system and one of its server probes disagree
+    /// (one up, the other down; unknown on either side is no disagreement), by system, probe
+    /// and time; omitted when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// A span in which the vendor's agents and the server's own probe disagree about a system.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Disagreement {
+    /// System id.
+    pub system: String,
+    /// The server probe's name.
+    pub probe: String,
+    /// Start, UTC ms.
+    pub from_ms: i64,
+    /// End, UTC ms (exclusive).
+    pub to_ms: i64,
+    /// The system's state from the agents' evidence.
+    pub agents: State,
+    /// The server probe's state.
+    pub server: State,
+    /// Length in minutes (two decimals).
+    pub minutes: f64,
+    /// The server probe intervals it rests on.
+    pub evidence: Vec<String>,
 }
 
 /// The requests of the assessed incidents, in their order, each incident's by recording time.
@@ -677,6 +703,7 @@ fn assess_with(
         });
     }
     let incident_requests = incident_requests(ev, &incident_out);
+    let disagreements = disagreements(&sc, &by_subject);
 
     let assessment = Assessment {
         contract_id: contract.id.clone(),
@@ -710,6 +737,7 @@ fn assess_with(
         payment,
         report_due,
         appeals: Vec::new(),
+        disagreements,
     };
     (assessment, applied)
 }
@@ -785,6 +813,75 @@ fn apply_line_appeals(
         }
     }
     deductions.retain(|d| !d.lines.is_empty());
+}
+
+/// The spans in `[start, until)` where a system's state from the agents' evidence (as its
+/// availability reads it) is up and one of its server probes says down, or the reverse.
+fn disagreements(sc: &Scope<'_>, by_subject: &BySubject<'_>) -> Vec<Disagreement> {
+    let (start, until) = (sc.start, sc.until);
+    let mut out = Vec::new();
+    if start >= until {
+        return out;
+    }
+    for sys in &sc.contract.systems {
+        if sys.server_probes.is_empty() {
+            continue;
+        }
+        let subjects: Vec<&Subject> = {
+            let mut v: Vec<&Subject> = sc
+                .ev
+                .subjects
+                .iter()
+                .filter(|s| selects(sc.ev, sys, s))
+                .collect();
+            v.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+            v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
+            v
+        };
+        let (down, unknown) = system_states(sc.ev, sys, &subjects, by_subject, start, until);
+        let agents_up = subtract(&subtract(&[(start, until)], &down), &unknown);
+        for p in &sys.server_probes {
+            let rows: Vec<&ServerProbeInterval> = sc
+                .ev
+                .server_probes
+                .iter()
+                .filter(|r| r.probe == p.name && r.end_ms > start && r.start_ms < until)
+                .collect();
+            let of = |st: State| -> Spans {
+                normalize(
+                    rows.iter()
+                        .filter(|r| r.state == st)
+                        .map(|r| (r.start_ms.max(start), r.end_ms.min(until)))
+                        .collect(),
+                )
+            };
+            let (server_up, server_down) = (of(State::Up), of(State::Down));
+            for (agents, server, spans) in [
+                (State::Up, State::Down, intersect(&agents_up, &server_down)),
+                (State::Down, State::Up, intersect(&down, &server_up)),
+            ] {
+                for (a, b) in spans {
+                    let evidence = rows
+                        .iter()
+                        .filter(|r| r.state == server && r.start_ms < b && r.end_ms > a)
+                        .map(|r| r.id.clone())
+                        .collect();
+                    out.push(Disagreement {
+                        system: sys.id.clone(),
+                        probe: p.name.clone(),
+                        from_ms: a,
+                        to_ms: b,
+                        agents,
+                        server,
+                        minutes: round2(minutes(b - a)),
+                        evidence,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|x, y| (&x.system, &x.probe, x.from_ms).cmp(&(&y.system, &y.probe, y.from_ms)));
+    out
 }
 
 /// Why the result is provisional so far: years the calendar lacks, a period not yet over.

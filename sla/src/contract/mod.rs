@@ -2,7 +2,8 @@
 //! [`Contract`]. See `sla/examples/contract.example.yml` for every field, commented.
 //!
 //! Top-level keys: `id`, `name`, `parties`, `period`, `time_zone` (IANA, default
-//! `Asia/Shanghai`), `fee`, `calendar`, `service_windows`, `duty_periods` (重保), `systems`,
+//! `Asia/Shanghai`), `fee`, `calendar`, `service_windows`, `duty_periods` (重保), `systems`
+//! (each with its optional `server_probes`, the endpoints the server probes itself),
 //! `objectives` (`availability` per tier, `incidents` levels, `resources` KPIs,
 //! `inspections`, `report_due_working_day`), `scoring`, `grades`, `payment`, `report` (who
 //! receives the scheduled report by email: `to`, `cc`, `formats`, `language`), `lifecycle`
@@ -328,6 +329,41 @@ fn cut_at(node: &mut Node, pos: Pos) -> Option<Option<String>> {
     }
 }
 
+/// The `systems` list: each item deserialized on its own, its `server_probes` cut from it and
+/// deserialized item by item, so a mistake in one probe neither hides the system nor the others.
+fn parse_systems(w: &mut Walker<'_>, node: &Node) -> Vec<(Pos, System, Vec<Pos>)> {
+    let Kind::Seq(items) = &node.kind else {
+        return w
+            .list(node, "system")
+            .into_iter()
+            .map(|(p, s)| (p, s, Vec::new()))
+            .collect();
+    };
+    let mut out = Vec::new();
+    for (i, n) in items.iter().enumerate() {
+        let what = format!("system[{}]", i + 1);
+        let mut copy = n.clone();
+        let mut probes_node = None;
+        if let Kind::Map(entries) = &mut copy.kind
+            && let Some(at) = entries
+                .iter()
+                .position(|(k, _)| k.scalar() == Some("server_probes"))
+        {
+            probes_node = Some(entries.remove(at).1);
+        }
+        let (positions, probes): (Vec<Pos>, Vec<ServerProbe>) = probes_node
+            .map(|p| w.list(&p, &format!("{what}.server_probes")))
+            .unwrap_or_default()
+            .into_iter()
+            .unzip();
+        if let Some(mut s) = w.de::<System>(&copy, &what) {
+            s.server_probes = probes;
+            out.push((n.pos, s, positions));
+        }
+    }
+    out
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -507,9 +543,12 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
     }
 
     // Systems.
-    let systems: Vec<(Pos, System)> = required(w, "systems")
-        .map(|n| w.list(n, "system"))
-        .unwrap_or_default();
+    let (systems, probe_positions): (Vec<(Pos, System)>, Vec<Vec<Pos>>) = required(w, "systems")
+        .map(|n| parse_systems(w, n))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(pos, s, probes)| ((pos, s), probes))
+        .unzip();
     let mut seen = BTreeSet::new();
     for (pos, s) in &systems {
         if !valid_id(&s.id) {
@@ -538,6 +577,80 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                 *pos,
                 format!("system {}: select hosts or probes (or both)", s.id),
             );
+        }
+    }
+    // Server probes: checked at each one's position in the file.
+    let system_nodes: Vec<&Node> = match get("systems").map(|n| &n.kind) {
+        Some(Kind::Seq(items)) => items.iter().collect(),
+        _ => Vec::new(),
+    };
+    let mut probe_names = BTreeSet::new();
+    for ((pos, s), positions) in systems.iter().zip(&probe_positions) {
+        let node = system_nodes.iter().find(|n| n.pos == *pos);
+        let items: Vec<&Node> = match node.and_then(|n| n.get("server_probes")).map(|l| &l.kind) {
+            Some(Kind::Seq(items)) => items.iter().collect(),
+            _ => Vec::new(),
+        };
+        for (p, item_pos) in s.server_probes.iter().zip(positions) {
+            let at_item = items.iter().find(|n| n.pos == *item_pos).copied();
+            let at = |key: &str| {
+                at_item
+                    .and_then(|n| n.get(key))
+                    .or(at_item)
+                    .map_or(*pos, |n| n.pos)
+            };
+            let what = format!("system {}: server probe {:?}", s.id, p.name);
+            if !valid_id(&p.name) {
+                w.err(
+                    at("name"),
+                    format!("{what}: use letters, digits, `_`, `-` or `.`"),
+                );
+            } else if !probe_names.insert(p.name.clone()) {
+                w.err(
+                    at("name"),
+                    format!("{what}: name given twice in the contract"),
+                );
+            }
+            match (&p.http, &p.tcp) {
+                (Some(url), None) => {
+                    if http_target_host(url).is_none() {
+                        w.err(
+                            at("http"),
+                            format!("{what}: http must be an http:// or https:// URL with a host (no user info)"),
+                        );
+                    }
+                }
+                (None, Some(target)) => {
+                    if tcp_target_host(target).is_none() {
+                        w.err(at("tcp"), format!("{what}: tcp must be host:port"));
+                    }
+                    if !p.expect_status.is_empty() || p.expect_body.is_some() {
+                        w.err(
+                            at("tcp"),
+                            format!("{what}: expect_status and expect_body are for http probes"),
+                        );
+                    }
+                }
+                _ => w.err(
+                    at_item.map_or(*pos, |n| n.pos),
+                    format!("{what}: give exactly one of `http` or `tcp`"),
+                ),
+            }
+            if let Some(c) = p.expect_status.iter().find(|c| !(100..=599).contains(*c)) {
+                w.err(
+                    at("expect_status"),
+                    format!("{what}: status {c} is not an HTTP status (100 to 599)"),
+                );
+            }
+            if !(5_000..=3_600_000).contains(&p.interval.0) {
+                w.err(at("interval"), format!("{what}: interval must be 5s to 1h"));
+            }
+            if !(1_000..=60_000).contains(&p.timeout.0) || p.timeout.0 > p.interval.0 {
+                w.err(
+                    at("timeout"),
+                    format!("{what}: timeout must be 1s to 60s and at most the interval"),
+                );
+            }
         }
     }
     let system_ids: BTreeSet<&str> = systems.iter().map(|(_, s)| s.id.as_str()).collect();

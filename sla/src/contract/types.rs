@@ -392,6 +392,74 @@ pub struct System {
     /// Label selector over probes; absent: no probes.
     #[serde(default)]
     pub probes: Option<BTreeMap<String, String>>,
+    /// Endpoints the server probes itself (the office's own vantage), apart from the agents.
+    /// Parsed item by item on their own (see `parse_contract`), so every mistake in them is
+    /// reported at its position.
+    #[serde(skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub server_probes: Vec<ServerProbe>,
+}
+
+/// An endpoint of a system that the *server* probes on a schedule, independently of the
+/// vendor's agents: exactly one of `http` (an `http://` or `https://` URL) or `tcp`
+/// (`host:port`). Its results are stored as separate evidence (source `server`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerProbe {
+    /// Name, unique within the contract (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// URL to GET; the probe succeeds when the status is expected and the body (if asked)
+    /// contains `expect_body`. Redirects are not followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// `host:port` to connect to; the probe succeeds when the connection is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// Accepted HTTP status codes; empty: any 2xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+    /// A string the HTTP body must contain (within its first 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    /// How often, 5s to 1h (default 1m).
+    #[serde(default = "default_server_probe_interval")]
+    pub interval: DurationMs,
+    /// Give up after, 1s to 60s and at most `interval` (default 10s).
+    #[serde(default = "default_server_probe_timeout")]
+    pub timeout: DurationMs,
+}
+
+fn default_server_probe_interval() -> DurationMs {
+    DurationMs(60_000)
+}
+
+fn default_server_probe_timeout() -> DurationMs {
+    DurationMs(10_000)
+}
+
+/// The part of `host:port` before the port, when the port is a number above 0.
+pub fn tcp_target_host(target: &str) -> Option<&str> {
+    let (host, port) = target.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)).then_some(host)
+}
+
+/// The host of an `http://` or `https://` URL, when it has one.
+pub fn http_target_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn default_window() -> String {

@@ -1,0 +1,218 @@
+//! Independent probes (issue 21, item 3): a contract's `server_probes` are probed by the server
+//! itself, and their results are stored apart from the agents' (kind `server_probe`, source
+//! `server`). A real local HTTP service answers by source address — 200 to the agent's
+//! (127.0.0.1), 503 to the server's (`contracts.server_probe_source: 127.0.0.2`) — and a real
+//! `yunwei-agent` probes it too: the agent's evidence says up while the server's says down.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use yunwei_server::config::Cidr;
+use yunwei_server::ingest::{KIND_PROBE, KIND_SERVER_PROBE};
+use yunwei_server::timeline::State;
+use yunwei_tests::{SECRET, bin, now_ms, terminate_child};
+
+yunwei_tests::both_backends!(server_and_agent_probes_are_separate_evidence);
+
+/// An HTTP service answering `200 ok` to connections from 127.0.0.1 and `503` to any other
+/// source address.
+fn by_source_service() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let from_agent = c
+                .peer_addr()
+                .is_ok_and(|p| p.ip() == IpAddr::from([127, 0, 0, 1]));
+            let mut buf = [0u8; 2048];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let resp: &[u8] = if from_agent {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nstatus ok"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy"
+            };
+            let _ = c.write_all(resp);
+        }
+    });
+    format!("http://{addr}/healthz")
+}
+
+async fn spans(h: &Harness, kind: &str, suffix: &str) -> Vec<(State, i64, i64)> {
+    h.state
+        .store
+        .intervals_between(kind, now_ms() - 600_000, now_ms() + 600_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(subject, _)| subject.ends_with(suffix))
+        .map(|(_, s)| (s.state, s.start, s.end))
+        .collect()
+}
+
+async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
+    let url = by_source_service();
+    let dir = tempfile::tempdir().unwrap();
+    let contract = dir.path().join("contract.yml");
+    std::fs::write(
+        &contract,
+        format!(
+            "id: office\nname: 独立拨测\nparties: {{ buyer: 甲方单位, vendor: 乙方单位 }}\n\
+             period: {{ start: 2020-01-01, end: 2099-12-31 }}\nsystems:\n  - id: web\n    \
+             name: 门户\n    tier: core\n    probes: {{ system: e2e }}\n    server_probes:\n      \
+             - {{ name: web-home, http: \"{url}\", expect_status: [200], expect_body: ok, \
+             interval: 5s, timeout: 2s }}\nobjectives:\n  availability:\n    core: {{ \
+             target_percent: 99.9 }}\nscoring: {{}}\ngrades:\n  - {{ id: pass, name: 合格, \
+             name_en: Pass, min_score: 0 }}\n"
+        ),
+    )
+    .unwrap();
+    let Some(h) = Harness::start(backend, |c| {
+        c.contracts.files = vec![contract.clone()];
+        c.contracts.scheduled_reports = false;
+        c.contracts.run_inspections = false;
+        c.contracts.server_probe_source = Some(IpAddr::from([127, 0, 0, 2]));
+        c.notify.allow_private_networks = vec![Cidr::parse("127.0.0.0/8").unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let agent_config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "server_url: {}\nenrollment_secret: {SECRET}\nstate_dir: state\ninterval_secs: 1\n\
+             metrics_listen: \"off\"\nprocess_scan_interval_secs: 0\nlabels:\n  system: e2e\n\
+             probes:\n  - name: web-home\n    http: {url}\n    expect_body: ok\n    \
+             interval_secs: 1\n    timeout_secs: 1\n",
+            h.client.base()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut agent = std::process::Command::new(bin("yunwei-agent"))
+        .args(["run", "--config"])
+        .arg(&agent_config)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (agent_spans, server_spans) = loop {
+        let a = spans(&h, KIND_PROBE, "/web-home").await;
+        let s = spans(&h, KIND_SERVER_PROBE, "office/web-home").await;
+        let covered = |v: &[(State, i64, i64)]| v.iter().map(|(_, a, b)| b - a).sum::<i64>();
+        // Two server runs (5 s apart) joined into one span, and agent results over it.
+        if covered(&s) >= 10_000 && covered(&a) >= 10_000 {
+            break (a, s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: agent {a:?}, server {s:?}; agent log: {}",
+            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let status = terminate_child(&mut agent);
+    assert!(status.success(), "{status}");
+    assert!(
+        agent_spans.iter().all(|(s, _, _)| *s == State::Up),
+        "the agent's probe (from 127.0.0.1) sees 200: {agent_spans:?}"
+    );
+    assert!(
+        server_spans.iter().all(|(s, _, _)| *s == State::Down),
+        "the server's probe (from 127.0.0.2) sees 503: {server_spans:?}"
+    );
+
+    // The assessment lists the disagreement with its minutes: the agents say up, the server
+    // down. (A two-day custom period around now, so no month boundary splits it.)
+    let tz = h.state.contracts.list()[0].contract.time_zone;
+    let today = yunwei_sla::assess::local_date(now_ms(), tz);
+    let period = format!(
+        "{}..{}",
+        today.pred_opt().unwrap(),
+        today.succ_opt().unwrap()
+    );
+    let a = h
+        .client
+        .get_json(&format!(
+            "/api/v1/contracts/office/assessment?period={period}"
+        ))
+        .await
+        .unwrap();
+    let list = a["disagreements"].as_array().cloned().unwrap_or_default();
+    assert!(!list.is_empty(), "{a}");
+    let mut total_ms = 0;
+    for d in &list {
+        assert_eq!(d["system"], "web", "{d}");
+        assert_eq!(d["probe"], "web-home", "{d}");
+        assert_eq!(d["agents"], "up", "{d}");
+        assert_eq!(d["server"], "down", "{d}");
+        let (from, to) = (d["from_ms"].as_i64().unwrap(), d["to_ms"].as_i64().unwrap());
+        let minutes = ((to - from) as f64 / 60_000.0 * 100.0).round() / 100.0;
+        assert_eq!(d["minutes"].as_f64().unwrap(), minutes, "{d}");
+        assert!(
+            d["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.as_str().unwrap().starts_with("interval:server_probe:")),
+            "{d}"
+        );
+        total_ms += to - from;
+    }
+    assert!(total_ms >= 5_000, "{list:?}");
+
+    // And in the report, in English and Chinese, with the server interval in the appendix.
+    for (lang, heading) in [
+        ("en", "Independent probes disagreeing with the agents"),
+        ("zh-CN", "独立拨测与代理结论不一致"),
+    ] {
+        let resp = h
+            .client
+            .api(reqwest::Method::POST, "/api/v1/reports")
+            .json(&serde_json::json!({
+                "contract": "office", "period": period, "formats": ["html"], "lang": lang,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let archived: serde_json::Value = resp.json().await.unwrap();
+        let html = h
+            .client
+            .get_text(&format!("/api/v1/reports/{}/html", archived["id"]))
+            .await
+            .unwrap();
+        let at = html
+            .find(heading)
+            .unwrap_or_else(|| panic!("{lang}: no {heading}"));
+        let table = &html[at..at + html[at..].find("</table>").unwrap()];
+        assert!(table.contains("web-home"), "{table}");
+        assert!(table.contains("interval:server_probe:"), "{table}");
+        let summary = if lang == "en" {
+            "server probe web-home: down"
+        } else {
+            "服务端拨测 web-home: 中断"
+        };
+        assert!(
+            html.contains(summary),
+            "{lang}: the appendix describes the server interval"
+        );
+    }
+    h.stop().await;
+}
