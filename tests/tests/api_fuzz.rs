@@ -104,6 +104,8 @@ fn run(
         .args(["--report", "junit", "--report-junit-path"])
         .arg(report)
         .args(["--no-color", "--output-truncate", "true"])
+        // schemathesis keeps state in `.schemathesis/` of its working directory.
+        .current_dir(report.parent().expect("report in a directory"))
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false");
     if let Some(t) = token {

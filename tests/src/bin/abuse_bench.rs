@@ -11,9 +11,10 @@
 //!   the server closes them;
 //! - oversized bodies: 8 MiB ingest and login bodies.
 //!
-//! Measured per phase: acknowledged batches, lost batches (a push not acknowledged, or an
-//! acknowledged batch the server did not count as stored), ack latency (p50 / p99 / max) of
-//! the pushes sent inside the window, the server's peak resident memory (sampled every 50 ms
+//! Measured per phase: acknowledged batches, lost batches (a batch not acknowledged after five
+//! attempts — a failed push is sent again as the agent does —, or an acknowledged batch the
+//! server did not count as stored), attempts sent again, ack latency (p50 / p99 / max, first
+//! send to acknowledgement) of the batches sent inside the window, the server's peak resident memory (sampled every 50 ms
 //! from `/proc/<pid>/status`), and the abusers' requests by answer. Exits non-zero when a
 //! batch was lost or the server stopped answering; it asserts nothing about time, so a short
 //! run is part of the test suite (`tests/tests/abuse.rs`). Everything talks to 127.0.0.1.
@@ -37,8 +38,11 @@ use tokio::{
 use yunwei_proto::Ack;
 use yunwei_tests::{AgentClient, Db, Enrolled, PgDatabase, ServerProcess, batch, cli_token};
 
-/// A request not answered within this time counts as lost (ingest) or `timeout` (abuse).
+/// A request not answered within this time is a failed attempt (ingest) or `timeout` (abuse).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at one batch before it counts as lost, and the pause between two.
+const MAX_ATTEMPTS: u32 = 5;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 const CONTRACT: &str = r#"id: c1
 name: 压测合同
@@ -134,10 +138,12 @@ struct Agent {
 struct Ingest {
     /// Ack latencies, microseconds, of pushes sent inside the window.
     latencies_us: Vec<u64>,
-    /// Every push of the phase (warmup included), and how many were acknowledged.
+    /// Every batch of the phase (warmup included), and how many were acknowledged.
     sent: u64,
     acked: u64,
-    /// Failed pushes by status (`timeout`, `transport`, or the HTTP status).
+    /// Attempts sent again after a failed one.
+    retries: u64,
+    /// Failed attempts by status (`timeout`, `transport`, or the HTTP status).
     failed: BTreeMap<String, u64>,
     first_failure: Option<String>,
 }
@@ -177,7 +183,10 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[i])
 }
 
-/// Sends the agent's next batch; records it in `tally`.
+/// Sends the agent's next batch like the agent does: a failed push is sent again (same
+/// sequence number, so a batch stored but not acknowledged is answered as a duplicate) after
+/// `RETRY_BACKOFF`, up to `MAX_ATTEMPTS` times. Records it in `tally`; the latency is the
+/// agent's, from the first send to the acknowledgement.
 async fn push(
     client: &AgentClient,
     agent: &Agent,
@@ -192,31 +201,37 @@ async fn push(
     let body = yunwei_proto::encode_batch(&b);
     let sent = Instant::now();
     tally.sent += 1;
-    let res = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        client.push_body(&agent.enrolled.token, body),
-    )
-    .await;
-    let failure = match res {
-        Ok(Ok((200, text))) => match serde_json::from_str::<Ack>(&text) {
-            Ok(_) => {
-                tally.acked += 1;
-                if measured {
-                    tally.latencies_us.push(sent.elapsed().as_micros() as u64);
+    for attempt in 1..=MAX_ATTEMPTS {
+        let res = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.push_body(&agent.enrolled.token, body.clone()),
+        )
+        .await;
+        let failure = match res {
+            Ok(Ok((200, text))) => match serde_json::from_str::<Ack>(&text) {
+                Ok(_) => {
+                    tally.acked += 1;
+                    if measured {
+                        tally.latencies_us.push(sent.elapsed().as_micros() as u64);
+                    }
+                    return;
                 }
-                return;
-            }
-            Err(e) => ("bad_ack".to_string(), format!("{e}: {text}")),
-        },
-        Ok(Ok((status, text))) => (status.to_string(), text),
-        Ok(Err(e)) => ("transport".into(), format!("{e:#}")),
-        Err(_) => (
-            "timeout".into(),
-            format!("no answer in {REQUEST_TIMEOUT:?}"),
-        ),
-    };
-    *tally.failed.entry(failure.0).or_default() += 1;
-    tally.first_failure.get_or_insert(failure.1);
+                Err(e) => ("bad_ack".to_string(), format!("{e}: {text}")),
+            },
+            Ok(Ok((status, text))) => (status.to_string(), text),
+            Ok(Err(e)) => ("transport".into(), format!("{e:#}")),
+            Err(_) => (
+                "timeout".into(),
+                format!("no answer in {REQUEST_TIMEOUT:?}"),
+            ),
+        };
+        *tally.failed.entry(failure.0).or_default() += 1;
+        tally.first_failure.get_or_insert(failure.1);
+        if attempt < MAX_ATTEMPTS {
+            tally.retries += 1;
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
+    }
 }
 
 /// Steady ingest for warmup + duration: every agent pushes once an interval, start times
@@ -251,6 +266,7 @@ async fn ingest(client: &AgentClient, agents: &Arc<Vec<Agent>>, args: &Arc<Args>
         total.latencies_us.extend(t.latencies_us);
         total.sent += t.sent;
         total.acked += t.acked;
+        total.retries += t.retries;
         for (k, v) in t.failed {
             *total.failed.entry(k).or_default() += v;
         }
@@ -435,7 +451,7 @@ struct Phase {
 }
 
 impl Phase {
-    /// Pushes not acknowledged plus acknowledged batches the server did not store.
+    /// Batches never acknowledged plus acknowledged batches the server did not store.
     fn lost(&self) -> u64 {
         (self.ingest.sent - self.ingest.acked) + self.ingest.acked.saturating_sub(self.stored)
     }
@@ -510,17 +526,18 @@ fn print(phases: &[Phase], args: &Args, backend: &str, hwm_kb: Option<u64>) {
         args.agents, args.samples, args.interval_secs, args.duration_secs
     );
     println!(
-        "| phase | pushes | acked | lost | ack p50 ms | ack p99 ms | ack max ms | peak RSS MiB |"
+        "| phase | batches | acked | lost | retried | ack p50 ms | ack p99 ms | ack max ms | peak RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in phases {
         let l = &p.ingest.latencies_us;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
             p.name,
             p.ingest.sent,
             p.ingest.acked,
             p.lost(),
+            p.ingest.retries,
             ms(percentile(l, 0.50)),
             ms(percentile(l, 0.99)),
             ms(l.last().copied()),
@@ -550,7 +567,7 @@ fn print(phases: &[Phase], args: &Args, backend: &str, hwm_kb: Option<u64>) {
     for p in phases {
         if !p.ingest.failed.is_empty() {
             println!(
-                "\n{}: failed pushes {:?}; first: {}",
+                "\n{}: failed attempts {:?}; first: {}",
                 p.name,
                 p.ingest.failed,
                 p.ingest.first_failure.as_deref().unwrap_or("")
