@@ -13,7 +13,7 @@ use yunwei_sla::assess;
 
 use crate::{
     contracts::{Contracts, host_labels, selected},
-    ingest::{KIND_HOST, KIND_PROBE},
+    ingest::{KIND_HOST, KIND_PROBE, KIND_SERVER_PROBE},
     store::membership::MembershipRow,
     timeline::{Span, State},
 };
@@ -38,7 +38,11 @@ pub fn shared_hostnames(agents: &[crate::store::AgentRow]) -> BTreeMap<&str, Vec
 /// A probe's recent history in the API.
 #[derive(Serialize)]
 pub struct ProbeView {
-    /// `<agent id>/<probe name>`, the subject of its status intervals.
+    /// `agent` (a probe of the vendor's agents) or `server` (a contract's `server_probes`
+    /// entry, probed by the server itself; `agent_id` and `hostname` are empty).
+    pub source: &'static str,
+    /// `<agent id>/<probe name>` (source `server`: `<contract id>/<probe name>`), the subject
+    /// of its status intervals.
     pub subject: String,
     pub agent_id: String,
     pub hostname: String,
@@ -176,6 +180,7 @@ async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
             })
             .collect();
         probes.push(ProbeView {
+            source: "agent",
             agent_id: agent.to_string(),
             hostname: hostname.clone(),
             probe: probe.to_string(),
@@ -189,6 +194,33 @@ async fn inventory(state: &Contracts, now: i64) -> sqlx::Result<Inventory> {
             unknown_ms_24h: unknown,
             systems,
         });
+    }
+    // The contracts' own probes, beside the agents'.
+    let server_spans = spans_by_subject(state, KIND_SERVER_PROBE, now).await?;
+    for c in &contracts {
+        for sys in &c.contract.systems {
+            for p in &sys.server_probes {
+                let subject = format!("{}/{}", c.contract.id, p.name);
+                let spans = server_spans.get(&subject).map_or(&[][..], Vec::as_slice);
+                let (st, since) = current(spans, now);
+                let (up, down, unknown) = totals(spans, now - DAY_MS, now);
+                probes.push(ProbeView {
+                    source: "server",
+                    agent_id: String::new(),
+                    hostname: String::new(),
+                    probe: p.name.clone(),
+                    subject,
+                    labels: BTreeMap::from([("probe".to_string(), p.name.clone())]),
+                    state: st,
+                    since,
+                    availability_24h_percent: (up + down > 0)
+                        .then(|| 100.0 * up as f64 / (up + down) as f64),
+                    down_ms_24h: down,
+                    unknown_ms_24h: unknown,
+                    systems: vec![format!("{}/{}", c.contract.id, sys.id)],
+                });
+            }
+        }
     }
     Ok(Inventory {
         hosts,

@@ -127,6 +127,19 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // While the agent runs, the probe list shows the server's probe beside the agent's.
+    let v = h.client.get_json("/api/v1/probes").await.unwrap();
+    let probes = v["probes"].as_array().unwrap();
+    let of = |source: &str| {
+        probes
+            .iter()
+            .find(|p| p["source"] == source && p["probe"] == "web-home")
+            .unwrap_or_else(|| panic!("no {source} probe in {v}"))
+    };
+    assert_eq!(of("agent")["state"], "up", "{v}");
+    assert_eq!(of("server")["state"], "down", "{v}");
+    assert_eq!(of("server")["subject"], "office/web-home", "{v}");
+
     let status = terminate_child(&mut agent);
     assert!(status.success(), "{status}");
     assert!(

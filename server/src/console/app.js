@@ -892,7 +892,7 @@ async function renderReports(main) {
 
 Object.assign(I18N["zh-CN"], {
   systemsPage: "业务系统与拨测", systemsTitle: "业务系统", probesTitle: "拨测", noSystems: "已加载的合同中没有定义业务系统",
-  noProbes: "最近 24 小时没有拨测结果", host: "主机", probe: "拨测", since: "状态起始", avail24h: "24 小时可用率",
+  noProbes: "最近 24 小时没有拨测结果", serverVantage: "服务端（独立拨测）", host: "主机", probe: "拨测", since: "状态起始", avail24h: "24 小时可用率",
   down24h: "24 小时故障", unknown24h: "24 小时无数据", downWhen: "故障判定", window: "服务时段",
   nowState: "当前状态", mtd: "本月至今可用率", inSystems: "所属业务系统", probeFilter: "按主机、拨测或业务系统筛选",
   stUp: "正常", stDown: "故障", stUnknown: "无数据", seconds: "秒",
@@ -903,7 +903,7 @@ Object.assign(I18N["zh-CN"], {
 });
 Object.assign(I18N.en, {
   systemsPage: "Systems & probes", systemsTitle: "Systems", probesTitle: "Probes", noSystems: "The loaded contracts define no systems",
-  noProbes: "No probe results in the last 24 hours", host: "Host", probe: "Probe", since: "Since", avail24h: "Availability (24 h)",
+  noProbes: "No probe results in the last 24 hours", serverVantage: "Server (independent probe)", host: "Host", probe: "Probe", since: "Since", avail24h: "Availability (24 h)",
   down24h: "Down (24 h)", unknown24h: "No data (24 h)", downWhen: "Down when", window: "Service window",
   nowState: "Now", mtd: "Availability, month to date", inSystems: "Systems", probeFilter: "Filter by host, probe or system",
   stUp: "up", stDown: "down", stUnknown: "no data", seconds: "s",
@@ -947,7 +947,8 @@ async function renderSystems(main) {
     box.replaceChildren(rows.length === 0 ? message("ok", t("noProbes")) : el("table", { id: "probes-table" },
       el("tr", {}, ["host", "probe", "nowState", "since", "avail24h", "down24h", "unknown24h", "inSystems"].map((k) => el("th", {}, t(k)))),
       rows.map((p) => el("tr", { "data-subject": p.subject, "data-state": p.state },
-        el("td", {}, hostLink(p.agent_id, p.hostname)), el("td", {}, p.probe), stCell(p.state),
+        el("td", {}, p.source === "server" ? el("span", { class: "tag" }, t("serverVantage")) : hostLink(p.agent_id, p.hostname)),
+        el("td", {}, p.probe), stCell(p.state),
         el("td", {}, p.since ? fmtTime(p.since) : "—"),
         el("td", {}, p.availability_24h_percent === null ? "—" : pct(p.availability_24h_percent)),
         el("td", { class: p.down_ms_24h > 0 ? "down" : "" }, durMin(p.down_ms_24h)), el("td", {}, durMin(p.unknown_ms_24h)),
