@@ -539,6 +539,7 @@ pub fn scenario(lang: Lang) -> Report {
             },
         ],
         incident_requests: Vec::new(),
+        evidence_file: None,
     }
 }
 

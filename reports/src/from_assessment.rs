@@ -204,6 +204,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
         completeness,
         evidence: Vec::new(),
         incident_requests: incident_requests(inp),
+        evidence_file: None,
     };
     // Appendix: every cited evidence id, described from its row.
     report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);
