@@ -248,7 +248,6 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&gen_out.stderr)
     );
-    let data_dir = server.dir.path().join("data");
     let mut files: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|f| f.unwrap().path())
@@ -263,7 +262,15 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
         stdout.contains(&*evidence_path.to_string_lossy()),
         "{stdout}"
     );
-    // The server is not needed any more: recompute runs without it (and without its store).
+    // The server is not needed any more: recompute runs without it and without its store,
+    // with the public key the office was given.
+    let keys = tempfile::tempdir().unwrap();
+    let office_key = keys.path().join("report-signing.pub");
+    std::fs::copy(
+        server.dir.path().join("data").join("report-signing.pub"),
+        &office_key,
+    )
+    .unwrap();
     drop(server);
 
     // 1. Every format recomputes: OK, exit 0.
@@ -271,8 +278,8 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     assert_eq!(reports.len(), 3, "{files:?}");
     for f in &reports {
         let (code, stdout, stderr) = recompute(&[
-            OsStr::new("--data-dir"),
-            data_dir.as_os_str(),
+            OsStr::new("--public-key"),
+            office_key.as_os_str(),
             f.as_os_str(),
         ]);
         assert_eq!(code, 0, "{}: {stdout}\n{stderr}", f.display());
@@ -334,8 +341,9 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
         )),
         "{stdout}"
     );
+    // The interval the report cited as the outage is not in the evidence any more as one.
     assert!(
-        stdout.contains("availability[portal].actual_pct: report "),
+        stdout.contains("availability[portal].evidence[0]: report \"interval:probe:"),
         "{stdout}"
     );
     assert!(!stdout.lines().any(|l| l == "OK"), "{stdout}");
@@ -369,8 +377,8 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     );
     // ... and with the office's key it is refused before any recomputation.
     let (code, stdout, stderr) = recompute(&[
-        OsStr::new("--data-dir"),
-        data_dir.as_os_str(),
+        OsStr::new("--public-key"),
+        office_key.as_os_str(),
         OsStr::new("--evidence"),
         evidence_path.as_os_str(),
         path.as_os_str(),
@@ -390,8 +398,8 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     let forged_path = out.path().join("forged.json");
     std::fs::write(&forged_path, forged).unwrap();
     let (code, stdout, stderr) = recompute(&[
-        OsStr::new("--data-dir"),
-        data_dir.as_os_str(),
+        OsStr::new("--public-key"),
+        office_key.as_os_str(),
         OsStr::new("--evidence"),
         evidence_path.as_os_str(),
         forged_path.as_os_str(),
@@ -405,8 +413,8 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
 
     // 5. The evidence edited under the genuine report: not the file it names, refused.
     let (code, stdout, stderr) = recompute(&[
-        OsStr::new("--data-dir"),
-        data_dir.as_os_str(),
+        OsStr::new("--public-key"),
+        office_key.as_os_str(),
         OsStr::new("--evidence"),
         edited_path.as_os_str(),
         json_path.as_os_str(),
