@@ -293,7 +293,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     assert_eq!(head.id, format!("audit:head:{seq}"));
     assert!(head.summary.contains(&hash), "{head:?}");
     // ... and the archived version 1 has the same figures; only the audit head moved (the API
-    // calls since then were audited).
+    // calls since then were audited), and with it and the version the evidence file each names.
     let mut a1 = a.clone();
     a1.cover.version = 1;
     let signed_v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -302,6 +302,8 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
         let before = list.len();
         list.retain(|e| e["kind"] != "audit_head");
         assert_eq!(list.len(), before - 1, "one audit head");
+        let named = v.as_object_mut().unwrap().remove("evidence_file");
+        assert!(named.is_some(), "the report names its evidence file");
         v
     };
     assert_eq!(
