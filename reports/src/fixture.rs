@@ -541,6 +541,7 @@ pub fn scenario(lang: Lang) -> Report {
         incident_requests: Vec::new(),
         lifecycle: None,
         disagreements: Vec::new(),
+        evidence_file: None,
     }
 }
 

@@ -213,6 +213,7 @@ pub fn build(inp: &Inputs<'_>) -> Report {
             signoffs: Vec::new(),
         }),
         disagreements: disagreements(inp),
+        evidence_file: None,
     };
     // Appendix: every cited evidence id, described from its row.
     report.evidence = appendix(&cited(&report), inp.evidence, a, lang, &inp.notes);

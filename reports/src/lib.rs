@@ -5,6 +5,7 @@
 //! passed in as bytes, renderers write to `impl Write` or return bytes, and the same inputs give
 //! byte-identical outputs in every format.
 
+pub mod evidence_file;
 pub mod fixture;
 pub mod from_assessment;
 pub mod html;
@@ -13,6 +14,7 @@ pub mod integrity;
 pub mod json;
 pub mod model;
 pub mod pdf;
+pub mod recompute;
 pub mod schema;
 pub mod verify;
 pub mod xlsx;

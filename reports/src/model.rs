@@ -141,6 +141,12 @@ pub struct Report {
     /// `server_probes`) disagree about a system; absent when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disagreements: Vec<Disagreement>,
+    /// The evidence file this report was computed from (`*.evidence.json`, see
+    /// [`crate::evidence_file`]), named by its SHA-256 so that the signature covers it:
+    /// `report recompute` computes every figure again from it. Absent in reports made without
+    /// one (before the file existed, and the renderers' fixtures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_file: Option<EvidenceFileRef>,
 }
 
 /// Which version of the lifecycle a report is.
@@ -235,6 +241,20 @@ pub struct Disagreement {
     pub minutes: Fixed,
     /// The server probe intervals it rests on.
     pub evidence: Vec<String>,
+}
+
+/// The evidence file a report was computed from, as the signed report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceFileRef {
+    /// Its schema (`yunwei.evidence.v1`).
+    pub schema: String,
+    /// Its file name as the server writes it (`CONTRACT-PERIOD-vN.evidence.json`).
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
 }
 
 /// What an [`IncidentRequest`] asks.

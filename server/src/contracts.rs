@@ -113,6 +113,49 @@ pub struct LoadedContract {
     pub path: PathBuf,
     pub contract: Contract,
     pub calendar: Calendar,
+    /// The contract file's text as loaded (reports carry it in their evidence file).
+    pub source: String,
+    /// The calendar files' `(name as the contract writes it, text)` as loaded, in the
+    /// contract's order (without the shipped calendar).
+    pub calendar_files: Vec<(String, String)>,
+}
+
+impl LoadedContract {
+    /// The contract and calendar source files for a report's evidence file: the contract's
+    /// text and the calendar files in overlay order, the shipped one first when used.
+    pub fn sources(
+        &self,
+    ) -> (
+        yunwei_reports::evidence_file::SourceFile,
+        Vec<yunwei_reports::evidence_file::SourceFile>,
+    ) {
+        use yunwei_reports::evidence_file::SourceFile;
+        let name = self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let files: Vec<(&str, &str)> = self
+            .calendar_files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let calendars = self
+            .contract
+            .calendar_sources(&files)
+            .into_iter()
+            .map(|(name, text)| SourceFile {
+                name: name.to_string(),
+                text: text.to_string(),
+            })
+            .collect();
+        (
+            SourceFile {
+                name,
+                text: self.source.clone(),
+            },
+            calendars,
+        )
+    }
 }
 
 /// Reads and validates one contract file and the calendar files it names (relative to the
@@ -129,7 +172,7 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, ContractError> {
         let cal_path = dir.join(file);
         let cal_origin = cal_path.display().to_string();
         match std::fs::read_to_string(&cal_path) {
-            Ok(t) => texts.push((cal_origin, t)),
+            Ok(t) => texts.push((cal_origin, file.clone(), t)),
             Err(e) => errors.push(format!(
                 "{cal_origin}: {e} (calendar file named by {origin})"
             )),
@@ -140,7 +183,7 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, ContractError> {
     }
     let files: Vec<(&str, &str)> = texts
         .iter()
-        .map(|(o, t)| (o.as_str(), t.as_str()))
+        .map(|(o, _, t)| (o.as_str(), t.as_str()))
         .collect();
     let calendar = contract
         .build_calendar(&files)
@@ -149,6 +192,8 @@ pub fn load_file(path: &Path) -> Result<LoadedContract, ContractError> {
         path: path.to_path_buf(),
         contract,
         calendar,
+        source: text,
+        calendar_files: texts.into_iter().map(|(_, name, t)| (name, t)).collect(),
     })
 }
 

@@ -22,6 +22,7 @@ pub mod private_files;
 pub mod quickstart;
 pub mod report_keys;
 pub mod report_mail;
+pub mod report_recompute;
 pub mod reports;
 pub mod rules;
 pub mod secret;

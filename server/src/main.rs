@@ -299,6 +299,29 @@ enum ReportCommand {
         #[arg(long)]
         allow_uncompared_pages: bool,
     },
+    /// Recompute a report from its evidence file, without server or database: verify the
+    /// report file (HTML, PDF, XLSX or JSON) as `verify` does, check the evidence file it names
+    /// by SHA-256 (CONTRACT-PERIOD-vN.evidence.json beside it), compute every figure again and
+    /// print OK, or each figure that differs (exit 1). Exit 2 when it cannot be recomputed
+    /// (signature, missing or other evidence file).
+    Recompute {
+        file: PathBuf,
+        /// The evidence file (default: the name the report gives it, beside FILE).
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+        /// Public key file (64 hex digits); default: DATA_DIR/report-signing.pub.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Data directory holding report-signing.pub.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// CJK font the PDF was rendered with, to compare its pages too.
+        #[arg(long)]
+        font: Option<PathBuf>,
+        /// Accept a PDF whose pages cannot be compared with the signed data (no font).
+        #[arg(long)]
+        allow_uncompared_pages: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -411,6 +434,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 demo,
                 yunwei_server::shutdown_signal(),
             ))?;
+        }
+        Command::Report {
+            command:
+                ReportCommand::Recompute {
+                    file,
+                    evidence,
+                    public_key,
+                    data_dir,
+                    font,
+                    allow_uncompared_pages,
+                },
+        } => {
+            let args = yunwei_server::report_recompute::Args {
+                file,
+                evidence,
+                public_key: public_key
+                    .unwrap_or_else(|| yunwei_server::report_keys::public_key_path(&data_dir)),
+                font,
+                allow_uncompared_pages,
+            };
+            let status = yunwei_server::report_recompute::run(
+                &args,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )?;
+            return Ok(ExitCode::from(status as u8));
         }
         Command::Report {
             command:

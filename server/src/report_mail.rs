@@ -443,6 +443,7 @@ mod tests {
             sha256: "ab".repeat(32),
             origin: "schedule".into(),
             formats: vec!["json".into()],
+            evidence_file: true,
             delivery: None,
         }
     }

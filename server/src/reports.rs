@@ -26,9 +26,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use yunwei_reports::{
     Lang, Report, SignedReport,
-    from_assessment::{self, Inputs},
-    integrity,
-    model::{Grade, Stage, TrendPoint},
+    evidence_file::{self, AuditHead, EvidenceFile, Stated, StatedLifecycle},
+    from_assessment, integrity,
+    model::{EvidenceFileRef, Grade, Stage, TrendPoint},
     pdf::PdfFont,
 };
 use yunwei_sla::assess::{self, Period};
@@ -165,6 +165,9 @@ pub struct ArchivedReport {
     pub origin: String,
     /// Formats stored for this version.
     pub formats: Vec<String>,
+    /// Whether the version has its evidence file (`GET /api/v1/reports/{id}/evidence`; every
+    /// version made since evidence files exist).
+    pub evidence_file: bool,
     /// Its mail to the contract's recipients (scheduled reports of contracts with a `report:`
     /// block), with every attempt.
     pub delivery: Option<crate::report_mail::Delivery>,
@@ -177,7 +180,13 @@ pub struct Generated {
     pub signed: SignedReport,
     /// The rendered files, in the order requested.
     pub files: Vec<(ReportFormat, Vec<u8>)>,
+    /// The evidence file every format names (`*.evidence.json`).
+    pub evidence: Vec<u8>,
 }
+
+/// The archive's name for a version's evidence file (`report_files.format`, and the API's
+/// `GET /api/v1/reports/{id}/evidence`); not one of the rendered formats.
+pub const EVIDENCE: &str = "evidence";
 
 fn grade_name(g: Grade) -> &'static str {
     match g {
@@ -299,7 +308,7 @@ pub async fn prepare(
     now_ms: i64,
     inspections_recorded: bool,
 ) -> Result<Report, ReportError> {
-    prepare_staged(
+    Ok(prepare_with_evidence(
         store,
         c,
         req,
@@ -308,13 +317,18 @@ pub async fn prepare(
         inspections_recorded,
         Stage::Draft,
     )
-    .await
+    .await?
+    .0)
 }
 
-/// [`prepare`], as the lifecycle `stage` (contracts with a `lifecycle:`; ignored otherwise):
-/// the report states its stage, the period's deadlines (counted from the draft, the first
-/// archived version, or from `now_ms` when this is it) and the sign-offs recorded by `now_ms`.
-pub async fn prepare_staged(
+/// Like [`prepare`], as the lifecycle `stage` (contracts with a `lifecycle:`; ignored
+/// otherwise), and also the report's evidence file (`*.evidence.json`, see
+/// `yunwei_reports::evidence_file`): the report is computed from that file alone, with the
+/// function `report recompute` calls, and names it by its SHA-256 (`Report::evidence_file`).
+/// The lifecycle's stage, the draft's issue time (the first archived version, or `now_ms`
+/// when this is it) and the sign-offs recorded by `now_ms` are stated inputs of the file; the
+/// deadlines are counted from them.
+pub async fn prepare_with_evidence(
     store: &Store,
     c: &Arc<LoadedContract>,
     req: &Request,
@@ -322,7 +336,7 @@ pub async fn prepare_staged(
     now_ms: i64,
     inspections_recorded: bool,
     stage: Stage,
-) -> Result<Report, ReportError> {
+) -> Result<(Report, Vec<u8>), ReportError> {
     let contract = &c.contract;
     let period = Period::parse(&req.period, contract.time_zone)
         .map_err(|e| ReportError::Period(e.to_string()))?;
@@ -345,85 +359,86 @@ pub async fn prepare_staged(
         .audit_head()
         .await?
         .unwrap_or((0, crate::audit::GENESIS.to_string()));
-    let mut notes = req.notes.clone();
-    let simulated = ev
-        .subjects
-        .iter()
-        .any(|s| s.labels.contains_key("simulated"));
-    if simulated {
-        notes.push(
-            req.lang
-                .pick(
-                    "本报告所依据的部分或全部数据为模拟数据（--demo），仅用于演示，不得作为考核依据。",
-                    "Some or all of the data behind this report is SIMULATED (--demo): for \
-                     demonstration only, not for assessment.",
-                )
-                .to_string(),
-        );
-    }
-    // The engine and the model on a blocking thread; the store reads above stay async.
-    let (c2, lang) = (c.clone(), req.lang);
-    let mut report = crate::compute::run(req.compute_limit, move || {
-        let a = assess::assess(&c2.contract, &c2.calendar, &period, now_ms, &ev);
-        from_assessment::build(&Inputs {
-            assessment: &a,
-            contract: &c2.contract,
-            calendar: &c2.calendar,
-            evidence: &ev,
+    let lifecycle = match &contract.lifecycle {
+        None => None,
+        Some(_) => {
+            let issued = match crate::appeals::window(store, c, &req.period)
+                .await
+                .map_err(|e| ReportError::Other(e.into()))?
+            {
+                Some(w) => w.draft_issued_ms,
+                None => now_ms,
+            };
+            let mut signoffs = Vec::new();
+            for s in store.signoffs(&contract.id, Some(&req.period)).await? {
+                if s.signed_ms > now_ms {
+                    continue;
+                }
+                let version = store.report(s.report_id).await?.map_or(0, |r| r.version);
+                signoffs.push(yunwei_reports::model::Signoff {
+                    role: s.role,
+                    signed_by: s.signed_by,
+                    signed_ms: s.signed_ms,
+                    version: u32::try_from(version).unwrap_or(0),
+                });
+            }
+            Some(StatedLifecycle {
+                stage,
+                draft_issued_ms: issued,
+                signoffs,
+            })
+        }
+    };
+    let (contract_file, calendars) = c.sources();
+    let file = EvidenceFile {
+        schema: evidence_file::SCHEMA.to_string(),
+        contract: contract_file,
+        calendars,
+        period: period.label.clone(),
+        as_of_ms: now_ms,
+        stated: Stated {
+            lang: req.lang,
+            version,
+            generated_at_ms: now_ms,
             trend,
             alerts: from_assessment::empty_alerts(),
-            generated_at_ms: now_ms,
-            lang,
-            version,
-            notes,
-        })
-    })
-    .await?;
-    report.evidence.push(yunwei_reports::model::Evidence {
-        id: format!("audit:head:{head_seq}"),
-        kind: "audit_head".into(),
-        summary: match req.lang {
-            Lang::ZhCn => format!("生成时审计日志链头：第 {head_seq} 条，SHA-256 {head_hash}"),
-            Lang::En => {
-                format!("Audit log head at generation: row {head_seq}, SHA-256 {head_hash}")
-            }
+            notes: req.notes.clone(),
+            audit_head: Some(AuditHead {
+                seq: head_seq,
+                sha256: head_hash,
+            }),
+            lifecycle,
         },
-        start_ms: now_ms,
-        end_ms: now_ms,
-    });
-    if let (Some(l), Some(rule)) = (report.lifecycle.as_mut(), &contract.lifecycle) {
-        let issued = match crate::appeals::window(store, c, &req.period)
-            .await
-            .map_err(|e| ReportError::Other(e.into()))?
-        {
-            Some(w) => w.draft_issued_ms,
-            None => now_ms,
-        };
-        l.stage = stage;
-        l.appeal_deadline_ms =
-            Some(yunwei_sla::lifecycle::appeal_deadline(contract, rule, &c.calendar, issued).at_ms);
-        l.review_deadline_ms =
-            Some(yunwei_sla::lifecycle::review_deadline(contract, rule, &c.calendar, issued).at_ms);
-        for s in store.signoffs(&contract.id, Some(&req.period)).await? {
-            if s.signed_ms > now_ms {
-                continue;
-            }
-            let version = store.report(s.report_id).await?.map_or(0, |r| r.version);
-            l.signoffs.push(yunwei_reports::model::Signoff {
-                role: s.role,
-                signed_by: s.signed_by,
-                signed_ms: s.signed_ms,
-                version: u32::try_from(version).unwrap_or(0),
-            });
-        }
-    }
-    if simulated {
-        report.cover.contract_name.push_str(
-            req.lang
-                .pick("（含模拟数据 SIMULATED）", " (SIMULATED DATA)"),
-        );
-    }
-    Ok(report)
+        evidence: ev,
+    };
+    let name = evidence_file_name(&contract.id, &period.label, version);
+    // The engine, the model and the evidence file's bytes on a blocking thread; the store
+    // reads above stay async. The report is computed from the evidence file alone, exactly as
+    // `report recompute` computes it again.
+    let (report, bytes) = crate::compute::run(req.compute_limit, move || {
+        let mut report = evidence_file::build_report(&file)?;
+        let bytes = evidence_file::to_bytes(&file);
+        report.evidence_file = Some(EvidenceFileRef {
+            schema: evidence_file::SCHEMA.to_string(),
+            name,
+            bytes: bytes.len() as u64,
+            sha256: integrity::sha256_hex(&bytes),
+        });
+        anyhow::Ok((report, bytes))
+    })
+    .await??;
+    Ok((report, bytes))
+}
+
+/// The evidence file's name beside the report's files ([`file_name`]'s stem).
+pub fn evidence_file_name(contract_id: &str, period: &str, version: u32) -> String {
+    format!(
+        "{}-{}-v{}{}",
+        clean_name(contract_id),
+        clean_name(period),
+        version,
+        evidence_file::SUFFIX
+    )
 }
 
 /// Renders `signed` in `format`.
@@ -467,7 +482,7 @@ pub async fn generate(
     .await
 }
 
-/// [`generate`] as the lifecycle `stage` ([`prepare_staged`]).
+/// [`generate`] as the lifecycle `stage` ([`prepare_with_evidence`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn generate_staged(
     store: &Store,
@@ -490,7 +505,7 @@ pub async fn generate_staged(
     let mut last_err = None;
     for _ in 0..3 {
         let version = next_version(store, &c.contract.id, &req.period).await?;
-        let report = prepare_staged(
+        let (report, evidence) = prepare_with_evidence(
             store,
             c,
             req,
@@ -511,12 +526,13 @@ pub async fn generate_staged(
             anyhow::Ok((signed, files))
         })
         .await??;
-        match insert(store, &signed, &req.origin, &files).await {
+        match insert(store, &signed, &req.origin, &files, &evidence).await {
             Ok(archived) => {
                 return Ok(Generated {
                     archived,
                     signed,
                     files,
+                    evidence,
                 });
             }
             Err(e) => last_err = Some(e),
@@ -532,6 +548,7 @@ async fn insert(
     signed: &SignedReport,
     origin: &str,
     files: &[(ReportFormat, Vec<u8>)],
+    evidence: &[u8],
 ) -> anyhow::Result<ArchivedReport> {
     let r = &signed.report;
     let row = ReportRow {
@@ -548,11 +565,16 @@ async fn insert(
         provisional: r.cover.provisional,
         sha256: signed.integrity.sha256.clone(),
         origin: origin.to_string(),
-        formats: files.iter().map(|(f, _)| f.name().to_string()).collect(),
+        formats: files
+            .iter()
+            .map(|(f, _)| f.name().to_string())
+            .chain(std::iter::once(EVIDENCE.to_string()))
+            .collect(),
     };
     let files: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(f, bytes)| (f.name(), bytes.as_slice()))
+        .chain(std::iter::once((EVIDENCE, evidence)))
         .collect();
     let id = store
         .insert_report(&row, signed.envelope_json(), &files)
@@ -560,7 +582,9 @@ async fn insert(
     Ok(archived_from_row(ReportRow { id, ..row }))
 }
 
-fn archived_from_row(r: ReportRow) -> ArchivedReport {
+fn archived_from_row(mut r: ReportRow) -> ArchivedReport {
+    let evidence_file = r.formats.iter().any(|f| f == EVIDENCE);
+    r.formats.retain(|f| f != EVIDENCE);
     ArchivedReport {
         id: r.id,
         contract_id: r.contract_id,
@@ -576,6 +600,7 @@ fn archived_from_row(r: ReportRow) -> ArchivedReport {
         sha256: r.sha256,
         origin: r.origin,
         formats: r.formats,
+        evidence_file,
         delivery: None,
     }
 }
@@ -619,24 +644,25 @@ pub async fn envelope(store: &Store, id: i64) -> anyhow::Result<Option<Vec<u8>>>
 /// File name for a download: `CONTRACT-PERIOD-vN.EXT` with anything but `[A-Za-z0-9._-]`
 /// replaced by `_`.
 pub fn file_name(a: &ArchivedReport, format: ReportFormat) -> String {
-    let clean = |s: &str| {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
     format!(
         "{}-{}-v{}.{}",
-        clean(&a.contract_id),
-        clean(&a.period),
+        clean_name(&a.contract_id),
+        clean_name(&a.period),
         a.version,
         format.name()
     )
+}
+
+fn clean_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `yunwei-server report generate`: what the command line gives.
@@ -715,6 +741,13 @@ pub async fn run_cli(
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }
+    let path = args.out.join(evidence_file_name(
+        &g.archived.contract_id,
+        &g.archived.period,
+        u32::try_from(g.archived.version).unwrap_or(u32::MAX),
+    ));
+    std::fs::write(&path, &g.evidence).with_context(|| format!("writing {}", path.display()))?;
+    written.push(path);
     Ok((g.archived, written))
 }
 

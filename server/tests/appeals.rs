@@ -442,6 +442,21 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         .unwrap();
     let checked = yunwei_reports::verify(&json_file, &key).unwrap();
     assert_eq!(checked.report.summary.score, yunwei_reports::Fixed(99_000));
+    // `report recompute`: the final's figures, lifecycle included, follow from its evidence
+    // file alone (the decision is an evidence row, the sign-offs stated inputs).
+    let evidence = h
+        .state
+        .store
+        .report_file(final_id, reports::EVIDENCE)
+        .await
+        .unwrap()
+        .expect("the final's evidence file is archived");
+    let outcome = yunwei_reports::recompute::recompute(&checked.report, &evidence).unwrap();
+    assert!(
+        outcome.differences.is_empty(),
+        "the final does not recompute: {:?}",
+        outcome.differences
+    );
     // Queued for the contract's recipients.
     let fin_row = all.iter().find(|a| a.id == final_id).unwrap();
     let d = fin_row.delivery.as_ref().expect("the final is mailed");

@@ -129,10 +129,14 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     let (v1, paths) = reports::run_cli(&args, now).await.unwrap();
     assert_eq!(v1.version, 1);
     assert!(h.dir.path().join(report_keys::SECRET_KEY_FILE).exists());
-    assert_eq!(paths.len(), formats.len());
+    // Every format, and the evidence file they name.
+    assert_eq!(paths.len(), formats.len() + 1);
     let key = report_keys::load_public(&report_keys::public_key_path(h.dir.path())).unwrap();
     let mut json_path = PathBuf::new();
     for p in &paths {
+        if p.to_string_lossy().ends_with(".evidence.json") {
+            continue;
+        }
         let bytes = std::fs::read(p).unwrap();
         // The PDF's embedded data only: comparing its pages is `report verify`'s test.
         let allow = yunwei_reports::VerifyOptions {
@@ -289,7 +293,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     assert_eq!(head.id, format!("audit:head:{seq}"));
     assert!(head.summary.contains(&hash), "{head:?}");
     // ... and the archived version 1 has the same figures; only the audit head moved (the API
-    // calls since then were audited).
+    // calls since then were audited), and with it and the version the evidence file each names.
     let mut a1 = a.clone();
     a1.cover.version = 1;
     let signed_v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -298,6 +302,8 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
         let before = list.len();
         list.retain(|e| e["kind"] != "audit_head");
         assert_eq!(list.len(), before - 1, "one audit head");
+        let named = v.as_object_mut().unwrap().remove("evidence_file");
+        assert!(named.is_some(), "the report names its evidence file");
         v
     };
     assert_eq!(

@@ -28,6 +28,9 @@ use yunwei_conf::yaml_de::from_node;
 /// The shipped calendar file.
 pub const SHIPPED_CALENDAR: &str = include_str!("../calendars/cn-statutory.yaml");
 
+/// The name the shipped calendar file goes by in diagnostics and evidence files.
+pub const SHIPPED_ORIGIN: &str = "cn-statutory.yaml";
+
 /// What kind of day a date is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -97,7 +100,26 @@ impl Calendar {
     /// The calendar shipped with the product (2025–2026).
     pub fn shipped() -> Calendar {
         // The shipped file is tested (`shipped_calendar_loads`); failing here is a build bug.
-        Calendar::parse(SHIPPED_CALENDAR, "cn-statutory.yaml").expect("shipped calendar is valid")
+        Calendar::parse(SHIPPED_CALENDAR, SHIPPED_ORIGIN).expect("shipped calendar is valid")
+    }
+
+    /// The calendar of `files`, the `(origin, text)` of calendar files in overlay order: each
+    /// is parsed and overlaid on the ones before it (a year in a later file replaces it).
+    /// Every file's problems are reported.
+    pub fn from_files(files: &[(&str, &str)]) -> Result<Calendar, CalendarErrors> {
+        let mut cal = Calendar::default();
+        let mut diagnostics = Vec::new();
+        for (origin, text) in files {
+            match Calendar::parse(text, origin) {
+                Ok(c) => cal.overlay(c),
+                Err(e) => diagnostics.extend(e.diagnostics),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(cal)
+        } else {
+            Err(CalendarErrors { diagnostics })
+        }
     }
 
     /// Parses a calendar file; `origin` names it in diagnostics.

@@ -805,7 +805,8 @@ async function renderMaintenance(main) {
 
 Object.assign(I18N["zh-CN"], {
   reportsPage: "报告", reportsTitle: "考核报告", generateReport: "生成报告", contract: "合同",
-  periodHint: "考核期，如 2026-10、2026-Q3、2026", formats: "格式", language: "语言", generate: "生成",
+  periodHint: "考核期，如 2026-10、2026-Q3、2026", formats: "格式",
+  evidenceFile: "证据文件", evidenceFileHint: "报告据以计算的全部证据（合同、日历、证据行）；用 yunwei-server report recompute 离线复算", language: "语言", generate: "生成",
   version: "版本", generatedAt: "生成时间", sha256: "SHA-256", download: "下载", noReports: "尚未生成报告",
   originCli: "命令行", originApi: "控制台/API", originSchedule: "定时任务", generated: "已生成：{c} {p} 第 {v} 版",
   langZh: "中文", langEn: "英文", provisionalShort: "暂定", gExcellent: "优秀", gGood: "良好", gPass: "合格",
@@ -816,6 +817,7 @@ Object.assign(I18N["zh-CN"], {
 Object.assign(I18N.en, {
   reportsPage: "Reports", reportsTitle: "Assessment reports", generateReport: "Generate a report",
   contract: "Contract", periodHint: "Period, e.g. 2026-10, 2026-Q3, 2026", formats: "Formats",
+  evidenceFile: "evidence file", evidenceFileHint: "Everything the report was computed from (contract, calendars, evidence rows); recompute it offline with yunwei-server report recompute",
   language: "Language", generate: "Generate", version: "Version", generatedAt: "Generated at",
   sha256: "SHA-256", download: "Download", noReports: "No reports generated yet", originCli: "command line",
   originApi: "console/API", originSchedule: "schedule", generated: "Generated: {c} {p} version {v}",
@@ -885,7 +887,8 @@ async function renderReports(main) {
       el("td", {}, Number((r.score_milli / 1000).toFixed(3))),
       el("td", {}, gradeName(r.grade), " ", r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : null),
       el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)), mailCell(r.delivery),
-      el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]))))));
+      el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]),
+        r.evidence_file ? el("a", { href: `/api/v1/reports/${r.id}/evidence`, class: "dl dl-evidence", download: "", title: t("evidenceFileHint") }, t("evidenceFile")) : null)))));
 }
 
 // ---- systems and probes ----------------------------------------------------------------------

@@ -114,7 +114,7 @@ pub(super) async fn generate(
 }
 
 /// `GET /api/v1/reports/{id}/{format}`: the archived file, with its content type and a
-/// download file name.
+/// download file name; `evidence`: the version's evidence file (`*.evidence.json`).
 pub(super) async fn download(
     AxState(state): AxState<Arc<AppState>>,
     UrlPath((id, format)): UrlPath<(i64, String)>,
@@ -123,10 +123,34 @@ pub(super) async fn download(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("report"))?;
+    if format == reports::EVIDENCE {
+        // The evidence file the version's formats name by hash (`report recompute`).
+        let bytes = state
+            .store
+            .report_file(id, reports::EVIDENCE)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("report evidence file"))?;
+        let version = u32::try_from(a.version).unwrap_or(u32::MAX);
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/json".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}\"",
+                        reports::evidence_file_name(&a.contract_id, &a.period, version)
+                    ),
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
     let f = ReportFormat::parse(&format).ok_or_else(|| {
         ApiError::new(
             ErrorKind::InvalidValue,
-            "format must be html, pdf, xlsx or json",
+            "format must be html, pdf, xlsx, json or evidence",
         )
         .field("format")
     })?;

@@ -96,23 +96,24 @@ impl Contract {
         &self,
         files: &[(&str, &str)],
     ) -> Result<crate::calendar::Calendar, crate::calendar::CalendarErrors> {
-        let mut cal = if self.calendar.shipped {
-            crate::calendar::Calendar::shipped()
-        } else {
-            crate::calendar::Calendar::default()
-        };
-        let mut diagnostics = Vec::new();
-        for (origin, text) in files {
-            match crate::calendar::Calendar::parse(text, origin) {
-                Ok(c) => cal.overlay(c),
-                Err(e) => diagnostics.extend(e.diagnostics),
-            }
+        crate::calendar::Calendar::from_files(&self.calendar_sources(files))
+    }
+
+    /// The source files of the calendar this contract uses, in overlay order: the shipped
+    /// calendar file first (unless `calendar.shipped` is false), then `files` (see
+    /// [`Contract::build_calendar`]). [`crate::calendar::Calendar::from_files`] of them is the
+    /// contract's calendar; a report's evidence file carries them so that the calendar can be
+    /// rebuilt without this build's shipped file.
+    pub fn calendar_sources<'a>(&self, files: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut out = Vec::with_capacity(files.len() + 1);
+        if self.calendar.shipped {
+            out.push((
+                crate::calendar::SHIPPED_ORIGIN,
+                crate::calendar::SHIPPED_CALENDAR,
+            ));
         }
-        if diagnostics.is_empty() {
-            Ok(cal)
-        } else {
-            Err(crate::calendar::CalendarErrors { diagnostics })
-        }
+        out.extend_from_slice(files);
+        out
     }
 
     /// The grade for a score (the lowest grade when none matches).
