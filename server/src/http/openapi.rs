@@ -148,6 +148,63 @@ fn shape(method: &str, path: &str) -> Shape {
             );
             s.errors = &["404"];
         }
+        ("GET", "/api/v1/appeals") => {
+            s.query = vec![
+                q("contract", string(), "only this contract's appeals"),
+                q(
+                    "period",
+                    string(),
+                    "only this period's appeals (2026-10, ...)",
+                ),
+            ];
+            s.errors = &["404"];
+        }
+        ("POST", "/api/v1/appeals") => {
+            let attachment = object(
+                json!({
+                    "name": string(),
+                    "content_type": string(),
+                    "data": { "type": "string", "description": "the file, base64 (standard alphabet, padded)" },
+                }),
+                &["name", "content_type", "data"],
+            );
+            s.body = Some((
+                "application/json",
+                object(
+                    json!({
+                        "report_id": int(),
+                        "target": { "type": "object", "description": "what is appealed: {kind: deduction, item, subject} | {kind: outage, system, start_ms} | {kind: incident_clock, incident, clock} | {kind: inspection, inspection, scheduled_ms}" },
+                        "reason": string(),
+                        "attachments": { "type": "array", "items": attachment },
+                    }),
+                    &["report_id", "target", "reason"],
+                ),
+            ));
+            s.ok = ("201", JSON);
+            // 409: after the appeal window (the deadline named) or not a deduction of the draft.
+            s.errors = &["404", "409", "503"];
+        }
+        ("POST", "/api/v1/appeals/{id}/decision") => {
+            s.body = Some((
+                "application/json",
+                object(
+                    json!({
+                        "outcome": { "type": "string", "enum": ["upheld", "overturned", "adjusted"] },
+                        "reason": string(),
+                        "approved_points": { "type": "number", "nullable": true },
+                        "approved_minutes": { "type": "number", "nullable": true },
+                    }),
+                    &["outcome", "reason"],
+                ),
+            ));
+            s.errors = &["404", "409", "503"];
+        }
+        ("POST", "/api/v1/reports/{id}/sign-off") => s.errors = &["404", "409", "503"],
+        ("GET", "/api/v1/appeals/{id}/attachments/{name}") => {
+            // The content type the appellant gave the file.
+            s.ok = ("200", &["*/*"]);
+            s.errors = &["404"];
+        }
         ("GET", "/api/v1/incidents") => {
             s.query = vec![q(
                 "open",
