@@ -618,12 +618,27 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     // report with the browser's session.
     let links = b
         .exec(&format!(
-            "return Array.from(document.querySelectorAll(\"{} a.dl\")).map(a => a.textContent).join(',')",
+            "return Array.from(document.querySelectorAll(\"{} a.dl:not(.dl-evidence)\")).map(a => a.textContent).join(',')",
             row_version(2)
         ))
         .await
         .unwrap();
     assert_eq!(links, "html,json");
+    // Beside them, the evidence file the version was computed from (`report recompute`).
+    let evidence = b
+        .exec(&format!(
+            "const a = document.querySelector(\"{} a.dl-evidence\"); return a ? [a.textContent, a.getAttribute('href')] : null;",
+            row_version(2)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(evidence[0], "证据文件", "{evidence}");
+    assert!(
+        evidence[1]
+            .as_str()
+            .is_some_and(|h| h.ends_with("/evidence")),
+        "{evidence}"
+    );
     let got = b
         .exec(&format!(
             "const a = document.querySelector(\"{} a.dl-json\"); const x = new XMLHttpRequest(); \
