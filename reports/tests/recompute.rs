@@ -3,8 +3,11 @@
 //! recomputes with no difference; a changed figure, changed evidence and a foreign evidence
 //! file are each caught, the figures named by their path.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::validate;
 use serde_json::Value;
 use yunwei_reports::evidence_file::{self, AuditHead, EvidenceFile, SourceFile, Stated};
 use yunwei_reports::model::{EvidenceFileRef, Report};
@@ -319,64 +322,6 @@ fn a_contract_that_does_not_load_is_named_with_its_position() {
         .replace("target_percent: 99.9", "target_percent: x");
     let err = evidence_file::build_report(&f).unwrap_err().to_string();
     assert!(err.contains("recompute.yml:"), "{err}");
-}
-
-fn validate(root: &Value, s: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
-    let s = match s.get("$ref").and_then(Value::as_str) {
-        Some(r) => &root["$defs"][r.strip_prefix("#/$defs/").unwrap()],
-        None => s,
-    };
-    if let Some(c) = s.get("const")
-        && c != v
-    {
-        errors.push(format!("{path}: expected {c}, got {v}"));
-    }
-    if let Some(e) = s.get("enum").and_then(Value::as_array)
-        && !e.contains(v)
-    {
-        errors.push(format!("{path}: {v} not in {e:?}"));
-    }
-    let type_ok = |t: &str| match t {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "null" => v.is_null(),
-        other => panic!("unsupported type {other}"),
-    };
-    if let Some(t) = s.get("type") {
-        let ok = match t {
-            Value::String(t) => type_ok(t),
-            Value::Array(ts) => ts.iter().any(|t| type_ok(t.as_str().unwrap())),
-            _ => panic!("bad type"),
-        };
-        if !ok {
-            errors.push(format!("{path}: {v} is not {t}"));
-            return;
-        }
-    }
-    if let (Some(props), Some(obj)) = (
-        s.get("properties").and_then(Value::as_object),
-        v.as_object(),
-    ) {
-        for req in s["required"].as_array().into_iter().flatten() {
-            if !obj.contains_key(req.as_str().unwrap()) {
-                errors.push(format!("{path}: missing {req}"));
-            }
-        }
-        for (k, val) in obj {
-            match props.get(k) {
-                Some(ps) => validate(root, ps, val, &format!("{path}.{k}"), errors),
-                None => errors.push(format!("{path}.{k}: not in the schema")),
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
-        for (i, item) in arr.iter().enumerate() {
-            validate(root, items, item, &format!("{path}[{i}]"), errors);
-        }
-    }
 }
 
 #[test]
