@@ -3,7 +3,7 @@
 //! read, without the server or its database.
 //!
 //! The report names its evidence file by SHA-256 ([`crate::model::Report::evidence_file`]),
-//! so once the report's signature is verified ([`crate::verify`]) the evidence file is as
+//! so once the report's signature is verified ([`crate::verify()`]) the evidence file is as
 //! authentic as the report. [`recompute`] checks the file against that reference, computes
 //! the report model again with the very function the server made it with
 //! ([`crate::evidence_file::build_report`]: the assessment engine, then the report model) and
