@@ -1020,12 +1020,14 @@ async fn console_appeals_for_operator_and_reviewer_in_chromium() {
         .await
         .unwrap();
     b.click(&format!("#appeal-overturn-{id}")).await.unwrap();
+    // The pending row already offers a button labelled 撤销扣分: wait for the decision itself
+    // (the reviewer's name appears only then).
     let row = b
-        .wait_text(&format!("#appeal-{id}"), "撤销扣分")
+        .wait_text(&format!("#appeal-{id}"), "wang.reviewer")
         .await
         .unwrap();
     assert!(
-        row.contains("wang.reviewer") && row.contains("更正函属实"),
+        row.contains("撤销扣分") && row.contains("更正函属实") && !row.contains("待复核"),
         "{row}"
     );
     shot("appeals-reviewer-zh").await;

@@ -39,11 +39,11 @@ async fn report_generate_runs_beside_a_running_server() {
     let server = ServerProcess::start(&Db::Sqlite, &extra).await.unwrap();
     let client = AgentClient::new(&server);
     let e = client.enroll("portal-01").await.unwrap();
-    // Probes every 15 s for 15 minutes, down for 5 of them, all within today (Shanghai).
+    // Probes every 15 s for 15 minutes, down for 5 of them.
     let now = now_ms();
-    let local = now + 8 * 3_600_000;
-    let day_start = local - local.rem_euclid(86_400_000) - 8 * 3_600_000;
-    let start = (now - 15 * 60_000).max(day_start + 1000);
+    // The period runs from the day (Shanghai) of the first probe to today's, so that a run
+    // just after midnight still has the whole 15 minutes, down time included.
+    let start = now - 15 * 60_000;
     let mut seq = 0;
     let mut push = async |t: i64, up: bool| {
         seq += 1;
@@ -64,8 +64,7 @@ async fn report_generate_runs_beside_a_running_server() {
         t += 15_000;
         i += 1;
     }
-    let day = chrono_free_date(now);
-    let period = format!("{day}..{day}");
+    let period = format!("{}..{}", chrono_free_date(start), chrono_free_date(now));
     let out = tempfile::tempdir().unwrap();
 
     // While the server runs (and keeps ingesting in between).
@@ -177,9 +176,9 @@ async fn server_with_an_outage() -> (ServerProcess, tempfile::TempDir, String) {
     let client = AgentClient::new(&server);
     let e = client.enroll("portal-01").await.unwrap();
     let now = now_ms();
-    let local = now + 8 * 3_600_000;
-    let day_start = local - local.rem_euclid(86_400_000) - 8 * 3_600_000;
-    let start = (now - 15 * 60_000).max(day_start + 1000);
+    // The period runs from the day (Shanghai) of the first probe to today's, so that a run
+    // just after midnight still has the whole 15 minutes, down time included.
+    let start = now - 15 * 60_000;
     let (mut t, mut i, mut seq) = (start, 0, 0);
     while t <= now {
         seq += 1;
@@ -195,8 +194,11 @@ async fn server_with_an_outage() -> (ServerProcess, tempfile::TempDir, String) {
         t += 15_000;
         i += 1;
     }
-    let day = chrono_free_date(now);
-    (server, cdir, format!("{day}..{day}"))
+    (
+        server,
+        cdir,
+        format!("{}..{}", chrono_free_date(start), chrono_free_date(now)),
+    )
 }
 
 /// `report recompute` with `args`: (exit code, stdout, stderr).
