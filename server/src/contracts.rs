@@ -1029,7 +1029,9 @@ pub async fn run_due_inspections(state: &Contracts, now: i64) -> Result<usize, C
 /// Runs the membership pass of every contract every `interval` (`contracts.membership_interval_secs`),
 /// so a new subject is seen (and proposed or assigned) with the labels it first reported.
 pub async fn membership_loop(state: Arc<Contracts>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
+    // The first pass one interval after start, not at once: status, assessments and reports
+    // run the pass themselves before they read membership.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
