@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, process::Command};
 
 use yunwei_proto::Sample;
-use yunwei_tests::{AgentClient, Db, ServerProcess, batch, bin, now_ms};
+use yunwei_tests::{AgentClient, Db, Enrolled, ServerProcess, batch, bin, now_ms};
 
 const CONTRACT: &str = r#"id: e2e-contract
 name: 端到端测试合同
@@ -29,42 +29,8 @@ grades:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_generate_runs_beside_a_running_server() {
-    let cdir = tempfile::tempdir().unwrap();
-    let contract = cdir.path().join("contract.yml");
-    std::fs::write(&contract, CONTRACT).unwrap();
-    let extra = format!(
-        "contracts:\n  files: [{}]\n  run_inspections: false\n",
-        contract.display()
-    );
-    let server = ServerProcess::start(&Db::Sqlite, &extra).await.unwrap();
-    let client = AgentClient::new(&server);
-    let e = client.enroll("portal-01").await.unwrap();
-    // Probes every 15 s for 15 minutes, down for 5 of them.
-    let now = now_ms();
-    // The period runs from the day (Shanghai) of the first probe to today's, so that a run
-    // just after midnight still has the whole 15 minutes, down time included.
-    let start = now - 15 * 60_000;
-    let mut seq = 0;
-    let mut push = async |t: i64, up: bool| {
-        seq += 1;
-        let mut b = batch(&e, "portal-01", seq, t, 0);
-        b.samples.push(Sample {
-            name: "probe_success".into(),
-            labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
-            value: if up { 1.0 } else { 0.0 },
-            ts_ms: t,
-        });
-        let (status, body) = client.push(&e.token, &b).await.unwrap();
-        assert_eq!(status, 200, "{body}");
-    };
-    let mut t = start;
-    let mut i = 0;
-    while t <= now {
-        push(t, !(20..40).contains(&i)).await;
-        t += 15_000;
-        i += 1;
-    }
-    let period = format!("{}..{}", chrono_free_date(start), chrono_free_date(now));
+    let mut o = server_with_an_outage().await;
+    let (server, period) = (&o.server, o.period.clone());
     let out = tempfile::tempdir().unwrap();
 
     // While the server runs (and keeps ingesting in between).
@@ -83,7 +49,8 @@ async fn report_generate_runs_beside_a_running_server() {
         String::from_utf8_lossy(&gen_out.stderr)
     );
     assert!(stdout.contains("version 1"), "{stdout}");
-    push(now_ms(), true).await;
+    o.push(now_ms(), true).await;
+    let server = &o.server;
     let health = reqwest::get(server.url("/readyz")).await.unwrap();
     assert!(health.status().is_success());
 
@@ -162,9 +129,36 @@ async fn report_generate_runs_beside_a_running_server() {
     assert_eq!(list[0]["version"], 1);
 }
 
-/// Starts a server with the test contract and pushes 15 minutes of probe results, down for 5
-/// of them; returns the server and the period (today, Shanghai).
-async fn server_with_an_outage() -> (ServerProcess, tempfile::TempDir, String) {
+/// A server with the test contract, an enrolled agent and 15 minutes of its probe results,
+/// down for 5 of them.
+struct Outage {
+    server: ServerProcess,
+    _contract_dir: tempfile::TempDir,
+    client: AgentClient,
+    agent: Enrolled,
+    seq: u64,
+    /// From the day (Shanghai) of the first result to today's, so that a run just after
+    /// midnight still has the whole 15 minutes, down time included.
+    period: String,
+}
+
+impl Outage {
+    /// Pushes the probe's result at `t` in the agent's next batch.
+    async fn push(&mut self, t: i64, up: bool) {
+        self.seq += 1;
+        let mut b = batch(&self.agent, "portal-01", self.seq, t, 0);
+        b.samples.push(Sample {
+            name: "probe_success".into(),
+            labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+            value: if up { 1.0 } else { 0.0 },
+            ts_ms: t,
+        });
+        let (status, body) = self.client.push(&self.agent.token, &b).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+async fn server_with_an_outage() -> Outage {
     let cdir = tempfile::tempdir().unwrap();
     let contract = cdir.path().join("contract.yml");
     std::fs::write(&contract, CONTRACT).unwrap();
@@ -174,31 +168,24 @@ async fn server_with_an_outage() -> (ServerProcess, tempfile::TempDir, String) {
     );
     let server = ServerProcess::start(&Db::Sqlite, &extra).await.unwrap();
     let client = AgentClient::new(&server);
-    let e = client.enroll("portal-01").await.unwrap();
+    let agent = client.enroll("portal-01").await.unwrap();
     let now = now_ms();
-    // The period runs from the day (Shanghai) of the first probe to today's, so that a run
-    // just after midnight still has the whole 15 minutes, down time included.
     let start = now - 15 * 60_000;
-    let (mut t, mut i, mut seq) = (start, 0, 0);
+    let mut o = Outage {
+        server,
+        _contract_dir: cdir,
+        client,
+        agent,
+        seq: 0,
+        period: format!("{}..{}", chrono_free_date(start), chrono_free_date(now)),
+    };
+    let (mut t, mut i) = (start, 0);
     while t <= now {
-        seq += 1;
-        let mut b = batch(&e, "portal-01", seq, t, 0);
-        b.samples.push(Sample {
-            name: "probe_success".into(),
-            labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
-            value: if (20..40).contains(&i) { 0.0 } else { 1.0 },
-            ts_ms: t,
-        });
-        let (status, body) = client.push(&e.token, &b).await.unwrap();
-        assert_eq!(status, 200, "{body}");
+        o.push(t, !(20..40).contains(&i)).await;
         t += 15_000;
         i += 1;
     }
-    (
-        server,
-        cdir,
-        format!("{}..{}", chrono_free_date(start), chrono_free_date(now)),
-    )
+    o
 }
 
 /// `report recompute` with `args`: (exit code, stdout, stderr).
@@ -234,7 +221,8 @@ fn resign(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     use std::ffi::OsStr;
-    let (server, _cdir, period) = server_with_an_outage().await;
+    let o = server_with_an_outage().await;
+    let (server, period) = (&o.server, o.period.clone());
     let out = tempfile::tempdir().unwrap();
     let gen_out = Command::new(bin("yunwei-server"))
         .args(["report", "generate", "--config"])
@@ -273,7 +261,7 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
         &office_key,
     )
     .unwrap();
-    drop(server);
+    drop(o);
 
     // 1. Every format recomputes: OK, exit 0.
     let reports: Vec<_> = files.iter().filter(|p| **p != evidence_path).collect();
