@@ -54,6 +54,8 @@ pub struct HttpConfig {
     /// A request whose body has not arrived this long after its header is answered 408
     /// `request_timeout` and its connection closed.
     pub body_read_timeout_secs: u64,
+    /// Per-source request rate limits (`http/rate_limit.rs`).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for HttpConfig {
@@ -62,6 +64,32 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// Token buckets per client address (`http.rate_limit`); a rate of 0 turns a class off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Login attempts a client address may make per minute, sustained.
+    pub login_per_minute: u32,
+    /// Login attempts a client address may make at once before the rate applies.
+    pub login_burst: u32,
+    /// Requests without credentials (no token, no session) per second per client address.
+    pub anonymous_per_sec: u32,
+    /// Such requests at once before the rate applies.
+    pub anonymous_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            login_per_minute: 30,
+            login_burst: 10,
+            anonymous_per_sec: 20,
+            anonymous_burst: 200,
         }
     }
 }
@@ -275,6 +303,8 @@ struct RawHttp {
     trusted_proxies: Vec<String>,
     header_read_timeout_secs: Option<u64>,
     body_read_timeout_secs: Option<u64>,
+    #[serde(default)]
+    rate_limit: RateLimitConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -763,6 +793,7 @@ fn validate(
             .http
             .body_read_timeout_secs
             .unwrap_or(dh.body_read_timeout_secs),
+        rate_limit: raw.http.rate_limit,
     };
     for (name, v) in [
         (
@@ -837,6 +868,28 @@ mod tests {
             RulesConfig::default(),
             "the example shows the defaults"
         );
+    }
+
+    #[test]
+    fn rate_limits_default_and_misspelt_keys_are_named() {
+        let example = ServerConfig::parse(
+            include_str!("../server.example.yaml"),
+            "server.example.yaml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            example.http.rate_limit,
+            RateLimitConfig::default(),
+            "the example shows the defaults"
+        );
+        let c = parse("http:\n  rate_limit:\n    login_per_minute: 0\n").unwrap();
+        assert_eq!(c.http.rate_limit.login_per_minute, 0);
+        assert_eq!(c.http.rate_limit.anonymous_burst, 200);
+        let text = "http:\n  rate_limit:\n    login_per_minite: 5\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(&at(text, "login_per_minite", 0)), "{e}");
+        assert!(e.contains("login_per_minite"), "{e}");
     }
 
     #[test]

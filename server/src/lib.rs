@@ -67,6 +67,8 @@ pub struct AppState {
     /// The anonymous refusals of this server, aggregated for the audit log; the summaries
     /// still pending are written when [`Server::run`] ends.
     pub refusals: Arc<audit::Refusals>,
+    /// Per-source request rate limits (`http.rate_limit`).
+    pub rate_limits: http::rate_limit::RateLimiter,
 }
 
 /// A bound, not yet serving, server.
@@ -154,6 +156,7 @@ impl Server {
             metrics: metrics.clone(),
             store: store.clone(),
             refusals: Arc::new(audit::Refusals::default()),
+            rate_limits: http::rate_limit::RateLimiter::new(config.http.rate_limit),
         });
         let writer = ingest::Writer::load(ingest::Shared {
             config,

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub report_mail_given_up: IntCounter,
     pub audit_refusals: IntCounterVec,
     pub api_limited: IntCounterVec,
+    pub http_rate_limited: IntCounterVec,
 }
 
 /// The read limits of the API (`yunwei_conf::limits`) whose refusals are counted in
@@ -46,6 +47,10 @@ pub const API_LIMITS: &[&str] = &[
     "series_raw_range_without_step",
     "compute_time",
 ];
+
+/// The classes of the per-source rate limits (`http::rate_limit::Class`), counted in
+/// `yunwei_http_rate_limited_total{class}`.
+pub const RATE_LIMIT_CLASSES: &[&str] = &["login", "anonymous"];
 
 /// Why a rule group was evaluated: its interval came round, or an ingest commit touched a
 /// metric it may read.
@@ -233,6 +238,14 @@ impl Metrics {
                 ),
                 &["limit"],
             )?,
+            http_rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_http_rate_limited_total",
+                    "Requests answered 429 by a per-source rate limit (http.rate_limit), by class: \
+                     login attempts, or requests without credentials.",
+                ),
+                &["class"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -262,6 +275,7 @@ impl Metrics {
         r.register(Box::new(m.report_mail_given_up.clone()))?;
         r.register(Box::new(m.audit_refusals.clone()))?;
         r.register(Box::new(m.api_limited.clone()))?;
+        r.register(Box::new(m.http_rate_limited.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -287,6 +301,9 @@ impl Metrics {
         }
         for l in API_LIMITS {
             m.api_limited.with_label_values(&[l]);
+        }
+        for c in RATE_LIMIT_CLASSES {
+            m.http_rate_limited.with_label_values(&[c]);
         }
         Ok(m)
     }

@@ -40,6 +40,11 @@ impl Harness {
         })
         .unwrap();
         config.enrollment_secret = Some(SECRET.into());
+        // The lockout and audit tests send more logins and refused calls from 127.0.0.1 than
+        // the per-source rate limit allows; the limit has its own test, with the defaults
+        // (`per_source_rate_limits_answer_429_before_the_store`).
+        config.http.rate_limit.login_per_minute = 0;
+        config.http.rate_limit.anonymous_per_sec = 0;
         tweak(&mut config);
         let database_url = config.database_url.clone();
         let server = Server::bind(config).await.unwrap();
@@ -133,6 +138,7 @@ yunwei_tests::both_backends!(
     forwarded_for_is_the_client_only_behind_a_trusted_proxy,
     agent_tokens_are_revoked_and_the_enrollment_secret_rotated_on_a_running_server,
     failed_enrollments_and_refused_ack_links_are_summarised_and_flushed_at_shutdown,
+    per_source_rate_limits_answer_429_before_the_store,
 );
 
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
@@ -1620,4 +1626,164 @@ async fn the_data_directory_database_and_signing_key_are_owner_only() {
     }
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&key), 0o600);
+}
+
+/// Issue 17 (hostile callers): a flood of login guesses or anonymous calls from one address was
+/// answered one by one, each reaching the store (the lockout's accounting, the audit's
+/// refusal summary), and ingest's p99 suffered under it. Now each client address has a token
+/// bucket per class (`http.rate_limit`); an empty one answers 429 with `Retry-After` before
+/// the store is touched. Other addresses and authenticated callers are not affected.
+async fn per_source_rate_limits_answer_429_before_the_store(backend: &str) {
+    // Slow rates, so that the requests' own duration refills little: the test counts the
+    // tokens refilled while it ran (elapsed × rate) into its bounds.
+    let limits = yunwei_server::config::RateLimitConfig {
+        login_per_minute: 6,
+        login_burst: 5,
+        anonymous_per_sec: 1,
+        anonymous_burst: 30,
+    };
+    let Some(h) = Harness::start(backend, |c| {
+        c.http.rate_limit = limits;
+        // The proxy in front of the server is trusted, so each X-Forwarded-For is a client.
+        c.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    h.add_user("alice", Role::Operator, "Correct-horse-1").await;
+    let token = h.token("script", Role::Reviewer).await;
+
+    // Login guesses from one address: the burst is checked (401 each), then 429.
+    let started = std::time::Instant::now();
+    let mut checked = 0;
+    while wrong_login_from(&h, "nobody-at-all", "203.0.113.5").await == StatusCode::UNAUTHORIZED {
+        checked += 1;
+        assert!(checked < 100, "no login attempt was limited");
+    }
+    let refilled = (started.elapsed().as_secs_f64() / 10.0).ceil() as usize;
+    assert!(
+        (5..=5 + refilled).contains(&checked),
+        "{checked} guesses checked, burst 5 + {refilled} refilled"
+    );
+    let from = |rows: &[yunwei_server::audit::AuditRow], ip: &str| {
+        rows.iter().filter(|r| r.entry.source == ip).count()
+    };
+    let before = yunwei_server::audit::list(&h.state.store, None, 10_000)
+        .await
+        .unwrap();
+    let r = h
+        .req(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", "203.0.113.5")
+        .json(&serde_json::json!({ "user": "alice", "password": "Correct-horse-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 6 a minute: the next attempt is allowed within 10 s.
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "too_many_requests");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many login attempts from this address"),
+        "{body}"
+    );
+    let mut limited_logins = 2; // the guess that ended the loop, and alice's
+    for _ in 0..20 {
+        if wrong_login_from(&h, "nobody-at-all", "203.0.113.5").await
+            == StatusCode::TOO_MANY_REQUESTS
+        {
+            limited_logins += 1;
+        }
+    }
+    assert!(limited_logins >= 20, "{limited_logins}");
+    // Another address logs in; the limited one reached neither the accounts nor the audit log.
+    let st = h
+        .req(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&serde_json::json!({ "user": "alice", "password": "Correct-horse-1" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::OK);
+    let after = yunwei_server::audit::list(&h.state.store, None, 10_000)
+        .await
+        .unwrap();
+    // A guess the refill let through may add a refusal row (one per source a minute).
+    let let_through = 22 - limited_logins;
+    assert!(
+        from(&after, "203.0.113.5") <= from(&before, "203.0.113.5") + let_through
+            && after.len() <= before.len() + 1 + let_through
+            && from(&after, "198.51.100.7") == 1,
+        "only what was let through is recorded: {:?}",
+        after.iter().map(|r| &r.entry).collect::<Vec<_>>()
+    );
+
+    // Requests without credentials from one address: the burst, then 429 ...
+    let anon = |ip: &'static str| {
+        h.req(Method::GET, "/api/v1/hosts")
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    let r = loop {
+        let r = anon("203.0.113.9").await.unwrap();
+        if r.status() != StatusCode::UNAUTHORIZED {
+            break r;
+        }
+        refused += 1;
+        assert!(refused < 1000, "no anonymous request was limited");
+    };
+    let refilled = started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(
+        (30..=30 + refilled).contains(&refused),
+        "{refused} answered 401, burst 30 + {refilled} refilled"
+    );
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without credentials"),
+        "{body}"
+    );
+    // ... while the same address with a token, and another address, are served.
+    for _ in 0..50 {
+        let r = h
+            .req(Method::GET, "/api/v1/hosts")
+            .header("x-forwarded-for", "203.0.113.9")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        anon("203.0.113.10").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Counted by class.
+    let count = |class: &str| {
+        h.state
+            .metrics
+            .http_rate_limited
+            .with_label_values(&[class])
+            .get()
+    };
+    assert_eq!(count("login"), limited_logins as u64);
+    assert_eq!(count("anonymous"), 1);
+    h.stop().await;
 }

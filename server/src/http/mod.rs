@@ -30,6 +30,7 @@ pub mod notify;
 pub mod openapi;
 mod ops;
 pub mod policy;
+pub mod rate_limit;
 mod reports;
 mod rules;
 
@@ -300,6 +301,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authz::authorize,
+        ))
+        // Per-source rate limits on logins and requests without credentials, before the
+        // store is touched.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ))
         // The anonymous refusals of this server, aggregated for the audit log.
         .layer(axum::Extension(state.refusals.clone()))
