@@ -292,8 +292,12 @@ enum ReportCommand {
         data_dir: PathBuf,
         /// CJK font the PDF was rendered with, to compare its pages too (default: the Noto
         /// Sans CJK collection of Debian's fonts-noto-cjk when installed).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_font")]
         font: Option<PathBuf>,
+        /// Do not use the default font either: a PDF's pages are not compared, as on a machine
+        /// without the font (so such a PDF does not verify without --allow-uncompared-pages).
+        #[arg(long)]
+        no_font: bool,
         /// Accept a PDF whose pages cannot be compared with the signed data (no font): only
         /// its embedded signed data is checked. Without it such a PDF does not verify (exit 1).
         #[arg(long)]
@@ -468,6 +472,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     public_key,
                     data_dir,
                     font,
+                    no_font,
                     allow_uncompared_pages,
                 },
         } => {
@@ -480,7 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // or the only face of a single font.
             let font_path = font.or_else(|| {
                 let p = PathBuf::from(yunwei_server::reports::DEFAULT_FONT);
-                p.exists().then_some(p)
+                (!no_font && p.exists()).then_some(p)
             });
             let font = match (&font_path, bytes.starts_with(b"%PDF-")) {
                 (Some(path), true) => Some(yunwei_server::reports::load_font(Some(path))?),

@@ -99,6 +99,34 @@ fn verify_accepts_untouched_files_and_rejects_changed_ones() {
         );
     }
 
+    // Without a font (`--no-font`: as on a machine without it) the PDF's pages cannot be
+    // compared: not verified (exit 1) unless the caller accepts the embedded data alone, and
+    // then the output says the pages were not compared.
+    if let Some(pdf) = files.get(3) {
+        let run = |extra: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_yunwei-server"))
+                .args(["report", "verify", "--no-font"])
+                .args(extra)
+                .arg(pdf)
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .unwrap()
+        };
+        let out = run(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("NOT VERIFIED") && stderr.contains("--allow-uncompared-pages"),
+            "{stderr}"
+        );
+        let out = run(&["--allow-uncompared-pages"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains("PAGES NOT COMPARED"), "{stdout}");
+        assert!(!stdout.contains("the figures shown match"), "{stdout}");
+    }
+
     // A changed figure in the HTML.
     let text = std::fs::read_to_string(&html_file).unwrap();
     let forged = text.replace(">99.731%<", ">99.951%<");
