@@ -993,3 +993,107 @@ pub async fn run_due_finals(
     }
     Ok(made)
 }
+
+/// Where an archived version stands in its period's lifecycle, for the reports page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionState {
+    /// `appeal_open` (the draft is out, appeals accepted until `deadline_ms`), `in_review`
+    /// (the window closed; decisions and sign-offs due by `deadline_ms`), `awaiting_final`
+    /// (the review deadline passed without a final version), `final` (终稿), or
+    /// `superseded` (a later version of the period exists, see `superseded_by`).
+    pub state: &'static str,
+    pub deadline_ms: Option<i64>,
+    /// The period's appeals not decided yet.
+    pub pending_appeals: usize,
+    /// Sign-offs (签认) given to this version.
+    pub signed_off: Vec<SignedOff>,
+    /// The version that replaces this one: the final when there is one, else the latest.
+    pub superseded_by: Option<i64>,
+}
+
+/// One party's sign-off of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedOff {
+    pub role: String,
+    pub signed_by: String,
+    pub signed_ms: i64,
+}
+
+/// Sets [`crate::reports::ArchivedReport::lifecycle`] on every version in `list` whose
+/// contract has a lifecycle, as of `now_ms`.
+pub async fn annotate_versions(
+    store: &Store,
+    contracts: &Contracts,
+    list: &mut [crate::reports::ArchivedReport],
+    now_ms: i64,
+) -> Result<(), AppealError> {
+    let mut periods: std::collections::BTreeSet<(String, String)> = Default::default();
+    for a in list.iter() {
+        if contracts
+            .get(&a.contract_id)
+            .is_some_and(|c| c.contract.lifecycle.is_some())
+        {
+            periods.insert((a.contract_id.clone(), a.period.clone()));
+        }
+    }
+    for (contract_id, period) in periods {
+        let Some(c) = contracts.get(&contract_id) else {
+            continue;
+        };
+        let w = window(store, &c, &period).await?;
+        let pending = store
+            .appeals(Some(&contract_id), Some(&period))
+            .await?
+            .iter()
+            .filter(|r| r.status == "pending")
+            .count();
+        let signoffs = store.signoffs(&contract_id, Some(&period)).await?;
+        let versions: Vec<_> = list
+            .iter()
+            .filter(|a| a.contract_id == contract_id && a.period == period)
+            .map(|a| (a.id, a.version, a.origin == FINAL_ORIGIN))
+            .collect();
+        let final_version = versions.iter().filter(|v| v.2).map(|v| v.1).min();
+        let latest = versions.iter().map(|v| v.1).max().unwrap_or_default();
+        for a in list
+            .iter_mut()
+            .filter(|a| a.contract_id == contract_id && a.period == period)
+        {
+            let replacement = final_version.or(Some(latest)).filter(|&v| v != a.version);
+            let (state, deadline_ms) = if a.origin == FINAL_ORIGIN && replacement.is_none() {
+                ("final", None)
+            } else if replacement.is_some() {
+                ("superseded", None)
+            } else {
+                match &w {
+                    Some(w) if now_ms < w.appeal_deadline.at_ms => {
+                        ("appeal_open", Some(w.appeal_deadline.at_ms))
+                    }
+                    Some(w) if now_ms < w.review_deadline.at_ms => {
+                        ("in_review", Some(w.review_deadline.at_ms))
+                    }
+                    _ => (
+                        "awaiting_final",
+                        w.as_ref().map(|w| w.review_deadline.at_ms),
+                    ),
+                }
+            };
+            a.lifecycle = Some(VersionState {
+                state,
+                deadline_ms,
+                pending_appeals: pending,
+                signed_off: signoffs
+                    .iter()
+                    .filter(|s| s.report_id == a.id)
+                    .map(|s| SignedOff {
+                        role: s.role.clone(),
+                        signed_by: s.signed_by.clone(),
+                        signed_ms: s.signed_ms,
+                    })
+                    .collect(),
+                superseded_by: replacement,
+            });
+        }
+    }
+    Ok(())
+}

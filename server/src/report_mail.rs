@@ -445,6 +445,7 @@ mod tests {
             formats: vec!["json".into()],
             evidence_file: true,
             delivery: None,
+            lifecycle: None,
         }
     }
 

@@ -171,6 +171,10 @@ pub struct ArchivedReport {
     /// Its mail to the contract's recipients (scheduled reports of contracts with a `report:`
     /// block), with every attempt.
     pub delivery: Option<crate::report_mail::Delivery>,
+    /// Where the version stands in its period's lifecycle (contracts with a `lifecycle:`,
+    /// in listings: [`crate::appeals::annotate_versions`]); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::appeals::VersionState>,
 }
 
 /// A generated and archived report.
@@ -602,6 +606,7 @@ fn archived_from_row(mut r: ReportRow) -> ArchivedReport {
         formats: r.formats,
         evidence_file,
         delivery: None,
+        lifecycle: None,
     }
 }
 

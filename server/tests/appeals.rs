@@ -235,6 +235,15 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
     assert_eq!(got.status().as_u16(), 200);
     assert_eq!(got.bytes().await.unwrap().to_vec(), letter);
 
+    // The reports page's listing says where the draft stands: appeals open until the deadline,
+    // one pending.
+    let state = lifecycle_states(&h).await;
+    assert_eq!(
+        state[&draft.version],
+        json!({"state": "appeal_open", "deadline_ms": deadline, "pending_appeals": 1,
+               "signed_off": [], "superseded_by": null})
+    );
+
     // An appeal at the deadline is refused, naming it (the window is working days after the
     // draft's day, so the instant is the server's to compute; the service takes `now`).
     let late = appeals::file(
@@ -457,6 +466,51 @@ async fn an_overturned_appeal_gives_its_points_back(backend: &str) {
         "the final does not recompute: {:?}",
         outcome.differences
     );
+    // The same checks as an auditor runs them: the `report verify` and `report recompute`
+    // commands on the downloaded files, with the server's public key only.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let json_path = audit_dir.path().join("final.json");
+    std::fs::write(&json_path, &json_file).unwrap();
+    std::fs::write(
+        audit_dir
+            .path()
+            .join(&checked.report.evidence_file.as_ref().unwrap().name),
+        &evidence,
+    )
+    .unwrap();
+    let public = yunwei_server::report_keys::public_key_path(&h.state.config.data_dir);
+    for (cmd, expect) in [("verify", "OK (json)"), ("recompute", "OK")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_yunwei-server"))
+            .args(["report", cmd, "--public-key"])
+            .arg(&public)
+            .arg(&json_path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(expect),
+            "report {cmd}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The listing: the final is 终稿, the earlier versions are superseded by it, and the
+    // version both parties signed shows their sign-offs.
+    let fin_version = fin["version"].as_i64().unwrap();
+    let state = lifecycle_states(&h).await;
+    assert_eq!(state[&fin_version]["state"], "final", "{state:?}");
+    for v in [draft.version, next.archived.version] {
+        assert_eq!(state[&v]["state"], "superseded", "{state:?}");
+        assert_eq!(state[&v]["superseded_by"], fin_version);
+    }
+    let signed: Vec<&str> = state[&next.archived.version]["signed_off"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(signed, ["operator", "reviewer"]);
+    assert_eq!(state[&draft.version]["signed_off"], json!([]));
+
     // Queued for the contract's recipients.
     let fin_row = all.iter().find(|a| a.id == final_id).unwrap();
     let d = fin_row.delivery.as_ref().expect("the final is mailed");
@@ -586,4 +640,19 @@ async fn an_unanswered_draft_becomes_final_at_the_review_deadline(backend: &str)
         .unwrap();
     assert!(again.is_empty());
     h.stop().await;
+}
+
+/// Each archived version of the `lifecycle` contract's reports, by version: its `lifecycle`
+/// state as `GET /api/v1/reports` lists it.
+async fn lifecycle_states(h: &Harness) -> std::collections::BTreeMap<i64, Value> {
+    let list = h
+        .client
+        .get_json("/api/v1/reports?contract=lifecycle")
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["version"].as_i64().unwrap(), r["lifecycle"].clone()))
+        .collect()
 }

@@ -1004,6 +1004,16 @@ async fn console_appeals_for_operator_and_reviewer_in_chromium() {
         .unwrap();
     shot("appeals-operator-en").await;
     b.click("#lang").await.unwrap();
+    // The reports page says where the draft stands.
+    b.goto(&format!("{base}/#/reportsPage")).await.unwrap();
+    let row = b
+        .wait_text("#reports-table tr[data-version='1'] td.state", "申诉期至")
+        .await
+        .unwrap();
+    assert!(
+        row.contains("初稿") && row.contains("1 项申诉待复核"),
+        "{row}"
+    );
     logout(&b).await;
 
     // The reviewer overturns it with a reason.
@@ -1036,5 +1046,56 @@ async fn console_appeals_for_operator_and_reviewer_in_chromium() {
         .await
         .unwrap();
     shot("appeals-reviewer-en").await;
+    b.click("#lang").await.unwrap();
+
+    // Both parties sign the draft off; the last signature makes the final version (终稿). The
+    // reports page marks it, and the draft as superseded with its sign-offs.
+    let vendor = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "vendor-api", "operator").unwrap());
+    let draft_id = admin.get_json("/api/v1/reports").await.unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    for party in [&vendor, &office] {
+        let r = party
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v1/reports/{draft_id}/sign-off"),
+            )
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    b.goto(&format!("{base}/#/reportsPage")).await.unwrap();
+    b.wait_text("#reports-table tr[data-version='2'] td.state", "终稿")
+        .await
+        .unwrap();
+    let old = b
+        .wait_text(
+            "#reports-table tr[data-version='1'] td.state",
+            "已被第 2 版取代",
+        )
+        .await
+        .unwrap();
+    assert!(
+        old.contains("运维人员 token:vendor-api 已签认")
+            && old.contains("审核人员 token:office-api 已签认"),
+        "{old}"
+    );
+    shot("reports-lifecycle-zh").await;
+    b.click("#lang").await.unwrap();
+    let old = b
+        .wait_text(
+            "#reports-table tr[data-version='1'] td.state",
+            "superseded by version 2",
+        )
+        .await
+        .unwrap();
+    assert!(
+        old.contains("signed off by token:office-api (Reviewer)"),
+        "{old}"
+    );
+    shot("reports-lifecycle-en").await;
     logout(&b).await;
 }

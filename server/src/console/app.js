@@ -813,6 +813,9 @@ Object.assign(I18N["zh-CN"], {
   gFair: "基本合格", gFail: "不合格", gWithheld: "不予评定", mail: "邮件", mailSent: "已发送", mailPending: "待发送", mailFailed: "发送失败",
   verifyPre: "每个报告文件都带有签名。下载后用", verifyCmd: "yunwei-server report verify --public-key 公钥文件 文件名",
   verifyPost: "校验其完整性与签名（在服务器上可用 --data-dir 数据目录 代替公钥文件）；同一考核期重新生成会得到新版本，旧版本保留在归档中不可更改。",
+  lifecycleState: "状态", stAppealOpen: "初稿 · 申诉期至 {d}", stInReview: "初稿 · 复核与签认至 {d}",
+  stAwaitingFinal: "初稿 · 复核期已过，待生成终稿", stFinal: "终稿", stSuperseded: "已被第 {v} 版取代",
+  stPending: "{n} 项申诉待复核", stSigned: "{r} {u} 已签认",
 });
 Object.assign(I18N.en, {
   reportsPage: "Reports", reportsTitle: "Assessment reports", generateReport: "Generate a report",
@@ -828,6 +831,9 @@ Object.assign(I18N.en, {
   verifyCmd: "yunwei-server report verify --public-key KEY_FILE FILE",
   verifyPost: "(on the server, --data-dir DATA_DIR instead of the key file). Regenerating a period makes a new " +
     "version; earlier versions stay in the archive unchanged.",
+  lifecycleState: "State", stAppealOpen: "draft · appeals until {d}", stInReview: "draft · review and sign-off until {d}",
+  stAwaitingFinal: "draft · review deadline passed, final version due", stFinal: "final", stSuperseded: "superseded by version {v}",
+  stPending: "{n} appeal(s) pending review", stSigned: "signed off by {u} ({r})",
 });
 
 PAGES.push({ id: "reportsPage", perm: "reports", render: renderReports });
@@ -835,6 +841,21 @@ PAGES.push({ id: "reportsPage", perm: "reports", render: renderReports });
 /** A report's grade key (excellent, good, pass, fair, fail) in the page's language. */
 function gradeName(g) { return t("g" + g.charAt(0).toUpperCase() + g.slice(1)); }
 function originName(o) { return t("origin" + o.charAt(0).toUpperCase() + o.slice(1)); }
+
+/** A version's place in its period's lifecycle (contracts with a `lifecycle:`), else its
+ * provisional mark. */
+function stateCell(r) {
+  const l = r.lifecycle;
+  if (!l) return el("td", { class: "state" }, r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : "—");
+  const key = { appeal_open: "stAppealOpen", in_review: "stInReview", awaiting_final: "stAwaitingFinal", final: "stFinal", superseded: "stSuperseded" }[l.state];
+  const text = t(key).replace("{d}", l.deadline_ms ? fmtTime(l.deadline_ms) : "").replace("{v}", l.superseded_by);
+  const extra = [];
+  if (l.pending_appeals > 0 && l.state !== "final" && l.state !== "superseded") extra.push(t("stPending").replace("{n}", l.pending_appeals));
+  for (const s of l.signed_off) extra.push(t("stSigned").replace("{r}", roleName(s.role)).replace("{u}", s.signed_by));
+  return el("td", { class: "state state-" + l.state, "data-state": l.state },
+    el("span", { class: "tag" + (l.state === "final" ? " up" : l.state === "superseded" ? "" : " late") }, text),
+    extra.map((x) => el("div", { class: "note" }, x)));
+}
 
 /** A scheduled report's mail: status (sent with its time), recipients and last error as tooltip. */
 function mailCell(d) {
@@ -879,13 +900,13 @@ async function renderReports(main) {
       })),
     out);
   main.append(el("h2", {}, t("reportsPage")), list.length === 0 ? message("ok", t("noReports")) : el("table", { id: "reports-table" },
-    el("tr", {}, ["contract", "period", "version", "language", "generatedAt", "origin", "score", "grade", "sha256", "mail", "download"].map((k) => el("th", {}, t(k)))),
+    el("tr", {}, ["contract", "period", "version", "language", "generatedAt", "origin", "lifecycleState", "score", "grade", "sha256", "mail", "download"].map((k) => el("th", {}, t(k)))),
     list.map((r) => el("tr", { id: "report-" + r.id, "data-contract": r.contract_id, "data-period": r.period, "data-version": r.version },
       el("td", {}, names[r.contract_id] || r.contract_id), el("td", {}, r.period),
       el("td", { class: "version" }, "v" + r.version), el("td", {}, r.lang === "en" ? t("langEn") : t("langZh")),
-      el("td", {}, fmtTime(r.generated_ms)), el("td", {}, originName(r.origin)),
+      el("td", {}, fmtTime(r.generated_ms)), el("td", {}, originName(r.origin)), stateCell(r),
       el("td", {}, Number((r.score_milli / 1000).toFixed(3))),
-      el("td", {}, gradeName(r.grade), " ", r.provisional ? el("span", { class: "tag late" }, t("provisionalShort")) : null),
+      el("td", {}, gradeName(r.grade)),
       el("td", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 12)), mailCell(r.delivery),
       el("td", {}, r.formats.flatMap((f) => [el("a", { href: `/api/v1/reports/${r.id}/${f}`, class: "dl dl-" + f, download: "" }, f), " "]),
         r.evidence_file ? el("a", { href: `/api/v1/reports/${r.id}/evidence`, class: "dl dl-evidence", download: "", title: t("evidenceFileHint") }, t("evidenceFile")) : null)))));

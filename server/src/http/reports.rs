@@ -29,10 +29,13 @@ pub(super) async fn list(
     AxState(state): AxState<Arc<AppState>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<ArchivedReport>>, ApiError> {
-    reports::list(&state.store, q.contract.as_deref())
+    let mut list = reports::list(&state.store, q.contract.as_deref())
         .await
-        .map(Json)
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?;
+    crate::appeals::annotate_versions(&state.store, &state.contracts, &mut list, crate::now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(list))
 }
 
 /// Body of `POST /api/v1/reports`.
