@@ -809,3 +809,140 @@ async fn errors_limits_and_resolution_follow_prometheus() {
     );
     h.stop().await;
 }
+
+/// Every PromQL expression of a dashboard (panel targets) and its template variable queries.
+fn dashboard_queries(d: &J) -> (Vec<String>, Vec<String>) {
+    let mut exprs = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    let vars = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["query"]["query"].as_str().unwrap().to_string())
+        .collect();
+    (exprs, vars)
+}
+
+/// What Grafana puts in place of its variables before it sends a query.
+fn grafana_substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "1h")
+        .replace("$__interval", "15s")
+        .replace("$instance", ".*")
+        .replace("$probe", ".*")
+        .replace("$system", ".*")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_grafana_dashboards_run_against_the_api() {
+    let root = yunwei_tests::workspace_root().join("deploy/grafana");
+    let provisioning =
+        std::fs::read_to_string(root.join("provisioning/datasources/yunwei.yml")).unwrap();
+    for needle in [
+        "type: prometheus",
+        "uid: yunwei",
+        "httpMethod: POST",
+        "httpHeaderName1: Authorization",
+        "httpHeaderValue1: Bearer $YUNWEI_GRAFANA_TOKEN",
+    ] {
+        assert!(
+            provisioning.contains(needle),
+            "the data source lacks {needle:?}"
+        );
+    }
+
+    let t0 = t0();
+    let h = Harness::start("sqlite", |_| {}).await.unwrap();
+    load_yunwei(&h, &fixture(t0), t0).await;
+    let token = common::admin_token(&h.state).await;
+    let base = h.client.base().to_string();
+    let mut names: Vec<String> = std::fs::read_dir(root.join("dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "contract-status.json",
+            "fleet-overview.json",
+            "host-detail.json",
+            "probes.json"
+        ]
+    );
+    let mut checked = 0;
+    for name in &names {
+        let d: J = serde_json::from_str(
+            &std::fs::read_to_string(root.join("dashboards").join(name)).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (exprs, vars) = dashboard_queries(&d);
+        assert!(!exprs.is_empty(), "{name} has no queries");
+        for p in d["panels"].as_array().unwrap() {
+            if p["type"] != "text" {
+                assert_eq!(p["datasource"]["uid"], "yunwei", "{name}: {}", p["title"]);
+            }
+        }
+        for expr in &exprs {
+            let q = grafana_substitute(expr);
+            // As Grafana sends them: form POSTs, instant and range.
+            for (path, form) in [
+                (
+                    "/api/v1/query",
+                    vec![("query", q.clone()), ("time", secs(t0))],
+                ),
+                (
+                    "/api/v1/query_range",
+                    vec![
+                        ("query", q.clone()),
+                        ("start", secs(t0 - 3_600_000)),
+                        ("end", secs(t0)),
+                        ("step", "60".into()),
+                    ],
+                ),
+            ] {
+                let r = reqwest::Client::new()
+                    .post(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body = r.text().await.unwrap();
+                assert_eq!(status, 200, "{name}: {path} {q}: {body}");
+                checked += 1;
+            }
+        }
+        for v in vars {
+            let inner = v
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("{name}: variable query {v}"));
+            let (metric, label) = inner.split_once(", ").unwrap();
+            let r = get(
+                &base,
+                Some(&token),
+                &format!("/api/v1/label/{label}/values"),
+                &[("match[]", metric.to_string())],
+            )
+            .await;
+            assert_eq!(r["status"], "success", "{name}: {v}: {r}");
+        }
+    }
+    println!("{checked} dashboard queries answered");
+    // The host variable lists the hosts.
+    let r = get(
+        &base,
+        Some(&token),
+        "/api/v1/label/instance/values",
+        &[("match[]", "node_load1".to_string())],
+    )
+    .await;
+    assert_eq!(r["data"], serde_json::json!(["db-01", "web-01"]));
+    h.stop().await;
+}
