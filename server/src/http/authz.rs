@@ -211,8 +211,9 @@ pub async fn authorize(
         Access::Authenticated => None,
         Access::Perm(p) => Some(p),
     };
-    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !(policy.method == "POST" && READ_ONLY_POSTS.contains(&policy.path));
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || (policy.method == "POST" && READ_ONLY_POSTS.contains(&policy.path));
+    let mutating = !read_only;
     let action = format!("{} {route}", policy.method);
     let target = req.uri().path().to_string();
     let source = source_of(&req);

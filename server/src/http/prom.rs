@@ -580,6 +580,15 @@ fn selector_matchers(text: &str) -> Result<Vec<Matcher>, PromError> {
     Ok(out)
 }
 
+/// A label set as sorted pairs (engine `Labels` cache their hash, so they make poor set keys).
+type LabelPairs = Vec<(String, String)>;
+
+fn pairs(l: &Labels) -> LabelPairs {
+    l.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
+}
+
 /// The label sets of the series matching any of `selectors` (every series when there are
 /// none) with samples in `[start, end]`: from the live window, and, when the range reaches
 /// before it, from the store's catalogue of series too.
@@ -589,7 +598,7 @@ async fn matching_series(
     start: i64,
     end: i64,
     now: i64,
-) -> Result<BTreeSet<Labels>, PromError> {
+) -> Result<BTreeSet<LabelPairs>, PromError> {
     let mut out = BTreeSet::new();
     let all = [Vec::new()];
     let selectors = if selectors.is_empty() {
@@ -602,7 +611,7 @@ async fn matching_series(
         for m in selectors {
             for s in window.storage.select(m, start, end) {
                 if !s.samples.is_empty() {
-                    out.insert(s.labels.into_owned());
+                    out.insert(pairs(&s.labels));
                 }
             }
         }
@@ -614,7 +623,7 @@ async fn matching_series(
                 .iter()
                 .any(|m| m.iter().all(|m| m.matches_labels(&l)))
             {
-                out.insert(l);
+                out.insert(pairs(&l));
             }
         }
     }
@@ -664,7 +673,18 @@ pub(super) async fn series(
     let sq = series_query(&params, now, true)?;
     let found = matching_series(&state, &sq.selectors, sq.start, sq.end, now).await?;
     Ok(success(
-        J::Array(found.iter().map(labels_json).collect()),
+        J::Array(
+            found
+                .iter()
+                .map(|l| {
+                    J::Object(
+                        l.iter()
+                            .map(|(k, v)| (k.clone(), J::from(v.as_str())))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
         None,
     ))
 }
@@ -681,7 +701,7 @@ pub(super) async fn labels(
     let found = matching_series(&state, &sq.selectors, sq.start, sq.end, now).await?;
     let names: BTreeSet<&str> = found
         .iter()
-        .flat_map(|l| l.iter().map(|l| l.name.as_str()))
+        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
         .collect();
     Ok(success(json!(names), None))
 }
@@ -704,7 +724,10 @@ pub(super) async fn label_values(
     }
     let sq = series_query(&params, now, false)?;
     let found = matching_series(&state, &sq.selectors, sq.start, sq.end, now).await?;
-    let values: BTreeSet<&str> = found.iter().filter_map(|l| l.get(&name)).collect();
+    let values: BTreeSet<&str> = found
+        .iter()
+        .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))
+        .collect();
     Ok(success(json!(values), None))
 }
 
