@@ -78,8 +78,9 @@ fn shape(method: &str, path: &str) -> Shape {
         let props: Map<String, Value> = names
             .iter()
             .map(|(n, d)| {
+                // A form field repeated or not encodes the same: any value is valid.
                 let schema = if n.ends_with("[]") {
-                    json!({ "type": "array", "items": string(), "description": d })
+                    json!({ "description": d })
                 } else {
                     json!({ "type": "string", "description": d })
                 };
@@ -607,8 +608,9 @@ pub fn document() -> Value {
             "responses": responses,
         });
         if let Some((content_type, schema)) = shape.body {
-            op["requestBody"] =
-                json!({ "required": true, "content": { content_type: { "schema": schema } } });
+            // Prometheus's API takes its parameters from the query string as well: a form
+            // body is optional there.
+            op["requestBody"] = json!({ "required": !shape.prom, "content": { content_type: { "schema": schema } } });
         }
         paths
             .entry(r.path.to_string())
