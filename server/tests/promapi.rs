@@ -81,7 +81,8 @@ fn fixture(t0: i64) -> Vec<Fixture> {
             Some(total / 2.0 + ((k * 37) % 100) as f64 * 1_048_576.0)
         });
         for cpu in ["0", "1"] {
-            let c = if cpu == "0" { 1.0 } else { 1.5 };
+            // Every host and CPU counts at its own pace, so topk and bottomk have no ties.
+            let c = if cpu == "0" { 1.0 } else { 1.5 } * (1.0 + hf / 4.0);
             for (mode, inc) in [("idle", 11.25), ("user", 2.5), ("system", 1.25)] {
                 let resets = h == 0 && cpu == "1" && mode == "system";
                 add(
@@ -104,7 +105,7 @@ fn fixture(t0: i64) -> Vec<Fixture> {
             Some((k * k * 1024 + h as i64 * 5000) as f64)
         });
         add("node_network_transmit_bytes_total", &eth0, host, &|k| {
-            Some((k * 3000 + (k % 5) * 700) as f64)
+            Some((k * 3000 * (h as i64 + 1) + (k % 5) * 700) as f64)
         });
         let fs = [
             ("device", "/dev/vda1"),
@@ -246,6 +247,12 @@ impl Drop for Prometheus {
     }
 }
 
+/// The shipped rule files, loaded into both servers so their rules APIs can be compared.
+fn shipped_rules() -> Vec<PathBuf> {
+    let root = yunwei_tests::workspace_root().join("rules");
+    vec![root.join("host.rules.yml"), root.join("probe.rules.yml")]
+}
+
 async fn start_prometheus(data: &[Fixture]) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let om = dir.path().join("data.om");
@@ -263,7 +270,18 @@ async fn start_prometheus(data: &[Fixture]) -> Prometheus {
         String::from_utf8_lossy(&out.stderr)
     );
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  evaluation_interval: 1m\n").unwrap();
+    let rule_files: Vec<String> = shipped_rules()
+        .iter()
+        .map(|p| format!("  - {}\n", p.display()))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  evaluation_interval: 1m\nrule_files:\n{}",
+            rule_files.concat()
+        ),
+    )
+    .unwrap();
     let addr = free_addr();
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
@@ -430,7 +448,9 @@ async fn answers_agree_with_prometheus_over_the_same_data() {
     }
     let t0 = t0();
     let data = fixture(t0);
-    let h = Harness::start("sqlite", |_| {}).await.unwrap();
+    let h = Harness::start("sqlite", |c| c.rules.files = shipped_rules())
+        .await
+        .unwrap();
     load_yunwei(&h, &data, t0).await;
     let prom = start_prometheus(&data).await;
     let token = common::admin_token(&h.state).await;
@@ -559,6 +579,55 @@ async fn answers_agree_with_prometheus_over_the_same_data() {
         assert_eq!(sorted(&y), sorted(&p), "{path} {params:?}");
         assert!(!sorted(&y).is_empty(), "{path}");
     }
+
+    // The rules and alerts APIs carry every field Prometheus's do, for the same rule files.
+    let keys = |v: &J| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let y = get(&yunwei, Some(&token), "/api/v1/rules", &[]).await;
+    let p = get(&prom.base, None, "/api/v1/rules", &[]).await;
+    let pg = p["data"]["groups"].as_array().unwrap();
+    assert!(!pg.is_empty(), "{p}");
+    for g in pg {
+        let yg = y["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|yg| yg["name"] == g["name"])
+            .unwrap_or_else(|| panic!("group {} missing: {y}", g["name"]));
+        let missing: Vec<_> = keys(g)
+            .into_iter()
+            .filter(|k| yg.get(k).is_none())
+            .collect();
+        assert!(missing.is_empty(), "group fields missing: {missing:?}");
+        for r in g["rules"].as_array().unwrap() {
+            let yr = yg["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|yr| yr["name"] == r["name"] && yr["type"] == r["type"])
+                .unwrap_or_else(|| panic!("rule {} missing", r["name"]));
+            let missing: Vec<_> = keys(r)
+                .into_iter()
+                .filter(|k| yr.get(k).is_none())
+                .collect();
+            assert!(missing.is_empty(), "rule {} lacks {missing:?}", r["name"]);
+            // yunwei shows the rule's text, Prometheus its printed parse: same but for spaces.
+            let squeeze = |v: &J| v.as_str().unwrap().replace(char::is_whitespace, "");
+            assert_eq!(squeeze(&yr["query"]), squeeze(&r["query"]), "{}", r["name"]);
+            assert_eq!(
+                yr["duration"].as_f64(),
+                r["duration"].as_f64(),
+                "{}",
+                r["name"]
+            );
+        }
+    }
+    let y = get(&yunwei, Some(&token), "/api/v1/alerts", &[]).await;
+    assert_eq!(y["status"], "success");
+    assert!(y["data"]["alerts"].is_array(), "{y}");
     h.stop().await;
 }
 
