@@ -62,17 +62,33 @@ pub const MAX_XLSX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
 /// would read and return hundreds of MB per request.
 pub const MAX_ASSESSMENT_PERIOD_DAYS: i64 = 366;
 
-/// Most points one series of `/api/v1/series` may return (Prometheus's limit for
+/// Most points one series of `/api/v1/yunwei/series` may return (Prometheus's limit for
 /// `query_range`); a `step` that would give more is refused (400, field `step`).
 pub const MAX_SERIES_POINTS_PER_SERIES: usize = 11_000;
 
-/// Most points one `/api/v1/series` response may hold over all its series (about 30 bytes of
+/// Most points one `/api/v1/yunwei/series` response may hold over all its series (about 30 bytes of
 /// JSON each, so at most some 8 MB); refused (400, field `step`: raise it or narrow `match`).
 pub const MAX_SERIES_RESPONSE_POINTS: usize = 250_000;
 
-/// Longest range `/api/v1/series` reads raw samples for without a `step` (every stored
+/// Longest range `/api/v1/yunwei/series` reads raw samples for without a `step` (every stored
 /// point is returned then, so the range bounds the answer); longer ranges must give `step`.
 pub const MAX_SERIES_RAW_RANGE_WITHOUT_STEP_MS: i64 = 6 * 3_600_000;
+
+/// Most points one series of a Prometheus API range query (`/api/v1/query_range`) may have:
+/// Prometheus's own limit, with its error (400 `bad_data`, "exceeded maximum resolution").
+pub const MAX_QUERY_POINTS_PER_SERIES: usize = 11_000;
+
+/// Most series one Prometheus API answer (`/api/v1/query`, `/query_range`, `/series`,
+/// `/labels`) may hold; more are refused (422 `execution`: narrow the query).
+pub const MAX_QUERY_RESULT_SERIES: usize = 10_000;
+
+/// Most points one Prometheus API range answer may hold over all its series (about 30 bytes of
+/// JSON each, so some 60 MB); more are refused (422 `execution`).
+pub const MAX_QUERY_RESPONSE_POINTS: usize = 2_000_000;
+
+/// Longest a Prometheus API query may evaluate (Prometheus's default `query.timeout` is 2 m);
+/// the request's `timeout` parameter may lower it. Past it the answer is 503 `timeout`.
+pub const MAX_QUERY_TIMEOUT_MS: i64 = 30_000;
 
 /// Longest audit row field (actor, action, result, source); longer values are cut and end in
 /// `…(+N bytes)`.

@@ -46,6 +46,10 @@ pub const API_LIMITS: &[&str] = &[
     "series_response_points",
     "series_raw_range_without_step",
     "compute_time",
+    "query_points_per_series",
+    "query_result_series",
+    "query_response_points",
+    "query_time",
 ];
 
 /// The classes of the per-source rate limits (`http::rate_limit::Class`), counted in

@@ -245,7 +245,7 @@ pub async fn run_with_demo(
         "\nyunwei quickstart is running (server + local agent reporting every {agent_interval_secs} s)\n\n  \
          data:     {data} (store: {db})\n  \
          hosts:    http://{addr}/api/v1/hosts\n  \
-         series:   http://{addr}/api/v1/series?match=node_load1\n  \
+         series:   http://{addr}/api/v1/yunwei/series?match=node_load1\n  \
          rules:    http://{addr}/api/v1/rules ({rules})\n  \
          alerts:   http://{addr}/api/v1/alerts\n  \
          contract: http://{addr}/api/v1/contracts/{contract}/status ({contract_file})\n  \

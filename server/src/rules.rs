@@ -680,17 +680,21 @@ pub fn rules_json(set: &RuleSet, default_interval_ms: i64) -> Value {
                                 .and_then(|s| s.alerts.iter().map(|a| a.state).max())
                                 .map_or("inactive", |s| s.as_str());
                             json!({
-                                "type": "alerting", "name": a.name, "query": a.expr,
+                                "type": "alerting", "name": a.name, "query": a.expr.trim(),
                                 "duration": secs(a.for_ms), "keepFiringFor": secs(a.keep_firing_for_ms),
                                 "labels": a.labels.iter().map(|(k, t)| (k.clone(), t.source().to_string())).collect::<std::collections::BTreeMap<_, _>>(),
                                 "annotations": a.annotations.iter().map(|(k, t)| (k.clone(), t.source().to_string())).collect::<std::collections::BTreeMap<_, _>>(),
                                 "state": state, "alerts": alerts, "health": health, "lastError": last_error,
+                                // Not measured per rule (the group's `evaluationTime` is); null,
+                                // which Prometheus clients read as unknown.
+                                "evaluationTime": null,
                                 "lastEvaluation": last_eval,
                             })
                         }
                         Rule::Recording(rr) => json!({
-                            "type": "recording", "name": rr.name, "query": rr.expr,
+                            "type": "recording", "name": rr.name, "query": rr.expr.trim(),
                             "labels": labels_json(&rr.labels), "health": health, "lastError": last_error,
+                            "evaluationTime": null,
                             "lastEvaluation": last_eval,
                         }),
                     }

@@ -65,7 +65,7 @@ async fn every_failure_has_the_one_error_shape() {
         .api(
             Method::GET,
             &format!(
-                "/api/v1/series?match=test_metric&from={}&to={}&step=1h30m",
+                "/api/v1/yunwei/series?match=test_metric&from={}&to={}&step=1h30m",
                 (now - 6 * 3_600_000) / 1000,
                 now / 1000 + 1
             ),
@@ -79,7 +79,7 @@ async fn every_failure_has_the_one_error_shape() {
         // A handler's own check.
         (
             Method::GET,
-            "/api/v1/series?match=up&step=soon",
+            "/api/v1/yunwei/series?match=up&step=soon",
             None,
             StatusCode::BAD_REQUEST,
             "invalid_value",
@@ -87,7 +87,7 @@ async fn every_failure_has_the_one_error_shape() {
         ),
         (
             Method::GET,
-            "/api/v1/series",
+            "/api/v1/yunwei/series",
             None,
             StatusCode::BAD_REQUEST,
             "missing",
@@ -217,7 +217,7 @@ async fn a_deeply_nested_selector_is_a_400_and_the_server_stays_up() {
     ];
     for q in &hostile {
         let r = c
-            .api(Method::GET, &format!("/api/v1/series?match={q}"))
+            .api(Method::GET, &format!("/api/v1/yunwei/series?match={q}"))
             .send()
             .await
             .unwrap();
@@ -232,7 +232,7 @@ async fn a_deeply_nested_selector_is_a_400_and_the_server_stays_up() {
 
     // Still up: a normal request is answered.
     let r = c
-        .api(Method::GET, "/api/v1/series?match=test_metric")
+        .api(Method::GET, "/api/v1/yunwei/series?match=test_metric")
         .send()
         .await
         .unwrap();
@@ -349,7 +349,7 @@ async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
 
     // Raw points without a step: every stored point would be returned.
     let r = get(format!(
-        "/api/v1/series?match=dense&from={}",
+        "/api/v1/yunwei/series?match=dense&from={}",
         secs(now - 3_600_000)
     ))
     .await
@@ -359,7 +359,7 @@ async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
     assert_eq!(limited(c, "series_points_per_series").await, 1);
     // With a step the same range is answered, at most one point a step.
     let r = get(format!(
-        "/api/v1/series?match=dense&from={}&to={}&step=1s",
+        "/api/v1/yunwei/series?match=dense&from={}&to={}&step=1s",
         secs(now - 3_600_000),
         secs(now) + 1
     ))
@@ -371,7 +371,7 @@ async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
     assert!((3_000..=3_602).contains(&n), "{n}");
     // Raw points without a step over more than 6 hours: refused before reading.
     let r = get(format!(
-        "/api/v1/series?match=test_metric&from={}&source=raw",
+        "/api/v1/yunwei/series?match=test_metric&from={}&source=raw",
         secs(now - 24 * 3_600_000)
     ))
     .await
@@ -381,7 +381,7 @@ async fn unbounded_reads_are_refused_naming_the_parameter_and_counted() {
     assert_eq!(limited(c, "series_raw_range_without_step").await, 1);
     // 30 series of 10,801 points each: over the response's 250,000.
     let r = get(format!(
-        "/api/v1/series?match=test_metric&from={}&to={}&step=1s",
+        "/api/v1/yunwei/series?match=test_metric&from={}&to={}&step=1s",
         secs(now - 3 * 3_600_000),
         secs(now)
     ))

@@ -52,7 +52,7 @@ async fn a_sample_cannot_present_as_another_host(backend: &str) {
     // The read API: only host A's series answers to A's instance.
     let v = h
         .client
-        .get_json(r#"/api/v1/series?match=node_load1%7Binstance%3D%22db-01%22%7D"#)
+        .get_json(r#"/api/v1/yunwei/series?match=node_load1%7Binstance%3D%22db-01%22%7D"#)
         .await
         .unwrap();
     let result = v["data"]["result"].as_array().unwrap();
@@ -60,7 +60,7 @@ async fn a_sample_cannot_present_as_another_host(backend: &str) {
     assert_eq!(result[0]["values"][0][1], "1", "{v}");
     let v = h
         .client
-        .get_json(r#"/api/v1/series?match=node_load1%7Bexported_instance%3D%22db-01%22%7D"#)
+        .get_json(r#"/api/v1/yunwei/series?match=node_load1%7Bexported_instance%3D%22db-01%22%7D"#)
         .await
         .unwrap();
     let m = &v["data"]["result"][0]["metric"];

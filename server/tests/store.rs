@@ -194,7 +194,7 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     let v = h
         .client
         .get_json(&format!(
-            "/api/v1/series?match=node_load1&from={}&to={}&source=rollup",
+            "/api/v1/yunwei/series?match=node_load1&from={}&to={}&source=rollup",
             hour / 1000,
             (hour + HOUR_MS) / 1000
         ))
@@ -209,7 +209,7 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     let v = h
         .client
         .get_json(&format!(
-            "/api/v1/series?match=node_load1&from={}&to={}&source=rollup&step=1h30m",
+            "/api/v1/yunwei/series?match=node_load1&from={}&to={}&source=rollup&step=1h30m",
             hour / 1000,
             (hour + HOUR_MS) / 1000
         ))
@@ -218,7 +218,7 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     assert_eq!(v["data"]["result"][0]["values"][0][1], "4.3", "{v}");
     let bad = h
         .client
-        .get_json("/api/v1/series?match=node_load1&step=30m1h")
+        .get_json("/api/v1/yunwei/series?match=node_load1&step=30m1h")
         .await
         .unwrap_err()
         .to_string();

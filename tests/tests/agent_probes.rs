@@ -143,7 +143,7 @@ async fn probe_state_changes_are_pushed_at_once_and_sighup_reloads_the_probes() 
     // one of the host's inventory labels (`system`) is kept as `exported_system`, and `system`
     // is the host's, which the agent cannot set.
     let v = client
-        .get_json("/api/v1/series?match=probe_success{probe=\"portal\"}")
+        .get_json("/api/v1/yunwei/series?match=probe_success{probe=\"portal\"}")
         .await
         .unwrap();
     let series = &v["data"]["result"][0];
@@ -151,7 +151,7 @@ async fn probe_state_changes_are_pushed_at_once_and_sighup_reloads_the_probes() 
     assert_eq!(series["metric"]["exported_system"], "政务服务网", "{v}");
     assert_eq!(series["metric"]["system"], "e2e", "{v}");
     let phases = client
-        .get_json("/api/v1/series?match=probe_http_duration_seconds{probe=\"portal\"}")
+        .get_json("/api/v1/yunwei/series?match=probe_http_duration_seconds{probe=\"portal\"}")
         .await
         .unwrap();
     assert_eq!(

@@ -45,7 +45,7 @@ async fn batch_points(client: &AgentClient) -> Vec<i64> {
     let from = (now_ms() - 3_600_000) / 1000;
     let v = client
         .get_json(&format!(
-            "/api/v1/series?match=node_time_seconds&from={from}&source=raw"
+            "/api/v1/yunwei/series?match=node_time_seconds&from={from}&source=raw"
         ))
         .await
         .unwrap();

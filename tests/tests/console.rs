@@ -86,7 +86,7 @@ async fn console_roles_lockout_and_languages_in_chromium() {
     // Wait for the maintenance pass to roll up the closed hours.
     let sel = "test_metric{instance=\"web-01\"}";
     let path = format!(
-        "/api/v1/series?match={sel}&from={}&source=rollup",
+        "/api/v1/yunwei/series?match={sel}&from={}&source=rollup",
         (now - 24 * 3_600_000) / 1000
     );
     let mut hours = 0;

@@ -68,7 +68,7 @@ async fn agent_process_reports_host_and_samples() {
         ] {
             let v = eventually(30, metric, async || {
                 let v = client
-                    .get_json(&format!("/api/v1/series?match={metric}"))
+                    .get_json(&format!("/api/v1/yunwei/series?match={metric}"))
                     .await
                     .ok()?;
                 let r = v["data"]["result"].as_array()?.clone();
@@ -99,7 +99,9 @@ async fn agent_process_reports_host_and_samples() {
 async fn test_metric_points(client: &AgentClient) -> usize {
     let from = (now_ms() - 3_600_000) / 1000;
     let v = client
-        .get_json(&format!("/api/v1/series?match=test_metric&from={from}"))
+        .get_json(&format!(
+            "/api/v1/yunwei/series?match=test_metric&from={from}"
+        ))
         .await
         .unwrap();
     v["data"]["result"]

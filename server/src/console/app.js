@@ -349,7 +349,7 @@ async function renderHost(main, id) {
   const draw = async () => {
     const to = serverNow() / 1000, from = to - Number(range.value);
     const sel = `${metric.value}{instance="${h.hostname}"}`;
-    const r = await api("GET", `/api/v1/series?match=${encodeURIComponent(sel)}&from=${from}&to=${to}&source=rollup`);
+    const r = await api("GET", `/api/v1/yunwei/series?match=${encodeURIComponent(sel)}&from=${from}&to=${to}&source=rollup`);
     const series = r.data.result[0];
     box.replaceChildren(el("h2", {}, `${t("chartTitle")}: ${metric.value}`),
       series && series.values.length > 0 ? chart(series.values.map((v) => [v[0], Number(v[1])])) : message("ok", t("noData")));

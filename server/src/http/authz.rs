@@ -12,7 +12,7 @@ use axum::{
 
 use super::{
     ApiError, ErrorKind,
-    policy::{Access, POLICY, policy_for},
+    policy::{Access, POLICY, READ_ONLY_POSTS, policy_for},
 };
 use crate::{
     AppState, audit,
@@ -72,6 +72,19 @@ fn unauthenticated(message: &str) -> ApiError {
     ApiError::new(ErrorKind::Unauthenticated, message)
 }
 
+/// The password of HTTP basic credentials (`base64(user:password)`): an API token sent as
+/// basic auth, the only way Prometheus clients without custom headers (`promtool query`, a
+/// URL `http://user:TOKEN@host`) can send one; the user name is ignored.
+fn basic_password(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (_, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
 /// Finds the caller from a bearer token or the session cookie; `Ok(None)` when there is
 /// neither.
 async fn principal(
@@ -85,8 +98,13 @@ async fn principal(
         let secret = auth
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .map(str::to_string)
+                    .or_else(|| v.strip_prefix("Basic ").and_then(basic_password))
+            })
             .ok_or_else(|| unauthenticated("malformed Authorization header"))?;
+        let secret = secret.as_str();
         let t = users::token_by_secret(&state.store, secret.trim())
             .await
             .map_err(ApiError::internal)?
@@ -193,7 +211,9 @@ pub async fn authorize(
         Access::Authenticated => None,
         Access::Perm(p) => Some(p),
     };
-    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || (policy.method == "POST" && READ_ONLY_POSTS.contains(&policy.path));
+    let mutating = !read_only;
     let action = format!("{} {route}", policy.method);
     let target = req.uri().path().to_string();
     let source = source_of(&req);

@@ -30,6 +30,7 @@ pub mod notify;
 pub mod openapi;
 mod ops;
 pub mod policy;
+mod prom;
 pub mod rate_limit;
 mod reports;
 mod rules;
@@ -204,7 +205,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/hosts/{id}", get(hosts::host))
         .route("/api/v1/probes", get(inventory::probes))
         .route("/api/v1/systems", get(inventory::systems))
-        .route("/api/v1/series", get(hosts::series))
+        .route("/api/v1/yunwei/series", get(hosts::series))
+        // Prometheus's query API (Grafana, promtool): GET and form POST, Prometheus's JSON.
+        .route("/api/v1/query", get(prom::query).post(prom::query))
+        .route(
+            "/api/v1/query_range",
+            get(prom::query_range).post(prom::query_range),
+        )
+        .route("/api/v1/series", get(prom::series).post(prom::series))
+        .route("/api/v1/labels", get(prom::labels).post(prom::labels))
+        .route("/api/v1/label/{name}/values", get(prom::label_values))
+        .route("/api/v1/metadata", get(prom::metadata))
+        .route("/api/v1/status/buildinfo", get(prom::buildinfo))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/rules/reload", post(rules::reload_rules))

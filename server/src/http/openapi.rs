@@ -21,6 +21,9 @@ struct Shape {
     ok: (&'static str, &'static [&'static str]),
     /// Further failure statuses (answered with the `Error` shape).
     errors: &'static [&'static str],
+    /// A route of Prometheus's query API: its own failures come in Prometheus's shape
+    /// (`PromError`), those of the access check in the `Error` shape.
+    prom: bool,
 }
 
 const JSON: &[&str] = &["application/json"];
@@ -57,7 +60,56 @@ fn shape(method: &str, path: &str) -> Shape {
         body: None,
         ok: ("200", JSON),
         errors: &[],
+        prom: false,
     };
+    let prom_params = |names: &[(&str, &str)]| -> Vec<Value> {
+        names
+            .iter()
+            .map(|(n, d)| {
+                if n.ends_with("[]") {
+                    json!({ "name": n, "in": "query", "required": false, "schema": { "type": "array", "items": string() }, "style": "form", "explode": true, "description": d })
+                } else {
+                    q(n, string(), d)
+                }
+            })
+            .collect()
+    };
+    let prom_form = |names: &[(&str, &str)]| -> Value {
+        let props: Map<String, Value> = names
+            .iter()
+            .map(|(n, d)| {
+                // A form field repeated or not encodes the same: any value is valid.
+                let schema = if n.ends_with("[]") {
+                    json!({ "description": d })
+                } else {
+                    json!({ "type": "string", "description": d })
+                };
+                (n.to_string(), schema)
+            })
+            .collect();
+        json!({ "type": "object", "properties": props })
+    };
+    const TIME: &str = "Unix seconds (fractions allowed) or RFC 3339";
+    let instant: &[(&str, &str)] = &[
+        ("query", "PromQL expression"),
+        ("time", TIME),
+        ("timeout", "evaluation time limit, at most 30s"),
+    ];
+    let prom_range: &[(&str, &str)] = &[
+        ("query", "PromQL expression"),
+        ("start", TIME),
+        ("end", TIME),
+        (
+            "step",
+            "resolution: float seconds or a duration such as 15s",
+        ),
+        ("timeout", "evaluation time limit, at most 30s"),
+    ];
+    let select: &[(&str, &str)] = &[
+        ("match[]", "series selector (repeatable)"),
+        ("start", TIME),
+        ("end", TIME),
+    ];
     let range = || {
         vec![
             q("from", int(), "start, Unix milliseconds"),
@@ -338,7 +390,48 @@ fn shape(method: &str, path: &str) -> Shape {
             ];
             s.errors = &["404"];
         }
-        ("GET", "/api/v1/series") => {
+        ("GET", "/api/v1/query") | ("POST", "/api/v1/query") => {
+            s.prom = true;
+            s.errors = &["422", "503"];
+            if method == "GET" {
+                s.query = prom_params(instant);
+            } else {
+                s.body = Some(("application/x-www-form-urlencoded", prom_form(instant)));
+            }
+        }
+        ("GET", "/api/v1/query_range") | ("POST", "/api/v1/query_range") => {
+            s.prom = true;
+            s.errors = &["422", "503"];
+            if method == "GET" {
+                s.query = prom_params(prom_range);
+            } else {
+                s.body = Some(("application/x-www-form-urlencoded", prom_form(prom_range)));
+            }
+        }
+        ("GET", "/api/v1/series" | "/api/v1/labels")
+        | ("POST", "/api/v1/series" | "/api/v1/labels") => {
+            s.prom = true;
+            s.errors = &["422"];
+            if method == "GET" {
+                s.query = prom_params(select);
+            } else {
+                s.body = Some(("application/x-www-form-urlencoded", prom_form(select)));
+            }
+        }
+        ("GET", "/api/v1/label/{name}/values") => {
+            s.prom = true;
+            s.errors = &["422"];
+            s.query = prom_params(select);
+        }
+        ("GET", "/api/v1/metadata") => {
+            s.prom = true;
+            s.query = prom_params(&[
+                ("metric", "one metric name"),
+                ("limit", "most metrics to return"),
+            ]);
+        }
+        ("GET", "/api/v1/status/buildinfo") => s.prom = true,
+        ("GET", "/api/v1/yunwei/series") => {
             s.query = vec![
                 q("match", string(), "a PromQL series selector"),
                 q("from", string(), "start: Unix seconds or RFC 3339"),
@@ -430,7 +523,9 @@ fn error_response(code: &str) -> (String, Value) {
         "409" => "conflicts with the current state",
         "413" => "the body is too large",
         "415" => "wrong content type or encoding",
-        "422" => "the format cannot be produced here",
+        "422" => {
+            "cannot be produced: the report format here, or the query (Prometheus API: execution error)"
+        }
         "429" => "too many at once; retry after the Retry-After header",
         "503" => "unavailable for now (busy, over its time limit, or shutting down)",
         _ => "failure",
@@ -490,7 +585,13 @@ pub fn document() -> Value {
         }
         errors.extend(shape.errors);
         for code in errors {
-            let (code, response) = error_response(code);
+            let (code, mut response) = error_response(code);
+            if shape.prom {
+                response["content"]["application/json"]["schema"] = json!({ "oneOf": [
+                    { "$ref": "#/components/schemas/Error" },
+                    { "$ref": "#/components/schemas/PromError" },
+                ] });
+            }
             responses.insert(code, response);
         }
         let mut op = json!({
@@ -507,8 +608,9 @@ pub fn document() -> Value {
             "responses": responses,
         });
         if let Some((content_type, schema)) = shape.body {
-            op["requestBody"] =
-                json!({ "required": true, "content": { content_type: { "schema": schema } } });
+            // Prometheus's API takes its parameters from the query string as well: a form
+            // body is optional there.
+            op["requestBody"] = json!({ "required": !shape.prom, "content": { content_type: { "schema": schema } } });
         }
         paths
             .entry(r.path.to_string())
@@ -546,6 +648,16 @@ pub fn document() -> Value {
                         }
                     },
                     "required": ["error"],
+                },
+                "PromError": {
+                    "type": "object",
+                    "description": "a failure of Prometheus's query API, in Prometheus's shape",
+                    "properties": {
+                        "status": { "type": "string", "enum": ["error"] },
+                        "errorType": { "type": "string", "enum": ["bad_data", "execution", "timeout", "internal"] },
+                        "error": { "type": "string" },
+                    },
+                    "required": ["status", "errorType", "error"],
                 }
             },
         },

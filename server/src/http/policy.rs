@@ -299,9 +299,71 @@ pub const POLICY: &[RoutePolicy] = &[
     ),
     p(
         "GET",
-        "/api/v1/series",
+        "/api/v1/yunwei/series",
         READ,
         "series values from the raw window or rollups",
+    ),
+    // Prometheus's HTTP query API, in Prometheus's JSON (Grafana, promtool).
+    p(
+        "GET",
+        "/api/v1/query",
+        READ,
+        "Prometheus API: instant query",
+    ),
+    p(
+        "POST",
+        "/api/v1/query",
+        READ,
+        "Prometheus API: instant query (form body)",
+    ),
+    p(
+        "GET",
+        "/api/v1/query_range",
+        READ,
+        "Prometheus API: range query",
+    ),
+    p(
+        "POST",
+        "/api/v1/query_range",
+        READ,
+        "Prometheus API: range query (form body)",
+    ),
+    p(
+        "GET",
+        "/api/v1/series",
+        READ,
+        "Prometheus API: series by match[]",
+    ),
+    p(
+        "POST",
+        "/api/v1/series",
+        READ,
+        "Prometheus API: series by match[] (form body)",
+    ),
+    p("GET", "/api/v1/labels", READ, "Prometheus API: label names"),
+    p(
+        "POST",
+        "/api/v1/labels",
+        READ,
+        "Prometheus API: label names (form body)",
+    ),
+    p(
+        "GET",
+        "/api/v1/label/{name}/values",
+        READ,
+        "Prometheus API: a label's values",
+    ),
+    p(
+        "GET",
+        "/api/v1/metadata",
+        READ,
+        "Prometheus API: metric metadata",
+    ),
+    p(
+        "GET",
+        "/api/v1/status/buildinfo",
+        READ,
+        "Prometheus API: build information",
     ),
     p(
         "GET",
@@ -392,6 +454,15 @@ pub const POLICY: &[RoutePolicy] = &[
         Public,
         "the web console's static files",
     ),
+];
+
+/// POST routes that change nothing: Prometheus's query API takes its parameters as a form
+/// body too (Grafana posts its queries). They are not audited as changes.
+pub const READ_ONLY_POSTS: &[&str] = &[
+    "/api/v1/query",
+    "/api/v1/query_range",
+    "/api/v1/series",
+    "/api/v1/labels",
 ];
 
 /// The policy entry for a matched route.

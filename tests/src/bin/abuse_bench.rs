@@ -1,7 +1,7 @@
 //! Load-and-abuse benchmark (issue 17): a real `yunwei-server` process takes steady ingest from
 //! simulated agents, first alone (`baseline`), then while hostile callers run the abuse cases
 //! of the issue at the same time (`abuse`):
-//! - a deep PromQL selector (`-` × 60,000 then `up`) in `GET /api/v1/series` with a read-only
+//! - a deep PromQL selector (`-` × 60,000 then `up`) in `GET /api/v1/yunwei/series` with a read-only
 //!   token (once a crash of the whole server);
 //! - logins with a 1 MB user name, anonymous (once a 2 MB audit row each);
 //! - parallel wrong-password logins against one account (once past the lockout, 19 MiB each);
@@ -367,7 +367,7 @@ fn start_abusers(
             }
         });
     };
-    let deep = format!("{base}/api/v1/series?match={}up", "-".repeat(60_000));
+    let deep = format!("{base}/api/v1/yunwei/series?match={}up", "-".repeat(60_000));
     let (h, t) = (http.clone(), reader_token.to_string());
     looped(
         &mut set,
