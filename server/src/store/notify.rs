@@ -147,6 +147,7 @@ impl Store {
         now_ms: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         for (key, id, json) in upserts {
             sqlx::query(
                 "INSERT INTO notify_groups (group_key, group_id, state, updated_ms) \
@@ -199,13 +200,16 @@ impl Store {
     }
 
     /// Holds a row for a delivery in progress until `until_ms`; a crash mid-send retries it then.
+    /// Fenced: a replica that is no longer the leader of its term leases (and so sends) nothing.
     pub async fn notify_lease(&self, id: i64, until_ms: i64) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("UPDATE notify_queue SET due_ms = $1 WHERE id = $2")
             .bind(until_ms)
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// When the next queued delivery is due.
@@ -225,6 +229,7 @@ impl Store {
         fallback: &[QueueRow],
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO notify_log (queue_id, group_id, receiver, channel, target, tier, status, \
              attempt, attempted_ms, ok, code, error) \
