@@ -68,6 +68,9 @@ pub enum AckError {
     NotRecorded,
     #[error("the notification dispatcher is not running")]
     NotRunning,
+    /// This replica is a follower; the leader's dispatcher acknowledges.
+    #[error("this server is a follower replica; acknowledge through the leader (or retry)")]
+    NotLeader,
 }
 
 /// The sending side, held by the API and the rule engine.
@@ -895,11 +898,35 @@ fn log_row(row: &QueueRow, a: &deliver::Attempt, now: i64, status: &str, tier: i
     }
 }
 
+/// On a follower replica, in place of the dispatcher: answers the API with the alert groups as
+/// the leader last saved them and refuses acknowledgements (only the leader's dispatcher
+/// changes groups). Runs until the task is aborted.
+pub async fn answer_as_follower(store: Store, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+    while let Some(m) = rx.recv().await {
+        match m {
+            Msg::Ack { reply, .. } => {
+                let _ = reply.send(Err(AckError::NotLeader));
+            }
+            Msg::Groups(reply) => {
+                let groups = match load_engine(&store).await {
+                    Ok(e) => e.groups.into_values().collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "reading saved alert groups failed");
+                        Vec::new()
+                    }
+                };
+                let _ = reply.send(groups);
+            }
+            Msg::Alerts(_) | Msg::Reload | Msg::Delivered => {}
+        }
+    }
+}
+
 /// Runs the dispatcher until the task is aborted.
 pub async fn run(
     state: Arc<Shared>,
     engine: Engine,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let mutes = load_mutes(&state.store).await;
