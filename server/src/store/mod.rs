@@ -188,8 +188,11 @@ pub struct Store {
     backend: Backend,
     /// The fencing token singleton writes check: `None` on a single node (SQLite), else this
     /// replica's lease holder id and the epoch of its term (`-1` while it is a follower).
-    fence: Arc<RwLock<Option<(Arc<str>, i64)>>>,
+    fence: Arc<RwLock<Option<Fence>>>,
 }
+
+/// A fencing token: the lease holder id and the epoch of its term.
+type Fence = (Arc<str>, i64);
 
 /// Why a fenced write was refused: this replica no longer holds the leader lease of its term.
 pub const FENCED: &str = "fenced: this replica no longer holds the leader lease";
