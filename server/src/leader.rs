@@ -19,10 +19,14 @@ use std::{
 };
 
 use anyhow::Context;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::AnyConnection;
 use tokio::sync::watch;
 
-use crate::{config::HaConfig, metrics::Metrics, store::Store};
+use crate::{
+    config::HaConfig,
+    metrics::Metrics,
+    store::{Store, ha},
+};
 
 /// What this replica is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +54,6 @@ impl Role {
         }
     }
 }
-
-/// The database clock in Unix milliseconds, as PostgreSQL computes it.
-const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// This replica's view of the election, shared with the HTTP handlers and the singletons'
 /// supervisor.
@@ -115,39 +116,9 @@ impl Leadership {
     }
 }
 
-/// One renewal (or acquisition): the epoch of the term this replica now holds, or `None` when
-/// another replica holds an unexpired lease. `leading` says whether this replica believes it
-/// holds the lease now; when it does not, taking the lease (even its own expired one) begins
-/// a new term.
-pub async fn try_acquire(
-    conn: &mut AnyConnection,
-    holder: &str,
-    lease_ms: i64,
-    leading: bool,
-) -> sqlx::Result<Option<i64>> {
-    let row = sqlx::query(&format!(
-        "UPDATE leader_lease SET \
-         epoch = CASE WHEN holder = $1 AND $3 = 1 THEN epoch ELSE epoch + 1 END, \
-         acquired_ms = CASE WHEN holder = $1 AND $3 = 1 THEN acquired_ms ELSE {DB_NOW} END, \
-         holder = $1, expires_ms = {DB_NOW} + $2 \
-         WHERE name = 'leader' AND (holder = $1 OR expires_ms < {DB_NOW}) RETURNING epoch"
-    ))
-    .bind(holder)
-    .bind(lease_ms)
-    .bind(i64::from(leading))
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| r.get::<i64, _>(0)))
-}
-
 /// Gives the lease up (a clean shutdown), so another replica takes over at once.
 pub async fn release(store: &Store, holder: &str) {
-    let r =
-        sqlx::query("UPDATE leader_lease SET expires_ms = 0 WHERE name = 'leader' AND holder = $1")
-            .bind(holder)
-            .execute(store.pool())
-            .await;
-    if let Err(e) = r {
+    if let Err(e) = store.release_lease(holder).await {
         tracing::warn!(error = %e, "releasing the leader lease failed");
     }
 }
@@ -177,17 +148,10 @@ pub async fn run(
         // at least two renewals before the lease can expire on the database's clock.
         let attempt = tokio::time::timeout(renew, async {
             if conn.is_none() {
-                let mut c = AnyConnection::connect(&database_url).await?;
-                sqlx::query(&format!(
-                    "SET application_name = '{}'",
-                    crate::store::application_name()
-                ))
-                .execute(&mut c)
-                .await?;
-                conn = Some(c);
+                conn = Some(ha::lease_connection(&database_url).await?);
             }
             let c = conn.as_mut().expect("connected above");
-            try_acquire(c, &leadership.holder, lease_ms, leading).await
+            ha::try_acquire(c, &leadership.holder, lease_ms, leading).await
         })
         .await;
         match attempt {
