@@ -123,6 +123,28 @@ pub async fn release(store: &Store, holder: &str) {
     }
 }
 
+/// One attempt at start-up, before the server serves: a replica that finds the lease free (the
+/// first to start, or after a clean shutdown released it) leads from its first request on.
+/// A failure here only leaves it a follower; [`run`] keeps trying.
+pub async fn first_attempt(
+    leadership: &Leadership,
+    store: &Store,
+    metrics: &Metrics,
+    database_url: &str,
+    cfg: HaConfig,
+) {
+    let lease_ms = Duration::from_secs(cfg.lease_secs).as_millis() as i64;
+    let attempt = tokio::time::timeout(Duration::from_secs(cfg.renew_every_secs), async {
+        let mut c = ha::lease_connection(database_url).await?;
+        ha::try_acquire(&mut c, &leadership.holder, lease_ms, false).await
+    })
+    .await;
+    if let Ok(Ok(Some(epoch))) = attempt {
+        tracing::info!(holder = %leadership.holder, epoch, "became the leader");
+        leadership.set(store, metrics, Role::Leader { epoch });
+    }
+}
+
 /// Runs the election for this replica until the task is aborted.
 pub async fn run(
     leadership: Arc<Leadership>,

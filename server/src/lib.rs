@@ -134,6 +134,14 @@ impl Server {
         if config.is_postgres() {
             // Fenced until elected: a follower's singleton writes are refused.
             store.set_fence(&leadership.holder, -1);
+            leader::first_attempt(
+                &leadership,
+                &store,
+                &metrics,
+                &config.database_url,
+                config.ha,
+            )
+            .await;
         }
         let listener = TcpListener::bind(config.listen)
             .await

@@ -329,6 +329,18 @@ async fn load_mutes(store: &Store) -> Vec<Mute> {
     m
 }
 
+/// Silences and approved exclusions from the store, or `None` when either could not be read
+/// (the mutes in force are kept then).
+async fn try_load_mutes(store: &Store) -> Option<Vec<Mute>> {
+    let mut m = mutes_from(&store.silences().await.ok()?);
+    m.extend(mutes_from_exclusions(&store.exclusions().await.ok()?));
+    Some(m)
+}
+
+/// How often a replica's dispatcher rereads silences and exclusions: they may be written
+/// through another replica, whose reload message does not reach this one.
+const REPLICA_MUTES_EVERY: Duration = Duration::from_secs(5);
+
 impl Dispatcher {
     fn cfg(&self) -> &NotifyConfig {
         &self.state.config.notify
@@ -937,12 +949,23 @@ pub async fn run(
         levels_checked_ms: 0,
         limiter: Default::default(),
     };
+    let replica = d.state.config.is_postgres();
+    let mut mutes_read = tokio::time::Instant::now();
     loop {
+        if replica && mutes_read.elapsed() >= REPLICA_MUTES_EVERY {
+            if let Some(m) = try_load_mutes(&d.state.store).await {
+                d.mutes = m;
+            }
+            mutes_read = tokio::time::Instant::now();
+        }
         d.tick(&tx).await;
-        let wait = match d.next_due().await {
+        let mut wait = match d.next_due().await {
             Some(t) => Duration::from_millis((t - now_ms()).clamp(0, 60_000) as u64),
             None => Duration::from_secs(60),
         };
+        if replica {
+            wait = wait.min(REPLICA_MUTES_EVERY);
+        }
         let msg = if wait.is_zero() {
             rx.try_recv().ok()
         } else {
