@@ -135,7 +135,7 @@ async fn three_replicas_fail_over_without_losing_or_repeating_anything() {
     )
     .unwrap();
     let config = format!(
-        "ha: {{lease_secs: 3, renew_every_secs: 1}}\n\
+        "ha: {{lease_secs: 6, renew_every_secs: 2}}\n\
          rules:\n  files: [{rules}]\n  evaluation_interval_secs: 1\nnotify:\n  \
          smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, from: 'yunwei <alerts@example.org>', timeout_secs: 2}}\n  \
          receivers:\n    - name: oncall\n      email: [{{to: [oncall@example.org], language: en}}]\n    \
@@ -257,7 +257,8 @@ async fn three_replicas_fail_over_without_losing_or_repeating_anything() {
     let _ = other;
     let app = format!("yunwei-server-{}", leader.pid());
     let mut admin = sqlx::PgConnection::connect(&pg_base_url()).await.unwrap();
-    let cut_until = Instant::now() + Duration::from_secs(6);
+    // Longer than the lease (6 s): the others take over while it is still cut off.
+    let cut_until = Instant::now() + Duration::from_secs(10);
     let mut successor = None;
     while Instant::now() < cut_until || successor.is_none() {
         if Instant::now() < cut_until {
