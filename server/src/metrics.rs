@@ -42,6 +42,8 @@ pub struct Metrics {
     pub ha_role: IntGaugeVec,
     /// At the leader: how far its live window trails the batches committed by any replica.
     pub ha_window_lag_seconds: Gauge,
+    /// Sends of notifications another term or process had in flight when it stopped.
+    pub notify_possible_repeats: IntCounter,
 }
 
 /// The read limits of the API (`yunwei_conf::limits`) whose refusals are counted in
@@ -260,9 +262,15 @@ impl Metrics {
                 "At the leader: seconds between the newest batch committed by any replica and \
                  its arrival in the live window.",
             )?,
+            notify_possible_repeats: IntCounter::new(
+                "yunwei_notify_possible_repeats_total",
+                "Notifications sent again because the previous leader or process had them in \
+                 flight when it stopped (each may have arrived twice).",
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.notify_possible_repeats.clone()))?;
         r.register(Box::new(m.ha_leader.clone()))?;
         r.register(Box::new(m.ha_epoch.clone()))?;
         r.register(Box::new(m.ha_role.clone()))?;

@@ -32,3 +32,9 @@ END
 $$;
 CREATE CONSTRAINT TRIGGER batches_commit_order AFTER INSERT ON batches
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION yunwei_number_batch();
+
+-- Who leased a queued notification to send it: the term's epoch on replicas, the process's
+-- incarnation on a single node; cleared when an attempt is recorded. A row leased by another
+-- term or process, with no attempt recorded, was in flight when that one stopped: sending it
+-- again may repeat that send, and the dispatcher logs it as such.
+ALTER TABLE notify_queue ADD COLUMN leased_by BIGINT;

@@ -10,3 +10,9 @@ CREATE TABLE leader_lease (
 );
 INSERT INTO leader_lease (name, holder, epoch, expires_ms, acquired_ms) VALUES ('leader', '', 0, 0, 0);
 ALTER TABLE batches ADD COLUMN commit_id BIGINT;
+
+-- Who leased a queued notification to send it: the term's epoch on replicas, the process's
+-- incarnation on a single node; cleared when an attempt is recorded. A row leased by another
+-- term or process, with no attempt recorded, was in flight when that one stopped: sending it
+-- again may repeat that send, and the dispatcher logs it as such.
+ALTER TABLE notify_queue ADD COLUMN leased_by BIGINT;

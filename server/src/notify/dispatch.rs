@@ -646,7 +646,7 @@ impl Dispatcher {
             }
             if let Some(at) = plan.postponed_to {
                 for row in rows {
-                    if let Err(e) = self.state.store.notify_lease(row.id, at).await {
+                    if let Err(e) = self.state.store.notify_lease(row.id, at, false).await {
                         tracing::error!(error = %e, "postponing a queued notification failed");
                     }
                 }
@@ -659,8 +659,27 @@ impl Dispatcher {
     async fn start(&self, tx: &mpsc::UnboundedSender<Msg>, rows: Vec<QueueRow>, now: i64) {
         let mut leased = Vec::new();
         for row in rows {
-            match self.state.store.notify_lease(row.id, now + LEASE_MS).await {
-                Ok(()) => leased.push(row),
+            match self
+                .state
+                .store
+                .notify_lease(row.id, now + LEASE_MS, true)
+                .await
+            {
+                Ok(repeat) => {
+                    if repeat {
+                        // The one send that can repeat across a failover or a crash.
+                        tracing::warn!(
+                            queue_id = row.id,
+                            group = %row.group_id,
+                            receiver = %row.receiver,
+                            channel = %row.channel,
+                            "sending a notification that was in flight when the previous leader \
+                             or process stopped; it may arrive twice"
+                        );
+                        self.state.metrics.notify_possible_repeats.inc();
+                    }
+                    leased.push(row)
+                }
                 Err(e) => tracing::error!(error = %e, "leasing a queued notification failed"),
             }
         }

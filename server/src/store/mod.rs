@@ -189,6 +189,8 @@ pub struct Store {
     /// The fencing token singleton writes check: `None` on a single node (SQLite), else this
     /// replica's lease holder id and the epoch of its term (`-1` while it is a follower).
     fence: Arc<RwLock<Option<Fence>>>,
+    /// A random number naming this opening of the store (this process, on a single node).
+    incarnation: i64,
 }
 
 /// A fencing token: the lease holder id and the epoch of its term.
@@ -387,6 +389,7 @@ impl Store {
             pool,
             backend,
             fence: Arc::new(RwLock::new(None)),
+            incarnation: rand::random::<i64>(),
         };
         store.migrate().await?;
         Ok(store)
@@ -467,6 +470,15 @@ impl Store {
     /// Sets the fencing token of this replica's singleton writes (see [`Store::check_fence`]).
     pub fn set_fence(&self, holder: &Arc<str>, epoch: i64) {
         *self.fence.write().expect("fence lock") = Some((holder.clone(), epoch));
+    }
+
+    /// Who holds the leases this process takes on queued sends: the epoch of its term on
+    /// replicas, else the incarnation of this opening of the store.
+    pub fn lease_owner(&self) -> i64 {
+        match self.fence_epoch() {
+            Some(e) if e >= 0 => e,
+            _ => self.incarnation,
+        }
     }
 
     /// The epoch singleton writes are fenced with, when fenced.
