@@ -26,8 +26,12 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9471";
 /// A validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
-    /// Base URL of the server, `http` or `https`, without a trailing slash.
+    /// Base URL of the server, `http` or `https`, without a trailing slash: the first of
+    /// [`AgentConfig::server_urls`].
     pub server_url: String,
+    /// Every server replica the agent may push to, in order of preference (`server_urls`, or
+    /// `server_url` alone); the agent moves to the next when one fails.
+    pub server_urls: Vec<String>,
     /// Secret presented once at enrollment; not needed after the agent has a token.
     pub enrollment_secret: Option<String>,
     /// Folder for `state.json` (agent identity and sequence number); absolute.
@@ -62,6 +66,7 @@ impl AgentConfig {
     pub fn new(server_url: &str, state_dir: &Path) -> AgentConfig {
         AgentConfig {
             server_url: server_url.trim_end_matches('/').to_string(),
+            server_urls: vec![server_url.trim_end_matches('/').to_string()],
             enrollment_secret: None,
             state_dir: state_dir.to_path_buf(),
             interval_secs: default_interval_secs(),
@@ -90,6 +95,7 @@ impl AgentConfig {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server_url: Option<String>,
+    server_urls: Option<Vec<String>>,
     enrollment_secret: Option<String>,
     state_dir: Option<PathBuf>,
     #[serde(default = "default_interval_secs")]
@@ -236,30 +242,48 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
         problems.push((node.map_or(root.pos, |n| n.pos), message))
     };
 
-    let server_url = match raw.server_url {
-        None => {
-            problem(None, "missing required field `server_url`".into());
-            String::new()
+    // One URL (`server_url`) or a list of replicas (`server_urls`), each checked where written.
+    let check = |url: &str, key: &str| match check_url(url) {
+        Ok(url) if url.starts_with("http://") && !raw.insecure && !url_is_loopback(&url) => {
+            Err(format!(
+                "{key} {url:?}: http:// would send the agent's token and the \
+                 enrollment secret in clear text to a host that is not loopback; use \
+                 https://, or set insecure: true to accept that"
+            ))
         }
-        Some(url) => match check_url(&url) {
-            Ok(url) if url.starts_with("http://") && !raw.insecure && !url_is_loopback(&url) => {
-                problem(
-                    doc.get("server_url"),
-                    format!(
-                        "server_url {url:?}: http:// would send the agent's token and the \
-                         enrollment secret in clear text to a host that is not loopback; use \
-                         https://, or set insecure: true to accept that"
-                    ),
-                );
-                url
-            }
-            Ok(url) => url,
-            Err(msg) => {
-                problem(doc.get("server_url"), format!("server_url {url:?}: {msg}"));
-                String::new()
-            }
-        },
+        Ok(url) => Ok(url),
+        Err(msg) => Err(format!("{key} {url:?}: {msg}")),
     };
+    let mut server_urls: Vec<String> = Vec::new();
+    match (&raw.server_url, &raw.server_urls) {
+        (None, None) => problem(None, "missing required field `server_url`".into()),
+        (Some(url), None) => match check(url, "server_url") {
+            Ok(u) => server_urls.push(u),
+            Err(m) => problem(doc.get("server_url"), m),
+        },
+        (None, Some(urls)) if urls.is_empty() => problem(
+            doc.get("server_urls"),
+            "server_urls: list at least one server".into(),
+        ),
+        (None, Some(urls)) => {
+            for (i, url) in urls.iter().enumerate() {
+                match check(url, &format!("server_urls[{i}]")) {
+                    Ok(u) => server_urls.push(u),
+                    Err(m) => problem(
+                        doc.get("server_urls")
+                            .item(i)
+                            .or_else(|| doc.get("server_urls")),
+                        m,
+                    ),
+                }
+            }
+        }
+        (Some(_), Some(_)) => problem(
+            doc.get("server_urls"),
+            "server_urls: give either server_url or server_urls, not both".into(),
+        ),
+    }
+    let server_url = server_urls.first().cloned().unwrap_or_default();
     let state_dir = match raw.state_dir {
         None => {
             problem(None, "missing required field `state_dir`".into());
@@ -566,6 +590,7 @@ pub fn parse_config(text: &str, origin: &str, base_dir: &Path) -> Result<AgentCo
     }
     Ok(AgentConfig {
         server_url,
+        server_urls,
         enrollment_secret: raw.enrollment_secret,
         state_dir,
         interval_secs: raw.interval_secs,
@@ -805,6 +830,33 @@ mod tests {
         check_bad(
             "# agent\nstate_dir: s\n",
             &[(2, 1, "missing required field `server_url`")],
+        );
+    }
+
+    #[test]
+    fn server_urls_list_the_replicas_each_checked_at_its_item() {
+        let c = parse(
+            "server_urls:\n  - https://a.example.org/\n  - http://127.0.0.1:9470\nstate_dir: s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server_urls,
+            ["https://a.example.org", "http://127.0.0.1:9470"]
+        );
+        assert_eq!(c.server_url, "https://a.example.org");
+        let one = parse("server_url: https://h:1\nstate_dir: s\n").unwrap();
+        assert_eq!(one.server_urls, ["https://h:1"]);
+        check_bad(
+            "state_dir: s\nserver_urls:\n  - https://h:1\n  - ftp://h\n",
+            &[(4, 5, "server_urls[1] \"ftp://h\"")],
+        );
+        check_bad(
+            "server_url: https://h:1\nserver_urls: [https://h:2]\nstate_dir: s\n",
+            &[(2, 14, "give either server_url or server_urls, not both")],
+        );
+        check_bad(
+            "server_urls: []\nstate_dir: s\n",
+            &[(1, 14, "list at least one server")],
         );
     }
 

@@ -130,7 +130,7 @@ pub fn run_with(config: AgentConfig, control: Control) -> anyhow::Result<()> {
     eprintln!(
         "info: agent {} pushing to {} every {} s; {} batches spooled; {} probes",
         state.agent_id,
-        config.server_url,
+        config.server_urls.join(", "),
         config.interval_secs,
         spool.len(),
         config.probes.len()
@@ -396,9 +396,10 @@ impl Agent {
             }
         };
         let old = &self.config;
-        if new.server_url != old.server_url || new.state_dir != old.state_dir {
-            eprintln!("warn: server_url and state_dir changes take effect after a restart");
+        if new.server_urls != old.server_urls || new.state_dir != old.state_dir {
+            eprintln!("warn: server_url(s) and state_dir changes take effect after a restart");
             new.server_url = old.server_url.clone();
+            new.server_urls = old.server_urls.clone();
             new.state_dir = old.state_dir.clone();
         }
         if new.tls != old.tls || new.request_timeout_secs != old.request_timeout_secs {
@@ -643,8 +644,11 @@ enum Failure {
 /// The HTTP client, one connection pool kept for the agent's lifetime.
 struct Client {
     http: ureq::Agent,
-    enroll_url: String,
-    ingest_url: String,
+    /// Per server replica: its enroll and ingest URLs.
+    servers: Vec<(String, String)>,
+    /// The replica in use; a push or enrollment that fails for a reason worth retrying moves
+    /// to the next one, so the retry goes elsewhere.
+    current: std::sync::atomic::AtomicUsize,
 }
 
 impl Client {
@@ -652,7 +656,7 @@ impl Client {
         let mut tls = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::Rustls)
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
-        if config.server_url.starts_with("https://") {
+        if config.server_urls.iter().any(|u| u.starts_with("https://")) {
             use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts};
             let roots = load_roots(config.tls.ca_file.as_deref())?;
             let roots: Vec<Certificate<'static>> = roots
@@ -695,19 +699,46 @@ impl Client {
             .into();
         Ok(Client {
             http,
-            enroll_url: format!("{}/api/v1/enroll", config.server_url),
-            ingest_url: format!("{}/api/v1/ingest", config.server_url),
+            servers: config
+                .server_urls
+                .iter()
+                .map(|u| (format!("{u}/api/v1/enroll"), format!("{u}/api/v1/ingest")))
+                .collect(),
+            current: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// The replica in use: its enroll and ingest URLs.
+    fn server(&self) -> &(String, String) {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.servers[i % self.servers.len()]
+    }
+
+    /// After a failure worth retrying, the next attempt goes to the next replica.
+    fn fail_over<T>(&self, r: Result<T, Failure>) -> Result<T, Failure> {
+        if let Err(Failure::Retry { reason, .. }) = &r
+            && self.servers.len() > 1
+        {
+            let i = self
+                .current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!(
+                "warn: {} failed ({reason}); trying {} next",
+                self.servers[i % self.servers.len()].1,
+                self.servers[(i + 1) % self.servers.len()].1
+            );
+        }
+        r
     }
 
     fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, Failure> {
         let body = serde_json::to_vec(request).expect("an enroll request always serializes");
         let resp = self
             .http
-            .post(&self.enroll_url)
+            .post(&self.server().0)
             .header("Content-Type", "application/json")
             .send(&body[..]);
-        let body = check_response(resp)?;
+        let body = self.fail_over(check_response(resp))?;
         let resp: EnrollResponse = serde_json::from_str(&body).map_err(|e| Failure::Retry {
             reason: format!("unreadable enroll response: {e}"),
             retry_after: None,
@@ -724,12 +755,12 @@ impl Client {
     fn ingest(&self, body: &[u8], token: &str) -> Result<Ack, Failure> {
         let resp = self
             .http
-            .post(&self.ingest_url)
+            .post(&self.server().1)
             .header("Content-Type", CONTENT_TYPE)
             .header("Content-Encoding", CONTENT_ENCODING)
             .header("Authorization", format!("Bearer {token}"))
             .send(body);
-        let body = check_response(resp)?;
+        let body = self.fail_over(check_response(resp))?;
         // The server acknowledged a durable commit; an unreadable ack body does not undo that.
         Ok(serde_json::from_str(&body).unwrap_or_else(|e| {
             eprintln!("warn: unreadable ack ({e}): {}", truncate(&body, 200));

@@ -318,6 +318,39 @@ fn server_errors_are_retried_and_rejected_batches_are_dropped() {
     );
 }
 
+#[test]
+fn a_failing_replica_is_left_for_the_next_in_server_urls() {
+    // Replica A answers 503 to everything (its database is gone); B acknowledges.
+    let a = FakeServer::start(|_, _| {
+        (
+            503,
+            vec![],
+            r#"{"error":{"kind":"unavailable","message":"database unreachable"}}"#.into(),
+        )
+    });
+    let b = FakeServer::start(|req, _| ack(req));
+    let dir = tempfile::tempdir().unwrap();
+    save_state(
+        dir.path(),
+        &State {
+            agent_id: "a".into(),
+            token: "t".into(),
+            next_seq: 1,
+        },
+    )
+    .unwrap();
+    let agent = start(AgentConfig {
+        server_urls: vec![a.url.clone(), b.url.clone()],
+        ..config(&a.url, dir.path())
+    });
+    let at_b = b.wait_for("/api/v1/ingest", 3);
+    agent.stop();
+    assert_eq!(a.requests("/api/v1/ingest").len(), 1, "A tried once");
+    let seqs: Vec<u64> = at_b.iter().map(|r| r.batch().seq).collect();
+    // The batch A failed is redelivered to B first, then the agent stays with B.
+    assert_eq!(seqs[..3], [1, 2, 3], "{seqs:?}");
+}
+
 /// Fills the spool of the agent in `dir` (identity `a`/`t`) with `n` batches of `samples`
 /// samples collected `age` ago, as an earlier run that could not reach the server would have;
 /// stops early when the spool is within 512 bytes of `max_bytes`.

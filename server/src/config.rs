@@ -38,6 +38,27 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// The HTTP listener (`http:`).
     pub http: HttpConfig,
+    /// Several replicas on one PostgreSQL (`ha:`); unused on SQLite.
+    pub ha: HaConfig,
+}
+
+/// The leader election among replicas on one PostgreSQL (see `leader.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaConfig {
+    /// How long a leader's lease lasts without renewal: a dead leader is replaced after at most
+    /// this plus `renew_every_secs`.
+    pub lease_secs: u64,
+    /// How often the leader renews its lease and followers try to take an expired one.
+    pub renew_every_secs: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            lease_secs: 10,
+            renew_every_secs: 2,
+        }
+    }
 }
 
 /// The HTTP listener: which peers are reverse proxies whose `X-Forwarded-For` is believed.
@@ -294,6 +315,15 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    ha: RawHa,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    lease_secs: Option<u64>,
+    renew_every_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -811,6 +841,28 @@ fn validate(
         }
     }
 
+    let dha = HaConfig::default();
+    let ha = HaConfig {
+        lease_secs: raw.ha.lease_secs.unwrap_or(dha.lease_secs),
+        renew_every_secs: raw.ha.renew_every_secs.unwrap_or(dha.renew_every_secs),
+    };
+    if !(1..=60).contains(&ha.renew_every_secs) {
+        errs.push(Diagnostic {
+            origin: origin.to_string(),
+            pos: nearest(doc, "ha.renew_every_secs").map(|n| n.pos),
+            message: "ha.renew_every_secs: must be between 1 and 60".into(),
+        });
+    } else if ha.lease_secs < 3 * ha.renew_every_secs || ha.lease_secs > 600 {
+        errs.push(Diagnostic {
+            origin: origin.to_string(),
+            pos: nearest(doc, "ha.lease_secs").map(|n| n.pos),
+            message: format!(
+                "ha.lease_secs: must be at least three renewals ({} s) and at most 600",
+                3 * ha.renew_every_secs
+            ),
+        });
+    }
+
     // File order; the notify calendar file's problems after this file's.
     errs.sort_by_key(|d| (d.origin != origin, d.pos));
     if errs.is_empty() {
@@ -827,6 +879,7 @@ fn validate(
             notify,
             auth,
             http,
+            ha,
         })
     } else {
         Err(ConfigError(errs))
@@ -867,6 +920,25 @@ mod tests {
             c.rules,
             RulesConfig::default(),
             "the example shows the defaults"
+        );
+        assert_eq!(c.ha, HaConfig::default(), "the example shows the defaults");
+    }
+
+    #[test]
+    fn ha_lease_must_outlast_three_renewals() {
+        let e = parse("ha:\n  lease_secs: 4\n  renew_every_secs: 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2:15: ha.lease_secs: must be at least three renewals (6 s)"),
+            "{e}"
+        );
+        let e = parse("ha:\n  renew_every_secs: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2:21: ha.renew_every_secs: must be between 1 and 60"),
+            "{e}"
         );
     }
 

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod inventory;
+pub mod leader;
 pub mod lifecycle_mail;
 pub mod live;
 pub mod membership;
@@ -69,24 +70,29 @@ pub struct AppState {
     pub refusals: Arc<audit::Refusals>,
     /// Per-source request rate limits (`http.rate_limit`).
     pub rate_limits: http::rate_limit::RateLimiter,
+    /// Whether this replica is the leader (runs the singletons), a follower, or the single node.
+    pub leadership: Arc<leader::Leadership>,
 }
 
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
-    notify: Option<(
-        notify::engine::Engine,
-        mpsc::UnboundedReceiver<notify::dispatch::Msg>,
-    )>,
+    /// The dispatcher's queue: served by the dispatcher while this replica runs the
+    /// singletons, else by [`notify::dispatch::answer_as_follower`].
+    notify_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<notify::dispatch::Msg>>>,
+    /// On SQLite, the data directory's lock, held while the server lives.
+    _data_lock: Option<std::fs::File>,
 }
 
 impl Server {
     /// Opens and migrates the store, loads the caches, starts the writer and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        let mut data_lock = None;
         if !config.is_postgres() {
             private_files::private_dir(&config.data_dir)
                 .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            data_lock = Some(leader::lock_data_dir(&config.data_dir)?);
         }
         let store = Store::open(&config.database_url, config.ingest.sqlite_synchronous_full)
             .await
@@ -118,9 +124,27 @@ impl Server {
             .await
             .context("loading the notification secret")?;
         let (notify_handle, notify_rx) = notify::dispatch::Handle::new(secret.into_bytes());
-        let engine = notify::dispatch::load_engine(&store)
+        // Read once here so that a broken saved state stops the start, as before replicas.
+        notify::dispatch::load_engine(&store)
             .await
             .context("loading alert groups")?;
+        let leadership = Arc::new(if config.is_postgres() {
+            leader::Leadership::replica()
+        } else {
+            leader::Leadership::single()
+        });
+        if config.is_postgres() {
+            // Fenced until elected: a follower's singleton writes are refused.
+            store.set_fence(&leadership.holder, -1);
+            leader::first_attempt(
+                &leadership,
+                &store,
+                &metrics,
+                &config.database_url,
+                config.ha,
+            )
+            .await;
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -157,6 +181,7 @@ impl Server {
             store: store.clone(),
             refusals: Arc::new(audit::Refusals::default()),
             rate_limits: http::rate_limit::RateLimiter::new(config.http.rate_limit),
+            leadership,
         });
         let writer = ingest::Writer::load(ingest::Shared {
             config,
@@ -171,7 +196,8 @@ impl Server {
         Ok(Server {
             listener,
             state,
-            notify: Some((engine, notify_rx)),
+            notify_rx: Arc::new(tokio::sync::Mutex::new(notify_rx)),
+            _data_lock: data_lock,
         })
     }
 
@@ -188,93 +214,176 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests (every accepted
     /// batch is committed and acknowledged) and closes the store.
     pub async fn run(
-        mut self,
+        self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let election = state.config.is_postgres().then(|| {
+            tokio::spawn(leader::run(
+                state.leadership.clone(),
+                state.store.clone(),
+                state.metrics.clone(),
+                state.config.database_url.clone(),
+                state.config.ha,
+            ))
+        });
         let maintenance = tokio::spawn(maintenance_loop(
             state.config.clone(),
             state.store.clone(),
             state.live.clone(),
             state.ingest.clone(),
+            state.leadership.subscribe(),
         ));
-        let evaluator = tokio::spawn(rules::eval_loop(state.rules.clone()));
         let hangup = tokio::spawn(reload_on_sighup(state.rules.clone()));
-        let checkpoints = tokio::spawn(audit::checkpoint_loop(
-            state.store.clone(),
-            state.config.data_dir.clone(),
-        ));
-        let membership = tokio::spawn(contracts::membership_loop(
-            state.contracts.clone(),
-            Duration::from_secs(state.config.contracts.membership_interval_secs),
-        ));
-        let inspections = state
-            .config
-            .contracts
-            .run_inspections
-            .then(|| tokio::spawn(contracts::inspection_loop(state.contracts.clone())));
-        let dispatcher = self.notify.take().map(|(engine, rx)| {
-            let shared = notify::dispatch::Shared {
-                config: state.config.clone(),
-                store: state.store.clone(),
-                metrics: state.metrics.clone(),
-                notify: state.notify.clone(),
-            };
-            tokio::spawn(notify::dispatch::run(
-                Arc::new(shared),
-                engine,
-                rx,
-                state.notify.sender(),
-            ))
-        });
-        let scheduled_reports = state
-            .config
-            .contracts
-            .scheduled_reports
-            .then(|| tokio::spawn(reports::schedule_loop(state.reports.clone())));
-        let server_probes = state.config.contracts.run_server_probes.then(|| {
-            tokio::spawn(server_probes::run(
-                state.contracts.clone(),
-                state.ingest.clone(),
-            ))
-        });
+        let singletons = tokio::spawn(supervise(state.clone(), self.notify_rx.clone()));
         tracing::info!(addr = %self.local_addr(), backend = ?state.store.backend(), "serving");
         http::serve(self.listener, state.clone(), shutdown)
             .await
             .context("serving HTTP")?;
+        if let Some(e) = election {
+            e.abort();
+            let _ = e.await;
+        }
+        singletons.abort();
+        let _ = singletons.await;
         maintenance.abort();
-        evaluator.abort();
         hangup.abort();
-        checkpoints.abort();
-        membership.abort();
-        if let Some(s) = scheduled_reports {
-            s.abort();
-        }
-        if let Some(s) = server_probes {
-            s.abort();
-        }
-        if let Some(i) = inspections {
-            i.abort();
-        }
-        if let Some(d) = dispatcher {
-            d.abort();
-        }
         // Refusals counted in windows still open get their summary rows before the closing
-        // checkpoint signs the log.
+        // checkpoint (the leader's, or the single node's) signs the log.
         audit::flush_all_refusals(&state.store, &state.refusals, now_ms()).await;
-        audit::checkpoint_now(&state.store, &state.config.data_dir, now_ms()).await;
+        if state.leadership.role().runs_singletons() {
+            audit::checkpoint_now(&state.store, &state.config.data_dir, now_ms()).await;
+        }
+        if matches!(state.leadership.role(), leader::Role::Leader { .. }) {
+            leader::release(&state.store, &state.leadership.holder).await;
+        }
         state.store.close().await;
         Ok(())
     }
 }
 
-/// Trims the live window, rolls up closed hours, applies retention and purges ended sessions,
-/// every `retention.run_every_secs`.
+/// Runs the singletons — rule evaluation, notification dispatch, scheduled reports,
+/// inspections, membership, audit checkpoints, server probes and (replicas) the tail of
+/// committed batches — while this replica is the leader or the single node, and stops them
+/// (waiting until they have stopped) as soon as it is not. A new leader first rebuilds its
+/// live window and reloads rule and alert-group state from the store.
+async fn supervise(
+    state: Arc<AppState>,
+    notify_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<notify::dispatch::Msg>>>,
+) {
+    let mut roles = state.leadership.subscribe();
+    loop {
+        let role = *roles.borrow_and_update();
+        let tasks = if role.runs_singletons() {
+            match start_singletons(&state, role, &notify_rx).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "starting the singletons failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        } else {
+            let store = state.store.clone();
+            let rx = notify_rx.clone();
+            vec![tokio::spawn(async move {
+                let mut rx = rx.lock_owned().await;
+                notify::dispatch::answer_as_follower(store, &mut rx).await;
+            })]
+        };
+        let changed = roles.changed().await;
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        if changed.is_err() {
+            return;
+        }
+        tracing::info!(role = roles.borrow().name(), "role changed");
+    }
+}
+
+async fn start_singletons(
+    state: &Arc<AppState>,
+    role: leader::Role,
+    notify_rx: &Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<notify::dispatch::Msg>>>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    if let leader::Role::Leader { epoch } = role {
+        let from = state.store.max_commit_id().await?;
+        state
+            .live
+            .rebuild(&state.store, now_ms())
+            .await
+            .context("rebuilding the live window")?;
+        rules::restore_saved_states(&state.rules)
+            .await
+            .context("loading saved rule state")?;
+        tracing::info!(
+            epoch,
+            from_commit = from,
+            "leading: live window rebuilt from the store"
+        );
+        tasks.push(tokio::spawn(leader::tail_loop(
+            state.live.clone(),
+            state.store.clone(),
+            state.metrics.clone(),
+            state.rules.rule_trigger.clone(),
+            state.config.database_url.clone(),
+            from,
+        )));
+    }
+    let engine = notify::dispatch::load_engine(&state.store)
+        .await
+        .context("loading alert groups")?;
+    tasks.push(tokio::spawn(rules::eval_loop(state.rules.clone())));
+    tasks.push(tokio::spawn(audit::checkpoint_loop(
+        state.store.clone(),
+        state.config.data_dir.clone(),
+    )));
+    tasks.push(tokio::spawn(contracts::membership_loop(
+        state.contracts.clone(),
+        Duration::from_secs(state.config.contracts.membership_interval_secs),
+    )));
+    if state.config.contracts.run_inspections {
+        tasks.push(tokio::spawn(contracts::inspection_loop(
+            state.contracts.clone(),
+        )));
+    }
+    let shared = notify::dispatch::Shared {
+        config: state.config.clone(),
+        store: state.store.clone(),
+        metrics: state.metrics.clone(),
+        notify: state.notify.clone(),
+    };
+    let tx = state.notify.sender();
+    let rx = notify_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut rx = rx.lock_owned().await;
+        notify::dispatch::run(Arc::new(shared), engine, &mut rx, tx).await;
+    }));
+    if state.config.contracts.scheduled_reports {
+        tasks.push(tokio::spawn(reports::schedule_loop(state.reports.clone())));
+    }
+    if state.config.contracts.run_server_probes {
+        tasks.push(tokio::spawn(server_probes::run(
+            state.contracts.clone(),
+            state.ingest.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+/// Trims the live window, and (on the leader or single node) rolls up closed hours, applies
+/// retention and purges ended sessions, every `retention.run_every_secs`.
 async fn maintenance_loop(
     config: Arc<ServerConfig>,
     store: Store,
     live: Arc<Live>,
     ingest: Arc<ingest::Ingest>,
+    role: tokio::sync::watch::Receiver<leader::Role>,
 ) {
     let every = Duration::from_secs(config.retention.run_every_secs.max(1));
     let mut tick = tokio::time::interval(every);
@@ -282,6 +391,22 @@ async fn maintenance_loop(
     loop {
         tick.tick().await;
         live.window.write().expect("window lock").trim(now_ms());
+        if config.is_postgres() {
+            // Replicas: a token revoked through another replica stops working here too.
+            match ingest::Ingest::load(&store, 1).await {
+                Ok((fresh, _)) => {
+                    let tokens = fresh.tokens.into_inner().expect("fresh lock");
+                    *ingest.tokens.write().expect("tokens lock") = tokens;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "reloading agent tokens failed")
+                }
+            }
+        }
+        // Rollups, retention and session purges are the leader's (the window is everyone's).
+        if !role.borrow().runs_singletons() {
+            continue;
+        }
         if let Err(e) = ingest::maintenance_pass(&store, &ingest.writer, now_ms()).await {
             tracing::error!(error = %format!("{e:#}"), "maintenance pass failed");
         }

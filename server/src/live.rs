@@ -72,6 +72,17 @@ impl Live {
         })
     }
 
+    /// Refills the hosts and the window from the store, replacing what is in memory: a new
+    /// leader does this before its first evaluation, since other replicas stored batches it
+    /// never saw.
+    pub async fn rebuild(&self, store: &Store, now_ms: i64) -> anyhow::Result<()> {
+        let window_ms = self.window.read().expect("window lock").window_ms;
+        let fresh = Live::load(store, window_ms, now_ms).await?;
+        *self.hosts.write().expect("live lock") = fresh.hosts.into_inner().expect("fresh lock");
+        *self.window.write().expect("window lock") = fresh.window.into_inner().expect("fresh lock");
+        Ok(())
+    }
+
     /// A copy of every host's state (the lock is not held by the caller).
     pub fn hosts(&self) -> HashMap<Arc<str>, HostLive> {
         self.hosts.read().expect("live lock").clone()
@@ -194,6 +205,112 @@ pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow
         });
     }
     Ok(n)
+}
+
+/// The leader's view of batches committed by every replica: reads them in commit order after
+/// the last one it applied and adds their samples to the window (a sample added twice, by this
+/// replica's own writer and here, is stored once) and their arrival to the hosts.
+pub struct Tail {
+    /// The last commit id applied.
+    pub last: i64,
+    /// series id → presented labels and metric name.
+    series: HashMap<i64, (Labels, Arc<str>)>,
+}
+
+impl Tail {
+    /// Starts after commit id `last`.
+    pub fn after(last: i64) -> Tail {
+        Tail {
+            last,
+            series: HashMap::new(),
+        }
+    }
+
+    async fn reload_series(&mut self, store: &Store) -> anyhow::Result<()> {
+        let agents: BTreeMap<String, AgentRow> = store
+            .agents()
+            .await?
+            .into_iter()
+            .map(|a| (a.agent_id.clone(), a))
+            .collect();
+        self.series = store
+            .all_series()
+            .await?
+            .into_iter()
+            .map(|s| {
+                let l = match agents.get(&s.agent_id) {
+                    Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
+                    None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
+                };
+                (s.id, (to_labels(&l), Arc::from(s.name.as_str())))
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Applies every batch committed since the last call. Returns the metric names the batches
+    /// carried (for rules evaluated on ingest) and the arrival time of the newest batch applied.
+    pub async fn poll(
+        &mut self,
+        live: &Live,
+        store: &Store,
+    ) -> anyhow::Result<(Vec<Arc<str>>, Option<i64>)> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        let mut newest = None;
+        loop {
+            let batches = store.batches_committed_after(self.last, 256).await?;
+            if batches.is_empty() {
+                return Ok((names, newest));
+            }
+            let mut unknown = false;
+            for b in &batches {
+                blob::decode(&b.data, |s| {
+                    unknown |= !self.series.contains_key(&s.series_id)
+                });
+            }
+            if unknown {
+                self.reload_series(store).await?;
+            }
+            for b in &batches {
+                {
+                    let mut window = live.window.write().expect("window lock");
+                    blob::decode(&b.data, |s| {
+                        if let Some((l, name)) = self.series.get(&s.series_id) {
+                            window.storage.add_sample(l, s.ts_ms, s.value);
+                            if names.last() != Some(name) {
+                                names.push(name.clone());
+                            }
+                        }
+                    });
+                }
+                let known = {
+                    let mut hosts = live.hosts.write().expect("live lock");
+                    match hosts.get_mut(b.agent_id.as_str()) {
+                        Some(h) => {
+                            h.last_seen_ms = h.last_seen_ms.max(b.received_ms);
+                            h.last_seq = h.last_seq.max(b.seq);
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                if !known && let Some(a) = store.agent(&b.agent_id).await? {
+                    live.hosts.write().expect("live lock").insert(
+                        Arc::from(a.agent_id.as_str()),
+                        HostLive {
+                            hostname: a.hostname,
+                            last_seen_ms: b.received_ms,
+                            interval_ms: a.interval_ms,
+                            labels: a.labels,
+                            last_seq: b.seq,
+                        },
+                    );
+                }
+                self.last = b.commit_id;
+                newest = Some(newest.unwrap_or(i64::MIN).max(b.received_ms));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

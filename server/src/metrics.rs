@@ -36,6 +36,15 @@ pub struct Metrics {
     pub audit_refusals: IntCounterVec,
     pub api_limited: IntCounterVec,
     pub http_rate_limited: IntCounterVec,
+    /// 1 while this replica holds the leader lease (always 0 on a single node).
+    pub ha_leader: IntGauge,
+    pub ha_epoch: IntGauge,
+    /// `single`, `leader` or `follower`: the one series at 1 is this replica's role.
+    pub ha_role: IntGaugeVec,
+    /// At the leader: how far its live window trails the batches committed by any replica.
+    pub ha_window_lag_seconds: Gauge,
+    /// Sends of notifications another term or process had in flight when it stopped.
+    pub notify_possible_repeats: IntCounter,
 }
 
 /// The read limits of the API (`yunwei_conf::limits`) whose refusals are counted in
@@ -250,9 +259,39 @@ impl Metrics {
                 ),
                 &["class"],
             )?,
+            ha_leader: IntGauge::new(
+                "yunwei_ha_leader",
+                "1 while this replica holds the leader lease and runs the singletons.",
+            )?,
+            ha_epoch: IntGauge::new(
+                "yunwei_ha_epoch",
+                "The epoch (fencing token) of the last term this replica led.",
+            )?,
+            ha_role: IntGaugeVec::new(
+                Opts::new(
+                    "yunwei_ha_role",
+                    "This replica's role: the series of the current role is 1.",
+                ),
+                &["role"],
+            )?,
+            ha_window_lag_seconds: Gauge::new(
+                "yunwei_ha_window_lag_seconds",
+                "At the leader: seconds between the newest batch committed by any replica and \
+                 its arrival in the live window.",
+            )?,
+            notify_possible_repeats: IntCounter::new(
+                "yunwei_notify_possible_repeats_total",
+                "Notifications sent again because the previous leader or process had them in \
+                 flight when it stopped (each may have arrived twice).",
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.notify_possible_repeats.clone()))?;
+        r.register(Box::new(m.ha_leader.clone()))?;
+        r.register(Box::new(m.ha_epoch.clone()))?;
+        r.register(Box::new(m.ha_role.clone()))?;
+        r.register(Box::new(m.ha_window_lag_seconds.clone()))?;
         r.register(Box::new(m.ingest_batches.clone()))?;
         r.register(Box::new(m.hostnames_duplicated.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;

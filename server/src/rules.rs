@@ -351,6 +351,17 @@ impl RuleSet {
     }
 }
 
+/// Replaces every group's state with the one saved in the store (`for` timers, active alerts,
+/// last evaluations): a new leader continues where the previous one stopped.
+pub async fn restore_saved_states(engine: &Engine) -> anyhow::Result<()> {
+    let saved = saved_states(&engine.store).await?;
+    let mut set = engine.set.write().expect("rules lock");
+    let groups = set.groups.drain(..).map(|g| g.group).collect();
+    let files = std::mem::take(&mut set.files);
+    *set = RuleSet::new(files, groups, saved);
+    Ok(())
+}
+
 /// Reads saved group states from the store.
 pub async fn saved_states(
     state: &crate::store::Store,

@@ -93,12 +93,19 @@ async fn groups_and_queue_commit_together_and_survive_reopening(backend: &str) {
     assert_eq!(s.notify_next_due().await.unwrap(), Some(50));
     let due = s.notify_due(60, 10).await.unwrap();
     assert_eq!(due.len(), 1, "only the row due by 60");
-    s.notify_lease(due[0].id, 1_000).await.unwrap();
+    assert!(!s.notify_lease(due[0].id, 1_000, true).await.unwrap());
     assert_eq!(
         s.notify_next_due().await.unwrap(),
         Some(100),
         "a leased row waits"
     );
+    // The process stopped with that send in flight: the next one's lease says it may repeat
+    // it (and the dispatcher logs so); its own later leases, or one after an attempt was
+    // recorded, do not.
+    s.close().await;
+    let s = Store::open(&d.url, true).await.unwrap();
+    assert!(s.notify_lease(due[0].id, 1_100, true).await.unwrap());
+    assert!(!s.notify_lease(due[0].id, 1_200, true).await.unwrap());
     // Upsert and removal.
     s.notify_commit(
         &[("k1".into(), "g1".into(), "{\"a\":2}".into())],
@@ -132,6 +139,9 @@ async fn retries_fallback_and_the_log_of_every_attempt(backend: &str) {
     .unwrap();
     let q = s.notify_queue().await.unwrap().remove(0);
     assert_eq!((q.attempts, q.due_ms, q.fallback_done), (1, 1_010, false));
+    assert!(!s.notify_lease(q.id, 1_010, true).await.unwrap());
+    s.close().await;
+    let s = Store::open(&d.url, true).await.unwrap();
     // The second failure queues the fallback receiver, once.
     s.notify_attempt(
         &log(&q, 2, 1_010, false),

@@ -181,6 +181,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server on a free port with `extra` YAML appended to its config.
     pub async fn start(db: &Db, extra: &str) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_replica(db, extra, "harness").await
+    }
+
+    /// Like [`ServerProcess::start`], its admin token's user named `name`: several replicas
+    /// on one PostgreSQL each create their own.
+    pub async fn start_replica(db: &Db, extra: &str, name: &str) -> anyhow::Result<ServerProcess> {
         let dir = tempfile::tempdir()?;
         let addr = free_addr();
         let db_line = match db {
@@ -194,7 +200,7 @@ impl ServerProcess {
         let config_path = dir.path().join("server.yaml");
         std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("server.log");
-        let api_token = cli_token(&config_path, "harness", "admin")?;
+        let api_token = cli_token(&config_path, name, "admin")?;
         let mut s = ServerProcess {
             child: None,
             addr,

@@ -42,7 +42,9 @@ pub async fn ingest(
     // Everything that can be decided from the headers is decided before a byte of the body is
     // read, so an unauthenticated or oversized request costs the server nothing.
     let headers = req.headers();
-    let agent_id = authenticate(&state, headers).map_err(|e| reject(&state, e))?;
+    let agent_id = authenticate(&state, headers)
+        .await
+        .map_err(|e| reject(&state, e))?;
     check_headers(headers).map_err(|e| reject(&state, e))?;
     let limit = state.config.ingest.max_body_bytes;
     let too_large = || {
@@ -201,7 +203,7 @@ impl Drop for InflightSlot {
     }
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
     let unauthorized =
         |m: &str| ApiError::new(ErrorKind::Unauthenticated, m.to_string()).field("authorization");
     let value = headers
@@ -211,14 +213,35 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<str>, ApiEr
     let token = value
         .strip_prefix("Bearer ")
         .ok_or_else(|| unauthorized("expected a bearer token"))?;
-    state
+    let hash = secret_hash(token.trim());
+    let known = state
         .ingest
         .tokens
         .read()
         .expect("tokens lock")
-        .get(&secret_hash(token.trim()))
-        .cloned()
-        .ok_or_else(|| unauthorized("unknown token"))
+        .get(&hash)
+        .cloned();
+    match known {
+        Some(id) => Ok(id),
+        // Replicas: the agent may have enrolled through another one.
+        None if state.config.is_postgres() => {
+            let id = state
+                .store
+                .agent_by_token(&hash)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| unauthorized("unknown token"))?;
+            let id: Arc<str> = Arc::from(id.as_str());
+            state
+                .ingest
+                .tokens
+                .write()
+                .expect("tokens lock")
+                .insert(hash, id.clone());
+            Ok(id)
+        }
+        None => Err(unauthorized("unknown token")),
+    }
 }
 
 fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {

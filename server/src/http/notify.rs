@@ -228,7 +228,9 @@ fn ack_error(e: AckError) -> ApiError {
         AckError::NoGroup(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).field("id"),
         AckError::EpisodeOver => ApiError::new(ErrorKind::Conflict, e.to_string()).field("id"),
         AckError::UnknownAction(_) => ApiError::not_found("action"),
-        AckError::NotRecorded | AckError::NotRunning => ApiError::unavailable(&e.to_string()),
+        AckError::NotRecorded | AckError::NotRunning | AckError::NotLeader => {
+            ApiError::unavailable(&e.to_string())
+        }
     }
 }
 

@@ -11,16 +11,23 @@ use axum::{
 use super::ApiError;
 use crate::{AppState, now_ms};
 
-pub(super) async fn readyz(
-    AxState(state): AxState<Arc<AppState>>,
-) -> Result<&'static str, ApiError> {
+pub(super) async fn readyz(AxState(state): AxState<Arc<AppState>>) -> Result<String, ApiError> {
     if state.ingest.writer.is_closed() {
         return Err(ApiError::unavailable("writer stopped"));
     }
     if !state.store.ping().await {
         return Err(ApiError::unavailable("database unreachable"));
     }
-    Ok("ready\n")
+    // Every role serves ingest and the API; the role says where the singletons run.
+    let role = state.leadership.role();
+    let mut out = format!("ready\nrole: {}\n", role.name());
+    if let crate::leader::Role::Leader { epoch } = role {
+        out.push_str(&format!(
+            "epoch: {epoch}\nwindow_lag_seconds: {:.3}\n",
+            state.metrics.ha_window_lag_seconds.get()
+        ));
+    }
+    Ok(out)
 }
 
 pub(super) async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Response, ApiError> {
@@ -38,6 +45,12 @@ pub(super) async fn metrics(AxState(state): AxState<Arc<AppState>>) -> Result<Re
         m.host_last_batch_age
             .with_label_values(&[id.as_ref(), h.hostname.as_str()])
             .set((now - h.last_seen_ms).max(0) as f64 / 1000.0);
+    }
+    let role = state.leadership.role();
+    for r in ["single", "leader", "follower"] {
+        m.ha_role
+            .with_label_values(&[r])
+            .set(i64::from(r == role.name()));
     }
     let enrolled = state.ingest.tokens.read().expect("tokens lock").len() as i64;
     m.hosts.with_label_values(&["up"]).set(up);

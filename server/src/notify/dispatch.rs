@@ -68,6 +68,9 @@ pub enum AckError {
     NotRecorded,
     #[error("the notification dispatcher is not running")]
     NotRunning,
+    /// This replica is a follower; the leader's dispatcher acknowledges.
+    #[error("this server is a follower replica; acknowledge through the leader (or retry)")]
+    NotLeader,
 }
 
 /// The sending side, held by the API and the rule engine.
@@ -325,6 +328,18 @@ async fn load_mutes(store: &Store) -> Vec<Mute> {
     }
     m
 }
+
+/// Silences and approved exclusions from the store, or `None` when either could not be read
+/// (the mutes in force are kept then).
+async fn try_load_mutes(store: &Store) -> Option<Vec<Mute>> {
+    let mut m = mutes_from(&store.silences().await.ok()?);
+    m.extend(mutes_from_exclusions(&store.exclusions().await.ok()?));
+    Some(m)
+}
+
+/// How often a replica's dispatcher rereads silences and exclusions: they may be written
+/// through another replica, whose reload message does not reach this one.
+const REPLICA_MUTES_EVERY: Duration = Duration::from_secs(5);
 
 impl Dispatcher {
     fn cfg(&self) -> &NotifyConfig {
@@ -631,7 +646,7 @@ impl Dispatcher {
             }
             if let Some(at) = plan.postponed_to {
                 for row in rows {
-                    if let Err(e) = self.state.store.notify_lease(row.id, at).await {
+                    if let Err(e) = self.state.store.notify_lease(row.id, at, false).await {
                         tracing::error!(error = %e, "postponing a queued notification failed");
                     }
                 }
@@ -644,8 +659,27 @@ impl Dispatcher {
     async fn start(&self, tx: &mpsc::UnboundedSender<Msg>, rows: Vec<QueueRow>, now: i64) {
         let mut leased = Vec::new();
         for row in rows {
-            match self.state.store.notify_lease(row.id, now + LEASE_MS).await {
-                Ok(()) => leased.push(row),
+            match self
+                .state
+                .store
+                .notify_lease(row.id, now + LEASE_MS, true)
+                .await
+            {
+                Ok(repeat) => {
+                    if repeat {
+                        // The one send that can repeat across a failover or a crash.
+                        tracing::warn!(
+                            queue_id = row.id,
+                            group = %row.group_id,
+                            receiver = %row.receiver,
+                            channel = %row.channel,
+                            "sending a notification that was in flight when the previous leader \
+                             or process stopped; it may arrive twice"
+                        );
+                        self.state.metrics.notify_possible_repeats.inc();
+                    }
+                    leased.push(row)
+                }
                 Err(e) => tracing::error!(error = %e, "leasing a queued notification failed"),
             }
         }
@@ -895,11 +929,35 @@ fn log_row(row: &QueueRow, a: &deliver::Attempt, now: i64, status: &str, tier: i
     }
 }
 
+/// On a follower replica, in place of the dispatcher: answers the API with the alert groups as
+/// the leader last saved them and refuses acknowledgements (only the leader's dispatcher
+/// changes groups). Runs until the task is aborted.
+pub async fn answer_as_follower(store: Store, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+    while let Some(m) = rx.recv().await {
+        match m {
+            Msg::Ack { reply, .. } => {
+                let _ = reply.send(Err(AckError::NotLeader));
+            }
+            Msg::Groups(reply) => {
+                let groups = match load_engine(&store).await {
+                    Ok(e) => e.groups.into_values().collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "reading saved alert groups failed");
+                        Vec::new()
+                    }
+                };
+                let _ = reply.send(groups);
+            }
+            Msg::Alerts(_) | Msg::Reload | Msg::Delivered => {}
+        }
+    }
+}
+
 /// Runs the dispatcher until the task is aborted.
 pub async fn run(
     state: Arc<Shared>,
     engine: Engine,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let mutes = load_mutes(&state.store).await;
@@ -910,12 +968,23 @@ pub async fn run(
         levels_checked_ms: 0,
         limiter: Default::default(),
     };
+    let replica = d.state.config.is_postgres();
+    let mut mutes_read = tokio::time::Instant::now();
     loop {
+        if replica && mutes_read.elapsed() >= REPLICA_MUTES_EVERY {
+            if let Some(m) = try_load_mutes(&d.state.store).await {
+                d.mutes = m;
+            }
+            mutes_read = tokio::time::Instant::now();
+        }
         d.tick(&tx).await;
-        let wait = match d.next_due().await {
+        let mut wait = match d.next_due().await {
             Some(t) => Duration::from_millis((t - now_ms()).clamp(0, 60_000) as u64),
             None => Duration::from_secs(60),
         };
+        if replica {
+            wait = wait.min(REPLICA_MUTES_EVERY);
+        }
         let msg = if wait.is_zero() {
             rx.try_recv().ok()
         } else {

@@ -19,6 +19,18 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// The agent whose unrevoked token has this hash (SHA-256, hex), if any: how a replica
+    /// accepts an agent enrolled through another replica.
+    pub async fn agent_by_token(&self, token_hash: &str) -> sqlx::Result<Option<String>> {
+        Ok(
+            sqlx::query("SELECT agent_id FROM agents WHERE token_hash = $1 AND revoked_ms IS NULL")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0)),
+        )
+    }
+
     /// Revokes the agent's token at `now_ms`; `false` when there is no such agent or its token
     /// was revoked already.
     pub async fn revoke_agent(

@@ -116,7 +116,10 @@ impl Store {
     }
 
     /// Stores an inspection run; a second run of the same obligation is ignored (returns false).
+    /// Fenced ([`Store::check_fence`]).
     pub async fn insert_inspection(&self, row: &InspectionRow) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         let done = sqlx::query(
             "INSERT INTO inspections (contract_id, kind, scheduled_ms, done_ms, ok, result) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (contract_id, kind, scheduled_ms) DO NOTHING",
@@ -127,8 +130,9 @@ impl Store {
         .bind(row.done_ms)
         .bind(i64::from(row.ok))
         .bind(&row.result)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

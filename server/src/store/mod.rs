@@ -10,6 +10,7 @@ pub mod appeals;
 pub mod audit;
 pub mod blob;
 pub mod demo;
+pub mod ha;
 pub mod incidents;
 pub mod kpi;
 pub mod membership;
@@ -20,7 +21,12 @@ pub mod rollup;
 pub mod users;
 pub mod writes;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
@@ -95,6 +101,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0016_agent_credentials.sql"),
     ),
     (20, include_str!("../../migrations/sqlite/0020_appeals.sql")),
+    (23, include_str!("../../migrations/sqlite/0023_leader.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -156,6 +163,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../migrations/postgres/0020_appeals.sql"),
     ),
+    (
+        23,
+        include_str!("../../migrations/postgres/0023_leader.sql"),
+    ),
 ];
 
 /// Milliseconds in an hour; rollups are per series per UTC hour.
@@ -165,12 +176,28 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// it bounds the range scanned when the raw window is read by time.
 pub const MAX_BATCH_SPAN_MS: i64 = HOUR_MS;
 
+/// The `application_name` of this process's PostgreSQL sessions: `yunwei-server-<pid>`.
+pub fn application_name() -> String {
+    format!("yunwei-server-{}", std::process::id())
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The fencing token singleton writes check: `None` on a single node (SQLite), else this
+    /// replica's lease holder id and the epoch of its term (`-1` while it is a follower).
+    fence: Arc<RwLock<Option<Fence>>>,
+    /// A random number naming this opening of the store (this process, on a single node).
+    incarnation: i64,
 }
+
+/// A fencing token: the lease holder id and the epoch of its term.
+type Fence = (Arc<str>, i64);
+
+/// Why a fenced write was refused: this replica no longer holds the leader lease of its term.
+pub const FENCED: &str = "fenced: this replica no longer holds the leader lease";
 
 /// An enrolled agent and the host it reports for.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,6 +373,11 @@ impl Store {
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
+                    } else {
+                        // Operators (and the failover test) find a replica's sessions by it.
+                        sqlx::query(&format!("SET application_name = '{}'", application_name()))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -353,7 +385,12 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("connecting to {}", redact(&url)))?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            fence: Arc::new(RwLock::new(None)),
+            incarnation: rand::random::<i64>(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -427,6 +464,54 @@ impl Store {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Sets the fencing token of this replica's singleton writes (see [`Store::check_fence`]).
+    pub fn set_fence(&self, holder: &Arc<str>, epoch: i64) {
+        *self.fence.write().expect("fence lock") = Some((holder.clone(), epoch));
+    }
+
+    /// Who holds the leases this process takes on queued sends: the epoch of its term on
+    /// replicas, else the incarnation of this opening of the store.
+    pub fn lease_owner(&self) -> i64 {
+        match self.fence_epoch() {
+            Some(e) if e >= 0 => e,
+            _ => self.incarnation,
+        }
+    }
+
+    /// The epoch singleton writes are fenced with, when fenced.
+    pub fn fence_epoch(&self) -> Option<i64> {
+        self.fence.read().expect("fence lock").as_ref().map(|f| f.1)
+    }
+
+    /// Inside a singleton write's transaction: continues only while this replica holds the
+    /// leader lease with the epoch of its term, and share-locks the lease row until the
+    /// transaction ends, so another replica cannot take the lease between this check and the
+    /// commit. A paused ex-leader that wakes up after a takeover fails here, writing nothing.
+    /// On a single node (no fence set) it does nothing.
+    pub async fn check_fence(&self, conn: &mut AnyConnection) -> sqlx::Result<()> {
+        let fence = self.fence.read().expect("fence lock").clone();
+        let Some((holder, epoch)) = fence else {
+            return Ok(());
+        };
+        let lock = match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        };
+        let held = sqlx::query(&format!(
+            "SELECT epoch FROM leader_lease WHERE name = 'leader' AND holder = $1 AND epoch = $2{lock}"
+        ))
+        .bind(&*holder)
+        .bind(epoch)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+        if held {
+            Ok(())
+        } else {
+            Err(sqlx::Error::Protocol(FENCED.into()))
         }
     }
 
@@ -701,7 +786,8 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Saves a group's state as of the evaluation at `now_ms`; a save of an older evaluation that
+    /// Saves a group's state as of the evaluation at `now_ms` (fenced, see
+    /// [`Store::check_fence`]); a save of an older evaluation that
     /// arrives late (two evaluators finishing out of order) leaves the newer state in place.
     pub async fn save_rule_state(
         &self,
@@ -709,6 +795,8 @@ impl Store {
         state: &str,
         now_ms: i64,
     ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO rule_state (group_key, state, updated_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (group_key) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms \
@@ -717,9 +805,9 @@ impl Store {
         .bind(group_key)
         .bind(state)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Row counts per table, for tests and diagnostics.

@@ -147,6 +147,7 @@ impl Store {
         now_ms: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         for (key, id, json) in upserts {
             sqlx::query(
                 "INSERT INTO notify_groups (group_key, group_id, state, updated_ms) \
@@ -198,14 +199,28 @@ impl Store {
         .collect())
     }
 
-    /// Holds a row for a delivery in progress until `until_ms`; a crash mid-send retries it then.
-    pub async fn notify_lease(&self, id: i64, until_ms: i64) -> sqlx::Result<()> {
-        sqlx::query("UPDATE notify_queue SET due_ms = $1 WHERE id = $2")
-            .bind(until_ms)
+    /// Holds a row until `until_ms`: for a delivery in progress (`sending`; a crash mid-send
+    /// retries it then), or postponed. Returns true when another term or process had leased the
+    /// row to send it and recorded no attempt: that send was in flight when it stopped, and this
+    /// one may repeat it. Fenced: a replica that is no longer the leader of its term leases (and
+    /// so sends) nothing.
+    pub async fn notify_lease(&self, id: i64, until_ms: i64, sending: bool) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
+        let owner = self.lease_owner();
+        let before: Option<i64> = sqlx::query("SELECT leased_by FROM notify_queue WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
+            .fetch_optional(&mut *tx)
+            .await?
+            .and_then(|r| r.get::<Option<i64>, _>(0));
+        sqlx::query("UPDATE notify_queue SET due_ms = $1, leased_by = $2 WHERE id = $3")
+            .bind(until_ms)
+            .bind(sending.then_some(owner))
+            .bind(id)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(before.is_some_and(|b| b != owner))
     }
 
     /// When the next queued delivery is due.
@@ -225,6 +240,7 @@ impl Store {
         fallback: &[QueueRow],
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO notify_log (queue_id, group_id, receiver, channel, target, tier, status, \
              attempt, attempted_ms, ok, code, error) \
@@ -254,7 +270,7 @@ impl Store {
             Outcome::Retry { due_ms } => {
                 sqlx::query(
                     "UPDATE notify_queue SET due_ms = $1, attempts = $2, \
-                     fallback_done = fallback_done + $3 WHERE id = $4",
+                     fallback_done = fallback_done + $3, leased_by = NULL WHERE id = $4",
                 )
                 .bind(due_ms)
                 .bind(log.attempt)

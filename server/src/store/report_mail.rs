@@ -149,13 +149,16 @@ impl Store {
     }
 
     /// Moves pending row `report_id` from `due_ms` to `until_ms`; `false` when it was not
-    /// pending at `due_ms` any more (another sender took it first).
+    /// pending at `due_ms` any more (another sender took it first). Fenced
+    /// ([`Store::check_fence`]): an ex-leader leases, and so sends, nothing.
     pub async fn lease_report_delivery(
         &self,
         report_id: i64,
         due_ms: i64,
         until_ms: i64,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         let r = sqlx::query(
             "UPDATE report_deliveries SET due_ms = $1 \
              WHERE report_id = $2 AND status = 'pending' AND due_ms = $3",
@@ -163,8 +166,9 @@ impl Store {
         .bind(until_ms)
         .bind(report_id)
         .bind(due_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -177,6 +181,7 @@ impl Store {
         due_ms: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO report_delivery_attempts (report_id, attempt, attempted_ms, ok, code, error, \
              target) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -1,0 +1,373 @@
+//! Several servers on one PostgreSQL (issue 19), with real processes only: three
+//! `yunwei-server` replicas share a database, agents are spread over them (each lists two
+//! replicas in `server_urls`), a probe behind replica B goes down and the leader A mails the
+//! on-call person through a real SMTP server (aiosmtpd). A is SIGKILLed mid-escalation: another
+//! replica takes the lease, rebuilds its window from the store, the tier-2 mail arrives, the
+//! first mail is not sent again, and every batch the agents pushed is stored once with no gap;
+//! A, restarted, rejoins as a follower. Then the network-fault variant: the new leader's
+//! PostgreSQL sessions are terminated while the process lives; it steps down before another
+//! replica becomes leader, and still nothing is mailed twice.
+//!
+//! A second test: on SQLite a second server on the same data directory is refused, naming it.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Connection, Row};
+use yunwei_tests::{
+    Db, PgDatabase, SECRET, ServerProcess, SmtpSink as Smtp, bin, free_addr, pg_base_url,
+    spawn_agent, terminate_child,
+};
+
+/// An HTTP target answering `200 ok` while `healthy` is set, else `503`.
+fn http_target(healthy: Arc<AtomicBool>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 2048];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let resp: &[u8] = if healthy.load(Ordering::SeqCst) {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nstatus ok"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy"
+            };
+            let _ = c.write_all(resp);
+        }
+    });
+    format!("http://{addr}/healthz")
+}
+
+async fn wait_for<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn subject(m: &Value) -> &str {
+    m["subject"].as_str().unwrap_or_default()
+}
+
+/// The role a replica's `/readyz` states (`leader`, `follower`), or `None` when not ready.
+async fn role(s: &ServerProcess) -> Option<String> {
+    let r = reqwest::Client::new()
+        .get(s.url("/readyz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let body = r.text().await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("role: "))
+        .map(str::to_string)
+}
+
+/// Writes an agent config pushing to `urls` (in that order of preference) and starts it.
+fn agent(dir: &Path, name: &str, urls: &[&ServerProcess], extra: &str) -> Child {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let list: Vec<String> = urls
+        .iter()
+        .map(|s| format!("  - {}\n", s.url("")))
+        .collect();
+    let config = d.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_urls:\n{}enrollment_secret: {SECRET}\nstate_dir: {}\ninterval_secs: 1\n\
+             metrics_listen: \"off\"\nrequest_timeout_secs: 2\nlabels:\n  system: ha\n{extra}",
+            list.concat(),
+            d.join("state").display()
+        ),
+    )
+    .unwrap();
+    spawn_agent(&config, &d.join("agent.log"))
+}
+
+/// The time at the start of the first log line containing `needle` (RFC 3339, as the
+/// server's log prints it), for ordering events across processes on one machine.
+fn logged_at(log: &str, needle: &str) -> Option<String> {
+    log.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+}
+
+const ESCALATE_SECS: u64 = 15;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_fail_over_without_losing_or_repeating_anything() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let smtp_port = free_addr().port();
+    let Some(smtp) = Smtp::start(smtp_port, &work.path().join("mail")) else {
+        return;
+    };
+    let rules = work.path().join("probe.rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: probes\n    interval: 1s\n    rules:\n      - alert: PortalDown\n        \
+         expr: probe_success{probe=\"portal\"} == 0\n        for: 1s\n        labels:\n          \
+         severity: critical\n        annotations:\n          summary: \"{{ $labels.probe }} is down\"\n",
+    )
+    .unwrap();
+    let config = format!(
+        "ha: {{lease_secs: 6, renew_every_secs: 2}}\n\
+         rules:\n  files: [{rules}]\n  evaluation_interval_secs: 1\nnotify:\n  \
+         smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, from: 'yunwei <alerts@example.org>', timeout_secs: 2}}\n  \
+         receivers:\n    - name: oncall\n      email: [{{to: [oncall@example.org], language: en}}]\n    \
+         - name: boss\n      email: [{{to: [boss@example.org], language: en}}]\n  \
+         route:\n    receiver: oncall\n    group_by: [alertname, probe]\n    group_wait: 0s\n    \
+         group_interval: 1s\n    repeat_interval: 1h\n    escalation: up\n  \
+         escalation_policies:\n    - name: up\n      tiers: [{{after: {ESCALATE_SECS}s, receiver: boss}}]\n  \
+         retry: {{initial: 500ms, max: 1s}}\n",
+        rules = rules.display()
+    );
+    let db = Db::Postgres(pg.url.clone());
+    // A starts first and takes the lease; B and C follow.
+    let mut a = ServerProcess::start_replica(&db, &config, "replica-a")
+        .await
+        .unwrap();
+    wait_for(10, "A to lead", async || {
+        (role(&a).await.as_deref() == Some("leader")).then_some(())
+    })
+    .await;
+    let mut b = ServerProcess::start_replica(&db, &config, "replica-b")
+        .await
+        .unwrap();
+    let mut c = ServerProcess::start_replica(&db, &config, "replica-c")
+        .await
+        .unwrap();
+    assert_eq!(role(&b).await.as_deref(), Some("follower"));
+    assert_eq!(role(&c).await.as_deref(), Some("follower"));
+
+    let healthy = Arc::new(AtomicBool::new(true));
+    let url = http_target(healthy.clone());
+    let probe = format!(
+        "probes:\n  - name: portal\n    http: {url}\n    expect_body: ok\n    interval_secs: 1\n    \
+         timeout_secs: 1\n"
+    );
+    // The probe is behind B; one agent pushes to A, one to C.
+    let mut agents = vec![
+        agent(work.path(), "behind-b", &[&b, &c], &probe),
+        agent(work.path(), "behind-a", &[&a, &c], ""),
+        agent(work.path(), "behind-c", &[&c, &b], ""),
+    ];
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        smtp.mails().is_empty(),
+        "nothing fires while the service is up"
+    );
+
+    // Down behind B: the leader A, which never received the probe's batches itself, mails.
+    healthy.store(false, Ordering::SeqCst);
+    let first = wait_for(30, "the first mail", async || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| subject(m).contains("PortalDown"))
+    })
+    .await;
+    let first_at = Instant::now();
+    assert_eq!(first["to"], "oncall@example.org", "{first}");
+    assert!(subject(&first).contains("probe=portal"), "{first}");
+    assert_eq!(
+        role(&a).await.as_deref(),
+        Some("leader"),
+        "A led when the mail went"
+    );
+    assert!(
+        a.log().contains("leading: live window rebuilt"),
+        "{}",
+        a.log()
+    );
+
+    // SIGKILL the leader mid-escalation: B or C takes over and continues.
+    a.kill9();
+    let (new_leader, other) = wait_for(20, "a new leader", async || {
+        if role(&b).await.as_deref() == Some("leader") {
+            Some(('B', 'C'))
+        } else if role(&c).await.as_deref() == Some("leader") {
+            Some(('C', 'B'))
+        } else {
+            None
+        }
+    })
+    .await;
+    eprintln!("{new_leader} leads {:?} after the kill", first_at.elapsed());
+    let tier2 = wait_for(ESCALATE_SECS + 30, "the tier-2 mail", async || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m["to"] == "boss@example.org")
+    })
+    .await;
+    let tier2_after = first_at.elapsed();
+    eprintln!("tier-2 mail {tier2_after:?} after the first");
+    assert!(subject(&tier2).contains("PortalDown"), "{tier2}");
+    assert!(
+        tier2_after >= Duration::from_secs(ESCALATE_SECS - 1),
+        "tier 2 came {tier2_after:?} after the first mail, before the policy's {ESCALATE_SECS} s"
+    );
+    let count = |to: &str| {
+        smtp.mails()
+            .iter()
+            .filter(|m| m["to"] == to && subject(m).contains("PortalDown"))
+            .count()
+    };
+    assert_eq!(
+        count("oncall@example.org"),
+        1,
+        "no repeated first mail: {:?}",
+        smtp.mails()
+    );
+
+    // A comes back as a follower.
+    a.restart().await.unwrap();
+    assert_eq!(role(&a).await.as_deref(), Some("follower"));
+
+    // Network fault: the leader's database sessions are cut (again and again, for longer than
+    // the lease) while its process lives. It steps down; another replica takes over after.
+    let (leader, rest): (&mut ServerProcess, [&ServerProcess; 2]) = if new_leader == 'B' {
+        (&mut b, [&a, &c])
+    } else {
+        (&mut c, [&a, &b])
+    };
+    let _ = other;
+    let app = format!("yunwei-server-{}", leader.pid());
+    let mut admin = sqlx::PgConnection::connect(&pg_base_url()).await.unwrap();
+    // Longer than the lease (6 s): the others take over while it is still cut off.
+    let cut_until = Instant::now() + Duration::from_secs(10);
+    let mut successor = None;
+    while Instant::now() < cut_until || successor.is_none() {
+        if Instant::now() < cut_until {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(&app)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        if successor.is_none() {
+            for (i, s) in rest.iter().enumerate() {
+                if role(s).await.as_deref() == Some("leader") {
+                    successor = Some(i);
+                }
+            }
+        }
+        assert!(
+            Instant::now() < cut_until + Duration::from_secs(20),
+            "no replica took over after the leader's sessions were cut"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let successor = rest[successor.unwrap()];
+    let stepped = logged_at(&leader.log(), "stepping down")
+        .unwrap_or_else(|| panic!("the cut-off leader stepped down:\n{}", leader.log()));
+    // The successor may have led before (A led first): its latest election counts.
+    let took = successor
+        .log()
+        .lines()
+        .rfind(|l| l.contains("became the leader"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the successor logs its election");
+    assert!(
+        stepped < took,
+        "the cut-off leader stepped down ({stepped}) before the successor took over ({took})"
+    );
+    let (epoch,): (i64,) = {
+        let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        let r = sqlx::query("SELECT epoch FROM leader_lease WHERE name = 'leader'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        (r.get(0),)
+    };
+    assert!(
+        epoch >= 3,
+        "three terms at least: A, its successor, the next ({epoch})"
+    );
+    // The alert is still firing at the new leader: nothing is mailed again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count("oncall@example.org"), 1, "{:?}", smtp.mails());
+    assert_eq!(count("boss@example.org"), 1, "{:?}", smtp.mails());
+
+    // Every batch the agents pushed is stored once, with no gap: the agents stop (their
+    // unacknowledged batches stay spooled) and each one's stored sequence numbers run 1..=N.
+    for mut ag in agents.drain(..) {
+        terminate_child(&mut ag);
+    }
+    let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT agent_id, COUNT(seq), MIN(seq), MAX(seq), COUNT(DISTINCT commit_id) \
+         FROM batches GROUP BY agent_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    // The three agents run on this one machine: one host name, three agent ids.
+    assert_eq!(rows.len(), 3, "three agents stored batches");
+    for r in &rows {
+        let (n, min, max, numbered): (i64, i64, i64, i64) =
+            (r.get(1), r.get(2), r.get(3), r.get(4));
+        let host: String = r.get(0);
+        assert!(n > 10, "{host}: {n} batches");
+        assert_eq!(
+            (min, max),
+            (1, n),
+            "{host}: sequence numbers 1..={n} without a gap"
+        );
+        assert_eq!(numbered, n, "{host}: every batch has its own commit id");
+    }
+    drop(pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_second_server_on_the_same_data_directory() {
+    let first = ServerProcess::start(&Db::Sqlite, "").await.unwrap();
+    let out = Command::new(bin("yunwei-server"))
+        .args(["serve", "--config"])
+        .arg(&first.config_path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second server started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let data = first.dir.path().join("data");
+    assert!(
+        err.contains("another yunwei-server is already running on the data directory")
+            && err.contains(&data.display().to_string()),
+        "{err}"
+    );
+    // The first one still serves.
+    assert!(
+        reqwest::get(first.url("/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
