@@ -199,6 +199,9 @@ impl Lines {
     }
 }
 
+/// A series as (hostname, name, labels as JSON).
+type SeriesKey = (String, String, String);
+
 /// The stored evidence the input must produce, built from the input alone: the first delivery
 /// of each (agent, seq) is stored, reserved labels are renamed, rollups are min/max/sum/count/
 /// last per series and hour, heartbeats and probe results join into spans while no more than
@@ -206,8 +209,7 @@ impl Lines {
 fn expected_lines(boundary: i64) -> Lines {
     let mut out = Lines::default();
     // (host, name, labels) -> hour -> (ts, value) samples.
-    let mut by_series: BTreeMap<(String, String, String), BTreeMap<i64, Vec<(i64, f64)>>> =
-        BTreeMap::new();
+    let mut by_series: BTreeMap<SeriesKey, BTreeMap<i64, Vec<(i64, f64)>>> = BTreeMap::new();
     for host in ["a", "b", "c"] {
         let hostname = format!("dg-{host}");
         let mut stored = std::collections::BTreeSet::new();
