@@ -33,6 +33,11 @@ const LAST_SEEN_PERSIST_MS: i64 = 30_000;
 /// Most batches committed in one transaction.
 const MAX_GROUP: usize = 256;
 
+/// How long the writer waits, after taking a batch, for more batches to commit in the same
+/// transaction. Bounded well below the ack latency target (p99 ≤ 25 ms): at 1,000 agents
+/// pushing every 15 s it turns one commit per batch into one per few batches.
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(8);
+
 /// Status-interval kinds.
 pub const KIND_HOST: &str = "host";
 pub const KIND_PROBE: &str = "probe";
@@ -308,6 +313,50 @@ fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u6
 /// series id of each sample; or this batch's own rejection.
 type Applied = Result<(Ack, Option<Vec<i64>>), Rejected>;
 
+/// A batch of a group after its checks: either its outcome already (refused, or a duplicate
+/// by the agent's watermark), or its raw row to write with its samples' series ids.
+enum Prepared {
+    Done(Applied),
+    Write {
+        row: BatchRow,
+        raw: Vec<blob::RawSample>,
+        ids: Vec<i64>,
+    },
+}
+
+/// The raw row of one batch, without its agent id (borrowed from the job when written).
+struct BatchRow {
+    seq: i64,
+    received_ms: i64,
+    min_ts: i64,
+    max_ts: i64,
+    samples: i64,
+    data: Vec<u8>,
+}
+
+impl BatchRow {
+    fn as_new_batch<'a>(&'a self, agent_id: &'a str) -> writes::NewBatch<'a> {
+        writes::NewBatch {
+            agent_id,
+            seq: self.seq,
+            received_ms: self.received_ms,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+            samples: self.samples,
+            data: &self.data,
+        }
+    }
+}
+
+/// The ack of a batch stored before: nothing was written again.
+fn duplicate(job: &IngestJob) -> Ack {
+    Ack {
+        seq: job.batch.seq,
+        duplicate: true,
+        samples: 0,
+    }
+}
+
 /// Undo log for the caches, applied when a transaction fails.
 #[derive(Default)]
 struct Undo {
@@ -361,16 +410,30 @@ impl Writer {
         while let Some(msg) = rx.recv().await {
             match msg {
                 WriterMsg::Ingest(job) => {
+                    // Group commit: what is queued, plus what arrives within GROUP_WINDOW of
+                    // the first batch, shares one transaction (and one fsync). Acks still wait
+                    // for that commit.
+                    let deadline = tokio::time::Instant::now() + GROUP_WINDOW;
                     let mut group = vec![*job];
                     let mut deferred = Vec::new();
                     while group.len() < MAX_GROUP {
-                        match rx.try_recv() {
-                            Ok(WriterMsg::Ingest(j)) => group.push(*j),
-                            Ok(other) => {
+                        let next = match rx.try_recv() {
+                            Ok(m) => Some(m),
+                            Err(mpsc::error::TryRecvError::Disconnected) => None,
+                            Err(mpsc::error::TryRecvError::Empty) => {
+                                tokio::time::timeout_at(deadline, rx.recv())
+                                    .await
+                                    .ok()
+                                    .flatten()
+                            }
+                        };
+                        match next {
+                            Some(WriterMsg::Ingest(j)) => group.push(*j),
+                            Some(other) => {
                                 deferred.push(other);
                                 break;
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                     self.state.metrics.ingest_queue.sub(group.len() as i64);
@@ -473,8 +536,42 @@ impl Writer {
         let outcome = async {
             let mut tx = self.state.store.begin().await?;
             let mut dirty = BTreeSet::new();
+            // Checked in the transaction that would store the batches, so a revocation made by
+            // the command line (or another replica) stops the very next batch.
+            let mut agents: Vec<&str> = group.iter().map(|j| &*j.agent_id).collect();
+            agents.sort_unstable();
+            agents.dedup();
+            let revoked = crate::store::agents::revoked_among(&mut tx, &agents).await?;
+            // Series ids and raw rows first, then every raw batch of the group in one
+            // statement (its `(agent_id, seq)` key deduplicates), then the rest of each stored
+            // batch in the group's order.
+            let mut prepared = Vec::with_capacity(group.len());
             for job in &group {
-                results.push(self.apply(&mut tx, job, &mut dirty, &mut undo).await?);
+                prepared.push(self.prepare(&mut tx, job, &revoked, &mut undo).await?);
+            }
+            let rows: Vec<writes::NewBatch<'_>> = group
+                .iter()
+                .zip(&prepared)
+                .filter_map(|(job, p)| match p {
+                    Prepared::Write { row, .. } => Some(row.as_new_batch(&job.agent_id)),
+                    Prepared::Done(_) => None,
+                })
+                .collect();
+            let mut inserted = writes::insert_batches(&mut tx, &rows).await?.into_iter();
+            drop(rows);
+            for (job, p) in group.iter().zip(prepared) {
+                let applied = match p {
+                    Prepared::Done(r) => r,
+                    Prepared::Write { raw, ids, .. } => {
+                        if inserted.next().expect("one flag per written batch") {
+                            self.apply(&mut tx, job, raw, ids, &mut dirty, &mut undo)
+                                .await?
+                        } else {
+                            Ok((duplicate(job), None))
+                        }
+                    }
+                };
+                results.push(applied);
             }
             let now = now_ms();
             for hour in &dirty {
@@ -547,42 +644,33 @@ impl Writer {
         }
     }
 
-    /// Writes one batch inside the group's transaction. `Ok(Err(..))` rejects this batch only.
-    async fn apply(
+    /// Checks one batch of a group and resolves its series ids (creating new series inside
+    /// the group's transaction); `Prepared::Done` when nothing of it is to be written.
+    async fn prepare(
         &mut self,
         tx: &mut Transaction<'static, Any>,
         job: &IngestJob,
-        dirty: &mut BTreeSet<i64>,
+        revoked: &std::collections::HashSet<String>,
         undo: &mut Undo,
-    ) -> anyhow::Result<Applied> {
+    ) -> anyhow::Result<Prepared> {
         let b = &job.batch;
         let agent = &job.agent_id;
         let seq = b.seq as i64;
-        let dup = Ok((
-            Ack {
-                seq: b.seq,
-                duplicate: true,
-                samples: 0,
-            },
-            None,
-        ));
         if !self.agents.contains_key(agent) {
             match self.state.store.agent(agent).await? {
                 Some(a) => {
                     self.agents.insert(agent.clone(), agent_mem(&a));
                 }
                 None => {
-                    return Ok(Err(Rejected::UnknownAgent));
+                    return Ok(Prepared::Done(Err(Rejected::UnknownAgent)));
                 }
             }
         }
-        // Checked in the transaction that would store the batch, so a revocation made by the
-        // command line (or another replica) stops the very next batch.
-        if crate::store::agents::is_revoked(tx, agent).await? {
-            return Ok(Err(Rejected::Revoked));
+        if revoked.contains(&**agent) {
+            return Ok(Prepared::Done(Err(Rejected::Revoked)));
         }
         if seq <= self.agents[agent].pruned_seq {
-            return Ok(dup);
+            return Ok(Prepared::Done(Ok((duplicate(job), None))));
         }
 
         // Resolve series ids; refuse the batch before writing anything if it would exceed the
@@ -597,14 +685,19 @@ impl Writer {
                 missing.push((i, h));
             }
         }
-        let have = self.series_per_agent.get(agent).copied().unwrap_or(0);
-        let mut distinct_missing: Vec<u64> = missing.iter().map(|(_, h)| *h).collect();
-        distinct_missing.sort_unstable();
-        distinct_missing.dedup();
-        let limit = self.state.config.ingest.max_series_per_agent;
-        if have + distinct_missing.len() > limit {
-            let (i, _) = missing[limit.saturating_sub(have).min(missing.len() - 1)];
-            return Ok(Err(Rejected::SeriesLimit { limit, sample: i }));
+        if !missing.is_empty() {
+            let have = self.series_per_agent.get(agent).copied().unwrap_or(0);
+            let mut distinct_missing: Vec<u64> = missing.iter().map(|(_, h)| *h).collect();
+            distinct_missing.sort_unstable();
+            distinct_missing.dedup();
+            let limit = self.state.config.ingest.max_series_per_agent;
+            if have + distinct_missing.len() > limit {
+                let (i, _) = missing[limit.saturating_sub(have).min(missing.len() - 1)];
+                return Ok(Prepared::Done(Err(Rejected::SeriesLimit {
+                    limit,
+                    sample: i,
+                })));
+            }
         }
         for (i, h) in missing {
             let s = &b.samples[i];
@@ -641,22 +734,31 @@ impl Writer {
             .fold((b.collected_at_ms, b.collected_at_ms), |(lo, hi), s| {
                 (lo.min(s.ts_ms), hi.max(s.ts_ms))
             });
-        let inserted = writes::insert_batch(
-            tx,
-            &writes::NewBatch {
-                agent_id: agent,
-                seq,
-                received_ms: job.received_ms,
-                min_ts,
-                max_ts,
-                samples: raw.len() as i64,
-                data: blob::encode(&raw),
-            },
-        )
-        .await?;
-        if !inserted {
-            return Ok(dup);
-        }
+        let row = BatchRow {
+            seq,
+            received_ms: job.received_ms,
+            min_ts,
+            max_ts,
+            samples: raw.len() as i64,
+            data: blob::encode(&raw),
+        };
+        Ok(Prepared::Write { row, raw, ids })
+    }
+
+    /// Writes the rest of one batch whose raw row the group's transaction just stored.
+    /// `Ok(Err(..))` rejects this batch only.
+    async fn apply(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        job: &IngestJob,
+        raw: Vec<blob::RawSample>,
+        ids: Vec<i64>,
+        dirty: &mut BTreeSet<i64>,
+        undo: &mut Undo,
+    ) -> anyhow::Result<Applied> {
+        let b = &job.batch;
+        let agent = &job.agent_id;
+        let seq = b.seq as i64;
         // Late data merges, never replaces: an hour before the rollup horizon may have lost
         // raw batches, so its samples are added to its stored rollups instead of dirtying it
         // for a rebuild from what is left.
@@ -881,20 +983,20 @@ impl Writer {
         {
             let mut window = self.state.live.window.write().expect("window lock");
             for (s, id) in b.samples.iter().zip(ids) {
-                let labels = match self.labels.get(id) {
-                    Some((g, l)) if *g == generation => l.clone(),
-                    _ => {
-                        let l = crate::live::to_labels(&crate::live::presented_labels(
-                            &s.name,
-                            &s.labels,
-                            &b.host.hostname,
-                            &b.host.labels,
-                        ));
-                        self.labels.insert(*id, (generation, l.clone()));
-                        l
-                    }
-                };
-                window.storage.add_sample(&labels, s.ts_ms, s.value);
+                // The presented labels are built once per series (and host facts generation),
+                // then borrowed from the cache for every sample.
+                let cached = matches!(self.labels.get(id), Some((g, _)) if *g == generation);
+                if !cached {
+                    let l = crate::live::to_labels(&crate::live::presented_labels(
+                        &s.name,
+                        &s.labels,
+                        &b.host.hostname,
+                        &b.host.labels,
+                    ));
+                    self.labels.insert(*id, (generation, l));
+                }
+                let labels = &self.labels[id].1;
+                window.storage.add_sample(labels, s.ts_ms, s.value);
             }
         }
         let mut live = self.state.live.hosts.write().expect("live lock");

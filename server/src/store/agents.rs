@@ -84,12 +84,26 @@ impl Store {
     }
 }
 
-/// Whether the agent's token is revoked, read inside the writer's transaction (so a batch is
-/// never stored after the revocation committed).
-pub async fn is_revoked(conn: &mut AnyConnection, agent_id: &str) -> sqlx::Result<bool> {
-    let row = sqlx::query("SELECT revoked_ms FROM agents WHERE agent_id = $1")
-        .bind(agent_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.is_some_and(|r| r.get::<Option<i64>, _>(0).is_some()))
+/// Which of `agent_ids` have their token revoked, read inside the writer's transaction (so a
+/// batch is never stored after the revocation committed).
+pub async fn revoked_among(
+    conn: &mut AnyConnection,
+    agent_ids: &[&str],
+) -> sqlx::Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in agent_ids.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT agent_id FROM agents WHERE revoked_ms IS NOT NULL AND agent_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q.bind(*a);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(r.get(0));
+        }
+    }
+    Ok(out)
 }

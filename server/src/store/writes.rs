@@ -4,7 +4,7 @@
 //! retention periods — is the ingest service's; these functions only run the SQL, mostly
 //! inside a transaction the writer holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 use yunwei_proto::HostFacts;
@@ -22,7 +22,7 @@ pub struct NewBatch<'a> {
     pub max_ts: i64,
     pub samples: i64,
     /// The samples, encoded by [`super::blob::encode`].
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
 }
 
 /// One agent event to store.
@@ -78,23 +78,46 @@ pub async fn mark_dirty(conn: &mut AnyConnection, hour_ms: i64) -> sqlx::Result<
     Ok(())
 }
 
-/// Stores a raw batch; `false` when `(agent_id, seq)` is stored already.
-pub async fn insert_batch(conn: &mut AnyConnection, b: &NewBatch<'_>) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (agent_id, seq) DO NOTHING",
-    )
-    .bind(b.agent_id)
-    .bind(b.seq)
-    .bind(b.received_ms)
-    .bind(b.min_ts)
-    .bind(b.max_ts)
-    .bind(b.samples)
-    .bind(&b.data)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(inserted != 0)
+/// Raw batches per statement in [`insert_batches`] (7 values each).
+const BATCHES_PER_STATEMENT: usize = 128;
+
+/// Stores raw batches in multi-row statements; for each, in order, `false` when its
+/// `(agent_id, seq)` was stored already (before, or earlier in `batches`).
+pub async fn insert_batches(
+    conn: &mut AnyConnection,
+    batches: &[NewBatch<'_>],
+) -> sqlx::Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(batches.len());
+    for chunk in batches.chunks(BATCHES_PER_STATEMENT) {
+        let mut sql = super::multi_row_insert(
+            "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) VALUES ",
+            chunk.len(),
+            7,
+        );
+        sql.push_str(" ON CONFLICT (agent_id, seq) DO NOTHING RETURNING agent_id, seq");
+        let mut q = sqlx::query(&sql);
+        for b in chunk {
+            q = q
+                .bind(b.agent_id)
+                .bind(b.seq)
+                .bind(b.received_ms)
+                .bind(b.min_ts)
+                .bind(b.max_ts)
+                .bind(b.samples)
+                .bind(b.data);
+        }
+        let mut stored: HashSet<(String, i64)> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        // A key given twice is stored once: the first of them.
+        for b in chunk {
+            out.push(stored.remove(&(b.agent_id.to_string(), b.seq)));
+        }
+    }
+    Ok(out)
 }
 
 /// Records that the agent was seen at `seen_ms` with batch `seq` and its reporting interval

@@ -11,6 +11,13 @@
 //! acked samples, non-200 responses by status, and the server process's CPU time from
 //! `/proc/<pid>/stat` (plus, for PostgreSQL, the CPU of the PostgreSQL backends serving the
 //! server's database). Everything talks to 127.0.0.1 only, and every phase has a deadline.
+//!
+//! Then the peers at the same steady load shape, in the same run (`peers`): Prometheus
+//! scraping, VictoriaMetrics through its import API; the table shows yunwei's CPU per sample
+//! beside theirs with the ratio.
+
+#[path = "ingest_bench/peers.rs"]
+mod peers;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -76,6 +83,17 @@ struct Args {
     /// Concurrent pushers in the saturation phase (at most one per agent).
     #[arg(long, default_value_t = 64)]
     pushers: usize,
+    /// Load the shipped rules (`rules/host.rules.yml`, `rules/probe.rules.yml`) with evaluation
+    /// on ingest on (the server's default), so the figures include the rule engine.
+    #[arg(long)]
+    rules: bool,
+    /// Peers measured at the steady load shape after yunwei (`none` for none).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "prometheus,victoria-metrics"
+    )]
+    peers: Vec<String>,
 }
 
 /// One enrolled, simulated agent.
@@ -697,7 +715,17 @@ async fn run_backend(
         Some(p) => Db::Postgres(p.url.clone()),
         None => Db::Sqlite,
     };
-    let server = ServerProcess::start(&db, "")
+    let extra = if args.rules {
+        let root = yunwei_tests::workspace_root();
+        format!(
+            "rules:\n  files: [{:?}, {:?}]\n  eval_on_ingest: true\n",
+            root.join("rules/host.rules.yml"),
+            root.join("rules/probe.rules.yml")
+        )
+    } else {
+        String::new()
+    };
+    let server = ServerProcess::start(&db, &extra)
         .await
         .context("starting yunwei-server")?;
     if !server.addr.ip().is_loopback() {
@@ -886,28 +914,87 @@ fn print_details(rows: &[Row]) {
     }
 }
 
-fn print_peers() {
+fn print_peers(rows: &[Row], peer_rows: &[peers::PeerRow], skipped: &[String]) {
+    println!();
+    println!("Peers at the same steady load shape, measured in this run:");
+    // yunwei's steady figure per backend: the server, plus PostgreSQL's backends on PostgreSQL.
+    let ours: Vec<(&str, f64)> = rows
+        .iter()
+        .filter(|r| r.phase == "steady")
+        .filter_map(|r| {
+            let us = r.server_cpu_us + r.pg_cpu_us.unwrap_or(0);
+            Some((r.backend, r.per_sample(us)?))
+        })
+        .collect();
+    let mut header = vec![
+        "system".to_string(),
+        "how".into(),
+        "samples/s".into(),
+        "CPU µs/sample".into(),
+        "RSS MB".into(),
+    ];
+    for (b, _) in &ours {
+        header.push(format!("yunwei {b} ÷ this"));
+    }
+    println!("| {} |", header.join(" | "));
+    println!(
+        "|{}|",
+        header
+            .iter()
+            .map(|h| "-".repeat(h.chars().count() + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for (b, us) in &ours {
+        let mut cells = vec![
+            format!("yunwei ({b})"),
+            "push, ack after commit".into(),
+            "-".into(),
+            format!("{us:.2}"),
+            "-".into(),
+        ];
+        for (b2, us2) in &ours {
+            cells.push(if b == b2 {
+                "1.00".into()
+            } else {
+                format!("{:.2}", us2 / us)
+            });
+        }
+        println!("| {} |", cells.join(" | "));
+    }
+    for p in peer_rows {
+        let mut cells = vec![
+            p.system.to_string(),
+            p.how.to_string(),
+            format!("{:.0}", p.samples_per_sec),
+            fmt_opt(p.cpu_us_per_sample, 2),
+            fmt_opt(p.rss_mb, 0),
+        ];
+        for (_, us) in &ours {
+            cells.push(fmt_opt(p.cpu_us_per_sample.map(|peer| us / peer), 2));
+        }
+        println!("| {} |", cells.join(" | "));
+    }
+    for p in peer_rows {
+        println!("- {}", p.note);
+    }
+    for s in skipped {
+        println!("- not measured: {s}");
+    }
     println!();
     println!(
-        "Peer figures and targets, QUOTED from shared/DESIGN.md \"Performance targets\" (measured on the"
-    );
-    println!("project's 2-core development machine; NOT re-measured in this run):");
-    println!("| system                  | server CPU µs/sample | ack p99 at 1,000 agents / 15 s |");
-    println!("|-------------------------|----------------------|--------------------------------|");
-    println!("| Prometheus (quoted)     | ≈ 2.3                | -                              |");
-    println!("| VictoriaMetrics (quoted)| ≈ 2.8                | -                              |");
-    println!("| yunwei target           | ≤ 2 (all-in)         | ≤ 25 ms                        |");
-    println!();
-    println!(
-        "Notes: server CPU is the yunwei-server process only (utime+stime from /proc, 10 ms ticks);"
+        "Notes: yunwei's CPU is the yunwei-server process (utime+stime from /proc, 10 ms ticks), plus on"
     );
     println!(
-        "\"+PG backends\" adds the PostgreSQL backend processes serving the server's database (not the"
+        "PostgreSQL the backend processes serving its database (not the WAL writer/checkpointer); a peer's is"
     );
     println!(
-        "WAL writer/checkpointer). The load generator runs on the same cores as the server. Hourly rollups"
+        "its own process. yunwei acknowledges a batch only after its commit (fsync on SQLite); neither peer"
     );
-    println!("run only after an hour has closed, so they are not inside these windows.");
+    println!(
+        "fsyncs per sample. The load generator (and Prometheus' exposition) runs on the same cores. Hourly"
+    );
+    println!("rollups run only after an hour has closed, so they are not inside these windows.");
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -935,6 +1022,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             notes.push(note);
         }
     }
+    let mut peer_rows = Vec::new();
+    let mut skipped = Vec::new();
+    for p in &args.peers {
+        eprintln!("== {p}");
+        let r = match p.as_str() {
+            "none" => continue,
+            "prometheus" => peers::prometheus(&args).await,
+            "victoria-metrics" => peers::victoria_metrics(&args).await,
+            other => bail!("unknown peer {other:?} (prometheus, victoria-metrics or none)"),
+        };
+        match r {
+            Ok(row) => peer_rows.push(row),
+            Err(e) => {
+                eprintln!("  {p}: {e:#}");
+                skipped.push(format!("{p}: {e:#}"));
+            }
+        }
+    }
     println!();
     println!(
         "yunwei ingest benchmark: {} agents, {} s interval, {} samples/batch, {} s measured after {} s warmup; \
@@ -955,7 +1060,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for n in &notes {
         println!("- {n}");
     }
-    print_peers();
+    print_peers(&rows, &peer_rows, &skipped);
     Ok(())
 }
 
