@@ -249,11 +249,12 @@ pub struct Disagreement {
 pub struct EvidenceFileRef {
     /// Its schema (`yunwei.evidence.v1`).
     pub schema: String,
-    /// Its file name as the server writes it (`CONTRACT-PERIOD-vN.evidence.json`).
+    /// Its uncompressed file name (`CONTRACT-PERIOD-vN.evidence.json`); the server stores,
+    /// serves and writes it gzip-compressed, under this name + `.gz`.
     pub name: String,
-    /// Its size in bytes.
+    /// The size of its uncompressed bytes.
     pub bytes: u64,
-    /// Hex SHA-256 of its bytes.
+    /// Hex SHA-256 of its uncompressed bytes (never of the compressed file).
     pub sha256: String,
 }
 
