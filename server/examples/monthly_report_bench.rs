@@ -126,11 +126,10 @@ async fn main() -> anyhow::Result<()> {
         bytes: evidence_bytes.len() as u64,
         sha256: integrity::sha256_hex(&evidence_bytes),
     });
-    let t2b = Instant::now();
-    // Archived, served and written gzip-compressed (measured apart, not in the total).
+    // Archived, served and written gzip-compressed, as `reports::generate` does.
     let gz0 = Instant::now();
     let evidence_gz = evidence_file::compress(&evidence_bytes);
-    let gzip_s = gz0.elapsed().as_secs_f64();
+    let t2b = Instant::now();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let signed = integrity::sign(report, &key);
     let t3 = Instant::now();
@@ -273,14 +272,20 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| evidence file ({} KB): serialize + SHA-256 | {:.3} |",
         evidence_bytes.len() / 1024,
-        s(t2, t2b)
+        s(t2, gz0)
+    );
+    println!(
+        "| evidence file gzip ({} KB → {} KB) | {:.3} |",
+        evidence_bytes.len() / 1024,
+        evidence_gz.len() / 1024,
+        s(gz0, t2b)
     );
     println!("| signature | {:.3} |", s(t2b, t3));
     println!("| HTML ({} KB) | {:.3} |", html.len() / 1024, s(t3, t4));
     println!("| XLSX ({} KB) | {:.3} |", xlsx.len() / 1024, s(t4, t5));
     println!("| JSON ({} KB) | {:.3} |", json.len() / 1024, s(t5, t6));
     println!(
-        "| **total (queries + assessment + evidence file + HTML + XLSX + JSON)** | **{total:.3}** (target ≤ {TARGET_S} s; design's peer: SQLite hourly-rollup queries alone {PEER_ROLLUP_QUERIES_S} s) |"
+        "| **total (queries + assessment + evidence file and its gzip + HTML + XLSX + JSON)** | **{total:.3}** (target ≤ {TARGET_S} s; design's peer: SQLite hourly-rollup queries alone {PEER_ROLLUP_QUERIES_S} s) |"
     );
     if let Some((secs, bytes)) = &pdf {
         println!(
@@ -288,11 +293,6 @@ async fn main() -> anyhow::Result<()> {
             bytes.len() / 1024
         );
     }
-    println!(
-        "| (not in the total) evidence file gzip ({} KB → {} KB) | {gzip_s:.3} |",
-        evidence_bytes.len() / 1024,
-        evidence_gz.len() / 1024
-    );
     // Breakdown of one recomputation (JSON file's evidence): inflate, hash, parse, build,
     // compare (`recompute` hashes and parses side by side).
     let i0 = Instant::now();
