@@ -14,6 +14,11 @@
 //! [`crate::model::Report::evidence_file`] (file name, byte size, SHA-256 of its bytes), so
 //! the report's signature covers the evidence file too. The server writes it once with
 //! [`to_bytes`]; readers hash the bytes they have and never re-serialize them.
+//!
+//! The server stores, serves and writes the file gzip-compressed ([`compress`],
+//! `*.evidence.json.gz`, about a tenth of the size); the name, size and SHA-256 the report
+//! names are always those of the uncompressed JSON bytes (what `gunzip` gives back), so one
+//! file has one hash however it travels. Readers accept it either way ([`decompress`]).
 
 use serde::{Deserialize, Serialize};
 use yunwei_sla::assess::{self, Evidence, Period};
@@ -29,6 +34,10 @@ pub const SCHEMA: &str = "yunwei.evidence.v1";
 /// How an evidence file's name ends: `CONTRACT-PERIOD-vN.evidence.json` beside
 /// `CONTRACT-PERIOD-vN.{html,pdf,xlsx,json}`.
 pub const SUFFIX: &str = ".evidence.json";
+
+/// How a compressed evidence file's name ends (the server's archive, download and
+/// `report generate` output): [`SUFFIX`] + `.gz`.
+pub const GZ_SUFFIX: &str = ".evidence.json.gz";
 
 /// One source file (contract or calendar) as it was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +132,13 @@ pub enum InputError {
     Calendar(String),
     #[error("the period in the evidence file: {0}")]
     Period(String),
+    #[error("the evidence file is not valid gzip: {0}")]
+    Gzip(String),
+    #[error(
+        "the compressed evidence file holds more than the {limit} bytes the report names \
+         (it is not the file the report names)"
+    )]
+    TooLarge { limit: u64 },
 }
 
 /// The evidence file's bytes: JSON, written once by the server (deterministic: struct fields
@@ -130,6 +146,44 @@ pub enum InputError {
 pub fn to_bytes(file: &EvidenceFile) -> Vec<u8> {
     // Plain data with string keys: serializing cannot fail.
     serde_json::to_vec(file).unwrap_or_default()
+}
+
+/// gzip (RFC 1952) of an evidence file's bytes, as the server stores and serves it:
+/// deterministic (no file name, modification time 0, level 6), so the same file compresses to
+/// the same bytes.
+pub fn compress(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::new(6),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(bytes);
+    gz.finish().unwrap_or_default()
+}
+
+/// Whether `data` starts like gzip (`1f 8b`); an evidence file's JSON starts with `{`.
+pub fn is_gzip(data: &[u8]) -> bool {
+    data.starts_with(&[0x1f, 0x8b])
+}
+
+/// The evidence file's uncompressed bytes from `data` as given: gzip-compressed (inflated, at
+/// most `limit` bytes: more is [`InputError::TooLarge`]) or plain (as is).
+pub fn decompress(data: &[u8], limit: u64) -> Result<std::borrow::Cow<'_, [u8]>, InputError> {
+    use std::io::Read as _;
+    if !is_gzip(data) {
+        return Ok(std::borrow::Cow::Borrowed(data));
+    }
+    let cap = usize::try_from(limit.min(1 << 34)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(cap.min(data.len().saturating_mul(16)));
+    flate2::read::MultiGzDecoder::new(data)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| InputError::Gzip(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(InputError::TooLarge { limit });
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Parses an evidence file.

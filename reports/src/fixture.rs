@@ -124,6 +124,7 @@ pub fn scenario(lang: Lang) -> Report {
                 missing_minutes: f(0.0),
                 met: false,
                 insufficient_evidence: false,
+                decided_by: None,
                 daily: daily(100.0, &[(14, Some(91.667))]),
                 evidence: ids(&["EV-INT-0001", "EV-INC-0001"]),
             },
@@ -141,6 +142,7 @@ pub fn scenario(lang: Lang) -> Report {
                 missing_minutes: f(0.0),
                 met: true,
                 insufficient_evidence: false,
+                decided_by: None,
                 daily: daily(100.0, &[(9, Some(98.056)), (22, Some(100.0))]),
                 evidence: ids(&["EV-INT-0002", "EV-EXC-0001"]),
             },
@@ -158,6 +160,7 @@ pub fn scenario(lang: Lang) -> Report {
                 missing_minutes: f(525.0),
                 met: true,
                 insufficient_evidence: false,
+                decided_by: None,
                 daily: daily(100.0, &[(20, None), (21, Some(97.0)), (27, Some(99.2))]),
                 evidence: ids(&["EV-INT-0003", "EV-GAP-0001"]),
             },
@@ -573,9 +576,11 @@ pub fn scenario_insufficient(lang: Lang) -> Report {
 }
 
 /// [`scenario`] with the portal's server probe disagreeing with the agents twice: down for
-/// 15 minutes while the agents said up, then up for 6.5 minutes while they said down.
+/// 15 minutes while the agents said up, then up for 6.5 minutes while they said down; the
+/// portal's availability is decided by both vantages (`availability_from: both`).
 pub fn scenario_disagreement(lang: Lang) -> Report {
     let mut r = scenario(lang);
+    r.availability[0].decided_by = Some(DecidedBy::Both);
     let name = r.availability[0].name.clone();
     for (from, to, agents_up, ev) in [
         (
@@ -646,6 +651,7 @@ pub fn synthetic(hosts: usize, probes: usize, days: u32) -> Report {
                 missing_minutes: Fixed(0),
                 met: actual >= target,
                 insufficient_evidence: false,
+                decided_by: None,
                 daily: (1..=days)
                     .map(|d| DailyAvailability {
                         date: format!("2026-10-{d:02}"),

@@ -15,7 +15,7 @@ use yunwei_sla::assess::{
     self, Assessment, ClockStatus, Evidence as Rows, ExclusionStatus as RowStatus, InspectionKind,
 };
 use yunwei_sla::calendar::Calendar;
-use yunwei_sla::contract::{Contract, MissingData, Payment as PaymentRule};
+use yunwei_sla::contract::{AvailabilityFrom, Contract, MissingData, Payment as PaymentRule};
 
 use crate::model::*;
 
@@ -283,6 +283,11 @@ fn availability(inp: &Inputs<'_>) -> Vec<SystemAvailability> {
             missing_minutes: f(s.missing_minutes),
             met: s.met,
             insufficient_evidence: s.insufficient_evidence,
+            decided_by: match s.decided_by {
+                AvailabilityFrom::Agents => None,
+                AvailabilityFrom::ServerProbes => Some(DecidedBy::ServerProbes),
+                AvailabilityFrom::Both => Some(DecidedBy::Both),
+            },
             daily,
             evidence: evidence.into_iter().collect(),
         });

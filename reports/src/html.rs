@@ -389,6 +389,9 @@ impl Html<'_> {
             ]);
         }
         self.end_table();
+        if let Some(note) = decided_by_note(lang, self.r) {
+            let _ = writeln!(self.s, "<p class=\"note\">{}</p>", esc(&note));
+        }
         self.disagreements();
     }
 

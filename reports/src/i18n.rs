@@ -93,6 +93,43 @@ pub fn tier(lang: Lang, tier: &str) -> String {
     }
 }
 
+/// Whose evidence decided a system's availability.
+pub fn decided_by(lang: Lang, d: Option<DecidedBy>) -> &'static str {
+    match d {
+        None => lang.pick("运维方代理", "the vendor's agents"),
+        Some(DecidedBy::ServerProbes) => lang.pick("服务端独立拨测", "the server's own probes"),
+        Some(DecidedBy::Both) => lang.pick(
+            "代理与服务端拨测（任一方判为中断即中断）",
+            "agents and server probes (down when either says down)",
+        ),
+    }
+}
+
+/// The sentence under the availability table naming the systems whose availability was not
+/// decided by the agents alone; `None` when every system was (the usual case, whose reports
+/// keep their bytes).
+pub fn decided_by_note(lang: Lang, r: &Report) -> Option<String> {
+    let named: Vec<String> = r
+        .availability
+        .iter()
+        .filter(|a| a.decided_by.is_some())
+        .map(|a| format!("{}: {}", a.name, decided_by(lang, a.decided_by)))
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    Some(match lang {
+        Lang::ZhCn => format!(
+            "可用性判定依据（合同 availability_from）：{}；其余系统按运维方代理的监测数据判定。",
+            named.join("；")
+        ),
+        Lang::En => format!(
+            "Availability decided by (the contract's availability_from): {}; other systems by the vendor's agents.",
+            named.join("; ")
+        ),
+    })
+}
+
 /// Inspection status.
 pub fn inspection(lang: Lang, s: InspectionStatus) -> &'static str {
     match s {

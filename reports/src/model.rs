@@ -249,11 +249,12 @@ pub struct Disagreement {
 pub struct EvidenceFileRef {
     /// Its schema (`yunwei.evidence.v1`).
     pub schema: String,
-    /// Its file name as the server writes it (`CONTRACT-PERIOD-vN.evidence.json`).
+    /// Its uncompressed file name (`CONTRACT-PERIOD-vN.evidence.json`); the server stores,
+    /// serves and writes it gzip-compressed, under this name + `.gz`.
     pub name: String,
-    /// Its size in bytes.
+    /// The size of its uncompressed bytes.
     pub bytes: u64,
-    /// Hex SHA-256 of its bytes.
+    /// Hex SHA-256 of its uncompressed bytes (never of the compressed file).
     pub sha256: String,
 }
 
@@ -463,9 +464,23 @@ pub struct SystemAvailability {
     /// false, meaning neither met nor breached (omitted when false).
     #[serde(default, skip_serializing_if = "is_false")]
     pub insufficient_evidence: bool,
+    /// Whose evidence decided the figures when not the vendor's agents (the contract's
+    /// `availability_from`); absent for the agents, so such reports keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<DecidedBy>,
     /// One point per local day, for the trend chart.
     pub daily: Vec<DailyAvailability>,
     pub evidence: Vec<String>,
+}
+
+/// Whose evidence decided a system's availability, when not (only) the vendor's agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The server's own probes (the office's vantage) alone.
+    ServerProbes,
+    /// The agents and the server's probes together: down while either says down.
+    Both,
 }
 
 /// Availability of one local day.

@@ -71,15 +71,26 @@ pub enum RecomputeError {
     Input(#[from] InputError),
 }
 
-/// Checks `evidence` (the evidence file's bytes) against the reference in `report` (a report
-/// whose signature the caller has verified), computes the report again from it and compares
-/// every value.
+/// Checks `evidence` (the evidence file's bytes, plain or gzip-compressed) against the
+/// reference in `report` (a report whose signature the caller has verified), computes the
+/// report again from it and compares every value. The size and SHA-256 checked are those of
+/// the uncompressed bytes.
 pub fn recompute(report: &Report, evidence: &[u8]) -> Result<Outcome, RecomputeError> {
     let named = report
         .evidence_file
         .as_ref()
         .ok_or(RecomputeError::NoEvidenceFile)?;
-    let found = sha256_hex(evidence);
+    let evidence = evidence_file::decompress(evidence, named.bytes)?;
+    let evidence: &[u8] = &evidence;
+    // Hash and parse side by side (each reads the whole file); a parse is only used once the
+    // hash is the one the report names.
+    let (found, parsed) = std::thread::scope(|s| {
+        let hash = s.spawn(|| sha256_hex(evidence));
+        let parsed = evidence_file::parse(evidence);
+        // The hashing thread does not panic; should it, hash here instead.
+        let found = hash.join().unwrap_or_else(|_| sha256_hex(evidence));
+        (found, parsed)
+    });
     let found_bytes = evidence.len() as u64;
     if found != named.sha256 || found_bytes != named.bytes {
         return Err(RecomputeError::EvidenceMismatch {
@@ -89,7 +100,7 @@ pub fn recompute(report: &Report, evidence: &[u8]) -> Result<Outcome, RecomputeE
             found_bytes,
         });
     }
-    let file = evidence_file::parse(evidence)?;
+    let file = parsed?;
     let mut again = evidence_file::build_report(&file)?;
     again.evidence_file = report.evidence_file.clone();
     Ok(compare(report, &again))

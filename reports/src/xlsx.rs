@@ -271,11 +271,14 @@ fn summary(b: &mut Book) -> Result<(), RenderError> {
 
 fn availability(b: &mut Book) -> Result<(), RenderError> {
     let lang = b.lang;
+    // The vantage column only when some system was not decided by the agents alone, so the
+    // usual reports keep their bytes.
+    let vantage = b.r.availability.iter().any(|a| a.decided_by.is_some());
     let rows =
         b.r.availability
             .iter()
             .map(|a| {
-                vec![
+                let mut row = vec![
                     s(&a.system_id),
                     s(&a.name),
                     s(tier(lang, &a.tier)),
@@ -289,10 +292,14 @@ fn availability(b: &mut Book) -> Result<(), RenderError> {
                     fx(a.missing_minutes),
                     s(availability_result(lang, a).0),
                     s(a.evidence.join(", ")),
-                ]
+                ];
+                if vantage {
+                    row.push(s(decided_by(lang, a.decided_by)));
+                }
+                row
             })
             .collect();
-    let cols = [
+    let mut cols = vec![
         (b.t("系统编号", "System ID"), 14.0),
         (b.t("系统", "System"), 22.0),
         (b.t("等级", "Tier"), 8.0),
@@ -307,6 +314,9 @@ fn availability(b: &mut Book) -> Result<(), RenderError> {
         (b.t("结论", "Result"), 8.0),
         (b.t("证据编号", "Evidence"), 24.0),
     ];
+    if vantage {
+        cols.push((b.t("判定依据", "Decided by"), 24.0));
+    }
     let name = b.t("可用率", "Availability");
     b.sheet(name, &cols, rows)?;
     // Wide layout (a row per system, a column per day): a third of the cells of a long one.

@@ -313,6 +313,57 @@ fn changed_figures_and_changed_evidence_are_named() {
     ));
 }
 
+/// The evidence file as the server stores and serves it: gzip, deterministic, much smaller;
+/// the report names the uncompressed bytes, and recomputation takes the file either way.
+#[test]
+fn a_compressed_evidence_file_recomputes_and_is_checked_by_its_uncompressed_hash() {
+    let f = file(Lang::ZhCn);
+    let (r, bytes) = report_of(&f);
+    let gz = evidence_file::compress(&bytes);
+    assert!(evidence_file::is_gzip(&gz) && !evidence_file::is_gzip(&bytes));
+    assert_eq!(gz, evidence_file::compress(&bytes), "not deterministic");
+    assert!(
+        gz.len() * 3 < bytes.len(),
+        "{} of {}",
+        gz.len(),
+        bytes.len()
+    );
+    // The hash the report names is not the compressed file's.
+    let named = r.evidence_file.clone().unwrap();
+    assert_ne!(integrity::sha256_hex(&gz), named.sha256);
+    assert_eq!(
+        &*evidence_file::decompress(&gz, named.bytes).unwrap(),
+        &bytes[..]
+    );
+    for given in [&gz, &bytes] {
+        let out = recompute(&r, given).unwrap();
+        assert!(out.differences.is_empty(), "{:#?}", out.differences);
+    }
+    // Edited evidence compressed again: still not the file the report names.
+    let mut edited = f.clone();
+    edited.evidence.intervals[2].state = State::Up;
+    let edited_gz = evidence_file::compress(&evidence_file::to_bytes(&edited));
+    assert!(matches!(
+        recompute(&r, &edited_gz),
+        Err(RecomputeError::EvidenceMismatch { .. })
+    ));
+    // More than the named size once inflated (a decompression bomb, or another file): refused
+    // without inflating the rest.
+    let mut big = bytes.clone();
+    big.extend(std::iter::repeat_n(b' ', 1 << 20));
+    assert!(matches!(
+        recompute(&r, &evidence_file::compress(&big)),
+        Err(RecomputeError::Input(
+            evidence_file::InputError::TooLarge { .. }
+        ))
+    ));
+    // A truncated gzip stream: named as such.
+    assert!(matches!(
+        recompute(&r, &gz[..gz.len() / 2]),
+        Err(RecomputeError::Input(evidence_file::InputError::Gzip(_)))
+    ));
+}
+
 #[test]
 fn a_contract_that_does_not_load_is_named_with_its_position() {
     let mut f = file(Lang::En);

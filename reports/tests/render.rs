@@ -150,16 +150,30 @@ fn verify_rejects_a_changed_figure_in_json_and_a_foreign_key() {
 /// every format, with its minutes, in the report's language; the files verify.
 #[test]
 fn disagreements_are_listed_with_their_minutes_in_both_languages() {
-    for (lang, heading, agents_up) in [
-        (Lang::ZhCn, "独立拨测与代理结论不一致", "正常"),
+    for (lang, heading, agents_up, decided) in [
+        (
+            Lang::ZhCn,
+            "独立拨测与代理结论不一致",
+            "正常",
+            "可用性判定依据（合同 availability_from）：",
+        ),
         (
             Lang::En,
             "Independent probes disagreeing with the agents",
             "up",
+            "Availability decided by (the contract's availability_from): ",
         ),
     ] {
         let s = integrity::sign(fixture::scenario_disagreement(lang), &key());
         let out = html::render_string(&s);
+        // Which vantage decided the portal, under the availability table.
+        let name = &s.report.availability[0].name;
+        let vantage =
+            yunwei_reports::i18n::decided_by(lang, Some(yunwei_reports::model::DecidedBy::Both));
+        assert!(
+            out.contains(&html::esc(&format!("{decided}{name}: {vantage}"))),
+            "{lang:?}: no vantage line"
+        );
         assert!(out.contains(heading), "{lang:?}");
         let table = &out[out.find(heading).unwrap()..];
         let table = &table[..table.find("</table>").unwrap()];
@@ -187,4 +201,5 @@ fn disagreements_are_listed_with_their_minutes_in_both_languages() {
     // Without disagreements, nothing is rendered and the bytes are those of before.
     let plain = html::render_string(&signed(Lang::ZhCn));
     assert!(!plain.contains("独立拨测"));
+    assert!(!plain.contains("判定依据"));
 }

@@ -38,19 +38,22 @@ pub enum Status {
     Refused = 2,
 }
 
-/// The evidence file of `file`: `named` (the report's name for it) beside `file`, else
-/// `file`'s stem with `.evidence.json`.
+/// The evidence file of `file`, compressed or not: `named` (the report's name for it) or
+/// `named.gz` beside `file`, else `file`'s stem with `.evidence.json` or `.evidence.json.gz`;
+/// the first that exists (none: `named` beside `file`, for the message).
 fn find_evidence(file: &Path, named: &str) -> PathBuf {
+    use yunwei_reports::evidence_file::{GZ_SUFFIX, SUFFIX};
     let dir = file.parent().unwrap_or(Path::new("."));
     let beside = dir.join(named);
-    if beside.exists() {
-        return beside;
+    let mut candidates = vec![beside.clone(), dir.join(format!("{named}.gz"))];
+    if let Some(stem) = file.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+        candidates.push(dir.join(format!("{stem}{SUFFIX}")));
+        candidates.push(dir.join(format!("{stem}{GZ_SUFFIX}")));
     }
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
-    match stem {
-        Some(stem) => dir.join(format!("{stem}{}", yunwei_reports::evidence_file::SUFFIX)),
-        None => beside,
-    }
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or(beside)
 }
 
 /// Runs the command, writing its findings to `out` and its refusals to `err`.

@@ -184,12 +184,15 @@ pub struct Generated {
     pub signed: SignedReport,
     /// The rendered files, in the order requested.
     pub files: Vec<(ReportFormat, Vec<u8>)>,
-    /// The evidence file every format names (`*.evidence.json`).
+    /// The evidence file every format names, gzip-compressed as archived
+    /// (`*.evidence.json.gz`; the report names the uncompressed bytes' size and SHA-256).
     pub evidence: Vec<u8>,
 }
 
 /// The archive's name for a version's evidence file (`report_files.format`, and the API's
-/// `GET /api/v1/reports/{id}/evidence`); not one of the rendered formats.
+/// `GET /api/v1/reports/{id}/evidence`); not one of the rendered formats. Stored
+/// gzip-compressed since issue 21's evidence-size fix (older versions' rows are plain JSON;
+/// readers tell them apart with `evidence_file::is_gzip`).
 pub const EVIDENCE: &str = "evidence";
 
 fn grade_name(g: Grade) -> &'static str {
@@ -521,13 +524,15 @@ pub async fn generate_staged(
         .await?;
         // Signing and rendering on a blocking thread, within the request's limit.
         let (key, font, formats) = (key.clone(), font.clone(), req.formats.clone());
-        let (signed, files) = crate::compute::run(req.compute_limit, move || {
+        let (signed, files, evidence) = crate::compute::run(req.compute_limit, move || {
             let signed = integrity::sign(report, &key);
             let mut files = Vec::new();
             for f in formats {
                 files.push((f, render(&signed, f, font.as_deref())?));
             }
-            anyhow::Ok((signed, files))
+            // Archived and served compressed; the report names the uncompressed bytes.
+            let evidence = evidence_file::compress(&evidence);
+            anyhow::Ok((signed, files, evidence))
         })
         .await??;
         match insert(store, &signed, &req.origin, &files, &evidence).await {
@@ -746,10 +751,13 @@ pub async fn run_cli(
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }
-    let path = args.out.join(evidence_file_name(
-        &g.archived.contract_id,
-        &g.archived.period,
-        u32::try_from(g.archived.version).unwrap_or(u32::MAX),
+    let path = args.out.join(format!(
+        "{}.gz",
+        evidence_file_name(
+            &g.archived.contract_id,
+            &g.archived.period,
+            u32::try_from(g.archived.version).unwrap_or(u32::MAX),
+        )
     ));
     std::fs::write(&path, &g.evidence).with_context(|| format!("writing {}", path.display()))?;
     written.push(path);

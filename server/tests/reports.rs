@@ -134,7 +134,7 @@ async fn generate_verify_archive_and_regenerate(backend: &str) {
     let key = report_keys::load_public(&report_keys::public_key_path(h.dir.path())).unwrap();
     let mut json_path = PathBuf::new();
     for p in &paths {
-        if p.to_string_lossy().ends_with(".evidence.json") {
+        if p.to_string_lossy().ends_with(".evidence.json.gz") {
             continue;
         }
         let bytes = std::fs::read(p).unwrap();

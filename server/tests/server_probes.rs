@@ -3,6 +3,9 @@
 //! `server`). A real local HTTP service answers by source address — 200 to the agent's
 //! (127.0.0.1), 503 to the server's (`contracts.server_probe_source: 127.0.0.2`) — and a real
 //! `yunwei-agent` probes it too: the agent's evidence says up while the server's says down.
+//! The contract's `availability_from` then decides whose view each system's availability
+//! follows: `web` the agents' (up), `web-office` the server's (down), `web-both` either's
+//! down (down); the reports say which vantage decided, and recompute from their evidence.
 
 mod common;
 
@@ -71,9 +74,15 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
              period: {{ start: 2020-01-01, end: 2099-12-31 }}\nsystems:\n  - id: web\n    \
              name: 门户\n    tier: core\n    probes: {{ system: e2e }}\n    server_probes:\n      \
              - {{ name: web-home, http: \"{url}\", expect_status: [200], expect_body: ok, \
+             interval: 5s, timeout: 2s }}\n  - id: web-office\n    name: 门户（服务端判定）\n    \
+             tier: core\n    probes: {{ system: e2e }}\n    availability_from: server_probes\n    \
+             server_probes:\n      - {{ name: office-home, http: \"{url}\", expect_body: ok, \
+             interval: 5s, timeout: 2s }}\n  - id: web-both\n    name: 门户（双方判定）\n    \
+             tier: core\n    probes: {{ system: e2e }}\n    availability_from: both\n    \
+             server_probes:\n      - {{ name: both-home, http: \"{url}\", expect_body: ok, \
              interval: 5s, timeout: 2s }}\nobjectives:\n  availability:\n    core: {{ \
-             target_percent: 99.9 }}\nscoring: {{}}\ngrades:\n  - {{ id: pass, name: 合格, \
-             name_en: Pass, min_score: 0 }}\n"
+             target_percent: 99.9, min_coverage_percent: 0 }}\nscoring: {{}}\ngrades:\n  \
+             - {{ id: pass, name: 合格, name_en: Pass, min_score: 0 }}\n"
         ),
     )
     .unwrap();
@@ -167,7 +176,13 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
         ))
         .await
         .unwrap();
-    let list = a["disagreements"].as_array().cloned().unwrap_or_default();
+    let list: Vec<serde_json::Value> = a["disagreements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d["system"] == "web")
+        .collect();
     assert!(!list.is_empty(), "{a}");
     let mut total_ms = 0;
     for d in &list {
@@ -190,16 +205,85 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
     }
     assert!(total_ms >= 5_000, "{list:?}");
 
+    // Whose view decides: the agents' for `web` (up: no downtime), the server's for
+    // `web-office` and either's down for `web-both` (down: the server's outage, resting on
+    // its intervals), each named in the assessment.
+    let system = |id: &str| {
+        a["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["system"] == id)
+            .unwrap_or_else(|| panic!("no system {id} in {a}"))
+            .clone()
+    };
+    let web = system("web");
+    assert!(web.get("decided_by").is_none(), "{web}");
+    assert_eq!(web["downtime_minutes"].as_f64().unwrap(), 0.0, "{web}");
+    assert_eq!(web["actual_percent"].as_f64().unwrap(), 100.0, "{web}");
+    for (id, vantage, probe) in [
+        ("web-office", "server_probes", "office-home"),
+        ("web-both", "both", "both-home"),
+    ] {
+        let s = system(id);
+        assert_eq!(s["decided_by"], vantage, "{s}");
+        // The server's down time is the system's downtime: the stored server intervals, up to
+        // the instant assessed (they have grown since, and reach past it by their validity).
+        let until = a["assessed_until_ms"].as_i64().unwrap();
+        let server_ms: i64 = spans(&h, KIND_SERVER_PROBE, &format!("office/{probe}"))
+            .await
+            .iter()
+            .filter(|(st, _, _)| *st == State::Down)
+            .map(|(_, a, b)| (*b).min(until) - a)
+            .filter(|ms| *ms > 0)
+            .sum();
+        assert!(server_ms >= 5_000, "{id}: {server_ms}");
+        let down = s["downtime_minutes"].as_f64().unwrap();
+        assert!(
+            (down - server_ms as f64 / 60_000.0).abs() < 0.02,
+            "{id}: downtime {down} min, server down {server_ms} ms: {s}"
+        );
+        assert_eq!(s["met"], false, "{s}");
+        let outages = s["outages"].as_array().unwrap();
+        assert!(!outages.is_empty(), "{s}");
+        for o in outages {
+            let ev = o["evidence"].as_array().unwrap();
+            assert!(
+                !ev.is_empty()
+                    && ev
+                        .iter()
+                        .all(|e| e.as_str().unwrap().starts_with("interval:server_probe:")),
+                "{id}: {o}"
+            );
+        }
+    }
+
     // And in the report, in English and Chinese, with the server interval in the appendix.
-    for (lang, heading) in [
-        ("en", "Independent probes disagreeing with the agents"),
-        ("zh-CN", "独立拨测与代理结论不一致"),
+    // The report says which vantage decided, and recomputes from its evidence file.
+    let key = yunwei_server::report_keys::load_public(
+        &yunwei_server::report_keys::public_key_path(&h.state.config.data_dir),
+    )
+    .unwrap();
+    for (lang, heading, decided) in [
+        (
+            "en",
+            "Independent probes disagreeing with the agents",
+            "Availability decided by (the contract's availability_from): 门户（服务端判定）: the \
+             server's own probes; 门户（双方判定）: agents and server probes (down when either \
+             says down); other systems by the vendor's agents.",
+        ),
+        (
+            "zh-CN",
+            "独立拨测与代理结论不一致",
+            "可用性判定依据（合同 availability_from）：门户（服务端判定）: 服务端独立拨测；\
+             门户（双方判定）: 代理与服务端拨测（任一方判为中断即中断）；其余系统按运维方代理的监测数据判定。",
+        ),
     ] {
         let resp = h
             .client
             .api(reqwest::Method::POST, "/api/v1/reports")
             .json(&serde_json::json!({
-                "contract": "office", "period": period, "formats": ["html"], "lang": lang,
+                "contract": "office", "period": period, "formats": ["html", "json"], "lang": lang,
             }))
             .send()
             .await
@@ -225,6 +309,43 @@ async fn server_and_agent_probes_are_separate_evidence(backend: &str) {
         assert!(
             html.contains(summary),
             "{lang}: the appendix describes the server interval"
+        );
+        assert!(
+            html.contains(&yunwei_reports::html::esc(decided)),
+            "{lang}: no vantage line"
+        );
+        let id = archived["id"].as_i64().unwrap();
+        let json_file = yunwei_server::reports::file(
+            &h.state.store,
+            id,
+            yunwei_server::reports::ReportFormat::Json,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let checked = yunwei_reports::verify(&json_file, &key).unwrap();
+        let evidence = h
+            .state
+            .store
+            .report_file(id, yunwei_server::reports::EVIDENCE)
+            .await
+            .unwrap()
+            .expect("the evidence file is archived");
+        let outcome = yunwei_reports::recompute::recompute(&checked.report, &evidence).unwrap();
+        assert!(
+            outcome.differences.is_empty(),
+            "{lang}: does not recompute: {:?}",
+            outcome.differences
+        );
+        let office = checked
+            .report
+            .availability
+            .iter()
+            .find(|s| s.system_id == "web-office")
+            .unwrap();
+        assert_eq!(
+            office.decided_by,
+            Some(yunwei_reports::model::DecidedBy::ServerProbes)
         );
     }
     h.stop().await;

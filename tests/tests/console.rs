@@ -1099,3 +1099,150 @@ async fn console_appeals_for_operator_and_reviewer_in_chromium() {
     shot("reports-lifecycle-en").await;
     logout(&b).await;
 }
+
+/// A contract whose system's availability follows the server's own probe (an HTTP service
+/// that always answers 503), while the agents' probe of it says up.
+fn vantage_contract(url: &str) -> String {
+    format!(
+        "id: vantage-contract\nname: 独立拨测页面测试合同\nparties: {{ buyer: 测试数据局, vendor: 测试运维公司 }}\n\
+         period: {{ start: 2020-01-01, end: 2099-12-31 }}\nsystems:\n  - id: portal\n    name: 政务服务网\n    \
+         tier: core\n    probes: {{ system: 政务服务网 }}\n    availability_from: server_probes\n    \
+         server_probes:\n      - {{ name: office-home, http: \"{url}\", interval: 5s, timeout: 2s }}\n\
+         objectives:\n  availability:\n    core: {{ target_percent: 99.9, min_coverage_percent: 0 }}\n\
+         scoring: {{}}\ngrades:\n  - {{ id: pass, name: 合格, name_en: Pass, min_score: 0 }}\n"
+    )
+}
+
+/// The assessment page says which vantage decided each system and lists the spans in which
+/// the server's own probe and the agents disagree, in Chinese and in English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_vantage_and_disagreements_in_chromium() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    // The service the server probes: 503 to everyone.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/healthz", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 2048];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = c.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+            );
+        }
+    });
+    let cdir = tempfile::tempdir().unwrap();
+    let contract = cdir.path().join("contract.yml");
+    std::fs::write(&contract, vantage_contract(&url)).unwrap();
+    let server = ServerProcess::start(
+        &Db::Sqlite,
+        &format!(
+            "contracts:\n  files: [{}]\n  run_inspections: false\n  scheduled_reports: false\n\
+             notify:\n  allow_private_networks: [127.0.0.1/32]\n",
+            contract.display()
+        ),
+    )
+    .await
+    .unwrap();
+    let base = server.url("");
+    let reviewer = add_user(&server, "wang.reviewer", "reviewer");
+    let api = AgentClient::for_base(&base)
+        .with_token(&cli_token(&server.config_path, "viewer", "reviewer").unwrap());
+    // The agents' probe says up, again every second, until the server's probe (down) and it
+    // overlap and the assessment lists the disagreement.
+    let client = AgentClient::new(&server);
+    let e = client.enroll("web-01").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seq = 1;
+    let status = loop {
+        let mut probe = batch(&e, "web-01", seq, now_ms() - 200, 0);
+        probe.samples.push(yunwei_proto::Sample {
+            name: "probe_success".into(),
+            labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())]),
+            value: 1.0,
+            ts_ms: now_ms() - 200,
+        });
+        let (code, body) = client.push(&e.token, &probe).await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        seq += 1;
+        let s = api
+            .get_json("/api/v1/contracts/vantage-contract/status")
+            .await
+            .unwrap();
+        if s["disagreements"].as_array().is_some_and(|d| !d.is_empty()) {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no disagreement: {s}");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    assert_eq!(
+        status["systems"][0]["decided_by"], "server_probes",
+        "{status}"
+    );
+    let dir = screenshot_dir();
+
+    login(&b, &base, "wang.reviewer", &reviewer).await;
+    b.wait("#overview-cards").await.unwrap();
+    b.goto(&format!("{base}/#/contractsPage")).await.unwrap();
+    let row = b
+        .wait_text(
+            "#contract-vantage-contract .contract-systems tr[data-system='portal'] .decided-by",
+            "服务端独立拨测",
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.trim(), "服务端独立拨测");
+    let table = b
+        .wait_text(
+            "#contract-vantage-contract .contract-disagreements",
+            "office-home",
+        )
+        .await
+        .unwrap();
+    // The agents say up (正常), the server down (中断), with the server interval's id.
+    for w in ["政务服务网", "正常", "中断", "interval:server_probe:"] {
+        assert!(table.contains(w), "{w:?} in {table}");
+    }
+    let section = b.text("#contract-vantage-contract").await.unwrap();
+    assert!(section.contains("独立拨测与代理结论不一致"), "{section}");
+    b.screenshot(&dir.join("contracts-vantage-zh.png"))
+        .await
+        .unwrap();
+
+    b.click("#lang").await.unwrap();
+    b.goto(&format!("{base}/#/contractsPage")).await.unwrap();
+    b.wait_text(
+        "#contract-vantage-contract .contract-systems .decided-by",
+        "the server's own probes",
+    )
+    .await
+    .unwrap();
+    let table = b
+        .wait_text(
+            "#contract-vantage-contract .contract-disagreements",
+            "Agents",
+        )
+        .await
+        .unwrap();
+    for w in ["office-home", "up", "down", "interval:server_probe:"] {
+        assert!(table.contains(w), "{w:?} in {table}");
+    }
+    let section = b.text("#contract-vantage-contract").await.unwrap();
+    assert!(
+        section.contains("Independent probes disagreeing with the agents"),
+        "{section}"
+    );
+    b.screenshot(&dir.join("contracts-vantage-en.png"))
+        .await
+        .unwrap();
+    logout(&b).await;
+}

@@ -72,7 +72,7 @@ async fn report_generate_runs_beside_a_running_server() {
     let data_dir = server.dir.path().join("data");
     for f in files
         .iter()
-        .filter(|f| !f.to_string_lossy().ends_with(".evidence.json"))
+        .filter(|f| !f.to_string_lossy().ends_with(".evidence.json.gz"))
     {
         let v = Command::new(bin("yunwei-server"))
             .args(["report", "verify", "--data-dir"])
@@ -90,9 +90,7 @@ async fn report_generate_runs_beside_a_running_server() {
     // A changed figure does not verify.
     let json_path = files
         .iter()
-        .find(|p| {
-            p.extension().unwrap() == "json" && !p.to_string_lossy().ends_with(".evidence.json")
-        })
+        .find(|p| p.extension().unwrap() == "json")
         .unwrap();
     let text = std::fs::read_to_string(json_path).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -245,7 +243,7 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     files.sort();
     let evidence_path = files
         .iter()
-        .find(|p| p.to_string_lossy().ends_with(".evidence.json"))
+        .find(|p| p.to_string_lossy().ends_with(".evidence.json.gz"))
         .unwrap_or_else(|| panic!("no evidence file written: {files:?}"))
         .clone();
     assert!(
@@ -284,10 +282,30 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
     let genuine: yunwei_reports::SignedReport =
         serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     let named = genuine.report.evidence_file.clone().unwrap();
+    // Written gzip-compressed; the report names the uncompressed file (name, size, SHA-256).
     assert_eq!(
         evidence_path.file_name().unwrap().to_string_lossy(),
-        named.name
+        format!("{}.gz", named.name)
     );
+    let compressed = std::fs::read(&evidence_path).unwrap();
+    let plain = yunwei_reports::evidence_file::decompress(&compressed, named.bytes)
+        .unwrap()
+        .into_owned();
+    assert!(compressed.len() < plain.len(), "not compressed");
+    assert_eq!(plain.len() as u64, named.bytes);
+    assert_eq!(yunwei_reports::integrity::sha256_hex(&plain), named.sha256);
+    // The plain (gunzipped) file recomputes just as well, found beside the report by its name.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain_report = plain_dir.path().join(json_path.file_name().unwrap());
+    std::fs::copy(&json_path, &plain_report).unwrap();
+    std::fs::write(plain_dir.path().join(&named.name), &plain).unwrap();
+    let (code, stdout, stderr) = recompute(&[
+        OsStr::new("--public-key"),
+        office_key.as_os_str(),
+        plain_report.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "plain evidence: {stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l == "OK"), "{stdout}");
     let down = genuine.report.availability[0].downtime_minutes;
     assert!(down.0 >= 4000, "{down:?}");
     let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
@@ -295,8 +313,7 @@ async fn report_recompute_checks_every_figure_against_the_evidence_file() {
 
     // 2. Evidence edited (the outage's probe intervals turned up) and the report made from it
     //    signed with another key: the figures the genuine evidence gives differ, each named.
-    let mut ev: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&evidence_path).unwrap()).unwrap();
+    let mut ev: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     let mut edited = 0;
     for iv in ev["evidence"]["intervals"].as_array_mut().unwrap() {
         if iv["state"] == "down" {

@@ -277,6 +277,9 @@ pub(super) fn availability(l: &mut Layout, r: &Report) {
             ],
             &rows,
         );
+        if let Some(note) = decided_by_note(lang, r) {
+            l.paragraph(&note, 8.5, GREY);
+        }
     }
     disagreements(l, r);
 }

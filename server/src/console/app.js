@@ -466,6 +466,10 @@ Object.assign(I18N["zh-CN"], {
   clock_response: "响应", clock_on_site: "到场", clock_restore: "恢复", clockStatus_met: "按时", clockStatus_late: "已超时",
   clockStatus_running: "计时中", clockStatus_breached: "计时中，已超时",
   insp_daily: "日常巡检", insp_weekly: "每周巡检", insp_before_holiday: "节前巡检",
+  decidedBy: "判定依据", vantage_agents: "运维方代理", vantage_server_probes: "服务端独立拨测",
+  vantage_both: "代理与服务端拨测（任一方中断即中断）", disagreements: "独立拨测与代理结论不一致",
+  disagreementsNote: "服务端（采购方视角）自行拨测的结果与运维方代理的结论相反的时段：代理判为正常而服务端判为中断，或相反。",
+  serverProbe: "服务端拨测", agentsView: "代理结论", serverView: "服务端结论", state_up: "正常", state_down: "中断",
 });
 Object.assign(I18N.en, {
   contractsPage: "Contracts", incidentsPage: "Incidents", alertsPage: "Alerts & silences",
@@ -501,6 +505,11 @@ Object.assign(I18N.en, {
   partialEvidence: " (partial evidence)", clock_response: "response", clock_on_site: "on site", clock_restore: "restore",
   clockStatus_met: "met", clockStatus_late: "late", clockStatus_running: "running", clockStatus_breached: "running, past target",
   insp_daily: "daily inspection", insp_weekly: "weekly inspection", insp_before_holiday: "before-holiday inspection",
+  decidedBy: "Decided by", vantage_agents: "the vendor's agents", vantage_server_probes: "the server's own probes",
+  vantage_both: "agents and server probes (down when either says down)",
+  disagreements: "Independent probes disagreeing with the agents",
+  disagreementsNote: "Spans in which the server's own probes (the office's vantage) and the vendor's agents reach opposite results: the agents say up and the server down, or the reverse.",
+  serverProbe: "Server probe", agentsView: "Agents", serverView: "Server", state_up: "up", state_down: "down",
 });
 
 PAGES.splice(1, 0,
@@ -639,11 +648,22 @@ async function renderContracts(main) {
       (s.provisional_reasons || []).concat(s.notes || []).length === 0 ? null : el("ul", { class: "contract-notes" },
         (s.provisional_reasons || []).concat(s.notes || []).map((m) => el("li", {}, msgText(m)))));
     box.append(el("h2", {}, t("availability")), el("table", { class: "contract-systems" },
-      el("tr", {}, ["system", "tier", "target", "actual", "status", "downtime", "excluded", "missing", "errorBudget"].map((k) => el("th", {}, t(k)))),
-      s.systems.map((y) => el("tr", {}, el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, pct(y.target_percent)),
+      el("tr", {}, ["system", "tier", "target", "actual", "status", "downtime", "excluded", "missing", "errorBudget", "decidedBy"].map((k) => el("th", {}, t(k)))),
+      s.systems.map((y) => el("tr", { "data-system": y.id }, el("td", {}, y.name), el("td", {}, y.tier), el("td", {}, pct(y.target_percent)),
         el("td", {}, actualText(y)), el("td", { class: y.insufficient_evidence ? "na" : y.met ? "up" : "down" }, y.insufficient_evidence ? t("notAssessed") : y.met ? t("met") : t("notMet")),
         el("td", {}, mins(y.downtime_minutes)), el("td", {}, mins(y.excluded_minutes)), el("td", {}, mins(y.missing_minutes)),
-        el("td", {}, mins(y.error_budget_left_minutes))))));
+        el("td", {}, mins(y.error_budget_left_minutes)), el("td", { class: "decided-by" }, t("vantage_" + (y.decided_by || "agents")))))));
+    // Spans in which the server's own probes and the agents disagree (none: no section).
+    const dis = s.disagreements || [];
+    if (dis.length > 0) {
+      const sysName = (id) => (s.systems.find((y) => y.id === id) || { name: id }).name;
+      box.append(el("h2", {}, t("disagreements")), el("p", { class: "note" }, t("disagreementsNote")),
+        el("table", { class: "contract-disagreements" },
+          el("tr", {}, ["system", "serverProbe", "from", "to", "agentsView", "serverView", "minutes", "evidence"].map((k) => el("th", {}, t(k)))),
+          dis.map((d) => el("tr", {}, el("td", {}, sysName(d.system)), el("td", {}, d.probe), el("td", {}, fmtTime(d.from_ms)),
+            el("td", {}, fmtTime(d.to_ms)), el("td", { class: d.agents }, t("state_" + d.agents)),
+            el("td", { class: d.server }, t("state_" + d.server)), el("td", {}, d.minutes), el("td", { class: "mono" }, d.evidence.join(", "))))));
+    }
     box.append(el("h2", {}, t("openBreaches")));
     const lines = [];
     for (const d of s.open_breaches) for (const l of d.lines) lines.push([d, l]);

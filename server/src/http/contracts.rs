@@ -137,6 +137,7 @@ pub(super) async fn status(
                 "missing_minutes": s.missing_minutes,
                 "excluded_minutes": s.excluded_minutes,
                 "error_budget_left_minutes": s.error_budget_left_minutes,
+                "decided_by": s.decided_by,
             })
         })
         .collect();
@@ -153,6 +154,7 @@ pub(super) async fn status(
         "grade": a.grade,
         "grade_withheld": a.grade_withheld,
         "payment": a.payment,
+        "disagreements": a.disagreements,
     })))
 }
 

@@ -196,6 +196,7 @@ fn shape(method: &str, path: &str) -> Shape {
                     "application/pdf",
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     "application/json",
+                    "application/gzip",
                 ],
             );
             s.errors = &["404"];

@@ -117,7 +117,9 @@ pub(super) async fn generate(
 }
 
 /// `GET /api/v1/reports/{id}/{format}`: the archived file, with its content type and a
-/// download file name; `evidence`: the version's evidence file (`*.evidence.json`).
+/// download file name; `evidence`: the version's evidence file, gzip-compressed as archived
+/// (`*.evidence.json.gz`, `application/gzip`; versions archived before compression are plain
+/// `*.evidence.json`). The report names the uncompressed bytes' size and SHA-256.
 pub(super) async fn download(
     AxState(state): AxState<Arc<AppState>>,
     UrlPath((id, format)): UrlPath<(i64, String)>,
@@ -135,15 +137,18 @@ pub(super) async fn download(
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found("report evidence file"))?;
         let version = u32::try_from(a.version).unwrap_or(u32::MAX);
+        let name = reports::evidence_file_name(&a.contract_id, &a.period, version);
+        let (content_type, name) = if yunwei_reports::evidence_file::is_gzip(&bytes) {
+            ("application/gzip", format!("{name}.gz"))
+        } else {
+            ("application/json", name)
+        };
         return Ok((
             [
-                (header::CONTENT_TYPE, "application/json".to_string()),
+                (header::CONTENT_TYPE, content_type.to_string()),
                 (
                     header::CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"{}\"",
-                        reports::evidence_file_name(&a.contract_id, &a.period, version)
-                    ),
+                    format!("attachment; filename=\"{name}\""),
                 ),
             ],
             bytes,

@@ -5,7 +5,10 @@
 //! Availability of a system, for the part of the period up to `as_of`:
 //! 1. the selected hosts and probes (label selectors) give per-instant system states by the
 //!    system's `down_when` rule (default: down when any probe is down or every host is down;
-//!    unknown when not down and a deciding subject has no data);
+//!    unknown when not down and a deciding subject has no data); the system's
+//!    `availability_from` says whether those agents' states decide (default), the server's own
+//!    probes (down while any is down, unknown while any has no result), or both (down while
+//!    either says down, unknown only while neither has data);
 //! 2. each outage (a maximal down run, as it happened) shorter than the tier's `min_outage`
 //!    is ignored;
 //! 3. the remaining down time is clipped to the service window, and approved exclusions in
@@ -40,9 +43,9 @@ pub use window::{local_date, window_spans};
 
 use crate::calendar::Calendar;
 use crate::contract::{
-    AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen, FeePer, Grade,
-    InspectionDays, InsufficientEvidence, KpiAggregate, MissingData, Payment, ServiceWindow,
-    System,
+    AvailabilityFrom, AvailabilityObjective, ClockWindow, Contract, DeductionKind, DownWhen,
+    FeePer, Grade, InspectionDays, InsufficientEvidence, KpiAggregate, MissingData, Payment,
+    ServiceWindow, System,
 };
 use spans::{Spans, intersect, normalize, subtract, total};
 
@@ -210,6 +213,10 @@ pub struct SystemAvailability {
     pub outages: Vec<Outage>,
     /// Subjects the system selected (`host:ID` / `probe:ID`).
     pub subjects: Vec<String>,
+    /// Whose evidence decided the figures (the contract's `availability_from`); omitted when
+    /// the agents' (the default).
+    #[serde(skip_serializing_if = "AvailabilityFrom::is_agents")]
+    pub decided_by: AvailabilityFrom,
 }
 
 /// One counted outage.
@@ -841,21 +848,7 @@ fn disagreements(sc: &Scope<'_>, by_subject: &BySubject<'_>) -> Vec<Disagreement
         let (down, unknown) = system_states(sc.ev, sys, &subjects, by_subject, start, until);
         let agents_up = subtract(&subtract(&[(start, until)], &down), &unknown);
         for p in &sys.server_probes {
-            let rows: Vec<&ServerProbeInterval> = sc
-                .ev
-                .server_probes
-                .iter()
-                .filter(|r| r.probe == p.name && r.end_ms > start && r.start_ms < until)
-                .collect();
-            let of = |st: State| -> Spans {
-                normalize(
-                    rows.iter()
-                        .filter(|r| r.state == st)
-                        .map(|r| (r.start_ms.max(start), r.end_ms.min(until)))
-                        .collect(),
-                )
-            };
-            let (server_up, server_down) = (of(State::Up), of(State::Down));
+            let (rows, server_up, server_down) = server_probe_spans(sc.ev, &p.name, start, until);
             for (agents, server, spans) in [
                 (State::Up, State::Down, intersect(&agents_up, &server_down)),
                 (State::Down, State::Up, intersect(&down, &server_up)),
@@ -882,6 +875,92 @@ fn disagreements(sc: &Scope<'_>, by_subject: &BySubject<'_>) -> Vec<Disagreement
     }
     out.sort_by(|x, y| (&x.system, &x.probe, x.from_ms).cmp(&(&y.system, &y.probe, y.from_ms)));
     out
+}
+
+/// One server probe's intervals overlapping `[start, until)`, and its up and down spans there.
+fn server_probe_spans<'e>(
+    ev: &'e Evidence,
+    probe: &str,
+    start: i64,
+    until: i64,
+) -> (Vec<&'e ServerProbeInterval>, Spans, Spans) {
+    let rows: Vec<&ServerProbeInterval> = ev
+        .server_probes
+        .iter()
+        .filter(|r| r.probe == probe && r.end_ms > start && r.start_ms < until)
+        .collect();
+    let of = |st: State| -> Spans {
+        normalize(
+            rows.iter()
+                .filter(|r| r.state == st)
+                .map(|r| (r.start_ms.max(start), r.end_ms.min(until)))
+                .collect(),
+        )
+    };
+    let (up, down) = (of(State::Up), of(State::Down));
+    (rows, up, down)
+}
+
+/// A system's (down, unknown) spans in `[start, until)` as its `availability_from` decides,
+/// from the agents' spans and its server probes: `agents` as is; `server_probes` down while
+/// any server probe is down, unknown while any has no result (and none is down); `both` down
+/// while either side says down, unknown only while neither side has data.
+fn decided_states(
+    ev: &Evidence,
+    sys: &System,
+    agents: (Spans, Spans),
+    start: i64,
+    until: i64,
+) -> (Spans, Spans) {
+    if sys.availability_from == AvailabilityFrom::Agents || start >= until {
+        return agents;
+    }
+    let mut server_down: Spans = Vec::new();
+    let mut server_unknown: Spans = Vec::new();
+    if sys.server_probes.is_empty() {
+        server_unknown.push((start, until));
+    }
+    for p in &sys.server_probes {
+        let (_, up, down) = server_probe_spans(ev, &p.name, start, until);
+        let known = normalize(up.iter().chain(&down).copied().collect());
+        server_unknown.extend(subtract(&[(start, until)], &known));
+        server_down.extend(down);
+    }
+    let server_down = normalize(server_down);
+    let server_unknown = subtract(&normalize(server_unknown), &server_down);
+    match sys.availability_from {
+        AvailabilityFrom::Agents => agents,
+        AvailabilityFrom::ServerProbes => (server_down, server_unknown),
+        AvailabilityFrom::Both => {
+            let (agents_down, agents_unknown) = agents;
+            let down = normalize(agents_down.into_iter().chain(server_down).collect());
+            let unknown = subtract(&intersect(&agents_unknown, &server_unknown), &down);
+            (down, unknown)
+        }
+    }
+}
+
+/// The ids of a system's server probe intervals in state down overlapping each outage run
+/// (sorted, disjoint).
+fn server_outage_evidence(ev: &Evidence, sys: &System, runs: &[(i64, i64)]) -> Vec<Vec<String>> {
+    runs.iter()
+        .map(|&(a, b)| {
+            let mut ids: Vec<String> = ev
+                .server_probes
+                .iter()
+                .filter(|r| {
+                    r.state == State::Down
+                        && r.start_ms < b
+                        && r.end_ms > a
+                        && sys.server_probes.iter().any(|p| p.name == r.probe)
+                })
+                .map(|r| r.id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        })
+        .collect()
 }
 
 /// Why the result is provisional so far: years the calendar lacks, a period not yet over.
@@ -1015,7 +1094,8 @@ fn system_availability(
         v.dedup_by(|a, b| a.kind == b.kind && a.id == b.id);
         v
     };
-    let (down, unknown) = system_states(sc.ev, sys, &subjects, by_subject, start, until);
+    let agents = system_states(sc.ev, sys, &subjects, by_subject, start, until);
+    let (down, unknown) = decided_states(sc.ev, sys, agents, start, until);
     // Outages as they happened; drop the short ones.
     let min = obj.min_outage.0;
     let (counted_down, short): (Spans, Spans) = down.iter().partition(|(s, e)| e - s >= min);
@@ -1078,12 +1158,33 @@ fn system_availability(
     };
     let min_coverage = obj.coverage_floor();
     let coverage = (win_ms > 0).then(|| (win_ms - missing_ms) as f64 / win_ms as f64 * 100.0);
-    let insufficient = subjects.is_empty() || coverage.is_some_and(|c| c + 1e-9 < min_coverage);
+    let no_subject = match sys.availability_from {
+        AvailabilityFrom::Agents => subjects.is_empty(),
+        AvailabilityFrom::ServerProbes => sys.server_probes.is_empty(),
+        AvailabilityFrom::Both => subjects.is_empty() && sys.server_probes.is_empty(),
+    };
+    let insufficient = no_subject || coverage.is_some_and(|c| c + 1e-9 < min_coverage);
     let actual = (measured_ms > 0 && !insufficient)
         .then(|| (measured_ms - down_ms) as f64 / measured_ms as f64 * 100.0);
     let met = !insufficient && actual.is_none_or(|a| a + 1e-9 >= obj.target_percent);
     let budget = (1.0 - obj.target_percent / 100.0) * minutes(total(&full_win));
-    let evidence = outage_evidence(&subjects, by_subject, &counted_down);
+    let agent_evidence = match sys.availability_from {
+        AvailabilityFrom::ServerProbes => vec![Vec::new(); counted_down.len()],
+        _ => outage_evidence(&subjects, by_subject, &counted_down),
+    };
+    let evidence: Vec<Vec<String>> = match sys.availability_from {
+        AvailabilityFrom::Agents => agent_evidence,
+        _ => agent_evidence
+            .into_iter()
+            .zip(server_outage_evidence(sc.ev, sys, &counted_down))
+            .map(|(mut a, b)| {
+                a.extend(b);
+                a.sort();
+                a.dedup();
+                a
+            })
+            .collect(),
+    };
     let outages = counted_down
         .iter()
         .zip(evidence)
@@ -1119,6 +1220,7 @@ fn system_availability(
             .iter()
             .map(|s| subject_key(s.kind, &s.id))
             .collect(),
+        decided_by: sys.availability_from,
     };
     (out, g1 || g2)
 }

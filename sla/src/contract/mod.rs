@@ -573,18 +573,39 @@ fn parse_inner(text: &str, w: &mut Walker<'_>) -> Option<Contract> {
                 format!("system {}: unknown service window {:?}", s.id, s.window),
             );
         }
-        if s.hosts.is_none() && s.probes.is_none() {
+        if s.hosts.is_none()
+            && s.probes.is_none()
+            && s.availability_from != AvailabilityFrom::ServerProbes
+        {
             w.err(
                 *pos,
                 format!("system {}: select hosts or probes (or both)", s.id),
             );
         }
     }
-    // Server probes: checked at each one's position in the file.
     let system_nodes: Vec<&Node> = match get("systems").map(|n| &n.kind) {
         Some(Kind::Seq(items)) => items.iter().collect(),
         _ => Vec::new(),
     };
+    // A system decided by its server probes must have some.
+    for (pos, s) in &systems {
+        if s.availability_from != AvailabilityFrom::Agents && s.server_probes.is_empty() {
+            let at = system_nodes
+                .iter()
+                .find(|n| n.pos == *pos)
+                .and_then(|n| n.get("availability_from"))
+                .map_or(*pos, |n| n.pos);
+            w.err(
+                at,
+                format!(
+                    "system {}: availability_from: {} needs at least one of the system's server_probes",
+                    s.id,
+                    s.availability_from.name()
+                ),
+            );
+        }
+    }
+    // Server probes: checked at each one's position in the file.
     let mut probe_names = BTreeSet::new();
     for ((pos, s), positions) in systems.iter().zip(&probe_positions) {
         let node = system_nodes.iter().find(|n| n.pos == *pos);

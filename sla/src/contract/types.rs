@@ -370,6 +370,43 @@ pub enum DownWhen {
     AnySubject,
 }
 
+/// Whose evidence decides a system's availability (`availability_from`, 可用性判定依据).
+///
+/// Every mode still lists the spans in which the agents and the server probes disagree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvailabilityFrom {
+    /// The vendor's agents: the hosts and probes the system selects, under `down_when`
+    /// (default; the server probes only show disagreements).
+    #[default]
+    Agents,
+    /// The server's own probes alone (the office's vantage): down while any of the system's
+    /// `server_probes` is down, unknown while any has no result, else up. The agents' evidence
+    /// only shows disagreements.
+    ServerProbes,
+    /// Both vantages: down while either says down (the agents' view under `down_when`, or any
+    /// server probe), up while neither says down and at least one says up, unknown only when
+    /// neither has data. Neither side can hide an outage the other saw, and either side's data
+    /// covers the other's gaps.
+    Both,
+}
+
+impl AvailabilityFrom {
+    /// The default, which contracts and reports leave out.
+    pub fn is_agents(&self) -> bool {
+        *self == AvailabilityFrom::Agents
+    }
+
+    /// The name used in contract files.
+    pub fn name(self) -> &'static str {
+        match self {
+            AvailabilityFrom::Agents => "agents",
+            AvailabilityFrom::ServerProbes => "server_probes",
+            AvailabilityFrom::Both => "both",
+        }
+    }
+}
+
 /// A business system (业务系统) in scope.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -386,6 +423,10 @@ pub struct System {
     /// When the system counts as down.
     #[serde(default)]
     pub down_when: DownWhen,
+    /// Whose evidence decides the system's availability: the vendor's agents (default), the
+    /// server's own probes (`server_probes`), or both together.
+    #[serde(default, skip_serializing_if = "AvailabilityFrom::is_agents")]
+    pub availability_from: AvailabilityFrom,
     /// Label selector over hosts (all labels must be equal); absent: no hosts.
     #[serde(default)]
     pub hosts: Option<BTreeMap<String, String>>,
