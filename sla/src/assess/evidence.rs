@@ -4,7 +4,7 @@
 //!
 //! All times are UTC milliseconds; spans are half-open `[start, end)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -261,6 +261,86 @@ pub struct Evidence {
     /// each system as [`Disagreement`](crate::assess::Disagreement)s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_probes: Vec<ServerProbeInterval>,
+    /// `membership` indexed by system and subject, built on first use; not data (never
+    /// serialized, equal to any other, empty in a clone).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub membership_index: MembershipIndex,
+}
+
+/// Row numbers of [`Evidence::membership`] by system id, then subject id. Looking a subject up
+/// in every membership row made availability and resource KPIs quadratic (6,000 subjects ×
+/// 6,000 rows per system).
+/// Built for the rows it was built from (their address and count): rows replaced or added
+/// later are looked up by scanning them, never through a stale index.
+#[derive(Default)]
+pub struct MembershipIndex(std::sync::OnceLock<IndexOf>);
+
+/// An index and the rows it indexes.
+struct IndexOf {
+    rows: (usize, usize),
+    by: HashMap<String, HashMap<String, Vec<usize>>>,
+}
+
+impl Clone for MembershipIndex {
+    fn clone(&self) -> Self {
+        MembershipIndex::default()
+    }
+}
+
+impl PartialEq for MembershipIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for MembershipIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MembershipIndex")
+    }
+}
+
+impl Evidence {
+    /// The membership rows placing subject `kind`/`subject` in `system`, in their order;
+    /// empty without membership rows.
+    pub fn membership_of(
+        &self,
+        system: &str,
+        kind: SubjectKind,
+        subject: &str,
+    ) -> Vec<&Membership> {
+        let rows = self.membership.as_deref().unwrap_or_default();
+        let key = (rows.as_ptr() as usize, rows.len());
+        let index = self.membership_index.0.get_or_init(|| {
+            let mut by: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
+            for (i, m) in rows.iter().enumerate() {
+                by.entry(m.system.clone())
+                    .or_default()
+                    .entry(m.subject.clone())
+                    .or_default()
+                    .push(i);
+            }
+            IndexOf { rows: key, by }
+        });
+        let of = |m: &&Membership| m.kind == kind;
+        if index.rows == key {
+            index
+                .by
+                .get(system)
+                .and_then(|by| by.get(subject))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|&i| &rows[i])
+                .filter(of)
+                .collect()
+        } else {
+            rows.iter()
+                .filter(|m| m.system == system && m.subject == subject)
+                .filter(of)
+                .collect()
+        }
+    }
 }
 
 /// What an [`Appeal`] contests.
@@ -440,4 +520,49 @@ pub struct Membership {
     pub from_ms: i64,
     /// Member until (UTC ms, exclusive); `None`: open.
     pub to_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, kind: SubjectKind, subject: &str, from_ms: i64) -> Membership {
+        Membership {
+            system: system.into(),
+            kind,
+            subject: subject.into(),
+            from_ms,
+            to_ms: None,
+        }
+    }
+
+    #[test]
+    fn membership_lookups_follow_the_rows_even_when_they_are_replaced() {
+        let mut ev = Evidence {
+            membership: Some(vec![
+                row("web", SubjectKind::Host, "h1", 1),
+                row("web", SubjectKind::Probe, "h1", 2),
+                row("db", SubjectKind::Host, "h1", 3),
+                row("web", SubjectKind::Host, "h1", 4),
+            ]),
+            ..Evidence::default()
+        };
+        let from = |ev: &Evidence, s: &str, k, id: &str| -> Vec<i64> {
+            ev.membership_of(s, k, id)
+                .iter()
+                .map(|m| m.from_ms)
+                .collect()
+        };
+        assert_eq!(from(&ev, "web", SubjectKind::Host, "h1"), [1, 4]);
+        assert_eq!(from(&ev, "web", SubjectKind::Probe, "h1"), [2]);
+        assert!(from(&ev, "web", SubjectKind::Host, "h2").is_empty());
+        // Rows replaced after the index was built: answered from the new rows.
+        ev.membership = Some(vec![row("web", SubjectKind::Host, "h2", 5)]);
+        assert_eq!(from(&ev, "web", SubjectKind::Host, "h2"), [5]);
+        assert!(from(&ev, "web", SubjectKind::Host, "h1").is_empty());
+        // A clone starts without an index and answers the same.
+        let c = ev.clone();
+        assert_eq!(c, ev);
+        assert_eq!(from(&c, "web", SubjectKind::Host, "h2"), [5]);
+    }
 }

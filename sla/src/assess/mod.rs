@@ -477,10 +477,8 @@ fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 /// Whether `system` counts subject `s` at some time: by the evidence's membership rows when it
 /// has them, else by the system's label selector.
 fn selects(ev: &Evidence, system: &System, s: &Subject) -> bool {
-    if let Some(rows) = &ev.membership {
-        return rows
-            .iter()
-            .any(|m| m.system == system.id && m.kind == s.kind && m.subject == s.id);
+    if ev.membership.is_some() {
+        return !ev.membership_of(&system.id, s.kind, &s.id).is_empty();
     }
     let sel = match s.kind {
         SubjectKind::Host => &system.hosts,
@@ -492,10 +490,10 @@ fn selects(ev: &Evidence, system: &System, s: &Subject) -> bool {
 /// When `system` counts subject `s` within `[from, to)`: the membership rows' spans, or `None`
 /// (the whole time) when systems select by label.
 fn member_spans(ev: &Evidence, system: &System, s: &Subject, from: i64, to: i64) -> Option<Spans> {
-    let rows = ev.membership.as_ref()?;
-    let spans = rows
-        .iter()
-        .filter(|m| m.system == system.id && m.kind == s.kind && m.subject == s.id)
+    ev.membership.as_ref()?;
+    let spans = ev
+        .membership_of(&system.id, s.kind, &s.id)
+        .into_iter()
         .map(|m| (m.from_ms.max(from), m.to_ms.unwrap_or(i64::MAX).min(to)))
         .filter(|(a, b)| a < b)
         .collect();
