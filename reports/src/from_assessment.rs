@@ -1199,6 +1199,7 @@ grades:
             incident_requests: vec![],
             appeals: vec![],
             server_probes: vec![],
+            membership_index: Default::default(),
         };
         (c, cal, p, rows)
     }
