@@ -172,15 +172,16 @@ pub fn to_labels(l: &BTreeMap<String, String>) -> Labels {
     Labels::from_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-/// Fills a window from the raw batches stored since `now - window`.
-pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow::Result<usize> {
+/// Every stored series with the labels the read API presents (its agent's hostname and
+/// inventory labels added), by series id.
+pub async fn stored_series(store: &Store) -> anyhow::Result<Vec<(i64, Labels)>> {
     let agents: BTreeMap<String, AgentRow> = store
         .agents()
         .await?
         .into_iter()
         .map(|a| (a.agent_id.clone(), a))
         .collect();
-    let labels: HashMap<i64, Labels> = store
+    Ok(store
         .all_series()
         .await?
         .into_iter()
@@ -191,7 +192,12 @@ pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow
             };
             (s.id, to_labels(&l))
         })
-        .collect();
+        .collect())
+}
+
+/// Fills a window from the raw batches stored since `now - window`.
+pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow::Result<usize> {
+    let labels: HashMap<i64, Labels> = stored_series(store).await?.into_iter().collect();
     let from = now_ms - window.window_ms;
     let mut n = 0;
     for data in store.raw_batches_since(from).await? {

@@ -39,7 +39,7 @@ use yunwei_rules::promql::{
 };
 
 use super::hosts::{parse_duration_ms, parse_time};
-use crate::{AppState, live::presented_labels, now_ms, store::HOUR_MS};
+use crate::{AppState, now_ms, store::HOUR_MS};
 
 /// The version `/api/v1/status/buildinfo` reports: the Prometheus release whose API and PromQL
 /// semantics yunwei follows, so clients that gate features on it (Grafana) enable them.
@@ -276,26 +276,7 @@ impl Storage for Probe<'_> {
 
 /// Every stored series with the labels the read API presents, sorted by labels.
 async fn catalogue(state: &AppState) -> anyhow::Result<Vec<(i64, Labels)>> {
-    let agents: BTreeMap<String, crate::store::AgentRow> = state
-        .store
-        .agents()
-        .await?
-        .into_iter()
-        .map(|a| (a.agent_id.clone(), a))
-        .collect();
-    let mut out: Vec<(i64, Labels)> = state
-        .store
-        .all_series()
-        .await?
-        .into_iter()
-        .map(|s| {
-            let l = match agents.get(&s.agent_id) {
-                Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
-                None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
-            };
-            (s.id, crate::live::to_labels(&l))
-        })
-        .collect();
+    let mut out = crate::live::stored_series(&state.store).await?;
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
 }
