@@ -615,6 +615,7 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` at each of the step timestamps `ts`.
     pub(crate) fn eval(&self, expr: &Expr, ts: &[i64]) -> Result<Val<'_>, EvalError> {
+        self.check_cancel()?;
         if self.hits.is_empty() && self.keep.is_empty() {
             return self.eval_node(expr, ts);
         }
@@ -669,7 +670,7 @@ impl<'a> Evaluator<'a> {
                 ))),
             },
             Expr::VectorSelector(vs) => {
-                let mut steps = self.select_instant(vs, ts);
+                let mut steps = self.select_instant(vs, ts)?;
                 for (vec, &t) in steps.iter_mut().zip(ts) {
                     for s in vec.iter_mut() {
                         s.t_ms = t;
@@ -727,15 +728,28 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// [`EvalError::Cancelled`] once the caller has set [`Options::cancel`].
+    pub(crate) fn check_cancel(&self) -> Result<(), EvalError> {
+        match &self.opts.cancel {
+            Some(c) if c.is_cancelled() => Err(EvalError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
     /// The latest non-stale sample of every series within the lookback window of each step;
     /// `Sample::t_ms` is the sample's own timestamp.
-    pub(crate) fn select_instant(&self, vs: &VectorSelector, ts: &[i64]) -> Vec<Vec<Sample>> {
+    pub(crate) fn select_instant(
+        &self,
+        vs: &VectorSelector,
+        ts: &[i64],
+    ) -> Result<Vec<Vec<Sample>>, EvalError> {
         let series = self.series_of(vs);
         let lookback = self.opts.lookback_delta_ms;
         ts.iter()
             .map(|&t| {
+                self.check_cancel()?;
                 let reft = self.effective_time(&vs.at, &vs.offset, t);
-                series
+                Ok(series
                     .iter()
                     .filter_map(|s| {
                         let i = s.samples.partition_point(|(st, _)| *st <= reft);
@@ -752,7 +766,7 @@ impl<'a> Evaluator<'a> {
                             v,
                         })
                     })
-                    .collect()
+                    .collect::<Vec<_>>())
             })
             .collect()
     }
@@ -871,7 +885,8 @@ impl<'a> Evaluator<'a> {
 #[cfg(test)]
 mod tests {
     use crate::promql::{
-        EvalError, Labels, MemStorage, Options, Value, eval_instant, eval_range, stale_nan,
+        EvalError, Labels, Matcher, MemStorage, Options, SelectedSeries, Storage, Value,
+        eval_instant, eval_range, stale_nan,
     };
 
     fn labels(name: &str, pairs: &[(&str, &str)]) -> Labels {
@@ -990,6 +1005,56 @@ mod tests {
             eval_range("m[1m]", 0, 60 * S, 60 * S, &s, &Options::default()),
             Err(EvalError::InvalidQuery(_))
         ));
+    }
+
+    /// Cancels the evaluation the first time anything is selected from it, as a server
+    /// whose request timed out would while the evaluation runs.
+    struct CancelOnSelect<'s> {
+        inner: &'s MemStorage,
+        cancel: crate::promql::Cancel,
+    }
+
+    impl Storage for CancelOnSelect<'_> {
+        fn select(&self, m: &[Matcher], lo: i64, hi: i64) -> Vec<SelectedSeries<'_>> {
+            self.cancel.cancel();
+            self.inner.select(m, lo, hi)
+        }
+    }
+
+    #[test]
+    fn a_cancelled_evaluation_stops_with_cancelled_instead_of_finishing() {
+        let mut s = MemStorage::new();
+        for i in 0..50 {
+            let l = labels("m", &[("i", &i.to_string())]);
+            s.add_samples(&l, (0..600).map(|k| (k * 15 * S, k as f64)));
+        }
+        let q = "sum by (i) (rate(m[5m])) > avg_over_time(m[10m:1m])";
+        let plain = eval_range(q, 0, 9000 * S, 15 * S, &s, &Options::default()).unwrap();
+        assert!(!plain.is_empty());
+        // A flag that is never set changes nothing.
+        let unset = Options {
+            cancel: Some(crate::promql::Cancel::new()),
+            ..Options::default()
+        };
+        assert_eq!(eval_range(q, 0, 9000 * S, 15 * S, &s, &unset), Ok(plain));
+        // Set while the evaluation runs: it gives up, for range and instant queries alike.
+        for instant in [false, true] {
+            let cancel = crate::promql::Cancel::new();
+            let storage = CancelOnSelect {
+                inner: &s,
+                cancel: cancel.clone(),
+            };
+            let opts = Options {
+                cancel: Some(cancel),
+                ..Options::default()
+            };
+            let r = if instant {
+                eval_instant(q, 9000 * S, &storage, &opts).map(|_| ())
+            } else {
+                eval_range(q, 0, 9000 * S, 15 * S, &storage, &opts).map(|_| ())
+            };
+            assert_eq!(r, Err(EvalError::Cancelled), "instant: {instant}");
+        }
     }
 
     #[test]

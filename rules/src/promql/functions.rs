@@ -340,7 +340,7 @@ fn timestamp<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val<'s>,
     // A selector's samples carry their own timestamps; anything else is stamped with the
     // evaluation time.
     let steps = match arg(c, 0)? {
-        Expr::VectorSelector(vs) => ev.select_instant(vs, ts),
+        Expr::VectorSelector(vs) => ev.select_instant(vs, ts)?,
         other => ev.eval_vector(other, ts)?,
     };
     let mut out = Vec::with_capacity(ts.len());
@@ -701,6 +701,7 @@ fn range_function<'s>(ev: &'s Evaluator<'_>, c: &Call, ts: &[i64]) -> Result<Val
     let mut produced = vec![false; r.series.len()];
     let mut out = Vec::with_capacity(ts.len());
     for (i, &t) in ts.iter().enumerate() {
+        ev.check_cancel()?;
         let mut params = [0.0; 2];
         for (p, s) in params.iter_mut().zip(&scalars) {
             *p = s[i];

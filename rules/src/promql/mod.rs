@@ -61,7 +61,41 @@ pub struct Options {
     pub default_subquery_step_ms: i64,
     /// Most steps a range query or a subquery may have.
     pub max_steps: usize,
+    /// Set by the caller to stop an evaluation it no longer waits for (a query past its time
+    /// limit): the evaluator checks it before each node and each step of a selection or range
+    /// function, and gives up with [`EvalError::Cancelled`]. `None`: runs to the end.
+    pub cancel: Option<Cancel>,
 }
+
+/// A flag the caller sets to stop an evaluation that is under way ([`Options::cancel`]); clones
+/// share the flag. Two `Cancel`s are equal when they are the same flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// A flag not yet set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every evaluation holding a clone of this flag to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cancel {}
 
 impl Default for Options {
     fn default() -> Self {
@@ -69,6 +103,7 @@ impl Default for Options {
             lookback_delta_ms: 5 * 60 * 1000,
             default_subquery_step_ms: 60 * 1000,
             max_steps: 1_000_000,
+            cancel: None,
         }
     }
 }
@@ -97,6 +132,9 @@ pub enum EvalError {
     /// The query as a whole cannot be run (for example a range query over a string).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The caller stopped the evaluation ([`Options::cancel`]).
+    #[error("the evaluation was cancelled")]
+    Cancelled,
 }
 
 /// A query: text to parse, or an expression parsed already.

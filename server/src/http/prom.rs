@@ -358,10 +358,14 @@ fn evaluate(
     state: &AppState,
     rt: tokio::runtime::Handle,
     now: i64,
+    cancel: promql::Cancel,
     run: &dyn Fn(&dyn Storage, &Options) -> Result<Evaluated, EvalError>,
 ) -> Result<Answer, PromError> {
     let window_start = now - i64::from(state.config.rules.live_window_secs) * 1000;
-    let opts = Options::default();
+    let opts = Options {
+        cancel: Some(cancel),
+        ..Options::default()
+    };
     {
         let window = state.live.window.read().expect("window lock");
         let probe = Probe {
@@ -397,7 +401,19 @@ fn evaluate(
     })
 }
 
-/// Runs `run` off the async workers within the request's time limit.
+/// Stops the evaluation it guards when dropped: when the request is answered, timed out, or
+/// abandoned by a client that hung up, so no evaluation keeps a compute slot and the window's
+/// read lock after nobody waits for it.
+struct CancelOnDrop(promql::Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Runs `run` off the async workers within the request's time limit; past the limit the
+/// evaluation is cancelled (it stops at its next step, see [`Options::cancel`]).
 async fn compute(
     state: Arc<AppState>,
     params: &Params,
@@ -407,7 +423,9 @@ async fn compute(
     let limit = params.timeout()?;
     let rt = tokio::runtime::Handle::current();
     let metrics = state.metrics.clone();
-    match crate::compute::run(Some(limit), move || evaluate(&state, rt, now, &run)).await {
+    let cancel = promql::Cancel::new();
+    let _guard = CancelOnDrop(cancel.clone());
+    match crate::compute::run(Some(limit), move || evaluate(&state, rt, now, cancel, &run)).await {
         Ok(r) => r,
         Err(crate::compute::ComputeError::TimedOut(d)) => {
             metrics.api_limited.with_label_values(&["query_time"]).inc();
