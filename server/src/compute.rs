@@ -8,7 +8,9 @@
 //! A computation past its limit is abandoned, not stopped (a blocking thread cannot be
 //! interrupted): its caller gets [`ComputeError::TimedOut`] at once, while the work finishes
 //! in the background still holding its slot, so abandoned work never lets more than the
-//! limit run at once.
+//! limit run at once. Work that can stop early takes a flag the caller sets when it gives up:
+//! PromQL queries ([`yunwei_rules::promql::Cancel`], set by the query API past its limit or
+//! when the client hangs up) stop at their next step and free the slot.
 
 use std::time::Duration;
 
