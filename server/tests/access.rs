@@ -141,6 +141,81 @@ yunwei_tests::both_backends!(
     per_source_rate_limits_answer_429_before_the_store,
 );
 
+/// Two replicas on one PostgreSQL behind a balancer that alternates: a client's login guesses
+/// draw from one shared bucket, so the cluster checks no more than one replica's burst (each
+/// replica's own bucket alone would let twice that through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_limit_holds_across_replicas_on_one_postgres() {
+    let limits = yunwei_server::config::RateLimitConfig {
+        login_per_minute: 6,
+        login_burst: 4,
+        anonymous_per_sec: 0,
+        anonymous_burst: 30,
+    };
+    let Some(a) = Harness::start("postgres", |c| {
+        c.http.rate_limit = limits;
+        c.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::from_overrides(&Overrides {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir_b.path().to_path_buf()),
+        database_url: Some(a.database_url.clone()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    config.enrollment_secret = Some(SECRET.into());
+    config.http.rate_limit = limits;
+    config.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let server_b = Server::bind(config).await.unwrap();
+    let base_b = format!("http://{}", server_b.local_addr());
+    let (stop_b, rx) = tokio::sync::oneshot::channel::<()>();
+    let task_b = tokio::spawn(server_b.run(async {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let guess = |base: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/api/v1/auth/login"))
+                .header("x-forwarded-for", "198.51.100.77")
+                .json(&serde_json::json!({ "user": "nobody", "password": "Wrong-password-1" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut checked = [0usize; 2];
+    for i in 0..40 {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            base_b.clone()
+        };
+        match guess(base).await {
+            StatusCode::UNAUTHORIZED => checked[i % 2] += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("guess {i}: {other}"),
+        }
+    }
+    let refilled = (started.elapsed().as_secs_f64() / 10.0).ceil() as usize;
+    let total = checked[0] + checked[1];
+    assert!(
+        (4..=4 + refilled).contains(&total),
+        "{checked:?} guesses checked by the two replicas; the cluster's burst is 4 (+{refilled} refilled)"
+    );
+    assert!(checked[0] >= 1 && checked[1] >= 1, "{checked:?}");
+    let _ = stop_b.send(());
+    task_b.await.unwrap().unwrap();
+    a.stop().await;
+}
+
 /// Runs `yunwei-server ARGS --database-url URL` with `stdin`; returns (success, stdout, stderr).
 fn cli(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
     use std::io::Write;

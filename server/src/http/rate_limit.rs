@@ -13,13 +13,24 @@
 //! `yunwei_http_rate_limited_total{class}`. Authenticated requests never draw from a bucket.
 //! The table is bounded ([`MAX_SOURCES`]): IPv6 clients are keyed by their /64, idle entries
 //! (bucket full again) are dropped when it fills, and sources beyond the bound share one
-//! overflow bucket per class. Each replica keeps its own table, so behind a load balancer
-//! spreading one client over N replicas the limit a client sees is up to N times the setting.
+//! overflow bucket per class.
+//!
+//! Each replica keeps its own table. On PostgreSQL, where several replicas may serve one
+//! cluster, a login attempt that its replica's bucket lets through also draws from a bucket
+//! shared in the store (`login_buckets`, one statement per attempt), so a client spreading
+//! its guesses over N replicas behind a load balancer still gets the configured rate, not N
+//! times it. The `anonymous` class stays per replica: it protects each replica's own CPU from a
+//! flood, which a store round trip per request would defeat; behind a balancer a client may
+//! send up to N times `anonymous_per_sec` to the cluster. A store error lets the attempt
+//! through to the login, which needs the store anyway and reports it.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv6Addr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
 };
 
 use axum::{
@@ -30,7 +41,12 @@ use axum::{
 };
 
 use super::ApiError;
-use crate::{AppState, config::RateLimitConfig, now_ms};
+use crate::{
+    AppState,
+    config::RateLimitConfig,
+    now_ms,
+    store::{Backend, Store},
+};
 
 /// How many sources the table tracks before new ones share the overflow bucket.
 pub const MAX_SOURCES: usize = 65_536;
@@ -101,7 +117,12 @@ pub struct RateLimiter {
     cfg: RateLimitConfig,
     max_sources: usize,
     buckets: Mutex<HashMap<(Source, Class), Bucket>>,
+    /// When this replica last deleted refilled shared login buckets.
+    shared_swept_ms: AtomicI64,
 }
+
+/// How often a replica deletes the shared login buckets that have filled up again.
+const SHARED_SWEEP_EVERY_MS: i64 = 60_000;
 
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> RateLimiter {
@@ -113,6 +134,53 @@ impl RateLimiter {
             cfg,
             max_sources,
             buckets: Mutex::new(HashMap::new()),
+            shared_swept_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Takes one token from `ip`'s login bucket shared by every replica (PostgreSQL), after
+    /// the in-memory one let the attempt through: `Err(seconds until the next token)` when it
+    /// was empty. Now and then deletes the shared buckets that have filled up again.
+    pub async fn take_shared_login(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        now_ms: i64,
+    ) -> Result<(), u64> {
+        let Some(rate) = Rate::of(&self.cfg, Class::Login) else {
+            return Ok(());
+        };
+        if store.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let source = match source_key(ip) {
+            Source::Addr(a) => a.to_string(),
+            Source::Overflow => unreachable!("source_key gives an address"),
+        };
+        let last = self.shared_swept_ms.load(Ordering::Relaxed);
+        if now_ms - last >= SHARED_SWEEP_EVERY_MS
+            && self
+                .shared_swept_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // A bucket untouched for the time it takes to fill from empty is full: its row
+            // says nothing a new one would not.
+            let full_after_ms = (rate.burst / rate.per_ms).ceil() as i64;
+            if let Err(e) = store.forget_login_buckets(now_ms - full_after_ms).await {
+                tracing::warn!(error = %e, "deleting refilled shared login buckets failed");
+            }
+        }
+        match store
+            .take_login_token(&source, rate.burst, rate.per_ms, now_ms)
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(wait_ms)) => Err(((wait_ms as f64) / 1000.0).ceil().max(1.0) as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared login bucket could not be read; the attempt goes through");
+                Ok(())
+            }
         }
     }
 
@@ -182,9 +250,23 @@ pub async fn limit(AxState(state): AxState<Arc<AppState>>, req: Request, next: N
         .extensions()
         .get::<super::ClientAddr>()
         .and_then(|c| c.0);
-    if let (Some(class), Some(ip)) = (class_of(&req), ip)
-        && let Err(secs) = state.rate_limits.take(ip, class, now_ms())
-    {
+    let refused = match (class_of(&req), ip) {
+        (Some(class), Some(ip)) => {
+            let now = now_ms();
+            match state.rate_limits.take(ip, class, now) {
+                Err(secs) => Some((class, secs)),
+                Ok(()) if class == Class::Login => state
+                    .rate_limits
+                    .take_shared_login(&state.store, ip, now)
+                    .await
+                    .err()
+                    .map(|secs| (class, secs)),
+                Ok(()) => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some((class, secs)) = refused {
         state
             .metrics
             .http_rate_limited

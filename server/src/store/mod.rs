@@ -102,6 +102,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (20, include_str!("../../migrations/sqlite/0020_appeals.sql")),
     (23, include_str!("../../migrations/sqlite/0023_leader.sql")),
+    (
+        24,
+        include_str!("../../migrations/sqlite/0024_login_buckets.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -166,6 +170,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         23,
         include_str!("../../migrations/postgres/0023_leader.sql"),
+    ),
+    (
+        24,
+        include_str!("../../migrations/postgres/0024_login_buckets.sql"),
     ),
 ];
 

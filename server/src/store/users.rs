@@ -389,3 +389,48 @@ impl Store {
         Ok(rows.iter().map(token_from).collect())
     }
 }
+
+impl Store {
+    /// Takes one token from the shared login bucket of `source` (see migration 0024): a
+    /// bucket of `burst` tokens refilled at `per_ms` tokens a millisecond, as of `now_ms`.
+    /// Returns `Ok(None)` when there was a token, else `Ok(Some(ms until the next one))`.
+    /// One statement, so concurrent attempts on several replicas each see the other's draw.
+    /// PostgreSQL only (a single SQLite node has only its in-memory bucket).
+    pub async fn take_login_token(
+        &self,
+        source: &str,
+        burst: f64,
+        per_ms: f64,
+        now_ms: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let refilled = "LEAST($2, login_buckets.tokens \
+             + GREATEST($3 - login_buckets.last_ms, 0) * $4)";
+        let sql = format!(
+            "INSERT INTO login_buckets (source, tokens, last_ms, taken) VALUES ($1, $2 - 1, $3, TRUE) \
+             ON CONFLICT (source) DO UPDATE SET \
+             tokens = CASE WHEN {refilled} >= 1 THEN {refilled} - 1 ELSE {refilled} END, \
+             taken = {refilled} >= 1, \
+             last_ms = GREATEST(login_buckets.last_ms, $3) \
+             RETURNING taken, tokens"
+        );
+        let row = sqlx::query(&sql)
+            .bind(source)
+            .bind(burst)
+            .bind(now_ms)
+            .bind(per_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        let taken: bool = row.get(0);
+        let tokens: f64 = row.get(1);
+        Ok((!taken).then(|| ((1.0 - tokens) / per_ms).ceil().max(1.0) as i64))
+    }
+
+    /// Deletes the shared login buckets untouched since `before_ms` (full again by then).
+    pub async fn forget_login_buckets(&self, before_ms: i64) -> sqlx::Result<u64> {
+        Ok(sqlx::query("DELETE FROM login_buckets WHERE last_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
