@@ -165,7 +165,6 @@ async fn the_login_limit_holds_across_replicas_on_one_postgres() {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir_b.path().to_path_buf()),
         database_url: Some(a.database_url.clone()),
-        ..Overrides::default()
     })
     .unwrap();
     config.enrollment_secret = Some(SECRET.into());
