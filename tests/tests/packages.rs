@@ -282,10 +282,18 @@ async fn debian_packages_install_run_enroll_and_purge() {
     let mut cleanup = Cleanup {
         children: Vec::new(),
     };
+    let started = Instant::now();
+    let phase = |what: &str| {
+        eprintln!(
+            "packages: {what} after {:.1} s",
+            started.elapsed().as_secs_f64()
+        )
+    };
 
     // Build from the binaries the tests use.
     let bin_dir = bin("yunwei-server").parent().unwrap().to_path_buf();
     bin("yunwei-agent");
+    phase("binaries ready");
     let out = tempfile::tempdir().unwrap();
     let built = run(Command::new(workspace_root().join("deploy/deb/build"))
         .arg("--bin-dir")
@@ -306,6 +314,7 @@ async fn debian_packages_install_run_enroll_and_purge() {
             path.display()
         );
     }
+    phase("packages built");
 
     // Control fields: the workspace's version, this machine's architecture, Depends from the
     // binaries' libraries (libc6 at least) plus adduser for the postinst.
@@ -376,6 +385,7 @@ async fn debian_packages_install_run_enroll_and_purge() {
     for p in PACKAGES {
         assert_eq!(status(p), "install ok installed", "{p}:\n{installed}");
     }
+    phase("installed from the bundle");
 
     // Files, users, permissions, conffiles.
     for path in [
@@ -572,6 +582,7 @@ async fn debian_packages_install_run_enroll_and_purge() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let agent_id = host["agent_id"].as_str().unwrap().to_string();
+    phase("the agent enrolled and reported");
     let listed = admin(&["agent", "list"]);
     assert!(
         listed.contains(&agent_id),
@@ -643,4 +654,5 @@ async fn debian_packages_install_run_enroll_and_purge() {
         // The system users stay (Debian's advice: their uids may still own files elsewhere).
         assert!(passwd(user).is_some(), "{user} removed");
     }
+    phase("purged");
 }
