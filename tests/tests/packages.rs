@@ -47,7 +47,8 @@ fn dpkg(args: &[&str]) -> Output {
         let out = output(
             Command::new("dpkg")
                 .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null()),
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || !stderr.contains("lock") || Instant::now() > deadline {
@@ -549,7 +550,7 @@ async fn debian_packages_install_run_enroll_and_purge() {
         "metrics_listen:",
         &format!("metrics_listen: {}", free_addr()),
     );
-    std::fs::write(AGENT_CONFIG, edited).unwrap();
+    std::fs::write(AGENT_CONFIG, &edited).unwrap();
     let agent = agent_unit
         .command(&agent_unit.exec_start)
         .stdout(log("agent.log"))
@@ -606,6 +607,16 @@ async fn debian_packages_install_run_enroll_and_purge() {
             read_log(&format!("{name}.log"))
         );
     }
+
+    // Installing the package again (an upgrade's path) keeps the operator's edited conffile,
+    // its mode and group, and the agent's identity.
+    let agent_deb = deb("yunwei-agent");
+    dpkg_ok(&["-i", agent_deb.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(AGENT_CONFIG).unwrap(), edited);
+    let m = meta(AGENT_CONFIG);
+    let agent_gid = passwd("yunwei-agent").unwrap().1;
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, agent_gid, 0o640));
+    assert!(Path::new("/var/lib/yunwei-agent/state.json").exists());
 
     // Remove: programs gone, configuration and data kept.
     dpkg_ok(&["-r", "yunwei-agent", "yunwei-server"]);
