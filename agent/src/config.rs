@@ -729,8 +729,8 @@ mod tests {
         let unit = include_str!("../yunwei-agent.service");
         let has = |line: &str| unit.lines().any(|l| l.trim() == line);
         for line in [
-            "User=yunwei",
-            "Group=yunwei",
+            "User=yunwei-agent",
+            "Group=yunwei-agent",
             "ExecStartPre=/usr/local/bin/yunwei-agent check --config /etc/yunwei/agent.yaml",
             "ExecStart=/usr/local/bin/yunwei-agent run --config /etc/yunwei/agent.yaml",
             "ExecReload=/bin/kill -HUP $MAINPID",
