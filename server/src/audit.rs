@@ -46,7 +46,7 @@ use yunwei_conf::limits::{
 pub const GENESIS: &str = store::audit::GENESIS;
 
 /// One action to record.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
     /// User name, `token:<name>` for API tokens, `cli` for the command line.
     pub actor: String,
@@ -153,6 +153,11 @@ impl Pending {
     /// The entry as it will be stored.
     pub fn entry(&self) -> &Entry {
         &self.entry
+    }
+
+    /// Its time (Unix ms).
+    pub fn ts_ms(&self) -> i64 {
+        self.ts_ms
     }
 }
 

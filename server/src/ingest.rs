@@ -500,6 +500,7 @@ impl Writer {
         let missed = i64::from(self.state.config.ingest.unknown_after_missed_batches);
         let state = if up { State::Up } else { State::Down };
         let mut tx = self.state.store.begin().await?;
+        self.state.store.check_fence(&mut tx).await?;
         self.observe(
             &mut tx,
             undo,
@@ -1098,6 +1099,7 @@ impl Writer {
             events_ms: now - i64::from(r.event_days) * day,
         };
         let mut tx = self.state.store.begin().await?;
+        self.state.store.check_fence(&mut tx).await?;
         let writes::Pruned {
             marks: mark_updates,
             deleted,

@@ -251,14 +251,20 @@ pub async fn tail_loop(
     let mut listener: Option<sqlx::postgres::PgListener> = None;
     loop {
         match tail.poll(&live, &store).await {
-            Ok((names, newest)) => {
+            Ok((names, arrived)) => {
                 if !names.is_empty() {
                     trigger.touched(names.iter().map(|n| &**n));
                 }
-                if let Some(t) = newest {
+                let now = crate::now_ms();
+                for t in &arrived {
+                    metrics
+                        .ha_tail_lag_seconds
+                        .observe((now - t).max(0) as f64 / 1000.0);
+                }
+                if let Some(t) = arrived.iter().max() {
                     metrics
                         .ha_window_lag_seconds
-                        .set((crate::now_ms() - t).max(0) as f64 / 1000.0);
+                        .set((now - t).max(0) as f64 / 1000.0);
                 }
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading committed batches failed"),
@@ -281,6 +287,43 @@ pub async fn tail_loop(
                     Ok(Ok(None)) | Ok(Err(_)) => listener = None,
                 }
             }
+            None => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// At the leader: wakes the notification dispatcher ([`crate::notify::dispatch::Msg::Forwarded`])
+/// whenever a follower records an acknowledgement request (`NOTIFY yunwei_acks`), once when it
+/// starts (requests recorded while there was no leader) and every few seconds besides, so a
+/// notification lost while the listening connection was down only delays a request.
+pub async fn ack_wake_loop(
+    database_url: String,
+    tx: tokio::sync::mpsc::UnboundedSender<crate::notify::dispatch::Msg>,
+) {
+    use crate::notify::dispatch::Msg;
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    loop {
+        if tx.send(Msg::Forwarded).is_err() {
+            return;
+        }
+        if listener.is_none() {
+            match sqlx::postgres::PgListener::connect(&database_url).await {
+                Ok(mut l) => match l.listen(ha::ACK_CHANNEL).await {
+                    Ok(()) => {
+                        listener = Some(l);
+                        // Requests recorded before LISTEN took effect.
+                        let _ = tx.send(Msg::Forwarded);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "LISTEN failed; polling"),
+                },
+                Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling"),
+            }
+        }
+        match listener.as_mut() {
+            Some(l) => match tokio::time::timeout(Duration::from_secs(5), l.try_recv()).await {
+                Ok(Ok(Some(_))) | Err(_) => {}
+                Ok(Ok(None)) | Ok(Err(_)) => listener = None,
+            },
             None => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }

@@ -134,6 +134,7 @@ impl Server {
             leader::Leadership::single()
         });
         if config.is_postgres() {
+            report_keys::check_shared(&store, &config.data_dir, now_ms()).await?;
             // Fenced until elected: a follower's singleton writes are refused.
             store.set_fence(&leadership.holder, -1);
             leader::first_attempt(
@@ -286,9 +287,14 @@ async fn supervise(
         } else {
             let store = state.store.clone();
             let rx = notify_rx.clone();
+            let holder = state.leadership.holder.clone();
+            // Long enough for a failover: a new leader applies the request.
+            let wait = Duration::from_secs(
+                state.config.ha.lease_secs + 2 * state.config.ha.renew_every_secs,
+            );
             vec![tokio::spawn(async move {
                 let mut rx = rx.lock_owned().await;
-                notify::dispatch::answer_as_follower(store, &mut rx).await;
+                notify::dispatch::answer_as_follower(store, holder, wait, &mut rx).await;
             })]
         };
         let changed = roles.changed().await;
@@ -359,6 +365,12 @@ async fn start_singletons(
         notify: state.notify.clone(),
     };
     let tx = state.notify.sender();
+    if matches!(role, leader::Role::Leader { .. }) {
+        tasks.push(tokio::spawn(leader::ack_wake_loop(
+            state.config.database_url.clone(),
+            tx.clone(),
+        )));
+    }
     let rx = notify_rx.clone();
     tasks.push(tokio::spawn(async move {
         let mut rx = rx.lock_owned().await;

@@ -255,18 +255,19 @@ impl Tail {
     }
 
     /// Applies every batch committed since the last call. Returns the metric names the batches
-    /// carried (for rules evaluated on ingest) and the arrival time of the newest batch applied.
+    /// carried (for rules evaluated on ingest) and the arrival time (at the replica that stored
+    /// it) of each batch applied, in commit order.
     pub async fn poll(
         &mut self,
         live: &Live,
         store: &Store,
-    ) -> anyhow::Result<(Vec<Arc<str>>, Option<i64>)> {
+    ) -> anyhow::Result<(Vec<Arc<str>>, Vec<i64>)> {
         let mut names: Vec<Arc<str>> = Vec::new();
-        let mut newest = None;
+        let mut arrived = Vec::new();
         loop {
             let batches = store.batches_committed_after(self.last, 256).await?;
             if batches.is_empty() {
-                return Ok((names, newest));
+                return Ok((names, arrived));
             }
             let mut unknown = false;
             for b in &batches {
@@ -313,7 +314,7 @@ impl Tail {
                     );
                 }
                 self.last = b.commit_id;
-                newest = Some(newest.unwrap_or(i64::MIN).max(b.received_ms));
+                arrived.push(b.received_ms);
             }
         }
     }

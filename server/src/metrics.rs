@@ -43,6 +43,9 @@ pub struct Metrics {
     pub ha_role: IntGaugeVec,
     /// At the leader: how far its live window trails the batches committed by any replica.
     pub ha_window_lag_seconds: Gauge,
+    /// At the leader: per batch the tail applies, seconds from its arrival at a replica to its
+    /// arrival in the live window.
+    pub ha_tail_lag_seconds: Histogram,
     /// Sends of notifications another term or process had in flight when it stopped.
     pub notify_possible_repeats: IntCounter,
 }
@@ -279,6 +282,16 @@ impl Metrics {
                 "At the leader: seconds between the newest batch committed by any replica and \
                  its arrival in the live window.",
             )?,
+            ha_tail_lag_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "yunwei_ha_tail_lag_seconds",
+                    "At the leader: per batch committed by any replica, seconds from its arrival \
+                     at that replica to its arrival in the live window.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
             notify_possible_repeats: IntCounter::new(
                 "yunwei_notify_possible_repeats_total",
                 "Notifications sent again because the previous leader or process had them in \
@@ -292,6 +305,7 @@ impl Metrics {
         r.register(Box::new(m.ha_epoch.clone()))?;
         r.register(Box::new(m.ha_role.clone()))?;
         r.register(Box::new(m.ha_window_lag_seconds.clone()))?;
+        r.register(Box::new(m.ha_tail_lag_seconds.clone()))?;
         r.register(Box::new(m.ingest_batches.clone()))?;
         r.register(Box::new(m.hostnames_duplicated.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;

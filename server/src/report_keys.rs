@@ -56,6 +56,50 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
+/// The name under which the replicas' shared public key is recorded in the store.
+const SHARED_PUBLIC_KEY: &str = "report_signing_public";
+
+/// Replicas on one PostgreSQL (issue 19) sign reports and audit checkpoints with one key, so
+/// that one public key verifies everything the database holds. The first replica to start
+/// records its public key in the store; a replica whose key differs — or that has none and
+/// would create a new one — is refused with a message saying which files to copy. The secret
+/// key stays in the data directories, never in the database (it anchors the audit chain
+/// against someone who can write the database).
+pub async fn check_shared(
+    store: &crate::store::Store,
+    data_dir: &Path,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let created = !data_dir.join(SECRET_KEY_FILE).exists();
+    let key = load_or_create(data_dir)?;
+    let ours = hex::encode(key.verifying_key().as_bytes());
+    let shared = store
+        .notify_secret(SHARED_PUBLIC_KEY, &ours, now_ms)
+        .await
+        .context("reading the replicas' report-signing public key")?;
+    if shared == ours {
+        return Ok(());
+    }
+    if created {
+        // Not ours to keep: the replicas' key is to be copied here.
+        let _ = std::fs::remove_file(data_dir.join(SECRET_KEY_FILE));
+        let _ = std::fs::remove_file(public_key_path(data_dir));
+    }
+    bail!(
+        "the report-signing key in {dir} {what} the one the replicas on this database use \
+         (public key {shared}); every replica signs reports and audit checkpoints with the same \
+         key: copy {SECRET_KEY_FILE} (mode 0600) and {PUBLIC_KEY_FILE} from another replica's data \
+         directory into {dir} / 数据目录 {dir} 中的报告签名密钥与本数据库其他副本使用的不一致（或缺失）；\
+         所有副本须使用同一密钥：请从其他副本的数据目录复制 {SECRET_KEY_FILE}（权限 0600）和 {PUBLIC_KEY_FILE}",
+        dir = data_dir.display(),
+        what = if created {
+            "is missing, unlike"
+        } else {
+            "differs from"
+        },
+    )
+}
+
 fn write(path: &Path, hex: &str, mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

@@ -216,6 +216,7 @@ async fn an_incident_open_at_month_end_is_reissued_with_its_late_restore(backend
                 created_by: "ops".into(),
                 updated_ms: detected,
             },
+            false,
             None,
         )
         .await
@@ -224,7 +225,15 @@ async fn an_incident_open_at_month_end_is_reissued_with_its_late_restore(backend
     let ack = detected + 5 * 60_000;
     assert!(
         store
-            .stamp_incident("inc-open", Clock::Acknowledged, ack, "ops", ack, None)
+            .stamp_incident(
+                "inc-open",
+                Clock::Acknowledged,
+                ack,
+                "ops",
+                ack,
+                false,
+                None
+            )
             .await
             .unwrap()
     );
@@ -271,7 +280,15 @@ async fn an_incident_open_at_month_end_is_reissued_with_its_late_restore(backend
     let restored = shanghai(2026, 3, 1, 10, 0);
     assert!(
         store
-            .stamp_incident("inc-open", Clock::Restored, restored, "ops", restored, None)
+            .stamp_incident(
+                "inc-open",
+                Clock::Restored,
+                restored,
+                "ops",
+                restored,
+                false,
+                None
+            )
             .await
             .unwrap()
     );

@@ -148,7 +148,11 @@ async fn incident(h: &Harness, id: &str, detected_ms: i64, labels: &[(&str, &str
         created_by: "system".into(),
         updated_ms: detected_ms,
     };
-    h.state.store.insert_incident(&row, None).await.unwrap();
+    h.state
+        .store
+        .insert_incident(&row, false, None)
+        .await
+        .unwrap();
 }
 
 fn maintenance(id: &str, scope: &str, from_ms: i64, to_ms: i64) -> ExclusionRow {

@@ -189,6 +189,7 @@ async fn acks_silences_and_the_secret_round_trip(backend: &str) {
                 at_ms: at,
             },
             None,
+            None,
         )
         .await
         .unwrap();
@@ -239,29 +240,29 @@ async fn incident_clocks_are_stamped_once_and_every_change_is_an_event(backend: 
         created_by: "system".into(),
         updated_ms: 1_000,
     };
-    s.insert_incident(&row, None).await.unwrap();
+    s.insert_incident(&row, false, None).await.unwrap();
     assert!(
-        s.stamp_incident("i1", Clock::Notified, 1_500, "ops", 1_500, None)
+        s.stamp_incident("i1", Clock::Notified, 1_500, "ops", 1_500, false, None)
             .await
             .unwrap()
     );
     assert!(
-        s.stamp_incident("i1", Clock::Acknowledged, 2_000, "张三", 2_000, None)
+        s.stamp_incident("i1", Clock::Acknowledged, 2_000, "张三", 2_000, false, None)
             .await
             .unwrap()
     );
     assert!(
-        !s.stamp_incident("i1", Clock::Acknowledged, 3_000, "李四", 3_000, None)
+        !s.stamp_incident("i1", Clock::Acknowledged, 3_000, "李四", 3_000, false, None)
             .await
             .unwrap()
     );
     assert!(
-        s.set_incident_level("i1", 2, "system", "overdue", 4_000, None)
+        s.set_incident_level("i1", 2, "system", "overdue", 4_000, false, None)
             .await
             .unwrap()
     );
     assert!(
-        !s.set_incident_level("nope", 2, "system", "x", 4_000, None)
+        !s.set_incident_level("nope", 2, "system", "x", 4_000, false, None)
             .await
             .unwrap()
     );
@@ -273,7 +274,7 @@ async fn incident_clocks_are_stamped_once_and_every_change_is_an_event(backend: 
         "i1"
     );
     assert!(
-        s.stamp_incident("i1", Clock::Restored, 6_000, "system", 6_000, None)
+        s.stamp_incident("i1", Clock::Restored, 6_000, "system", 6_000, false, None)
             .await
             .unwrap()
     );

@@ -200,6 +200,9 @@ impl ServerProcess {
         let config_path = dir.path().join("server.yaml");
         std::fs::write(&config_path, config)?;
         let log_path = dir.path().join("server.log");
+        if let Db::Postgres(url) = db {
+            shared_report_key(url, &dir.path().join("data"), false)?;
+        }
         let api_token = cli_token(&config_path, name, "admin")?;
         let mut s = ServerProcess {
             child: None,
@@ -210,6 +213,9 @@ impl ServerProcess {
             api_token,
         };
         s.spawn().await?;
+        if let Db::Postgres(url) = db {
+            shared_report_key(url, &s.dir.path().join("data"), true)?;
+        }
         Ok(s)
     }
 
@@ -309,6 +315,51 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The report-signing key files of the first replica started on each PostgreSQL database:
+/// replicas must share one key (`report_keys::check_shared`), as an operator copies it.
+static REPORT_KEYS: Mutex<BTreeMap<String, Vec<(String, Vec<u8>)>>> = Mutex::new(BTreeMap::new());
+
+/// Before a replica on `url` starts (`started` false): gives its data directory the key files
+/// of the first replica on that database, if one started. After it started: remembers its
+/// key files when it is the first.
+fn shared_report_key(url: &str, data: &Path, started: bool) -> anyhow::Result<()> {
+    const FILES: [&str; 2] = ["report-signing.key", "report-signing.pub"];
+    let mut keys = REPORT_KEYS.lock().expect("keys lock");
+    match (keys.get(url), started) {
+        (Some(files), false) => {
+            std::fs::create_dir_all(data)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+            }
+            for (name, bytes) in files {
+                let path = data.join(name);
+                std::fs::write(&path, bytes)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                }
+            }
+        }
+        (None, true) => {
+            let mut files = Vec::new();
+            for name in FILES {
+                if let Ok(bytes) = std::fs::read(data.join(name)) {
+                    files.push((name.to_string(), bytes));
+                }
+            }
+            if files.len() == FILES.len() {
+                keys.insert(url.to_string(), files);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Runs `yunwei-server ARGS --config CONFIG` with nothing on stdin.

@@ -345,6 +345,172 @@ async fn three_replicas_fail_over_without_losing_or_repeating_anything() {
     drop(pg);
 }
 
+/// The acknowledge link's token in a mail's text.
+fn ack_token(mail: &Value) -> String {
+    let text = mail["text"].as_str().unwrap_or_default();
+    let at = text.find("/ack/").expect("an acknowledge link");
+    text[at + 5..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// An acknowledgement reaching a follower (behind a load balancer, any replica gets it) is
+/// carried out by the leader: the follower answers as the leader would, the acknowledgement
+/// and its audit row are stored once, and the acknowledged group's tier-2 mail is not sent —
+/// while another group, down later and not acknowledged, escalates (so the tier-2 time of
+/// the acknowledged one has passed when that is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_through_a_follower_stops_the_escalation() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let smtp_port = free_addr().port();
+    let Some(smtp) = Smtp::start(smtp_port, &work.path().join("mail")) else {
+        return;
+    };
+    let rules = work.path().join("probe.rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: probes\n    interval: 1s\n    rules:\n      - alert: ProbeDown\n        \
+         expr: probe_success == 0\n        for: 1s\n        labels:\n          \
+         severity: critical\n        annotations:\n          summary: \"{{ $labels.probe }} is down\"\n",
+    )
+    .unwrap();
+    const TIER2_SECS: u64 = 8;
+    let config = format!(
+        "ha: {{lease_secs: 6, renew_every_secs: 2}}\n\
+         rules:\n  files: [{rules}]\n  evaluation_interval_secs: 1\nnotify:\n  \
+         smtp: {{host: 127.0.0.1, port: {smtp_port}, tls: none, from: 'yunwei <alerts@example.org>', timeout_secs: 2}}\n  \
+         receivers:\n    - name: oncall\n      email: [{{to: [oncall@example.org], language: en}}]\n    \
+         - name: boss\n      email: [{{to: [boss@example.org], language: en}}]\n  \
+         route:\n    receiver: oncall\n    group_by: [alertname, probe]\n    group_wait: 0s\n    \
+         group_interval: 1s\n    repeat_interval: 1h\n    escalation: up\n  \
+         escalation_policies:\n    - name: up\n      tiers: [{{after: {TIER2_SECS}s, receiver: boss}}]\n  \
+         retry: {{initial: 500ms, max: 1s}}\n",
+        rules = rules.display()
+    );
+    let db = Db::Postgres(pg.url.clone());
+    let a = ServerProcess::start_replica(&db, &config, "replica-a")
+        .await
+        .unwrap();
+    wait_for(10, "A to lead", async || {
+        (role(&a).await.as_deref() == Some("leader")).then_some(())
+    })
+    .await;
+    let b = ServerProcess::start_replica(&db, &config, "replica-b")
+        .await
+        .unwrap();
+    assert_eq!(role(&b).await.as_deref(), Some("follower"));
+
+    let portal = Arc::new(AtomicBool::new(true));
+    let billing = Arc::new(AtomicBool::new(true));
+    let probes = format!(
+        "probes:\n  - name: portal\n    http: {}\n    expect_body: ok\n    interval_secs: 1\n    \
+         timeout_secs: 1\n  - name: billing\n    http: {}\n    expect_body: ok\n    \
+         interval_secs: 1\n    timeout_secs: 1\n",
+        http_target(portal.clone()),
+        http_target(billing.clone())
+    );
+    let mut agent = agent(work.path(), "behind-b", &[&b], &probes);
+    let is = |m: &Value, to: &str, probe: &str| {
+        m["to"] == to && subject(m).contains(&format!("probe={probe}"))
+    };
+
+    portal.store(false, Ordering::SeqCst);
+    let first = wait_for(30, "the portal's first mail", async || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| is(m, "oncall@example.org", "portal"))
+    })
+    .await;
+    let token = ack_token(&first);
+
+    // The on-call person follows the link; the balancer sends the POST to the follower B.
+    assert_eq!(role(&b).await.as_deref(), Some("follower"));
+    let done = reqwest::Client::new()
+        .post(b.url(&format!("/ack/{token}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    let status = done.status();
+    let page = done.text().await.unwrap();
+    assert_eq!(status, 200, "{page}\n{}", b.log());
+    assert!(
+        page.contains("Alert acknowledged by oncall@example.org"),
+        "{page}"
+    );
+    assert!(
+        a.log()
+            .contains("applied an acknowledgement received by a follower"),
+        "the leader applied it:\n{}",
+        a.log()
+    );
+    let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    let acks: Vec<(String, String, String)> =
+        sqlx::query("SELECT action, actor, via FROM notify_acks")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    assert_eq!(
+        acks,
+        vec![("ack".into(), "oncall@example.org".into(), "link".into())]
+    );
+    let audited: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'POST /ack/{token}' AND result = 'success'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(audited, 1, "one audit row for the acknowledgement");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM ack_requests")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the answered request is removed");
+    // The link works once, on any replica.
+    let again = reqwest::Client::new()
+        .post(a.url(&format!("/ack/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 410);
+
+    // Billing goes down after the portal's acknowledgement: its tier 2 falls due after the
+    // portal's would have.
+    billing.store(false, Ordering::SeqCst);
+    wait_for(30, "billing's first mail", async || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| is(m, "oncall@example.org", "billing"))
+    })
+    .await;
+    wait_for(TIER2_SECS + 30, "billing's tier-2 mail", async || {
+        smtp.mails()
+            .into_iter()
+            .find(|m| is(m, "boss@example.org", "billing"))
+    })
+    .await;
+    assert!(
+        !smtp
+            .mails()
+            .iter()
+            .any(|m| is(m, "boss@example.org", "portal")),
+        "the acknowledged portal group escalated: {:?}",
+        smtp.mails()
+    );
+    terminate_child(&mut agent);
+    drop(pg);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_refuses_a_second_server_on_the_same_data_directory() {
     let first = ServerProcess::start(&Db::Sqlite, "").await.unwrap();

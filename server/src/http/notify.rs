@@ -183,16 +183,30 @@ pub(super) async fn ack_link(
             &format!("已确认告警，确认人：{}。", claim.recipient),
             &format!("Alert acknowledged by {}.", claim.recipient),
         ),
+        // A follower replica's request the leader took but did not confirm in time: it will
+        // be applied, so the link stays used.
+        Err(e @ AckError::Unconfirmed) => page(
+            StatusCode::ACCEPTED,
+            "确认请求已由主节点接收，稍后生效；请在告警组中查看。",
+            &format!("{e}."),
+        ),
         Err(e) => {
             // Nothing was acknowledged: the link is not used up.
             if let Err(err) = state.store.release_ack_link(&hash).await {
                 tracing::error!(error = %err, "releasing an acknowledge link failed");
             }
-            page(
-                StatusCode::GONE,
-                "该告警已恢复、已进入新一轮告警或不存在，未确认任何告警。",
-                &format!("Nothing was acknowledged: {e}."),
-            )
+            match e {
+                AckError::NotRecorded | AckError::NotRunning | AckError::NotLeader => page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "暂时无法确认（未作任何更改），请稍后重试。",
+                    &format!("Nothing was acknowledged: {e}."),
+                ),
+                _ => page(
+                    StatusCode::GONE,
+                    "该告警已恢复、已进入新一轮告警或不存在，未确认任何告警。",
+                    &format!("Nothing was acknowledged: {e}."),
+                ),
+            }
         }
     }
 }
@@ -228,9 +242,10 @@ fn ack_error(e: AckError) -> ApiError {
         AckError::NoGroup(_) => ApiError::new(ErrorKind::NotFound, e.to_string()).field("id"),
         AckError::EpisodeOver => ApiError::new(ErrorKind::Conflict, e.to_string()).field("id"),
         AckError::UnknownAction(_) => ApiError::not_found("action"),
-        AckError::NotRecorded | AckError::NotRunning | AckError::NotLeader => {
-            ApiError::unavailable(&e.to_string())
-        }
+        AckError::NotRecorded
+        | AckError::NotRunning
+        | AckError::NotLeader
+        | AckError::Unconfirmed => ApiError::unavailable(&e.to_string()),
     }
 }
 
@@ -761,6 +776,7 @@ pub(super) async fn create_incident(
                 created_by: n.by.trim().into(),
                 updated_ms: now,
             },
+            false,
             audit::of(&rec),
         )
         .await

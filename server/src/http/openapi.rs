@@ -309,7 +309,8 @@ fn shape(method: &str, path: &str) -> Shape {
         ("GET", "/ack/{token}") | ("POST", "/ack/{token}") => {
             // A page for the person who clicked the mail's link, not an API answer.
             s.ok = ("200", &["text/html"]);
-            s.errors = &["404h", "409h", "503h"];
+            // 202: a follower replica's acknowledgement the leader took but has not confirmed.
+            s.errors = &["202h", "404h", "409h", "410h", "503h"];
         }
         ("POST", "/api/v1/notify/groups/{id}/{action}") => {
             s.body = Some(("application/json", object(json!({ "by": by() }), &[])));

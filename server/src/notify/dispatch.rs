@@ -22,6 +22,7 @@ use crate::{
     now_ms,
     store::{
         Store,
+        ha::{AckRequest, AckRequestState},
         incidents::{Clock, IncidentRow},
         notify::{AckRow, LogRow, Outcome, QueueRow},
     },
@@ -47,14 +48,18 @@ pub enum Msg {
     },
     /// Silences or exclusions changed in the store.
     Reload,
+    /// A follower recorded an acknowledgement request (`ack_requests`): the leader applies it.
+    Forwarded,
     /// A delivery finished.
     Delivered,
     /// Current groups, for the API.
     Groups(oneshot::Sender<Vec<Group>>),
 }
 
-/// Why an acknowledgement (or unacknowledgement, resolution) was not done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an acknowledgement (or unacknowledgement, resolution) was not done. Serialized as the
+/// outcome of a follower's request (`ack_requests.outcome`), so a follower answers as the
+/// leader would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AckError {
     #[error("no active alert group {0:?}")]
     NoGroup(String),
@@ -68,9 +73,18 @@ pub enum AckError {
     NotRecorded,
     #[error("the notification dispatcher is not running")]
     NotRunning,
-    /// This replica is a follower; the leader's dispatcher acknowledges.
-    #[error("this server is a follower replica; acknowledge through the leader (or retry)")]
+    /// This replica is a follower and no leader took its request in time (a failover in
+    /// progress): the request was withdrawn, nothing was done.
+    #[error(
+        "no leader replica took the acknowledgement in time (a failover in progress?); nothing was changed, retry"
+    )]
     NotLeader,
+    /// This replica is a follower; the leader took its request but did not confirm it in time.
+    /// The leader (or the next one) applies it; the group shows when it has.
+    #[error(
+        "the leader replica took the acknowledgement but did not confirm it in time; it will be applied, check the alert group"
+    )]
+    Unconfirmed,
 }
 
 /// The sending side, held by the API and the rule engine.
@@ -271,6 +285,8 @@ struct Dispatcher {
     /// When open incidents were last checked for overdue restoration.
     levels_checked_ms: i64,
     limiter: super::ratelimit::Limiter,
+    /// When finished and expired acknowledgement requests were last purged.
+    requests_purged_ms: i64,
 }
 
 fn mutes_from(rows: &[crate::store::notify::SilenceRow]) -> Vec<Mute> {
@@ -396,11 +412,14 @@ impl Dispatcher {
                 reply,
             } => {
                 let r = self
-                    .ack(&group_id, &action, &actor, &via, episode_ms, audit, now)
+                    .ack(
+                        &group_id, &action, &actor, &via, episode_ms, audit, now, None,
+                    )
                     .await;
                 let _ = reply.send(r);
             }
             Msg::Reload => self.mutes = load_mutes(&self.state.store).await,
+            Msg::Forwarded => self.apply_requests(now).await,
             Msg::Delivered => {}
             Msg::Groups(tx) => {
                 let _ = tx.send(self.engine.groups.values().cloned().collect());
@@ -457,7 +476,7 @@ impl Dispatcher {
                 created_by: "system".into(),
                 updated_ms: now,
             };
-            match self.state.store.insert_incident(&row, None).await {
+            match self.state.store.insert_incident(&row, true, None).await {
                 Ok(()) => g.incident = Some(row.id),
                 Err(e) => tracing::error!(error = %e, "opening an incident failed"),
             }
@@ -490,7 +509,7 @@ impl Dispatcher {
                 if let Err(e) = self
                     .state
                     .store
-                    .set_incident_level(&i.id, i.level - 1, "system", &reason, now, None)
+                    .set_incident_level(&i.id, i.level - 1, "system", &reason, now, true, None)
                     .await
                 {
                     tracing::error!(error = %e, "raising an incident level failed");
@@ -509,6 +528,7 @@ impl Dispatcher {
         episode_ms: Option<i64>,
         audit: Option<Box<crate::audit::Pending>>,
         now: i64,
+        request: Option<i64>,
     ) -> Result<(), AckError> {
         let Some(g) = self.engine.by_id(group_id) else {
             return Err(AckError::NoGroup(group_id.to_string()));
@@ -544,7 +564,7 @@ impl Dispatcher {
             && let Err(e) = self
                 .state
                 .store
-                .stamp_incident(&inc, Clock::Acknowledged, now, actor, now, None)
+                .stamp_incident(&inc, Clock::Acknowledged, now, actor, now, true, None)
                 .await
         {
             tracing::error!(error = %e, "recording the incident acknowledgement failed");
@@ -556,7 +576,7 @@ impl Dispatcher {
             && let Err(e) = self
                 .state
                 .store
-                .stamp_incident(&inc, Clock::Restored, now, actor, now, None)
+                .stamp_incident(&inc, Clock::Restored, now, actor, now, true, None)
                 .await
         {
             tracing::error!(error = %e, "recording the incident restoration failed");
@@ -575,12 +595,71 @@ impl Dispatcher {
                 audit
                     .as_deref()
                     .map(|a| a as &dyn crate::store::audit::AuditRecord),
+                request.map(|id| (id, OK_OUTCOME)),
             )
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "recording acknowledgement failed");
                 AckError::NotRecorded
             })
+    }
+
+    /// Applies the acknowledgements followers recorded (`ack_requests`): each is claimed for
+    /// this term first (fenced), then applied as [`Dispatcher::ack`] applies a local one, its
+    /// outcome written with the acknowledgement's record (or, refused, on its own).
+    async fn apply_requests(&mut self, now: i64) {
+        let Some(epoch) = self.state.store.fence_epoch().filter(|e| *e >= 0) else {
+            return;
+        };
+        let store = self.state.store.clone();
+        if now - self.requests_purged_ms >= 60_000 {
+            self.requests_purged_ms = now;
+            if let Err(e) = store.purge_ack_requests(now - 600_000).await {
+                tracing::warn!(error = %e, "purging old acknowledgement requests failed");
+            }
+        }
+        let open = match store.open_ack_requests(epoch, now).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "reading acknowledgement requests failed");
+                return;
+            }
+        };
+        for r in open {
+            match store.claim_ack_request(r.id).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming an acknowledgement request failed");
+                    return;
+                }
+            }
+            let audit = r.audit.as_ref().and_then(|(ts, entry)| {
+                serde_json::from_str::<crate::audit::Entry>(entry)
+                    .ok()
+                    .map(|e| Box::new(crate::audit::Pending::new(*ts, &e)))
+            });
+            let result = self
+                .ack(
+                    &r.group_id,
+                    &r.action,
+                    &r.actor,
+                    &r.via,
+                    r.episode_ms,
+                    audit,
+                    now,
+                    Some(r.id),
+                )
+                .await;
+            tracing::info!(request = r.id, group = %r.group_id, action = %r.action, actor = %r.actor, ok = result.is_ok(), "applied an acknowledgement received by a follower");
+            if result.is_err()
+                && let Err(e) = store
+                    .finish_ack_request(r.id, &outcome_json(&result), now)
+                    .await
+            {
+                tracing::error!(error = %e, "recording the outcome of an acknowledgement request failed");
+            }
+        }
     }
 
     /// Flushes, escalates and starts due deliveries.
@@ -600,7 +679,7 @@ impl Dispatcher {
                 && let Err(e) = self
                     .state
                     .store
-                    .stamp_incident(&inc, Clock::Restored, now, "system", now, None)
+                    .stamp_incident(&inc, Clock::Restored, now, "system", now, true, None)
                     .await
             {
                 tracing::error!(error = %e, "recording the incident restoration failed");
@@ -891,7 +970,15 @@ async fn record(state: &Shared, row: &QueueRow, n: &Notification, attempt: deliv
             Ok(Some(inc)) => {
                 if let Err(e) = state
                     .store
-                    .stamp_incident(&inc.id, Clock::Notified, now, &row.receiver, now, None)
+                    .stamp_incident(
+                        &inc.id,
+                        Clock::Notified,
+                        now,
+                        &row.receiver,
+                        now,
+                        true,
+                        None,
+                    )
                     .await
                 {
                     tracing::error!(error = %e, "recording the incident notification failed");
@@ -929,14 +1016,48 @@ fn log_row(row: &QueueRow, a: &deliver::Attempt, now: i64, status: &str, tier: i
     }
 }
 
+/// The outcome of an acknowledgement applied for a follower, as `ack_requests.outcome` holds it.
+fn outcome_json(r: &Result<(), AckError>) -> String {
+    serde_json::to_string(r).expect("outcomes serialize")
+}
+
+/// [`outcome_json`] of a success.
+const OK_OUTCOME: &str = "{\"Ok\":null}";
+
 /// On a follower replica, in place of the dispatcher: answers the API with the alert groups as
-/// the leader last saved them and refuses acknowledgements (only the leader's dispatcher
-/// changes groups). Runs until the task is aborted.
-pub async fn answer_as_follower(store: Store, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+/// the leader last saved them, and hands acknowledgements to the leader through the store
+/// ([`forward`]). Runs until the task is aborted.
+pub async fn answer_as_follower(
+    store: Store,
+    holder: Arc<str>,
+    wait: Duration,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+) {
     while let Some(m) = rx.recv().await {
         match m {
-            Msg::Ack { reply, .. } => {
-                let _ = reply.send(Err(AckError::NotLeader));
+            Msg::Ack {
+                group_id,
+                action,
+                actor,
+                via,
+                episode_ms,
+                audit,
+                reply,
+            } => {
+                let (store, holder) = (store.clone(), holder.clone());
+                tokio::spawn(async move {
+                    let request = AckRequest {
+                        id: 0,
+                        group_id,
+                        action,
+                        actor,
+                        via,
+                        episode_ms,
+                        audit: None,
+                    };
+                    let r = forward(&store, &holder, wait, request, audit).await;
+                    let _ = reply.send(r);
+                });
             }
             Msg::Groups(reply) => {
                 let groups = match load_engine(&store).await {
@@ -948,8 +1069,77 @@ pub async fn answer_as_follower(store: Store, rx: &mut mpsc::UnboundedReceiver<M
                 };
                 let _ = reply.send(groups);
             }
-            Msg::Alerts(_) | Msg::Reload | Msg::Delivered => {}
+            Msg::Alerts(_) | Msg::Reload | Msg::Delivered | Msg::Forwarded => {}
         }
+    }
+}
+
+/// A follower's acknowledgement: records `request` (with `audit`, the row to commit with it)
+/// in `ack_requests`, which wakes the leader, and waits up to `wait` for the leader's outcome,
+/// returned as the leader would answer it. When no leader claimed it by then (a failover
+/// longer than `wait`), it is withdrawn: [`AckError::NotLeader`], nothing was done. When a
+/// leader claimed it but has not finished, it waits `wait` once more, then answers
+/// [`AckError::Unconfirmed`] (the request stays, and the leader or its successor applies it).
+pub async fn forward(
+    store: &Store,
+    holder: &str,
+    wait: Duration,
+    mut request: AckRequest,
+    audit: Option<Box<crate::audit::Pending>>,
+) -> Result<(), AckError> {
+    use crate::store::audit::AuditRecord as _;
+    let now = now_ms();
+    request.audit = audit.as_ref().map(|a| {
+        (
+            a.ts_ms(),
+            serde_json::to_string(a.entry()).expect("audit entries serialize"),
+        )
+    });
+    let id = store
+        .insert_ack_request(&request, holder, now, now + wait.as_millis() as i64)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "recording an acknowledgement request failed");
+            AckError::NotRecorded
+        })?;
+    let mut deadline = tokio::time::Instant::now() + wait;
+    let mut withdrawing = true;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match store.ack_request_state(id).await {
+            Ok(AckRequestState::Done(outcome)) => {
+                if let Err(e) = store.delete_ack_request(id).await {
+                    tracing::warn!(error = %e, request = id, "deleting an answered acknowledgement request failed");
+                }
+                let result: Result<(), AckError> =
+                    serde_json::from_str(&outcome).unwrap_or(Err(AckError::NotRecorded));
+                if result.is_ok()
+                    && let Some(a) = &audit
+                {
+                    // The leader committed the audit row with the acknowledgement.
+                    a.committed();
+                }
+                return result;
+            }
+            Ok(AckRequestState::Gone) => return Err(AckError::NotRecorded),
+            Ok(AckRequestState::Waiting | AckRequestState::Claimed) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, request = id, "reading an acknowledgement request failed")
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if !withdrawing {
+                return Err(AckError::Unconfirmed);
+            }
+            withdrawing = false;
+            match store.withdraw_ack_request(id).await {
+                Ok(true) => return Err(AckError::NotLeader),
+                // Claimed meanwhile (or the database did not answer): wait for the outcome.
+                Ok(false) | Err(_) => deadline = tokio::time::Instant::now() + wait,
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
@@ -967,6 +1157,7 @@ pub async fn run(
         mutes,
         levels_checked_ms: 0,
         limiter: Default::default(),
+        requests_purged_ms: 0,
     };
     let replica = d.state.config.is_postgres();
     let mut mutes_read = tokio::time::Instant::now();

@@ -64,7 +64,7 @@ pub async fn stamp(
     if at_ms >= now_ms - BACKDATE_TOLERANCE_MS {
         return Ok(
             if store
-                .stamp_incident(id, clock, at_ms, by, now_ms, audit)
+                .stamp_incident(id, clock, at_ms, by, now_ms, false, audit)
                 .await?
             {
                 Stamped::Now
@@ -113,7 +113,7 @@ pub async fn change_level(
     if level <= row.level {
         return Ok(
             if store
-                .set_incident_level(id, level, by, reason, now_ms, audit)
+                .set_incident_level(id, level, by, reason, now_ms, false, audit)
                 .await?
             {
                 LevelChanged::Now

@@ -405,13 +405,16 @@ impl Store {
     }
 
     /// Takes a due row for one attempt (moving its due time past `lease_until_ms`); false when
-    /// another sender took it first.
+    /// another sender took it first. Fenced ([`Store::check_fence`]): an ex-leader leases, and
+    /// so sends, nothing.
     pub async fn lease_lifecycle_mail(
         &self,
         id: i64,
         due_ms: i64,
         lease_until_ms: i64,
     ) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         let r = sqlx::query(
             "UPDATE lifecycle_mail SET due_ms = $1 WHERE id = $2 AND due_ms = $3 \
              AND status = 'pending'",
@@ -419,8 +422,9 @@ impl Store {
         .bind(lease_until_ms)
         .bind(id)
         .bind(due_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 

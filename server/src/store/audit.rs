@@ -164,8 +164,11 @@ fn checkpoint_from(r: &AnyRow) -> CheckpointRow {
 
 impl Store {
     /// Stores a checkpoint; `false` when one at the same `seq` exists already (another
-    /// process checkpointed the same head).
+    /// process checkpointed the same head). Fenced ([`Store::check_fence`]): only the leader
+    /// (or the single node, or the command line, which set no fence) checkpoints.
     pub async fn insert_audit_checkpoint(&self, c: &CheckpointRow) -> sqlx::Result<bool> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         let done = sqlx::query(
             "INSERT INTO audit_checkpoints (seq, hash, ts_ms, key_id, signature) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
@@ -175,8 +178,9 @@ impl Store {
         .bind(c.ts_ms)
         .bind(&c.key_id)
         .bind(&c.signature)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

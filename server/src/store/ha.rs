@@ -111,3 +111,206 @@ impl Store {
         )
     }
 }
+
+/// An acknowledgement received by a follower, waiting for the leader (migration 0021).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckRequest {
+    pub id: i64,
+    pub group_id: String,
+    pub action: String,
+    pub actor: String,
+    pub via: String,
+    pub episode_ms: Option<i64>,
+    /// The audit row to commit with the acknowledgement: its time and its entry as JSON.
+    pub audit: Option<(i64, String)>,
+}
+
+/// What a follower's request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckRequestState {
+    /// No leader has claimed it yet.
+    Waiting,
+    /// A leader claimed it and has not written the outcome yet.
+    Claimed,
+    /// Applied (or refused) by the leader: the outcome's JSON.
+    Done(String),
+    /// The row is gone.
+    Gone,
+}
+
+/// The channel a follower's `NOTIFY` wakes the leader's dispatcher on.
+pub const ACK_CHANNEL: &str = "yunwei_acks";
+
+impl Store {
+    /// Records a follower's acknowledgement request and (PostgreSQL) wakes the leader with
+    /// `NOTIFY yunwei_acks` on commit; returns the request's id. Not fenced: any replica may
+    /// ask.
+    pub async fn insert_ack_request(
+        &self,
+        r: &AckRequest,
+        requested_by: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> sqlx::Result<i64> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO ack_requests (group_id, action, actor, via, episode_ms, audit_ts_ms, \
+             audit_entry, requested_by, requested_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(&r.group_id)
+        .bind(&r.action)
+        .bind(&r.actor)
+        .bind(&r.via)
+        .bind(r.episode_ms)
+        .bind(r.audit.as_ref().map(|a| a.0))
+        .bind(r.audit.as_ref().map(|a| a.1.clone()))
+        .bind(requested_by)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if self.backend() == super::Backend::Postgres {
+            // Delivered on commit.
+            sqlx::query(&format!("NOTIFY {ACK_CHANNEL}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Where request `id` stands.
+    pub async fn ack_request_state(&self, id: i64) -> sqlx::Result<AckRequestState> {
+        let row = sqlx::query("SELECT claimed_epoch, outcome FROM ack_requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            None => AckRequestState::Gone,
+            Some(r) => match (
+                r.try_get::<Option<i64>, _>(0)?,
+                r.try_get::<Option<String>, _>(1)?,
+            ) {
+                (_, Some(outcome)) => AckRequestState::Done(outcome),
+                (Some(_), None) => AckRequestState::Claimed,
+                (None, None) => AckRequestState::Waiting,
+            },
+        })
+    }
+
+    /// Withdraws request `id` if no leader has claimed it: `true` when it was withdrawn (so
+    /// nothing will be done), `false` when a leader claimed it first.
+    pub async fn withdraw_ack_request(&self, id: i64) -> sqlx::Result<bool> {
+        let r = sqlx::query("DELETE FROM ack_requests WHERE id = $1 AND claimed_epoch IS NULL")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes request `id` once its requester has read the outcome.
+    pub async fn delete_ack_request(&self, id: i64) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM ack_requests WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The requests the leader of term `epoch` has to apply, oldest first: the unclaimed ones
+    /// whose requester still waits (`expires_ms` not before `now_ms`), and the ones an earlier
+    /// term claimed but did not finish.
+    pub async fn open_ack_requests(
+        &self,
+        epoch: i64,
+        now_ms: i64,
+    ) -> sqlx::Result<Vec<AckRequest>> {
+        let rows = sqlx::query(
+            "SELECT id, group_id, action, actor, via, episode_ms, audit_ts_ms, audit_entry \
+             FROM ack_requests WHERE outcome IS NULL AND \
+             ((claimed_epoch IS NULL AND expires_ms >= $1) OR claimed_epoch < $2) \
+             ORDER BY id LIMIT 100",
+        )
+        .bind(now_ms)
+        .bind(epoch)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| -> sqlx::Result<AckRequest> {
+                let ts: Option<i64> = r.try_get(6)?;
+                let entry: Option<String> = r.try_get(7)?;
+                Ok(AckRequest {
+                    id: r.try_get(0)?,
+                    group_id: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    via: r.try_get(4)?,
+                    episode_ms: r.try_get(5)?,
+                    audit: ts.zip(entry),
+                })
+            })
+            .collect()
+    }
+
+    /// Claims request `id` for this leader's term (fenced, [`Store::check_fence`]): `false`
+    /// when it was withdrawn, finished, or claimed by this term or a later one already.
+    pub async fn claim_ack_request(&self, id: i64) -> sqlx::Result<bool> {
+        let epoch = self.fence_epoch().unwrap_or(0);
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
+        let r = sqlx::query(
+            "UPDATE ack_requests SET claimed_epoch = $1 WHERE id = $2 AND outcome IS NULL \
+             AND (claimed_epoch IS NULL OR claimed_epoch < $1)",
+        )
+        .bind(epoch)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Inside the transaction that applies request `id`: writes its outcome.
+    pub(super) async fn finish_ack_request_in(
+        conn: &mut AnyConnection,
+        id: i64,
+        outcome: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE ack_requests SET outcome = $1, done_ms = $2 WHERE id = $3")
+            .bind(outcome)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the outcome of request `id` that was refused (nothing else changed); fenced.
+    pub async fn finish_ack_request(
+        &self,
+        id: i64,
+        outcome: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
+        Store::finish_ack_request_in(&mut tx, id, outcome, now_ms).await?;
+        tx.commit().await
+    }
+
+    /// Deletes requests finished before `before_ms` (their requester is gone) and unclaimed
+    /// ones that expired before it.
+    pub async fn purge_ack_requests(&self, before_ms: i64) -> sqlx::Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM ack_requests WHERE (done_ms IS NOT NULL AND done_ms < $1) \
+             OR (claimed_epoch IS NULL AND expires_ms < $1)",
+        )
+        .bind(before_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+}

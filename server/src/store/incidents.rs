@@ -272,9 +272,19 @@ fn incident(r: &sqlx::any::AnyRow) -> IncidentRow {
 }
 
 impl Store {
-    /// Opens an incident and records the `opened` event.
-    pub async fn insert_incident(&self, i: &IncidentRow, audit: Audit<'_>) -> sqlx::Result<()> {
+    /// Opens an incident and records the `opened` event. `singleton`: written by the leader's
+    /// notification dispatcher, so fenced ([`Store::check_fence`]); people's writes (any
+    /// replica) are not.
+    pub async fn insert_incident(
+        &self,
+        i: &IncidentRow,
+        singleton: bool,
+        audit: Audit<'_>,
+    ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        if singleton {
+            self.check_fence(&mut tx).await?;
+        }
         sqlx::query(&format!(
             "INSERT INTO incidents ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
              $12, $13, $14, $15)"
@@ -312,7 +322,9 @@ impl Store {
 
     /// Stamps a clock the first time (later stamps are ignored) at `at_ms`, recorded at
     /// `now_ms` by `by`, and records the event; returns whether it was stamped. `by` is kept as
-    /// the acknowledger for [`Clock::Acknowledged`].
+    /// the acknowledger for [`Clock::Acknowledged`]. `singleton` as for
+    /// [`Store::insert_incident`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn stamp_incident(
         &self,
         id: &str,
@@ -320,9 +332,13 @@ impl Store {
         at_ms: i64,
         by: &str,
         now_ms: i64,
+        singleton: bool,
         audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
+        if singleton {
+            self.check_fence(&mut tx).await?;
+        }
         if !stamp(&mut tx, id, clock, at_ms, by, now_ms, "").await? {
             return Ok(false);
         }
@@ -535,7 +551,9 @@ impl Store {
         .collect())
     }
 
-    /// Changes the level (recorded with the reason).
+    /// Changes the level (recorded with the reason). `singleton` as for
+    /// [`Store::insert_incident`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_incident_level(
         &self,
         id: &str,
@@ -543,9 +561,13 @@ impl Store {
         by: &str,
         reason: &str,
         now_ms: i64,
+        singleton: bool,
         audit: Audit<'_>,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
+        if singleton {
+            self.check_fence(&mut tx).await?;
+        }
         let old: Option<i64> = sqlx::query("SELECT level FROM incidents WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -101,6 +101,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0016_agent_credentials.sql"),
     ),
     (20, include_str!("../../migrations/sqlite/0020_appeals.sql")),
+    (
+        21,
+        include_str!("../../migrations/sqlite/0021_ack_requests.sql"),
+    ),
     (23, include_str!("../../migrations/sqlite/0023_leader.sql")),
     (
         24,
@@ -166,6 +170,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         20,
         include_str!("../../migrations/postgres/0020_appeals.sql"),
+    ),
+    (
+        21,
+        include_str!("../../migrations/postgres/0021_ack_requests.sql"),
     ),
     (
         23,

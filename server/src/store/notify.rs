@@ -322,8 +322,21 @@ impl Store {
     }
 
     /// Records an acknowledgement (or `unack`, `resolve`).
-    pub async fn notify_ack(&self, a: &AckRow, audit: Audit<'_>) -> sqlx::Result<()> {
+    ///
+    /// Fenced ([`Store::check_fence`]): an ex-leader records nothing. With `request` (a
+    /// follower's request, migration 0021: its id and the outcome to write) the request is
+    /// finished in the same transaction, so its outcome and the record commit together.
+    pub async fn notify_ack(
+        &self,
+        a: &AckRow,
+        audit: Audit<'_>,
+        request: Option<(i64, &str)>,
+    ) -> sqlx::Result<()> {
         let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
+        if let Some((id, outcome)) = request {
+            Store::finish_ack_request_in(&mut tx, id, outcome, a.at_ms).await?;
+        }
         sqlx::query(
             "INSERT INTO notify_acks (group_id, action, actor, via, at_ms) VALUES ($1, $2, $3, $4, $5)",
         )

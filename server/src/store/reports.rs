@@ -118,6 +118,8 @@ impl Store {
 
     /// Archives a version (`r.id` and `r.formats` are ignored) with its envelope and files
     /// `(format, bytes)` in one transaction; returns its id. Fails when the version exists.
+    /// A version the schedule makes (origin `schedule`) is fenced ([`Store::check_fence`]):
+    /// an ex-leader archives nothing, so no version is made (and mailed) twice.
     pub async fn insert_report(
         &self,
         r: &ReportRow,
@@ -125,6 +127,9 @@ impl Store {
         files: &[(&str, &[u8])],
     ) -> sqlx::Result<i64> {
         let mut tx = self.begin().await?;
+        if r.origin == "schedule" {
+            self.check_fence(&mut tx).await?;
+        }
         let row = sqlx::query(
             "INSERT INTO reports (contract_id, period, start_ms, end_ms, version, lang, generated_ms, \
              score_milli, grade, provisional, sha256, origin, envelope) \

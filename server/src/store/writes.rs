@@ -376,6 +376,8 @@ impl Store {
         kpis: &[kpi::KpiHour],
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin().await?;
+        // A singleton write (the leader's maintenance pass).
+        self.check_fence(&mut tx).await?;
         let cleared = sqlx::query("DELETE FROM rollup_dirty WHERE hour_ms = $1 AND version = $2")
             .bind(hour_ms)
             .bind(version)
