@@ -280,6 +280,14 @@ async fn debian_packages_install_run_enroll_and_purge() {
             );
         }
     }
+    // Data directories without their packages would be reused by the postinst: not this
+    // test's to delete.
+    for dir in ["/var/lib/yunwei", "/var/lib/yunwei-agent", "/etc/yunwei"] {
+        assert!(
+            !Path::new(dir).exists(),
+            "{dir} exists although the packages are purged (left by an earlier run?); remove it"
+        );
+    }
     let mut cleanup = Cleanup {
         children: Vec::new(),
     };
