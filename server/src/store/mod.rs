@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod kpi;
 pub mod membership;
 pub mod notify;
+pub mod remote_write;
 pub mod report_mail;
 pub mod reports;
 pub mod rollup;
@@ -101,6 +102,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0016_agent_credentials.sql"),
     ),
     (20, include_str!("../../migrations/sqlite/0020_appeals.sql")),
+    (
+        22,
+        include_str!("../../migrations/sqlite/0022_remote_write.sql"),
+    ),
     (23, include_str!("../../migrations/sqlite/0023_leader.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
@@ -162,6 +167,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         20,
         include_str!("../../migrations/postgres/0020_appeals.sql"),
+    ),
+    (
+        22,
+        include_str!("../../migrations/postgres/0022_remote_write.sql"),
     ),
     (
         23,
