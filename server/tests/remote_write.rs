@@ -479,3 +479,90 @@ async fn remote_write_on_sqlite() {
 async fn remote_write_on_postgres() {
     run("postgres").await;
 }
+
+/// A remote-written host is assigned to a contract system by the office like an agent host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_written_host_is_assigned_to_a_contract_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contract.yml");
+    std::fs::write(
+        &path,
+        r#"id: rw-contract
+name: 远程写入合同
+parties: { buyer: 测试数据局, vendor: 测试运维公司 }
+period: { start: 2020-01-01, end: 2099-12-31 }
+systems:
+  - { id: a, name: 系统甲, tier: core, hosts: { system: A } }
+objectives:
+  availability:
+    core: { target_percent: 99.9, min_outage: 1m, missing_data: excluded }
+  incidents:
+    - { id: P3, aliases: [三级], response: 2h, restore: 24h, window: always }
+scoring:
+  base: 100
+  deductions:
+    - { id: availability, name: 可用性未达标, name_en: Availability below target, kind: availability_short, per_pp: 0.1, points: 5, cap: 20 }
+grades:
+  - { id: pass, name: 合格, name_en: Pass, min_score: 60 }
+  - { id: fail, name: 不合格, name_en: Fail, min_score: 0 }
+"#,
+    )
+    .unwrap();
+    let h = Harness::start("sqlite", move |c| {
+        c.contracts.files = vec![path];
+        c.contracts.run_inspections = false;
+        c.contracts.scheduled_reports = false;
+    })
+    .await
+    .unwrap();
+    let made: J = h
+        .client
+        .api(Method::POST, "/api/v1/remote-write/senders")
+        .json(&json!({ "name": "prom-b" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = made["token"].as_str().unwrap();
+    let t = (now_ms() / 1000) * 1000 - 60_000;
+    let inst = [("instance", "app-01:9100"), ("job", "node")];
+    let (s, e) = write(&h, token, &[series("node_load1", &inst, &[(t, 0.5)])]).await;
+    assert_eq!(s, 204, "{e}");
+    let senders = h
+        .client
+        .get_json("/api/v1/remote-write/senders")
+        .await
+        .unwrap();
+    let agent_id = senders["senders"][0]["hosts"][0]["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(agent_id.starts_with("r:prom-b:"), "{agent_id}");
+    let r = h
+        .client
+        .api(Method::POST, "/api/v1/contracts/rw-contract/membership")
+        .json(
+            &json!({"action": "assign", "system": "a", "kind": "host", "subject": agent_id,
+                      "reason": "工单 2026-20: fed by Prometheus"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let m = h
+        .client
+        .get_json("/api/v1/contracts/rw-contract/membership")
+        .await
+        .unwrap();
+    assert!(
+        m["current"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["subject"] == agent_id.as_str() && r["system_id"] == "a"),
+        "{m}"
+    );
+    h.stop().await;
+}
