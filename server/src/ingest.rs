@@ -27,6 +27,11 @@ use crate::{
 
 pub use crate::store::MAX_BATCH_SPAN_MS;
 
+pub mod remote_write;
+pub use remote_write::{
+    RemoteHost, RemoteWriteJob, RemoteWriteOutcome, SENDER_LABEL, host_agent_id, host_labels,
+};
+
 /// How stale the stored `last_seen_ms` of an agent may get; the exact value is kept in memory.
 const LAST_SEEN_PERSIST_MS: i64 = 30_000;
 
@@ -43,6 +48,8 @@ pub const KIND_SERVER_PROBE: &str = "server_probe";
 /// Messages the writer task handles, in order.
 pub enum WriterMsg {
     Ingest(Box<IngestJob>),
+    /// One Prometheus remote-write request (`ingest/remote_write.rs`), in its own transaction.
+    RemoteWrite(Box<RemoteWriteJob>),
     /// Replace one hour's rollups, if the hour was not dirtied again since `version` was read.
     /// The hour's derived resource KPIs (`store::kpi`) are replaced with it. `rollups` is `None`
     /// for an hour before the rollup horizon: its stored rollups (late samples merged) stay.
@@ -438,6 +445,7 @@ impl Writer {
     async fn handle_other(&mut self, msg: WriterMsg) {
         match msg {
             WriterMsg::Ingest(_) => unreachable!("ingest jobs are grouped by run"),
+            WriterMsg::RemoteWrite(job) => self.remote_write(*job).await,
             WriterMsg::Rollup {
                 hour_ms,
                 version,

@@ -114,6 +114,13 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Make, list or revoke Prometheus remote-write senders (`POST /api/v1/write`).
+    RemoteWrite {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: RemoteWriteCommand,
+    },
     /// Rotate the secret new agents enroll with.
     Enrollment {
         #[command(flatten)]
@@ -206,6 +213,17 @@ enum AgentCommand {
     List,
     /// Revoke an agent's token: its next batch is refused (401), on a running server too.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum RemoteWriteCommand {
+    /// Make a sender (a Prometheus, vmagent or Grafana Agent feeding /api/v1/write) and print
+    /// its token once: the bearer token or basic-auth password of its `remote_write`.
+    Add { name: String },
+    /// List senders: name, made, by whom, revoked, hosts their feeds made.
+    List,
+    /// Revoke a sender's token: its next request is refused (401), on a running server too.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -410,6 +428,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { store, command } => return rt.block_on(admin::token(store, command)),
         Command::Audit { store, command } => return rt.block_on(admin::audit(store, command)),
         Command::Agent { store, command } => return rt.block_on(admin::agent(store, command)),
+        Command::RemoteWrite { store, command } => {
+            return rt.block_on(admin::remote_write(store, command));
+        }
         Command::Enrollment { store, command } => {
             return rt.block_on(admin::enrollment(store, command));
         }
@@ -682,7 +703,8 @@ mod admin {
     };
 
     use super::{
-        AgentCommand, AuditCommand, EnrollmentCommand, StoreArgs, TokenCommand, UserCommand,
+        AgentCommand, AuditCommand, EnrollmentCommand, RemoteWriteCommand, StoreArgs, TokenCommand,
+        UserCommand,
     };
 
     async fn open(a: StoreArgs) -> anyhow::Result<Store> {
@@ -915,6 +937,46 @@ mod admin {
                     yunwei_server::ingest::revoke_agent(&store, &id, now_ms(), "cli", "local")
                         .await?;
                 println!("revoked the token of agent {id} ({hostname})");
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn remote_write(a: StoreArgs, c: RemoteWriteCommand) -> anyhow::Result<ExitCode> {
+        use yunwei_server::ingest::remote_write as rw;
+        let store = open(a).await?;
+        match c {
+            RemoteWriteCommand::Add { name } => {
+                let rec = cli("remote_write.sender.create", &name);
+                let token = rw::create_sender(&store, &name, now_ms(), "cli", audit::of(&rec))
+                    .await
+                    .with_context(|| format!("remote-write add {name}"))?;
+                println!("{token}");
+            }
+            RemoteWriteCommand::List => {
+                let hosts = store.remote_write_hosts().await?;
+                println!(
+                    "{:<24} {:<21} {:<12} {:<21} hosts",
+                    "name", "created", "by", "revoked"
+                );
+                for s in store.remote_write_senders().await? {
+                    let n = hosts.iter().filter(|h| h.sender == s.name).count();
+                    println!(
+                        "{:<24} {:<21} {:<12} {:<21} {n}",
+                        s.name,
+                        when(Some(s.created_ms)),
+                        s.created_by,
+                        when(s.revoked_ms)
+                    );
+                }
+            }
+            RemoteWriteCommand::Revoke { name } => {
+                let rec = cli("remote_write.sender.revoke", &name);
+                rw::revoke_sender(&store, &name, now_ms(), audit::of(&rec))
+                    .await
+                    .with_context(|| format!("remote-write revoke {name}"))?;
+                println!("revoked the token of sender {name}");
             }
         }
         store.close().await;

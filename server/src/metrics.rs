@@ -13,6 +13,7 @@ pub struct Metrics {
     pub ingest_samples: IntCounter,
     pub ingest_labels_renamed: IntCounter,
     pub ingest_rejected: IntCounterVec,
+    pub remote_write_samples: IntCounterVec,
     pub ingest_commit_seconds: Histogram,
     pub ingest_group_batches: Histogram,
     pub ingest_queue: IntGauge,
@@ -122,6 +123,16 @@ impl Metrics {
                     "Ingest and enrollment requests rejected, by reason.",
                 ),
                 &["reason"],
+            )?,
+            remote_write_samples: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_remote_write_samples_total",
+                    "Samples of committed remote-write requests, by outcome: stored, duplicate \
+                     (already stored with the same value), conflict (another value at a stored \
+                     point, refused), out_of_order (older than the series' newest stored point, \
+                     refused).",
+                ),
+                &["outcome"],
             )?,
             ingest_commit_seconds: Histogram::with_opts(
                 HistogramOpts::new(
@@ -311,6 +322,7 @@ impl Metrics {
         r.register(Box::new(m.ingest_samples.clone()))?;
         r.register(Box::new(m.ingest_labels_renamed.clone()))?;
         r.register(Box::new(m.ingest_rejected.clone()))?;
+        r.register(Box::new(m.remote_write_samples.clone()))?;
         r.register(Box::new(m.ingest_commit_seconds.clone()))?;
         r.register(Box::new(m.ingest_group_batches.clone()))?;
         r.register(Box::new(m.ingest_queue.clone()))?;
@@ -347,6 +359,9 @@ impl Metrics {
         }
         for r in ["stored", "duplicate"] {
             m.ingest_batches.with_label_values(&[r]);
+        }
+        for o in ["stored", "duplicate", "conflict", "out_of_order"] {
+            m.remote_write_samples.with_label_values(&[o]);
         }
         for r in ["ok", "error"] {
             m.report_mail_attempts.with_label_values(&[r]);

@@ -107,7 +107,10 @@ fn run(
         // schemathesis keeps state in `.schemathesis/` of its working directory.
         .current_dir(report.parent().expect("report in a directory"))
         .env("NO_COLOR", "1")
-        .env("SCHEMATHESIS_TELEMETRY", "false");
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        // A serializer for `application/x-protobuf` (remote write), in tests/api_fuzz_hooks.py.
+        .env("SCHEMATHESIS_HOOKS", "api_fuzz_hooks")
+        .env("PYTHONPATH", env!("CARGO_MANIFEST_DIR"));
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }

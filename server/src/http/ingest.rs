@@ -167,14 +167,15 @@ pub async fn ingest(
     Ok(Json(ack?))
 }
 
-/// Counts batches per agent between the handler and the writer's reply.
-struct InflightSlot {
+/// Counts batches per agent (and remote-write requests per sender, `r:<sender>`) between the
+/// handler and the writer's reply.
+pub(super) struct InflightSlot {
     state: Arc<AppState>,
     agent: Arc<str>,
 }
 
 impl InflightSlot {
-    fn take(state: &Arc<AppState>, agent: &Arc<str>) -> Result<InflightSlot, ApiError> {
+    pub(super) fn take(state: &Arc<AppState>, agent: &Arc<str>) -> Result<InflightSlot, ApiError> {
         let mut map = state.ingest.inflight.lock().expect("inflight lock");
         let n = map.entry(agent.clone()).or_insert(0);
         if *n >= state.config.ingest.max_inflight_per_agent {

@@ -32,6 +32,7 @@ mod ops;
 pub mod policy;
 mod prom;
 pub mod rate_limit;
+mod remote_write;
 mod reports;
 mod rules;
 
@@ -200,6 +201,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/enroll",
             post(ingest::enroll).layer(DefaultBodyLimit::max(64 << 10)),
+        )
+        // Prometheus remote write 1.0 (Prometheus, vmagent, Grafana Agent), with the agents'
+        // body limit; its senders are made by an admin.
+        .route(
+            "/api/v1/write",
+            post(remote_write::write).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route(
+            "/api/v1/remote-write/senders",
+            get(remote_write::senders).post(remote_write::create_sender),
+        )
+        .route(
+            "/api/v1/remote-write/senders/{name}/revoke",
+            post(remote_write::revoke_sender),
         )
         .route("/api/v1/hosts", get(hosts::hosts))
         .route("/api/v1/hosts/{id}", get(hosts::host))

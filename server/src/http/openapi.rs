@@ -367,6 +367,23 @@ fn shape(method: &str, path: &str) -> Shape {
             ));
             s.errors = &["409", "415", "503"];
         }
+        ("POST", "/api/v1/write") => {
+            s.body = Some((
+                "application/x-protobuf",
+                json!({ "type": "string", "format": "binary", "description": "a snappy-compressed (block format) protobuf prometheus.WriteRequest (Content-Encoding: snappy; remote write 1.0)" }),
+            ));
+            s.ok = ("204", &[]);
+            s.errors = &["415", "429", "503"];
+        }
+        ("POST", "/api/v1/remote-write/senders") => {
+            s.body = Some((
+                "application/json",
+                object(json!({ "name": string() }), &["name"]),
+            ));
+            s.ok = ("201", JSON);
+            s.errors = &["409"];
+        }
+        ("POST", "/api/v1/remote-write/senders/{name}/revoke") => s.errors = &["404"],
         ("POST", "/api/v1/enroll") => {
             let facts = object(
                 json!({

@@ -274,6 +274,30 @@ pub const POLICY: &[RoutePolicy] = &[
         "agent: enroll with the enrollment secret",
     ),
     p(
+        "POST",
+        "/api/v1/write",
+        Agent,
+        "Prometheus remote write 1.0 (snappy protobuf; a remote-write sender's token)",
+    ),
+    p(
+        "GET",
+        "/api/v1/remote-write/senders",
+        ADMIN,
+        "remote-write senders with the hosts their feeds made",
+    ),
+    p(
+        "POST",
+        "/api/v1/remote-write/senders",
+        ADMIN,
+        "make a remote-write sender; its token is in the answer, once",
+    ),
+    p(
+        "POST",
+        "/api/v1/remote-write/senders/{name}/revoke",
+        ADMIN,
+        "revoke a remote-write sender's token",
+    ),
+    p(
         "GET",
         "/api/v1/hosts",
         READ,

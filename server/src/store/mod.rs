@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod kpi;
 pub mod membership;
 pub mod notify;
+pub mod remote_write;
 pub mod report_mail;
 pub mod reports;
 pub mod rollup;
@@ -105,6 +106,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../migrations/sqlite/0021_ack_requests.sql"),
     ),
+    (
+        22,
+        include_str!("../../migrations/sqlite/0022_remote_write.sql"),
+    ),
     (23, include_str!("../../migrations/sqlite/0023_leader.sql")),
     (
         24,
@@ -174,6 +179,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         21,
         include_str!("../../migrations/postgres/0021_ack_requests.sql"),
+    ),
+    (
+        22,
+        include_str!("../../migrations/postgres/0022_remote_write.sql"),
     ),
     (
         23,
