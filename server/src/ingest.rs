@@ -326,6 +326,13 @@ enum Prepared {
     },
 }
 
+/// A batch's series ids as far as the cache knows them (`-1` for the rest), and the samples
+/// whose series the cache does not know, with their hashes.
+struct Resolved {
+    ids: Vec<i64>,
+    missing: Vec<(usize, u64)>,
+}
+
 /// The raw row of one batch, without its agent id (borrowed from the job when written).
 struct BatchRow {
     seq: i64,
@@ -532,18 +539,36 @@ impl Writer {
         let outcome = async {
             let mut tx = self.state.store.begin().await?;
             let mut dirty = BTreeSet::new();
-            // Checked in the transaction that would store the batches, so a revocation made by
-            // the command line (or another replica) stops the very next batch.
-            let mut agents: Vec<&str> = group.iter().map(|j| &*j.agent_id).collect();
-            agents.sort_unstable();
-            agents.dedup();
-            let revoked = crate::store::agents::revoked_among(&mut tx, &agents).await?;
+            // Revocation is checked in the transaction that would store the batches, so a
+            // revocation made by the command line (or another replica) stops the very next
+            // batch. Series ids are resolved from the cache first: when a batch of the group
+            // creates series (or names an agent not in memory), the revoked flags are read
+            // before anything is written, so a refused batch creates none. Otherwise (the
+            // steady state) the raw-batch INSERT itself skips the batches of revoked agents,
+            // and the flags are read afterwards only for the batches it did not store
+            // (redeliveries, or revoked): one statement fewer per group.
+            let resolved: Vec<Resolved> = group.iter().map(|j| self.resolve(j)).collect();
+            let up_front = group
+                .iter()
+                .zip(&resolved)
+                .any(|(j, r)| !r.missing.is_empty() || !self.agents.contains_key(&j.agent_id));
+            let mut revoked = if up_front {
+                let mut agents: Vec<&str> = group.iter().map(|j| &*j.agent_id).collect();
+                agents.sort_unstable();
+                agents.dedup();
+                Some(crate::store::agents::revoked_among(&mut tx, &agents).await?)
+            } else {
+                None
+            };
             // Series ids and raw rows first, then every raw batch of the group in one
             // statement (its `(agent_id, seq)` key deduplicates), then the rest of each stored
             // batch in the group's order.
             let mut prepared = Vec::with_capacity(group.len());
-            for job in &group {
-                prepared.push(self.prepare(&mut tx, job, &revoked, &mut undo).await?);
+            for (job, r) in group.iter().zip(resolved) {
+                prepared.push(
+                    self.prepare(&mut tx, job, r, revoked.as_ref(), &mut undo)
+                        .await?,
+                );
             }
             let rows: Vec<writes::NewBatch<'_>> = group
                 .iter()
@@ -553,15 +578,46 @@ impl Writer {
                     Prepared::Done(_) => None,
                 })
                 .collect();
-            let mut inserted = writes::insert_batches(&mut tx, &rows).await?.into_iter();
+            let flags = writes::insert_batches(&mut tx, &rows, revoked.is_none()).await?;
             drop(rows);
+            if revoked.is_none() {
+                // Not stored: a duplicate, or refused as revoked. Which, for those only.
+                let mut flag = flags.iter();
+                let mut unstored: Vec<&str> = Vec::new();
+                for (job, p) in group.iter().zip(&prepared) {
+                    let check = match p {
+                        Prepared::Write { .. } => {
+                            !*flag.next().expect("one flag per written batch")
+                        }
+                        // A duplicate by the watermark; a refusal stays one.
+                        Prepared::Done(r) => r.is_ok(),
+                    };
+                    if check {
+                        unstored.push(&job.agent_id);
+                    }
+                }
+                unstored.sort_unstable();
+                unstored.dedup();
+                revoked = Some(if unstored.is_empty() {
+                    Default::default()
+                } else {
+                    crate::store::agents::revoked_among(&mut tx, &unstored).await?
+                });
+            }
+            let revoked = revoked.unwrap_or_default();
+            let mut inserted = flags.into_iter();
             for (job, p) in group.iter().zip(prepared) {
                 let applied = match p {
+                    Prepared::Done(Ok(_)) if revoked.contains(&*job.agent_id) => {
+                        Err(Rejected::Revoked)
+                    }
                     Prepared::Done(r) => r,
                     Prepared::Write { raw, ids, .. } => {
                         if inserted.next().expect("one flag per written batch") {
                             self.apply(&mut tx, job, raw, ids, &mut dirty, &mut undo)
                                 .await?
+                        } else if revoked.contains(&*job.agent_id) {
+                            Err(Rejected::Revoked)
                         } else {
                             Ok((duplicate(job), None))
                         }
@@ -640,13 +696,33 @@ impl Writer {
         }
     }
 
-    /// Checks one batch of a group and resolves its series ids (creating new series inside
+    /// The series ids of a batch's samples found in the cache (`-1` where not), and the
+    /// samples whose series are not, with their hashes.
+    fn resolve(&self, job: &IngestJob) -> Resolved {
+        let agent = &job.agent_id;
+        let samples = &job.batch.samples;
+        let mut ids = Vec::with_capacity(samples.len());
+        let mut missing = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            let h = series_hash(agent, &s.name, &s.labels);
+            let id = self.cached_series(h, agent, s);
+            ids.push(id.unwrap_or(-1));
+            if id.is_none() {
+                missing.push((i, h));
+            }
+        }
+        Resolved { ids, missing }
+    }
+
+    /// Checks one batch of a group and completes its series ids (creating new series inside
     /// the group's transaction); `Prepared::Done` when nothing of it is to be written.
+    /// `revoked`: the group's revoked agents, when read before the batches are written.
     async fn prepare(
         &mut self,
         tx: &mut Transaction<'static, Any>,
         job: &IngestJob,
-        revoked: &std::collections::HashSet<String>,
+        resolved: Resolved,
+        revoked: Option<&std::collections::HashSet<String>>,
         undo: &mut Undo,
     ) -> anyhow::Result<Prepared> {
         let b = &job.batch;
@@ -662,25 +738,16 @@ impl Writer {
                 }
             }
         }
-        if revoked.contains(&**agent) {
+        if revoked.is_some_and(|r| r.contains(&**agent)) {
             return Ok(Prepared::Done(Err(Rejected::Revoked)));
         }
         if seq <= self.agents[agent].pruned_seq {
             return Ok(Prepared::Done(Ok((duplicate(job), None))));
         }
 
-        // Resolve series ids; refuse the batch before writing anything if it would exceed the
-        // per-agent series limit.
-        let mut ids = Vec::with_capacity(b.samples.len());
-        let mut missing = Vec::new();
-        for (i, s) in b.samples.iter().enumerate() {
-            let h = series_hash(agent, &s.name, &s.labels);
-            let id = self.cached_series(h, agent, s);
-            ids.push(id.unwrap_or(-1));
-            if id.is_none() {
-                missing.push((i, h));
-            }
-        }
+        // Refuse the batch before writing anything if it would exceed the per-agent series
+        // limit.
+        let Resolved { mut ids, missing } = resolved;
         if !missing.is_empty() {
             let have = self.series_per_agent.get(agent).copied().unwrap_or(0);
             let mut distinct_missing: Vec<u64> = missing.iter().map(|(_, h)| *h).collect();

@@ -82,18 +82,36 @@ pub async fn mark_dirty(conn: &mut AnyConnection, hour_ms: i64) -> sqlx::Result<
 const BATCHES_PER_STATEMENT: usize = 128;
 
 /// Stores raw batches in multi-row statements; for each, in order, `false` when its
-/// `(agent_id, seq)` was stored already (before, or earlier in `batches`).
+/// `(agent_id, seq)` was stored already (before, or earlier in `batches`), or, with
+/// `skip_revoked`, when its agent's token is revoked (nothing of it is stored then).
 pub async fn insert_batches(
     conn: &mut AnyConnection,
     batches: &[NewBatch<'_>],
+    skip_revoked: bool,
 ) -> sqlx::Result<Vec<bool>> {
     let mut out = Vec::with_capacity(batches.len());
     for chunk in batches.chunks(BATCHES_PER_STATEMENT) {
-        let mut sql = super::multi_row_insert(
-            "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) VALUES ",
-            chunk.len(),
-            7,
-        );
+        let mut sql = if skip_revoked {
+            // `columnN`: the names SQLite and PostgreSQL both give a VALUES list's columns.
+            let mut sql = super::multi_row_insert(
+                "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) \
+                 SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
+                 v.column7 FROM (VALUES ",
+                chunk.len(),
+                7,
+            );
+            sql.push_str(
+                ") AS v WHERE NOT EXISTS (SELECT 1 FROM agents a \
+                 WHERE a.agent_id = v.column1 AND a.revoked_ms IS NOT NULL)",
+            );
+            sql
+        } else {
+            super::multi_row_insert(
+                "INSERT INTO batches (agent_id, seq, received_ms, min_ts, max_ts, samples, data) VALUES ",
+                chunk.len(),
+                7,
+            )
+        };
         sql.push_str(" ON CONFLICT (agent_id, seq) DO NOTHING RETURNING agent_id, seq");
         let mut q = sqlx::query(&sql);
         for b in chunk {
