@@ -319,7 +319,10 @@ impl Drop for ServerProcess {
 
 /// The report-signing key files of the first replica started on each PostgreSQL database:
 /// replicas must share one key (`report_keys::check_shared`), as an operator copies it.
-static REPORT_KEYS: Mutex<BTreeMap<String, Vec<(String, Vec<u8>)>>> = Mutex::new(BTreeMap::new());
+static REPORT_KEYS: Mutex<BTreeMap<String, KeyFiles>> = Mutex::new(BTreeMap::new());
+
+/// Key files by name, with their bytes.
+type KeyFiles = Vec<(String, Vec<u8>)>;
 
 /// Before a replica on `url` starts (`started` false): gives its data directory the key files
 /// of the first replica on that database, if one started. After it started: remembers its

@@ -18,6 +18,8 @@
 
 #[path = "ingest_bench/peers.rs"]
 mod peers;
+#[path = "ingest_bench/replicas.rs"]
+mod replicas;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -94,6 +96,10 @@ struct Args {
         default_value = "prometheus,victoria-metrics"
     )]
     peers: Vec<String>,
+    /// Replicas on one PostgreSQL (`--backend postgres` only): above 1, runs the steady phase
+    /// with the agents spread over them instead (`ingest_bench/replicas.rs`).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 /// One enrolled, simulated agent.
@@ -1003,6 +1009,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if !(1..=3600).contains(&args.interval_secs) {
         bail!("--interval-secs must be between 1 and 3600 (the protocol's interval range)");
+    }
+    if args.replicas > 1 {
+        if args.backend != BackendArg::Postgres {
+            bail!("--replicas needs --backend postgres (replicas share one PostgreSQL)");
+        }
+        return replicas::run(&args).await;
     }
     let backends: &[&'static str] = match args.backend {
         BackendArg::Sqlite => &["sqlite"],
