@@ -332,7 +332,7 @@ impl Writer {
                 samples: raw.len() as i64,
                 data: &data,
             };
-            let inserted = writes::insert_batches(&mut tx, &[row]).await?;
+            let inserted = writes::insert_batches(&mut tx, &[row], false).await?;
             anyhow::ensure!(inserted == [true], "batch {seq} of {agent} existed");
             writes::touch_agent(&mut tx, agent, now, seq, store_rw::REMOTE_WRITE_INTERVAL_MS)
                 .await?;
