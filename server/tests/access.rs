@@ -161,6 +161,10 @@ async fn the_login_limit_holds_across_replicas_on_one_postgres() {
         return;
     };
     let dir_b = tempfile::tempdir().unwrap();
+    // Replicas share one report-signing key, copied as an operator would.
+    for name in ["report-signing.key", "report-signing.pub"] {
+        std::fs::copy(a._dir.path().join(name), dir_b.path().join(name)).unwrap();
+    }
     let mut config = ServerConfig::from_overrides(&Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir_b.path().to_path_buf()),
