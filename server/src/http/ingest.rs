@@ -24,13 +24,54 @@ use crate::{
     store::AgentRow,
 };
 
-fn reject(state: &AppState, e: ApiError) -> ApiError {
+/// Counts `e` in `yunwei_ingest_rejected_total{reason}` and returns it (agent ingest and
+/// remote write).
+pub(super) fn reject(state: &AppState, e: ApiError) -> ApiError {
     state
         .metrics
         .ingest_rejected
         .with_label_values(&[e.kind.as_str()])
         .inc();
     e
+}
+
+/// Reads a pushed body of at most `limit` bytes: refused from its `Content-Length` before a
+/// byte is read when that announces more, else read up to the limit (agent ingest and remote
+/// write). Errors name the `body` field.
+pub(super) async fn read_body(
+    req: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::BodyTooLarge,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+        .field("body")
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                too_large()
+            } else {
+                ApiError::new(
+                    ErrorKind::BodyUnreadable,
+                    "the request body could not be read",
+                )
+                .field("body")
+            }
+        })
 }
 
 /// `POST /api/v1/ingest`.
@@ -46,39 +87,9 @@ pub async fn ingest(
         .await
         .map_err(|e| reject(&state, e))?;
     check_headers(headers).map_err(|e| reject(&state, e))?;
-    let limit = state.config.ingest.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorKind::BodyTooLarge,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-        .field("body")
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(reject(&state, too_large()));
-    }
-    let body = axum::body::to_bytes(req.into_body(), limit)
+    let body = read_body(req, state.config.ingest.max_body_bytes)
         .await
-        .map_err(|e| {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            reject(
-                &state,
-                if too_big {
-                    too_large()
-                } else {
-                    ApiError::new(
-                        ErrorKind::BodyUnreadable,
-                        "the request body could not be read",
-                    )
-                    .field("body")
-                },
-            )
-        })?;
+        .map_err(|e| reject(&state, e))?;
     let max = state.config.ingest.max_decompressed_bytes;
     let batch = yunwei_proto::decode_batch(&body, max).map_err(|e| {
         let err = match &e {

@@ -26,22 +26,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ApiError, ErrorKind, authz::audit_row, extract::Path};
+use super::{ApiError, ErrorKind, authz::audit_row, extract::Path, ingest::reject};
 use crate::{
     AppState, audit,
     ingest::{RemoteHost, RemoteWriteJob, WriterMsg, remote_write as rw},
     now_ms,
     secret::secret_hash,
 };
-
-fn reject(state: &AppState, e: ApiError) -> ApiError {
-    state
-        .metrics
-        .ingest_rejected
-        .with_label_values(&[e.kind.as_str()])
-        .inc();
-    e
-}
 
 /// `POST /api/v1/write`.
 pub async fn write(
@@ -54,39 +45,9 @@ pub async fn write(
         .await
         .map_err(|e| reject(&state, e))?;
     check_headers(headers).map_err(|e| reject(&state, e))?;
-    let limit = state.config.ingest.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorKind::BodyTooLarge,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-        .field("body")
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(reject(&state, too_large()));
-    }
-    let body = axum::body::to_bytes(req.into_body(), limit)
+    let body = super::ingest::read_body(req, state.config.ingest.max_body_bytes)
         .await
-        .map_err(|e| {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            reject(
-                &state,
-                if too_big {
-                    too_large()
-                } else {
-                    ApiError::new(
-                        ErrorKind::BodyUnreadable,
-                        "the request body could not be read",
-                    )
-                    .field("body")
-                },
-            )
-        })?;
+        .map_err(|e| reject(&state, e))?;
     let max = state.config.ingest.max_decompressed_bytes;
     let raw = decompress(&body, max).map_err(|e| reject(&state, e))?;
     let request = decode_write_request(&raw).map_err(|e| {
