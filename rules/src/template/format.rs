@@ -142,6 +142,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Significant decimal digits an `f64` can have: its exact expansion ends within 767 of them, so
+/// asking for more only adds zeros. Rust's formatter also refuses a precision above `u16::MAX`
+/// with a panic (found by the `template` fuzz target with `%.90883e`).
+const MAX_EXACT_DIGITS: usize = 800;
+
+/// Digits after the point an `f64` can have in `%f`: the smallest subnormal has 1,074.
+const MAX_EXACT_DECIMALS: usize = 1_100;
+
 /// The decimal digits of `|v|` (no trailing zeros) and the position of the decimal point, for
 /// `sig` significant digits or the shortest representation (`None`).
 fn decimal_digits(v: f64, sig: Option<usize>) -> (Vec<u8>, i32) {
@@ -149,7 +157,7 @@ fn decimal_digits(v: f64, sig: Option<usize>) -> (Vec<u8>, i32) {
         return (Vec::new(), 0);
     }
     let s = match sig {
-        Some(p) => format!("{:.*e}", p.saturating_sub(1), v.abs()),
+        Some(p) => format!("{:.*e}", p.saturating_sub(1).min(MAX_EXACT_DIGITS), v.abs()),
         None => format!("{:e}", v.abs()),
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
@@ -371,7 +379,13 @@ fn format_float_verb(f: f64, verb: char, spec: &Spec) -> String {
     }
     let neg = f.is_sign_negative();
     let body = match verb {
-        'f' | 'F' => format!("{:.*}", spec.prec.unwrap_or(6), f.abs()),
+        'f' | 'F' => {
+            let p = spec.prec.unwrap_or(6);
+            let exact = p.min(MAX_EXACT_DECIMALS);
+            let mut s = format!("{:.*}", exact, f.abs());
+            s.extend(std::iter::repeat_n('0', p - exact));
+            s
+        }
         'e' | 'E' => {
             let p = spec.prec.unwrap_or(6);
             let (digits, dp) = decimal_digits(f, Some(p + 1));
@@ -449,7 +463,10 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> String {
             ('v', Val::Float(f)) => format_float_verb(*f, 'g', &spec),
             ('v', Val::Int(i)) | ('d', Val::Int(i)) => {
                 let body = match spec.prec {
-                    Some(p) => format!("{:0p$}", i.unsigned_abs(), p = p),
+                    Some(p) => {
+                        let digits = i.unsigned_abs().to_string();
+                        "0".repeat(p.saturating_sub(digits.len())) + &digits
+                    }
                     None => i.unsigned_abs().to_string(),
                 };
                 pad(signed(body, *i < 0, &spec), &spec, spec.prec.is_none())
@@ -604,5 +621,37 @@ mod tests {
         let wide = format!("%{}d", "9".repeat(30));
         assert_eq!(sprintf(&wide, &[]), "%!(NOVERB)");
         assert_eq!(sprintf("%8.3f|", &[Val::Float(1.0)]), "   1.000|");
+    }
+
+    #[test]
+    fn a_precision_beyond_rusts_formatter_limit_prints_go_zeros_instead_of_panicking() {
+        // Found by the `template` fuzz target: `%.90883e` panicked in `format!` ("Formatting
+        // argument out of range"; Rust caps precision at u16::MAX, Go allows up to 1e6).
+        let e = sprintf("%.90883e", &[Val::Float(0.5)]);
+        assert_eq!(e.len(), "5.".len() + 90_883 + "e-01".len());
+        assert!(
+            e.starts_with("5.000") && e.ends_with("000e-01"),
+            "{}",
+            &e[..20]
+        );
+        let f = sprintf("%.70000f", &[Val::Float(0.1)]);
+        assert_eq!(f.len(), "0.".len() + 70_000);
+        // The exact binary value of 0.1, then zeros.
+        assert!(
+            f.starts_with("0.1000000000000000055511151231257827"),
+            "{}",
+            &f[..40]
+        );
+        assert!(f[1_100..].bytes().all(|b| b == b'0'));
+        let g = sprintf("%.70000g", &[Val::Float(0.1)]);
+        assert!(
+            g.starts_with("0.1000000000000000055511151231257827"),
+            "{}",
+            &g[..40]
+        );
+        let d = sprintf("%.70000d", &[Val::Int(-42)]);
+        assert_eq!(d.len(), 1 + 70_000);
+        assert!(d.starts_with("-000") && d.ends_with("042"));
+        assert_eq!(sprintf("%.3d", &[Val::Int(7)]), "007");
     }
 }
