@@ -721,6 +721,20 @@ pub async fn list(
 /// The origin recorded with a final version (终稿) in the archive.
 pub const FINAL_ORIGIN: &str = "final";
 
+/// Whether `contract_id`'s `period` has a final version in `lang`.
+async fn final_in(
+    store: &Store,
+    contract_id: &str,
+    period: &str,
+    lang: yunwei_reports::Lang,
+) -> Result<bool, AppealError> {
+    Ok(store
+        .reports(Some(contract_id))
+        .await?
+        .iter()
+        .any(|r| r.period == period && r.origin == FINAL_ORIGIN && r.lang == lang.tag()))
+}
+
 /// The final version of a contract's period, if one was made.
 pub async fn final_of(
     store: &Store,
@@ -917,7 +931,7 @@ pub async fn finalize(
     let (formats, langs) = crate::reports::scheduled_formats(c);
     let mut made = Vec::new();
     for lang in langs {
-        let g = crate::reports::generate_staged(
+        let generated = crate::reports::generate_staged(
             store,
             &reports.config.data_dir,
             c,
@@ -935,7 +949,23 @@ pub async fn finalize(
             reports.config.contracts.auto_assign_from_labels,
             yunwei_reports::model::Stage::Final,
         )
-        .await?;
+        .await;
+        let g = match generated {
+            Ok(g) => g,
+            // Another maker (a sign-off through another replica, the schedule on the leader)
+            // archived this language's final first: the store keeps one (`reports_one_final`).
+            Err(e) if final_in(store, &c.contract.id, period, lang).await? => {
+                tracing::info!(
+                    contract = %c.contract.id,
+                    period,
+                    lang = lang.tag(),
+                    error = %e,
+                    "final report made meanwhile by another maker; not made again"
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(
             contract = %c.contract.id,
             period,

@@ -156,10 +156,23 @@ pub async fn deliver_due(state: &Reports, now_ms: i64) -> anyhow::Result<usize> 
                 "lifecycle mail failed"
             );
         }
-        state
+        if let Err(e) = state
             .store
             .record_lifecycle_mail(r.id, status, due, sent_ms, attempt.error.as_deref())
-            .await?;
+            .await
+        {
+            if attempt.ok {
+                // The one in-flight send that can repeat: the lease runs out and whoever
+                // leads then sends it again.
+                tracing::warn!(
+                    id = r.id,
+                    step = %r.step,
+                    error = %e,
+                    "lifecycle mail was sent but its record was refused; it will be sent again"
+                );
+            }
+            return Err(e.into());
+        }
     }
     Ok(sent)
 }

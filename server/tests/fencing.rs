@@ -1,15 +1,17 @@
 //! Fencing of the singletons' writes on PostgreSQL (issue 19): a store whose replica lost the
 //! leader lease (another holder, a later epoch) refuses each kind of singleton write — alert
 //! groups and acknowledgement records, incidents opened by the dispatcher, rollups, archives
-//! of the report schedule, audit checkpoints, claims of a follower's acknowledgement — and
-//! writes nothing; people's writes through any replica (a manual incident, a report generated
-//! through the API) are not fenced. Then the follower's acknowledgement request round trip on
-//! the store: recorded, claimed by the leader's term, finished with the acknowledgement's record
-//! in one transaction; withdrawn when no leader claimed it.
+//! of the report schedule, audit checkpoints, attempt records of lifecycle mail, claims of a
+//! follower's acknowledgement — and writes nothing; people's writes through any replica (a
+//! manual incident, a report generated through the API) are not fenced. Then the follower's
+//! acknowledgement request round trip on the store: recorded, claimed by the leader's term,
+//! finished with the acknowledgement's record in one transaction; withdrawn when no leader
+//! claimed it.
 
 use sqlx::{Connection, Row};
 use yunwei_server::store::{
     FENCED, Store,
+    appeals::LifecycleMailRow,
     audit::CheckpointRow,
     ha::{AckRequest, AckRequestState},
     incidents::IncidentRow,
@@ -112,6 +114,31 @@ async fn an_ex_leader_writes_nothing_a_singleton_writes() {
         .await
         .unwrap();
     store.notify_ack(&ack(10), None, None).await.unwrap();
+    store
+        .enqueue_lifecycle_mail(&LifecycleMailRow {
+            id: 0,
+            contract_id: "c1".into(),
+            period: "2026-11".into(),
+            step: "draft".into(),
+            to_addrs: "[\"office@example.gov.cn\"]".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_ms: 1_000,
+            status: "pending".into(),
+            due_ms: 1_000,
+            attempts: 0,
+            sent_ms: None,
+            last_error: None,
+        })
+        .await
+        .unwrap();
+    let mail = store.due_lifecycle_mail(1_000).await.unwrap()[0].id;
+    assert!(
+        store
+            .lease_lifecycle_mail(mail, 1_000, 301_000)
+            .await
+            .unwrap()
+    );
 
     // Another replica takes the lease (term 6): every kind is refused, nothing is written.
     lease(&pg.url, "replica-b", 6).await;
@@ -152,6 +179,20 @@ async fn an_ex_leader_writes_nothing_a_singleton_writes() {
     fenced(
         store.claim_ack_request(1).await,
         "claim of an acknowledgement request",
+    );
+    fenced(
+        store
+            .record_lifecycle_mail(mail, "sent", 20, Some(20), None)
+            .await,
+        "attempt record of a lifecycle mail",
+    );
+    // The lease runs out and the row is due again, untouched, for the new leader.
+    let due = store.due_lifecycle_mail(301_000).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|m| (m.id, m.status.as_str(), m.attempts))
+            .collect::<Vec<_>>(),
+        vec![(mail, "pending", 0)]
     );
     assert_eq!(count(&pg.url, "incidents").await, 1);
     assert_eq!(count(&pg.url, "notify_acks").await, 1);

@@ -29,7 +29,67 @@ yunwei_tests::both_backends!(
     live_window_is_fed_on_ingest_and_refilled_at_start,
     alert_state_survives_a_restart_and_reload_is_validated,
     a_late_save_of_an_older_rule_evaluation_keeps_the_newer_state,
+    one_final_version_per_contract_period_and_language,
 );
+
+/// Two makers of a final version (终稿) racing — a sign-off through one replica, the schedule on
+/// the leader, a paused ex-leader — cannot both archive (and so mail) one: the store keeps one
+/// final per contract, period and language; other languages and other origins are unaffected.
+async fn one_final_version_per_contract_period_and_language(backend: &str) {
+    let Some(h) = Harness::start(backend, |_| {}).await else {
+        return;
+    };
+    let store = &h.state.store;
+    let row = |origin: &str, version: i64, lang: &str| yunwei_server::store::reports::ReportRow {
+        id: 0,
+        contract_id: "c1".into(),
+        period: "2026-11".into(),
+        start_ms: 0,
+        end_ms: 1,
+        version,
+        lang: lang.into(),
+        generated_ms: 2,
+        score_milli: 99_000,
+        grade: "A".into(),
+        provisional: false,
+        sha256: "00".into(),
+        origin: origin.into(),
+        formats: Vec::new(),
+    };
+    store
+        .insert_report(&row("api", 1, "zh-CN"), b"{}", &[])
+        .await
+        .unwrap();
+    store
+        .insert_report(&row("final", 2, "zh-CN"), b"{}", &[])
+        .await
+        .unwrap();
+    store
+        .insert_report(&row("final", 3, "en"), b"{}", &[])
+        .await
+        .unwrap();
+    let second = store
+        .insert_report(&row("final", 4, "zh-CN"), b"{}", &[])
+        .await;
+    assert!(
+        matches!(&second, Err(sqlx::Error::Database(d)) if d.is_unique_violation()),
+        "{second:?}"
+    );
+    store
+        .insert_report(&row("api", 5, "zh-CN"), b"{}", &[])
+        .await
+        .unwrap();
+    let versions: Vec<(i64, String)> = store
+        .reports(Some("c1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.version, r.origin))
+        .collect();
+    assert_eq!(versions.len(), 4, "{versions:?}");
+    assert!(!versions.iter().any(|v| v.0 == 4), "{versions:?}");
+    h.stop().await;
+}
 
 async fn a_late_save_of_an_older_rule_evaluation_keeps_the_newer_state(backend: &str) {
     let Some(h) = Harness::start(backend, |_| {}).await else {

@@ -428,7 +428,10 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Records an attempt: the new status, next due time, and the error of a failure.
+    /// Records an attempt: the new status, next due time, and the error of a failure. Fenced
+    /// ([`Store::check_fence`]) like the lease: an ex-leader records nothing, so the row's lease
+    /// runs out and the new leader sends it (once more, if this replica's send got through:
+    /// the one in-flight send that can always repeat, which the caller logs).
     pub async fn record_lifecycle_mail(
         &self,
         id: i64,
@@ -437,6 +440,8 @@ impl Store {
         sent_ms: Option<i64>,
         error: Option<&str>,
     ) -> sqlx::Result<()> {
+        let mut tx = self.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "UPDATE lifecycle_mail SET status = $1, due_ms = $2, sent_ms = $3, last_error = $4, \
              attempts = attempts + 1 WHERE id = $5",
@@ -446,8 +451,8 @@ impl Store {
         .bind(sent_ms)
         .bind(error)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 }

@@ -115,6 +115,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         24,
         include_str!("../../migrations/sqlite/0024_login_buckets.sql"),
     ),
+    (
+        26,
+        include_str!("../../migrations/sqlite/0026_one_final_per_language.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -191,6 +195,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         24,
         include_str!("../../migrations/postgres/0024_login_buckets.sql"),
+    ),
+    (
+        26,
+        include_str!("../../migrations/postgres/0026_one_final_per_language.sql"),
     ),
 ];
 
