@@ -307,7 +307,8 @@ mod labels_agree_with_a_map {
             && new.samples.iter().zip(&old.samples).all(|(n, o)| {
                 n.name == o.name
                     && *n.labels == o.labels
-                    && n.labels.content_hash() == crate::Labels::from(o.labels.clone()).content_hash()
+                    && n.labels.content_hash()
+                        == crate::Labels::from(o.labels.clone()).content_hash()
                     && n.ts_ms == o.ts_ms
                     && (n.value == o.value || (n.value.is_nan() && o.value.is_nan()))
             })
@@ -321,8 +322,13 @@ mod labels_agree_with_a_map {
                 .prop_map(|s| serde_json::to_string(s).unwrap()),
             "[a-z_]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
             // The same texts escaped: decoded into owned strings, equal to the plain ones.
-            prop::sample::select(vec![r#""\u0063pu""#, r#""a\"b""#, r#""\u95e8\u6237""#, r#""\\""#])
-                .prop_map(str::to_string),
+            prop::sample::select(vec![
+                r#""\u0063pu""#,
+                r#""a\"b""#,
+                r#""\u95e8\u6237""#,
+                r#""\\""#
+            ])
+            .prop_map(str::to_string),
         ]
     }
 
@@ -441,7 +447,8 @@ mod labels_agree_with_a_map {
 
     #[test]
     fn a_non_string_label_value_is_named_with_its_path() {
-        let json = br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
+        let json =
+            br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
             "host":{"hostname":"h","os":"","kernel":"","arch":"","agent_version":""},
             "samples":[{"name":"m","labels":{"a":"1"},"value":1,"ts_ms":0},
             {"name":"m","labels":{"a":"1","cpu":7},"value":1,"ts_ms":0}]}"#;

@@ -398,9 +398,7 @@ impl<'de> Visitor<'de> for LabelsVisitor {
         }
         // Agents send a `BTreeMap`: sorted, names distinct. Anything else is made what a map
         // would have made of it: sorted by name, the last value of a repeated name kept.
-        let canonical = pairs
-            .windows(2)
-            .all(|w| w[0].0.as_str() < w[1].0.as_str());
+        let canonical = pairs.windows(2).all(|w| w[0].0.as_str() < w[1].0.as_str());
         if !canonical {
             // Stable, so repeated names stay in input order and the last one can be kept.
             pairs.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
@@ -462,7 +460,11 @@ mod tests {
         assert_eq!(decoded.content_hash(), built.content_hash());
         let mut changed = built.clone();
         changed.insert("y".into(), "2".into());
-        assert_eq!(built, Labels::from(map(&[("x", "1")])), "the shared copy stays");
+        assert_eq!(
+            built,
+            Labels::from(map(&[("x", "1")])),
+            "the shared copy stays"
+        );
         assert_eq!(
             changed.content_hash(),
             Labels::from(map(&[("x", "1"), ("y", "2")])).content_hash()

@@ -153,7 +153,12 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
     if !(1_000..=3_600_000).contains(&batch.interval_ms) {
         return fail("interval_ms", "must be between 1000 and 3600000");
     }
-    check_ts(|| "collected_at_ms".into(), batch.collected_at_ms, now_ms, limits)?;
+    check_ts(
+        || "collected_at_ms".into(),
+        batch.collected_at_ms,
+        now_ms,
+        limits,
+    )?;
     if batch.host.hostname.is_empty() || batch.host.hostname.len() > 255 {
         return fail("host.hostname", "must be 1 to 255 bytes");
     }

@@ -137,8 +137,7 @@ pub async fn ingest(
     let host_labels = &batch.host.labels;
     for s in &mut batch.samples {
         // Checked first: a decoded label set is shared (interned), and writing to it copies it.
-        if s
-            .labels
+        if s.labels
             .keys()
             .any(|k| crate::live::is_reserved(k, host_labels))
         {
