@@ -287,9 +287,9 @@ mod labels_agree_with_a_map {
     fn old_parse(json: &[u8]) -> Result<OldBatch, DecodeError> {
         match serde_json::from_slice(json) {
             Ok(b) => Ok(b),
-            Err(_) => Err(parse_json_with_path::<OldBatch>(json)
-                .err()
-                .expect("the slow path fails too")),
+            Err(_) => {
+                Err(parse_json_with_path::<OldBatch>(json).expect_err("the slow path fails too"))
+            }
         }
     }
 

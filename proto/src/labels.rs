@@ -15,10 +15,7 @@ use std::{
     fmt,
     hash::{BuildHasher, Hash, Hasher},
     ops::{Deref, DerefMut},
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU64, Ordering as AtomicOrdering},
-    },
+    sync::{Arc, OnceLock},
 };
 
 use serde::{
@@ -29,15 +26,18 @@ use smallvec::SmallVec;
 
 /// A sample's label set: an ordered map (read through `Deref`), shared, with its content hash.
 ///
-/// Cloning is a reference-count increment; changing the labels (`DerefMut`) copies a shared
-/// set first, like `Cow`. Equality, ordering and `Hash` are those of the map.
+/// Cloning is a reference-count increment; changing the labels copies a shared set first, like
+/// `Cow`: through [`Labels::modify`], which computes the hash again, or through `DerefMut`,
+/// after which the hash is computed each time it is asked for (until the next `modify`).
+/// Equality, ordering and `Hash` are those of the map.
 #[derive(Clone)]
 pub struct Labels(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     map: BTreeMap<String, String>,
-    /// [`hash_pairs`] of `map`, or 0 when not computed since the map was last changed.
-    hash: AtomicU64,
+    /// [`hash_pairs`] of `map`, or 0 when the map was changed through `DerefMut` since.
+    hash: u64,
 }
 
 /// The process's hashing state for label sets: seeded at random once, so the hashes are stable
@@ -79,10 +79,7 @@ impl Labels {
 
     fn from_map(map: BTreeMap<String, String>) -> Labels {
         let hash = hash_pairs(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Labels(Arc::new(Inner {
-            map,
-            hash: AtomicU64::new(hash),
-        }))
+        Labels(Arc::new(Inner { map, hash }))
     }
 
     /// The labels as a map.
@@ -93,15 +90,19 @@ impl Labels {
     /// A hash of the content, the same for equal label sets within one process (not across
     /// processes: the hashing state is seeded at random).
     pub fn content_hash(&self) -> u64 {
-        match self.0.hash.load(AtomicOrdering::Relaxed) {
-            0 => {
-                let map = &self.0.map;
-                let h = hash_pairs(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                self.0.hash.store(h, AtomicOrdering::Relaxed);
-                h
-            }
+        match self.0.hash {
+            0 => hash_pairs(self.0.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             h => h,
         }
+    }
+
+    /// Changes the labels through `f` (copying them first when they are shared), and keeps
+    /// their hash.
+    pub fn modify<R>(&mut self, f: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
+        let inner = Arc::make_mut(&mut self.0);
+        let r = f(&mut inner.map);
+        inner.hash = hash_pairs(inner.map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        r
     }
 
     /// The map itself (copied when shared).
@@ -115,15 +116,6 @@ impl Labels {
     /// Whether both are the same shared set (then they are equal; the converse does not hold).
     pub fn ptr_eq(&self, other: &Labels) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Clone for Inner {
-    fn clone(&self) -> Inner {
-        Inner {
-            map: self.map.clone(),
-            hash: AtomicU64::new(self.hash.load(AtomicOrdering::Relaxed)),
-        }
     }
 }
 
@@ -141,10 +133,10 @@ impl Deref for Labels {
 }
 
 impl DerefMut for Labels {
-    /// Copies a shared set first; the content hash is computed again when next asked for.
+    /// Copies a shared set first; from then on the content hash is computed when asked for.
     fn deref_mut(&mut self) -> &mut BTreeMap<String, String> {
         let inner = Arc::make_mut(&mut self.0);
-        *inner.hash.get_mut() = 0;
+        inner.hash = 0;
         &mut inner.map
     }
 }
@@ -350,10 +342,7 @@ fn intern(pairs: Pairs<'_>) -> Labels {
             .into_iter()
             .map(|(k, v)| (k.into_string(), v.into_string()))
             .collect();
-        Labels(Arc::new(Inner {
-            map,
-            hash: AtomicU64::new(hash),
-        }))
+        Labels(Arc::new(Inner { map, hash }))
     };
     if pairs.len() > INTERN_MAX_LABELS {
         return build(pairs);
@@ -460,6 +449,10 @@ mod tests {
         assert_eq!(decoded.content_hash(), built.content_hash());
         let mut changed = built.clone();
         changed.insert("y".into(), "2".into());
+        let mut modified = built.clone();
+        modified.modify(|m| m.insert("y".into(), "2".into()));
+        assert_eq!(changed, modified);
+        assert_eq!(changed.content_hash(), modified.content_hash());
         assert_eq!(
             built,
             Labels::from(map(&[("x", "1")])),

@@ -141,7 +141,9 @@ pub async fn ingest(
             .keys()
             .any(|k| crate::live::is_reserved(k, host_labels))
         {
-            renamed += crate::live::rename_reserved(&mut s.labels, host_labels);
+            renamed += s
+                .labels
+                .modify(|l| crate::live::rename_reserved(l, host_labels));
         }
     }
     if renamed > 0 {
