@@ -783,7 +783,7 @@ fn sample(name: &str, labels: &[(&str, &str)], value: f64, ts_ms: i64) -> Sample
         labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect(),
         value,
         ts_ms,
     }

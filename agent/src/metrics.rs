@@ -2,7 +2,6 @@
 //! shared between the main loop and the `/metrics` endpoint, and are also pushed with every
 //! host batch so the server sees each agent's spool and delivery health.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -139,7 +138,7 @@ impl AgentMetrics {
             .zip(self.values())
             .map(|((name, _, _), value)| Sample {
                 name: (*name).to_string(),
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 value,
                 ts_ms,
             })

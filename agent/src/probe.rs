@@ -717,7 +717,7 @@ impl ProbeHub {
                 }
                 Sample {
                     name: (*name).to_string(),
-                    labels,
+                    labels: labels.into(),
                     value: *value,
                     ts_ms,
                 }

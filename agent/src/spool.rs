@@ -988,7 +988,7 @@ mod tests {
             samples: (0..samples)
                 .map(|i| Sample {
                     name: "m".into(),
-                    labels: BTreeMap::from([("i".to_string(), format!("{i}-{ts_ms}"))]),
+                    labels: BTreeMap::from([("i".to_string(), format!("{i}-{ts_ms}"))]).into(),
                     value: i as f64,
                     ts_ms,
                 })

@@ -388,7 +388,7 @@ fn prefill_spool(dir: &Path, n: usize, samples: usize, age: Duration, max_bytes:
             samples: (0..samples)
                 .map(|i| yunwei_proto::Sample {
                     name: "filler".into(),
-                    labels: BTreeMap::from([("i".to_string(), format!("{k}-{i}"))]),
+                    labels: BTreeMap::from([("i".to_string(), format!("{k}-{i}"))]).into(),
                     value: i as f64,
                     ts_ms: at,
                 })

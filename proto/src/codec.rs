@@ -40,7 +40,16 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Decompresses a gzip body, refusing to produce more than `limit` bytes.
 pub fn gunzip_limited(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::with_capacity((body.len() * 4).min(limit));
+    // The gzip trailer's ISIZE (the last 4 bytes, little-endian) is the decompressed size
+    // modulo 2^32, as the sender claims it: a good first capacity, bounded by the limit (a
+    // wrong claim only costs a reallocation), so the output is not grown by doubling.
+    let claimed = match body.len().checked_sub(4) {
+        Some(at) if body.len() >= 18 => {
+            u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]) as usize
+        }
+        _ => body.len() * 4,
+    };
+    let mut out = Vec::with_capacity(claimed.min(limit).saturating_add(1));
     let mut dec = GzDecoder::new(body).take(limit as u64 + 1);
     dec.read_to_end(&mut out)
         .map_err(|e| DecodeError::Compression(e.to_string()))?;
@@ -69,7 +78,7 @@ pub fn decode_batch(body: &[u8], max_decompressed: usize) -> Result<Batch, Decod
 fn parse_json(json: &[u8]) -> Result<Batch, DecodeError> {
     match serde_json::from_slice(json) {
         Ok(batch) => Ok(batch),
-        Err(_) => Err(parse_json_with_path(json)
+        Err(_) => Err(parse_json_with_path::<Batch>(json)
             .err()
             .unwrap_or_else(|| DecodeError::Json {
                 // Unreachable: both parses read the same bytes with the same types.
@@ -80,7 +89,7 @@ fn parse_json(json: &[u8]) -> Result<Batch, DecodeError> {
 }
 
 /// The slow path of [`parse_json`]: the same parse, tracking the path of the value it reads.
-fn parse_json_with_path(json: &[u8]) -> Result<Batch, DecodeError> {
+fn parse_json_with_path<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, DecodeError> {
     let de = &mut serde_json::Deserializer::from_slice(json);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -196,7 +205,7 @@ mod tests {
     fn a_valid_body_parses_the_same_on_both_paths() {
         let json = serde_json::to_vec(&batch()).unwrap();
         let fast = parse_json(&json).unwrap();
-        let slow = parse_json_with_path(&json).unwrap();
+        let slow: Batch = parse_json_with_path(&json).unwrap();
         assert_eq!(fast, slow);
         assert_eq!(fast, batch());
     }
@@ -228,5 +237,223 @@ mod tests {
         assert!(bomb.len() < 100 << 10, "the bomb is small on the wire");
         let err = gunzip_limited(&bomb, 1 << 20).unwrap_err();
         assert!(matches!(err, DecodeError::TooLarge { limit } if limit == 1 << 20));
+    }
+}
+
+/// The decoding of a sample's labels ([`crate::Labels`], interned, strings borrowed from the
+/// body) against the way it was decoded before (a `BTreeMap<String, String>` per sample):
+/// the same batch from every valid body, and the same error (field and message) from every
+/// invalid one.
+#[cfg(test)]
+mod labels_agree_with_a_map {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::{Event, HostFacts};
+
+    /// `Batch` as it was, with a map per sample.
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OldBatch {
+        version: u32,
+        agent_id: String,
+        seq: u64,
+        interval_ms: u64,
+        collected_at_ms: i64,
+        age_ms: u64,
+        host: HostFacts,
+        #[serde(default)]
+        samples: Vec<OldSample>,
+        #[serde(default)]
+        events: Vec<Event>,
+        #[serde(default)]
+        probe_intervals_ms: BTreeMap<String, u64>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OldSample {
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        #[serde(with = "crate::float_repr")]
+        value: f64,
+        ts_ms: i64,
+    }
+
+    fn old_parse(json: &[u8]) -> Result<OldBatch, DecodeError> {
+        match serde_json::from_slice(json) {
+            Ok(b) => Ok(b),
+            Err(_) => {
+                Err(parse_json_with_path::<OldBatch>(json).expect_err("the slow path fails too"))
+            }
+        }
+    }
+
+    fn same(new: &Batch, old: &OldBatch) -> bool {
+        new.version == old.version
+            && new.agent_id == old.agent_id
+            && new.seq == old.seq
+            && new.interval_ms == old.interval_ms
+            && new.collected_at_ms == old.collected_at_ms
+            && new.age_ms == old.age_ms
+            && new.host == old.host
+            && new.events == old.events
+            && new.probe_intervals_ms == old.probe_intervals_ms
+            && new.samples.len() == old.samples.len()
+            && new.samples.iter().zip(&old.samples).all(|(n, o)| {
+                n.name == o.name
+                    && *n.labels == o.labels
+                    && n.labels.content_hash()
+                        == crate::Labels::from(o.labels.clone()).content_hash()
+                    && n.ts_ms == o.ts_ms
+                    && (n.value == o.value || (n.value.is_nan() && o.value.is_nan()))
+            })
+    }
+
+    /// A JSON string: plain, with escapes, or non-ASCII; some of them repeat across samples
+    /// (so interned sets are met again) and some collide in sorting.
+    fn json_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["cpu", "mode", "device", "a", "b", "ab", "", "门户"])
+                .prop_map(|s| serde_json::to_string(s).unwrap()),
+            "[a-z_]{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            // The same texts escaped: decoded into owned strings, equal to the plain ones.
+            prop::sample::select(vec![
+                r#""\u0063pu""#,
+                r#""a\"b""#,
+                r#""\u95e8\u6237""#,
+                r#""\\""#
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    /// A label value: mostly a string, sometimes something else (an invalid body).
+    fn json_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => json_string(),
+            1 => prop::sample::select(vec!["1", "null", "true", "[]", "{}", "1.5", r#"["x"]"#])
+                .prop_map(str::to_string),
+        ]
+    }
+
+    /// A `labels` member: an object with possibly repeated, unsorted names; rarely not an
+    /// object at all, or absent.
+    fn json_labels() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => prop::collection::vec((json_string(), json_value()), 0..6).prop_map(|pairs| {
+                let members: Vec<String> =
+                    pairs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!(r#","labels":{{{}}}"#, members.join(","))
+            }),
+            1 => prop::sample::select(vec![
+                r#","labels":null"#,
+                r#","labels":[]"#,
+                r#","labels":"x""#,
+                r#","labels":1"#,
+                "",
+                r#","labels":{"a":"1","b""#,
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    fn json_sample() -> impl Strategy<Value = String> {
+        (
+            "[a-z_]{1,8}",
+            json_labels(),
+            prop_oneof![
+                Just("1".to_string()),
+                Just("0.25".to_string()),
+                Just(r#""NaN""#.to_string()),
+                Just(r#""+Inf""#.to_string()),
+                (-1e9f64..1e9).prop_map(|v| format!("{v}")),
+            ],
+            any::<i32>(),
+            any::<bool>(),
+        )
+            .prop_map(|(name, labels, value, ts, labels_last)| {
+                if labels_last {
+                    format!(r#"{{"name":"{name}","value":{value},"ts_ms":{ts}{labels}}}"#)
+                } else {
+                    format!(r#"{{"name":"{name}"{labels},"value":{value},"ts_ms":{ts}}}"#)
+                }
+            })
+    }
+
+    fn json_batch() -> impl Strategy<Value = String> {
+        prop::collection::vec(json_sample(), 0..8).prop_map(|samples| {
+            format!(
+                r#"{{"version":1,"agent_id":"a","seq":1,"interval_ms":15000,"collected_at_ms":0,"age_ms":0,"host":{{"hostname":"h","os":"","kernel":"","arch":"","agent_version":"","labels":{{"system":"x"}}}},"samples":[{}]}}"#,
+                samples.join(",")
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn both_decodings_agree(json in json_batch()) {
+            let new = parse_json(json.as_bytes());
+            let old = old_parse(json.as_bytes());
+            match (&new, &old) {
+                (Ok(n), Ok(o)) => prop_assert!(same(n, o), "{json}\n{n:?}\n{o:?}"),
+                (Err(n), Err(o)) => {
+                    prop_assert_eq!(n.field(), o.field(), "{}", json);
+                    prop_assert_eq!(n.to_string(), o.to_string(), "{}", json);
+                }
+                _ => prop_assert!(false, "{json}\nnew: {new:?}\nold: {old:?}"),
+            }
+        }
+
+        #[test]
+        fn an_encoded_batch_decodes_to_itself(
+            labels in prop::collection::vec(
+                prop::collection::btree_map("[a-z]{1,4}", "\\PC{0,6}", 0..5), 0..6),
+        ) {
+            let batch = Batch {
+                version: 1,
+                agent_id: "a".into(),
+                seq: 1,
+                interval_ms: 15_000,
+                collected_at_ms: 0,
+                age_ms: 0,
+                host: HostFacts::default(),
+                samples: labels
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| crate::Sample {
+                        name: format!("m{i}"),
+                        labels: l.into(),
+                        value: i as f64,
+                        ts_ms: i as i64,
+                    })
+                    .collect(),
+                events: vec![],
+                probe_intervals_ms: BTreeMap::new(),
+            };
+            let json = serde_json::to_vec(&batch).unwrap();
+            let old = old_parse(&json).unwrap();
+            let new = decode_batch(&encode_batch(&batch), 1 << 20).unwrap();
+            prop_assert!(same(&new, &old));
+            prop_assert_eq!(new, batch);
+        }
+    }
+
+    #[test]
+    fn a_non_string_label_value_is_named_with_its_path() {
+        let json =
+            br#"{"version":1,"agent_id":"a","seq":1,"interval_ms":1,"collected_at_ms":0,"age_ms":0,
+            "host":{"hostname":"h","os":"","kernel":"","arch":"","agent_version":""},
+            "samples":[{"name":"m","labels":{"a":"1"},"value":1,"ts_ms":0},
+            {"name":"m","labels":{"a":"1","cpu":7},"value":1,"ts_ms":0}]}"#;
+        let err = parse_json(json).unwrap_err();
+        assert_eq!(err.field(), Some("samples[1].labels.cpu"), "{err}");
+        assert!(err.to_string().contains("expected a string"), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //! the validation rules live here so that both ends agree on them.
 
 mod codec;
+mod labels;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, decode_batch, encode_batch, gunzip_limited, gzip};
+pub use labels::{Labels, fast_hasher};
 pub use validate::{
     FieldError, Limits, MAX_PROBE_INTERVALS, valid_label_name, valid_metric_name, validate_batch,
 };
@@ -84,8 +86,9 @@ pub struct HostFacts {
 pub struct Sample {
     /// Metric name, e.g. `node_load1`.
     pub name: String,
+    /// The sample's own labels: a map on the wire, interned when decoded ([`Labels`]).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The value. On the wire a number, or one of the strings `"NaN"`, `"+Inf"`, `"-Inf"` (JSON
     /// has no literal for them); the server rejects non-finite values.
     #[serde(with = "float_repr")]
@@ -169,7 +172,7 @@ pub struct EnrollResponse {
     pub token: String,
 }
 
-mod float_repr {
+pub(crate) mod float_repr {
     //! `f64` as a JSON number, or `"NaN"` / `"+Inf"` / `"-Inf"`, as Prometheus writes them.
     use serde::{Deserializer, Serializer, de::Error, de::Visitor};
 

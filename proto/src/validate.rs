@@ -65,14 +65,16 @@ pub fn valid_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `field` makes the path of the labels; it is called only for an error, so a valid batch
+/// formats no paths.
 fn check_labels(
-    field: &str,
+    field: impl Fn() -> String,
     labels: &BTreeMap<String, String>,
     limits: &Limits,
 ) -> Result<(), FieldError> {
     if labels.len() > limits.max_labels {
         return fail(
-            field,
+            field(),
             format!(
                 "{} labels exceed the limit of {}",
                 labels.len(),
@@ -82,17 +84,17 @@ fn check_labels(
     }
     for (name, value) in labels {
         if !valid_label_name(name) || name.starts_with("__") {
-            return fail(format!("{field}.{name}"), "invalid label name");
+            return fail(format!("{}.{name}", field()), "invalid label name");
         }
         if name.len() > limits.max_label_name_len {
             return fail(
-                format!("{field}.{name}"),
+                format!("{}.{name}", field()),
                 format!("label name longer than {} bytes", limits.max_label_name_len),
             );
         }
         if value.len() > limits.max_label_value_len {
             return fail(
-                format!("{field}.{name}"),
+                format!("{}.{name}", field()),
                 format!(
                     "label value longer than {} bytes",
                     limits.max_label_value_len
@@ -103,10 +105,16 @@ fn check_labels(
     Ok(())
 }
 
-fn check_ts(field: &str, ts_ms: i64, now_ms: i64, limits: &Limits) -> Result<(), FieldError> {
+/// `field` makes the path of the timestamp, for an error only.
+fn check_ts(
+    field: impl Fn() -> String,
+    ts_ms: i64,
+    now_ms: i64,
+    limits: &Limits,
+) -> Result<(), FieldError> {
     if ts_ms > now_ms.saturating_add(limits.max_future_ms) {
         return fail(
-            field,
+            field(),
             format!(
                 "timestamp {ts_ms} is more than {} s in the future",
                 limits.max_future_ms / 1000
@@ -115,7 +123,7 @@ fn check_ts(field: &str, ts_ms: i64, now_ms: i64, limits: &Limits) -> Result<(),
     }
     if ts_ms < now_ms.saturating_sub(limits.max_age_ms) {
         return fail(
-            field,
+            field(),
             format!(
                 "timestamp {ts_ms} is older than the accepted backfill age of {} h",
                 limits.max_age_ms / 3_600_000
@@ -145,7 +153,12 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
     if !(1_000..=3_600_000).contains(&batch.interval_ms) {
         return fail("interval_ms", "must be between 1000 and 3600000");
     }
-    check_ts("collected_at_ms", batch.collected_at_ms, now_ms, limits)?;
+    check_ts(
+        || "collected_at_ms".into(),
+        batch.collected_at_ms,
+        now_ms,
+        limits,
+    )?;
     if batch.host.hostname.is_empty() || batch.host.hostname.len() > 255 {
         return fail("host.hostname", "must be 1 to 255 bytes");
     }
@@ -159,7 +172,7 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
             return fail(name, "longer than 255 bytes");
         }
     }
-    check_labels("host.labels", &batch.host.labels, limits)?;
+    check_labels(|| "host.labels".into(), &batch.host.labels, limits)?;
     if batch.probe_intervals_ms.len() > MAX_PROBE_INTERVALS {
         return fail(
             "probe_intervals_ms",
@@ -206,8 +219,8 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
                 format!("non-finite value {}", s.value),
             );
         }
-        check_labels(&format!("samples[{i}].labels"), &s.labels, limits)?;
-        check_ts(&format!("samples[{i}].ts_ms"), s.ts_ms, now_ms, limits)?;
+        check_labels(|| format!("samples[{i}].labels"), &s.labels, limits)?;
+        check_ts(|| format!("samples[{i}].ts_ms"), s.ts_ms, now_ms, limits)?;
     }
     if batch.events.len() > limits.max_events {
         return fail(
@@ -231,8 +244,8 @@ pub fn validate_batch(batch: &Batch, limits: &Limits, now_ms: i64) -> Result<(),
                 if probe.is_empty() || probe.len() > 128 {
                     return fail(format!("events[{i}].probe"), "must be 1 to 128 bytes");
                 }
-                check_labels(&format!("events[{i}].labels"), labels, limits)?;
-                check_ts(&format!("events[{i}].ts_ms"), *ts_ms, now_ms, limits)?;
+                check_labels(|| format!("events[{i}].labels"), labels, limits)?;
+                check_ts(|| format!("events[{i}].ts_ms"), *ts_ms, now_ms, limits)?;
                 if reason.as_ref().is_some_and(|r| r.len() > 1024) {
                     return fail(format!("events[{i}].reason"), "longer than 1024 bytes");
                 }

@@ -6,15 +6,15 @@
 //! watermark for batches already pruned from the raw window.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, hash_map::DefaultHasher},
-    hash::{Hash, Hasher},
+    collections::{BTreeSet, HashMap},
+    hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
 
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
-use yunwei_proto::{Ack, Batch, Event, HostFacts};
+use yunwei_proto::{Ack, Batch, Event, HostFacts, Labels};
 
 use crate::{
     config::ServerConfig,
@@ -278,14 +278,35 @@ struct AgentMem {
     observed: Option<(i64, i64)>,
 }
 
-type SeriesKey = (Arc<str>, String, BTreeMap<String, String>);
+type SeriesKey = (Arc<str>, String, Labels);
+
+/// Hasher of the series cache, whose keys are [`series_hash`]es already.
+#[derive(Default)]
+struct SeriesKeyHasher(u64);
+
+impl Hasher for SeriesKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The series cache: [`series_hash`] → candidates.
+type SeriesCache = HashMap<u64, Vec<(SeriesKey, i64)>, BuildHasherDefault<SeriesKeyHasher>>;
 
 /// The writer task's state. Caches are reloaded from the store after a failed transaction.
 pub struct Writer {
     state: Shared,
     agents: HashMap<Arc<str>, AgentMem>,
     /// hash of (agent, name, labels) → candidates; collisions are resolved by comparison.
-    series: HashMap<u64, Vec<(SeriesKey, i64)>>,
+    series: SeriesCache,
     series_per_agent: HashMap<Arc<str>, usize>,
     /// Latest span per (kind, subject).
     last_span: HashMap<(&'static str, String), Span>,
@@ -303,11 +324,16 @@ pub struct Writer {
     sealed_before: i64,
 }
 
-fn series_hash(agent: &str, name: &str, labels: &BTreeMap<String, String>) -> u64 {
-    let mut h = DefaultHasher::new();
-    agent.hash(&mut h);
-    name.hash(&mut h);
-    labels.hash(&mut h);
+/// The series cache's key: agent and name hashed with the process's seeded fast hash, and the
+/// labels by the hash they carry (computed once per label set, when it was decoded or built).
+/// Collisions are resolved by comparing the full identity.
+fn series_hash(agent: &str, name: &str, labels: &Labels) -> u64 {
+    let mut h = yunwei_proto::fast_hasher();
+    h.write(agent.as_bytes());
+    h.write_u8(0xff);
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.write_u64(labels.content_hash());
     h.finish()
 }
 
@@ -378,7 +404,7 @@ impl Writer {
         let mut w = Writer {
             state,
             agents: HashMap::new(),
-            series: HashMap::new(),
+            series: SeriesCache::default(),
             series_per_agent: HashMap::new(),
             last_span: HashMap::new(),
             latest_obs: HashMap::new(),
@@ -401,12 +427,13 @@ impl Writer {
         self.series_per_agent.clear();
         for s in store.all_series().await? {
             let agent: Arc<str> = s.agent_id.as_str().into();
-            let h = series_hash(&agent, &s.name, &s.labels);
+            let labels = Labels::from(s.labels);
+            let h = series_hash(&agent, &s.name, &labels);
             *self.series_per_agent.entry(agent.clone()).or_default() += 1;
             self.series
                 .entry(h)
                 .or_default()
-                .push(((agent, s.name, s.labels), s.id));
+                .push(((agent, s.name, labels), s.id));
         }
         self.last_span.clear();
         self.latest_obs.clear();
@@ -834,10 +861,13 @@ impl Writer {
             let merged = rollup::merge_sealed(tx, &sealed).await?;
             self.state.metrics.rollup_late_merged.inc_by(merged);
         }
+        let mut last_hour = None;
         for s in &raw {
             let hour = rollup::hour_of(s.ts_ms);
-            if hour >= self.sealed_before {
+            // A batch's samples are mostly of one hour: one set insertion for a run of them.
+            if hour >= self.sealed_before && last_hour != Some(hour) {
                 dirty.insert(hour);
+                last_hour = Some(hour);
             }
         }
 
@@ -1025,7 +1055,9 @@ impl Writer {
     fn cached_series(&self, h: u64, agent: &Arc<str>, s: &yunwei_proto::Sample) -> Option<i64> {
         self.series.get(&h).and_then(|c| {
             c.iter()
-                .find(|((a, n, l), _)| a == agent && *n == s.name && *l == s.labels)
+                .find(|((a, n, l), _)| {
+                    (Arc::ptr_eq(a, agent) || a == agent) && *n == s.name && *l == s.labels
+                })
                 .map(|(_, id)| *id)
         })
     }

@@ -26,7 +26,7 @@ fn probe_batch(e: &Enrolled, seq: u64, t: i64, sample_t: i64, up: bool, interval
     b.interval_ms = interval_ms;
     b.samples.push(Sample {
         name: "probe_success".into(),
-        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]).into(),
         value: if up { 1.0 } else { 0.0 },
         ts_ms: sample_t,
     });
@@ -140,7 +140,7 @@ async fn probe_results_are_valid_for_the_probe_interval_within_the_server_bound(
             for probe in ["slow", "legacy"] {
                 b.samples.push(Sample {
                     name: "probe_success".into(),
-                    labels: BTreeMap::from([("probe".to_string(), probe.to_string())]),
+                    labels: BTreeMap::from([("probe".to_string(), probe.to_string())]).into(),
                     value: 1.0,
                     ts_ms: t,
                 });
@@ -150,7 +150,7 @@ async fn probe_results_are_valid_for_the_probe_interval_within_the_server_bound(
         if k == 0 {
             b.samples.push(Sample {
                 name: "probe_success".into(),
-                labels: BTreeMap::from([("probe".to_string(), "greedy".to_string())]),
+                labels: BTreeMap::from([("probe".to_string(), "greedy".to_string())]).into(),
                 value: 1.0,
                 ts_ms: t,
             });

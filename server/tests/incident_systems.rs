@@ -75,7 +75,7 @@ async fn push(h: &Harness, e: &Enrolled, seq: u64, t: i64, hostname: &str, syste
         .insert("system".to_string(), system.to_string());
     b.samples.push(Sample {
         name: "probe_success".into(),
-        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]).into(),
         value: if up { 1.0 } else { 0.0 },
         ts_ms: t,
     });

@@ -38,7 +38,7 @@ fn probe_batch(e: &Enrolled, seq: u64, t: i64, up: bool, interval_ms: u64) -> yu
     b.interval_ms = interval_ms;
     b.samples.push(Sample {
         name: "probe_success".into(),
-        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]).into(),
         value: if up { 1.0 } else { 0.0 },
         ts_ms: t,
     });

@@ -25,7 +25,7 @@ async fn a_sample_cannot_present_as_another_host(backend: &str) {
         labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+            .collect(),
         value,
         ts_ms: t,
     };

@@ -184,7 +184,7 @@ async fn load_yunwei(h: &Harness, data: &[Fixture], t0: i64) {
                     .collect();
                 f.samples.iter().map(move |&(ts_ms, value)| Sample {
                     name: f.name.into(),
-                    labels: labels.clone(),
+                    labels: labels.clone().into(),
                     value,
                     ts_ms,
                 })
@@ -812,7 +812,7 @@ async fn errors_limits_and_resolution_follow_prometheus() {
     for (k, v) in [(10, 1.0), (20, 2.0), (70, 5.0), (80, 6.0)] {
         b.samples.push(Sample {
             name: "node_load15".into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             value: v,
             ts_ms: old + k * 60_000,
         });

@@ -47,7 +47,7 @@ async fn push_probe(h: &Harness, e: &Enrolled, seq: u64, t: i64, up: bool) {
     let mut b = batch(e, "portal-01", seq, t, 0);
     b.samples.push(Sample {
         name: "probe_success".into(),
-        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        labels: BTreeMap::from([("probe".to_string(), "home".to_string())]).into(),
         value: if up { 1.0 } else { 0.0 },
         ts_ms: t,
     });

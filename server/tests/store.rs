@@ -202,7 +202,7 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
         let mut b = batch(&e, "db-01", i as u64 + 1, hour + i as i64 * 60_000, 0);
         b.samples.push(Sample {
             name: "node_load1".into(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             value: *v,
             ts_ms: b.collected_at_ms,
         });
@@ -231,7 +231,7 @@ async fn rollups_are_exact_and_recomputed_after_late_data(backend: &str) {
     let mut late = batch(&e, "db-01", 99, hour + 59 * 60_000, 0);
     late.samples.push(Sample {
         name: "node_load1".into(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         value: 10.0,
         ts_ms: late.collected_at_ms,
     });
@@ -486,7 +486,7 @@ async fn probes_produce_up_and_down_intervals(backend: &str) {
         let up = !(8..12).contains(&i);
         b.samples.push(Sample {
             name: "probe_success".into(),
-            labels: BTreeMap::from([("probe".to_string(), "portal".to_string())]),
+            labels: BTreeMap::from([("probe".to_string(), "portal".to_string())]).into(),
             value: if up { 1.0 } else { 0.0 },
             ts_ms: t,
         });

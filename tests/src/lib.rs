@@ -532,7 +532,7 @@ pub fn batch(e: &Enrolled, hostname: &str, seq: u64, ts_ms: i64, n: usize) -> Ba
         samples: (0..n)
             .map(|k| Sample {
                 name: "test_metric".into(),
-                labels: BTreeMap::from([("i".to_string(), k.to_string())]),
+                labels: BTreeMap::from([("i".to_string(), k.to_string())]).into(),
                 value: (seq * 1000 + k as u64) as f64,
                 ts_ms,
             })

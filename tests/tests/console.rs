@@ -312,7 +312,8 @@ async fn console_contracts_incidents_and_maintenance_in_chromium() {
     let mut probe = batch(&e, "web-01", 2, now_ms() - 500, 0);
     probe.samples.push(yunwei_proto::Sample {
         name: "probe_success".into(),
-        labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())]),
+        labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())])
+            .into(),
         value: 0.0,
         ts_ms: now_ms() - 500,
     });
@@ -1167,7 +1168,8 @@ async fn console_vantage_and_disagreements_in_chromium() {
         let mut probe = batch(&e, "web-01", seq, now_ms() - 200, 0);
         probe.samples.push(yunwei_proto::Sample {
             name: "probe_success".into(),
-            labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())]),
+            labels: std::collections::BTreeMap::from([("probe".to_string(), "home".to_string())])
+                .into(),
             value: 1.0,
             ts_ms: now_ms() - 200,
         });

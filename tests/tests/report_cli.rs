@@ -147,7 +147,7 @@ impl Outage {
         let mut b = batch(&self.agent, "portal-01", self.seq, t, 0);
         b.samples.push(Sample {
             name: "probe_success".into(),
-            labels: BTreeMap::from([("probe".to_string(), "home".to_string())]),
+            labels: BTreeMap::from([("probe".to_string(), "home".to_string())]).into(),
             value: if up { 1.0 } else { 0.0 },
             ts_ms: t,
         });

@@ -134,8 +134,17 @@ pub async fn ingest(
     // a sample's own are stored as `exported_<name>`, so no host can present as another.
     let mut batch = batch;
     let mut renamed = 0;
+    let host_labels = &batch.host.labels;
     for s in &mut batch.samples {
-        renamed += crate::live::rename_reserved(&mut s.labels, &batch.host.labels);
+        // Checked first: a decoded label set is shared (interned), and writing to it copies it.
+        if s.labels
+            .keys()
+            .any(|k| crate::live::is_reserved(k, host_labels))
+        {
+            renamed += s
+                .labels
+                .modify(|l| crate::live::rename_reserved(l, host_labels));
+        }
     }
     if renamed > 0 {
         state.metrics.ingest_labels_renamed.inc_by(renamed as u64);

@@ -472,6 +472,8 @@ fn check(
         }
         // The host's identity and inventory labels are the server's (as for agents).
         crate::live::rename_reserved(&mut labels, &host_labels);
+        // One shared set for the series' samples.
+        let labels = yunwei_proto::Labels::from(labels);
         let instance = instance
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| sender.to_string());

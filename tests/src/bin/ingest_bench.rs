@@ -335,7 +335,7 @@ fn node_sample(k: usize, seq: u64, ts_ms: i64) -> Sample {
     };
     Sample {
         name: name.into(),
-        labels,
+        labels: labels.into(),
         value,
         ts_ms,
     }
