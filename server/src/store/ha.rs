@@ -2,6 +2,8 @@
 //! the leader's live window, and the lease as the API shows it. The lease itself is taken and
 //! renewed in `leader.rs` on a connection of its own; fencing is [`Store::check_fence`].
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, Connection, Row};
 
 use super::Store;
@@ -46,7 +48,8 @@ pub async fn try_acquire(
     Ok(row.map(|r| r.get::<i64, _>(0)))
 }
 
-/// One committed raw batch, as the leader tails them.
+/// One committed raw batch, as the leader tails them (its samples are read separately, by
+/// [`Store::batch_data`], for the batches the leader did not store itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedBatch {
     /// Its place in commit order (migration 0023).
@@ -54,9 +57,10 @@ pub struct CommittedBatch {
     pub agent_id: String,
     pub seq: i64,
     pub received_ms: i64,
-    /// The samples, encoded by [`super::blob::encode`].
-    pub data: Vec<u8>,
 }
+
+/// Commit ids per statement of [`Store::batch_data`].
+const DATA_PER_STATEMENT: usize = 512;
 
 impl Store {
     /// The highest commit id given so far (0 before any).
@@ -67,14 +71,14 @@ impl Store {
             .try_get::<i64, _>(0)
     }
 
-    /// Up to `limit` batches committed after `after`, in commit order.
+    /// Up to `limit` batches committed after `after`, in commit order, without their samples.
     pub async fn batches_committed_after(
         &self,
         after: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<CommittedBatch>> {
-        Ok(sqlx::query(
-            "SELECT commit_id, agent_id, seq, received_ms, data FROM batches \
+        sqlx::query(
+            "SELECT commit_id, agent_id, seq, received_ms FROM batches \
              WHERE commit_id > $1 ORDER BY commit_id LIMIT $2",
         )
         .bind(after)
@@ -82,14 +86,40 @@ impl Store {
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(|r| CommittedBatch {
-            commit_id: r.get(0),
-            agent_id: r.get(1),
-            seq: r.get(2),
-            received_ms: r.get(3),
-            data: r.get(4),
+        .map(|r| {
+            Ok(CommittedBatch {
+                commit_id: r.try_get(0)?,
+                agent_id: r.try_get(1)?,
+                seq: r.try_get(2)?,
+                received_ms: r.try_get(3)?,
+            })
         })
-        .collect())
+        .collect()
+    }
+
+    /// The samples (encoded by [`super::blob::encode`]) of the batches with these commit ids,
+    /// by commit id; a batch deleted since is missing.
+    pub async fn batch_data(
+        &self,
+        commit_ids: impl IntoIterator<Item = i64>,
+    ) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
+        let ids: Vec<i64> = commit_ids.into_iter().collect();
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(DATA_PER_STATEMENT) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT commit_id, data FROM batches WHERE commit_id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Ends `holder`'s lease now (a clean shutdown).
