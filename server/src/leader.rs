@@ -295,7 +295,12 @@ pub async fn tail_loop(
         match listener.as_mut() {
             Some(l) => {
                 match tokio::time::timeout(Duration::from_secs(1), l.try_recv()).await {
-                    Ok(Ok(Some(_))) | Err(_) => {}
+                    Ok(Ok(Some(_))) => {
+                        // One poll reads every batch committed so far: the notifications
+                        // already received need no poll of their own.
+                        while l.next_buffered().is_some() {}
+                    }
+                    Err(_) => {}
                     // The connection was lost (notifications may have been missed: the poll
                     // above catches up) or failed.
                     Ok(Ok(None)) | Ok(Err(_)) => listener = None,

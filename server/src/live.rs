@@ -377,11 +377,7 @@ impl Tail {
         loop {
             let page = store.batches_committed_after(self.last, TAIL_PAGE).await?;
             let Some(end) = page.last().map(|b| b.commit_id) else {
-                // Each name once.
-                out.names
-                    .sort_unstable_by_key(|n| Arc::as_ptr(n).cast::<u8>());
-                out.names.dedup_by(|a, b| Arc::ptr_eq(a, b));
-                return Ok(out);
+                break;
             };
             // Which of them this process's writer added itself: only the others' samples are
             // read (in commit order, as the page lists them).
@@ -469,7 +465,16 @@ impl Tail {
             }
             out.arrived.extend(foreign.iter().map(|b| b.received_ms));
             self.last = end;
+            if (page.len() as i64) < TAIL_PAGE {
+                // The end for now: a batch committed since wakes the next poll.
+                break;
+            }
         }
+        // Each name once.
+        out.names
+            .sort_unstable_by_key(|n| Arc::as_ptr(n).cast::<u8>());
+        out.names.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        Ok(out)
     }
 }
 
