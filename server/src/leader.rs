@@ -260,7 +260,7 @@ pub async fn tail_loop(
     }
     live.window.write().expect("window lock").set_tailed(true);
     let _tailing = Tailing(live.clone());
-    let mut tail = crate::live::Tail::after(from);
+    let mut tail = crate::live::Tail::after(from, &database_url);
     let mut listener: Option<sqlx::postgres::PgListener> = None;
     loop {
         match tail.poll(&live, &store).await {

@@ -13,7 +13,7 @@ use yunwei_rules::promql::{Labels, MemStorage, SeriesRef};
 use crate::store::{
     AgentRow, Store,
     blob::{self, RawSample},
-    ha::CommittedBatch,
+    ha::{self, CommittedBatch},
 };
 
 /// What the server knows about a host between requests.
@@ -314,6 +314,10 @@ type IdMap<V> = HashMap<i64, V, std::hash::BuildHasherDefault<IdHasher>>;
 pub struct Tail {
     /// The last commit id applied (or stepped over).
     pub last: i64,
+    /// Where the batches are read from, on a connection of the tail's own
+    /// ([`crate::store::ha::tail_connection`]), made again after an error.
+    database_url: String,
+    conn: Option<sqlx::PgConnection>,
     /// series id → what the tail knows of it.
     series: IdMap<TailSeries>,
 }
@@ -330,10 +334,12 @@ pub struct Polled {
 }
 
 impl Tail {
-    /// Starts after commit id `last`.
-    pub fn after(last: i64) -> Tail {
+    /// Starts after commit id `last`, reading from the PostgreSQL database at `database_url`.
+    pub fn after(last: i64, database_url: &str) -> Tail {
         Tail {
             last,
+            database_url: database_url.to_string(),
+            conn: None,
             series: IdMap::default(),
         }
     }
@@ -373,9 +379,22 @@ impl Tail {
 
     /// Applies every batch committed since the last call.
     pub async fn poll(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
+        let r = self.poll_on(live, store).await;
+        if r.is_err() {
+            // The connection may be what failed.
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn poll_on(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
         let mut out = Polled::default();
+        if self.conn.is_none() {
+            self.conn = Some(ha::tail_connection(&self.database_url).await?);
+        }
         loop {
-            let page = store.batches_committed_after(self.last, TAIL_PAGE).await?;
+            let conn = self.conn.as_mut().expect("connected above");
+            let page = ha::batches_committed_after(conn, self.last, TAIL_PAGE).await?;
             let Some(end) = page.last().map(|b| b.commit_id) else {
                 break;
             };
@@ -388,9 +407,8 @@ impl Tail {
                     .collect()
             };
             out.own += page.len() - foreign.len();
-            let data = store
-                .batch_data(foreign.iter().map(|b| b.commit_id))
-                .await?;
+            let ids: Vec<i64> = foreign.iter().map(|b| b.commit_id).collect();
+            let data = ha::batch_data(conn, &ids).await?;
             // Decoded outside the window's lock; a series the tail does not know yet (made by
             // another replica since) makes it read the series again.
             let mut decoded: Vec<Vec<RawSample>> = Vec::with_capacity(foreign.len());

@@ -49,7 +49,7 @@ pub async fn try_acquire(
 }
 
 /// One committed raw batch, as the leader tails them (its samples are read separately, by
-/// [`Store::batch_data`], for the batches the leader did not store itself).
+/// [`batch_data`], for the batches the leader did not store itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedBatch {
     /// Its place in commit order (migration 0023).
@@ -59,8 +59,62 @@ pub struct CommittedBatch {
     pub received_ms: i64,
 }
 
-/// Commit ids per statement of [`Store::batch_data`].
-const DATA_PER_STATEMENT: usize = 512;
+/// The leader's tail's own connection: PostgreSQL's driver directly, not the pool, since the
+/// tail queries on every commit any replica makes: no pool checkout and release (sqlx pings a
+/// connection each time it returns to the pool) and no conversion of rows to the `Any`
+/// driver's values.
+pub async fn tail_connection(url: &str) -> sqlx::Result<sqlx::PgConnection> {
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(&format!(
+        "SET application_name = '{}'",
+        super::application_name()
+    ))
+    .execute(&mut c)
+    .await?;
+    Ok(c)
+}
+
+/// Up to `limit` batches committed after `after`, in commit order, without their samples.
+pub async fn batches_committed_after(
+    conn: &mut sqlx::PgConnection,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<CommittedBatch>> {
+    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT commit_id, agent_id, seq, received_ms FROM batches \
+         WHERE commit_id > $1 ORDER BY commit_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(commit_id, agent_id, seq, received_ms)| CommittedBatch {
+            commit_id,
+            agent_id,
+            seq,
+            received_ms,
+        })
+        .collect())
+}
+
+/// The samples (encoded by [`super::blob::encode`]) of the batches with these commit ids, by
+/// commit id; a batch deleted since is missing.
+pub async fn batch_data(
+    conn: &mut sqlx::PgConnection,
+    commit_ids: &[i64],
+) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
+    if commit_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT commit_id, data FROM batches WHERE commit_id = ANY($1)")
+            .bind(commit_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
 
 impl Store {
     /// The highest commit id given so far (0 before any).
@@ -69,57 +123,6 @@ impl Store {
             .fetch_one(self.pool())
             .await?
             .try_get::<i64, _>(0)
-    }
-
-    /// Up to `limit` batches committed after `after`, in commit order, without their samples.
-    pub async fn batches_committed_after(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> sqlx::Result<Vec<CommittedBatch>> {
-        sqlx::query(
-            "SELECT commit_id, agent_id, seq, received_ms FROM batches \
-             WHERE commit_id > $1 ORDER BY commit_id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(CommittedBatch {
-                commit_id: r.try_get(0)?,
-                agent_id: r.try_get(1)?,
-                seq: r.try_get(2)?,
-                received_ms: r.try_get(3)?,
-            })
-        })
-        .collect()
-    }
-
-    /// The samples (encoded by [`super::blob::encode`]) of the batches with these commit ids,
-    /// by commit id; a batch deleted since is missing.
-    pub async fn batch_data(
-        &self,
-        commit_ids: impl IntoIterator<Item = i64>,
-    ) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
-        let ids: Vec<i64> = commit_ids.into_iter().collect();
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(DATA_PER_STATEMENT) {
-            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT commit_id, data FROM batches WHERE commit_id IN ({})",
-                list.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(self.pool()).await? {
-                out.insert(r.try_get(0)?, r.try_get(1)?);
-            }
-        }
-        Ok(out)
     }
 
     /// Ends `holder`'s lease now (a clean shutdown).
