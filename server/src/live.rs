@@ -353,6 +353,7 @@ impl Tail {
             .collect();
         // One name shared by all its series, so names are told apart by pointer.
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut old = std::mem::take(&mut self.series);
         self.series = store
             .all_series()
             .await?
@@ -366,11 +367,13 @@ impl Tail {
                     .entry(s.name)
                     .or_insert_with_key(|n| Arc::from(n.as_str()))
                     .clone();
-                let series = TailSeries {
-                    labels: to_labels(&l),
-                    name,
-                    at: None,
-                };
+                let labels = to_labels(&l);
+                // A series known before keeps its handle while its labels are the same.
+                let at = old
+                    .remove(&s.id)
+                    .filter(|o| o.labels == labels)
+                    .and_then(|o| o.at);
+                let series = TailSeries { labels, name, at };
                 (s.id, series)
             })
             .collect();
