@@ -315,7 +315,14 @@ pub struct Writer {
     /// a restart or a failed transaction.
     latest_obs: HashMap<(&'static str, String), i64>,
     /// Presented labels per series id, with the host facts generation they were built from.
-    labels: HashMap<i64, (u64, yunwei_rules::promql::Labels)>,
+    labels: HashMap<
+        i64,
+        (
+            u64,
+            yunwei_rules::promql::Labels,
+            Option<yunwei_rules::promql::SeriesRef>,
+        ),
+    >,
     /// Hours this writer has marked dirty that are still open: the rollup job leaves an hour
     /// alone until two minutes after it closes, so marking it again before then is redundant.
     open_dirty: BTreeSet<i64>,
@@ -1079,8 +1086,9 @@ impl Writer {
             let mut window = self.state.live.window.write().expect("window lock");
             for (s, id) in b.samples.iter().zip(ids) {
                 // The presented labels are built once per series (and host facts generation),
-                // then borrowed from the cache for every sample.
-                let cached = matches!(self.labels.get(id), Some((g, _)) if *g == generation);
+                // and the series' handle in the window taken once (again after the window
+                // renumbers its series), so adding a sample hashes no labels.
+                let cached = matches!(self.labels.get(id), Some((g, ..)) if *g == generation);
                 if !cached {
                     let l = crate::live::to_labels(&crate::live::presented_labels(
                         &s.name,
@@ -1088,11 +1096,17 @@ impl Writer {
                         &b.host.hostname,
                         &b.host.labels,
                     ));
-                    self.labels.insert(*id, (generation, l));
+                    self.labels.insert(*id, (generation, l, None));
                 }
-                let labels = &self.labels[id].1;
-                window.storage.add_sample(labels, s.ts_ms, s.value);
+                let (_, labels, at) = self.labels.get_mut(id).expect("cached above");
+                if !at.is_some_and(|r| window.storage.add_sample_ref(r, s.ts_ms, s.value)) {
+                    let r = window.storage.series_ref(labels);
+                    window.storage.add_sample_ref(r, s.ts_ms, s.value);
+                    *at = Some(r);
+                }
             }
+            // For the leader's tail, which then need not read this batch back.
+            window.added_own(&job.agent_id, b.seq as i64, job.received_ms);
         }
         let mut live = self.state.live.hosts.write().expect("live lock");
         let entry = live

@@ -238,7 +238,9 @@ pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
 /// At the leader: keeps the live window up to date with the batches every replica commits,
 /// from commit id `from` on. PostgreSQL's NOTIFY on channel `yunwei_batches` (sent by the
 /// numbering trigger on commit) wakes it; it also polls every second, so a notification lost
-/// while the listening connection was down only delays a batch.
+/// while the listening connection was down only delays a batch. While it runs, this process's
+/// ingest writer lists the batches it adds to the window itself, and the tail steps over them
+/// ([`crate::live::LiveWindow::added_own`]).
 pub async fn tail_loop(
     live: Arc<crate::live::Live>,
     store: Store,
@@ -247,21 +249,33 @@ pub async fn tail_loop(
     database_url: String,
     from: i64,
 ) {
-    let mut tail = crate::live::Tail::after(from);
+    /// Stops the writer's listing when the tail ends (aborted on a change of role).
+    struct Tailing(Arc<crate::live::Live>);
+    impl Drop for Tailing {
+        fn drop(&mut self) {
+            if let Ok(mut w) = self.0.window.write() {
+                w.set_tailed(false);
+            }
+        }
+    }
+    live.window.write().expect("window lock").set_tailed(true);
+    let _tailing = Tailing(live.clone());
+    let mut tail = crate::live::Tail::after(from, &database_url);
     let mut listener: Option<sqlx::postgres::PgListener> = None;
     loop {
         match tail.poll(&live, &store).await {
-            Ok((names, arrived)) => {
-                if !names.is_empty() {
-                    trigger.touched(names.iter().map(|n| &**n));
+            Ok(polled) => {
+                if !polled.names.is_empty() {
+                    trigger.touched(polled.names.iter().map(|n| &**n));
                 }
+                metrics.ha_tail_own_batches.inc_by(polled.own as u64);
                 let now = crate::now_ms();
-                for t in &arrived {
+                for t in &polled.arrived {
                     metrics
                         .ha_tail_lag_seconds
                         .observe((now - t).max(0) as f64 / 1000.0);
                 }
-                if let Some(t) = arrived.iter().max() {
+                if let Some(t) = polled.arrived.iter().max() {
                     metrics
                         .ha_window_lag_seconds
                         .set((now - t).max(0) as f64 / 1000.0);
@@ -281,7 +295,12 @@ pub async fn tail_loop(
         match listener.as_mut() {
             Some(l) => {
                 match tokio::time::timeout(Duration::from_secs(1), l.try_recv()).await {
-                    Ok(Ok(Some(_))) | Err(_) => {}
+                    Ok(Ok(Some(_))) => {
+                        // One poll reads every batch committed so far: the notifications
+                        // already received need no poll of their own.
+                        while l.next_buffered().is_some() {}
+                    }
+                    Err(_) => {}
                     // The connection was lost (notifications may have been missed: the poll
                     // above catches up) or failed.
                     Ok(Ok(None)) | Ok(Err(_)) => listener = None,

@@ -8,9 +8,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use yunwei_rules::promql::{Labels, MemStorage};
+use yunwei_rules::promql::{Labels, MemStorage, SeriesRef};
 
-use crate::store::{AgentRow, Store, blob};
+use crate::store::{
+    AgentRow, Store,
+    blob::{self, RawSample},
+    ha::{self, CommittedBatch},
+};
 
 /// What the server knows about a host between requests.
 #[derive(Debug, Clone)]
@@ -94,19 +98,72 @@ impl Live {
 pub struct LiveWindow {
     pub storage: MemStorage,
     pub window_ms: i64,
+    /// While the leader's tail runs ([`LiveWindow::set_tailed`]): the batches this process's
+    /// ingest writer added to `storage` itself, by agent id, as `(seq, received_ms)`, so the
+    /// tail does not read and add them a second time. Kept with the samples under one lock, so
+    /// a batch is listed only if its samples are in this very window (a rebuilt window starts
+    /// with an empty list).
+    own: HashMap<Arc<str>, Vec<(i64, i64)>>,
+    /// Whether a tail runs on this window and takes its batches out of `own`.
+    tailed: bool,
 }
+
+/// How long a batch stays in [`LiveWindow`]'s own list if the tail never takes it (it read the
+/// batch before the writer listed it, and added it again then): dropped by [`LiveWindow::trim`].
+const OWN_KEEP_MS: i64 = 10 * 60_000;
 
 impl LiveWindow {
     pub fn new(window_ms: i64) -> LiveWindow {
         LiveWindow {
             storage: MemStorage::new(),
             window_ms,
+            own: HashMap::new(),
+            tailed: false,
         }
     }
 
-    /// Drops samples older than the window.
+    /// Drops samples older than the window, and own batches the tail never took.
     pub fn trim(&mut self, now_ms: i64) {
         self.storage.truncate_before(now_ms - self.window_ms);
+        self.own.retain(|_, v| {
+            v.retain(|(_, received)| *received >= now_ms - OWN_KEEP_MS);
+            !v.is_empty()
+        });
+    }
+
+    /// Called by the ingest writer after it added batch `seq` of `agent`, received at
+    /// `received_ms`, to this window: listed for the tail, if one runs.
+    pub fn added_own(&mut self, agent: &Arc<str>, seq: i64, received_ms: i64) {
+        if self.tailed {
+            self.own
+                .entry(agent.clone())
+                .or_default()
+                .push((seq, received_ms));
+        }
+    }
+
+    /// Whether this process's writer added batch `seq` of `agent` to this window (taking it
+    /// off the list).
+    fn take_own(&mut self, agent: &str, seq: i64) -> bool {
+        let Some(v) = self.own.get_mut(agent) else {
+            return false;
+        };
+        let Some(i) = v.iter().position(|(s, _)| *s == seq) else {
+            return false;
+        };
+        v.swap_remove(i);
+        if v.is_empty() {
+            self.own.remove(agent);
+        }
+        true
+    }
+
+    /// Starts or stops listing the writer's batches for a tail.
+    pub fn set_tailed(&mut self, tailed: bool) {
+        self.tailed = tailed;
+        if !tailed {
+            self.own.clear();
+        }
     }
 }
 
@@ -213,22 +270,77 @@ pub async fn warm(store: &Store, window: &mut LiveWindow, now_ms: i64) -> anyhow
     Ok(n)
 }
 
+/// Batches read from the store per query of the tail.
+const TAIL_PAGE: i64 = 1024;
+
+/// Batches the tail adds to the window per taking of its lock.
+const LOCKED_BATCHES: usize = 64;
+
+/// What the tail knows of a series: its presented labels, its metric name, and its handle in
+/// the window (re-taken when the window renumbers its series or is rebuilt).
+struct TailSeries {
+    labels: Labels,
+    name: Arc<str>,
+    at: Option<SeriesRef>,
+}
+
+/// Hashes a series id (a database sequence number) with one multiplication, as FxHash does:
+/// the tail looks a series up for every sample it reads.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.0 = (self.0.rotate_left(5) ^ v as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<i64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// The leader's view of batches committed by every replica: reads them in commit order after
-/// the last one it applied and adds their samples to the window (a sample added twice, by this
-/// replica's own writer and here, is stored once) and their arrival to the hosts.
+/// the last one it applied and adds their samples to the window and their arrival to the hosts.
+/// A batch this process's own writer stored and added already ([`LiveWindow::added_own`]) is
+/// only stepped over; so is the samples' data of such a batch never read.
 pub struct Tail {
-    /// The last commit id applied.
+    /// The last commit id applied (or stepped over).
     pub last: i64,
-    /// series id → presented labels and metric name.
-    series: HashMap<i64, (Labels, Arc<str>)>,
+    /// Where the batches are read from, on a connection of the tail's own
+    /// ([`crate::store::ha::tail_connection`]), made again after an error.
+    database_url: String,
+    conn: Option<sqlx::PgConnection>,
+    /// series id → what the tail knows of it.
+    series: IdMap<TailSeries>,
+}
+
+/// What one [`Tail::poll`] did.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// The metric names the applied batches carried (for rules evaluated on ingest).
+    pub names: Vec<Arc<str>>,
+    /// The arrival time (at the replica that stored it) of each batch applied, in commit order.
+    pub arrived: Vec<i64>,
+    /// Batches this process's writer had added already, stepped over.
+    pub own: usize,
 }
 
 impl Tail {
-    /// Starts after commit id `last`.
-    pub fn after(last: i64) -> Tail {
+    /// Starts after commit id `last`, reading from the PostgreSQL database at `database_url`.
+    pub fn after(last: i64, database_url: &str) -> Tail {
         Tail {
             last,
-            series: HashMap::new(),
+            database_url: database_url.to_string(),
+            conn: None,
+            series: IdMap::default(),
         }
     }
 
@@ -239,6 +351,9 @@ impl Tail {
             .into_iter()
             .map(|a| (a.agent_id.clone(), a))
             .collect();
+        // One name shared by all its series, so names are told apart by pointer.
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut old = std::mem::take(&mut self.series);
         self.series = store
             .all_series()
             .await?
@@ -248,75 +363,139 @@ impl Tail {
                     Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
                     None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
                 };
-                (s.id, (to_labels(&l), Arc::from(s.name.as_str())))
+                let name = names
+                    .entry(s.name)
+                    .or_insert_with_key(|n| Arc::from(n.as_str()))
+                    .clone();
+                let labels = to_labels(&l);
+                // A series known before keeps its handle while its labels are the same.
+                let at = old
+                    .remove(&s.id)
+                    .filter(|o| o.labels == labels)
+                    .and_then(|o| o.at);
+                let series = TailSeries { labels, name, at };
+                (s.id, series)
             })
             .collect();
         Ok(())
     }
 
-    /// Applies every batch committed since the last call. Returns the metric names the batches
-    /// carried (for rules evaluated on ingest) and the arrival time (at the replica that stored
-    /// it) of each batch applied, in commit order.
-    pub async fn poll(
-        &mut self,
-        live: &Live,
-        store: &Store,
-    ) -> anyhow::Result<(Vec<Arc<str>>, Vec<i64>)> {
-        let mut names: Vec<Arc<str>> = Vec::new();
-        let mut arrived = Vec::new();
+    /// Applies every batch committed since the last call.
+    pub async fn poll(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
+        let r = self.poll_on(live, store).await;
+        if r.is_err() {
+            // The connection may be what failed.
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn poll_on(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
+        let mut out = Polled::default();
+        if self.conn.is_none() {
+            self.conn = Some(ha::tail_connection(&self.database_url).await?);
+        }
         loop {
-            let batches = store.batches_committed_after(self.last, 256).await?;
-            if batches.is_empty() {
-                return Ok((names, arrived));
-            }
+            let conn = self.conn.as_mut().expect("connected above");
+            let page = ha::batches_committed_after(conn, self.last, TAIL_PAGE).await?;
+            let Some(end) = page.last().map(|b| b.commit_id) else {
+                break;
+            };
+            // Which of them this process's writer added itself: only the others' samples are
+            // read (in commit order, as the page lists them).
+            let foreign: Vec<&CommittedBatch> = {
+                let mut window = live.window.write().expect("window lock");
+                page.iter()
+                    .filter(|b| !window.take_own(&b.agent_id, b.seq))
+                    .collect()
+            };
+            out.own += page.len() - foreign.len();
+            let ids: Vec<i64> = foreign.iter().map(|b| b.commit_id).collect();
+            let data = ha::batch_data(conn, &ids).await?;
+            // Decoded outside the window's lock; a series the tail does not know yet (made by
+            // another replica since) makes it read the series again.
+            let mut decoded: Vec<Vec<RawSample>> = Vec::with_capacity(foreign.len());
             let mut unknown = false;
-            for b in &batches {
-                blob::decode(&b.data, |s| {
-                    unknown |= !self.series.contains_key(&s.series_id)
-                });
+            for b in &foreign {
+                let mut samples = Vec::new();
+                if let Some(d) = data.get(&b.commit_id) {
+                    blob::decode(d, |s| {
+                        unknown |= !self.series.contains_key(&s.series_id);
+                        samples.push(s);
+                    });
+                }
+                decoded.push(samples);
             }
             if unknown {
                 self.reload_series(store).await?;
             }
-            for b in &batches {
-                {
-                    let mut window = live.window.write().expect("window lock");
-                    blob::decode(&b.data, |s| {
-                        if let Some((l, name)) = self.series.get(&s.series_id) {
-                            window.storage.add_sample(l, s.ts_ms, s.value);
-                            if names.last() != Some(name) {
-                                names.push(name.clone());
-                            }
+            // The lock is taken per few batches, so rules and the writer wait little.
+            for chunk in decoded.chunks(LOCKED_BATCHES) {
+                let mut window = live.window.write().expect("window lock");
+                for samples in chunk {
+                    for s in samples {
+                        let Some(series) = self.series.get_mut(&s.series_id) else {
+                            continue;
+                        };
+                        let added = series
+                            .at
+                            .is_some_and(|r| window.storage.add_sample_ref(r, s.ts_ms, s.value));
+                        if !added {
+                            let r = window.storage.series_ref(&series.labels);
+                            window.storage.add_sample_ref(r, s.ts_ms, s.value);
+                            series.at = Some(r);
                         }
-                    });
+                        if out
+                            .names
+                            .last()
+                            .is_none_or(|n| !Arc::ptr_eq(n, &series.name))
+                        {
+                            out.names.push(series.name.clone());
+                        }
+                    }
                 }
-                let known = {
-                    let mut hosts = live.hosts.write().expect("live lock");
+            }
+            let mut unknown_hosts = Vec::new();
+            {
+                let mut hosts = live.hosts.write().expect("live lock");
+                for b in &foreign {
                     match hosts.get_mut(b.agent_id.as_str()) {
                         Some(h) => {
                             h.last_seen_ms = h.last_seen_ms.max(b.received_ms);
                             h.last_seq = h.last_seq.max(b.seq);
-                            true
                         }
-                        None => false,
+                        None => unknown_hosts.push(*b),
                     }
-                };
-                if !known && let Some(a) = store.agent(&b.agent_id).await? {
-                    live.hosts.write().expect("live lock").insert(
-                        Arc::from(a.agent_id.as_str()),
-                        HostLive {
+                }
+            }
+            for b in unknown_hosts {
+                if let Some(a) = store.agent(&b.agent_id).await? {
+                    let mut hosts = live.hosts.write().expect("live lock");
+                    let h = hosts
+                        .entry(Arc::from(a.agent_id.as_str()))
+                        .or_insert_with(|| HostLive {
                             hostname: a.hostname,
                             last_seen_ms: b.received_ms,
                             interval_ms: a.interval_ms,
                             labels: a.labels,
                             last_seq: b.seq,
-                        },
-                    );
+                        });
+                    h.last_seen_ms = h.last_seen_ms.max(b.received_ms);
+                    h.last_seq = h.last_seq.max(b.seq);
                 }
-                self.last = b.commit_id;
-                arrived.push(b.received_ms);
+            }
+            out.arrived.extend(foreign.iter().map(|b| b.received_ms));
+            self.last = end;
+            if (page.len() as i64) < TAIL_PAGE {
+                // The end for now: a batch committed since wakes the next poll.
+                break;
             }
         }
+        // Each name once.
+        out.names
+            .sort_unstable_by_key(|n| Arc::as_ptr(n).cast::<u8>());
+        out.names.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        Ok(out)
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Metrics {
     /// At the leader: per batch the tail applies, seconds from its arrival at a replica to its
     /// arrival in the live window.
     pub ha_tail_lag_seconds: Histogram,
+    /// At the leader: batches its tail stepped over because this replica's writer had added
+    /// them to the window already.
+    pub ha_tail_own_batches: IntCounter,
     /// Sends of notifications another term or process had in flight when it stopped.
     pub notify_possible_repeats: IntCounter,
 }
@@ -303,6 +306,11 @@ impl Metrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ]),
             )?,
+            ha_tail_own_batches: IntCounter::new(
+                "yunwei_ha_tail_own_batches_total",
+                "At the leader: committed batches its tail stepped over, this replica's own \
+                 writer having added them to the live window already.",
+            )?,
             notify_possible_repeats: IntCounter::new(
                 "yunwei_notify_possible_repeats_total",
                 "Notifications sent again because the previous leader or process had them in \
@@ -317,6 +325,7 @@ impl Metrics {
         r.register(Box::new(m.ha_role.clone()))?;
         r.register(Box::new(m.ha_window_lag_seconds.clone()))?;
         r.register(Box::new(m.ha_tail_lag_seconds.clone()))?;
+        r.register(Box::new(m.ha_tail_own_batches.clone()))?;
         r.register(Box::new(m.ingest_batches.clone()))?;
         r.register(Box::new(m.hostnames_duplicated.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;

@@ -345,6 +345,141 @@ async fn three_replicas_fail_over_without_losing_or_repeating_anything() {
     drop(pg);
 }
 
+/// A counter's or histogram count's value in a `/metrics` text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Batches the leader's tail stepped over (its own writer had added them) and batches it
+/// applied, from the replica's `/metrics`.
+async fn tail_counts(c: &yunwei_tests::AgentClient) -> Option<(i64, i64)> {
+    let text = c.get_text("/metrics").await.ok()?;
+    Some((
+        metric(&text, "yunwei_ha_tail_own_batches_total") as i64,
+        metric(&text, "yunwei_ha_tail_lag_seconds_count") as i64,
+    ))
+}
+
+/// How many samples of `test_metric{i="0"}` of host `host` the replica's live window holds (an
+/// instant query well inside the window is answered from the window alone).
+async fn window_samples(c: &yunwei_tests::AgentClient, host: &str) -> Option<i64> {
+    let q = format!("count_over_time(test_metric{{instance=\"{host}\",i=\"0\"}}[30m])");
+    let v: Value = c
+        .api(reqwest::Method::GET, "/api/v1/query")
+        .query(&[("query", q)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let n: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+    Some(n as i64)
+}
+
+/// Pushes batch `seq` (3 samples, one second apart per sequence number) of `agent` to `c`.
+async fn push_seq(
+    c: &yunwei_tests::AgentClient,
+    agent: &yunwei_tests::Enrolled,
+    host: &str,
+    seq: u64,
+) {
+    let ts = yunwei_tests::now_ms() - 60_000 + seq as i64 * 1_000;
+    let (status, body) = c
+        .push(&agent.token, &yunwei_tests::batch(agent, host, seq, ts, 3))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{host} batch {seq}: {body}");
+}
+
+/// The leader's tail adds every batch another replica stores to its window once and steps over
+/// the batches its own writer added already; after a failover the new leader's window, rebuilt
+/// from the store, holds every batch, and its tail does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_tail_adds_other_replicas_batches_once_and_steps_over_its_own() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let db = Db::Postgres(pg.url.clone());
+    let config = "ha: {lease_secs: 6, renew_every_secs: 2}\n";
+    let mut a = ServerProcess::start_replica(&db, config, "a")
+        .await
+        .unwrap();
+    wait_for(20, "A to lead", async || {
+        (role(&a).await.as_deref() == Some("leader")).then_some(())
+    })
+    .await;
+    let b = ServerProcess::start_replica(&db, config, "b")
+        .await
+        .unwrap();
+    assert_eq!(role(&b).await.as_deref(), Some("follower"));
+    let (ca, cb) = (
+        yunwei_tests::AgentClient::new(&a),
+        yunwei_tests::AgentClient::new(&b),
+    );
+    let x = ca.enroll("tail-x").await.unwrap();
+    let y = cb.enroll("tail-y").await.unwrap();
+    // x pushes to the leader A, y to the follower B.
+    for seq in 1..=4 {
+        push_seq(&ca, &x, "tail-x", seq).await;
+        push_seq(&cb, &y, "tail-y", seq).await;
+    }
+    wait_for(20, "A's window to hold every batch", async || {
+        (window_samples(&ca, "tail-x").await == Some(4)
+            && window_samples(&ca, "tail-y").await == Some(4))
+        .then_some(())
+    })
+    .await;
+    // Each of the 8 batches went through A's tail once: stepped over (x's, added by A's own
+    // writer) or applied (y's, and an x batch the tail read before the writer listed it).
+    let (own, applied) = wait_for(20, "A's tail to pass all 8 batches", async || {
+        tail_counts(&ca).await.filter(|(o, n)| o + n >= 8)
+    })
+    .await;
+    assert_eq!(own + applied, 8, "own {own}, applied {applied}");
+    assert!(own >= 1, "A's tail stepped over its own batches: own {own}");
+    assert!(
+        applied >= 4,
+        "A's tail applied B's 4 batches: applied {applied}"
+    );
+
+    // A dies: B takes over, rebuilds its window from the store, and tails from there.
+    a.kill9();
+    wait_for(30, "B to lead", async || {
+        (role(&b).await.as_deref() == Some("leader")).then_some(())
+    })
+    .await;
+    let before = tail_counts(&cb).await.unwrap();
+    a.restart().await.unwrap();
+    for seq in 5..=8 {
+        push_seq(&cb, &y, "tail-y", seq).await;
+        push_seq(&ca, &x, "tail-x", seq).await;
+    }
+    wait_for(20, "B's window to hold every batch", async || {
+        (window_samples(&cb, "tail-x").await == Some(8)
+            && window_samples(&cb, "tail-y").await == Some(8))
+        .then_some(())
+    })
+    .await;
+    let (own, applied) = wait_for(20, "B's tail to pass the 8 new batches", async || {
+        tail_counts(&cb)
+            .await
+            .map(|(o, n)| (o - before.0, n - before.1))
+            .filter(|(o, n)| o + n >= 8)
+    })
+    .await;
+    assert_eq!(own + applied, 8, "own {own}, applied {applied}");
+    assert!(own >= 1, "B's tail stepped over its own batches: own {own}");
+    assert!(
+        applied >= 4,
+        "B's tail applied A's 4 batches: applied {applied}"
+    );
+    assert_eq!(role(&a).await.as_deref(), Some("follower"));
+    drop(pg);
+}
+
 /// The acknowledge link's token in a mail's text.
 fn ack_token(mail: &Value) -> String {
     let text = mail["text"].as_str().unwrap_or_default();

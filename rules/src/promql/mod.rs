@@ -40,7 +40,7 @@ pub use engine::{Prepared, check_supported};
 pub(crate) use functions::parse_go_float;
 pub use shared::{SharedEval, share_subexpressions};
 pub use storage::{
-    MatchOp, Matcher, MemStorage, SelectedSeries, Storage, anchored_regex, keep_last,
+    MatchOp, Matcher, MemStorage, SelectedSeries, SeriesRef, Storage, anchored_regex, keep_last,
     merge_selections,
 };
 pub use value::{

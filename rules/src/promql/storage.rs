@@ -515,6 +515,46 @@ pub struct MemStorage {
     ranks: Vec<u64>,
     /// Counts changes: see [`MemStorage::generation`].
     generation: u64,
+    /// Names the current numbering of `series`: see [`SeriesRef`].
+    layout: Layout,
+}
+
+/// A number naming one numbering of a [`MemStorage`]'s series, unique in the process: a new
+/// store, a clone, [`MemStorage::clear`] and a [`MemStorage::truncate_before`] that renumbers
+/// all take a fresh one, so a [`SeriesRef`] taken before is recognised as stale.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout(u64);
+
+impl Layout {
+    fn fresh() -> Layout {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Layout(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout::fresh()
+    }
+}
+
+impl Clone for Layout {
+    /// A clone numbers its new series independently of the original: a ref into one is not
+    /// valid in the other.
+    fn clone(&self) -> Layout {
+        Layout::fresh()
+    }
+}
+
+/// A handle to one series of a [`MemStorage`], so a caller adding many samples to the same
+/// series (the live window's writers) does not hash and compare its labels for each sample.
+/// It is valid until the store renumbers its series ([`MemStorage::clear`], or
+/// [`MemStorage::truncate_before`] dropping a series); [`MemStorage::add_sample_ref`] refuses a
+/// stale one instead of adding to whatever series now has its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesRef {
+    index: u32,
+    layout: u64,
 }
 
 /// Intersects ascending id lists: `a` (the shorter) with `b`, galloping through `b`.
@@ -561,7 +601,7 @@ impl MemStorage {
         self.series.iter().map(|s| s.pts().len()).sum()
     }
 
-    /// Removes everything.
+    /// Removes everything. Every [`SeriesRef`] taken before is stale afterwards.
     pub fn clear(&mut self) {
         let generation = self.generation;
         *self = Self::default();
@@ -614,6 +654,32 @@ impl MemStorage {
         self.add_samples(labels, [(t_ms, v)]);
     }
 
+    /// A handle to the series with `labels`, made (without samples) if there is none; see
+    /// [`SeriesRef`].
+    pub fn series_ref(&mut self, labels: &Labels) -> SeriesRef {
+        let i = self.series_index(labels);
+        SeriesRef {
+            index: u32::try_from(i).expect("fewer than 2^32 series"),
+            layout: self.layout.0,
+        }
+    }
+
+    /// Whether `r` still names the series it was taken for.
+    pub fn is_current(&self, r: SeriesRef) -> bool {
+        r.layout == self.layout.0 && (r.index as usize) < self.series.len()
+    }
+
+    /// Adds one sample to the series `r` names, as [`MemStorage::add_sample`] does; `false`,
+    /// adding nothing, when `r` is stale (take a new one with [`MemStorage::series_ref`]).
+    pub fn add_sample_ref(&mut self, r: SeriesRef, t_ms: i64, v: f64) -> bool {
+        if !self.is_current(r) {
+            return false;
+        }
+        self.generation += 1;
+        self.series[r.index as usize].add(t_ms, v);
+        true
+    }
+
     /// Adds several samples to one series.
     pub fn add_samples(&mut self, labels: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
         self.generation += 1;
@@ -658,7 +724,8 @@ impl MemStorage {
         }
     }
 
-    /// Drops samples older than `t_ms`, and series left without samples.
+    /// Drops samples older than `t_ms`, and series left without samples (renumbering the rest:
+    /// every [`SeriesRef`] is stale then).
     pub fn truncate_before(&mut self, t_ms: i64) {
         self.generation += 1;
         for s in &mut self.series {
@@ -861,6 +928,64 @@ mod tests {
         assert!(!m(MatchOp::Re, "job", "pro").matches("production"));
         assert!(m(MatchOp::NotRe, "job", "pro").matches("production"));
         assert!(m(MatchOp::Re, "group", "(?i:PRO).*").matches("production"));
+    }
+
+    /// The samples of the series with `labels`, in time order.
+    fn samples_of(s: &MemStorage, labels: &Labels) -> Vec<(i64, f64)> {
+        let name = labels.value("__name__");
+        s.select(&[m(MatchOp::Equal, "__name__", name)], i64::MIN, i64::MAX)
+            .into_iter()
+            .find(|x| *x.labels == *labels)
+            .map(|x| x.samples.into_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn series_refs_add_like_labels_and_stale_ones_are_refused() {
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let b = Labels::from_pairs([("__name__", "up"), ("job", "b")]);
+        let mut s = MemStorage::new();
+        let ra = s.series_ref(&a);
+        assert_eq!(s.series_ref(&a), ra, "the same series, the same ref");
+        let rb = s.series_ref(&b);
+        assert!(s.add_sample_ref(ra, 1_000, 1.0));
+        assert!(s.add_sample_ref(rb, 1_000, 2.0));
+        s.add_sample(&a, 2_000, 3.0);
+        assert!(
+            s.add_sample_ref(ra, 2_000, 4.0),
+            "replaces the value at 2 s"
+        );
+        assert_eq!(samples_of(&s, &a), vec![(1_000, 1.0), (2_000, 4.0)]);
+        assert_eq!(samples_of(&s, &b), vec![(1_000, 2.0)]);
+
+        // Dropping `a` renumbers the series: `b` is now where `a` was, and both old refs are
+        // stale. Adding through them must not reach `b`.
+        s.add_sample_ref(rb, 5_000, 5.0);
+        s.truncate_before(3_000);
+        assert_eq!(s.series_count(), 1);
+        assert!(!s.is_current(ra) && !s.is_current(rb));
+        assert!(!s.add_sample_ref(ra, 6_000, 99.0));
+        assert!(!s.add_sample_ref(rb, 6_000, 99.0));
+        assert_eq!(samples_of(&s, &b), vec![(5_000, 5.0)]);
+        assert!(samples_of(&s, &a).is_empty());
+        let rb = s.series_ref(&b);
+        assert!(s.add_sample_ref(rb, 6_000, 6.0));
+        assert_eq!(samples_of(&s, &b), vec![(5_000, 5.0), (6_000, 6.0)]);
+
+        // A truncation that drops no series keeps the numbering.
+        s.truncate_before(5_500);
+        assert!(s.is_current(rb));
+
+        // Cleared, or another store (even a clone) with a series at the same number: stale.
+        let mut other = MemStorage::new();
+        other.series_ref(&a);
+        assert!(!other.add_sample_ref(rb, 7_000, 99.0));
+        let mut clone = s.clone();
+        assert!(!clone.add_sample_ref(rb, 7_000, 99.0));
+        s.clear();
+        assert!(!s.add_sample_ref(rb, 7_000, 99.0));
+        assert_eq!(s.sample_count(), 0);
+        assert!(samples_of(&other, &a).is_empty());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! the leader's live window, and the lease as the API shows it. The lease itself is taken and
 //! renewed in `leader.rs` on a connection of its own; fencing is [`Store::check_fence`].
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, Connection, Row};
 
 use super::Store;
@@ -46,7 +48,8 @@ pub async fn try_acquire(
     Ok(row.map(|r| r.get::<i64, _>(0)))
 }
 
-/// One committed raw batch, as the leader tails them.
+/// One committed raw batch, as the leader tails them (its samples are read separately, by
+/// [`batch_data`], for the batches the leader did not store itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedBatch {
     /// Its place in commit order (migration 0023).
@@ -54,8 +57,63 @@ pub struct CommittedBatch {
     pub agent_id: String,
     pub seq: i64,
     pub received_ms: i64,
-    /// The samples, encoded by [`super::blob::encode`].
-    pub data: Vec<u8>,
+}
+
+/// The leader's tail's own connection: PostgreSQL's driver directly, not the pool, since the
+/// tail queries on every commit any replica makes: no pool checkout and release (sqlx pings a
+/// connection each time it returns to the pool) and no conversion of rows to the `Any`
+/// driver's values.
+pub async fn tail_connection(url: &str) -> sqlx::Result<sqlx::PgConnection> {
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(&format!(
+        "SET application_name = '{}'",
+        super::application_name()
+    ))
+    .execute(&mut c)
+    .await?;
+    Ok(c)
+}
+
+/// Up to `limit` batches committed after `after`, in commit order, without their samples.
+pub async fn batches_committed_after(
+    conn: &mut sqlx::PgConnection,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<CommittedBatch>> {
+    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT commit_id, agent_id, seq, received_ms FROM batches \
+         WHERE commit_id > $1 ORDER BY commit_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(commit_id, agent_id, seq, received_ms)| CommittedBatch {
+            commit_id,
+            agent_id,
+            seq,
+            received_ms,
+        })
+        .collect())
+}
+
+/// The samples (encoded by [`super::blob::encode`]) of the batches with these commit ids, by
+/// commit id; a batch deleted since is missing.
+pub async fn batch_data(
+    conn: &mut sqlx::PgConnection,
+    commit_ids: &[i64],
+) -> sqlx::Result<HashMap<i64, Vec<u8>>> {
+    if commit_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT commit_id, data FROM batches WHERE commit_id = ANY($1)")
+            .bind(commit_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 impl Store {
@@ -65,31 +123,6 @@ impl Store {
             .fetch_one(self.pool())
             .await?
             .try_get::<i64, _>(0)
-    }
-
-    /// Up to `limit` batches committed after `after`, in commit order.
-    pub async fn batches_committed_after(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> sqlx::Result<Vec<CommittedBatch>> {
-        Ok(sqlx::query(
-            "SELECT commit_id, agent_id, seq, received_ms, data FROM batches \
-             WHERE commit_id > $1 ORDER BY commit_id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| CommittedBatch {
-            commit_id: r.get(0),
-            agent_id: r.get(1),
-            seq: r.get(2),
-            received_ms: r.get(3),
-            data: r.get(4),
-        })
-        .collect())
     }
 
     /// Ends `holder`'s lease now (a clean shutdown).

@@ -238,11 +238,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             .collect()
     };
     let lag = |text: &str| histogram(text, "yunwei_ha_tail_lag_seconds");
+    // Batches the leader's tail stepped over, its own writer having added them already.
+    let own = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("yunwei_ha_tail_own_batches_total ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
     tokio::time::sleep_until(window.start).await;
     let cpu_before = cpu(&servers);
     let pg_before = watch.cpu().await?;
     let sizes_before = pg_sizes(&mut sizes_conn).await?;
-    let lag_before = lag(&clients[leader].get_text("/metrics").await?);
+    let (lag_before, own_before) = {
+        let text = clients[leader].get_text("/metrics").await?;
+        (lag(&text), own(&text))
+    };
     // The window-lag gauge, sampled every second.
     let mut gauge = Vec::new();
     while Instant::now() < window.end {
@@ -259,7 +271,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let cpu_after = cpu(&servers);
     let pg_after = watch.cpu().await?;
     let sizes_after = pg_sizes(&mut sizes_conn).await?;
-    let lag_after = lag(&clients[leader].get_text("/metrics").await?);
+    let (lag_after, own_after) = {
+        let text = clients[leader].get_text("/metrics").await?;
+        (lag(&text), own(&text))
+    };
     let mut tally = join_all(set, window.end + Duration::from_secs(35)).await;
     tally.latencies_us.sort_unstable();
     let wal: i64 = sqlx::query_scalar(&format!(
@@ -333,7 +348,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     println!(
         "- window lag at the leader (yunwei_ha_tail_lag_seconds, per batch applied by its tail, arrival at \
          any replica → leader's window): {} batches, mean {} ms, p50 ≤ {} ms, p99 ≤ {} ms (bucket bounds); \
-         the gauge yunwei_ha_window_lag_seconds sampled each second: max {} ms",
+         the gauge yunwei_ha_window_lag_seconds sampled each second: max {} ms; {} batches of the leader's own \
+         stepped over by its tail (its writer had added them)",
         lag_n,
         fmt(lag_mean_ms, 1),
         fmt(
@@ -348,6 +364,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             gauge.iter().cloned().reduce(f64::max).map(|s| s * 1000.0),
             0
         ),
+        own_after - own_before,
     );
     println!(
         "- CPU in the window: replicas {:.2} s ({}), PostgreSQL backends {:.2} s; acked {} batches, {} samples",
