@@ -263,12 +263,21 @@ pub async fn tail_loop(
     let mut tail = crate::live::Tail::after(from, &database_url);
     let mut listener: Option<sqlx::postgres::PgListener> = None;
     loop {
-        match tail.poll(&live, &store).await {
+        match tail.poll(&live, &store, crate::now_ms()).await {
             Ok(polled) => {
                 if !polled.names.is_empty() {
                     trigger.touched(polled.names.iter().map(|n| &**n));
                 }
                 metrics.ha_tail_own_batches.inc_by(polled.own as u64);
+                for (kind, n) in [
+                    ("all", polled.full_series_reads),
+                    ("new", polled.new_series_reads),
+                ] {
+                    metrics
+                        .ha_tail_series_reads
+                        .with_label_values(&[kind])
+                        .inc_by(n as u64);
+                }
                 let now = crate::now_ms();
                 for t in &polled.arrived {
                     metrics

@@ -320,7 +320,15 @@ pub struct Tail {
     conn: Option<sqlx::PgConnection>,
     /// series id → what the tail knows of it.
     series: IdMap<TailSeries>,
+    /// One name shared by all its series, so names are told apart by pointer.
+    names: HashMap<String, Arc<str>>,
+    /// When every series was last read ([`Tail::reload_series`]), in ms.
+    full_reload_ms: Option<i64>,
 }
+
+/// How often at most the tail reads every series again (also picking up changed host facts of
+/// known series); in between, a batch naming series it does not know makes it read those only.
+const FULL_RELOAD_EVERY_MS: i64 = 10 * 60 * 1000;
 
 /// What one [`Tail::poll`] did.
 #[derive(Debug, Default)]
@@ -331,6 +339,10 @@ pub struct Polled {
     pub arrived: Vec<i64>,
     /// Batches this process's writer had added already, stepped over.
     pub own: usize,
+    /// Reads of every series ([`FULL_RELOAD_EVERY_MS`]).
+    pub full_series_reads: usize,
+    /// Reads of only the series the batches named that the tail did not know.
+    pub new_series_reads: usize,
 }
 
 impl Tail {
@@ -341,6 +353,8 @@ impl Tail {
             database_url: database_url.to_string(),
             conn: None,
             series: IdMap::default(),
+            names: HashMap::new(),
+            full_reload_ms: None,
         }
     }
 
@@ -351,8 +365,8 @@ impl Tail {
             .into_iter()
             .map(|a| (a.agent_id.clone(), a))
             .collect();
-        // One name shared by all its series, so names are told apart by pointer.
-        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        self.names.clear();
+        let names = &mut self.names;
         let mut old = std::mem::take(&mut self.series);
         self.series = store
             .all_series()
@@ -380,9 +394,48 @@ impl Tail {
         Ok(())
     }
 
-    /// Applies every batch committed since the last call.
-    pub async fn poll(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
-        let r = self.poll_on(live, store).await;
+    /// Reads the series `ids` only (made since by any replica), with their hosts' current
+    /// facts: a new series costs one query for it, not a read of every series.
+    async fn load_series(&mut self, store: &Store, ids: &[i64]) -> anyhow::Result<()> {
+        let conn = self.conn.as_mut().expect("connected by poll_on");
+        let rows = ha::series_by_ids(conn, ids).await?;
+        let mut agents: HashMap<String, Option<AgentRow>> = HashMap::new();
+        for s in rows {
+            if !agents.contains_key(&s.agent_id) {
+                let a = store.agent(&s.agent_id).await?;
+                agents.insert(s.agent_id.clone(), a);
+            }
+            let l = match agents.get(&s.agent_id).and_then(Option::as_ref) {
+                Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
+                None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
+            };
+            let name = self
+                .names
+                .entry(s.name)
+                .or_insert_with_key(|n| Arc::from(n.as_str()))
+                .clone();
+            let labels = to_labels(&l);
+            self.series.insert(
+                s.id,
+                TailSeries {
+                    labels,
+                    name,
+                    at: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies every batch committed since the last call; `now_ms` paces the full reads of
+    /// the series ([`FULL_RELOAD_EVERY_MS`]).
+    pub async fn poll(
+        &mut self,
+        live: &Live,
+        store: &Store,
+        now_ms: i64,
+    ) -> anyhow::Result<Polled> {
+        let r = self.poll_on(live, store, now_ms).await;
         if r.is_err() {
             // The connection may be what failed.
             self.conn = None;
@@ -390,7 +443,7 @@ impl Tail {
         r
     }
 
-    async fn poll_on(&mut self, live: &Live, store: &Store) -> anyhow::Result<Polled> {
+    async fn poll_on(&mut self, live: &Live, store: &Store, now_ms: i64) -> anyhow::Result<Polled> {
         let mut out = Polled::default();
         if self.conn.is_none() {
             self.conn = Some(ha::tail_connection(&self.database_url).await?);
@@ -412,22 +465,38 @@ impl Tail {
             out.own += page.len() - foreign.len();
             let ids: Vec<i64> = foreign.iter().map(|b| b.commit_id).collect();
             let data = ha::batch_data(conn, &ids).await?;
-            // Decoded outside the window's lock; a series the tail does not know yet (made by
-            // another replica since) makes it read the series again.
+            // Decoded outside the window's lock; series the tail does not know yet (made by
+            // another replica since) are read: those only, or every series when the last full
+            // read is older than FULL_RELOAD_EVERY_MS (the first time, and to pick up changed
+            // host facts of known series).
             let mut decoded: Vec<Vec<RawSample>> = Vec::with_capacity(foreign.len());
-            let mut unknown = false;
+            let mut unknown: Vec<i64> = Vec::new();
             for b in &foreign {
                 let mut samples = Vec::new();
                 if let Some(d) = data.get(&b.commit_id) {
                     blob::decode(d, |s| {
-                        unknown |= !self.series.contains_key(&s.series_id);
+                        if !self.series.contains_key(&s.series_id) {
+                            unknown.push(s.series_id);
+                        }
                         samples.push(s);
                     });
                 }
                 decoded.push(samples);
             }
-            if unknown {
-                self.reload_series(store).await?;
+            if !unknown.is_empty() {
+                let full_due = self
+                    .full_reload_ms
+                    .is_none_or(|t| now_ms - t >= FULL_RELOAD_EVERY_MS);
+                if full_due {
+                    self.reload_series(store).await?;
+                    self.full_reload_ms = Some(now_ms);
+                    out.full_series_reads += 1;
+                } else {
+                    unknown.sort_unstable();
+                    unknown.dedup();
+                    self.load_series(store, &unknown).await?;
+                    out.new_series_reads += 1;
+                }
             }
             // The lock is taken per few batches, so rules and the writer wait little.
             for chunk in decoded.chunks(LOCKED_BATCHES) {

@@ -50,6 +50,9 @@ pub struct Metrics {
     /// At the leader: batches its tail stepped over because this replica's writer had added
     /// them to the window already.
     pub ha_tail_own_batches: IntCounter,
+    /// At the leader: reads of series by its tail, `{kind="all"}` (every series, at most every
+    /// ten minutes) or `{kind="new"}` (only the series a batch named that it did not know).
+    pub ha_tail_series_reads: IntCounterVec,
     /// Sends of notifications another term or process had in flight when it stopped.
     pub notify_possible_repeats: IntCounter,
 }
@@ -311,6 +314,15 @@ impl Metrics {
                 "At the leader: committed batches its tail stepped over, this replica's own \
                  writer having added them to the live window already.",
             )?,
+            ha_tail_series_reads: IntCounterVec::new(
+                Opts::new(
+                    "yunwei_ha_tail_series_reads_total",
+                    "At the leader: reads of series by its tail: kind=all (every series, at most \
+                     every ten minutes, also picking up changed host facts) or kind=new (only \
+                     the series a batch named that the tail did not know).",
+                ),
+                &["kind"],
+            )?,
             notify_possible_repeats: IntCounter::new(
                 "yunwei_notify_possible_repeats_total",
                 "Notifications sent again because the previous leader or process had them in \
@@ -326,6 +338,7 @@ impl Metrics {
         r.register(Box::new(m.ha_window_lag_seconds.clone()))?;
         r.register(Box::new(m.ha_tail_lag_seconds.clone()))?;
         r.register(Box::new(m.ha_tail_own_batches.clone()))?;
+        r.register(Box::new(m.ha_tail_series_reads.clone()))?;
         r.register(Box::new(m.ingest_batches.clone()))?;
         r.register(Box::new(m.hostnames_duplicated.clone()))?;
         r.register(Box::new(m.ingest_samples.clone()))?;

@@ -444,6 +444,37 @@ async fn the_leaders_tail_adds_other_replicas_batches_once_and_steps_over_its_ow
         applied >= 4,
         "A's tail applied B's 4 batches: applied {applied}"
     );
+    // A host new to A (series and agent) reaches B: A's tail reads just its series and its
+    // host's facts, not every series again (that happens at most every ten minutes).
+    let reads = |text: &str, kind: &str| {
+        metric(
+            text,
+            &format!("yunwei_ha_tail_series_reads_total{{kind=\"{kind}\"}}"),
+        ) as i64
+    };
+    let text = ca.get_text("/metrics").await.unwrap();
+    let (all_before, new_before) = (reads(&text, "all"), reads(&text, "new"));
+    assert!(
+        all_before >= 1,
+        "A's tail read every series once: {all_before}"
+    );
+    let z = cb.enroll("tail-z").await.unwrap();
+    push_seq(&cb, &z, "tail-z", 1).await;
+    wait_for(20, "A's window to hold the new host's batch", async || {
+        (window_samples(&ca, "tail-z").await == Some(1)).then_some(())
+    })
+    .await;
+    let text = ca.get_text("/metrics").await.unwrap();
+    assert_eq!(
+        reads(&text, "all"),
+        all_before,
+        "no second read of every series"
+    );
+    assert_eq!(
+        reads(&text, "new"),
+        new_before + 1,
+        "one read of the new series"
+    );
 
     // A dies: B takes over, rebuilds its window from the store, and tails from there.
     a.kill9();

@@ -116,6 +116,31 @@ pub async fn batch_data(
     Ok(rows.into_iter().collect())
 }
 
+/// The series with these ids (a series made since by any replica), in id order.
+pub async fn series_by_ids(
+    conn: &mut sqlx::PgConnection,
+    ids: &[i64],
+) -> sqlx::Result<Vec<super::SeriesRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT id, agent_id, name, labels FROM series WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, agent_id, name, labels)| super::SeriesRow {
+            id,
+            agent_id,
+            name,
+            labels: super::labels_from_json(&labels),
+        })
+        .collect())
+}
+
 impl Store {
     /// The highest commit id given so far (0 before any).
     pub async fn max_commit_id(&self) -> sqlx::Result<i64> {

@@ -339,7 +339,7 @@ pub struct EventRow {
     pub detail: serde_json::Value,
 }
 
-fn labels_from_json(s: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels_from_json(s: &str) -> BTreeMap<String, String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
