@@ -165,6 +165,12 @@ impl LiveWindow {
             self.own.clear();
         }
     }
+
+    /// Whether the leader's tail runs on this window: this replica leads, and its window was
+    /// rebuilt and its rule state restored from the store (the tail starts after both).
+    pub fn tailed(&self) -> bool {
+        self.tailed
+    }
 }
 
 /// Label names the server attaches to an agent's series itself, whatever the host's inventory:

@@ -802,6 +802,15 @@ async fn alert_state_survives_a_restart_and_reload_is_validated(backend: &str) {
             let task = tokio::spawn(server.run(async {
                 let _ = rx.await;
             }));
+            // On PostgreSQL the server first wins the lease, then rebuilds its window and
+            // restores the saved rule state; evaluating before that would race the restore.
+            if state.config.database_url.starts_with("postgres") {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while !state.live.window.read().unwrap().tailed() {
+                    assert!(std::time::Instant::now() < deadline, "never became leader");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
             (state, client, stop, task)
         }
     };
