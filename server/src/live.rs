@@ -345,7 +345,7 @@ pub struct Polled {
     pub arrived: Vec<i64>,
     /// Batches this process's writer had added already, stepped over.
     pub own: usize,
-    /// Reads of every series ([`FULL_RELOAD_EVERY_MS`]).
+    /// Reads of every series (at most every ten minutes).
     pub full_series_reads: usize,
     /// Reads of only the series the batches named that the tail did not know.
     pub new_series_reads: usize,
@@ -434,7 +434,7 @@ impl Tail {
     }
 
     /// Applies every batch committed since the last call; `now_ms` paces the full reads of
-    /// the series ([`FULL_RELOAD_EVERY_MS`]).
+    /// the series (at most every ten minutes).
     pub async fn poll(
         &mut self,
         live: &Live,
