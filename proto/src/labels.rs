@@ -287,9 +287,10 @@ struct Interner {
     count: usize,
 }
 
-/// The keys are hashes already.
+/// The hashing of a map whose `u64` keys are hashes already (this interner's, the server's
+/// series cache): the key is its own hash.
 #[derive(Default, Clone, Copy)]
-struct PassThrough;
+pub struct PassThrough;
 
 impl BuildHasher for PassThrough {
     type Hasher = PassThroughHasher;
@@ -298,7 +299,8 @@ impl BuildHasher for PassThrough {
     }
 }
 
-struct PassThroughHasher(u64);
+/// [`PassThrough`]'s hasher: a `u64` written is the hash.
+pub struct PassThroughHasher(u64);
 
 impl Hasher for PassThroughHasher {
     fn finish(&self) -> u64 {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{DecodeError, decode_batch, encode_batch, gunzip_limited, gzip};
-pub use labels::{Labels, fast_hasher};
+pub use labels::{Labels, PassThrough, fast_hasher};
 pub use validate::{
     FieldError, Limits, MAX_PROBE_INTERVALS, valid_label_name, valid_metric_name, validate_batch,
 };

@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    hash::{BuildHasherDefault, Hasher},
+    hash::Hasher,
     sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
@@ -280,26 +280,8 @@ struct AgentMem {
 
 type SeriesKey = (Arc<str>, String, Labels);
 
-/// Hasher of the series cache, whose keys are [`series_hash`]es already.
-#[derive(Default)]
-struct SeriesKeyHasher(u64);
-
-impl Hasher for SeriesKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The series cache: [`series_hash`] → candidates.
-type SeriesCache = HashMap<u64, Vec<(SeriesKey, i64)>, BuildHasherDefault<SeriesKeyHasher>>;
+type SeriesCache = HashMap<u64, Vec<(SeriesKey, i64)>, yunwei_proto::PassThrough>;
 
 /// The writer task's state. Caches are reloaded from the store after a failed transaction.
 pub struct Writer {
@@ -1099,11 +1081,9 @@ impl Writer {
                     self.labels.insert(*id, (generation, l, None));
                 }
                 let (_, labels, at) = self.labels.get_mut(id).expect("cached above");
-                if !at.is_some_and(|r| window.storage.add_sample_ref(r, s.ts_ms, s.value)) {
-                    let r = window.storage.series_ref(labels);
-                    window.storage.add_sample_ref(r, s.ts_ms, s.value);
-                    *at = Some(r);
-                }
+                window
+                    .storage
+                    .add_sample_cached(at, labels, s.ts_ms, s.value);
             }
             // For the leader's tail, which then need not read this batch back.
             window.added_own(&job.agent_id, b.seq as i64, job.received_ms);

@@ -290,6 +290,30 @@ struct TailSeries {
     at: Option<SeriesRef>,
 }
 
+impl TailSeries {
+    /// Series `s` as presented with its host's facts (none when the host is unknown), without
+    /// a handle yet; its name is shared through `names`.
+    fn new(
+        names: &mut HashMap<String, Arc<str>>,
+        s: crate::store::SeriesRow,
+        agent: Option<&AgentRow>,
+    ) -> TailSeries {
+        let l = match agent {
+            Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
+            None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
+        };
+        let name = names
+            .entry(s.name)
+            .or_insert_with_key(|n| Arc::from(n.as_str()))
+            .clone();
+        TailSeries {
+            labels: to_labels(&l),
+            name,
+            at: None,
+        }
+    }
+}
+
 /// Hashes a series id (a database sequence number) with one multiplication, as FxHash does:
 /// the tail looks a series up for every sample it reads.
 #[derive(Default)]
@@ -379,22 +403,15 @@ impl Tail {
             .await?
             .into_iter()
             .map(|s| {
-                let l = match agents.get(&s.agent_id) {
-                    Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
-                    None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
-                };
-                let name = names
-                    .entry(s.name)
-                    .or_insert_with_key(|n| Arc::from(n.as_str()))
-                    .clone();
-                let labels = to_labels(&l);
+                let id = s.id;
+                let agent = agents.get(&s.agent_id);
+                let mut series = TailSeries::new(names, s, agent);
                 // A series known before keeps its handle while its labels are the same.
-                let at = old
-                    .remove(&s.id)
-                    .filter(|o| o.labels == labels)
+                series.at = old
+                    .remove(&id)
+                    .filter(|o| o.labels == series.labels)
                     .and_then(|o| o.at);
-                let series = TailSeries { labels, name, at };
-                (s.id, series)
+                (id, series)
             })
             .collect();
         Ok(())
@@ -411,24 +428,10 @@ impl Tail {
                 let a = store.agent(&s.agent_id).await?;
                 agents.insert(s.agent_id.clone(), a);
             }
-            let l = match agents.get(&s.agent_id).and_then(Option::as_ref) {
-                Some(a) => presented_labels(&s.name, &s.labels, &a.hostname, &a.labels),
-                None => presented_labels(&s.name, &s.labels, "", &BTreeMap::new()),
-            };
-            let name = self
-                .names
-                .entry(s.name)
-                .or_insert_with_key(|n| Arc::from(n.as_str()))
-                .clone();
-            let labels = to_labels(&l);
-            self.series.insert(
-                s.id,
-                TailSeries {
-                    labels,
-                    name,
-                    at: None,
-                },
-            );
+            let id = s.id;
+            let agent = agents.get(&s.agent_id).and_then(Option::as_ref);
+            let series = TailSeries::new(&mut self.names, s, agent);
+            self.series.insert(id, series);
         }
         Ok(())
     }
@@ -512,14 +515,12 @@ impl Tail {
                         let Some(series) = self.series.get_mut(&s.series_id) else {
                             continue;
                         };
-                        let added = series
-                            .at
-                            .is_some_and(|r| window.storage.add_sample_ref(r, s.ts_ms, s.value));
-                        if !added {
-                            let r = window.storage.series_ref(&series.labels);
-                            window.storage.add_sample_ref(r, s.ts_ms, s.value);
-                            series.at = Some(r);
-                        }
+                        window.storage.add_sample_cached(
+                            &mut series.at,
+                            &series.labels,
+                            s.ts_ms,
+                            s.value,
+                        );
                         if out
                             .names
                             .last()

@@ -8,6 +8,8 @@
 //! finished with the acknowledgement's record in one transaction; withdrawn when no leader
 //! claimed it.
 
+mod common;
+
 use sqlx::{Connection, Row};
 use yunwei_server::store::{
     FENCED, Store,
@@ -71,22 +73,7 @@ fn incident(id: &str) -> IncidentRow {
 }
 
 fn report(origin: &str, version: i64) -> ReportRow {
-    ReportRow {
-        id: 0,
-        contract_id: "c1".into(),
-        period: "2026-11".into(),
-        start_ms: 0,
-        end_ms: 1,
-        version,
-        lang: "zh-CN".into(),
-        generated_ms: 2,
-        score_milli: 99_000,
-        grade: "A".into(),
-        provisional: false,
-        sha256: "00".into(),
-        origin: origin.into(),
-        formats: Vec::new(),
-    }
+    common::report_row(origin, version, "zh-CN")
 }
 
 fn ack(at: i64) -> AckRow {

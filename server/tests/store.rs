@@ -40,22 +40,7 @@ async fn one_final_version_per_contract_period_and_language(backend: &str) {
         return;
     };
     let store = &h.state.store;
-    let row = |origin: &str, version: i64, lang: &str| yunwei_server::store::reports::ReportRow {
-        id: 0,
-        contract_id: "c1".into(),
-        period: "2026-11".into(),
-        start_ms: 0,
-        end_ms: 1,
-        version,
-        lang: lang.into(),
-        generated_ms: 2,
-        score_milli: 99_000,
-        grade: "A".into(),
-        provisional: false,
-        sha256: "00".into(),
-        origin: origin.into(),
-        formats: Vec::new(),
-    };
+    let row = common::report_row;
     store
         .insert_report(&row("api", 1, "zh-CN"), b"{}", &[])
         .await

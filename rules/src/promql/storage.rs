@@ -680,6 +680,23 @@ impl MemStorage {
         true
     }
 
+    /// Adds one sample to the series with `labels` through the handle `at` caches, taking it
+    /// (again) when there is none or it is stale: only then are the labels hashed.
+    pub fn add_sample_cached(
+        &mut self,
+        at: &mut Option<SeriesRef>,
+        labels: &Labels,
+        t_ms: i64,
+        v: f64,
+    ) {
+        if at.is_some_and(|r| self.add_sample_ref(r, t_ms, v)) {
+            return;
+        }
+        let r = self.series_ref(labels);
+        self.add_sample_ref(r, t_ms, v);
+        *at = Some(r);
+    }
+
     /// Adds several samples to one series.
     pub fn add_samples(&mut self, labels: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
         self.generation += 1;

@@ -11,16 +11,22 @@ use super::Store;
 /// The database clock in Unix milliseconds, as PostgreSQL computes it.
 const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
-/// A connection of its own for the lease, named like the pool's sessions.
-pub async fn lease_connection(url: &str) -> sqlx::Result<AnyConnection> {
-    let mut c = AnyConnection::connect(url).await?;
-    sqlx::query(&format!(
-        "SET application_name = '{}'",
-        super::application_name()
-    ))
-    .execute(&mut c)
-    .await?;
+/// A connection outside the pool, named like the pool's sessions (so a backend can be told
+/// apart, and terminated, by replica).
+async fn named_connection<C>(url: &str) -> sqlx::Result<C>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut c = C::connect(url).await?;
+    let set = format!("SET application_name = '{}'", super::application_name());
+    sqlx::Executor::execute(&mut c, set.as_str()).await?;
     Ok(c)
+}
+
+/// A connection of its own for the lease.
+pub async fn lease_connection(url: &str) -> sqlx::Result<AnyConnection> {
+    named_connection(url).await
 }
 
 /// One renewal (or acquisition): the epoch of the term `holder` now holds, or `None` when
@@ -64,14 +70,7 @@ pub struct CommittedBatch {
 /// connection each time it returns to the pool) and no conversion of rows to the `Any`
 /// driver's values.
 pub async fn tail_connection(url: &str) -> sqlx::Result<sqlx::PgConnection> {
-    let mut c = sqlx::PgConnection::connect(url).await?;
-    sqlx::query(&format!(
-        "SET application_name = '{}'",
-        super::application_name()
-    ))
-    .execute(&mut c)
-    .await?;
-    Ok(c)
+    named_connection(url).await
 }
 
 /// Up to `limit` batches committed after `after`, in commit order, without their samples.

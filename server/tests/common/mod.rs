@@ -108,3 +108,27 @@ impl Harness {
         serde_json::from_str(&body).unwrap()
     }
 }
+
+/// An archived report version's row of contract `c1`, period `2026-11`, for store-level tests.
+pub fn report_row(
+    origin: &str,
+    version: i64,
+    lang: &str,
+) -> yunwei_server::store::reports::ReportRow {
+    yunwei_server::store::reports::ReportRow {
+        id: 0,
+        contract_id: "c1".into(),
+        period: "2026-11".into(),
+        start_ms: 0,
+        end_ms: 1,
+        version,
+        lang: lang.into(),
+        generated_ms: 2,
+        score_milli: 99_000,
+        grade: "A".into(),
+        provisional: false,
+        sha256: "00".into(),
+        origin: origin.into(),
+        formats: Vec::new(),
+    }
+}
